@@ -1,0 +1,165 @@
+//! Re-executed child roles: the spawn way of starting a process.
+//!
+//! A lesson that needs a worker richer than what is safe after a bare `fork()` starts
+//! this very binary again with the hidden subcommand `__child <lesson> <role>`, like
+//! Python's `spawn` start method or Windows' `CreateProcess`. The child connects to the
+//! parent's ipc-channel one-shot server, says hello with a sender for commands, then
+//! sends its events up (stamped where they happen) and receives commands down.
+
+use crate::event::{now_ns, Event, Kind, ObsValue};
+use crate::words::{Args, Lang, Words};
+use anyhow::{anyhow, bail, Context, Result};
+use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// From a child to its parent.
+#[derive(Serialize, Deserialize, Debug)]
+pub enum Up {
+    /// The first message: who I am, and where to send me commands.
+    Hello { pid: i32, down: IpcSender<Down> },
+    /// Something happened in me.
+    Event(Event),
+    /// An answer the lesson waits for.
+    Reply(ObsValue),
+    /// Sent by the parent to itself to end a bootstrap that will never complete.
+    Abort,
+}
+
+/// From the parent to a child.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum Down {
+    /// Go on (a start gate, a step).
+    Go,
+    /// A value for the role.
+    Value(ObsValue),
+    /// Finish now.
+    Stop,
+}
+
+/// What a role sees: its words, its arguments, and the channels to its parent.
+pub struct ChildCtx {
+    pub pid: i32,
+    pub name: String,
+    pub lang: Lang,
+    pub speed: f64,
+    pub args: serde_json::Value,
+    words: Words,
+    up: IpcSender<Up>,
+    down: IpcReceiver<Down>,
+}
+
+/// A role: the code a re-executed child runs. Its return value is the exit status.
+pub type RoleFn = fn(&mut ChildCtx) -> Result<i32>;
+
+impl ChildCtx {
+    /// Send an event about myself, stamped now.
+    pub fn emit(&self, kind: Kind) -> Result<()> {
+        self.up
+            .send(Up::Event(Event::now(self.pid, kind)))
+            .map_err(|e| anyhow!("sending an event to the parent: {e:?}"))
+    }
+
+    /// Narrate a line from my words.
+    pub fn say(&self, key: &str, args: Args<'_>) -> Result<()> {
+        self.emit(self.words.say(self.lang, key, args))
+    }
+
+    /// A lesson's own event (`acquire`, `put`, …) with my name, stamped now.
+    pub fn act(&self, act: &str, fields: &[(&str, ObsValue)]) -> Result<()> {
+        self.act_at(now_ns(), act, fields)
+    }
+
+    /// A lesson's own event stamped at `t_ns` (taken right where the call returned).
+    pub fn act_at(&self, t_ns: u64, act: &str, fields: &[(&str, ObsValue)]) -> Result<()> {
+        let mut all = vec![("name".to_string(), ObsValue::from(self.name.as_str()))];
+        all.extend(fields.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        self.up
+            .send(Up::Event(Event {
+                t_ns,
+                pid: self.pid,
+                kind: Kind::Act {
+                    act: act.into(),
+                    fields: all,
+                },
+            }))
+            .map_err(|e| anyhow!("sending an event to the parent: {e:?}"))
+    }
+
+    /// Answer the lesson.
+    pub fn reply(&self, value: impl Into<ObsValue>) -> Result<()> {
+        self.up
+            .send(Up::Reply(value.into()))
+            .map_err(|e| anyhow!("replying to the parent: {e:?}"))
+    }
+
+    /// Wait for the parent's next command.
+    pub fn recv(&self) -> Result<Down> {
+        self.down
+            .recv()
+            .map_err(|e| anyhow!("the parent went away: {e:?}"))
+    }
+
+    /// A pacing pause, scaled by `--speed`.
+    pub fn pause(&self, ms: u64) {
+        if self.speed > 0.0 {
+            std::thread::sleep(Duration::from_secs_f64(ms as f64 * self.speed / 1000.0));
+        }
+    }
+
+    /// An integer argument given by the lesson.
+    pub fn arg_i64(&self, name: &str) -> Result<i64> {
+        self.args
+            .get(name)
+            .and_then(|v| v.as_i64())
+            .with_context(|| format!("child argument {name} is missing"))
+    }
+
+    /// A string argument given by the lesson.
+    pub fn arg_str(&self, name: &str) -> Result<String> {
+        self.args
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(String::from)
+            .with_context(|| format!("child argument {name} is missing"))
+    }
+}
+
+/// How a child was asked to run.
+pub struct ChildArgs {
+    pub lesson: String,
+    pub role: String,
+    pub ipc: String,
+    pub name: String,
+    pub args: String,
+    pub lang: Lang,
+    pub speed: f64,
+}
+
+/// The entry of a re-executed child: connect, say hello, run the role.
+pub fn main(a: ChildArgs) -> Result<i32> {
+    let def =
+        crate::lessons::find(&a.lesson).with_context(|| format!("no lesson named {}", a.lesson))?;
+    let Some(&(_, role)) = def.roles.iter().find(|(name, _)| *name == a.role) else {
+        bail!("lesson {} has no child role {}", a.lesson, a.role);
+    };
+    let args: serde_json::Value =
+        serde_json::from_str(&a.args).context("child arguments are not JSON")?;
+    let up = IpcSender::<Up>::connect(a.ipc.clone())
+        .with_context(|| format!("connecting to the parent at {}", a.ipc))?;
+    let (down_tx, down) = ipc::channel::<Down>().context("creating the command channel")?;
+    let pid = nix::unistd::getpid().as_raw();
+    up.send(Up::Hello { pid, down: down_tx })
+        .map_err(|e| anyhow!("saying hello to the parent: {e:?}"))?;
+    let mut ctx = ChildCtx {
+        pid,
+        name: a.name,
+        lang: a.lang,
+        speed: a.speed,
+        args,
+        words: def.words()?,
+        up,
+        down,
+    };
+    role(&mut ctx)
+}

@@ -1,0 +1,169 @@
+//! The command line, in one definition from which help and shell completions are both
+//! made. Global options are a derived struct; the subcommands come from the lesson
+//! registry, so a new lesson appears here (with its options and their ranges) by itself.
+
+use crate::lessons::{LessonDef, Opts, LESSONS};
+use crate::words::Lang;
+use clap::{value_parser, Arg, ArgAction, ArgMatches, Args, Command};
+
+/// When to colour the output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stdout is a terminal, unless NO_COLOR is set (CLICOLOR_FORCE forces it)
+    Auto,
+    Always,
+    Never,
+}
+
+/// Options that apply to every subcommand.
+#[derive(Args, Clone, Debug)]
+pub struct Globals {
+    /// JSON Lines on stdout: one event per line, nothing else there
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Scale the pacing delays: 1 normal, 2 slower, 0 no pacing (the demonstration still holds)
+    #[arg(long, global = true, value_name = "F", default_value = "1", value_parser = parse_speed)]
+    pub speed: f64,
+
+    /// Language of the narration [default: from LC_ALL, LC_MESSAGES or LANG]
+    #[arg(long, global = true, value_enum)]
+    pub lang: Option<Lang>,
+
+    /// Colour the output
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// No live progress display, plain lines only
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+}
+
+impl Globals {
+    pub fn lang(&self) -> Lang {
+        self.lang.unwrap_or_else(Lang::from_env)
+    }
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    let x: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number (try 0, 0.5, 1 or 2)"))?;
+    if !x.is_finite() || !(0.0..=20.0).contains(&x) {
+        return Err(format!(
+            "{s} is out of range: the speed factor goes from 0 to 20"
+        ));
+    }
+    Ok(x)
+}
+
+/// The whole command line.
+pub fn command() -> Command {
+    let lesson_names: Vec<&'static str> = LESSONS.iter().map(|l| l.name).collect();
+    let mut cmd = Command::new("mp-demo")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Teaches multiprocessing by running it: real processes, their PIDs and states, narrated live")
+        .long_about(
+            "Teaches multiprocessing by running it. Every lesson starts real child processes and \
+             narrates what the kernel does to them: PIDs and parents, states read from /proc, who \
+             blocks on whom, what crosses between them. It ends with what it observed and exits \
+             non-zero if the lesson's claim did not hold.",
+        )
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .after_help("Exit codes: 0 every claim held; 1 a claim failed or a system call failed; 2 usage error; 130 interrupted.");
+    cmd = Globals::augment_args(cmd);
+    cmd = cmd
+        .subcommand(Command::new("list").about("List the lessons, one line each"))
+        .subcommand(
+            Command::new("explain")
+                .about("The concept, the Python it mirrors and the system calls underneath")
+                .arg(
+                    Arg::new("lesson")
+                        .required(true)
+                        .value_parser(clap::builder::PossibleValuesParser::new(lesson_names)),
+                ),
+        )
+        .subcommand(
+            Command::new("completions")
+                .about("Print shell completions")
+                .arg(
+                    Arg::new("shell")
+                        .required(true)
+                        .value_parser(value_parser!(clap_complete::Shell)),
+                ),
+        )
+        .subcommand(child_command());
+    for def in LESSONS {
+        cmd = cmd.subcommand(lesson_command(def));
+    }
+    cmd
+}
+
+fn lesson_command(def: &LessonDef) -> Command {
+    let about = def
+        .words()
+        .ok()
+        .and_then(|w| w.meta)
+        .map(|m| m.summary.en)
+        .unwrap_or_default();
+    let mut cmd = Command::new(def.name).about(about);
+    for o in def.options {
+        cmd = cmd.arg(
+            Arg::new(o.name)
+                .long(o.name)
+                .value_name("N")
+                .help(format!("{} ({}–{})", o.help, o.min, o.max))
+                .default_value(o.default.to_string())
+                .value_parser(value_parser!(u32).range(i64::from(o.min)..=i64::from(o.max))),
+        );
+    }
+    cmd
+}
+
+/// The hidden subcommand a re-executed child runs.
+fn child_command() -> Command {
+    let string = |name: &'static str| {
+        Arg::new(name)
+            .long(name)
+            .required(true)
+            .action(ArgAction::Set)
+    };
+    Command::new("__child")
+        .hide(true)
+        .about("Internal: a re-executed child process of a lesson")
+        .arg(Arg::new("lesson").required(true))
+        .arg(Arg::new("role").required(true))
+        .arg(string("ipc"))
+        .arg(string("name"))
+        .arg(string("args"))
+}
+
+/// The option values a lesson's subcommand was given.
+pub fn lesson_opts(def: &LessonDef, m: &ArgMatches) -> Opts {
+    let mut opts = Opts::defaults(def);
+    for o in def.options {
+        if let Some(v) = m.get_one::<u32>(o.name) {
+            opts.0.insert(o.name, *v);
+        }
+    }
+    opts
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::command().debug_assert();
+    }
+
+    #[test]
+    fn speed_is_checked() {
+        assert!(super::parse_speed("0").is_ok());
+        assert!(super::parse_speed("NaN").is_err());
+        assert!(super::parse_speed("-1").is_err());
+        assert!(super::parse_speed("inf").is_err());
+        assert!(super::parse_speed("fast").is_err());
+    }
+}

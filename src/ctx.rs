@@ -1,0 +1,413 @@
+//! What a lesson works with: its words, the event sink, the observer, and the calls that
+//! start, watch and reap processes while narrating them.
+//!
+//! Every call that blocks is bounded and returns [`Stopped`] once the run must stop
+//! (Ctrl-C, SIGTERM, `q` in step mode, a closed output), so a lesson never hangs.
+
+use crate::child::{Down, Up};
+use crate::event::{now_ns, Event, How, Kind, ObsValue};
+use crate::narrate::Sink;
+use crate::observe::Observer;
+use crate::procs;
+use crate::words::{fill, Args, Lang, Words};
+use anyhow::{anyhow, bail, Context, Result};
+use ipc_channel::ipc::{IpcOneShotServer, IpcSender};
+use nix::unistd::Pid;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The run must stop (a signal, `q` at a step, or a closed output). `main` maps it to
+/// the exit code of the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("the run was stopped")]
+pub struct Stopped;
+
+/// How long a spawned child may take to connect before it is declared dead.
+const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A lesson's handle on a spawned (re-executed) child.
+pub struct ChildProc {
+    pub pid: Pid,
+    pub name: String,
+    down: IpcSender<Down>,
+    replies: mpsc::Receiver<ObsValue>,
+}
+
+impl ChildProc {
+    /// Send the child a command.
+    pub fn send(&self, cmd: Down) -> Result<()> {
+        self.down
+            .send(cmd)
+            .map_err(|e| anyhow!("sending to {} (PID {}): {e:?}", self.name, self.pid))
+    }
+
+    /// Wait for the child's next reply.
+    pub fn reply(&self, timeout: Duration) -> Result<ObsValue> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if procs::stop_reason().is_some() {
+                return Err(Stopped.into());
+            }
+            match self.replies.recv_timeout(Duration::from_millis(50)) {
+                Ok(v) => return Ok(v),
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    bail!(
+                        "{} (PID {}) did not answer within {timeout:?}",
+                        self.name,
+                        self.pid
+                    )
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if procs::stop_reason().is_some() {
+                        return Err(Stopped.into());
+                    }
+                    bail!("{} (PID {}) ended without answering", self.name, self.pid)
+                }
+            }
+        }
+    }
+}
+
+/// One observation and its claim.
+#[derive(Clone, Debug)]
+pub struct Claim {
+    pub name: String,
+    pub value: ObsValue,
+    pub holds: Option<bool>,
+}
+
+/// The context of one lesson run.
+pub struct Ctx<'a> {
+    pub lesson: &'static str,
+    pub lang: Lang,
+    pub speed: f64,
+    pub main_pid: i32,
+    /// The run's private directory (mode 0700): lesson files go here.
+    pub dir: PathBuf,
+    pub words: Words,
+    sink: Sink,
+    observer: &'a Observer,
+    step_n: u32,
+    names: HashMap<i32, String>,
+    pub claims: Vec<Claim>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(
+        lesson: &'static str,
+        words: Words,
+        lang: Lang,
+        speed: f64,
+        dir: PathBuf,
+        sink: Sink,
+        observer: &'a Observer,
+    ) -> Ctx<'a> {
+        let main_pid = nix::unistd::getpid().as_raw();
+        let mut names = HashMap::new();
+        names.insert(main_pid, "main".to_string());
+        Ctx {
+            lesson,
+            lang,
+            speed,
+            main_pid,
+            dir,
+            words,
+            sink,
+            observer,
+            step_n: 0,
+            names,
+            claims: Vec::new(),
+        }
+    }
+
+    /// Err([`Stopped`]) once the run must stop.
+    pub fn check(&self) -> Result<()> {
+        match procs::stop_reason() {
+            Some(_) => Err(Stopped.into()),
+            None => Ok(()),
+        }
+    }
+
+    pub fn emit(&self, ev: Event) {
+        self.sink.emit(ev);
+    }
+
+    pub fn sink(&self) -> Sink {
+        self.sink.clone()
+    }
+
+    /// The name a pid was given when it started.
+    pub fn name_of(&self, pid: i32) -> String {
+        self.names
+            .get(&pid)
+            .cloned()
+            .unwrap_or_else(|| format!("pid-{pid}"))
+    }
+
+    /// The main process narrates a line.
+    pub fn say(&self, key: &str, args: Args<'_>) {
+        self.say_for(self.main_pid, now_ns(), key, args);
+    }
+
+    /// Narrate a line about `pid`, stamped at `t_ns` (a forked child's own stamp).
+    pub fn say_for(&self, pid: i32, t_ns: u64, key: &str, args: Args<'_>) {
+        self.sink.emit(Event {
+            t_ns,
+            pid,
+            kind: self.words.say(self.lang, key, args),
+        });
+    }
+
+    /// A lesson's own event about `pid`, stamped at `t_ns`.
+    pub fn act_at(&self, pid: i32, t_ns: u64, act: &str, fields: &[(&str, ObsValue)]) {
+        let mut all = vec![("name".to_string(), ObsValue::from(self.name_of(pid)))];
+        all.extend(fields.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        self.sink.emit(Event {
+            t_ns,
+            pid,
+            kind: Kind::Act {
+                act: act.into(),
+                fields: all,
+            },
+        });
+    }
+
+    /// A step: a title and, for a lecture, a command to see it from outside. In step mode
+    /// the lesson waits here for a key, with every process really sitting where it is.
+    pub fn step(&mut self, key: &str, args: Args<'_>) -> Result<()> {
+        self.check()?;
+        self.step_n += 1;
+        let (title, hint) = match self.words.step.get(key) {
+            Some(line) => (
+                fill(line.get(self.lang), args),
+                line.hint.as_deref().map(|h| fill(h, args)),
+            ),
+            None => (format!("<{key}>"), None),
+        };
+        self.sink.emit(Event::now(
+            self.main_pid,
+            Kind::Step {
+                n: self.step_n,
+                key: key.into(),
+                title,
+                hint,
+            },
+        ));
+        if !self.sink.pause() {
+            procs::request_stop(nix::libc::SIGINT);
+        }
+        self.check()
+    }
+
+    /// A pacing pause of `ms` milliseconds at `--speed 1`; none at `--speed 0`.
+    pub fn pause(&self, ms: u64) -> Result<()> {
+        if self.speed > 0.0 {
+            procs::sleep(Duration::from_secs_f64(ms as f64 * self.speed / 1000.0));
+        }
+        self.check()
+    }
+
+    /// Report a measured value that claims nothing.
+    pub fn observe(&mut self, name: &str, value: impl Into<ObsValue>) {
+        self.record(name, value.into(), None, None);
+    }
+
+    /// Report a measured value and whether it agrees with the lesson's claim, stated in
+    /// `expected` (e.g. `"== 0"`).
+    pub fn claim(&mut self, name: &str, value: impl Into<ObsValue>, expected: &str, holds: bool) {
+        self.record(name, value.into(), Some(expected.to_string()), Some(holds));
+    }
+
+    fn record(
+        &mut self,
+        name: &str,
+        value: ObsValue,
+        expected: Option<String>,
+        holds: Option<bool>,
+    ) {
+        self.claims.push(Claim {
+            name: name.into(),
+            value: value.clone(),
+            holds,
+        });
+        self.sink.emit(Event::now(
+            self.main_pid,
+            Kind::Observation {
+                name: name.into(),
+                value,
+                expected,
+                holds,
+            },
+        ));
+    }
+
+    /// Every claim made so far held.
+    pub fn all_held(&self) -> bool {
+        self.claims.iter().all(|c| c.holds != Some(false))
+    }
+
+    /// A process started: emit `spawn` and start watching its state.
+    pub fn spawned(&mut self, pid: i32, ppid: i32, name: &str, how: How) {
+        self.spawned_at(now_ns(), pid, ppid, name, how);
+    }
+
+    /// A process started, stamped at `t_ns`.
+    pub fn spawned_at(&mut self, t_ns: u64, pid: i32, ppid: i32, name: &str, how: How) {
+        self.names.insert(pid, name.to_string());
+        self.sink.emit(Event {
+            t_ns,
+            pid,
+            kind: Kind::Spawn {
+                ppid,
+                name: name.into(),
+                how,
+            },
+        });
+        self.observer.watch(pid, name);
+    }
+
+    /// `fork()` a child named `name` that runs `child` and `_exit`s with its return.
+    ///
+    /// # Safety
+    /// `child` runs in the forked copy of this multi-threaded process: it may only call
+    /// async-signal-safe functions (no allocation, no locks, no printing).
+    pub unsafe fn fork(&mut self, name: &str, child: impl FnOnce() -> i32) -> Result<Pid> {
+        self.check()?;
+        // SAFETY: the caller's promise about `child`.
+        let pid = unsafe { procs::fork_child(child) }?;
+        self.spawned(pid.as_raw(), self.main_pid, name, How::Fork);
+        Ok(pid)
+    }
+
+    /// Spawn this binary again as `role` of this lesson, named `name`, with `args`;
+    /// wait (bounded) until it has connected over ipc-channel.
+    pub fn spawn(&mut self, role: &str, name: &str, args: serde_json::Value) -> Result<ChildProc> {
+        self.check()?;
+        let (server, server_name) =
+            IpcOneShotServer::<Up>::new().context("creating an ipc-channel server")?;
+        let exe = std::env::current_exe().context("finding this program's path")?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("__child")
+            .arg(self.lesson)
+            .arg(role)
+            .arg("--ipc")
+            .arg(&server_name)
+            .arg("--name")
+            .arg(name)
+            .arg("--args")
+            .arg(args.to_string())
+            .arg("--lang")
+            .arg(self.lang.code())
+            .arg("--speed")
+            .arg(self.speed.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        procs::die_with_parent(&mut cmd);
+        let child = cmd.spawn().map_err(|e| match e.raw_os_error() {
+            Some(code) => procs::fork_error(
+                "spawning a child (fork + exec)",
+                nix::errno::Errno::from_raw(code),
+            ),
+            None => anyhow!("spawning a child: {e}"),
+        })?;
+        let pid = Pid::from_raw(child.id() as i32);
+        drop(child); // reaped with waitpid by `join`, not by std
+        self.spawned(pid.as_raw(), self.main_pid, name, How::Spawn);
+
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("ipc-accept".into())
+            .spawn(move || {
+                let _ = tx.send(server.accept());
+            })
+            .context("starting the ipc-channel accept thread")?;
+        let deadline = Instant::now() + BOOTSTRAP_TIMEOUT;
+        let failure = loop {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(Ok((receiver, Up::Hello { down, .. }))) => {
+                    let (reply_tx, replies) = mpsc::channel();
+                    let sink = self.sink.clone();
+                    std::thread::Builder::new()
+                        .name(format!("from-{name}"))
+                        .spawn(move || {
+                            while let Ok(msg) = receiver.recv() {
+                                match msg {
+                                    Up::Event(ev) => sink.emit(ev),
+                                    Up::Reply(v) => {
+                                        let _ = reply_tx.send(v);
+                                    }
+                                    Up::Hello { .. } | Up::Abort => {}
+                                }
+                            }
+                        })
+                        .context("starting a forwarding thread")?;
+                    return Ok(ChildProc {
+                        pid,
+                        name: name.to_string(),
+                        down,
+                        replies,
+                    });
+                }
+                Ok(Ok(_)) => break anyhow!("{name} (PID {pid}) did not say hello first"),
+                Ok(Err(e)) => break anyhow!("ipc-channel accept failed: {e:?}"),
+                Err(_) => {
+                    let dead = matches!(crate::observe::state_of(pid.as_raw()), None | Some('Z'));
+                    if dead {
+                        break anyhow!("{name} (PID {pid}) died before it connected");
+                    }
+                    if procs::stop_reason().is_some() {
+                        break Stopped.into();
+                    }
+                    if Instant::now() > deadline {
+                        break anyhow!(
+                            "{name} (PID {pid}) did not connect within {BOOTSTRAP_TIMEOUT:?}"
+                        );
+                    }
+                }
+            }
+        };
+        // Unblock the accept thread (accept has no timeout) by connecting ourselves.
+        if let Ok(s) = IpcSender::<Up>::connect(server_name) {
+            let _ = s.send(Up::Abort);
+        }
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.join(pid);
+        Err(failure)
+    }
+
+    /// Python's `join()`: `waitpid` until `pid` ends, reap it, emit `exit`. Its exitcode.
+    pub fn join(&mut self, pid: Pid) -> Result<i32> {
+        let code = procs::reap(pid)?;
+        self.reaped(pid, code);
+        Ok(code)
+    }
+
+    /// Emit `exit` for a process this process has just reaped.
+    pub fn reaped(&mut self, pid: Pid, exitcode: i32) {
+        self.observer.forget(pid.as_raw());
+        self.sink.emit(Event::now(
+            pid.as_raw(),
+            Kind::Exit {
+                name: self.name_of(pid.as_raw()),
+                exitcode,
+                reaped_by: self.main_pid,
+            },
+        ));
+    }
+
+    /// Wait until the kernel says `pid` is in one of `states`; the letter, or `None` after
+    /// `timeout`. Err([`Stopped`]) if the run is stopping.
+    pub fn wait_state(&self, pid: Pid, states: &[char], timeout: Duration) -> Result<Option<char>> {
+        let s = self.observer.wait_for(pid.as_raw(), states, timeout);
+        self.check()?;
+        Ok(s)
+    }
+
+    /// Whether the observer ever saw `pid` in `state`.
+    pub fn ever_in(&self, pid: Pid, state: char) -> bool {
+        self.observer.ever(pid.as_raw(), state)
+    }
+}

@@ -1,0 +1,352 @@
+//! The `Event`: the one thing every part of mp-demo speaks.
+//!
+//! Lessons, child processes and the observer all emit events; renderers turn them into
+//! coloured narration, JSON Lines, timelines or traces. An event is stamped with
+//! `CLOCK_MONOTONIC` where it happened (in the child, for a child's event), so ordering
+//! across processes is the kernel's, not the order in which messages arrived.
+//!
+//! Events cross process boundaries through ipc-channel, which encodes with postcard: so the
+//! enum is externally tagged (postcard cannot decode internally tagged or untagged enums)
+//! and nothing is skipped when serialising. The JSON shape of DESIGN.md's contract is made
+//! from it by [`Event::to_json`].
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Nanoseconds on `CLOCK_MONOTONIC`: the same clock in every process of the machine.
+pub fn now_ns() -> u64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .expect("CLOCK_MONOTONIC is always available");
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+}
+
+/// How a process was started: a bare `fork()` (a copy of the parent) or a spawn
+/// (fork + exec of a fresh program, as Python's `spawn` start method and Windows'
+/// `CreateProcess` do).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum How {
+    Fork,
+    Spawn,
+}
+
+impl How {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            How::Fork => "fork",
+            How::Spawn => "spawn",
+        }
+    }
+}
+
+/// One thing that happened, to or in one process.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    /// `CLOCK_MONOTONIC` in nanoseconds, taken where the event happened.
+    pub t_ns: u64,
+    /// The process the event is about.
+    pub pid: i32,
+    pub kind: Kind,
+}
+
+impl Event {
+    /// An event stamped now.
+    pub fn now(pid: i32, kind: Kind) -> Event {
+        Event {
+            t_ns: now_ns(),
+            pid,
+            kind,
+        }
+    }
+
+    /// The JSON Lines object of DESIGN.md's contract: `t_ms` (since `t0_ns`, microsecond
+    /// precision), `lesson`, `kind`, `pid`, then the kind's own fields. `null` fields are
+    /// left out.
+    pub fn to_json(&self, lesson: &str, t0_ns: u64) -> Value {
+        let mut obj = Map::new();
+        let t_ms = (self.t_ns as i128 - t0_ns as i128) as f64 / 1e6;
+        obj.insert("t_ms".into(), json_number((t_ms * 1000.0).round() / 1000.0));
+        obj.insert("lesson".into(), Value::from(lesson));
+        let (kind, fields) = match &self.kind {
+            Kind::Act { act, fields } => (
+                act.clone(),
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect::<Map<_, _>>(),
+            ),
+            other => match serde_json::to_value(other).expect("events always serialise") {
+                Value::String(kind) => (kind, Map::new()),
+                Value::Object(outer) => {
+                    let (kind, inner) = outer.into_iter().next().expect("one variant");
+                    match inner {
+                        Value::Object(fields) => (kind, fields),
+                        _ => (kind, Map::new()),
+                    }
+                }
+                _ => unreachable!("an externally tagged enum is a string or an object"),
+            },
+        };
+        obj.insert("kind".into(), Value::from(kind));
+        obj.insert("pid".into(), Value::from(self.pid));
+        for (k, v) in fields {
+            if !v.is_null() {
+                obj.insert(k, v);
+            }
+        }
+        Value::Object(obj)
+    }
+}
+
+fn json_number(x: f64) -> Value {
+    serde_json::Number::from_f64(x)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
+}
+
+/// What happened. The core kinds of DESIGN.md, plus [`Kind::Act`] for the kinds a lesson
+/// adds (`acquire`, `release`, `send`, `recv`, `put`, `get`, `task_start`, …).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// The lesson begins; `pid` is the main process.
+    LessonStart { lesson: String, title: String },
+    /// A process was started by `ppid`.
+    Spawn { ppid: i32, name: String, how: How },
+    /// The kernel's state letter of a process changed (read from `/proc/<pid>/stat`).
+    State {
+        name: String,
+        from: String,
+        to: String,
+    },
+    /// A process ended and was reaped. `exitcode` follows Python: the exit status, or
+    /// `-N` when signal N ended it.
+    Exit {
+        name: String,
+        exitcode: i32,
+        reaped_by: i32,
+    },
+    /// A narration line, in the chosen language. `python` and `syscall` name the Python
+    /// line and the system call where they happen.
+    Say {
+        key: String,
+        text: String,
+        python: Option<String>,
+        syscall: Option<String>,
+    },
+    /// A step boundary: a title, and a command a student may run to see it from outside.
+    Step {
+        n: u32,
+        key: String,
+        title: String,
+        hint: Option<String>,
+    },
+    /// Something the lesson measured, and whether it agrees with the lesson's claim
+    /// (`holds` is absent for values that claim nothing).
+    Observation {
+        name: String,
+        value: ObsValue,
+        expected: Option<String>,
+        holds: Option<bool>,
+    },
+    /// The lesson is over: `ok` is true when every claim held.
+    LessonEnd { ok: bool, elapsed_ms: f64 },
+    /// A lesson's own kind, named by `act`, with its fields.
+    Act {
+        act: String,
+        fields: Vec<(String, ObsValue)>,
+    },
+}
+
+/// A value in an observation or a lesson's own event: plain JSON scalars.
+///
+/// In JSON it is the bare scalar; across ipc-channel (postcard, not human-readable) it
+/// keeps its tag, since postcard cannot decode untagged values.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ObsValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+#[derive(Serialize, Deserialize)]
+enum Tagged {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl ObsValue {
+    pub fn to_json(&self) -> Value {
+        match self {
+            ObsValue::Bool(b) => Value::from(*b),
+            ObsValue::Int(i) => Value::from(*i),
+            ObsValue::Float(f) => json_number((*f * 1000.0).round() / 1000.0),
+            ObsValue::Str(s) => Value::from(s.as_str()),
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            ObsValue::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ObsValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ObsValue::Bool(b) => write!(f, "{b}"),
+            ObsValue::Int(i) => write!(f, "{i}"),
+            ObsValue::Float(x) => write!(f, "{x:.2}"),
+            ObsValue::Str(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+impl Serialize for ObsValue {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            return self.to_json().serialize(s);
+        }
+        match self.clone() {
+            ObsValue::Bool(b) => Tagged::Bool(b),
+            ObsValue::Int(i) => Tagged::Int(i),
+            ObsValue::Float(x) => Tagged::Float(x),
+            ObsValue::Str(t) => Tagged::Str(t),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ObsValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            return Ok(match Value::deserialize(d)? {
+                Value::Bool(b) => ObsValue::Bool(b),
+                Value::Number(n) if n.is_i64() => ObsValue::Int(n.as_i64().unwrap_or(0)),
+                Value::Number(n) => ObsValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+                Value::String(s) => ObsValue::Str(s),
+                other => ObsValue::Str(other.to_string()),
+            });
+        }
+        Ok(match Tagged::deserialize(d)? {
+            Tagged::Bool(b) => ObsValue::Bool(b),
+            Tagged::Int(i) => ObsValue::Int(i),
+            Tagged::Float(x) => ObsValue::Float(x),
+            Tagged::Str(t) => ObsValue::Str(t),
+        })
+    }
+}
+
+impl From<bool> for ObsValue {
+    fn from(b: bool) -> Self {
+        ObsValue::Bool(b)
+    }
+}
+impl From<i64> for ObsValue {
+    fn from(i: i64) -> Self {
+        ObsValue::Int(i)
+    }
+}
+impl From<i32> for ObsValue {
+    fn from(i: i32) -> Self {
+        ObsValue::Int(i.into())
+    }
+}
+impl From<u32> for ObsValue {
+    fn from(i: u32) -> Self {
+        ObsValue::Int(i.into())
+    }
+}
+impl From<usize> for ObsValue {
+    fn from(i: usize) -> Self {
+        ObsValue::Int(i as i64)
+    }
+}
+impl From<f64> for ObsValue {
+    fn from(x: f64) -> Self {
+        ObsValue::Float(x)
+    }
+}
+impl From<&str> for ObsValue {
+    fn from(s: &str) -> Self {
+        ObsValue::Str(s.to_string())
+    }
+}
+impl From<String> for ObsValue {
+    fn from(s: String) -> Self {
+        ObsValue::Str(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape_follows_the_contract() {
+        let ev = Event {
+            t_ns: 1_500_123_456,
+            pid: 42,
+            kind: Kind::Spawn {
+                ppid: 41,
+                name: "child".into(),
+                how: How::Fork,
+            },
+        };
+        let v = ev.to_json("fork", 1_000_000_000);
+        assert_eq!(v["t_ms"], 500.123);
+        assert_eq!(v["lesson"], "fork");
+        assert_eq!(v["kind"], "spawn");
+        assert_eq!(v["pid"], 42);
+        assert_eq!(v["ppid"], 41);
+        assert_eq!(v["how"], "fork");
+    }
+
+    #[test]
+    fn acts_flatten_their_fields_and_nulls_are_dropped() {
+        let ev = Event {
+            t_ns: 0,
+            pid: 7,
+            kind: Kind::Act {
+                act: "acquire".into(),
+                fields: vec![("what".into(), "lock".into())],
+            },
+        };
+        let v = ev.to_json("lock", 0);
+        assert_eq!(v["kind"], "acquire");
+        assert_eq!(v["what"], "lock");
+        let say = Event {
+            t_ns: 0,
+            pid: 7,
+            kind: Kind::Say {
+                key: "k".into(),
+                text: "t".into(),
+                python: None,
+                syscall: Some("fork()".into()),
+            },
+        };
+        let v = say.to_json("fork", 0);
+        assert!(v.get("python").is_none());
+        assert_eq!(v["syscall"], "fork()");
+    }
+
+    #[test]
+    fn events_cross_ipc_channel() {
+        let (tx, rx) = ipc_channel::ipc::channel::<Event>().unwrap();
+        let ev = Event::now(
+            1,
+            Kind::Act {
+                act: "put".into(),
+                fields: vec![("item".into(), 3i64.into()), ("ok".into(), true.into())],
+            },
+        );
+        tx.send(ev.clone()).unwrap();
+        assert_eq!(rx.recv().unwrap(), ev);
+    }
+}

@@ -1,0 +1,166 @@
+//! Lesson `fork`: Python's `Process`, `start`, `is_alive`, `join`, `exitcode` and
+//! `terminate`, on a real `fork()`.
+//!
+//! The two forked children only do async-signal-safe work (write a note, block in `read`
+//! or `pause`, `_exit`): the parent is multi-threaded. The third child is spawned
+//! (fork + exec of this binary), to show the other way of starting a process.
+
+use super::{LessonDef, Opts};
+use crate::child::ChildCtx;
+use crate::ctx::Ctx;
+use crate::event::{How, ObsValue};
+use crate::procs::{self, Note};
+use anyhow::{Context, Result};
+use nix::sys::signal::{kill, Signal};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+pub static LESSON: LessonDef = LessonDef {
+    name: "fork",
+    words_src: include_str!("../../lessons/fork.toml"),
+    options: &[],
+    run,
+    roles: &[("spawned", spawned)],
+};
+
+/// How long the kernel gets to reach a state we wait for; far more than it needs.
+const STATE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
+    let me = ctx.main_pid;
+    let my_parent = nix::unistd::getppid().as_raw();
+    ctx.step("start", &[("main", &me)])?;
+    ctx.say("parent_intro", &[("pid", &me), ("ppid", &my_parent)]);
+    ctx.pause(1200)?;
+    ctx.say("about_to_fork", &[]);
+    ctx.pause(1200)?;
+
+    // The child tells us about itself through a pipe, and waits on another for "go".
+    let (note_r, note_w) = procs::pipe()?;
+    let (go_r, go_w) = procs::pipe()?;
+    let (note_fd, go_fd) = (note_w.as_raw_fd(), go_r.as_raw_fd());
+    // SAFETY: the child only calls Note::send (clock_gettime, getpid, getppid, write) and
+    // read(2), all async-signal-safe, then returns its exit status to _exit.
+    let child = unsafe {
+        ctx.fork("child", move || {
+            Note::send(note_fd, 0, 0);
+            let mut byte = [0u8; 1];
+            // SAFETY: read(2) into a stack buffer; async-signal-safe.
+            nix::libc::read(go_fd, byte.as_mut_ptr().cast(), 1);
+            Note::send(note_fd, 1, 0);
+            0
+        })
+    }?;
+    drop(go_r);
+    ctx.say("parent_after_fork", &[("child", &child)]);
+    let hello = Note::recv(&note_r, STATE_TIMEOUT)?.context("the child did not write its note")?;
+    ctx.say_for(
+        hello.pid,
+        hello.t_ns,
+        "child_hello",
+        &[("pid", &hello.pid), ("ppid", &hello.ppid)],
+    );
+    ctx.observe("parent_pid", me);
+    ctx.observe("child_pid", hello.pid);
+    ctx.claim(
+        "child_ppid",
+        hello.ppid,
+        &format!("== parent_pid ({me})"),
+        hello.ppid == me,
+    );
+    ctx.pause(2000)?;
+
+    ctx.step("alive", &[("pid", &child)])?;
+    let state = ctx.wait_state(child, &['S'], STATE_TIMEOUT)?;
+    ctx.say(
+        "is_alive",
+        &[("pid", &child), ("state", &state.map_or('?', |s| s))],
+    );
+    ctx.pause(2500)?;
+
+    ctx.step("zombie", &[("pid", &child)])?;
+    nix::unistd::write(&go_w, b"g").context("write() to the child's pipe")?;
+    ctx.say("go", &[("pid", &child)]);
+    if let Some(bye) = Note::recv(&note_r, STATE_TIMEOUT)? {
+        ctx.say_for(bye.pid, bye.t_ns, "child_exit", &[]);
+    }
+    let zombie = ctx.wait_state(child, &['Z'], STATE_TIMEOUT)? == Some('Z');
+    if zombie {
+        ctx.say("zombie", &[("pid", &child)]);
+    } else {
+        ctx.say("no_zombie", &[("pid", &child)]);
+    }
+    ctx.pause(3000)?;
+
+    ctx.step("join", &[("pid", &child)])?;
+    ctx.say("join", &[("pid", &child)]);
+    let code = ctx.join(child)?;
+    let gone = crate::observe::state_of(child.as_raw()).is_none();
+    ctx.say("exitcode", &[("code", &code), ("pid", &child)]);
+    ctx.claim("child_exitcode", code, "== 0", code == 0);
+    ctx.claim("zombie_observed", zombie, "== true", zombie);
+    ctx.claim("gone_after_join", gone, "== true", gone);
+    ctx.pause(2000)?;
+
+    ctx.step("terminate", &[])?;
+    let (note2_r, note2_w) = procs::pipe()?;
+    let note2_fd = note2_w.as_raw_fd();
+    // SAFETY: the child writes a note and then only calls pause(2), all async-signal-safe.
+    let sleeper = unsafe {
+        ctx.fork("sleeper", move || {
+            Note::send(note2_fd, 0, 0);
+            loop {
+                nix::unistd::pause();
+            }
+        })
+    }?;
+    drop(note2_w);
+    let hello2 =
+        Note::recv(&note2_r, STATE_TIMEOUT)?.context("the sleeper did not write its note")?;
+    ctx.say_for(hello2.pid, hello2.t_ns, "sleeper_hello", &[]);
+    ctx.wait_state(sleeper, &['S'], STATE_TIMEOUT)?;
+    ctx.pause(1500)?;
+    ctx.say("terminate", &[("pid", &sleeper)]);
+    kill(sleeper, Signal::SIGTERM).context("kill(SIGTERM)")?;
+    let code = ctx.join(sleeper)?;
+    ctx.say("terminated", &[("code", &code)]);
+    ctx.claim("terminated_exitcode", code, "== -15 (SIGTERM)", code == -15);
+    ctx.pause(2000)?;
+
+    ctx.step("spawn", &[])?;
+    ctx.say("spawn_intro", &[]);
+    ctx.pause(1500)?;
+    let spawned = ctx.spawn("spawned", "spawned", serde_json::json!({}))?;
+    let their_ppid = spawned.reply(STATE_TIMEOUT)?;
+    let code = ctx.join(spawned.pid)?;
+    ctx.say("spawn_done", &[("pid", &spawned.pid), ("code", &code)]);
+    ctx.claim(
+        "spawned_ppid",
+        their_ppid.clone(),
+        &format!("== parent_pid ({me})"),
+        their_ppid == ObsValue::from(me),
+    );
+    ctx.pause(1500)?;
+    ctx.say(
+        "which_way",
+        &[
+            ("fork", &How::Fork.as_str()),
+            ("spawn", &How::Spawn.as_str()),
+        ],
+    );
+    Ok(())
+}
+
+/// The spawned child: a fresh program, connected back over ipc-channel.
+fn spawned(c: &mut ChildCtx) -> Result<i32> {
+    let exe = std::fs::read_link("/proc/self/exe")
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "mp-demo".into());
+    let ppid = nix::unistd::getppid().as_raw();
+    c.say(
+        "spawned_hello",
+        &[("pid", &c.pid), ("ppid", &ppid), ("exe", &exe)],
+    )?;
+    c.reply(ppid)?;
+    Ok(0)
+}

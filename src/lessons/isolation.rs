@@ -1,0 +1,139 @@
+//! Lesson `isolation`: the global `n = 100` that the child sets to 0 while the parent
+//! still prints 100, at the very same virtual address (copy-on-write); then the contrast,
+//! a `MAP_SHARED` page (Python's `Value`) where the child's write is seen.
+
+use super::{LessonDef, Opts};
+use crate::ctx::Ctx;
+use crate::procs::{self, Note};
+use anyhow::{Context, Result};
+use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
+use std::num::NonZeroUsize;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+pub static LESSON: LessonDef = LessonDef {
+    name: "isolation",
+    words_src: include_str!("../../lessons/isolation.toml"),
+    options: &[],
+    run,
+    roles: &[],
+};
+
+/// The global `n`. An atomic only so the compiler cannot assume its value: every read
+/// really reads memory.
+static N: AtomicI64 = AtomicI64::new(100);
+
+const NOTE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn hex(addr: usize) -> String {
+    format!("{addr:#x}")
+}
+
+fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
+    let addr = &N as *const AtomicI64 as usize;
+    N.store(100, Ordering::SeqCst); // the tour may run this lesson twice in one process
+    let before = N.load(Ordering::SeqCst);
+    ctx.step("global", &[])?;
+    ctx.say("global", &[("n", &before), ("addr", &hex(addr))]);
+    ctx.observe("parent_value_before", before);
+    ctx.pause(1500)?;
+
+    ctx.step("fork", &[])?;
+    ctx.say("fork", &[]);
+    ctx.pause(1000)?;
+    let (note_r, note_w) = procs::pipe()?;
+    let fd = note_w.as_raw_fd();
+    // SAFETY: the child stores to an atomic, takes an address and writes a note
+    // (clock_gettime, getpid, getppid, write): all async-signal-safe, no allocation.
+    let child = unsafe {
+        ctx.fork("child", move || {
+            N.store(0, Ordering::SeqCst);
+            let seen = N.load(Ordering::SeqCst);
+            Note::send(fd, seen, &N as *const AtomicI64 as i64);
+            0
+        })
+    }?;
+    drop(note_w);
+    let note = Note::recv(&note_r, NOTE_TIMEOUT)?.context("the child did not write its note")?;
+    let child_addr = note.b as usize;
+    ctx.say_for(
+        note.pid,
+        note.t_ns,
+        "child_set",
+        &[
+            ("pid", &note.pid),
+            ("n", &note.a),
+            ("addr", &hex(child_addr)),
+        ],
+    );
+    ctx.pause(1500)?;
+    ctx.join(child)?;
+    let after = N.load(Ordering::SeqCst);
+    ctx.say("parent_after", &[("n", &after), ("addr", &hex(addr))]);
+    ctx.pause(1500)?;
+    let same = child_addr == addr;
+    ctx.say("cow", &[]);
+    ctx.claim("child_value", note.a, "== 0", note.a == 0);
+    ctx.claim("parent_value_after", after, "== 100", after == 100);
+    ctx.claim("same_virtual_address", same, "== true", same);
+    ctx.pause(2500)?;
+
+    ctx.step("shared", &[])?;
+    let len = NonZeroUsize::new(4096).expect("non-zero");
+    // SAFETY: a fresh anonymous mapping, not aliased by any Rust reference; it is only
+    // accessed through volatile reads and writes of an i64 at its start, and unmapped
+    // below after the child has been reaped.
+    let page = unsafe {
+        mmap_anonymous(
+            None,
+            len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+        )
+    }
+    .context("mmap(MAP_SHARED | MAP_ANONYMOUS)")?;
+    let value = page.as_ptr().cast::<i64>();
+    // SAFETY: `value` points at the start of our live, writable, page-aligned mapping.
+    unsafe { value.write_volatile(100) };
+    let shared_addr = value as usize;
+    ctx.say("shared_intro", &[("addr", &hex(shared_addr))]);
+    ctx.pause(1500)?;
+    let (note_r, note_w) = procs::pipe()?;
+    let fd = note_w.as_raw_fd();
+    let value_addr = value as usize;
+    // SAFETY: the child writes through the shared mapping (inherited by fork) and writes
+    // a note: no allocation, only async-signal-safe calls.
+    let child = unsafe {
+        ctx.fork("child", move || {
+            let v = value_addr as *mut i64;
+            v.write_volatile(0);
+            Note::send(fd, v.read_volatile(), value_addr as i64);
+            0
+        })
+    }?;
+    drop(note_w);
+    let note = Note::recv(&note_r, NOTE_TIMEOUT)?.context("the child did not write its note")?;
+    ctx.say_for(
+        note.pid,
+        note.t_ns,
+        "child_shared",
+        &[("pid", &note.pid), ("addr", &hex(note.b as usize))],
+    );
+    ctx.pause(1500)?;
+    ctx.join(child)?;
+    // SAFETY: the mapping is still live; the child that also wrote it is gone.
+    let shared_after = unsafe { value.read_volatile() };
+    // SAFETY: nothing refers to the mapping any more.
+    unsafe { munmap(page, len.get()) }.context("munmap()")?;
+    ctx.say("shared_after", &[("v", &shared_after)]);
+    ctx.claim(
+        "shared_value_after",
+        shared_after,
+        "== 0",
+        shared_after == 0,
+    );
+    ctx.pause(1500)?;
+    ctx.say("moral", &[]);
+    Ok(())
+}

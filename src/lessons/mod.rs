@@ -1,0 +1,62 @@
+//! The registry of lessons: the command line, `list`, `explain`, the tour, the child
+//! entry and the tests all read [`LESSONS`]. Adding a lesson is one file of code here,
+//! one file of words in `lessons/<name>.toml`, and one line in [`LESSONS`].
+
+use crate::child::RoleFn;
+use crate::ctx::Ctx;
+use crate::words::Words;
+use anyhow::Result;
+use std::collections::BTreeMap;
+
+pub mod fork;
+pub mod isolation;
+
+/// A size option of a lesson (`--workers`, `--buyers`, …) with its range.
+pub struct OptSpec {
+    pub name: &'static str,
+    pub default: u32,
+    pub min: u32,
+    pub max: u32,
+    pub help: &'static str,
+}
+
+/// The option values a lesson runs with.
+#[derive(Clone, Debug, Default)]
+pub struct Opts(pub BTreeMap<&'static str, u32>);
+
+impl Opts {
+    /// The value of option `name` (declared by the lesson, so always present).
+    pub fn get(&self, name: &str) -> u32 {
+        self.0.get(name).copied().unwrap_or_default()
+    }
+
+    /// The defaults of a lesson.
+    pub fn defaults(def: &LessonDef) -> Opts {
+        Opts(def.options.iter().map(|o| (o.name, o.default)).collect())
+    }
+}
+
+/// A lesson: its name, its words, its options, its story, and its child roles.
+pub struct LessonDef {
+    pub name: &'static str,
+    /// `lessons/<name>.toml`, embedded.
+    pub words_src: &'static str,
+    pub options: &'static [OptSpec],
+    pub run: fn(&mut Ctx<'_>, &Opts) -> Result<()>,
+    /// Roles a re-executed child of this lesson can play.
+    pub roles: &'static [(&'static str, RoleFn)],
+}
+
+impl LessonDef {
+    pub fn words(&self) -> Result<Words> {
+        Words::parse(self.name, self.words_src)
+    }
+}
+
+/// Every lesson, in the order of the tour.
+pub static LESSONS: &[&LessonDef] = &[&fork::LESSON, &isolation::LESSON];
+
+/// The lesson called `name`.
+pub fn find(name: &str) -> Option<&'static LessonDef> {
+    LESSONS.iter().copied().find(|l| l.name == name)
+}

@@ -1,0 +1,132 @@
+//! Renderers of the event stream.
+//!
+//! Lessons, children and the observer send [`Event`]s into one [`Sink`]; a single
+//! renderer thread, the only writer of stdout, turns them into human narration
+//! ([`human`]) or JSON Lines ([`json`]). Renderers work over `impl Write`, so they can be
+//! tested on a `Vec<u8>`.
+//!
+//! The lesson can wait for the renderer ([`Sink::pause`]): everything emitted so far is
+//! written, and in step mode the renderer waits for a key before answering.
+
+pub mod human;
+pub mod json;
+
+use crate::event::Event;
+use std::io;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+/// What flows to the renderer thread.
+pub enum Msg {
+    Event(Event),
+    /// Write out everything so far, then answer (in step mode: after a key press).
+    /// The answer is false if the student asked to quit.
+    Pause(mpsc::Sender<bool>),
+    /// Write out everything so far, then answer.
+    Flush(mpsc::Sender<bool>),
+}
+
+/// Where events go. Cheap to clone; every thread of the main process has one.
+#[derive(Clone)]
+pub struct Sink(mpsc::Sender<Msg>);
+
+impl Sink {
+    pub fn emit(&self, ev: Event) {
+        let _ = self.0.send(Msg::Event(ev));
+    }
+
+    /// Wait until everything emitted so far is written (and, in step mode, for a key).
+    /// False if the student asked to stop.
+    pub fn pause(&self) -> bool {
+        self.ask(Msg::Pause)
+    }
+
+    /// Wait until everything emitted so far is written.
+    pub fn flush(&self) {
+        self.ask(Msg::Flush);
+    }
+
+    fn ask(&self, make: fn(mpsc::Sender<bool>) -> Msg) -> bool {
+        let (tx, rx) = mpsc::channel();
+        if self.0.send(make(tx)).is_err() {
+            return true;
+        }
+        rx.recv().unwrap_or(true)
+    }
+}
+
+/// A renderer of events.
+pub trait Render: Send {
+    fn event(&mut self, ev: &Event) -> io::Result<()>;
+    /// A pause point: everything so far is written. Return false to stop the run.
+    fn pause(&mut self) -> io::Result<bool> {
+        self.flush()?;
+        Ok(true)
+    }
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// The renderer thread and the sink that feeds it.
+pub struct Narrator {
+    sink: Sink,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Narrator {
+    pub fn start(mut render: Box<dyn Render>) -> io::Result<Narrator> {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let thread = std::thread::Builder::new()
+            .name("narrator".into())
+            .spawn(move || {
+                // Once the output is closed, keep draining so senders never block, but
+                // write nothing more.
+                let mut open = true;
+                for msg in rx {
+                    let result = match msg {
+                        Msg::Event(ev) if open => render.event(&ev),
+                        Msg::Event(_) => Ok(()),
+                        Msg::Pause(ack) => {
+                            let go = if open { render.pause() } else { Ok(true) };
+                            let (go, r) = match go {
+                                Ok(g) => (g, Ok(())),
+                                Err(e) => (true, Err(e)),
+                            };
+                            let _ = ack.send(go);
+                            r
+                        }
+                        Msg::Flush(ack) => {
+                            let r = if open { render.flush() } else { Ok(()) };
+                            let _ = ack.send(true);
+                            r
+                        }
+                    };
+                    if let Err(e) = result {
+                        if open && e.kind() == io::ErrorKind::BrokenPipe {
+                            crate::procs::request_stop(crate::procs::STOP_BROKEN_PIPE);
+                        }
+                        open = false;
+                    }
+                }
+                if open {
+                    let _ = render.flush();
+                }
+            })?;
+        Ok(Narrator {
+            sink: Sink(tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn sink(&self) -> Sink {
+        self.sink.clone()
+    }
+
+    /// Write everything out and end the thread (all other sinks must be dropped first).
+    pub fn finish(mut self) {
+        self.sink.flush();
+        drop(std::mem::replace(&mut self.sink, Sink(mpsc::channel().0)));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

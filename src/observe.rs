@@ -1,0 +1,218 @@
+//! The observer: real states, seen from outside.
+//!
+//! A thread samples `/proc/<pid>/stat` of every process of the lesson and emits a `state`
+//! event whenever the kernel's letter changes (`R` running, `S` sleeping, `D` disk wait,
+//! `T` stopped, `Z` zombie). "The consumer is blocked" is then the kernel's word, not the
+//! lesson's. Lessons can also wait until the kernel says a process reached a state.
+//!
+//! Cost: one `openat`+`read` per watched process every [`INTERVAL`]; a few microseconds
+//! each, so a dozen processes cost well under 1% of a core.
+
+use crate::event::{Event, Kind};
+use crate::narrate::Sink;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How often the observer samples.
+pub const INTERVAL: Duration = Duration::from_millis(2);
+
+/// The state letter of `pid` now, from `/proc/<pid>/stat`; `None` once it is gone.
+#[cfg(target_os = "linux")]
+pub fn state_of(pid: i32) -> Option<char> {
+    procfs::process::Process::new(pid)
+        .and_then(|p| p.stat())
+        .ok()
+        .map(|s| s.state)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn state_of(_pid: i32) -> Option<char> {
+    None
+}
+
+/// `(ppid, pgrp, session)` of `pid`, from `/proc/<pid>/stat`.
+#[cfg(target_os = "linux")]
+pub fn ids_of(pid: i32) -> Option<(i32, i32, i32)> {
+    procfs::process::Process::new(pid)
+        .and_then(|p| p.stat())
+        .ok()
+        .map(|s| (s.ppid, s.pgrp, s.session))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn ids_of(_pid: i32) -> Option<(i32, i32, i32)> {
+    None
+}
+
+struct Watched {
+    pid: i32,
+    name: String,
+    #[cfg(target_os = "linux")]
+    proc: Option<procfs::process::Process>,
+    last: Option<char>,
+}
+
+impl Watched {
+    #[cfg(target_os = "linux")]
+    fn sample(&self) -> Option<char> {
+        self.proc.as_ref()?.stat().ok().map(|s| s.state)
+    }
+    #[cfg(not(target_os = "linux"))]
+    fn sample(&self) -> Option<char> {
+        None
+    }
+}
+
+#[derive(Default)]
+struct Seen {
+    /// The latest letter of each pid (absent: never seen or gone).
+    latest: HashMap<i32, char>,
+    /// Every letter each pid was ever seen in.
+    history: HashMap<i32, HashSet<char>>,
+}
+
+struct Inner {
+    watched: Mutex<Vec<Watched>>,
+    seen: Mutex<Seen>,
+    changed: Condvar,
+    stop: AtomicBool,
+}
+
+/// The sampling thread and what it has seen.
+pub struct Observer {
+    inner: Arc<Inner>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Observer {
+    pub fn start(sink: Sink) -> std::io::Result<Observer> {
+        let inner = Arc::new(Inner {
+            watched: Mutex::new(Vec::new()),
+            seen: Mutex::new(Seen::default()),
+            changed: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let worker = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("observer".into())
+            .spawn(move || run(&worker, &sink))?;
+        Ok(Observer {
+            inner,
+            thread: Some(thread),
+        })
+    }
+
+    /// Start watching `pid` under `name`.
+    pub fn watch(&self, pid: i32, name: &str) {
+        let w = Watched {
+            pid,
+            name: name.to_string(),
+            #[cfg(target_os = "linux")]
+            proc: procfs::process::Process::new(pid).ok(),
+            last: None,
+        };
+        lock(&self.inner.watched).push(w);
+    }
+
+    /// Stop watching `pid` (it was reaped).
+    pub fn forget(&self, pid: i32) {
+        lock(&self.inner.watched).retain(|w| w.pid != pid);
+        lock(&self.inner.seen).latest.remove(&pid);
+    }
+
+    /// Whether the observer ever saw `pid` in `state`.
+    pub fn ever(&self, pid: i32, state: char) -> bool {
+        lock(&self.inner.seen)
+            .history
+            .get(&pid)
+            .is_some_and(|h| h.contains(&state))
+    }
+
+    /// Wait until the observer sees `pid` in one of `states`; the letter seen, or `None`
+    /// after `timeout` (or if the run is stopping).
+    pub fn wait_for(&self, pid: i32, states: &[char], timeout: Duration) -> Option<char> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = lock(&self.inner.seen);
+        loop {
+            if let Some(&s) = seen.latest.get(&pid) {
+                if states.contains(&s) {
+                    return Some(s);
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline || crate::procs::stop_reason().is_some() {
+                return None;
+            }
+            let step = (deadline - now).min(Duration::from_millis(50));
+            seen = self
+                .inner
+                .changed
+                .wait_timeout(seen, step)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Stop sampling and wait for the thread.
+    pub fn stop(&mut self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn run(inner: &Inner, sink: &Sink) {
+    while !inner.stop.load(Ordering::SeqCst) {
+        let mut changes = Vec::new();
+        {
+            let mut watched = lock(&inner.watched);
+            for w in watched.iter_mut() {
+                let now = w.sample();
+                if now != w.last {
+                    if let Some(to) = now {
+                        changes.push((w.pid, w.name.clone(), w.last, to));
+                    }
+                    w.last = now;
+                }
+            }
+            // A process that vanished without being reaped by the lesson (a daemon's
+            // grandchild reaped by someone else) is no longer worth sampling.
+            watched.retain(|w| w.last.is_some());
+        }
+        if !changes.is_empty() {
+            {
+                let mut seen = lock(&inner.seen);
+                for (pid, _, _, to) in &changes {
+                    seen.latest.insert(*pid, *to);
+                    seen.history.entry(*pid).or_default().insert(*to);
+                }
+            }
+            inner.changed.notify_all();
+            for (pid, name, from, to) in changes {
+                sink.emit(Event::now(
+                    pid,
+                    Kind::State {
+                        name,
+                        from: from.map(String::from).unwrap_or_default(),
+                        to: to.to_string(),
+                    },
+                ));
+            }
+        }
+        std::thread::sleep(INTERVAL);
+    }
+}

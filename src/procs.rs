@@ -1,0 +1,472 @@
+//! Starting, reaping and cleaning up processes, with one guarantee: nothing outlives a run.
+//!
+//! - The main process is a child subreaper, so every orphaned descendant is re-parented
+//!   to it and can be reaped by it.
+//! - Every child gets `PR_SET_PDEATHSIG(SIGKILL)` (checked against the `getppid()` race),
+//!   so a SIGKILL of the main process takes its children with it.
+//! - The run's temporary files and sockets live in one private directory (mode 0700,
+//!   unpredictable name) that `TMPDIR` points at, so ipc-channel's sockets land there
+//!   too. A tiny *janitor*, forked before any thread exists, waits for the main process to
+//!   die, however it dies, and removes that directory.
+//! - SIGINT, SIGTERM and SIGHUP stop the lesson: children are killed at once, the lesson's
+//!   blocking calls return, the main thread cleans up; a watchdog ends the process if the
+//!   main thread does not within a few seconds.
+//!
+//! Forked children (`fork_child`) run in a copy of a multi-threaded process: they may
+//! only do async-signal-safe work and must `_exit`. Anything richer is a spawned child
+//! (see `child.rs`), which re-executes this binary.
+
+use anyhow::{anyhow, Context, Result};
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{getpid, Pid};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Why the run must stop: 0 not at all, a signal number, or [`STOP_BROKEN_PIPE`].
+static STOP: AtomicI32 = AtomicI32::new(0);
+/// The output was closed (`mp-demo … | head -1`): stop quietly.
+pub const STOP_BROKEN_PIPE: i32 = -1;
+/// Wakes sleepers when a stop is requested.
+static WAKE: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+/// The janitor's pid, never killed by the sweeps (0: none).
+static JANITOR: AtomicI32 = AtomicI32::new(0);
+/// The write end of the janitor's pipe, closed by forked children.
+static JANITOR_FD: AtomicI32 = AtomicI32::new(-1);
+/// The run's private directory, for the watchdog's last-resort cleanup.
+static RUN_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Ask the whole run to stop (a signal, or a closed output). The first reason wins.
+pub fn request_stop(reason: i32) {
+    let _ = STOP.compare_exchange(0, reason, Ordering::SeqCst, Ordering::SeqCst);
+    let _guard = WAKE.0.lock();
+    WAKE.1.notify_all();
+}
+
+/// The reason the run must stop, if it must.
+pub fn stop_reason() -> Option<i32> {
+    match STOP.load(Ordering::SeqCst) {
+        0 => None,
+        r => Some(r),
+    }
+}
+
+/// Sleep up to `dur`, waking early if a stop is requested. Returns false if stopped.
+pub fn sleep(dur: Duration) -> bool {
+    let deadline = Instant::now() + dur;
+    let mut guard = WAKE.0.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if stop_reason().is_some() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        guard = WAKE
+            .1
+            .wait_timeout(guard, deadline - now)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
+/// Python's `exitcode` from a wait status: the exit status, or `-N` for signal N.
+pub fn python_exitcode(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(code),
+        WaitStatus::Signaled(_, sig, _) => Some(-(sig as i32)),
+        _ => None,
+    }
+}
+
+/// `waitpid(pid)`: block until the child ends and reap it; its Python `exitcode`.
+pub fn reap(pid: Pid) -> Result<i32> {
+    loop {
+        match waitpid(pid, None) {
+            Ok(status) => {
+                if let Some(code) = python_exitcode(status) {
+                    return Ok(code);
+                }
+            }
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(anyhow!("waitpid({pid}) failed: {e}")),
+        }
+    }
+}
+
+/// `waitpid(pid, WNOHANG)`: reap it if it has ended.
+pub fn try_reap(pid: Pid) -> Result<Option<i32>> {
+    match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) => Ok(None),
+        Ok(status) => Ok(python_exitcode(status)),
+        Err(e) => Err(anyhow!("waitpid({pid}, WNOHANG) failed: {e}")),
+    }
+}
+
+/// The pids whose parent is `parent`, read from `/proc`.
+#[cfg(target_os = "linux")]
+pub fn children_of(parent: i32) -> Vec<i32> {
+    // /proc/<pid>/task/<tid>/children lists the children each thread created; a
+    // re-parented orphan appears under the main thread.
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) {
+        for task in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+                out.extend(
+                    text.split_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok()),
+                );
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn children_of(_parent: i32) -> Vec<i32> {
+    Vec::new()
+}
+
+/// Kill every child of this process (not the janitor) with SIGKILL. Returns how many.
+pub fn kill_children() -> usize {
+    let me = getpid().as_raw();
+    let janitor = JANITOR.load(Ordering::SeqCst);
+    let mut n = 0;
+    for pid in children_of(me) {
+        if pid != janitor && kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Kill and reap every descendant, until none is left (orphaned grandchildren are
+/// re-parented to us as the subreaper, so each round finds the next generation).
+/// Returns how many processes were reaped.
+pub fn kill_and_reap_all() -> usize {
+    let me = getpid().as_raw();
+    let janitor = JANITOR.load(Ordering::SeqCst);
+    let mut reaped = 0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let kids: Vec<i32> = children_of(me)
+            .into_iter()
+            .filter(|&p| p != janitor)
+            .collect();
+        if kids.is_empty() || Instant::now() > deadline {
+            return reaped;
+        }
+        for &pid in &kids {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        for &pid in &kids {
+            if waitpid(Pid::from_raw(pid), None).is_ok() {
+                reaped += 1;
+            }
+        }
+    }
+}
+
+/// In a freshly forked child: die with the parent, and do not take the parent's signal
+/// handlers along (they would write to the parent's signal pipe).
+///
+/// # Safety
+/// Only async-signal-safe calls: sigaction, prctl, getppid, close, _exit.
+unsafe fn child_after_fork(parent: Pid) {
+    use nix::sys::signal::{signal, SigHandler};
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: resetting to the default disposition is async-signal-safe.
+        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    }
+    let fd = JANITOR_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: close(2) is async-signal-safe; the fd is ours and not used again here.
+        unsafe { nix::libc::close(fd) };
+    }
+    set_pdeathsig_or_exit(parent);
+}
+
+/// `PR_SET_PDEATHSIG(SIGKILL)`, then check the parent is still the one we expect: if it
+/// died before the prctl, the signal will never come, so exit now.
+fn set_pdeathsig_or_exit(parent: Pid) {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    }
+    if nix::unistd::getppid() != parent {
+        // SAFETY: _exit is async-signal-safe and ends only this process.
+        unsafe { nix::libc::_exit(1) };
+    }
+}
+
+/// Fork a child that runs `child` and `_exit`s with its return value.
+///
+/// # Safety
+/// `child` runs in the forked copy of a multi-threaded process: it must only call
+/// async-signal-safe functions (no allocation, no locks, no `println!`).
+pub unsafe fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid> {
+    let parent = getpid();
+    // SAFETY: the child branch only calls async-signal-safe functions (the caller's
+    // promise for `child`, and `child_after_fork`), then `_exit`s.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            // SAFETY: see above.
+            unsafe { child_after_fork(parent) };
+            let code = child();
+            // SAFETY: _exit ends the child without running the parent's atexit handlers.
+            unsafe { nix::libc::_exit(code) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child),
+        Err(e) => Err(fork_error("fork()", e)),
+    }
+}
+
+/// A clear message for a failed process creation.
+pub fn fork_error(call: &str, e: Errno) -> anyhow::Error {
+    if e == Errno::EAGAIN {
+        anyhow!(
+            "{call} failed: EAGAIN: the process limit (RLIMIT_NPROC, see `ulimit -u`) is reached"
+        )
+    } else {
+        anyhow!("{call} failed: {e}")
+    }
+}
+
+/// Make `cmd` die with this process (`PR_SET_PDEATHSIG`), checked against the race.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = getpid();
+    // SAFETY: the closure runs between fork and exec and only calls prctl, getppid and
+    // _exit, all async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            set_pdeathsig_or_exit(parent);
+            Ok(())
+        });
+    }
+}
+
+/// A pipe whose ends are closed on exec.
+pub fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2() failed")
+}
+
+/// A fixed-size note a forked child can write with one async-signal-safe `write(2)`:
+/// when it was written, by whom, and two numbers.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct Note {
+    pub t_ns: u64,
+    pub pid: i32,
+    pub ppid: i32,
+    pub a: i64,
+    pub b: i64,
+}
+
+const NOTE_SIZE: usize = std::mem::size_of::<Note>();
+
+impl Note {
+    /// Stamp and write a note to `fd`, from a forked child.
+    /// Async-signal-safe: clock_gettime, getpid, getppid, write.
+    pub fn send(fd: RawFd, a: i64, b: i64) {
+        let mut ts = nix::libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into our stack timespec; async-signal-safe.
+        unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts) };
+        let note = Note {
+            t_ns: ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
+            pid: nix::unistd::getpid().as_raw(),
+            ppid: nix::unistd::getppid().as_raw(),
+            a,
+            b,
+        };
+        // SAFETY: Note is repr(C) plain data; we write exactly its bytes (< PIPE_BUF, so
+        // atomically) with write(2), which is async-signal-safe.
+        unsafe {
+            nix::libc::write(fd, (&note as *const Note).cast(), NOTE_SIZE);
+        }
+    }
+
+    /// Read one note, waiting at most `timeout`. `None` on timeout or end of file.
+    pub fn recv(fd: &OwnedFd, timeout: Duration) -> Result<Option<Note>> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut buf = [0u8; NOTE_SIZE];
+        let mut got = 0;
+        let deadline = Instant::now() + timeout;
+        while got < NOTE_SIZE {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32)
+                .unwrap_or(PollTimeout::NONE);
+            let mut fds = [PollFd::new(std::os::fd::AsFd::as_fd(fd), PollFlags::POLLIN)];
+            match poll(&mut fds, ms) {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(anyhow!("poll() failed: {e}")),
+            }
+            match nix::unistd::read(fd, &mut buf[got..]) {
+                Ok(0) => return Ok(None),
+                Ok(n) => got += n,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(anyhow!("read() failed: {e}")),
+            }
+        }
+        // SAFETY: the buffer holds exactly the bytes of a Note written by Note::send.
+        Ok(Some(unsafe {
+            std::ptr::read_unaligned(buf.as_ptr().cast::<Note>())
+        }))
+    }
+}
+
+/// The machinery of one run of lessons: subreaper, private directory, janitor, signals.
+/// Dropping it kills and reaps every descendant and removes every file.
+pub struct Session {
+    dir: Option<tempfile::TempDir>,
+    janitor: Option<(Pid, OwnedFd)>,
+}
+
+impl Session {
+    /// Set everything up. Call it before any other thread starts: the janitor is forked
+    /// from a single-threaded process so it may do ordinary work.
+    pub fn start() -> Result<Session> {
+        #[cfg(target_os = "linux")]
+        nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
+        let dir = tempfile::Builder::new()
+            .prefix("mp-demo-")
+            .tempdir()
+            .context("creating the run's private temporary directory")?;
+        let _ = RUN_DIR.set(dir.path().to_path_buf());
+        // ipc-channel creates its sockets under the temp directory: make that ours.
+        // Single-threaded here, so changing the environment is sound.
+        std::env::set_var("TMPDIR", dir.path());
+        let janitor = spawn_janitor(dir.path().to_path_buf())?;
+        install_signal_handlers()?;
+        Ok(Session {
+            dir: Some(dir),
+            janitor: Some(janitor),
+        })
+    }
+
+    /// The run's private directory (mode 0700).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.as_ref().expect("the session is live").path()
+    }
+
+    /// Kill and reap every descendant and remove the private directory. Idempotent.
+    pub fn cleanup(&mut self) -> usize {
+        let reaped = kill_and_reap_all();
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.close();
+        }
+        if let Some((pid, fd)) = self.janitor.take() {
+            drop(fd); // end of file: the janitor finds the directory gone and exits
+            let _ = waitpid(pid, None);
+            JANITOR.store(0, Ordering::SeqCst);
+            JANITOR_FD.store(-1, Ordering::SeqCst);
+        }
+        reaped
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// Fork the janitor: it waits for end of file on a pipe (the main process died or is
+/// done) and removes the run's directory. It ignores the terminal's signals so that a
+/// Ctrl-C to the whole process group cannot stop it before it has cleaned up.
+fn spawn_janitor(dir: PathBuf) -> Result<(Pid, OwnedFd)> {
+    let (r, w) = pipe()?;
+    // SAFETY: called before any thread is started (Session::start is the first thing a
+    // run does), so the child is a copy of a single-threaded process and may allocate.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            use nix::sys::signal::{signal, SigHandler};
+            for sig in [
+                Signal::SIGINT,
+                Signal::SIGTERM,
+                Signal::SIGHUP,
+                Signal::SIGQUIT,
+            ] {
+                // SAFETY: ignoring a signal installs no handler code.
+                let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+            }
+            drop(w);
+            // Do not hold the caller's terminal or pipes open.
+            if let Ok(null) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
+                for fd in 0..3 {
+                    // SAFETY: dup2 onto the standard descriptors of this process only.
+                    unsafe { nix::libc::dup2(null.as_raw_fd(), fd) };
+                }
+            }
+            let mut byte = [0u8; 1];
+            while !matches!(nix::unistd::read(&r, &mut byte), Ok(0) | Err(Errno::EBADF)) {}
+            let _ = std::fs::remove_dir_all(&dir);
+            // SAFETY: ends the janitor without running anything inherited from the parent.
+            unsafe { nix::libc::_exit(0) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            drop(r);
+            JANITOR.store(child.as_raw(), Ordering::SeqCst);
+            JANITOR_FD.store(w.as_raw_fd(), Ordering::SeqCst);
+            Ok((child, w))
+        }
+        Err(e) => Err(fork_error("fork() of the cleanup process", e)),
+    }
+}
+
+/// SIGINT, SIGTERM, SIGHUP: request a stop, kill the children so every blocking call of
+/// the lesson returns, and start a watchdog in case the main thread does not finish.
+fn install_signal_handlers() -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).context("signal setup")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let first = stop_reason().is_none();
+                request_stop(sig);
+                kill_children();
+                if first {
+                    let _ = std::thread::Builder::new()
+                        .name("watchdog".into())
+                        .spawn(move || {
+                            std::thread::sleep(Duration::from_secs(3));
+                            hard_exit(128 + sig);
+                        });
+                } else {
+                    hard_exit(128 + sig);
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
+/// The last resort: the main thread did not finish. Restore the terminal, kill what is
+/// left, remove our files, and exit.
+fn hard_exit(code: i32) -> ! {
+    let _ = crossterm::terminal::disable_raw_mode();
+    kill_children();
+    if let Some(dir) = RUN_DIR.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    eprintln!("mp-demo: interrupted");
+    std::process::exit(code)
+}

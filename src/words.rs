@@ -1,0 +1,263 @@
+//! Words are data: every sentence mp-demo says lives in `lessons/*.toml`, in English and
+//! Chinese, embedded in the binary. The code names keys and arguments; this module finds
+//! the line in the chosen language and fills in `{placeholders}`.
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt::Display;
+
+/// The language of the narration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    En,
+    Zh,
+}
+
+impl Lang {
+    /// The language the environment asks for: the first of `LC_ALL`, `LC_MESSAGES`,
+    /// `LANG` that is set and not empty; Chinese if it starts with `zh`.
+    pub fn from_env() -> Lang {
+        for var in ["LC_ALL", "LC_MESSAGES", "LANG"] {
+            if let Ok(v) = std::env::var(var) {
+                if !v.is_empty() {
+                    return if v.to_ascii_lowercase().starts_with("zh") {
+                        Lang::Zh
+                    } else {
+                        Lang::En
+                    };
+                }
+            }
+        }
+        Lang::En
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Zh => "zh",
+        }
+    }
+}
+
+/// One sentence in both languages, with what it points at.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Line {
+    pub en: String,
+    pub zh: String,
+    /// The Python line this sentence is about (language-independent).
+    pub python: Option<String>,
+    /// The system call underneath.
+    pub syscall: Option<String>,
+    /// For steps: a command a student can run to see it from outside.
+    pub hint: Option<String>,
+}
+
+impl Line {
+    pub fn get(&self, lang: Lang) -> &str {
+        match lang {
+            Lang::En => &self.en,
+            Lang::Zh => &self.zh,
+        }
+    }
+}
+
+/// A quiz question: asked before the run, judged against what the run observed.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Question {
+    /// The observation the answer is judged against.
+    pub observation: String,
+    pub ask: Line,
+    /// The choices: each a sentence and the observed value it stands for.
+    pub choices: Vec<Choice>,
+    pub explain: Line,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Choice {
+    pub en: String,
+    pub zh: String,
+    /// The observed value (as JSON text, e.g. `"100"`, `"true"`) this choice predicts.
+    pub value: toml::Value,
+}
+
+/// The head of a lesson's words file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    pub title: Line,
+    pub summary: Line,
+    pub concept: Line,
+    /// The Python it mirrors.
+    pub python: String,
+    /// The system calls underneath, e.g. `["fork(2)", "waitpid(2)"]`.
+    pub syscalls: Vec<String>,
+}
+
+/// All the words of one lesson (or the common words of the program).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Words {
+    pub meta: Option<Meta>,
+    #[serde(default)]
+    pub say: BTreeMap<String, Line>,
+    #[serde(default)]
+    pub step: BTreeMap<String, Line>,
+    #[serde(default)]
+    pub ui: BTreeMap<String, Line>,
+    #[serde(default)]
+    pub quiz: Vec<Question>,
+}
+
+impl Words {
+    /// Parse a words file, and check that every line has the same placeholders in both
+    /// languages (a `{pid}` lost in translation would silently print nothing).
+    pub fn parse(name: &str, src: &str) -> Result<Words> {
+        let words: Words =
+            toml::from_str(src).with_context(|| format!("parsing lessons/{name}.toml"))?;
+        for (section, map) in [
+            ("say", &words.say),
+            ("step", &words.step),
+            ("ui", &words.ui),
+        ] {
+            for (key, line) in map {
+                let (en, zh) = (placeholders(&line.en), placeholders(&line.zh));
+                if en != zh {
+                    bail!(
+                        "lessons/{name}.toml [{section}.{key}]: placeholders differ: en {en:?}, zh {zh:?}"
+                    );
+                }
+            }
+        }
+        Ok(words)
+    }
+}
+
+impl Words {
+    /// A `say` event for `key`: the line in `lang`, filled, with its Python and syscall.
+    pub fn say(&self, lang: Lang, key: &str, args: Args<'_>) -> crate::event::Kind {
+        let (text, python, syscall) = match self.say.get(key) {
+            Some(line) => (
+                fill(line.get(lang), args),
+                line.python.as_deref().map(|p| fill(p, args)),
+                line.syscall.as_deref().map(|s| fill(s, args)),
+            ),
+            None => (format!("<{key}>"), None, None),
+        };
+        crate::event::Kind::Say {
+            key: key.to_string(),
+            text,
+            python,
+            syscall,
+        }
+    }
+}
+
+/// The `{names}` in a template, sorted.
+pub fn placeholders(template: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close) => {
+                out.push(after[..close].to_string());
+                rest = &after[close + 1..];
+            }
+            None => break,
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Arguments of a template: `&[("pid", &4242)]`.
+pub type Args<'a> = &'a [(&'a str, &'a dyn Display)];
+
+/// Fill `{name}` placeholders from `args`; an unknown placeholder is left as it is.
+pub fn fill(template: &str, args: Args<'_>) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            out.push_str(&rest[open..]);
+            return out;
+        };
+        let name = &after[..close];
+        match args.iter().find(|(k, _)| *k == name) {
+            Some((_, v)) => out.push_str(&v.to_string()),
+            None => {
+                out.push('{');
+                out.push_str(name);
+                out.push('}');
+            }
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The words every lesson shares: labels, state names, messages.
+pub const COMMON_SRC: &str = include_str!("../lessons/common.toml");
+
+/// The common words, parsed once.
+pub fn common() -> &'static Words {
+    static COMMON: std::sync::OnceLock<Words> = std::sync::OnceLock::new();
+    COMMON.get_or_init(|| Words::parse("common", COMMON_SRC).expect("lessons/common.toml is valid"))
+}
+
+/// A common UI string in `lang`, filled with `args`. A missing key shows itself rather
+/// than panicking; a test checks that none is missing.
+pub fn ui(lang: Lang, key: &str, args: Args<'_>) -> String {
+    match common().ui.get(key) {
+        Some(line) => fill(line.get(lang), args),
+        None => format!("<{key}>"),
+    }
+}
+
+/// A state letter from `/proc/<pid>/stat` in words ("sleeping", "zombie", …).
+pub fn state_words(lang: Lang, letter: &str) -> String {
+    let key = match letter {
+        "R" => "state_R",
+        "S" => "state_S",
+        "D" => "state_D",
+        "T" | "t" => "state_T",
+        "Z" => "state_Z",
+        "X" | "x" => "state_X",
+        "I" => "state_I",
+        _ => return letter.to_string(),
+    };
+    ui(lang, key, &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_replaces_known_and_keeps_unknown() {
+        assert_eq!(
+            fill("pid {pid} of {ppid} {x}", &[("pid", &1), ("ppid", &"2")]),
+            "pid 1 of 2 {x}"
+        );
+        assert_eq!(fill("no braces", &[]), "no braces");
+        assert_eq!(fill("open { only", &[]), "open { only");
+    }
+
+    #[test]
+    fn placeholders_are_found() {
+        assert_eq!(placeholders("{b} and {a} and {b}"), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn common_words_parse() {
+        assert!(common().ui.contains_key("state_Z"));
+    }
+}

@@ -1,0 +1,238 @@
+//! Shared helpers of the integration tests: run the built binary, read its JSON Lines
+//! stream, and check that nothing it started outlives it.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// One finished run of mp-demo.
+pub struct Run {
+    pub args: Vec<String>,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// stdout parsed as JSON Lines (empty when it is not JSON).
+    pub events: Vec<Value>,
+}
+
+impl Run {
+    /// A description for failure messages: the command, its exit code, stdout, stderr.
+    pub fn show(&self) -> String {
+        format!(
+            "command: mp-demo {}\nexit code: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.args.join(" "),
+            self.code,
+            truncate(&self.stdout),
+            truncate(&self.stderr)
+        )
+    }
+
+    /// The value of observation `name` (panics with the run shown if absent).
+    pub fn obs(&self, name: &str) -> &Value {
+        self.events
+            .iter()
+            .find(|e| e["kind"] == "observation" && e["name"] == name)
+            .map(|e| &e["value"])
+            .unwrap_or_else(|| panic!("no observation {name}\n{}", self.show()))
+    }
+
+    /// Every event of `kind`.
+    pub fn of_kind(&self, kind: &str) -> Vec<&Value> {
+        self.events.iter().filter(|e| e["kind"] == kind).collect()
+    }
+
+    /// The lesson's main process (the pid of `lesson_start`).
+    pub fn main_pid(&self) -> i64 {
+        self.of_kind("lesson_start")[0]["pid"].as_i64().unwrap()
+    }
+
+    /// Assert the exit code, showing the run if it differs.
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "unexpected exit code\n{}", self.show());
+        self
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() > 6000 {
+        format!("{}\n…[{} more bytes]", &s[..6000], s.len() - 6000)
+    } else {
+        s.to_string()
+    }
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Run mp-demo with `args` (and `env`), in a process group of its own, then check that
+/// no process of that group, and no process carrying this run's tag, is left.
+pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let tag = format!(
+        "mp-demo-test-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mp-demo"));
+    cmd.args(args)
+        .env("MP_DEMO_TEST_TAG", &tag)
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("mp-demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let events = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect();
+    let run = Run {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        code: out.status.code().unwrap_or(-1),
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        events,
+    };
+    assert_nothing_left(&tag, &run);
+    run
+}
+
+pub fn run(args: &[&str]) -> Run {
+    run_env(args, &[])
+}
+
+/// `mp-demo --speed 0 --json <lesson> <extra…>`, checked against the JSON contract.
+pub fn lesson_json(lesson: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["--speed", "0", "--json", lesson];
+    args.extend_from_slice(extra);
+    let r = run(&args);
+    check_contract(&r);
+    r
+}
+
+/// Processes still alive (or zombies) that carry `tag` in their environment. Zombies
+/// have no environment, so a zombie mp-demo whose parent is gone shows up through the
+/// check of re-parented children in `assert_nothing_left`.
+pub fn tagged_processes(tag: &str) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let needle = format!("MP_DEMO_TEST_TAG={tag}");
+        if env
+            .split(|&b| b == 0)
+            .any(|kv| kv == needle.as_bytes())
+        {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            out.push((pid, stat));
+        }
+    }
+    out
+}
+
+/// Wait up to two seconds for every process of the run to be gone; fail otherwise.
+pub fn assert_nothing_left(tag: &str, run: &Run) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = tagged_processes(tag);
+        if left.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            for (pid, _) in &left {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+            panic!("processes left behind: {left:?}\n{}", run.show());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sems: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("sem.mp-demo"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(sems.is_empty(), "semaphores left in /dev/shm: {sems:?}\n{}", run.show());
+}
+
+/// DESIGN.md's JSON Lines contract, checked on every event of a run.
+pub fn check_contract(r: &Run) {
+    assert!(!r.events.is_empty(), "no JSON events\n{}", r.show());
+    assert_eq!(
+        r.events.len(),
+        r.stdout.lines().count(),
+        "every stdout line must be one JSON object\n{}",
+        r.show()
+    );
+    for e in &r.events {
+        assert!(e["t_ms"].is_number(), "t_ms missing: {e}");
+        assert!(e["lesson"].is_string(), "lesson missing: {e}");
+        assert!(e["kind"].is_string(), "kind missing: {e}");
+        assert!(e["pid"].is_i64(), "pid missing: {e}");
+        match e["kind"].as_str().unwrap() {
+            "spawn" => {
+                assert!(e["ppid"].is_i64() && e["name"].is_string(), "{e}");
+                assert!(e["how"] == "fork" || e["how"] == "spawn", "{e}");
+            }
+            "state" => assert!(e["name"].is_string() && e["from"].is_string() && e["to"].is_string(), "{e}"),
+            "exit" => assert!(e["exitcode"].is_i64() && e["reaped_by"].is_i64(), "{e}"),
+            "say" => assert!(e["key"].is_string() && e["text"].is_string(), "{e}"),
+            "observation" => assert!(e["name"].is_string() && !e["value"].is_null(), "{e}"),
+            "lesson_end" => assert!(e["ok"].is_boolean() && e["elapsed_ms"].is_number(), "{e}"),
+            _ => {}
+        }
+    }
+    let starts = r.of_kind("lesson_start");
+    let ends = r.of_kind("lesson_end");
+    assert_eq!(starts.len(), ends.len(), "every lesson_start has a lesson_end\n{}", r.show());
+    // Every process the lesson started is a real child of a process of the lesson, and
+    // ended with an exit event.
+    let mut known: Vec<i64> = starts.iter().map(|e| e["pid"].as_i64().unwrap()).collect();
+    for s in r.of_kind("spawn") {
+        let ppid = s["ppid"].as_i64().unwrap();
+        assert!(known.contains(&ppid), "spawn from an unknown parent: {s}\n{}", r.show());
+        known.push(s["pid"].as_i64().unwrap());
+    }
+}
+
+/// The largest number of intervals open at once, from `open`/`close` events (matched by
+/// pid), sorted by their stamps. A close and an open at the same stamp count the close
+/// first: stamped intervals lie inside the real ones.
+pub fn max_concurrent(r: &Run, open: &str, close: &str) -> usize {
+    let mut marks: Vec<(f64, i32)> = r
+        .events
+        .iter()
+        .filter_map(|e| {
+            let t = e["t_ms"].as_f64()?;
+            if e["kind"] == open {
+                Some((t, 1))
+            } else if e["kind"] == close {
+                Some((t, -1))
+            } else {
+                None
+            }
+        })
+        .collect();
+    marks.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
+    let (mut cur, mut max) = (0i32, 0i32);
+    for (_, d) in marks {
+        cur += d;
+        max = max.max(cur);
+    }
+    max as usize
+}
