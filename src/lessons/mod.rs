@@ -60,3 +60,30 @@ pub static LESSONS: &[&LessonDef] = &[&fork::LESSON, &isolation::LESSON];
 pub fn find(name: &str) -> Option<&'static LessonDef> {
     LESSONS.iter().copied().find(|l| l.name == name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_words_file_parses_with_matching_placeholders() {
+        for def in LESSONS {
+            let words = def
+                .words()
+                .unwrap_or_else(|e| panic!("{}: {e:#}", def.name));
+            let meta = words
+                .meta
+                .unwrap_or_else(|| panic!("{}: no [meta]", def.name));
+            assert!(!meta.title.en.is_empty() && !meta.title.zh.is_empty());
+            assert!(!meta.concept.zh.is_empty() && !meta.python.is_empty());
+        }
+    }
+
+    #[test]
+    fn lesson_names_are_unique() {
+        let mut names: Vec<_> = LESSONS.iter().map(|l| l.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), LESSONS.len());
+    }
+}

@@ -1,0 +1,168 @@
+//! The command line: usage errors, languages, colours, words.
+
+mod common;
+
+#[test]
+fn unknown_lesson_is_a_usage_error_with_a_suggestion() {
+    let r = common::run(&["forkk"]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("fork"), "{}", r.show());
+    assert!(!r.stderr.contains("panicked"), "{}", r.show());
+}
+
+#[test]
+fn bad_global_options_exit_2_without_panic() {
+    for args in [
+        &["--speed", "fast", "fork"][..],
+        &["--speed", "NaN", "fork"],
+        &["--speed", "-1", "fork"],
+        &["--speed", "1e9", "fork"],
+        &["--lang", "fr", "fork"],
+        &["--color", "sometimes", "fork"],
+        &["explain", "nope"],
+        &["completions", "tcsh"],
+        &[],
+    ] {
+        let r = common::run(args);
+        r.assert_code(2);
+        assert!(!r.stderr.contains("panicked"), "{}", r.show());
+    }
+}
+
+#[test]
+fn list_names_every_lesson() {
+    let r = common::run(&["list"]);
+    r.assert_code(0);
+    for name in ["fork", "isolation"] {
+        assert!(r.stdout.contains(name), "{}", r.show());
+    }
+}
+
+#[test]
+fn explain_shows_python_and_syscalls_in_both_languages() {
+    let en = common::run(&["--lang", "en", "explain", "fork"]);
+    en.assert_code(0);
+    assert!(
+        en.stdout.contains("p.start()") && en.stdout.contains("fork(2)"),
+        "{}",
+        en.show()
+    );
+    let zh = common::run(&["--lang", "zh", "explain", "fork"]);
+    zh.assert_code(0);
+    assert!(zh.stdout.contains("进程"), "{}", zh.show());
+}
+
+#[test]
+fn lang_zh_narrates_in_chinese() {
+    let r = common::run(&["--speed", "0", "--json", "--lang", "zh", "isolation"]);
+    r.assert_code(0);
+    let say = r.of_kind("say");
+    assert!(!say.is_empty());
+    assert!(
+        say.iter().all(|e| e["text"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))),
+        "every line is Chinese\n{}",
+        r.show()
+    );
+    let human = common::run_env(&["--speed", "0", "isolation"], &[("LANG", "zh_CN.UTF-8")]);
+    human.assert_code(0);
+    assert!(
+        human.stdout.contains("本次运行观察到的结果"),
+        "{}",
+        human.show()
+    );
+}
+
+#[test]
+fn no_color_means_no_escape_codes_and_always_means_escape_codes() {
+    let plain = common::run_env(&["--speed", "0", "isolation"], &[("NO_COLOR", "1")]);
+    plain.assert_code(0);
+    assert!(!plain.stdout.contains('\x1b'), "{}", plain.show());
+    let never = common::run(&["--speed", "0", "--color", "never", "isolation"]);
+    assert!(!never.stdout.contains('\x1b'));
+    let always = common::run_env(
+        &["--speed", "0", "--color", "always", "isolation"],
+        &[("NO_COLOR", "1")],
+    );
+    always.assert_code(0);
+    assert!(always.stdout.contains("\x1b["), "{}", always.show());
+    let forced = common::run_env(&["--speed", "0", "isolation"], &[("CLICOLOR_FORCE", "1")]);
+    assert!(forced.stdout.contains("\x1b["), "{}", forced.show());
+}
+
+#[test]
+fn json_stdout_has_nothing_but_json() {
+    let r = common::run(&["--speed", "0", "--json", "--color", "always", "fork"]);
+    r.assert_code(0);
+    assert!(!r.stdout.contains('\x1b'));
+    common::check_contract(&r);
+}
+
+#[test]
+fn completions_are_generated() {
+    let r = common::run(&["completions", "bash"]);
+    r.assert_code(0);
+    assert!(r.stdout.contains("isolation"), "{}", r.show());
+}
+
+#[test]
+fn every_word_key_the_code_uses_exists_in_both_languages() {
+    // The keys the code passes to say/step, read from the sources, must exist in the
+    // lesson's words file; every line has both languages (enforced when parsing).
+    let root = env!("CARGO_MANIFEST_DIR");
+    for entry in std::fs::read_dir(format!("{root}/src/lessons"))
+        .unwrap()
+        .flatten()
+    {
+        let path = entry.path();
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        if name == "mod" {
+            continue;
+        }
+        let src = std::fs::read_to_string(&path).unwrap();
+        let Some(words_file) = src
+            .split("include_str!(\"../../lessons/")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+        else {
+            continue;
+        };
+        let words: toml::Value = toml::from_str(
+            &std::fs::read_to_string(format!("{root}/lessons/{words_file}")).unwrap(),
+        )
+        .unwrap();
+        for (call, section) in [
+            (".say(\"", "say"),
+            (".say_for(", "say"),
+            (".step(\"", "step"),
+        ] {
+            for piece in src.split(call).skip(1) {
+                let key = if call == ".say_for(" {
+                    // say_for(pid, t_ns, "key", …)
+                    match piece.split('"').nth(1) {
+                        Some(k) => k,
+                        None => continue,
+                    }
+                } else {
+                    piece.split('"').next().unwrap()
+                };
+                let line = words
+                    .get(section)
+                    .and_then(|s| s.get(key))
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{}: [{section}.{key}] is missing from lessons/{words_file}",
+                            path.display()
+                        )
+                    });
+                assert!(
+                    line.get("en").is_some() && line.get("zh").is_some(),
+                    "[{section}.{key}] needs en and zh"
+                );
+            }
+        }
+    }
+}

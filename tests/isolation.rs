@@ -1,0 +1,40 @@
+//! Lesson `isolation`: copy-on-write and MAP_SHARED, checked from the events.
+
+mod common;
+
+#[test]
+fn the_parent_keeps_100_and_the_shared_page_shows_0() {
+    let r = common::lesson_json("isolation", &[]);
+    r.assert_code(0);
+    assert_eq!(r.obs("parent_value_before"), 100);
+    assert_eq!(r.obs("child_value"), 0);
+    assert_eq!(r.obs("parent_value_after"), 100);
+    assert_eq!(r.obs("same_virtual_address"), true);
+    assert_eq!(r.obs("shared_value_after"), 0);
+
+    // The addresses printed by parent and child are literally the same text, and the
+    // child's lines come from forked children of the main process.
+    let says = r.of_kind("say");
+    let find = |key: &str| {
+        says.iter()
+            .find(|e| e["key"] == key)
+            .unwrap_or_else(|| panic!("no say {key}"))
+    };
+    let addr = |text: &str| {
+        text.split_whitespace()
+            .find(|w| w.starts_with("0x"))
+            .map(|w| w.trim_end_matches(['.', ',', ':', '。', '，']).to_string())
+            .expect("an address")
+    };
+    let parent_addr = addr(find("global")["text"].as_str().unwrap());
+    let child_line = find("child_set");
+    assert_eq!(addr(child_line["text"].as_str().unwrap()), parent_addr);
+    let child_pid = child_line["pid"].clone();
+    let spawn = r
+        .of_kind("spawn")
+        .into_iter()
+        .find(|e| e["pid"] == child_pid)
+        .expect("the child was spawned");
+    assert_eq!(spawn["how"], "fork");
+    assert_eq!(spawn["ppid"], r.main_pid());
+}
