@@ -51,15 +51,28 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
             0
         })
     }?;
+    let returned_at = crate::event::now_ns();
     drop(go_r);
-    ctx.say("parent_after_fork", &[("child", &child)]);
     let hello = Note::recv(&note_r, STATE_TIMEOUT)?.context("the child did not write its note")?;
-    ctx.say_for(
-        hello.pid,
-        hello.t_ns,
-        "child_hello",
-        &[("pid", &hello.pid), ("ppid", &hello.ppid)],
-    );
+    // Both sides narrate; each line is stamped where it happened, and told in that order.
+    let parent_line = |ctx: &Ctx<'_>| {
+        ctx.say_for(me, returned_at, "parent_after_fork", &[("child", &child)]);
+    };
+    let child_line = |ctx: &Ctx<'_>| {
+        ctx.say_for(
+            hello.pid,
+            hello.t_ns,
+            "child_hello",
+            &[("pid", &hello.pid), ("ppid", &hello.ppid)],
+        );
+    };
+    if returned_at <= hello.t_ns {
+        parent_line(ctx);
+        child_line(ctx);
+    } else {
+        child_line(ctx);
+        parent_line(ctx);
+    }
     ctx.observe("parent_pid", me);
     ctx.observe("child_pid", hello.pid);
     ctx.claim(
