@@ -37,6 +37,18 @@ pub struct Globals {
     /// No live progress display, plain lines only
     #[arg(long, global = true)]
     pub no_progress: bool,
+
+    /// Pause at every step until a key is pressed (Space/Enter go on, q stops); needs a terminal
+    #[arg(long, global = true)]
+    pub step: bool,
+
+    /// Predict the outcome before the run, then be judged against what it observed; needs a terminal
+    #[arg(long, global = true)]
+    pub quiz: bool,
+
+    /// Write the run as Chrome trace events to FILE (open in Perfetto or chrome://tracing)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub trace: Option<std::path::PathBuf>,
 }
 
 impl Globals {
@@ -76,6 +88,9 @@ pub fn command() -> Command {
     cmd = Globals::augment_args(cmd);
     cmd = cmd
         .subcommand(Command::new("list").about("List the lessons, one line each"))
+        .subcommand(
+            Command::new("tour").about("Every lesson in order, with a title card between them"),
+        )
         .subcommand(
             Command::new("explain")
                 .about("The concept, the Python it mirrors and the system calls underneath")

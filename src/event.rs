@@ -115,10 +115,13 @@ pub enum Kind {
     /// A process was started by `ppid`.
     Spawn { ppid: i32, name: String, how: How },
     /// The kernel's state letter of a process changed (read from `/proc/<pid>/stat`).
+    /// `waiting_in` is the kernel function a sleeping process is blocked in
+    /// (`/proc/<pid>/wchan`, e.g. `pipe_read`, `do_wait`), when the kernel tells.
     State {
         name: String,
         from: String,
         to: String,
+        waiting_in: Option<String>,
     },
     /// A process ended and was reaped. `exitcode` follows Python: the exit status, or
     /// `-N` when signal N ended it.

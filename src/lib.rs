@@ -12,6 +12,8 @@ pub mod lessons;
 pub mod narrate;
 pub mod observe;
 pub mod procs;
+pub mod quiz;
+pub mod term;
 pub mod words;
 
 use anyhow::Result;
@@ -83,10 +85,17 @@ pub fn main() -> ExitCode {
                 }
             };
         }
+        "tour" => {
+            let all: Vec<_> = lessons::LESSONS
+                .iter()
+                .map(|&def| (def, Opts::defaults(def)))
+                .collect();
+            return run_lessons(&all, &globals, true);
+        }
         name => match lessons::find(name) {
             Some(def) => {
                 let opts = cli::lesson_opts(def, m);
-                return run_lessons(&[(def, opts)], &globals);
+                return run_lessons(&[(def, opts)], &globals, false);
             }
             None => Ok(()),
         },
@@ -183,9 +192,35 @@ fn explain(def: &LessonDef, lang: Lang) -> Result<String> {
     Ok(out)
 }
 
-/// Run lessons one after another in one session; the exit code of the whole.
-pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals) -> ExitCode {
-    // First, before any thread exists: subreaper, private directory, janitor, signals.
+/// A usage error found before anything runs: one line, exit 2.
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("mp-demo: error: {msg}");
+    ExitCode::from(2)
+}
+
+/// Run lessons one after another in one session (`tour` runs them all, with a title card
+/// between them); the exit code of the whole.
+pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: bool) -> ExitCode {
+    let lang = g.lang();
+    // Refuse what cannot work before anything starts.
+    for (flag, on) in [("--step", g.step), ("--quiz", g.quiz)] {
+        if on && !term::has_terminal() {
+            return usage_error(&ui(lang, "needs_terminal", &[("option", &flag)]));
+        }
+    }
+    let trace_file = match &g.trace {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                return usage_error(&format!(
+                    "--trace {}: cannot write there: {e}",
+                    path.display()
+                ))
+            }
+        },
+        None => None,
+    };
+    // Then, before any thread exists: subreaper, private directory, janitor, signals.
     let mut session = match procs::Session::start() {
         Ok(s) => s,
         Err(e) => {
@@ -193,11 +228,12 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals) -> Exi
             return ExitCode::from(1);
         }
     };
-    let lang = g.lang();
-    let render: Box<dyn narrate::Render> = if g.json {
-        Box::new(narrate::json::Json::new(std::io::stdout()))
+    let stdout_tty = std::io::stdout().is_terminal();
+    let mut renders: Vec<Box<dyn narrate::Render>> = Vec::new();
+    if g.json {
+        renders.push(Box::new(narrate::json::Json::new(std::io::stdout())));
     } else {
-        let width = if std::io::stdout().is_terminal() {
+        let width = if stdout_tty {
             crossterm::terminal::size()
                 .ok()
                 .map(|(w, _)| usize::from(w))
@@ -205,14 +241,46 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals) -> Exi
         } else {
             None
         };
-        Box::new(narrate::human::Human::new(std::io::stdout(), lang, width))
-    };
+        let human = narrate::human::Human::new(std::io::stdout(), lang, width);
+        let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
+        renders.push(if stdout_tty && !dumb && !g.no_progress {
+            Box::new(human.with_live_panel())
+        } else {
+            Box::new(human)
+        });
+    }
+    if let Some(f) = trace_file {
+        renders.push(Box::new(narrate::trace::Trace::new(
+            std::io::BufWriter::new(f),
+        )));
+    }
+    let step_prompt = g.step.then(|| ui(lang, "step_prompt", &[]));
     let outcome = (|| -> Result<bool> {
-        let narrator = narrate::Narrator::start(render)?;
+        let narrator = narrate::Narrator::start(Box::new(narrate::Tee(renders)), step_prompt)?;
         let mut observer = observe::Observer::start(narrator.sink())?;
         let mut all_ok = true;
         let mut result = Ok(());
-        for (def, opts) in defs {
+        for (i, (def, opts)) in defs.iter().enumerate() {
+            if tour {
+                if !g.json {
+                    narrator.sink().emit(Event::now(
+                        nix::unistd::getpid().as_raw(),
+                        Kind::Act {
+                            act: "tour_card".into(),
+                            fields: vec![
+                                ("i".into(), (i + 1).into()),
+                                ("n".into(), defs.len().into()),
+                                ("lesson".into(), def.name.into()),
+                            ],
+                        },
+                    ));
+                }
+                if i > 0 && !narrator.sink().pause() {
+                    procs::request_stop(nix::libc::SIGINT);
+                    result = Err(ctx::Stopped.into());
+                    break;
+                }
+            }
             match run_one(def, opts, g, lang, session.dir(), &narrator, &observer) {
                 Ok(ok) => all_ok &= ok,
                 Err(e) => {
@@ -228,6 +296,14 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals) -> Exi
         result.map(|()| all_ok)
     })();
     session.cleanup();
+    if let (Some(path), false) = (&g.trace, g.json) {
+        if procs::stop_reason() != Some(procs::STOP_BROKEN_PIPE) {
+            eprintln!(
+                "{}",
+                ui(lang, "trace_written", &[("path", &path.display())])
+            );
+        }
+    }
     match (procs::stop_reason(), outcome) {
         (Some(procs::STOP_BROKEN_PIPE), _) => ExitCode::SUCCESS,
         (Some(sig), _) => {
@@ -263,6 +339,24 @@ fn run_one(
         .map(|m| m.title.get(lang).to_string())
         .unwrap_or_default();
     let sink = narrator.sink();
+    // --quiz: predictions first, before anything of the lesson runs.
+    let answers = if g.quiz {
+        sink.flush();
+        let mut out: Box<dyn Write> = if g.json {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::io::stdout())
+        };
+        match quiz::ask(&mut out, &words.quiz, lang)? {
+            Some(a) => a,
+            None => {
+                procs::request_stop(nix::libc::SIGINT);
+                return Err(ctx::Stopped.into());
+            }
+        }
+    } else {
+        Vec::new()
+    };
     let start = Event::now(
         nix::unistd::getpid().as_raw(),
         Kind::LessonStart {
@@ -295,6 +389,34 @@ fn run_one(
             elapsed_ms: ((end - t0) as f64 / 1e3).round() / 1e3,
         },
     });
+    for a in &answers {
+        let q = &a.question;
+        let choice = &q.choices[a.picked - 1];
+        let observed = ctx
+            .claims
+            .iter()
+            .find(|c| c.name == q.observation)
+            .map(|c| c.value.clone());
+        let mut fields = vec![
+            ("question".to_string(), q.ask.get(lang).into()),
+            ("answer".to_string(), quiz::choice_text(choice, lang).into()),
+            ("observation".to_string(), q.observation.as_str().into()),
+            ("explain".to_string(), q.explain.get(lang).into()),
+        ];
+        if let Some(v) = observed {
+            fields.push(("observed".into(), v));
+        }
+        if let Some(right) = quiz::judge(choice, &q.observation, &ctx.claims) {
+            fields.push(("right".into(), right.into()));
+        }
+        sink.emit(Event::now(
+            ctx.main_pid,
+            Kind::Act {
+                act: "quiz".into(),
+                fields,
+            },
+        ));
+    }
     sink.flush();
     Ok(ok)
 }

@@ -33,6 +33,13 @@ pub fn state_of(_pid: i32) -> Option<char> {
     None
 }
 
+/// The kernel function a sleeping `pid` is blocked in (`/proc/<pid>/wchan`), if told.
+pub fn wchan_of(pid: i32) -> Option<String> {
+    let w = std::fs::read_to_string(format!("/proc/{pid}/wchan")).ok()?;
+    let w = w.trim();
+    (!w.is_empty() && w != "0").then(|| w.to_string())
+}
+
 /// `(ppid, pgrp, session)` of `pid`, from `/proc/<pid>/stat`.
 #[cfg(target_os = "linux")]
 pub fn ids_of(pid: i32) -> Option<(i32, i32, i32)> {
@@ -203,12 +210,14 @@ fn run(inner: &Inner, sink: &Sink) {
             }
             inner.changed.notify_all();
             for (pid, name, from, to) in changes {
+                let waiting_in = matches!(to, 'S' | 'D').then(|| wchan_of(pid)).flatten();
                 sink.emit(Event::now(
                     pid,
                     Kind::State {
                         name,
                         from: from.map(String::from).unwrap_or_default(),
                         to: to.to_string(),
+                        waiting_in,
                     },
                 ));
             }

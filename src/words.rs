@@ -75,13 +75,17 @@ pub struct Question {
     pub explain: Line,
 }
 
+/// One answer of a question, and the observations it predicts: an exact `value`, a
+/// number `above` or `below` a bound, or equal to another observation (`same_as`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Choice {
     pub en: String,
     pub zh: String,
-    /// The observed value (as JSON text, e.g. `"100"`, `"true"`) this choice predicts.
-    pub value: toml::Value,
+    pub value: Option<toml::Value>,
+    pub above: Option<f64>,
+    pub below: Option<f64>,
+    pub same_as: Option<String>,
 }
 
 /// The head of a lesson's words file.

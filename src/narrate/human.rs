@@ -6,10 +6,11 @@
 //! under the sentence that uses them. Observations are gathered and shown as a table,
 //! with a verdict, when the lesson ends.
 
-use super::Render;
+use super::{timeline, Render};
 use crate::event::{Event, Kind, ObsValue};
 use crate::words::{self, ui, Lang};
 use colored::{Color, Colorize};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::{self, Write};
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
@@ -45,8 +46,22 @@ struct Obs {
     holds: Option<bool>,
 }
 
+/// The live panel (a terminal only): a line per live process with its state in words,
+/// and a bar per gauge a lesson reports (queue fill, permits, tasks done). Narration
+/// scrolls above it.
+struct Live {
+    multi: MultiProgress,
+    procs: HashMap<i32, ProgressBar>,
+    gauges: HashMap<String, ProgressBar>,
+}
+
 pub struct Human<W: Write + Send> {
     out: W,
+    /// What one event writes, handed to `out` at once (above the live panel).
+    buf: Vec<u8>,
+    live: Option<Live>,
+    /// This lesson's events, for the timeline.
+    history: Vec<Event>,
     lang: Lang,
     /// Wrap lines at this width (a terminal); `None` writes lines whole.
     width: Option<usize>,
@@ -61,6 +76,9 @@ impl<W: Write + Send> Human<W> {
     pub fn new(out: W, lang: Lang, width: Option<usize>) -> Self {
         Human {
             out,
+            buf: Vec::new(),
+            live: None,
+            history: Vec::new(),
             lang,
             width: width.map(|w| w.max(60)),
             lesson: String::new(),
@@ -69,6 +87,109 @@ impl<W: Write + Send> Human<W> {
             next_color: 0,
             observations: Vec::new(),
         }
+    }
+
+    /// Show a live panel of processes and gauges, updated in place, on stdout.
+    pub fn with_live_panel(mut self) -> Self {
+        self.live = Some(Live {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
+            procs: HashMap::new(),
+            gauges: HashMap::new(),
+        });
+        self
+    }
+
+    /// Hand what this event wrote to the output, above the live panel.
+    fn commit(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let out = &mut self.out;
+        match &self.live {
+            Some(live) => live
+                .multi
+                .suspend(|| out.write_all(&buf).and_then(|()| out.flush())),
+            None => out.write_all(&buf),
+        }
+    }
+
+    fn live_state(&mut self, pid: i32, letter: &str, waiting: &str) {
+        let lang = self.lang;
+        let label = self.label(pid);
+        let Some(live) = &mut self.live else { return };
+        let bar = live.procs.entry(pid).or_insert_with(|| {
+            let pb = live.multi.add(ProgressBar::new_spinner());
+            pb.set_style(
+                ProgressStyle::with_template("  {prefix} {msg}").expect("a valid template"),
+            );
+            pb.set_prefix(label);
+            pb
+        });
+        bar.set_message(format!(
+            "{} {}{waiting}",
+            letter.bold(),
+            words::state_words(lang, letter)
+        ));
+    }
+
+    fn live_gone(&mut self, pid: i32) {
+        if let Some(live) = &mut self.live {
+            if let Some(pb) = live.procs.remove(&pid) {
+                pb.finish_and_clear();
+                live.multi.remove(&pb);
+            }
+        }
+    }
+
+    fn live_clear(&mut self) {
+        if let Some(live) = &mut self.live {
+            for pb in live
+                .procs
+                .drain()
+                .map(|(_, p)| p)
+                .chain(live.gauges.drain().map(|(_, p)| p))
+            {
+                pb.finish_and_clear();
+                live.multi.remove(&pb);
+            }
+            let _ = live.multi.clear();
+        }
+    }
+
+    /// A gauge (`act = "gauge"`, fields `gauge`, `value`, `max`): a bar in the live
+    /// panel, or a small inline bar in plain output.
+    fn gauge(&mut self, ev: &Event, fields: &[(String, ObsValue)]) -> io::Result<()> {
+        let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let name = get("gauge").map(|v| v.to_string()).unwrap_or_default();
+        let value = get("value").and_then(|v| v.as_i64()).unwrap_or(0).max(0) as u64;
+        let max = get("max").and_then(|v| v.as_i64()).unwrap_or(0).max(1) as u64;
+        if let Some(live) = &mut self.live {
+            let pb = live.gauges.entry(name.clone()).or_insert_with(|| {
+                let pb = live.multi.insert(0, ProgressBar::new(max));
+                pb.set_style(
+                    ProgressStyle::with_template("  {prefix:>18} {bar:30.cyan/blue} {pos}/{len}")
+                        .expect("a valid template")
+                        .progress_chars("█▉▊▋▌▍▎▏ "),
+                );
+                pb.set_prefix(name.clone());
+                pb
+            });
+            pb.set_length(max);
+            pb.set_position(value.min(max));
+            return Ok(());
+        }
+        let filled = (value.min(max) * 10 / max) as usize;
+        let bar = format!(
+            "▕{}{}▏ {value}/{max}",
+            "█".repeat(filled),
+            "░".repeat(10 - filled)
+        );
+        self.line(
+            ev.t_ns,
+            ev.pid,
+            &format!("{} {} {}", "•".dimmed(), name.bold(), bar.cyan()),
+        )
     }
 
     fn proc_of(&mut self, pid: i32) -> &Proc {
@@ -122,10 +243,10 @@ impl<W: Write + Send> Human<W> {
         let mut first = true;
         for part in self.wrap(text, TIME_W + LABEL_W + 2) {
             if first {
-                writeln!(self.out, "{time} {label}{bar} {part}")?;
+                writeln!(self.buf, "{time} {label}{bar} {part}")?;
                 first = false;
             } else {
-                writeln!(self.out, "{indent}{bar} {part}")?;
+                writeln!(self.buf, "{indent}{bar} {part}")?;
             }
         }
         Ok(())
@@ -163,13 +284,15 @@ impl<W: Write + Send> Human<W> {
         let width = self.width.unwrap_or(78);
         let head = format!("── {title} ");
         let fill = width.saturating_sub(head.width());
-        writeln!(self.out)?;
-        writeln!(self.out, "{}", format!("{head}{}", "─".repeat(fill)).bold())
+        writeln!(self.buf)?;
+        writeln!(self.buf, "{}", format!("{head}{}", "─".repeat(fill)).bold())
     }
 
     fn lesson_start(&mut self, ev: &Event, lesson: &str, title: &str) -> io::Result<()> {
         self.lesson = lesson.to_string();
         self.t0_ns = ev.t_ns;
+        self.history.clear();
+        self.history.push(ev.clone());
         self.observations.clear();
         self.procs.clear();
         self.next_color = 0;
@@ -183,21 +306,27 @@ impl<W: Write + Send> Human<W> {
         );
         let width = self.width.unwrap_or(78);
         let banner = format!(" mp-demo {lesson} · {title} ");
-        writeln!(self.out, "{}", "═".repeat(width).cyan())?;
-        writeln!(self.out, "{}", banner.bold())?;
-        writeln!(self.out, "{}", "═".repeat(width).cyan())?;
+        writeln!(self.buf, "{}", "═".repeat(width).cyan())?;
+        writeln!(self.buf, "{}", banner.bold())?;
+        writeln!(self.buf, "{}", "═".repeat(width).cyan())?;
         let legend = ui(
             self.lang,
             "legend",
             &[("pid", &ev.pid), ("main", &"main".cyan().bold())],
         );
         for part in self.wrap(&legend, 0) {
-            writeln!(self.out, "{}", part.dimmed())?;
+            writeln!(self.buf, "{}", part.dimmed())?;
         }
         Ok(())
     }
 
-    fn lesson_end(&mut self, ok: bool, elapsed_ms: f64) -> io::Result<()> {
+    fn lesson_end(&mut self, t_ns: u64, ok: bool, elapsed_ms: f64) -> io::Result<()> {
+        self.live_clear();
+        let width = self.width.unwrap_or(80).min(80);
+        for line in timeline::draw(&self.history, self.t0_ns, t_ns, width, self.lang) {
+            writeln!(self.buf, "{line}")?;
+        }
+        self.history.clear();
         let title = ui(self.lang, "observed", &[]);
         self.rule(&title)?;
         let name_w = self
@@ -221,7 +350,7 @@ impl<W: Write + Send> Human<W> {
                 _ => String::new(),
             };
             writeln!(
-                self.out,
+                self.buf,
                 "  {mark} {:<name_w$}  {:<8} {expected}",
                 o.name,
                 value.bold()
@@ -244,9 +373,9 @@ impl<W: Write + Send> Human<W> {
             .red()
             .bold()
         };
-        writeln!(self.out)?;
-        writeln!(self.out, "{verdict}")?;
-        writeln!(self.out)
+        writeln!(self.buf)?;
+        writeln!(self.buf, "{verdict}")?;
+        writeln!(self.buf)
     }
 }
 
@@ -278,6 +407,122 @@ fn split_words(text: &str) -> Vec<String> {
 
 impl<W: Write + Send> Render for Human<W> {
     fn event(&mut self, ev: &Event) -> io::Result<()> {
+        if matches!(
+            ev.kind,
+            Kind::Spawn { .. } | Kind::State { .. } | Kind::Exit { .. } | Kind::Act { .. }
+        ) {
+            self.history.push(ev.clone());
+        }
+        self.render(ev)?;
+        self.commit()
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.commit()?;
+        self.out.flush()
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.live_clear();
+        self.flush()
+    }
+
+    fn suspended(&mut self, f: &mut dyn FnMut() -> io::Result<bool>) -> io::Result<bool> {
+        match &self.live {
+            Some(live) => live.multi.suspend(f),
+            None => f(),
+        }
+    }
+}
+
+/// What a sleeping process is blocked in, in words, from the kernel's wchan.
+fn wchan_words(lang: Lang, wchan: &str) -> String {
+    let key = if wchan.contains("pipe") {
+        "wchan_pipe"
+    } else if wchan.contains("wait4") || wchan.contains("do_wait") || wchan.contains("waitid") {
+        "wchan_wait"
+    } else if wchan.contains("futex") {
+        "wchan_futex"
+    } else if wchan.contains("nanosleep") || wchan.contains("hrtimer") {
+        "wchan_timer"
+    } else if wchan.contains("unix_stream") || wchan.contains("sock") || wchan.contains("recv") {
+        "wchan_socket"
+    } else if wchan.contains("lock")
+        && (wchan.contains("flock") || wchan.contains("locks") || wchan.contains("file"))
+    {
+        "wchan_flock"
+    } else if wchan.contains("poll") || wchan.contains("select") || wchan.contains("epoll") {
+        "wchan_poll"
+    } else if wchan.contains("pause") || wchan.contains("sigsuspend") {
+        "wchan_pause"
+    } else {
+        "wchan_other"
+    };
+    ui(lang, key, &[("wchan", &wchan)])
+}
+
+impl<W: Write + Send> Human<W> {
+    fn tour_card(&mut self, fields: &[(String, ObsValue)]) -> io::Result<()> {
+        let get = |k: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default()
+        };
+        let width = self.width.unwrap_or(78);
+        let text = ui(
+            self.lang,
+            "tour_card",
+            &[
+                ("i", &get("i")),
+                ("n", &get("n")),
+                ("lesson", &get("lesson")),
+            ],
+        );
+        writeln!(self.buf)?;
+        writeln!(self.buf, "{}", "▓".repeat(width).magenta())?;
+        writeln!(self.buf, "{}", format!("  {text}").bold())?;
+        writeln!(self.buf, "{}", "▓".repeat(width).magenta())?;
+        Ok(())
+    }
+
+    fn quiz_result(&mut self, fields: &[(String, ObsValue)]) -> io::Result<()> {
+        let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let text = |k: &str| get(k).map(|v| v.to_string()).unwrap_or_default();
+        let lang = self.lang;
+        writeln!(self.buf, "  {}", text("question").bold())?;
+        writeln!(
+            self.buf,
+            "    {}",
+            ui(lang, "quiz_your_answer", &[("answer", &text("answer"))])
+        )?;
+        let name = text("observation");
+        let verdict = match get("right") {
+            Some(ObsValue::Bool(true)) => ui(
+                lang,
+                "quiz_right",
+                &[("name", &name), ("value", &text("observed"))],
+            )
+            .green()
+            .bold(),
+            Some(ObsValue::Bool(false)) => ui(
+                lang,
+                "quiz_wrong",
+                &[("name", &name), ("value", &text("observed"))],
+            )
+            .red()
+            .bold(),
+            _ => ui(lang, "quiz_unjudged", &[("name", &name)]).dimmed(),
+        };
+        writeln!(self.buf, "    {verdict}")?;
+        for part in self.wrap(&text("explain"), 4) {
+            writeln!(self.buf, "    {}", part.dimmed())?;
+        }
+        Ok(())
+    }
+
+    fn render(&mut self, ev: &Event) -> io::Result<()> {
         let lang = self.lang;
         match &ev.kind {
             Kind::LessonStart { lesson, title } => self.lesson_start(ev, lesson, title)?,
@@ -301,18 +546,31 @@ impl<W: Write + Send> Render for Human<W> {
                 );
                 self.line(ev.t_ns, ev.pid, &format!("{} {}", "+".green().bold(), text))?;
             }
-            Kind::State { from, to, .. } => {
+            Kind::State {
+                from,
+                to,
+                waiting_in,
+                ..
+            } => {
                 let arrow = if from.is_empty() {
                     to.clone()
                 } else {
                     format!("{from} → {to}")
                 };
+                let waiting = waiting_in
+                    .as_deref()
+                    .map(|w| format!(" ({})", wchan_words(lang, w)))
+                    .unwrap_or_default();
+                self.live_state(ev.pid, to, &waiting);
                 let text = ui(
                     lang,
                     "state_change",
                     &[
                         ("change", &arrow.bold()),
-                        ("words", &words::state_words(lang, to)),
+                        (
+                            "words",
+                            &format!("{}{waiting}", words::state_words(lang, to)),
+                        ),
                     ],
                 );
                 self.line(
@@ -326,6 +584,7 @@ impl<W: Write + Send> Render for Human<W> {
                 reaped_by,
                 ..
             } => {
+                self.live_gone(ev.pid);
                 let text = ui(lang, "exited", &[("code", exitcode), ("reaper", reaped_by)]);
                 self.line(ev.t_ns, ev.pid, &format!("{} {}", "✝".red(), text))?;
             }
@@ -353,7 +612,7 @@ impl<W: Write + Send> Render for Human<W> {
                 }
                 if !refs.is_empty() {
                     let indent = " ".repeat(TIME_W + LABEL_W);
-                    writeln!(self.out, "{indent}{}   {}", "│".dimmed(), refs.join("   "))?;
+                    writeln!(self.buf, "{indent}{}   {}", "│".dimmed(), refs.join("   "))?;
                 }
             }
             Kind::Step { n, title, hint, .. } => {
@@ -361,7 +620,7 @@ impl<W: Write + Send> Render for Human<W> {
                 self.rule(&head)?;
                 if let Some(hint) = hint {
                     let text = ui(lang, "try_this", &[("cmd", &hint.bright_white())]);
-                    writeln!(self.out, "   {}", text.dimmed())?;
+                    writeln!(self.buf, "   {}", text.dimmed())?;
                 }
             }
             Kind::Observation {
@@ -375,7 +634,10 @@ impl<W: Write + Send> Render for Human<W> {
                 expected: expected.clone(),
                 holds: *holds,
             }),
-            Kind::LessonEnd { ok, elapsed_ms } => self.lesson_end(*ok, *elapsed_ms)?,
+            Kind::LessonEnd { ok, elapsed_ms } => self.lesson_end(ev.t_ns, *ok, *elapsed_ms)?,
+            Kind::Act { act, fields } if act == "gauge" => self.gauge(ev, fields)?,
+            Kind::Act { act, fields } if act == "tour_card" => self.tour_card(fields)?,
+            Kind::Act { act, fields } if act == "quiz" => self.quiz_result(fields)?,
             Kind::Act { act, fields } => {
                 let label = match words::common().ui.get(&format!("act_{act}")) {
                     Some(l) => l.get(lang).to_string(),
@@ -391,10 +653,6 @@ impl<W: Write + Send> Render for Human<W> {
             }
         }
         Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
     }
 }
 

@@ -10,6 +10,8 @@
 
 pub mod human;
 pub mod json;
+pub mod timeline;
+pub mod trace;
 
 use crate::event::Event;
 use std::io;
@@ -58,12 +60,36 @@ impl Sink {
 /// A renderer of events.
 pub trait Render: Send {
     fn event(&mut self, ev: &Event) -> io::Result<()>;
-    /// A pause point: everything so far is written. Return false to stop the run.
-    fn pause(&mut self) -> io::Result<bool> {
-        self.flush()?;
-        Ok(true)
-    }
     fn flush(&mut self) -> io::Result<()>;
+    /// The run is over: write what is left (a trace file, a closing line).
+    fn finish(&mut self) -> io::Result<()> {
+        self.flush()
+    }
+    /// Run `f` (a key read) with any live display out of the way.
+    fn suspended(&mut self, f: &mut dyn FnMut() -> io::Result<bool>) -> io::Result<bool> {
+        f()
+    }
+}
+
+/// Several renderers fed the same events (the narration and a trace file).
+pub struct Tee(pub Vec<Box<dyn Render>>);
+
+impl Render for Tee {
+    fn event(&mut self, ev: &Event) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|r| r.event(ev))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|r| r.flush())
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|r| r.finish())
+    }
+    fn suspended(&mut self, f: &mut dyn FnMut() -> io::Result<bool>) -> io::Result<bool> {
+        match self.0.first_mut() {
+            Some(r) => r.suspended(f),
+            None => f(),
+        }
+    }
 }
 
 /// The renderer thread and the sink that feeds it.
@@ -73,7 +99,8 @@ pub struct Narrator {
 }
 
 impl Narrator {
-    pub fn start(mut render: Box<dyn Render>) -> io::Result<Narrator> {
+    /// Start the renderer thread. With `step_prompt`, every pause waits for a key.
+    pub fn start(mut render: Box<dyn Render>, step_prompt: Option<String>) -> io::Result<Narrator> {
         let (tx, rx) = mpsc::channel::<Msg>();
         let thread = std::thread::Builder::new()
             .name("narrator".into())
@@ -86,7 +113,16 @@ impl Narrator {
                         Msg::Event(ev) if open => render.event(&ev),
                         Msg::Event(_) => Ok(()),
                         Msg::Pause(ack) => {
-                            let go = if open { render.pause() } else { Ok(true) };
+                            let go = if !open {
+                                Ok(true)
+                            } else {
+                                render.flush().and_then(|()| match &step_prompt {
+                                    Some(prompt) => {
+                                        render.suspended(&mut || crate::term::pause(prompt))
+                                    }
+                                    None => Ok(true),
+                                })
+                            };
                             let (go, r) = match go {
                                 Ok(g) => (g, Ok(())),
                                 Err(e) => (true, Err(e)),
@@ -108,7 +144,7 @@ impl Narrator {
                     }
                 }
                 if open {
-                    let _ = render.flush();
+                    let _ = render.finish();
                 }
             })?;
         Ok(Narrator {

@@ -1,0 +1,272 @@
+//! The timeline: a swimlane chart drawn when a lesson ends, so the whole story is seen at
+//! once. A lane per process (role and PID), time across, each cell the state the kernel
+//! reported for most of that slice of time (a zombie always shows), and marks where the
+//! process sent, received, acquired, released… Like the state tables of the classic OS
+//! textbook simulators, but from a real run. It fits an 80-column terminal.
+
+use crate::event::{Event, Kind};
+use crate::words::{ui, Lang};
+use colored::Colorize;
+use unicode_width::UnicodeWidthStr;
+
+/// Width of the lane labels.
+const LABEL_W: usize = 18;
+/// At most this many cells across (18 + 2 + 58 + 1 = 79 columns).
+const MAX_CELLS: usize = 58;
+
+struct Lane {
+    pid: i32,
+    name: String,
+    /// (time, state letter) in order; `None` once gone.
+    states: Vec<(u64, Option<char>)>,
+    start: u64,
+    marks: Vec<(u64, char)>,
+}
+
+/// The mark of a lesson's own event kind.
+fn mark_of(act: &str) -> char {
+    match act {
+        "acquire" => 'a',
+        "release" => 'r',
+        "send" => '>',
+        "recv" => '<',
+        "put" => 'p',
+        "get" => 'g',
+        "task_start" => '[',
+        "task_done" => ']',
+        "wait" => 'w',
+        "set" => '!',
+        "write" => 'w',
+        "read" => 'r',
+        _ => '*',
+    }
+}
+
+/// Draw the timeline of one lesson from its events (`t0`..`t1`), at most `width` wide.
+pub fn draw(events: &[Event], t0: u64, t1: u64, width: usize, lang: Lang) -> Vec<String> {
+    let mut lanes: Vec<Lane> = Vec::new();
+    let lane = |lanes: &mut Vec<Lane>, pid: i32, name: &str, t: u64| -> usize {
+        if let Some(i) = lanes.iter().position(|l| l.pid == pid) {
+            return i;
+        }
+        lanes.push(Lane {
+            pid,
+            name: name.to_string(),
+            states: Vec::new(),
+            start: t,
+            marks: Vec::new(),
+        });
+        lanes.len() - 1
+    };
+    for ev in events {
+        match &ev.kind {
+            Kind::LessonStart { .. } => {
+                lane(&mut lanes, ev.pid, "main", t0);
+            }
+            Kind::Spawn { name, .. } => {
+                lane(&mut lanes, ev.pid, name, ev.t_ns);
+            }
+            Kind::State { name, to, .. } => {
+                let i = lane(&mut lanes, ev.pid, name, ev.t_ns);
+                lanes[i].states.push((ev.t_ns, to.chars().next()));
+            }
+            Kind::Exit { name, .. } => {
+                let i = lane(&mut lanes, ev.pid, name, ev.t_ns);
+                lanes[i].states.push((ev.t_ns, None));
+                lanes[i].marks.push((ev.t_ns, 'x'));
+            }
+            Kind::Act { act, .. } => {
+                if let Some(i) = lanes.iter().position(|l| l.pid == ev.pid) {
+                    lanes[i].marks.push((ev.t_ns, mark_of(act)));
+                }
+            }
+            _ => {}
+        }
+    }
+    if lanes.is_empty() || t1 <= t0 {
+        return Vec::new();
+    }
+    let cells = width.saturating_sub(LABEL_W + 3).clamp(20, MAX_CELLS);
+    let span = (t1 - t0) as f64;
+    let cell_of = |t: u64| -> usize {
+        (((t.saturating_sub(t0)) as f64 / span * cells as f64) as usize).min(cells - 1)
+    };
+    let mut out = Vec::new();
+    let title = ui(lang, "timeline", &[]);
+    out.push(String::new());
+    out.push(
+        format!(
+            "── {title} {}",
+            "─".repeat((LABEL_W + cells + 3).saturating_sub(title.width() + 4))
+        )
+        .bold()
+        .to_string(),
+    );
+    for l in &mut lanes {
+        l.states.sort_by_key(|s| s.0);
+        l.marks.sort_by_key(|m| m.0);
+        let mut row: Vec<String> = Vec::with_capacity(cells);
+        for c in 0..cells {
+            let a = t0 + (span * c as f64 / cells as f64) as u64;
+            let b = t0 + (span * (c + 1) as f64 / cells as f64) as u64;
+            row.push(cell(l, a, b));
+        }
+        for &(t, m) in &l.marks {
+            let c = cell_of(t);
+            row[c] = m.to_string().bright_white().bold().to_string();
+        }
+        let mut label = format!("{} {}", l.name, l.pid);
+        if label.width() > LABEL_W {
+            label = format!(
+                "{}…{}",
+                &l.name[..l.name.len().min(LABEL_W.saturating_sub(9))],
+                l.pid
+            );
+        }
+        out.push(format!(
+            "{label:<LABEL_W$} {}{}{}",
+            "│".dimmed(),
+            row.concat(),
+            "│".dimmed()
+        ));
+    }
+    let total_ms = span / 1e6;
+    let left = "0";
+    let right = if total_ms < 1000.0 {
+        format!("{total_ms:.1} ms")
+    } else {
+        format!("{:.2} s", total_ms / 1000.0)
+    };
+    out.push(
+        format!(
+            "{:LABEL_W$}  {left}{}{right}",
+            "",
+            " ".repeat(cells.saturating_sub(left.len() + right.len()))
+        )
+        .dimmed()
+        .to_string(),
+    );
+    out.push(ui(lang, "timeline_legend", &[]).dimmed().to_string());
+    out.push(ui(lang, "timeline_marks", &[]).dimmed().to_string());
+    out
+}
+
+/// The glyph of one cell: the state that lasted longest in `[a, b)`; a zombie always
+/// shows; blank before the process existed and after it was reaped.
+fn cell(l: &Lane, a: u64, b: u64) -> String {
+    if b <= l.start {
+        return " ".into();
+    }
+    let from = a.max(l.start);
+    // The state in force at `from`: alive but not sampled yet (`·`) until the first one.
+    let mut cur: Option<char> = Some('·');
+    for &(t, s) in &l.states {
+        if t <= from {
+            cur = s;
+        }
+    }
+    let mut zombie = cur == Some('Z');
+    let mut since = from;
+    let mut durations: Vec<(Option<char>, u64)> = Vec::new();
+    for &(t, s) in &l.states {
+        if t > from && t < b {
+            durations.push((cur, t - since));
+            cur = s;
+            since = t;
+            zombie |= s == Some('Z');
+        }
+    }
+    durations.push((cur, b.saturating_sub(since)));
+    let best = durations
+        .iter()
+        .max_by_key(|(_, d)| *d)
+        .and_then(|(s, _)| *s);
+    let state = if zombie { Some('Z') } else { best };
+    match state {
+        None => " ".into(),
+        Some('R') => "█".green().to_string(),
+        Some('S') => "─".blue().to_string(),
+        Some('D') => "▒".yellow().to_string(),
+        Some('T') | Some('t') => "‖".magenta().to_string(),
+        Some('Z') => "z".red().bold().to_string(),
+        Some('·') => "·".dimmed().to_string(),
+        Some(c) => c.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::How;
+
+    fn ev(t_ms: u64, pid: i32, kind: Kind) -> Event {
+        Event {
+            t_ns: t_ms * 1_000_000,
+            pid,
+            kind,
+        }
+    }
+
+    #[test]
+    fn a_zombie_shows_and_the_chart_fits_80_columns() {
+        colored::control::set_override(false);
+        let events = vec![
+            ev(
+                0,
+                1,
+                Kind::LessonStart {
+                    lesson: "fork".into(),
+                    title: "t".into(),
+                },
+            ),
+            ev(
+                10,
+                2,
+                Kind::Spawn {
+                    ppid: 1,
+                    name: "child".into(),
+                    how: How::Fork,
+                },
+            ),
+            ev(
+                11,
+                2,
+                Kind::State {
+                    name: "child".into(),
+                    from: String::new(),
+                    to: "S".into(),
+                    waiting_in: None,
+                },
+            ),
+            ev(
+                50,
+                2,
+                Kind::State {
+                    name: "child".into(),
+                    from: "S".into(),
+                    to: "Z".into(),
+                    waiting_in: None,
+                },
+            ),
+            ev(
+                51,
+                2,
+                Kind::Exit {
+                    name: "child".into(),
+                    exitcode: 0,
+                    reaped_by: 1,
+                },
+            ),
+        ];
+        let lines = draw(&events, 0, 100_000_000, 80, Lang::En);
+        let child = lines
+            .iter()
+            .find(|l| l.starts_with("child 2"))
+            .expect("a lane");
+        assert!(child.contains('z'), "{child}");
+        assert!(child.contains('─'), "{child}");
+        for l in &lines {
+            assert!(l.width() <= 80, "too wide: {l}");
+        }
+    }
+}
