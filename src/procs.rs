@@ -24,15 +24,13 @@ use nix::unistd::{getpid, Pid};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Why the run must stop: 0 not at all, a signal number, or [`STOP_BROKEN_PIPE`].
 static STOP: AtomicI32 = AtomicI32::new(0);
 /// The output was closed (`mp-demo … | head -1`): stop quietly.
 pub const STOP_BROKEN_PIPE: i32 = -1;
-/// Wakes sleepers when a stop is requested.
-static WAKE: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
 /// The janitor's pid, never killed by the sweeps (0: none).
 static JANITOR: AtomicI32 = AtomicI32::new(0);
 /// The write end of the janitor's pipe, closed by forked children.
@@ -43,8 +41,6 @@ static RUN_DIR: OnceLock<PathBuf> = OnceLock::new();
 /// Ask the whole run to stop (a signal, or a closed output). The first reason wins.
 pub fn request_stop(reason: i32) {
     let _ = STOP.compare_exchange(0, reason, Ordering::SeqCst, Ordering::SeqCst);
-    let _guard = WAKE.0.lock();
-    WAKE.1.notify_all();
 }
 
 /// The reason the run must stop, if it must.
@@ -56,22 +52,20 @@ pub fn stop_reason() -> Option<i32> {
 }
 
 /// Sleep up to `dur`, waking early if a stop is requested. Returns false if stopped.
+///
+/// It really sleeps (`nanosleep`, in slices of at most 50 ms), so the kernel shows the
+/// pacing for what it is: a process sleeping on a timer.
 pub fn sleep(dur: Duration) -> bool {
     let deadline = Instant::now() + dur;
-    let mut guard = WAKE.0.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         if stop_reason().is_some() {
             return false;
         }
-        let now = Instant::now();
-        if now >= deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return true;
         }
-        guard = WAKE
-            .1
-            .wait_timeout(guard, deadline - now)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
+        std::thread::sleep(left.min(Duration::from_millis(50)));
     }
 }
 

@@ -64,19 +64,31 @@ fn classify(k: KeyEvent) -> Key {
 /// impatient double press does not skip a step). `None` if the run is stopping.
 pub fn wait_key() -> io::Result<Option<Key>> {
     let _raw = RawMode::enter()?;
-    while event::poll(Duration::ZERO)? {
+    for _ in 0..256 {
+        if !event::poll(Duration::ZERO)? {
+            break;
+        }
         let _ = event::read()?;
     }
+    let mut idle = 0u32;
     loop {
         if crate::procs::stop_reason().is_some() {
             return Ok(None);
         }
         if event::poll(Duration::from_millis(100))? {
-            if let Event::Key(k) = event::read()? {
-                if k.kind != KeyEventKind::Release {
-                    return Ok(Some(classify(k)));
-                }
+            match event::read()? {
+                Event::Key(k) if k.kind != KeyEventKind::Release => return Ok(Some(classify(k))),
+                _ => idle += 1,
             }
+        }
+        // A terminal that hung up (its window closed) reads as endless nothing: treat it
+        // as the hang-up it is rather than spin.
+        if idle > 64 {
+            if !has_terminal() {
+                crate::procs::request_stop(nix::libc::SIGHUP);
+                return Ok(None);
+            }
+            idle = 0;
         }
     }
 }

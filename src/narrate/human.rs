@@ -117,7 +117,10 @@ impl<W: Write + Send> Human<W> {
     fn live_state(&mut self, pid: i32, letter: &str, waiting: &str) {
         let lang = self.lang;
         let label = self.label(pid);
-        let Some(live) = &mut self.live else { return };
+        let room = self.width.unwrap_or(80).saturating_sub(LABEL_W + 4);
+        let Some(live) = &mut self.live else {
+            return;
+        };
         let bar = live.procs.entry(pid).or_insert_with(|| {
             let pb = live.multi.add(ProgressBar::new_spinner());
             pb.set_style(
@@ -126,11 +129,22 @@ impl<W: Write + Send> Human<W> {
             pb.set_prefix(label);
             pb
         });
-        bar.set_message(format!(
-            "{} {}{waiting}",
-            letter.bold(),
-            words::state_words(lang, letter)
-        ));
+        let mut msg = format!(
+            "{letter} {}{waiting}",
+            ui(lang, &format!("short_{letter}"), &[])
+        );
+        if msg.width() > room {
+            let mut used = 0;
+            msg = msg
+                .chars()
+                .take_while(|c| {
+                    used += c.width().unwrap_or(0);
+                    used < room
+                })
+                .collect::<String>()
+                + "…";
+        }
+        bar.set_message(msg);
     }
 
     fn live_gone(&mut self, pid: i32) {
@@ -262,7 +276,7 @@ impl<W: Write + Send> Human<W> {
         let mut cur = String::new();
         let mut cur_w = 0;
         for word in split_words(text) {
-            let w = word.width();
+            let w = visible_width(&word);
             if cur_w + w > room && !cur.is_empty() {
                 lines.push(cur.trim_end().to_string());
                 cur.clear();
@@ -379,6 +393,24 @@ impl<W: Write + Send> Human<W> {
     }
 }
 
+/// The width of `s` on screen: ANSI colour sequences take no room.
+fn visible_width(s: &str) -> usize {
+    let mut w = 0;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            w += c.width().unwrap_or(0);
+        }
+    }
+    w
+}
+
 /// Words and single CJK characters, with spaces kept as their own pieces.
 fn split_words(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -437,12 +469,13 @@ impl<W: Write + Send> Render for Human<W> {
 
 /// What a sleeping process is blocked in, in words, from the kernel's wchan.
 fn wchan_words(lang: Lang, wchan: &str) -> String {
-    let key = if wchan.contains("pipe") {
+    // futex first: its wait functions are called futex_do_wait and the like.
+    let key = if wchan.contains("futex") {
+        "wchan_futex"
+    } else if wchan.contains("pipe") {
         "wchan_pipe"
     } else if wchan.contains("wait4") || wchan.contains("do_wait") || wchan.contains("waitid") {
         "wchan_wait"
-    } else if wchan.contains("futex") {
-        "wchan_futex"
     } else if wchan.contains("nanosleep") || wchan.contains("hrtimer") {
         "wchan_timer"
     } else if wchan.contains("unix_stream") || wchan.contains("sock") || wchan.contains("recv") {
@@ -559,7 +592,7 @@ impl<W: Write + Send> Human<W> {
                 };
                 let waiting = waiting_in
                     .as_deref()
-                    .map(|w| format!(" ({})", wchan_words(lang, w)))
+                    .map(|w| ui(lang, "waiting_in", &[("what", &wchan_words(lang, w))]))
                     .unwrap_or_default();
                 self.live_state(ev.pid, to, &waiting);
                 let text = ui(

@@ -112,7 +112,11 @@ pub fn draw(events: &[Event], t0: u64, t1: u64, width: usize, lang: Lang) -> Vec
             row.push(cell(l, a, b));
         }
         for &(t, m) in &l.marks {
-            let c = cell_of(t);
+            let mut c = cell_of(t);
+            // The reap comes right after the zombie: never hide the zombie under it.
+            if m == 'x' && row[c].contains('z') && c + 1 < cells {
+                c += 1;
+            }
             row[c] = m.to_string().bright_white().bold().to_string();
         }
         let mut label = format!("{} {}", l.name, l.pid);

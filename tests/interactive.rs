@@ -1,0 +1,180 @@
+//! `--step` and `--quiz`, driven through a pseudo-terminal as a person would: keys pressed,
+//! pauses that really wait, `q` and Ctrl-C that stop at once with the terminal restored.
+
+mod common;
+
+use rexpect::session::{spawn_command, PtySession};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn tag() -> String {
+    format!("mp-demo-pty-{}-{:?}", std::process::id(), Instant::now())
+}
+
+fn session(args: &[&str], tag: &str) -> PtySession {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mp-demo"));
+    cmd.args(args)
+        .env("MP_DEMO_TEST_TAG", tag)
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1");
+    spawn_command(cmd, Some(10_000)).expect("a pseudo-terminal")
+}
+
+/// Everything the program writes during `dur`, without pressing anything.
+fn quiet_for(p: &mut PtySession, dur: Duration) -> String {
+    let mut got = String::new();
+    let deadline = Instant::now() + dur;
+    while Instant::now() < deadline {
+        match p.try_read() {
+            Some(c) => got.push(c),
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    got
+}
+
+fn exit_code(p: &PtySession) -> String {
+    format!("{:?}", p.process().wait().expect("the exit status"))
+}
+
+/// The pty's terminal settings have canonical mode and signals back on (raw mode
+/// undone). Echo is not checked: rexpect turns it off itself.
+fn assert_terminal_restored(p: &PtySession) {
+    let f = p.process().get_file_handle().expect("the pty");
+    let t = nix::sys::termios::tcgetattr(&f).expect("tcgetattr");
+    use nix::sys::termios::LocalFlags;
+    assert!(
+        t.local_flags
+            .contains(LocalFlags::ICANON | LocalFlags::ISIG | LocalFlags::IEXTEN),
+        "raw mode left on: {:?}",
+        t.local_flags
+    );
+}
+
+fn assert_nothing_left(tag: &str) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !common::tagged_processes(tag).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left: {:?}",
+            common::tagged_processes(tag)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn step_waits_for_a_key_and_then_goes_on() {
+    let t = tag();
+    let mut p = session(&["--step", "--speed", "0", "isolation"], &t);
+    p.exp_string("Step 1").unwrap();
+    p.exp_string("Space or Enter").unwrap();
+    // Paused: nothing more is written while nobody presses a key.
+    let during = quiet_for(&mut p, Duration::from_millis(700));
+    assert!(
+        !during.contains("Step 2"),
+        "went on without a key: {during}"
+    );
+    p.send(" ").unwrap();
+    p.flush().unwrap();
+    p.exp_string("Step 2").unwrap();
+    for _ in 0..2 {
+        p.exp_string("Space or Enter").unwrap();
+        p.send("\r").unwrap();
+        p.flush().unwrap();
+    }
+    p.exp_string("Every claim held").unwrap();
+    p.exp_eof().unwrap();
+    let code = exit_code(&p);
+    assert!(code.contains("Exited(") && code.ends_with(", 0)"), "{code}");
+    assert_nothing_left(&t);
+}
+
+#[test]
+fn q_during_a_pause_stops_at_once_and_restores_the_terminal() {
+    let t = tag();
+    let mut p = session(&["--step", "fork"], &t);
+    p.exp_string("Space or Enter").unwrap();
+    p.send(" ").unwrap();
+    p.flush().unwrap();
+    p.exp_string("Step 2").unwrap();
+    p.exp_string("Space or Enter").unwrap();
+    let asked = Instant::now();
+    p.send("q").unwrap();
+    p.flush().unwrap();
+    p.exp_string("interrupted").unwrap();
+    p.exp_eof().unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        asked.elapsed()
+    );
+    assert!(exit_code(&p).ends_with(", 130)"), "{}", exit_code(&p));
+    assert_terminal_restored(&p);
+    assert_nothing_left(&t);
+}
+
+#[test]
+fn ctrl_c_during_a_pause_stops_at_once_and_restores_the_terminal() {
+    let t = tag();
+    let mut p = session(&["--step", "fork"], &t);
+    p.exp_string("Space or Enter").unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string("interrupted").unwrap();
+    p.exp_eof().unwrap();
+    assert!(exit_code(&p).ends_with(", 130)"), "{}", exit_code(&p));
+    assert_terminal_restored(&p);
+    assert_nothing_left(&t);
+}
+
+#[test]
+fn quiz_asks_first_and_judges_against_the_run() {
+    let t = tag();
+    let mut p = session(&["--quiz", "--speed", "0", "isolation"], &t);
+    p.exp_string("parent print for n").unwrap();
+    // Nothing of the lesson has run yet: no step, no process.
+    let before = quiet_for(&mut p, Duration::from_millis(300));
+    assert!(
+        !before.contains("Step 1"),
+        "ran before the answer: {before}"
+    );
+    p.send("2").unwrap(); // 100: right
+    p.flush().unwrap();
+    p.exp_string("MAP_SHARED").unwrap();
+    p.send("2").unwrap(); // 100: wrong
+    p.flush().unwrap();
+    p.exp_string("Step 1").unwrap();
+    p.exp_string("Right: this run observed parent_value_after = 100")
+        .unwrap();
+    p.exp_string("Not this time: this run observed shared_value_after = 0")
+        .unwrap();
+    p.exp_eof().unwrap();
+    assert!(exit_code(&p).ends_with(", 0)"), "{}", exit_code(&p));
+    assert_nothing_left(&t);
+}
+
+#[test]
+fn step_and_quiz_without_a_terminal_are_refused_quickly() {
+    for flag in ["--step", "--quiz"] {
+        let started = Instant::now();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mp-demo"));
+        cmd.args([flag, "fork"]).stdin(std::process::Stdio::null());
+        // A new session has no controlling terminal.
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("needs a terminal") && err.lines().count() == 1,
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,112 @@
+//! The teaching layer off a terminal: the tour, the trace, the timeline.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+#[test]
+fn tour_json_is_one_stream_covering_every_lesson() {
+    let list = common::run(&["list"]);
+    let names: Vec<String> = list
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect();
+    let r = common::run(&["--speed", "0", "--json", "tour"]);
+    common::check_contract(&r);
+    r.assert_code(0);
+    let started: Vec<String> = r
+        .of_kind("lesson_start")
+        .iter()
+        .map(|e| e["lesson"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        started, names,
+        "the tour runs every lesson of `list`, in order"
+    );
+    for end in r.of_kind("lesson_end") {
+        assert_eq!(end["ok"], true, "{end}");
+    }
+    // Events carry the lesson they belong to.
+    for e in &r.events {
+        assert!(names.iter().any(|n| e["lesson"] == n.as_str()), "{e}");
+    }
+}
+
+#[test]
+fn trace_is_chrome_trace_json_with_the_runs_real_pids() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.json");
+    let r = common::run(&[
+        "--speed",
+        "0",
+        "--json",
+        "--trace",
+        path.to_str().unwrap(),
+        "fork",
+    ]);
+    r.assert_code(0);
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().expect("traceEvents");
+    let named: BTreeSet<i64> = events
+        .iter()
+        .filter(|e| e["ph"] == "M" && e["name"] == "process_name")
+        .map(|e| e["pid"].as_i64().unwrap())
+        .collect();
+    let spawned: BTreeSet<i64> = r
+        .of_kind("spawn")
+        .iter()
+        .map(|e| e["pid"].as_i64().unwrap())
+        .collect();
+    assert!(
+        spawned.is_subset(&named),
+        "spawned {spawned:?}, tracks {named:?}"
+    );
+    assert!(named.contains(&r.main_pid()));
+    // A zombie span for the child.
+    let child = r.obs("child_pid").as_i64().unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e["ph"] == "X" && e["pid"] == child && e["args"]["state"] == "Z"));
+}
+
+#[test]
+fn an_unwritable_trace_path_is_refused_before_the_lesson_starts() {
+    let r = common::run(&["--trace", "/nonexistent-dir/x/trace.json", "fork"]);
+    r.assert_code(2);
+    assert!(r.stdout.is_empty(), "nothing ran: {}", r.show());
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.show());
+}
+
+#[test]
+fn every_lesson_ends_with_a_timeline_that_fits_80_columns() {
+    for (lang, title) in [("en", "Timeline"), ("zh", "时间线")] {
+        let r = common::run_env(
+            &["--speed", "0", "--lang", lang, "fork"],
+            &[("NO_COLOR", "1")],
+        );
+        r.assert_code(0);
+        let lines: Vec<&str> = r.stdout.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.contains(title))
+            .unwrap_or_else(|| panic!("no {title}\n{}", r.show()));
+        let child = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("child "))
+            .expect("a child lane");
+        assert!(
+            child.contains('z'),
+            "the zombie shows in the timeline: {child}"
+        );
+        for l in &lines[at..at + 6] {
+            assert!(
+                unicode_width::UnicodeWidthStr::width(*l) <= 80,
+                "too wide: {l}"
+            );
+        }
+    }
+}
