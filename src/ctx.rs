@@ -318,32 +318,26 @@ impl<'a> Ctx<'a> {
         self.spawned(pid.as_raw(), self.main_pid, name, How::Spawn);
 
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("ipc-accept".into())
-            .spawn(move || {
-                let _ = tx.send(server.accept());
-            })
-            .context("starting the ipc-channel accept thread")?;
+        procs::thread("ipc-accept", move || {
+            let _ = tx.send(server.accept());
+        })?;
         let deadline = Instant::now() + BOOTSTRAP_TIMEOUT;
         let failure = loop {
             match rx.recv_timeout(Duration::from_millis(20)) {
                 Ok(Ok((receiver, Up::Hello { down, .. }))) => {
                     let (reply_tx, replies) = mpsc::channel();
                     let sink = self.sink.clone();
-                    std::thread::Builder::new()
-                        .name(format!("from-{name}"))
-                        .spawn(move || {
-                            while let Ok(msg) = receiver.recv() {
-                                match msg {
-                                    Up::Event(ev) => sink.emit(ev),
-                                    Up::Reply(v) => {
-                                        let _ = reply_tx.send(v);
-                                    }
-                                    Up::Hello { .. } | Up::Abort => {}
+                    procs::thread(&format!("from-{name}"), move || {
+                        while let Ok(msg) = receiver.recv() {
+                            match msg {
+                                Up::Event(ev) => sink.emit(ev),
+                                Up::Reply(v) => {
+                                    let _ = reply_tx.send(v);
                                 }
+                                Up::Hello { .. } | Up::Abort => {}
                             }
-                        })
-                        .context("starting a forwarding thread")?;
+                        }
+                    })?;
                     return Ok(ChildProc {
                         pid,
                         name: name.to_string(),

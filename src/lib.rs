@@ -47,6 +47,7 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let result = match sub {
+        "list" if globals.json => print_out(list_json(lang)),
         "list" => print_out(list(lang)),
         "explain" => {
             let name = m
@@ -160,6 +161,30 @@ fn list(lang: Lang) -> String {
             .map(|m| m.summary.get(lang).to_string())
             .unwrap_or_default();
         out.push_str(&format!("  {:<width$}  {summary}\n", def.name.bold()));
+    }
+    out
+}
+
+/// `mp-demo --json list`: one object per lesson, with its options and their ranges, for
+/// scripts and graders.
+fn list_json(lang: Lang) -> String {
+    let mut out = String::new();
+    for def in lessons::LESSONS {
+        let summary = def
+            .words()
+            .ok()
+            .and_then(|w| w.meta)
+            .map(|m| m.summary.get(lang).to_string())
+            .unwrap_or_default();
+        let options: Vec<serde_json::Value> = def
+            .options
+            .iter()
+            .map(|o| serde_json::json!({ "name": o.name, "default": o.default, "min": o.min, "max": o.max }))
+            .collect();
+        let line =
+            serde_json::json!({ "lesson": def.name, "summary": summary, "options": options });
+        out.push_str(&line.to_string());
+        out.push('\n');
     }
     out
 }

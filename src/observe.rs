@@ -95,7 +95,7 @@ pub struct Observer {
 }
 
 impl Observer {
-    pub fn start(sink: Sink) -> std::io::Result<Observer> {
+    pub fn start(sink: Sink) -> anyhow::Result<Observer> {
         let inner = Arc::new(Inner {
             watched: Mutex::new(Vec::new()),
             seen: Mutex::new(Seen::default()),
@@ -103,9 +103,7 @@ impl Observer {
             stop: AtomicBool::new(false),
         });
         let worker = inner.clone();
-        let thread = std::thread::Builder::new()
-            .name("observer".into())
-            .spawn(move || run(&worker, &sink))?;
+        let thread = crate::procs::thread("observer", move || run(&worker, &sink))?;
         Ok(Observer {
             inner,
             thread: Some(thread),

@@ -247,6 +247,24 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
     }
 }
 
+/// Start a named thread. A thread is a task too: under `RLIMIT_NPROC` its creation
+/// fails like a fork does, and the message says so.
+pub fn thread<F, T>(name: &str, f: F) -> Result<std::thread::JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == nix::libc::EAGAIN => anyhow!(
+                "starting the {name} thread failed: EAGAIN: the process limit (RLIMIT_NPROC, which counts threads too; see `ulimit -u`) is reached"
+            ),
+            _ => anyhow!("starting the {name} thread failed: {e}"),
+        })
+}
+
 /// A pipe whose ends are closed on exec.
 pub fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2() failed")
@@ -334,8 +352,11 @@ impl Session {
     pub fn start() -> Result<Session> {
         #[cfg(target_os = "linux")]
         nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
+        // 0700 explicitly: tempfile's default follows the umask (0755 here, found by the
+        // fault suite), and the run's sockets must not be reachable by other users.
         let dir = tempfile::Builder::new()
             .prefix("mp-demo-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()
             .context("creating the run's private temporary directory")?;
         let _ = RUN_DIR.set(dir.path().to_path_buf());
@@ -430,26 +451,21 @@ fn install_signal_handlers() -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals =
         signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).context("signal setup")?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                let first = stop_reason().is_none();
-                request_stop(sig);
-                kill_children();
-                if first {
-                    let _ = std::thread::Builder::new()
-                        .name("watchdog".into())
-                        .spawn(move || {
-                            std::thread::sleep(Duration::from_secs(3));
-                            hard_exit(128 + sig);
-                        });
-                } else {
+    thread("signals", move || {
+        for sig in signals.forever() {
+            let first = stop_reason().is_none();
+            request_stop(sig);
+            kill_children();
+            if first {
+                let _ = thread("watchdog", move || {
+                    std::thread::sleep(Duration::from_secs(3));
                     hard_exit(128 + sig);
-                }
+                });
+            } else {
+                hard_exit(128 + sig);
             }
-        })
-        .context("starting the signal thread")?;
+        }
+    })?;
     Ok(())
 }
 

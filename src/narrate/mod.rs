@@ -100,53 +100,54 @@ pub struct Narrator {
 
 impl Narrator {
     /// Start the renderer thread. With `step_prompt`, every pause waits for a key.
-    pub fn start(mut render: Box<dyn Render>, step_prompt: Option<String>) -> io::Result<Narrator> {
+    pub fn start(
+        mut render: Box<dyn Render>,
+        step_prompt: Option<String>,
+    ) -> anyhow::Result<Narrator> {
         let (tx, rx) = mpsc::channel::<Msg>();
-        let thread = std::thread::Builder::new()
-            .name("narrator".into())
-            .spawn(move || {
-                // Once the output is closed, keep draining so senders never block, but
-                // write nothing more.
-                let mut open = true;
-                for msg in rx {
-                    let result = match msg {
-                        Msg::Event(ev) if open => render.event(&ev),
-                        Msg::Event(_) => Ok(()),
-                        Msg::Pause(ack) => {
-                            let go = if !open {
-                                Ok(true)
-                            } else {
-                                render.flush().and_then(|()| match &step_prompt {
-                                    Some(prompt) => {
-                                        render.suspended(&mut || crate::term::pause(prompt))
-                                    }
-                                    None => Ok(true),
-                                })
-                            };
-                            let (go, r) = match go {
-                                Ok(g) => (g, Ok(())),
-                                Err(e) => (true, Err(e)),
-                            };
-                            let _ = ack.send(go);
-                            r
-                        }
-                        Msg::Flush(ack) => {
-                            let r = if open { render.flush() } else { Ok(()) };
-                            let _ = ack.send(true);
-                            r
-                        }
-                    };
-                    if let Err(e) = result {
-                        if open && e.kind() == io::ErrorKind::BrokenPipe {
-                            crate::procs::request_stop(crate::procs::STOP_BROKEN_PIPE);
-                        }
-                        open = false;
+        let thread = crate::procs::thread("narrator", move || {
+            // Once the output is closed, keep draining so senders never block, but
+            // write nothing more.
+            let mut open = true;
+            for msg in rx {
+                let result = match msg {
+                    Msg::Event(ev) if open => render.event(&ev),
+                    Msg::Event(_) => Ok(()),
+                    Msg::Pause(ack) => {
+                        let go = if !open {
+                            Ok(true)
+                        } else {
+                            render.flush().and_then(|()| match &step_prompt {
+                                Some(prompt) => {
+                                    render.suspended(&mut || crate::term::pause(prompt))
+                                }
+                                None => Ok(true),
+                            })
+                        };
+                        let (go, r) = match go {
+                            Ok(g) => (g, Ok(())),
+                            Err(e) => (true, Err(e)),
+                        };
+                        let _ = ack.send(go);
+                        r
                     }
+                    Msg::Flush(ack) => {
+                        let r = if open { render.flush() } else { Ok(()) };
+                        let _ = ack.send(true);
+                        r
+                    }
+                };
+                if let Err(e) = result {
+                    if open && e.kind() == io::ErrorKind::BrokenPipe {
+                        crate::procs::request_stop(crate::procs::STOP_BROKEN_PIPE);
+                    }
+                    open = false;
                 }
-                if open {
-                    let _ = render.finish();
-                }
-            })?;
+            }
+            if open {
+                let _ = render.finish();
+            }
+        })?;
         Ok(Narrator {
             sink: Sink(tx),
             thread: Some(thread),

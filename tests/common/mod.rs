@@ -249,3 +249,142 @@ pub fn max_concurrent(r: &Run, open: &str, close: &str) -> usize {
     }
     max as usize
 }
+
+/// A run watched while it goes: its JSON events arrive on a channel as they are written.
+pub struct Live {
+    pub child: std::process::Child,
+    pub events: std::sync::mpsc::Receiver<Value>,
+    pub tag: String,
+    /// The run's TMPDIR: empty again once the run is over.
+    pub tmp: tempfile::TempDir,
+}
+
+impl Live {
+    /// Start `mp-demo <args>` (with `--json` among them to get events) in its own process
+    /// group, with a private TMPDIR and a tag.
+    pub fn start(args: &[&str]) -> Live {
+        Live::start_with(args, |_| {})
+    }
+
+    pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Live {
+        let tag = format!(
+            "mp-demo-live-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mp-demo"));
+        cmd.args(args)
+            .env("MP_DEMO_TEST_TAG", &tag)
+            .env("TMPDIR", tmp.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .process_group(0);
+        adjust(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(v).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Live {
+            child,
+            events: rx,
+            tag,
+            tmp,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Wait (at most `within`) for an event that satisfies `want`; the events seen.
+    pub fn wait_for(&self, within: Duration, want: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(ev) => {
+                    let hit = want(&ev);
+                    seen.push(ev);
+                    if hit {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("no such event within {within:?}; saw {} events", seen.len()),
+            }
+        }
+    }
+
+    /// Wait for the exit (at most `within`); its status.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("mp-demo (PID {}) did not end within {within:?}", self.pid());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// What the run wrote on stderr (after it ended).
+    pub fn stderr(&mut self) -> String {
+        let mut err = String::new();
+        if let Some(e) = self.child.stderr.as_mut() {
+            let _ = std::io::Read::read_to_string(e, &mut err);
+        }
+        err
+    }
+
+    /// No process of the run and no file in its TMPDIR after `within`.
+    pub fn assert_clean(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = tagged_processes(&self.tag);
+            let files: Vec<_> = std::fs::read_dir(self.tmp.path())
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            if left.is_empty() && files.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                for (pid, _) in &left {
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                }
+                panic!("left behind after {within:?}: processes {left:?}, files {files:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Every lesson with its options and their ranges, from `mp-demo --json list`.
+pub fn lessons() -> Vec<(String, Vec<Value>)> {
+    let r = run(&["--json", "list"]);
+    r.assert_code(0);
+    r.events
+        .iter()
+        .map(|e| {
+            (
+                e["lesson"].as_str().unwrap().to_string(),
+                e["options"].as_array().cloned().unwrap_or_default(),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,477 @@
+//! The fault suite: every lesson of the registry (read from `mp-demo --json list`, so a
+//! new lesson is covered by being registered) must end cleanly whatever happens to it:
+//! signals at random moments, a SIGKILL of the main process, a closed output, a process
+//! limit, bad input, a busy machine. Afterwards no process, temporary file or semaphore
+//! of the run may be left.
+
+mod common;
+
+use common::Live;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A small xorshift generator; the seed is printed so a failure can be replayed
+/// (`MP_DEMO_FAULT_SEED=<seed> cargo test --test faults`).
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let seed = std::env::var("MP_DEMO_FAULT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("fault seed: {seed}");
+        Rng(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Run `f` for every lesson at once, each on its own thread.
+fn for_every_lesson(f: impl Fn(&str, u64) + Sync) {
+    let lessons = common::lessons();
+    assert!(!lessons.is_empty());
+    let mut rng = Rng::new();
+    let delays: Vec<u64> = lessons.iter().map(|_| rng.below(1200)).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = lessons
+            .iter()
+            .zip(&delays)
+            .map(|((name, _), &delay)| {
+                let f = &f;
+                let name = name.clone();
+                (name.clone(), s.spawn(move || f(&name, delay)))
+            })
+            .collect();
+        let failed: Vec<String> = handles
+            .into_iter()
+            .filter_map(|(name, h)| h.join().err().map(|_| name))
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "failed for lessons {failed:?} (see the panics above)"
+        );
+    });
+}
+
+/// Start a lesson at normal speed, let it run `delay_ms` after it began, then `hit` it.
+/// Returns the live run and whether the lesson had already ended (then the hit came late).
+fn hit_after(lesson: &str, delay_ms: u64, hit: impl FnOnce(i32)) -> (Live, bool) {
+    let live = Live::start(&["--json", lesson]);
+    live.wait_for(Duration::from_secs(10), |e| e["kind"] == "lesson_start");
+    let until = Instant::now() + Duration::from_millis(delay_ms);
+    let mut ended = false;
+    while Instant::now() < until {
+        if let Ok(ev) = live.events.recv_timeout(Duration::from_millis(5)) {
+            ended |= ev["kind"] == "lesson_end";
+        }
+    }
+    hit(live.pid());
+    (live, ended)
+}
+
+fn interrupted_cleanly(lesson: &str, delay: u64, sig: Signal, group: bool, code: i32) {
+    let (mut live, ended) = hit_after(lesson, delay, |pid| {
+        if group {
+            killpg(Pid::from_raw(pid), sig).unwrap();
+        } else {
+            kill(Pid::from_raw(pid), sig).unwrap();
+        }
+    });
+    let status = live.wait_exit(Duration::from_secs(3));
+    let err = live.stderr();
+    if !ended {
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "{lesson} after {delay} ms: {err}"
+        );
+        assert_eq!(
+            err.lines().count(),
+            1,
+            "{lesson}: one line on stderr: {err}"
+        );
+    }
+    assert!(!err.contains("panicked"), "{lesson}: {err}");
+    live.assert_clean(Duration::from_secs(1));
+}
+
+#[test]
+fn sigint_at_a_random_moment_ends_every_lesson_with_130() {
+    for_every_lesson(|lesson, delay| {
+        interrupted_cleanly(lesson, delay, Signal::SIGINT, false, 130)
+    });
+}
+
+#[test]
+fn ctrl_c_to_the_process_group_at_a_random_moment_ends_every_lesson_with_130() {
+    for_every_lesson(|lesson, delay| interrupted_cleanly(lesson, delay, Signal::SIGINT, true, 130));
+}
+
+#[test]
+fn sigterm_at_a_random_moment_ends_every_lesson_with_143() {
+    for_every_lesson(|lesson, delay| {
+        interrupted_cleanly(lesson, delay, Signal::SIGTERM, false, 143)
+    });
+}
+
+#[test]
+fn sigkill_of_the_main_process_leaves_nothing_within_a_second() {
+    for_every_lesson(|lesson, delay| {
+        let (mut live, _) = hit_after(lesson, delay, |pid| {
+            kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+        });
+        live.wait_exit(Duration::from_secs(2));
+        live.assert_clean(Duration::from_secs(1));
+    });
+}
+
+#[test]
+fn a_closed_output_ends_every_lesson_quietly() {
+    for_every_lesson(|lesson, _| {
+        // `mp-demo <lesson> | head -1`: read one line, then close the pipe.
+        let tag = format!("mp-demo-head-{}-{lesson}", std::process::id());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mp-demo"))
+            .arg(lesson)
+            .env("MP_DEMO_TEST_TAG", &tag)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+        drop(out);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{lesson} did not end after its output closed"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(0), "{lesson}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{lesson}: {err}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !common::tagged_processes(&tag).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{lesson}: left {:?}",
+                common::tagged_processes(&tag)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+}
+
+#[test]
+fn tour_json_into_head_c_100_ends_quietly() {
+    let mut live = Live::start(&["--json", "--speed", "0", "tour"]);
+    // Read about 100 bytes, then close.
+    let _ = live.events.recv_timeout(Duration::from_secs(5));
+    drop(std::mem::replace(
+        &mut live.events,
+        std::sync::mpsc::channel().1,
+    ));
+    let status = live.wait_exit(Duration::from_secs(10));
+    let err = live.stderr();
+    assert!(status.code() == Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    live.assert_clean(Duration::from_secs(1));
+}
+
+/// Every option of every lesson at 0, negative, huge, not a number, NaN, empty, and one
+/// past its range: a usage error (exit 2) with a clear first line, never a panic.
+#[test]
+fn bad_option_values_are_usage_errors_for_every_lesson() {
+    for (lesson, options) in common::lessons() {
+        for opt in options {
+            let name = opt["name"].as_str().unwrap();
+            let (min, max) = (opt["min"].as_i64().unwrap(), opt["max"].as_i64().unwrap());
+            let mut bad = vec![
+                "-1".to_string(),
+                "99999999999999".into(),
+                "NaN".into(),
+                "lots".into(),
+                "".into(),
+                "2.5".into(),
+                (max + 1).to_string(),
+            ];
+            if min > 0 {
+                bad.push("0".into());
+                bad.push((min - 1).to_string());
+            }
+            for v in bad {
+                let flag = format!("--{name}={v}");
+                let r = common::run(&["--speed", "0", &lesson, &flag]);
+                r.assert_code(2);
+                let first = r.stderr.lines().next().unwrap_or("");
+                assert!(
+                    first.starts_with("error:") && first.contains(name),
+                    "{}",
+                    r.show()
+                );
+                assert!(!r.stderr.contains("panicked"), "{}", r.show());
+            }
+        }
+    }
+    for args in [
+        &["--lang", "xx", "fork"][..],
+        &["nolesson"],
+        &["fork", "--nope"],
+    ] {
+        let r = common::run(args);
+        r.assert_code(2);
+        assert!(!r.stderr.contains("panicked"), "{}", r.show());
+    }
+}
+
+/// With every CPU busy with other work, every claim still holds: the staging does not
+/// depend on timing luck.
+#[test]
+fn every_claim_holds_on_a_busy_machine() {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let hogs: Vec<_> = (0..cpus * 2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                }
+                x
+            })
+        })
+        .collect();
+    let r = common::run(&["--speed", "0", "--json", "tour"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for h in hogs {
+        let _ = h.join();
+    }
+    r.assert_code(0);
+    for end in r.of_kind("lesson_end") {
+        assert_eq!(end["ok"], true, "{end}\n{}", r.show());
+    }
+}
+
+fn soak(rounds: usize) {
+    let fds_before = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let shm_before = std::fs::read_dir("/dev/shm").map_or(0, |d| d.count());
+    for round in 0..rounds {
+        let mut live = Live::start(&["--json", "--speed", "0", "tour"]);
+        let status = live.wait_exit(Duration::from_secs(60));
+        assert_eq!(status.code(), Some(0), "round {round}: {}", live.stderr());
+        live.assert_clean(Duration::from_secs(1));
+    }
+    assert_eq!(
+        std::fs::read_dir("/proc/self/fd").unwrap().count(),
+        fds_before
+    );
+    assert_eq!(
+        std::fs::read_dir("/dev/shm").map_or(0, |d| d.count()),
+        shm_before
+    );
+}
+
+/// The tour several times in a row: all pass, nothing accumulates.
+#[test]
+fn soak_the_tour_a_few_times() {
+    soak(3);
+}
+
+/// The full soak: `cargo test --test faults -- --ignored`.
+#[test]
+#[ignore]
+fn soak_the_tour_thirty_times() {
+    soak(30);
+}
+
+/// Run `mp-demo` as the unprivileged user `nobody` (the test must run as root), with
+/// `RLIMIT_NPROC` set to `nproc` tasks.
+fn as_nobody(args: &[&str], nproc: Option<u64>) -> Option<(Live, Instant)> {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root to switch to an unprivileged user");
+        return None;
+    }
+    let live = Live::start_with(args, |c| {
+        // SAFETY: only setrlimit, setgroups, setgid and setuid run between fork and exec,
+        // all async-signal-safe system calls.
+        unsafe {
+            c.pre_exec(move || {
+                use nix::sys::resource::{setrlimit, Resource};
+                if let Some(n) = nproc {
+                    setrlimit(Resource::RLIMIT_NPROC, n, n).map_err(std::io::Error::from)?;
+                }
+                nix::unistd::setgroups(&[]).map_err(std::io::Error::from)?;
+                nix::unistd::setgid(nix::unistd::Gid::from_raw(65534))
+                    .map_err(std::io::Error::from)?;
+                nix::unistd::setuid(nix::unistd::Uid::from_raw(65534))
+                    .map_err(std::io::Error::from)?;
+                Ok(())
+            });
+        }
+    });
+    Some((live, Instant::now()))
+}
+
+fn tasks_of_nobody() -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if e.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("");
+        if uid.split_whitespace().nth(1) == Some("65534") {
+            let threads = status
+                .lines()
+                .find(|l| l.starts_with("Threads:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(1);
+            n += threads;
+        }
+    }
+    n
+}
+
+/// Under a process limit, process creation fails: a clear message naming the call and
+/// the limit, exit 1, and every process already started is reaped.
+#[test]
+fn a_process_limit_gives_a_clear_error_and_leaves_nothing() {
+    for (lesson, _) in common::lessons() {
+        for extra in [5, 8] {
+            let limit = tasks_of_nobody() + extra;
+            let tmp_mode = |live: &Live| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(live.tmp.path(), std::fs::Permissions::from_mode(0o777))
+                    .unwrap();
+            };
+            let Some((mut live, _)) = as_nobody(&["--json", "--speed", "0", &lesson], Some(limit))
+            else {
+                return;
+            };
+            tmp_mode(&live);
+            let status = live.wait_exit(Duration::from_secs(20));
+            let err = live.stderr();
+            assert!(!err.contains("panicked"), "{lesson}: {err}");
+            match status.code() {
+                Some(0) => {}
+                Some(1) => assert!(
+                    err.contains("RLIMIT_NPROC") || err.contains("process limit"),
+                    "{lesson} (limit {limit}): the message names the limit: {err}"
+                ),
+                other => panic!("{lesson} (limit {limit}): exit {other:?}: {err}"),
+            }
+            live.assert_clean(Duration::from_secs(2));
+        }
+    }
+}
+
+/// Running as root changes nothing: the same lessons pass as an unprivileged user.
+#[test]
+fn an_unprivileged_user_runs_the_same_lessons() {
+    for (lesson, _) in common::lessons() {
+        let Some((mut live, _)) = as_nobody(&["--json", "--speed", "0", &lesson], None) else {
+            return;
+        };
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(live.tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let status = live.wait_exit(Duration::from_secs(20));
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{lesson} as nobody: {}",
+            live.stderr()
+        );
+        live.assert_clean(Duration::from_secs(2));
+    }
+}
+
+/// Temporary files live in one private directory: mode 0700, an unpredictable name.
+#[test]
+fn the_run_directory_is_private_and_unpredictable() {
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let mut live = Live::start(&["--json", "--speed", "0.5", "fork"]);
+        live.wait_for(Duration::from_secs(10), |e| e["kind"] == "spawn");
+        let entries: Vec<_> = std::fs::read_dir(live.tmp.path())
+            .unwrap()
+            .flatten()
+            .collect();
+        assert_eq!(entries.len(), 1, "one directory per run: {entries:?}");
+        let meta = entries[0].metadata().unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert!(meta.is_dir());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+        let name = entries[0].file_name().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with("mp-demo-") && name.len() >= "mp-demo-".len() + 6,
+            "{name}"
+        );
+        names.push(name);
+        kill(Pid::from_raw(live.pid()), Signal::SIGTERM).unwrap();
+        live.wait_exit(Duration::from_secs(3));
+        live.assert_clean(Duration::from_secs(1));
+    }
+    assert_ne!(names[0], names[1]);
+}
+
+/// No shell is ever run with interpolated text: no `sh -c` in the sources.
+#[test]
+fn no_shell_is_ever_run() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut stack = vec![std::path::PathBuf::from(format!("{root}/src"))];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let src = std::fs::read_to_string(&p).unwrap();
+                for shell in [
+                    "Command::new(\"sh\")",
+                    "Command::new(\"bash\")",
+                    "\"/bin/sh\"",
+                ] {
+                    assert!(!src.contains(shell), "{} runs a shell", p.display());
+                }
+            }
+        }
+    }
+    // And the binary runs without one on PATH.
+    let r = Command::new(env!("CARGO_BIN_EXE_mp-demo"))
+        .args(["--speed", "0", "--json", "fork"])
+        .env("PATH", "/nonexistent")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(r.success());
+}
