@@ -189,11 +189,22 @@ fn list_json(lang: Lang) -> String {
     out
 }
 
-/// `mp-demo explain <lesson>`.
+/// `mp-demo explain <lesson>`: the concept wrapped to the terminal, `code` highlighted,
+/// the Python it mirrors, the system calls underneath.
 fn explain(def: &LessonDef, lang: Lang) -> Result<String> {
     let words = def.words()?;
     let Some(meta) = words.meta else {
         return Ok(String::new());
+    };
+    let width = if std::io::stdout().is_terminal() {
+        crossterm::terminal::size()
+            .ok()
+            .map(|(w, _)| usize::from(w))
+            .filter(|&w| w > 20)
+            .unwrap_or(80)
+            .min(100)
+    } else {
+        80
     };
     let mut out = String::new();
     out.push_str(&format!(
@@ -202,7 +213,11 @@ fn explain(def: &LessonDef, lang: Lang) -> Result<String> {
         meta.summary.get(lang).italic()
     ));
     for para in meta.concept.get(lang).trim().split("\n\n") {
-        out.push_str(&format!("{}\n\n", para.trim()));
+        let text = highlight_code(para.trim());
+        for line in narrate::human::wrap(&text, width - 2) {
+            out.push_str(&format!("  {line}\n"));
+        }
+        out.push('\n');
     }
     out.push_str(&format!("{}\n", ui(lang, "explain_python", &[]).bold()));
     for line in meta.python.trim_end().lines() {
@@ -215,6 +230,22 @@ fn explain(def: &LessonDef, lang: Lang) -> Result<String> {
         ui(lang, "explain_run", &[("lesson", &def.name)]).dimmed()
     ));
     Ok(out)
+}
+
+/// `code` spans in bright white, without the backticks (when colours are on).
+fn highlight_code(text: &str) -> String {
+    if !colored::control::SHOULD_COLORIZE.should_colorize() {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    for (i, part) in text.split('`').enumerate() {
+        if i % 2 == 1 {
+            out.push_str(&part.bright_white().bold().to_string());
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
 }
 
 /// A usage error found before anything runs: one line, exit 2.

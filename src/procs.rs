@@ -53,7 +53,7 @@ pub fn stop_reason() -> Option<i32> {
 
 /// Sleep up to `dur`, waking early if a stop is requested. Returns false if stopped.
 ///
-/// It really sleeps (`nanosleep`, in slices of at most 50 ms), so the kernel shows the
+/// It really sleeps (`nanosleep`, in slices of at most 100 ms), so the kernel shows the
 /// pacing for what it is: a process sleeping on a timer.
 pub fn sleep(dur: Duration) -> bool {
     let deadline = Instant::now() + dur;
@@ -65,7 +65,7 @@ pub fn sleep(dur: Duration) -> bool {
         if left.is_zero() {
             return true;
         }
-        std::thread::sleep(left.min(Duration::from_millis(50)));
+        std::thread::sleep(left.min(Duration::from_millis(100)));
     }
 }
 

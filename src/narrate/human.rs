@@ -268,30 +268,10 @@ impl<W: Write + Send> Human<W> {
 
     /// Split `text` into pieces that fit after a prefix of `used` columns.
     fn wrap(&self, text: &str, used: usize) -> Vec<String> {
-        let Some(width) = self.width else {
-            return vec![text.to_string()];
-        };
-        let room = width.saturating_sub(used).max(20);
-        let mut lines = Vec::new();
-        let mut cur = String::new();
-        let mut cur_w = 0;
-        for word in split_words(text) {
-            let w = visible_width(&word);
-            if cur_w + w > room && !cur.is_empty() {
-                lines.push(cur.trim_end().to_string());
-                cur.clear();
-                cur_w = 0;
-                if word == " " {
-                    continue;
-                }
-            }
-            cur.push_str(&word);
-            cur_w += w;
+        match self.width {
+            Some(width) => wrap(text, width.saturating_sub(used).max(20)),
+            None => vec![text.to_string()],
         }
-        if !cur.is_empty() || lines.is_empty() {
-            lines.push(cur.trim_end().to_string());
-        }
-        lines
     }
 
     fn rule(&mut self, title: &str) -> io::Result<()> {
@@ -391,6 +371,31 @@ impl<W: Write + Send> Human<W> {
         writeln!(self.buf, "{verdict}")?;
         writeln!(self.buf)
     }
+}
+
+/// Split `text` into lines of at most `room` columns (colour sequences take no room,
+/// Chinese characters take two and may break anywhere).
+pub fn wrap(text: &str, room: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    let mut cur_w = 0;
+    for word in split_words(text) {
+        let w = visible_width(&word);
+        if cur_w + w > room && !cur.is_empty() {
+            lines.push(cur.trim_end().to_string());
+            cur.clear();
+            cur_w = 0;
+            if word == " " {
+                continue;
+            }
+        }
+        cur.push_str(&word);
+        cur_w += w;
+    }
+    if !cur.is_empty() || lines.is_empty() {
+        lines.push(cur.trim_end().to_string());
+    }
+    lines
 }
 
 /// The width of `s` on screen: ANSI colour sequences take no room.
@@ -595,6 +600,16 @@ impl<W: Write + Send> Human<W> {
                     .map(|w| ui(lang, "waiting_in", &[("what", &wchan_words(lang, w))]))
                     .unwrap_or_default();
                 self.live_state(ev.pid, to, &waiting);
+                // The main process wakes and sleeps all the time (pacing, its own
+                // threads): in the narration, only say where it blocks on something
+                // that matters (waitpid, a pipe…). Everything stays in the timeline.
+                let is_main = self.procs.get(&ev.pid).is_some_and(|p| p.depth == 0);
+                let pacing = waiting_in.as_deref().is_some_and(|w| {
+                    w.contains("nanosleep") || w.contains("hrtimer") || w.contains("futex")
+                });
+                if is_main && (to != "S" || pacing) {
+                    return Ok(());
+                }
                 let text = ui(
                     lang,
                     "state_change",
