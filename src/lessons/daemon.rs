@@ -47,6 +47,9 @@ const STATE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a child gets to answer.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the normal child's job takes at `--speed 1`, in milliseconds.
+const JOB_MS: u64 = 7000;
+
 /// The command that asks a child to start a child of its own.
 const START_CHILD: &str = "start_child";
 
@@ -70,8 +73,9 @@ fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.say("intro", &[("pid", &me)]);
     ctx.pause(2000)?;
     // The normal child's job lasts long enough to be still running when the main code
-    // ends; at --speed 0 too. Whether it still was is read from /proc, not assumed.
-    let task_ms = ((2500.0 * ctx.speed) as u64).max(150);
+    // ends and when it is joined, at every speed (the pacing from its start to its join
+    // is 5 s at --speed 1). Whether it still was is read from /proc, not assumed.
+    let task_ms = ((JOB_MS as f64 * ctx.speed) as u64).max(150);
     let args = |daemon: bool| serde_json::json!({ "daemon": daemon, "task_ms": task_ms });
     let daemonic = ctx.spawn("process", "daemonic", args(true))?;
     let worker = ctx.spawn("process", "worker", args(false))?;
@@ -340,16 +344,11 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
         &format!("== true ({} ≠ {})", theirs.sid, mine.sid),
         differs,
     );
-    ctx.claim(
-        "daemon_tty_nr",
-        theirs.tty_nr,
-        "== 0 (no controlling terminal)",
-        theirs.tty_nr == 0,
-    );
+    ctx.claim("daemon_tty_nr", theirs.tty_nr, "== 0", theirs.tty_nr == 0);
     ctx.claim(
         "daemon_ppid",
         theirs.ppid,
-        &format!("== main ({me}), the subreaper"),
+        &format!("== main_pid ({me})"),
         theirs.ppid == me,
     );
     ctx.pause(4000)?;
@@ -431,11 +430,24 @@ fn first_child(main: i32, note_fd: RawFd, go_fd: RawFd) -> i32 {
     if sid < 0 {
         return 2;
     }
+    // A pipe whose write end only this process holds: its child reads end of file the
+    // moment this process exits, without polling.
+    let mut alive: [nix::libc::c_int; 2] = [-1, -1];
+    // SAFETY: pipe(2) into a stack array; async-signal-safe.
+    if unsafe { nix::libc::pipe(alive.as_mut_ptr()) } != 0 {
+        alive = [-1, -1];
+    }
     // SAFETY: this process is a fork of a multi-threaded one, with a single thread; the
     // new child only makes async-signal-safe calls (see `daemon_child`).
     match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => daemon_child(main, note_fd),
+        Ok(nix::unistd::ForkResult::Child) => {
+            // SAFETY: close(2) of our copy of the write end; async-signal-safe.
+            unsafe { nix::libc::close(alive[1]) };
+            daemon_child(main, note_fd, alive[0])
+        }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
+            // SAFETY: close(2) of our copy of the read end; async-signal-safe.
+            unsafe { nix::libc::close(alive[0]) };
             Note::send(note_fd, NOTE_FORKED, i64::from(child.as_raw()));
             let mut byte = [0u8; 1];
             // SAFETY: read(2) into a stack buffer; async-signal-safe.
@@ -450,15 +462,30 @@ fn first_child(main: i32, note_fd: RawFd, go_fd: RawFd) -> i32 {
 }
 
 /// The daemon: say hello, wait to be re-parented, detach, then wait for a signal.
-fn daemon_child(main: i32, note_fd: RawFd) -> ! {
+/// `creator_alive` reads end of file once the first child has exited.
+fn daemon_child(main: i32, note_fd: RawFd, creator_alive: RawFd) -> ! {
     use nix::libc;
     let creator = nix::unistd::getppid().as_raw();
     let sid = nix::unistd::getsid(None).map_or(-1, |s| i64::from(s.as_raw()));
     Note::send(note_fd, NOTE_HELLO, sid);
-    // Wait (bounded) until the first child has exited and the kernel has given us a new
-    // parent. PR_SET_PDEATHSIG fires when the parent exits, so setting it before this
-    // point would have killed us when the first child exited: set it only now, then check
-    // the parent again, in case the main process died in between.
+    // Sleep until the first child has exited (end of file on its pipe), then wait
+    // (bounded) until the kernel has given us a new parent: the pipe closes a moment
+    // before the exiting process hands its children over. PR_SET_PDEATHSIG fires when
+    // the parent exits, so setting it before this point would have killed us when the
+    // first child exited: set it only now, then check the parent again, in case the main
+    // process died in between.
+    if creator_alive >= 0 {
+        let mut byte = [0u8; 1];
+        loop {
+            // SAFETY: read(2) into a stack buffer; async-signal-safe.
+            let n = unsafe { libc::read(creator_alive, byte.as_mut_ptr().cast(), 1) };
+            if n >= 0 || nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+                break;
+            }
+        }
+        // SAFETY: close(2) of our own descriptor; async-signal-safe.
+        unsafe { libc::close(creator_alive) };
+    }
     let mut waited_ms = 0;
     loop {
         let ppid = nix::unistd::getppid().as_raw();

@@ -109,7 +109,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.claim(
         "blocked_state_before_set",
         blocked_state.as_str(),
-        "== \"S\" (asleep in FUTEX_WAIT, every waiter)",
+        "== \"S\"",
         blocked_state == "S",
     );
     ctx.pause(3500)?;
@@ -117,7 +117,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.step("set", &[("path", &shown)])?;
     let setter_proc = ctx.spawn("setter", "setter", args.clone())?;
     setter_proc.reply(REPLY_TIMEOUT)?; // it has mapped the page
-    ctx.say("about_to_set", &[("pid", &setter_proc.pid)]);
+    ctx.say("about_to_set", &[("pid", &setter_proc.pid), ("n", &n)]);
     ctx.pause(2000)?;
     setter_proc.send(Down::Go)?;
     let t_set = reply_i64(&setter_proc)? as u64;
@@ -295,7 +295,9 @@ fn in_futex_on(pid: i32, addr: usize) -> bool {
         return false;
     };
     let mut fields = text.split_whitespace();
-    let nr = fields.next().and_then(|f| f.parse::<std::ffi::c_long>().ok());
+    let nr = fields
+        .next()
+        .and_then(|f| f.parse::<std::ffi::c_long>().ok());
     let uaddr = fields
         .next()
         .and_then(|f| usize::from_str_radix(f.trim_start_matches("0x"), 16).ok());
@@ -352,11 +354,11 @@ fn setter(c: &mut ChildCtx) -> Result<i32> {
     if c.recv()? != Down::Go {
         return Ok(0);
     }
+    c.say("set", &[])?;
     // Stamped right before set(): every wake-up it causes comes after this stamp.
     let t_set = now_ns();
     let woke = event.set()?;
     c.act_at(t_set, "set", &[("woke", woke.into())])?;
-    c.say("set", &[("woke", &woke)])?;
     c.reply(t_set as i64)?;
     c.reply(woke)?;
     Ok(0)
