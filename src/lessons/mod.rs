@@ -8,6 +8,8 @@ use crate::words::Words;
 use anyhow::Result;
 use std::collections::BTreeMap;
 
+pub mod daemon;
+pub mod event;
 pub mod fork;
 pub mod isolation;
 
@@ -54,7 +56,12 @@ impl LessonDef {
 }
 
 /// Every lesson, in the order of the tour.
-pub static LESSONS: &[&LessonDef] = &[&fork::LESSON, &isolation::LESSON];
+pub static LESSONS: &[&LessonDef] = &[
+    &fork::LESSON,
+    &isolation::LESSON,
+    &daemon::LESSON,
+    &event::LESSON,
+];
 
 /// The lesson called `name`.
 pub fn find(name: &str) -> Option<&'static LessonDef> {

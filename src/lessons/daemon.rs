@@ -1,0 +1,657 @@
+//! Lesson `daemon`: the two meanings of the word.
+//!
+//! First Python's `p.daemon = True`: two spawned children, one daemonic, one not. The
+//! daemonic one refuses to start a child, as CPython's `BaseProcess.start()` does (the
+//! check runs in the process that calls `start()`, which knows it is daemonic); the normal
+//! one may. When the main code ends, the main process does what CPython's exit handler
+//! (`multiprocessing.util._exit_function`) does: `terminate()` every daemonic child still
+//! running, then `join()` every child. So the daemonic child ends with -15, the other is
+//! waited for and ends with 0.
+//!
+//! Then the Unix daemon: a forked child calls `setsid()` and forks again; its child
+//! detaches (`chdir("/")`, standard streams on `/dev/null`) and is re-parented when its
+//! creator exits: to the main process here, which is a child subreaper (on a normal system:
+//! init or a `systemd --user` subreaper). The session, process group and terminal of both
+//! are read from `/proc`, and the lesson stops the daemon with SIGTERM and reaps it.
+//!
+//! Both Unix processes are bare forks of this multi-threaded program: they only make
+//! async-signal-safe calls (setsid, fork, getppid, prctl, chdir, umask, open, dup2, close,
+//! nanosleep, pause, write).
+
+use super::{LessonDef, Opts};
+use crate::child::{ChildCtx, Down};
+use crate::ctx::Ctx;
+use crate::event::{now_ns, Event, How, Kind, ObsValue};
+use crate::procs::{self, Note};
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+pub static LESSON: LessonDef = LessonDef {
+    name: "daemon",
+    words_src: include_str!("../../lessons/daemon.toml"),
+    options: &[],
+    run,
+    roles: &[("process", process)],
+};
+
+/// The message of CPython's assertion in `BaseProcess.start()`.
+pub const DAEMON_CHILD_ERROR: &str = "daemonic processes are not allowed to have children";
+/// The type of what CPython raises.
+const DAEMON_CHILD_ERROR_TYPE: &str = "AssertionError";
+
+/// How long the kernel gets to reach a state we wait for; far more than it needs.
+const STATE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a child gets to answer.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the normal child's job takes at `--speed 1`, in milliseconds.
+const JOB_MS: u64 = 7000;
+
+/// The command that asks a child to start a child of its own.
+const START_CHILD: &str = "start_child";
+
+/// What the notes of the Unix daemon's processes say (`Note::a`).
+const NOTE_SETSID: i64 = 1;
+const NOTE_FORKED: i64 = 2;
+const NOTE_HELLO: i64 = 3;
+const NOTE_REPARENTED: i64 = 4;
+const NOTE_DETACHED: i64 = 5;
+
+fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
+    python_daemon(ctx)?;
+    ctx.pause(2500)?;
+    unix_daemon(ctx)
+}
+
+/// Part one: Python's `daemon=True`.
+fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
+    let me = ctx.main_pid;
+    ctx.step("flag", &[("main", &me)])?;
+    ctx.say("intro", &[("pid", &me)]);
+    ctx.pause(2000)?;
+    // The normal child's job lasts long enough to be still running when the main code
+    // ends and when it is joined, at every speed (the pacing from its start to its join
+    // is 5 s at --speed 1). Whether it still was is read from /proc, not assumed.
+    let task_ms = ((JOB_MS as f64 * ctx.speed) as u64).max(150);
+    let args = |daemon: bool| serde_json::json!({ "daemon": daemon, "task_ms": task_ms });
+    let daemonic = ctx.spawn("process", "daemonic", args(true))?;
+    let worker = ctx.spawn("process", "worker", args(false))?;
+    // Each answers once it has introduced itself; then it waits for a command.
+    daemonic.reply(REPLY_TIMEOUT)?;
+    worker.reply(REPLY_TIMEOUT)?;
+    let ds = state_letter(ctx.wait_state(daemonic.pid, &['S'], STATE_TIMEOUT)?);
+    let ws = state_letter(ctx.wait_state(worker.pid, &['S'], STATE_TIMEOUT)?);
+    ctx.pause(1500)?;
+    ctx.say(
+        "both_ordinary",
+        &[
+            ("main", &me),
+            ("daemonic", &daemonic.pid),
+            ("worker", &worker.pid),
+            ("dstate", &ds),
+            ("wstate", &ws),
+        ],
+    );
+    ctx.pause(3000)?;
+
+    ctx.step(
+        "children",
+        &[
+            ("main", &me),
+            ("daemonic", &daemonic.pid),
+            ("worker", &worker.pid),
+        ],
+    )?;
+    // The normal child may start one.
+    worker.send(Down::Value(START_CHILD.into()))?;
+    let grandchild = reply_i64(&worker)?;
+    let t_forked = reply_i64(&worker)? as u64;
+    let code = reply_i64(&worker)?;
+    let t_reaped = reply_i64(&worker)? as u64;
+    let w = worker.pid.as_raw();
+    ctx.say_for(
+        w,
+        t_forked,
+        "worker_started",
+        &[("child", &grandchild), ("pid", &w)],
+    );
+    // The worker started and reaped it: its events, with the worker's own stamps.
+    ctx.emit(Event {
+        t_ns: t_forked,
+        pid: grandchild as i32,
+        kind: Kind::Spawn {
+            ppid: w,
+            name: "child".into(),
+            how: How::Fork,
+        },
+    });
+    ctx.emit(Event {
+        t_ns: t_reaped,
+        pid: grandchild as i32,
+        kind: Kind::Exit {
+            name: "child".into(),
+            exitcode: code as i32,
+            reaped_by: w,
+        },
+    });
+    ctx.say_for(
+        w,
+        t_reaped,
+        "worker_joined",
+        &[("child", &grandchild), ("code", &code)],
+    );
+    ctx.pause(2500)?;
+
+    // The daemonic child may not.
+    daemonic.send(Down::Value(START_CHILD.into()))?;
+    let error = match daemonic.reply(REPLY_TIMEOUT)? {
+        ObsValue::Str(s) => s,
+        other => bail!("the daemonic child answered {other} instead of an error"),
+    };
+    let kids = procs::children_of(daemonic.pid.as_raw()).len();
+    ctx.say("no_grandchild", &[("pid", &daemonic.pid), ("kids", &kids)]);
+    ctx.claim(
+        "daemon_child_error",
+        error.as_str(),
+        &format!("== \"{DAEMON_CHILD_ERROR}\""),
+        error == DAEMON_CHILD_ERROR,
+    );
+    ctx.claim("daemon_children", kids, "== 0", kids == 0);
+    ctx.pause(3000)?;
+
+    ctx.step(
+        "exit",
+        &[("daemonic", &daemonic.pid), ("worker", &worker.pid)],
+    )?;
+    worker.send(Down::Go)?;
+    worker.reply(REPLY_TIMEOUT)?; // its job has started
+    ctx.say("main_code_ends", &[("ms", &task_ms)]);
+    ctx.pause(2000)?;
+    ctx.say("exit_handler", &[]);
+    ctx.pause(1500)?;
+    let ds = state_letter(ctx.wait_state(daemonic.pid, &['S'], STATE_TIMEOUT)?);
+    ctx.say(
+        "terminate_daemonic",
+        &[("pid", &daemonic.pid), ("state", &ds)],
+    );
+    kill(daemonic.pid, Signal::SIGTERM).context("kill(SIGTERM) of the daemonic child")?;
+    let dcode = ctx.join(daemonic.pid)?;
+    ctx.say("daemonic_terminated", &[("code", &dcode)]);
+    ctx.pause(1500)?;
+    let busy = matches!(crate::observe::state_of(worker.pid.as_raw()), Some(s) if s != 'Z');
+    ctx.say(
+        if busy {
+            "join_worker_busy"
+        } else {
+            "join_worker_done"
+        },
+        &[("pid", &worker.pid)],
+    );
+    let started = Instant::now();
+    let wcode = ctx.join(worker.pid)?;
+    let waited = started.elapsed().as_millis();
+    ctx.say("worker_exited", &[("code", &wcode), ("ms", &waited)]);
+    ctx.claim("daemon_exitcode", dcode, "== -15 (SIGTERM)", dcode == -15);
+    ctx.claim("non_daemon_exitcode", wcode, "== 0", wcode == 0);
+    Ok(())
+}
+
+/// Part two: the Unix daemon.
+fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
+    let me = ctx.main_pid;
+    ctx.step("unix", &[])?;
+    ctx.say("unix_intro", &[]);
+    ctx.pause(2500)?;
+    let mine = proc_ids(me).context("reading /proc/self/stat")?;
+    if mine.tty_nr == 0 {
+        ctx.say(
+            "main_ids_notty",
+            &[("sid", &mine.sid), ("pgid", &mine.pgid)],
+        );
+    } else {
+        ctx.say(
+            "main_ids",
+            &[("sid", &mine.sid), ("pgid", &mine.pgid), ("tty", &mine.tty)],
+        );
+    }
+    ctx.pause(2500)?;
+
+    ctx.step("double_fork", &[])?;
+    let (note_r, note_w) = procs::pipe()?;
+    let (go_r, go_w) = procs::pipe()?;
+    let (note_fd, go_fd) = (note_w.as_raw_fd(), go_r.as_raw_fd());
+    // SAFETY: `first_child` and `daemon_child` only make async-signal-safe calls (setsid,
+    // fork, getppid, getsid, prctl, chdir, umask, open, dup2, close, nanosleep, pause,
+    // read, and Note::send's clock_gettime/getpid/write), allocate nothing, and end in
+    // _exit or in a pause() loop that only a signal ends.
+    let first = unsafe { ctx.fork("first", move || first_child(me, note_fd, go_fd)) }?;
+    drop(note_w);
+    drop(go_r);
+    ctx.say("fork1", &[("pid", &first)]);
+    let note = next_note(&note_r, "setsid() in the first child")?;
+    ctx.act_at(
+        note.pid,
+        note.t_ns,
+        "setsid",
+        &[("sid", ObsValue::Int(note.b))],
+    );
+    if note.a != NOTE_SETSID || note.b < 0 {
+        bail!("setsid() failed in the first child (PID {first})");
+    }
+    ctx.say_for(note.pid, note.t_ns, "first_setsid", &[("sid", &note.b)]);
+    ctx.pause(2000)?;
+    // The first child's "I forked" and the daemon's hello come in either order.
+    let (mut forked, mut hello) = (None, None);
+    for _ in 0..2 {
+        let n = next_note(&note_r, "the second fork()")?;
+        match n.a {
+            NOTE_FORKED => forked = Some(n),
+            NOTE_HELLO => hello = Some(n),
+            _ => bail!("the second fork() failed in the first child (PID {first})"),
+        }
+    }
+    let (forked, hello) = (
+        forked.context("the first child did not report its fork")?,
+        hello.context("the daemon did not say hello")?,
+    );
+    let daemon = Pid::from_raw(forked.b as i32);
+    ctx.spawned_at(
+        forked.t_ns.min(hello.t_ns),
+        daemon.as_raw(),
+        first.as_raw(),
+        "daemon",
+        How::Fork,
+    );
+    ctx.say_for(
+        hello.pid,
+        hello.t_ns,
+        "unix_hello",
+        &[
+            ("pid", &hello.pid),
+            ("ppid", &hello.ppid),
+            ("sid", &hello.b),
+        ],
+    );
+    ctx.pause(2500)?;
+    ctx.say("first_exits", &[("first", &first), ("daemon", &daemon)]);
+    nix::unistd::write(&go_w, b"g").context("write() to the first child's pipe")?;
+    let first_code = ctx.join(first)?;
+    if first_code != 0 {
+        bail!("the first child (PID {first}) exited with {first_code}");
+    }
+    let n = next_note(&note_r, "the daemon's re-parenting")?;
+    if n.a != NOTE_REPARENTED {
+        bail!("the daemon (PID {daemon}) was not re-parented to PID {me}");
+    }
+    ctx.act_at(
+        n.pid,
+        n.t_ns,
+        "reparent",
+        &[("from", first.as_raw().into()), ("to", n.ppid.into())],
+    );
+    ctx.say_for(n.pid, n.t_ns, "reparented", &[("ppid", &n.ppid)]);
+    ctx.say_for(n.pid, n.t_ns, "pdeathsig", &[("first", &first)]);
+    ctx.pause(2000)?;
+    let n = next_note(&note_r, "the daemon's detaching")?;
+    if n.a != NOTE_DETACHED {
+        bail!("the daemon (PID {daemon}) could not detach");
+    }
+    ctx.say_for(n.pid, n.t_ns, "detach", &[]);
+    ctx.pause(2000)?;
+
+    ctx.step(
+        "detached",
+        &[("main", &me), ("daemon", &daemon), ("first", &first)],
+    )?;
+    let state = state_letter(ctx.wait_state(daemon, &['S'], STATE_TIMEOUT)?);
+    let theirs = proc_ids(daemon.as_raw()).context("reading /proc/<daemon>/stat")?;
+    let link = |what: &str| {
+        std::fs::read_link(format!("/proc/{daemon}/{what}"))
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "?".into())
+    };
+    ctx.say(
+        if theirs.tty_nr == 0 {
+            "seen"
+        } else {
+            "seen_tty"
+        },
+        &[
+            ("pid", &daemon),
+            ("ppid", &theirs.ppid),
+            ("sid", &theirs.sid),
+            ("pgid", &theirs.pgid),
+            ("tty", &theirs.tty),
+            ("tty_nr", &theirs.tty_nr),
+            ("fd0", &link("fd/0")),
+            ("cwd", &link("cwd")),
+            ("state", &state),
+        ],
+    );
+    ctx.say(
+        "compare",
+        &[("msid", &mine.sid), ("sid", &theirs.sid), ("pid", &daemon)],
+    );
+    let differs = theirs.sid != mine.sid;
+    ctx.observe("main_sid", mine.sid);
+    ctx.observe("daemon_sid", theirs.sid);
+    ctx.claim(
+        "daemon_sid_differs",
+        differs,
+        &format!("== true ({} ≠ {})", theirs.sid, mine.sid),
+        differs,
+    );
+    ctx.claim("daemon_tty_nr", theirs.tty_nr, "== 0", theirs.tty_nr == 0);
+    ctx.claim(
+        "daemon_ppid",
+        theirs.ppid,
+        &format!("== main_pid ({me})"),
+        theirs.ppid == me,
+    );
+    ctx.pause(4000)?;
+
+    ctx.step("stop", &[("pid", &daemon)])?;
+    ctx.say("stop", &[("pid", &daemon)]);
+    kill(daemon, Signal::SIGTERM).context("kill(SIGTERM) of the daemon")?;
+    let code = ctx.join(daemon)?;
+    let gone = crate::observe::state_of(daemon.as_raw()).is_none();
+    ctx.say("stopped", &[("pid", &daemon), ("code", &code)]);
+    ctx.claim(
+        "unix_daemon_exitcode",
+        code,
+        "== -15 (SIGTERM)",
+        code == -15 && gone,
+    );
+    Ok(())
+}
+
+fn state_letter(s: Option<char>) -> char {
+    s.unwrap_or('?')
+}
+
+fn reply_i64(child: &crate::ctx::ChildProc) -> Result<i64> {
+    match child.reply(REPLY_TIMEOUT)? {
+        ObsValue::Int(i) => Ok(i),
+        other => bail!("{} (PID {}) answered {other}", child.name, child.pid),
+    }
+}
+
+fn next_note(r: &std::os::fd::OwnedFd, what: &str) -> Result<Note> {
+    Note::recv(r, STATE_TIMEOUT)?.with_context(|| format!("no word from {what}"))
+}
+
+/// What `/proc/<pid>/stat` says about a process's place in sessions and terminals.
+struct Ids {
+    ppid: i32,
+    pgid: i32,
+    sid: i32,
+    /// `tty_nr`: the controlling terminal's device number, 0 for none.
+    tty_nr: i32,
+    /// The terminal as `ps` names it (`pts/3`), or `?` for none.
+    tty: String,
+}
+
+#[cfg(target_os = "linux")]
+fn proc_ids(pid: i32) -> Option<Ids> {
+    let stat = procfs::process::Process::new(pid).ok()?.stat().ok()?;
+    let (major, minor) = stat.tty_nr();
+    let tty = match (stat.tty_nr, major) {
+        (0, _) => "?".to_string(),
+        (_, 136..=143) => format!("pts/{}", (major - 136) * 256 + minor),
+        (_, 4) if minor < 64 => format!("tty{minor}"),
+        (_, 4) => format!("ttyS{}", minor - 64),
+        _ => format!("{major}:{minor}"),
+    };
+    Some(Ids {
+        ppid: stat.ppid,
+        pgid: stat.pgrp,
+        sid: stat.session,
+        tty_nr: stat.tty_nr,
+        tty,
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn proc_ids(_pid: i32) -> Option<Ids> {
+    None
+}
+
+/// The first child: a new session, then the second fork. Waits for the lesson's word
+/// before exiting, so that the daemon's hello shows its first parent.
+fn first_child(main: i32, note_fd: RawFd, go_fd: RawFd) -> i32 {
+    let sid = match nix::unistd::setsid() {
+        Ok(sid) => i64::from(sid.as_raw()),
+        Err(_) => -1,
+    };
+    Note::send(note_fd, NOTE_SETSID, sid);
+    if sid < 0 {
+        return 2;
+    }
+    // A pipe whose write end only this process holds: its child reads end of file the
+    // moment this process exits, without polling.
+    let mut alive: [nix::libc::c_int; 2] = [-1, -1];
+    // SAFETY: pipe(2) into a stack array; async-signal-safe.
+    if unsafe { nix::libc::pipe(alive.as_mut_ptr()) } != 0 {
+        alive = [-1, -1];
+    }
+    // SAFETY: this process is a fork of a multi-threaded one, with a single thread; the
+    // new child only makes async-signal-safe calls (see `daemon_child`).
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            // SAFETY: close(2) of our copy of the write end; async-signal-safe.
+            unsafe { nix::libc::close(alive[1]) };
+            daemon_child(main, note_fd, alive[0])
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            // SAFETY: close(2) of our copy of the read end; async-signal-safe.
+            unsafe { nix::libc::close(alive[0]) };
+            Note::send(note_fd, NOTE_FORKED, i64::from(child.as_raw()));
+            let mut byte = [0u8; 1];
+            // SAFETY: read(2) into a stack buffer; async-signal-safe.
+            unsafe { nix::libc::read(go_fd, byte.as_mut_ptr().cast(), 1) };
+            0
+        }
+        Err(_) => {
+            Note::send(note_fd, -1, 0);
+            3
+        }
+    }
+}
+
+/// The daemon: say hello, wait to be re-parented, detach, then wait for a signal.
+/// `creator_alive` reads end of file once the first child has exited.
+fn daemon_child(main: i32, note_fd: RawFd, creator_alive: RawFd) -> ! {
+    use nix::libc;
+    let creator = nix::unistd::getppid().as_raw();
+    let sid = nix::unistd::getsid(None).map_or(-1, |s| i64::from(s.as_raw()));
+    Note::send(note_fd, NOTE_HELLO, sid);
+    // Sleep until the first child has exited (end of file on its pipe), then wait
+    // (bounded) until the kernel has given us a new parent: the pipe closes a moment
+    // before the exiting process hands its children over. PR_SET_PDEATHSIG fires when
+    // the parent exits, so setting it before this point would have killed us when the
+    // first child exited: set it only now, then check the parent again, in case the main
+    // process died in between.
+    if creator_alive >= 0 {
+        let mut byte = [0u8; 1];
+        loop {
+            // SAFETY: read(2) into a stack buffer; async-signal-safe.
+            let n = unsafe { libc::read(creator_alive, byte.as_mut_ptr().cast(), 1) };
+            if n >= 0 || nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+                break;
+            }
+        }
+        // SAFETY: close(2) of our own descriptor; async-signal-safe.
+        unsafe { libc::close(creator_alive) };
+    }
+    let mut waited_ms = 0;
+    loop {
+        let ppid = nix::unistd::getppid().as_raw();
+        if ppid == main {
+            break;
+        }
+        if ppid != creator || waited_ms > 10_000 {
+            // SAFETY: _exit is async-signal-safe.
+            unsafe { libc::_exit(1) };
+        }
+        let ms = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
+        };
+        // SAFETY: nanosleep with a stack timespec; async-signal-safe.
+        unsafe { libc::nanosleep(&ms, std::ptr::null_mut()) };
+        waited_ms += 1;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    }
+    if nix::unistd::getppid().as_raw() != main {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(1) };
+    }
+    Note::send(note_fd, NOTE_REPARENTED, 0);
+    // Detach from everything inherited: the working directory, the file mode mask, the
+    // terminal or pipes on the standard streams, every other descriptor.
+    // SAFETY: chdir, umask, open, dup2 and close are async-signal-safe; the paths are
+    // static C strings; only this process's descriptors are touched.
+    unsafe {
+        libc::chdir(c"/".as_ptr());
+        libc::umask(0);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+        for fd in 3..1024 {
+            if fd != note_fd {
+                libc::close(fd);
+            }
+        }
+    }
+    Note::send(note_fd, NOTE_DETACHED, 0);
+    // SAFETY: close(2) of our own descriptor; async-signal-safe.
+    unsafe { libc::close(note_fd) };
+    loop {
+        // A real daemon would wait for work here (accept, select…): we wait for a signal.
+        nix::unistd::pause();
+    }
+}
+
+/// The role of both Python children: `daemon` says which one it is.
+fn process(c: &mut ChildCtx) -> Result<i32> {
+    // CPython copies the flag into the child's own configuration at start
+    // (`_current_process._config['daemon']`): the child knows it is daemonic.
+    let daemonic = c
+        .args
+        .get("daemon")
+        .and_then(|v| v.as_bool())
+        .context("child argument daemon is missing")?;
+    let task_ms = c.arg_i64("task_ms")?.max(0) as u64;
+    let ppid = nix::unistd::getppid().as_raw();
+    c.say(
+        if daemonic { "d_hello" } else { "w_hello" },
+        &[("pid", &c.pid), ("ppid", &ppid)],
+    )?;
+    c.reply(true)?;
+    loop {
+        match c.recv()? {
+            Down::Value(ObsValue::Str(cmd)) if cmd == START_CHILD => {
+                match start_process(daemonic) {
+                    Ok(started) => {
+                        c.reply(started.pid)?;
+                        c.reply(started.t_forked as i64)?;
+                        c.reply(started.exitcode)?;
+                        c.reply(started.t_reaped as i64)?;
+                    }
+                    Err(StartError::Refused(msg)) => {
+                        c.act(
+                            "exception",
+                            &[
+                                ("type", DAEMON_CHILD_ERROR_TYPE.into()),
+                                ("message", msg.into()),
+                            ],
+                        )?;
+                        c.say(
+                            "d_refused",
+                            &[("type", &DAEMON_CHILD_ERROR_TYPE), ("error", &msg)],
+                        )?;
+                        c.reply(msg)?;
+                    }
+                    Err(StartError::Failed(e)) => {
+                        c.reply(format!("{e:#}"))?;
+                        return Err(e);
+                    }
+                }
+            }
+            Down::Go => {
+                // The job: time passing, standing in for real work.
+                c.act("task_start", &[("ms", (task_ms as i64).into())])?;
+                c.say("w_work", &[("ms", &task_ms)])?;
+                c.reply(true)?;
+                std::thread::sleep(Duration::from_millis(task_ms));
+                c.act("task_done", &[])?;
+                c.say("w_done", &[])?;
+                return Ok(0);
+            }
+            Down::Stop => return Ok(0),
+            Down::Value(_) => {}
+        }
+    }
+}
+
+/// A child that was started, ran, and was joined.
+struct Started {
+    pid: i32,
+    t_forked: u64,
+    exitcode: i32,
+    t_reaped: u64,
+}
+
+enum StartError {
+    /// What CPython's `start()` raises in a daemonic process.
+    Refused(&'static str),
+    Failed(anyhow::Error),
+}
+
+/// `Process(target=f).start()` then `join()`, in a child of the lesson.
+fn start_process(daemonic: bool) -> Result<Started, StartError> {
+    // CPython, BaseProcess.start():
+    //     assert not _current_process._config.get('daemon'), \
+    //            'daemonic processes are not allowed to have children'
+    // The check comes before any fork: nothing is created.
+    if daemonic {
+        return Err(StartError::Refused(DAEMON_CHILD_ERROR));
+    }
+    let go = || -> Result<Started> {
+        let (r, w) = procs::pipe()?;
+        let fd = w.as_raw_fd();
+        // SAFETY: the child writes one note (clock_gettime, getpid, getppid, write) and
+        // returns 0 to _exit: async-signal-safe only.
+        let pid = unsafe {
+            procs::fork_child(move || {
+                Note::send(fd, 0, 0);
+                0
+            })
+        }?;
+        drop(w);
+        let t_forked = match Note::recv(&r, STATE_TIMEOUT)? {
+            Some(n) => n.t_ns,
+            None => now_ns(),
+        };
+        let exitcode = procs::reap(pid)?;
+        Ok(Started {
+            pid: pid.as_raw(),
+            t_forked,
+            exitcode,
+            t_reaped: now_ns(),
+        })
+    };
+    go().map_err(StartError::Failed)
+}

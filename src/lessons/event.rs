@@ -1,0 +1,578 @@
+//! Lesson `event`: Python's `Event()` across processes: waiters asleep in `wait()`, one
+//! `set()` that wakes them all, `clear()`, and a `wait(timeout)` that gives up with False.
+//!
+//! The mechanism is the one CPython's `multiprocessing.Event` comes down to on Linux: it is
+//! a `Condition` and a `Semaphore`, which are POSIX semaphores in a shared page of
+//! `/dev/shm`, and glibc makes a process sleep on one with `futex(FUTEX_WAIT)` on a word of
+//! that page. Here the layers are peeled off: a file in the run's directory, mapped
+//! `MAP_SHARED` by every process, holds the flag and a futex word. A waiter sleeps in
+//! `FUTEX_WAIT` (the kernel shows `S`, and `/proc/<pid>/syscall` names the futex call and
+//! the very word); `set()` raises the flag, bumps the word and `FUTEX_WAKE`s every sleeper.
+//! The futex is not the `_PRIVATE` kind, so the kernel finds the same word through the
+//! file's page in every process, at whatever address each mapped it.
+
+use super::{LessonDef, OptSpec, Opts};
+use crate::child::{ChildCtx, Down};
+use crate::ctx::{ChildProc, Ctx};
+use crate::event::{now_ns, ObsValue};
+use anyhow::{bail, Context, Result};
+use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+use nix::unistd::Pid;
+use std::ffi::c_void;
+use std::fs::{File, OpenOptions};
+use std::num::NonZeroUsize;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub static LESSON: LessonDef = LessonDef {
+    name: "event",
+    words_src: include_str!("../../lessons/event.toml"),
+    options: &[OptSpec {
+        name: "waiters",
+        default: 3,
+        min: 1,
+        max: 16,
+        help: "processes that block in wait() until the event is set",
+    }],
+    run,
+    roles: &[("waiter", waiter), ("setter", setter)],
+};
+
+/// How long the kernel gets to reach a state we wait for; far more than it needs.
+const STATE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a child gets to answer.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn hex(addr: usize) -> String {
+    format!("{addr:#x}")
+}
+
+fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
+    let n = opts.get("waiters") as usize;
+    let me = ctx.main_pid;
+    if !cfg!(target_os = "linux") {
+        bail!("the event lesson needs Linux: it sleeps in futex(2) and reads /proc");
+    }
+
+    ctx.step("create", &[])?;
+    let path = ctx.dir.join(format!("event-{}.page", now_ns()));
+    let event = SharedEvent::create(&path)?;
+    let shown = path.display().to_string();
+    ctx.say(
+        "create",
+        &[("path", &shown), ("addr", &hex(event.word_addr()))],
+    );
+    ctx.observe("waiters", n);
+    ctx.pause(3000)?;
+
+    ctx.step("wait", &[("n", &n)])?;
+    let args = serde_json::json!({ "path": shown });
+    let mut waiters = Vec::with_capacity(n);
+    for i in 1..=n {
+        waiters.push(ctx.spawn("waiter", &format!("waiter-{i}"), args.clone())?);
+    }
+    // Each waiter tells where its futex word is, right before it calls wait().
+    let mut addrs = Vec::with_capacity(n);
+    for w in &waiters {
+        addrs.push(reply_i64(w)? as usize);
+    }
+    let pids = waiters
+        .iter()
+        .map(|w| w.pid.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    ctx.step("blocked", &[("pids", &pids)])?;
+    let mut blocked_state = "S".to_string();
+    for (w, &addr) in waiters.iter().zip(&addrs) {
+        let seen = blocked_in_futex(ctx, w.pid, addr, STATE_TIMEOUT)?;
+        if seen.in_futex && seen.state == 'S' {
+            ctx.say(
+                "blocked",
+                &[
+                    ("pid", &w.pid),
+                    ("state", &seen.state),
+                    ("wchan", &seen.wchan),
+                    ("addr", &hex(addr)),
+                ],
+            );
+        } else {
+            ctx.say("not_blocked", &[("pid", &w.pid), ("state", &seen.state)]);
+            if blocked_state == "S" {
+                blocked_state = seen.state.to_string();
+            }
+        }
+    }
+    ctx.say("no_cpu", &[("n", &n)]);
+    ctx.claim(
+        "blocked_state_before_set",
+        blocked_state.as_str(),
+        "== \"S\"",
+        blocked_state == "S",
+    );
+    ctx.pause(3500)?;
+
+    ctx.step("set", &[("path", &shown)])?;
+    let setter_proc = ctx.spawn("setter", "setter", args.clone())?;
+    setter_proc.reply(REPLY_TIMEOUT)?; // it has mapped the page
+    ctx.say("about_to_set", &[("pid", &setter_proc.pid), ("n", &n)]);
+    ctx.pause(2000)?;
+    setter_proc.send(Down::Go)?;
+    let t_set = reply_i64(&setter_proc)? as u64;
+    let kernel_woke = reply_i64(&setter_proc)?;
+    let mut woken_after_set = 0;
+    for w in &waiters {
+        let done = wait_result(w)?;
+        if done.result && done.t_done > t_set {
+            woken_after_set += 1;
+        }
+    }
+    ctx.join(setter_proc.pid)?;
+    ctx.say(
+        "all_woke",
+        &[
+            ("woken", &woken_after_set),
+            ("n", &n),
+            ("kernel", &kernel_woke),
+        ],
+    );
+    ctx.claim(
+        "woken_after_set",
+        woken_after_set,
+        &format!("== waiters ({n})"),
+        woken_after_set == n,
+    );
+    ctx.observe("futex_wake_count", kernel_woke);
+    ctx.pause(3000)?;
+
+    ctx.step("clear", &[("path", &shown)])?;
+    event.clear();
+    ctx.act_at(me, now_ns(), "clear", &[]);
+    ctx.say("cleared", &[("is_set", &python_bool(event.is_set()))]);
+    ctx.pause(2000)?;
+    // Long enough for the observer to see the sleep, at every speed.
+    let timeout_ms = ((2000.0 * ctx.speed) as u64).max(200);
+    let first = &waiters[0];
+    ctx.say(
+        "timed_wait",
+        &[
+            ("pid", &first.pid),
+            ("ms", &timeout_ms),
+            ("secs", &(timeout_ms as f64 / 1000.0)),
+        ],
+    );
+    first.send(Down::Value(ObsValue::Int(timeout_ms as i64)))?;
+    let addr = reply_i64(first)? as usize;
+    let seen = blocked_in_futex(ctx, first.pid, addr, Duration::from_millis(timeout_ms))?;
+    if seen.in_futex {
+        ctx.say(
+            "timed_blocked",
+            &[("pid", &first.pid), ("state", &seen.state)],
+        );
+    }
+    let done = wait_result(first)?;
+    let elapsed_ms = (done.t_done.saturating_sub(done.t_start)) as f64 / 1e6;
+    ctx.say(
+        "timed_out",
+        &[
+            ("result", &python_bool(done.result)),
+            ("ms", &format!("{elapsed_ms:.1}")),
+        ],
+    );
+    ctx.claim("wait_timeout_result", done.result, "== false", !done.result);
+    ctx.claim(
+        "wait_timeout_elapsed_ms",
+        (elapsed_ms * 10.0).round() / 10.0,
+        &format!(">= timeout ({timeout_ms} ms)"),
+        elapsed_ms >= timeout_ms as f64,
+    );
+    ctx.pause(2500)?;
+
+    for w in &waiters {
+        w.send(Down::Stop)?;
+    }
+    for w in &waiters {
+        ctx.join(w.pid)?;
+    }
+    drop(event);
+    std::fs::remove_file(&path).with_context(|| format!("removing {shown}"))?;
+    ctx.say("moral", &[]);
+    Ok(())
+}
+
+fn python_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+fn reply_i64(child: &ChildProc) -> Result<i64> {
+    match child.reply(REPLY_TIMEOUT)? {
+        ObsValue::Int(i) => Ok(i),
+        other => bail!("{} (PID {}) answered {other}", child.name, child.pid),
+    }
+}
+
+/// What a waiter reports after its `wait()` returned: its own stamps and the result.
+struct WaitDone {
+    t_start: u64,
+    t_done: u64,
+    result: bool,
+}
+
+fn wait_result(w: &ChildProc) -> Result<WaitDone> {
+    let t_start = reply_i64(w)? as u64;
+    let t_done = reply_i64(w)? as u64;
+    let result = match w.reply(REPLY_TIMEOUT)? {
+        ObsValue::Bool(b) => b,
+        other => bail!("{} (PID {}) answered {other}", w.name, w.pid),
+    };
+    Ok(WaitDone {
+        t_start,
+        t_done,
+        result,
+    })
+}
+
+/// What the kernel said about a waiter.
+struct Blocked {
+    /// The state letter the observer saw.
+    state: char,
+    /// `/proc/<pid>/syscall` named `futex` on the event's word.
+    in_futex: bool,
+    /// `/proc/<pid>/wchan`: where in the kernel it sleeps.
+    wchan: String,
+}
+
+/// Wait (bounded) until the kernel shows `pid` asleep (`S`) in `futex()` on the word at
+/// `addr`. The observer's letter alone is not enough: the child was asleep before too
+/// (waiting for its parent's commands), so `/proc/<pid>/syscall` must also name the futex
+/// call on that very word.
+fn blocked_in_futex(ctx: &Ctx<'_>, pid: Pid, addr: usize, timeout: Duration) -> Result<Blocked> {
+    let deadline = Instant::now() + timeout;
+    let mut state = '?';
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Some(s) = ctx.wait_state(pid, &['S'], left)? {
+            state = s;
+            if in_futex_on(pid.as_raw(), addr) {
+                let wchan =
+                    std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+                let wchan = if wchan.is_empty() || wchan == "0" {
+                    "?".to_string()
+                } else {
+                    wchan
+                };
+                return Ok(Blocked {
+                    state,
+                    in_futex: true,
+                    wchan,
+                });
+            }
+        } else if let Some(s) = crate::observe::state_of(pid.as_raw()) {
+            state = s;
+        }
+        if Instant::now() >= deadline {
+            return Ok(Blocked {
+                state,
+                in_futex: false,
+                wchan: String::new(),
+            });
+        }
+        if !crate::procs::sleep(Duration::from_millis(1)) {
+            ctx.check()?;
+        }
+    }
+}
+
+/// `/proc/<pid>/syscall` says `pid` is blocked in `futex()` with `addr` as its word.
+fn in_futex_on(pid: i32, addr: usize) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else {
+        return false;
+    };
+    let mut fields = text.split_whitespace();
+    let nr = fields
+        .next()
+        .and_then(|f| f.parse::<std::ffi::c_long>().ok());
+    let uaddr = fields
+        .next()
+        .and_then(|f| usize::from_str_radix(f.trim_start_matches("0x"), 16).ok());
+    nr == Some(futex::SYS_FUTEX) && uaddr == Some(addr)
+}
+
+/// The role of a waiter: map the event, then `wait()`; after it returns, `wait(timeout)`
+/// again if the lesson asks.
+fn waiter(c: &mut ChildCtx) -> Result<i32> {
+    let path = c.arg_str("path")?;
+    let event = SharedEvent::open(Path::new(&path))?;
+    let addr = event.word_addr();
+    c.say("waiter_hello", &[("pid", &c.pid), ("addr", &hex(addr))])?;
+    let mut timeout: Option<Duration> = None;
+    loop {
+        let t_start = now_ns();
+        match timeout {
+            Some(t) => c.act_at(
+                t_start,
+                "wait",
+                &[("timeout_ms", (t.as_millis() as i64).into())],
+            ),
+            None => c.act_at(t_start, "wait", &[]),
+        }?;
+        c.reply(addr as i64)?;
+        let result = event.wait(timeout)?;
+        let t_done = now_ns();
+        c.act_at(t_done, "wait_done", &[("result", result.into())])?;
+        c.say(
+            if result { "woken" } else { "gave_up" },
+            &[("result", &python_bool(result))],
+        )?;
+        c.reply(t_start as i64)?;
+        c.reply(t_done as i64)?;
+        c.reply(result)?;
+        match c.recv()? {
+            Down::Value(ObsValue::Int(ms)) => {
+                timeout = Some(Duration::from_millis(ms.max(0) as u64));
+            }
+            _ => return Ok(0),
+        }
+    }
+}
+
+/// The role of the setter: map the event, then `set()` when told.
+fn setter(c: &mut ChildCtx) -> Result<i32> {
+    let path = c.arg_str("path")?;
+    let event = SharedEvent::open(Path::new(&path))?;
+    c.say(
+        "setter_hello",
+        &[("pid", &c.pid), ("addr", &hex(event.word_addr()))],
+    )?;
+    c.reply(true)?;
+    if c.recv()? != Down::Go {
+        return Ok(0);
+    }
+    c.say("set", &[])?;
+    // Stamped right before set(): every wake-up it causes comes after this stamp.
+    let t_set = now_ns();
+    let woke = event.set()?;
+    c.act_at(t_set, "set", &[("woke", woke.into())])?;
+    c.reply(t_set as i64)?;
+    c.reply(woke)?;
+    Ok(0)
+}
+
+/// The shared page: the flag and the futex word, in that order.
+#[repr(C)]
+struct Page {
+    /// 1 when the event is set.
+    flag: AtomicU32,
+    /// Bumped by every `set()`; waiters sleep on it.
+    seq: AtomicU32,
+}
+
+const PAGE_LEN: usize = 4096;
+
+/// `multiprocessing.Event`, on one page of a file mapped `MAP_SHARED` by each process.
+struct SharedEvent {
+    base: NonNull<c_void>,
+}
+
+impl SharedEvent {
+    /// Create the page (zeroed: the event starts unset) and map it.
+    fn create(path: &Path) -> Result<SharedEvent> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        file.set_len(PAGE_LEN as u64)
+            .with_context(|| format!("ftruncate() of {}", path.display()))?;
+        Self::map(&file, path)
+    }
+
+    /// Map the page another process created.
+    fn open(path: &Path) -> Result<SharedEvent> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Self::map(&file, path)
+    }
+
+    fn map(file: &File, path: &Path) -> Result<SharedEvent> {
+        let len = NonZeroUsize::new(PAGE_LEN).expect("non-zero");
+        // SAFETY: a new shared mapping of a file at least PAGE_LEN long; nothing else in
+        // this process aliases it; it is only accessed through the atomics of `Page` at
+        // its start, and unmapped in Drop. The descriptor may close: the mapping stays.
+        let base = unsafe {
+            mmap(
+                None,
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                file,
+                0,
+            )
+        }
+        .with_context(|| format!("mmap(MAP_SHARED) of {}", path.display()))?;
+        Ok(SharedEvent { base })
+    }
+
+    fn page(&self) -> &Page {
+        // SAFETY: the mapping is live while `self` is, page-aligned (so aligned for
+        // `Page`), zero-initialised by the file (a valid `Page`), and only ever accessed
+        // atomically, by this and other processes.
+        unsafe { &*self.base.as_ptr().cast::<Page>() }
+    }
+
+    /// The address of the futex word in this process.
+    fn word_addr(&self) -> usize {
+        self.page().seq.as_ptr() as usize
+    }
+
+    /// `e.is_set()`.
+    fn is_set(&self) -> bool {
+        self.page().flag.load(Ordering::SeqCst) == 1
+    }
+
+    /// `e.set()`: raise the flag, bump the word, wake every sleeper. How many the kernel
+    /// woke.
+    fn set(&self) -> Result<i64> {
+        let p = self.page();
+        p.flag.store(1, Ordering::SeqCst);
+        p.seq.fetch_add(1, Ordering::SeqCst);
+        futex::wake_all(&p.seq).context("futex(FUTEX_WAKE)")
+    }
+
+    /// `e.clear()`: lower the flag. Nobody needs waking.
+    fn clear(&self) {
+        self.page().flag.store(0, Ordering::SeqCst);
+    }
+
+    /// `e.wait(timeout)`: if the flag is down, sleep until a `set()` or the timeout; then
+    /// return the flag, as CPython does (False when it timed out).
+    fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
+        let p = self.page();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        // Read the word before the flag: a set() after this point changes the word, so
+        // FUTEX_WAIT below returns at once instead of sleeping through it.
+        let seq = p.seq.load(Ordering::SeqCst);
+        if self.is_set() {
+            return Ok(true);
+        }
+        while p.seq.load(Ordering::SeqCst) == seq {
+            let left = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => break,
+                },
+            };
+            // Returns when woken, when the word already changed, at the timeout, or on a
+            // signal: the loop looks again.
+            futex::wait(&p.seq, seq, left).context("futex(FUTEX_WAIT)")?;
+        }
+        Ok(self.is_set())
+    }
+}
+
+impl Drop for SharedEvent {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours and no reference into it outlives `self`.
+        let _ = unsafe { munmap(self.base, PAGE_LEN) };
+    }
+}
+
+/// The futex system call, on a word shared between processes (so not `_PRIVATE`).
+#[cfg(target_os = "linux")]
+mod futex {
+    use nix::libc;
+    use std::io;
+    use std::sync::atomic::AtomicU32;
+    use std::time::Duration;
+
+    pub const SYS_FUTEX: libc::c_long = libc::SYS_futex;
+
+    /// Sleep while `*word == expected`, at most `timeout`. Waking, a changed word, the
+    /// timeout and a signal all return Ok: the caller looks at the word again.
+    pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> io::Result<()> {
+        let ts = timeout.map(|d| libc::timespec {
+            tv_sec: d.as_secs() as _,
+            tv_nsec: d.subsec_nanos() as _,
+        });
+        let tsp = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: `word` is a live, aligned u32 (in a shared mapping); the kernel only
+        // reads it; `tsp` is null or points at a timespec on this stack.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT,
+                expected,
+                tsp,
+                std::ptr::null::<u32>(),
+                0,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EAGAIN | libc::ETIMEDOUT | libc::EINTR) => Ok(()),
+            _ => Err(e),
+        }
+    }
+
+    /// Wake every process sleeping on `word`; how many the kernel woke.
+    pub fn wake_all(word: &AtomicU32) -> io::Result<i64> {
+        // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE only uses its address.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAKE,
+                i32::MAX,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<u32>(),
+                0,
+            )
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r as i64)
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod futex {
+    use std::io;
+    use std::sync::atomic::AtomicU32;
+    use std::time::Duration;
+
+    pub const SYS_FUTEX: std::ffi::c_long = -1;
+
+    pub fn wait(_: &AtomicU32, _: u32, _: Option<Duration>) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "futex(2) is Linux only",
+        ))
+    }
+
+    pub fn wake_all(_: &AtomicU32) -> io::Result<i64> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "futex(2) is Linux only",
+        ))
+    }
+}
