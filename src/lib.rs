@@ -239,6 +239,10 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals) -> Exi
         }
         (None, Ok(true)) => ExitCode::SUCCESS,
         (None, Ok(false)) => ExitCode::from(1),
+        (None, Err(e)) if e.is::<ctx::UsageError>() => {
+            eprintln!("mp-demo: error: {e:#}");
+            ExitCode::from(2)
+        }
         (None, Err(e)) => {
             eprintln!("mp-demo: error: {e:#}");
             ExitCode::from(1)
