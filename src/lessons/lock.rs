@@ -156,6 +156,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         if holder.reply(TIMEOUT)? == ObsValue::Bool(true) {
             sold_with += 1;
         }
+        holder.send(Down::Go)?; // now flock(LOCK_UN)
         ctx.join(holder.pid)?;
     }
     let left = read_count(&file)?;
@@ -228,14 +229,7 @@ fn show_waiters(
         }
     }
     let pids: Vec<String> = waiting.iter().map(|k| k.pid.to_string()).collect();
-    ctx.step(
-        "waiters",
-        &[
-            ("inode", &inode),
-            ("pids", &pids.join(",")),
-            ("holder", &holder.pid),
-        ],
-    )?;
+    ctx.step("waiters", &[("inode", &inode)])?;
     ctx.say(
         "waiters",
         &[
@@ -275,9 +269,7 @@ fn lock_table(ino: u64) -> LockTable {
             continue;
         };
         let same_file = words[at].rsplit(':').next() == Some(&ino.to_string());
-        let pid = at
-            .checked_sub(1)
-            .and_then(|p| words[p].parse::<i32>().ok());
+        let pid = at.checked_sub(1).and_then(|p| words[p].parse::<i32>().ok());
         if let (true, Some(pid)) = (same_file, pid) {
             if words.contains(&"->") {
                 t.waiters.push(pid);
@@ -337,14 +329,28 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
     expect_go(c)?; // the start gate: every buyer is running
     if phase == NO_LOCK {
         let count = read_count(&path)?;
-        c.act("read", &[("what", "tickets".into()), ("value", count.into()), ("phase", phase.into())])?;
+        c.act(
+            "read",
+            &[
+                ("what", "tickets".into()),
+                ("value", count.into()),
+                ("phase", phase.into()),
+            ],
+        )?;
         c.say("read", &[("count", &count)])?;
         c.reply(count)?;
         expect_go(c)?; // the write gate: every buyer has read
         let bought = count > 0;
         if bought {
             write_count(&path, count - 1)?;
-            c.act("buy", &[("phase", phase.into()), ("read", count.into()), ("wrote", (count - 1).into())])?;
+            c.act(
+                "buy",
+                &[
+                    ("phase", phase.into()),
+                    ("read", count.into()),
+                    ("wrote", (count - 1).into()),
+                ],
+            )?;
             c.say("buy", &[("count", &count), ("left", &(count - 1))])?;
         } else {
             c.say("sold_out", &[("count", &count)])?;
@@ -365,7 +371,14 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
     lock.seek(SeekFrom::Start(0))?;
     lock.read_to_string(&mut text)?;
     let count = parse_count(&text, &path)?;
-    c.act("read", &[("what", "tickets".into()), ("value", count.into()), ("phase", phase.into())])?;
+    c.act(
+        "read",
+        &[
+            ("what", "tickets".into()),
+            ("value", count.into()),
+            ("phase", phase.into()),
+        ],
+    )?;
     c.say("got_lock", &[("count", &count)])?;
     c.reply(count)?;
     expect_go(c)?; // the parent's window is over: finish and let the next one in
@@ -373,15 +386,25 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
     if bought {
         lock.set_len(0)?;
         lock.seek(SeekFrom::Start(0))?;
-        write!(lock, "{}\n", count - 1)?;
-        c.act("buy", &[("phase", phase.into()), ("read", count.into()), ("wrote", (count - 1).into())])?;
+        writeln!(lock, "{}", count - 1)?;
+        c.act(
+            "buy",
+            &[
+                ("phase", phase.into()),
+                ("read", count.into()),
+                ("wrote", (count - 1).into()),
+            ],
+        )?;
         c.say("buy_locked", &[("count", &count), ("left", &(count - 1))])?;
     } else {
         c.say("sold_out_locked", &[("count", &count)])?;
     }
     c.act_at(now_ns(), "release", &[("what", "flock".into())])?;
+    // The reply travels behind the events above: once the parent has it, they are on the
+    // screen, before the acquire of the next holder.
+    c.reply(bought)?;
+    expect_go(c)?;
     lock.unlock()
         .map_err(|(_, e)| anyhow!("flock(LOCK_UN) on {}: {e}", path.display()))?;
-    c.reply(bought)?;
     Ok(0)
 }

@@ -56,7 +56,12 @@ impl LessonDef {
 }
 
 /// Every lesson, in the order of the tour.
-pub static LESSONS: &[&LessonDef] = &[&fork::LESSON, &isolation::LESSON, &lock::LESSON, &semaphore::LESSON];
+pub static LESSONS: &[&LessonDef] = &[
+    &fork::LESSON,
+    &isolation::LESSON,
+    &lock::LESSON,
+    &semaphore::LESSON,
+];
 
 /// The lesson called `name`.
 pub fn find(name: &str) -> Option<&'static LessonDef> {

@@ -338,6 +338,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
             (w, t) if w == "left" => marks.push((t, -1)),
             other => bail!("{} answered {other:?}", leaver.name),
         }
+        leaver.send(Down::Go)?; // now sem_post
         ctx.join(leaver.pid)?;
         if waiting.is_empty() {
             let value = sem.value();
@@ -478,8 +479,13 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
         &[("what", "semaphore".into()), ("value", v.into())],
     )?;
     c.say("leave", &[])?;
-    sem.post()?;
+    // The reply travels behind the events above: once the parent has it, they are on the
+    // screen, before the acquire of whoever our sem_post wakes.
     c.reply(format!("left {t_out}"))?;
+    if c.recv()? != Down::Go {
+        bail!("expected Go to post");
+    }
+    sem.post()?;
     Ok(0)
 }
 
