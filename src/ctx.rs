@@ -24,6 +24,12 @@ use std::time::{Duration, Instant};
 #[error("the run was stopped")]
 pub struct Stopped;
 
+/// The lesson's options do not fit together (e.g. `--tickets` not fewer than `--buyers`):
+/// a usage error, exit code 2, raised before any process is started.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// How long a spawned child may take to connect before it is declared dead.
 const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -67,6 +73,44 @@ impl ChildProc {
                     bail!("{} (PID {}) ended without answering", self.name, self.pid)
                 }
             }
+        }
+    }
+
+    /// The child's next reply if one has already arrived, without waiting.
+    pub fn try_reply(&self) -> Result<Option<ObsValue>> {
+        match self.replies.try_recv() {
+            Ok(v) => Ok(Some(v)),
+            Err(mpsc::TryRecvError::Empty) => Ok(None),
+            Err(mpsc::TryRecvError::Disconnected) => {
+                if procs::stop_reason().is_some() {
+                    return Err(Stopped.into());
+                }
+                bail!("{} (PID {}) ended without answering", self.name, self.pid)
+            }
+        }
+    }
+}
+
+/// Wait (bounded) for the first reply from any of `children`, when the lesson cannot know
+/// which one will answer (whoever got the lock, whoever a semaphore woke): the index of
+/// the child that answered, and its reply.
+pub fn reply_any(children: &[&ChildProc], timeout: Duration) -> Result<(usize, ObsValue)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        for (i, c) in children.iter().enumerate() {
+            if let Some(v) = c.try_reply()? {
+                return Ok((i, v));
+            }
+        }
+        if Instant::now() > deadline {
+            let names: Vec<String> = children
+                .iter()
+                .map(|c| format!("{} (PID {})", c.name, c.pid))
+                .collect();
+            bail!("none of {} answered within {timeout:?}", names.join(", "));
+        }
+        if !procs::sleep(Duration::from_millis(1)) {
+            return Err(Stopped.into());
         }
     }
 }

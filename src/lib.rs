@@ -371,6 +371,10 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
         }
         (None, Ok(true)) => ExitCode::SUCCESS,
         (None, Ok(false)) => ExitCode::from(1),
+        (None, Err(e)) if e.is::<ctx::UsageError>() => {
+            eprintln!("mp-demo: error: {e:#}");
+            ExitCode::from(2)
+        }
         (None, Err(e)) => {
             eprintln!("mp-demo: error: {e:#}");
             ExitCode::from(1)

@@ -12,6 +12,8 @@ pub mod daemon;
 pub mod event;
 pub mod fork;
 pub mod isolation;
+pub mod lock;
+pub mod semaphore;
 
 /// A size option of a lesson (`--workers`, `--buyers`, …) with its range.
 pub struct OptSpec {
@@ -61,6 +63,8 @@ pub static LESSONS: &[&LessonDef] = &[
     &isolation::LESSON,
     &daemon::LESSON,
     &event::LESSON,
+    &lock::LESSON,
+    &semaphore::LESSON,
 ];
 
 /// The lesson called `name`.

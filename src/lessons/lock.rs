@@ -1,0 +1,410 @@
+//! Lesson `lock`: Python's `Lock()`, on the ticket office of the study notes.
+//!
+//! Processes share no memory but they do share the file system, and sharing brings races.
+//! `--tickets` tickets are written in a file; `--buyers` spawned processes each read the
+//! count, pause, and write it back minus one if it was positive.
+//!
+//! - Without a lock the race is staged: every buyer reads and tells the parent, and only
+//!   once all have read does the parent let them write. Every buyer has seen a ticket, so
+//!   every buyer buys one: oversold on every run, at every speed, on any number of cores.
+//! - With `flock(LOCK_EX)` on the file, one buyer at a time reads and writes: exactly
+//!   `--tickets` are sold. While the first holder keeps the lock (until the parent lets it
+//!   go on, a bounded window), the kernel's lock table (`/proc/locks`) lists every other
+//!   buyer as a waiter, and the observer sees each of them asleep (`S`).
+
+use super::{LessonDef, OptSpec, Opts};
+use crate::child::{ChildCtx, Down};
+use crate::ctx::{reply_any, ChildProc, Ctx, UsageError};
+use crate::event::{now_ns, ObsValue};
+use anyhow::{anyhow, bail, Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub static LESSON: LessonDef = LessonDef {
+    name: "lock",
+    words_src: include_str!("../../lessons/lock.toml"),
+    options: &[
+        OptSpec {
+            name: "tickets",
+            default: 1,
+            min: 1,
+            max: 63,
+            help: "Tickets for sale (fewer than --buyers)",
+        },
+        OptSpec {
+            name: "buyers",
+            default: 8,
+            min: 2,
+            max: 64,
+            help: "Buyer processes",
+        },
+    ],
+    run,
+    roles: &[("buyer", buyer)],
+};
+
+/// How long a buyer may take to answer, or the kernel to reach a state; far more than
+/// either needs, so a timeout means something is broken, not slow.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+const NO_LOCK: &str = "no_lock";
+const WITH_LOCK: &str = "lock";
+
+fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
+    let tickets = i64::from(opts.get("tickets"));
+    let buyers = opts.get("buyers") as usize;
+    if tickets >= buyers as i64 {
+        return Err(UsageError(format!(
+            "--tickets ({tickets}) must be fewer than --buyers ({buyers}): \
+             with a ticket for every buyer nobody can be oversold"
+        ))
+        .into());
+    }
+    let file = ctx.dir.join("tickets");
+    let shown = file.display().to_string();
+    ctx.observe("buyers", buyers);
+    ctx.observe("tickets", tickets);
+
+    ctx.step("office", &[("file", &shown)])?;
+    write_count(&file, tickets)?;
+    ctx.say("office", &[("tickets", &tickets), ("file", &shown)]);
+    ctx.pause(2000)?;
+
+    // Without a lock: every buyer reads before any buyer writes.
+    let main = ctx.main_pid;
+    ctx.step("no_lock", &[("main", &main)])?;
+    ctx.say("no_lock_intro", &[("buyers", &buyers)]);
+    ctx.pause(1500)?;
+    let kids = spawn_buyers(ctx, buyers, &shown, false)?;
+    ctx.say("gate_read", &[("buyers", &buyers)]);
+    for k in &kids {
+        k.send(Down::Go)?;
+    }
+    for k in &kids {
+        k.reply(TIMEOUT)?;
+    }
+    ctx.pause(1000)?;
+    ctx.say("all_read", &[("buyers", &buyers), ("tickets", &tickets)]);
+    ctx.pause(2500)?;
+    ctx.step("writes", &[])?;
+    ctx.say("gate_write", &[]);
+    for k in &kids {
+        k.send(Down::Go)?;
+    }
+    let mut sold_without = 0i64;
+    for k in &kids {
+        if k.reply(TIMEOUT)? == ObsValue::Bool(true) {
+            sold_without += 1;
+        }
+    }
+    for k in &kids {
+        ctx.join(k.pid)?;
+    }
+    let left = read_count(&file)?;
+    ctx.pause(1000)?;
+    ctx.say(
+        "oversold",
+        &[
+            ("sold", &sold_without),
+            ("tickets", &tickets),
+            ("left", &left),
+            ("over", &(sold_without - tickets)),
+        ],
+    );
+    ctx.claim(
+        "sold_without_lock",
+        sold_without,
+        &format!("> tickets ({tickets})"),
+        sold_without > tickets,
+    );
+    ctx.pause(3000)?;
+
+    // With a lock: flock(LOCK_EX) around read-pause-write.
+    ctx.step("with_lock", &[])?;
+    write_count(&file, tickets)?;
+    ctx.say("lock_intro", &[("tickets", &tickets)]);
+    ctx.pause(2000)?;
+    let kids = spawn_buyers(ctx, buyers, &shown, true)?;
+    let inode = inode_of(&file)?;
+    ctx.say("gate_lock", &[("buyers", &buyers)]);
+    for k in &kids {
+        k.send(Down::Go)?;
+    }
+    let mut waiting: Vec<&ChildProc> = kids.iter().collect();
+    let mut sold_with = 0i64;
+    let mut first = true;
+    while !waiting.is_empty() {
+        let (i, read) = reply_any(&waiting, TIMEOUT)?;
+        let holder = waiting.remove(i);
+        ctx.say(
+            "holds",
+            &[
+                ("name", &holder.name),
+                ("pid", &holder.pid),
+                ("count", &read),
+                ("waiting", &waiting.len()),
+            ],
+        );
+        if first {
+            first = false;
+            show_waiters(ctx, holder, &waiting, inode)?;
+        }
+        ctx.pause(900)?;
+        holder.send(Down::Go)?;
+        if holder.reply(TIMEOUT)? == ObsValue::Bool(true) {
+            sold_with += 1;
+        }
+        holder.send(Down::Go)?; // now flock(LOCK_UN)
+        ctx.join(holder.pid)?;
+    }
+    let left = read_count(&file)?;
+    ctx.pause(800)?;
+    ctx.say(
+        "lock_done",
+        &[("sold", &sold_with), ("tickets", &tickets), ("left", &left)],
+    );
+    ctx.claim(
+        "sold_with_lock",
+        sold_with,
+        &format!("== tickets ({tickets})"),
+        sold_with == tickets,
+    );
+    ctx.pause(2000)?;
+    ctx.say("moral", &[]);
+    Ok(())
+}
+
+/// Start `n` buyers and wait until each has connected.
+fn spawn_buyers(ctx: &mut Ctx<'_>, n: usize, file: &str, lock: bool) -> Result<Vec<ChildProc>> {
+    (1..=n)
+        .map(|i| {
+            ctx.spawn(
+                "buyer",
+                &format!("buyer-{i}"),
+                serde_json::json!({ "file": file, "lock": i64::from(lock) }),
+            )
+        })
+        .collect()
+}
+
+/// While `holder` keeps the lock: wait (bounded) until the kernel's lock table lists every
+/// other buyer as waiting for it, then until the observer sees each one asleep.
+fn show_waiters(
+    ctx: &mut Ctx<'_>,
+    holder: &ChildProc,
+    waiting: &[&ChildProc],
+    inode: u64,
+) -> Result<()> {
+    let want: Vec<i32> = waiting.iter().map(|k| k.pid.as_raw()).collect();
+    let deadline = Instant::now() + TIMEOUT;
+    let listed = loop {
+        let table = lock_table(inode);
+        let all_listed = table.holders.contains(&holder.pid.as_raw())
+            && want.iter().all(|p| table.waiters.contains(p));
+        if all_listed || Instant::now() > deadline {
+            break table.waiters;
+        }
+        if !crate::procs::sleep(Duration::from_millis(1)) {
+            return Err(crate::ctx::Stopped.into());
+        }
+    };
+    let mut asleep = 0usize;
+    for k in waiting {
+        let in_table = listed.contains(&k.pid.as_raw());
+        let state = ctx.wait_state(k.pid, &['S'], TIMEOUT)?;
+        if in_table && state == Some('S') {
+            asleep += 1;
+            ctx.act_at(
+                k.pid.as_raw(),
+                now_ns(),
+                "wait",
+                &[
+                    ("what", "flock".into()),
+                    ("state", "S".into()),
+                    ("holder", holder.pid.as_raw().into()),
+                ],
+            );
+        }
+    }
+    let pids: Vec<String> = waiting.iter().map(|k| k.pid.to_string()).collect();
+    ctx.step("waiters", &[("inode", &inode)])?;
+    ctx.say(
+        "waiters",
+        &[
+            ("n", &asleep),
+            ("pids", &pids.join(", ")),
+            ("holder", &holder.pid),
+            ("inode", &inode),
+        ],
+    );
+    ctx.claim(
+        "waiters_seen_asleep",
+        asleep,
+        &format!("== buyers - 1 ({})", waiting.len()),
+        asleep == waiting.len(),
+    );
+    ctx.pause(3500)
+}
+
+/// Who holds and who waits for locks on inode `ino`, from the kernel's lock table.
+#[derive(Default)]
+struct LockTable {
+    holders: Vec<i32>,
+    waiters: Vec<i32>,
+}
+
+/// Read `/proc/locks`: one line per lock, `->` marking a request blocked behind the line
+/// above it; `<pid> <major>:<minor>:<inode>` say whose it is and on which file.
+#[cfg(target_os = "linux")]
+fn lock_table(ino: u64) -> LockTable {
+    let mut t = LockTable::default();
+    let Ok(text) = std::fs::read_to_string("/proc/locks") else {
+        return t;
+    };
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(at) = words.iter().position(|w| w.matches(':').count() == 2) else {
+            continue;
+        };
+        let same_file = words[at].rsplit(':').next() == Some(&ino.to_string());
+        let pid = at.checked_sub(1).and_then(|p| words[p].parse::<i32>().ok());
+        if let (true, Some(pid)) = (same_file, pid) {
+            if words.contains(&"->") {
+                t.waiters.push(pid);
+            } else {
+                t.holders.push(pid);
+            }
+        }
+    }
+    t
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lock_table(_ino: u64) -> LockTable {
+    LockTable::default()
+}
+
+fn inode_of(path: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(path)
+        .with_context(|| format!("stat {}", path.display()))?
+        .ino())
+}
+
+fn parse_count(text: &str, path: &Path) -> Result<i64> {
+    text.trim()
+        .parse()
+        .with_context(|| format!("{} holds {text:?}, not a number", path.display()))
+}
+
+fn read_count(path: &Path) -> Result<i64> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_count(&text, path)
+}
+
+fn write_count(path: &Path, n: i64) -> Result<()> {
+    std::fs::write(path, format!("{n}\n")).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Wait for the parent's next `Go`.
+fn expect_go(c: &ChildCtx) -> Result<()> {
+    match c.recv()? {
+        Down::Go => Ok(()),
+        other => bail!("expected Go, got {other:?}"),
+    }
+}
+
+/// A buyer: read the count, tell the parent, wait, then buy if there was a ticket. With
+/// `lock`, all of it under `flock(LOCK_EX)` on the tickets file.
+fn buyer(c: &mut ChildCtx) -> Result<i32> {
+    let path = std::path::PathBuf::from(c.arg_str("file")?);
+    let phase = if c.arg_i64("lock")? == 1 {
+        WITH_LOCK
+    } else {
+        NO_LOCK
+    };
+    expect_go(c)?; // the start gate: every buyer is running
+    if phase == NO_LOCK {
+        let count = read_count(&path)?;
+        c.act(
+            "read",
+            &[
+                ("what", "tickets".into()),
+                ("value", count.into()),
+                ("phase", phase.into()),
+            ],
+        )?;
+        c.say("read", &[("count", &count)])?;
+        c.reply(count)?;
+        expect_go(c)?; // the write gate: every buyer has read
+        let bought = count > 0;
+        if bought {
+            write_count(&path, count - 1)?;
+            c.act(
+                "buy",
+                &[
+                    ("phase", phase.into()),
+                    ("read", count.into()),
+                    ("wrote", (count - 1).into()),
+                ],
+            )?;
+            c.say("buy", &[("count", &count), ("left", &(count - 1))])?;
+        } else {
+            c.say("sold_out", &[("count", &count)])?;
+        }
+        c.reply(bought)?;
+        return Ok(0);
+    }
+
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut lock = Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow!("flock(LOCK_EX) on {}: {e}", path.display()))?;
+    c.act_at(now_ns(), "acquire", &[("what", "flock".into())])?;
+    let mut text = String::new();
+    lock.seek(SeekFrom::Start(0))?;
+    lock.read_to_string(&mut text)?;
+    let count = parse_count(&text, &path)?;
+    c.act(
+        "read",
+        &[
+            ("what", "tickets".into()),
+            ("value", count.into()),
+            ("phase", phase.into()),
+        ],
+    )?;
+    c.say("got_lock", &[("count", &count)])?;
+    c.reply(count)?;
+    expect_go(c)?; // the parent's window is over: finish and let the next one in
+    let bought = count > 0;
+    if bought {
+        lock.set_len(0)?;
+        lock.seek(SeekFrom::Start(0))?;
+        writeln!(lock, "{}", count - 1)?;
+        c.act(
+            "buy",
+            &[
+                ("phase", phase.into()),
+                ("read", count.into()),
+                ("wrote", (count - 1).into()),
+            ],
+        )?;
+        c.say("buy_locked", &[("count", &count), ("left", &(count - 1))])?;
+    } else {
+        c.say("sold_out_locked", &[("count", &count)])?;
+    }
+    c.act_at(now_ns(), "release", &[("what", "flock".into())])?;
+    // The reply travels behind the events above: once the parent has it, they are on the
+    // screen, before the acquire of the next holder.
+    c.reply(bought)?;
+    expect_go(c)?;
+    lock.unlock()
+        .map_err(|(_, e)| anyhow!("flock(LOCK_UN) on {}: {e}", path.display()))?;
+    Ok(0)
+}

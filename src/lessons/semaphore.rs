@@ -1,0 +1,509 @@
+//! Lesson `semaphore`: Python's `Semaphore(k)`, k rooms and n people, P (wait) and V
+//! (signal), on a real POSIX named semaphore shared by spawned worker processes.
+//!
+//! The staging: every worker is running and has the semaphore open before the start gate
+//! opens; then all of them try to get in at once (`sem_trywait`, and `sem_wait` for those
+//! that find the counter at 0). Nobody leaves until the parent has heard from every
+//! worker, so exactly `permits` are inside at once and `workers - permits` wait, on every
+//! run. Then the parent lets one worker out at a time: its `sem_post` wakes one sleeper.
+//!
+//! The semaphore is created by the parent only once every worker runs, opened by each of
+//! them by name, and unlinked as soon as all have it open (a millisecond later): nothing
+//! is left in `/dev/shm`, even if the run is killed afterwards.
+
+use super::{LessonDef, OptSpec, Opts};
+use crate::child::{ChildCtx, Down};
+use crate::ctx::{reply_any, ChildProc, Ctx};
+use crate::event::{now_ns, ObsValue};
+use anyhow::{anyhow, bail, Context, Result};
+use nix::errno::Errno;
+use nix::libc;
+use std::ffi::CString;
+use std::io::Read;
+use std::time::Duration;
+
+pub static LESSON: LessonDef = LessonDef {
+    name: "semaphore",
+    words_src: include_str!("../../lessons/semaphore.toml"),
+    options: &[
+        OptSpec {
+            name: "workers",
+            default: 6,
+            min: 2,
+            max: 32,
+            help: "Worker processes (the people)",
+        },
+        OptSpec {
+            name: "permits",
+            default: 2,
+            min: 1,
+            max: 16,
+            help: "The semaphore's initial value (the rooms)",
+        },
+    ],
+    run,
+    roles: &[("worker", worker)],
+};
+
+/// How long a worker may take to answer, or the kernel to reach a state; far more than
+/// either needs, so a timeout means something is broken, not slow.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A POSIX named semaphore (`sem_open`), closed when dropped, and unlinked then too if
+/// this process created it and has not unlinked it yet.
+struct NamedSem {
+    sem: *mut libc::sem_t,
+    name: CString,
+    linked: bool,
+}
+
+impl NamedSem {
+    /// `sem_open(name, O_CREAT | O_EXCL, 0600, value)`: a new semaphore, never an old one.
+    fn create(name: &str, value: u32) -> Result<NamedSem> {
+        let c = CString::new(name)?;
+        // SAFETY: `c` is a valid NUL-terminated string; with O_CREAT, sem_open reads
+        // exactly two more arguments, a mode_t and an unsigned int, which we pass.
+        let sem = unsafe {
+            libc::sem_open(
+                c.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL,
+                0o600 as libc::c_uint,
+                value as libc::c_uint,
+            )
+        };
+        if sem == libc::SEM_FAILED {
+            bail!("sem_open({name}, O_CREAT|O_EXCL) failed: {}", Errno::last());
+        }
+        Ok(NamedSem {
+            sem,
+            name: c,
+            linked: true,
+        })
+    }
+
+    /// `sem_open(name, 0)`: open a semaphore another process created.
+    fn open(name: &str) -> Result<NamedSem> {
+        let c = CString::new(name)?;
+        // SAFETY: `c` is a valid NUL-terminated string; without O_CREAT no more
+        // arguments are read.
+        let sem = unsafe { libc::sem_open(c.as_ptr(), 0) };
+        if sem == libc::SEM_FAILED {
+            bail!("sem_open({name}) failed: {}", Errno::last());
+        }
+        Ok(NamedSem {
+            sem,
+            name: c,
+            linked: false,
+        })
+    }
+
+    /// `sem_unlink`: the name goes; the semaphore lives on while anyone has it open.
+    fn unlink(&mut self) -> Result<()> {
+        // SAFETY: a valid NUL-terminated name.
+        if unsafe { libc::sem_unlink(self.name.as_ptr()) } != 0 {
+            bail!("sem_unlink({:?}) failed: {}", self.name, Errno::last());
+        }
+        self.linked = false;
+        Ok(())
+    }
+
+    /// P without blocking: `sem_trywait`. False if the counter was 0 (EAGAIN).
+    fn try_wait(&self) -> Result<bool> {
+        loop {
+            // SAFETY: `sem` came from a successful sem_open and is not closed yet.
+            if unsafe { libc::sem_trywait(self.sem) } == 0 {
+                return Ok(true);
+            }
+            match Errno::last() {
+                Errno::EAGAIN => return Ok(false),
+                Errno::EINTR => continue,
+                e => bail!("sem_trywait failed: {e}"),
+            }
+        }
+    }
+
+    /// P: `sem_wait`, asleep in the kernel until the counter is above 0.
+    fn wait(&self) -> Result<()> {
+        loop {
+            // SAFETY: `sem` came from a successful sem_open and is not closed yet.
+            if unsafe { libc::sem_wait(self.sem) } == 0 {
+                return Ok(());
+            }
+            match Errno::last() {
+                Errno::EINTR => continue,
+                e => bail!("sem_wait failed: {e}"),
+            }
+        }
+    }
+
+    /// V: `sem_post`.
+    fn post(&self) -> Result<()> {
+        // SAFETY: `sem` came from a successful sem_open and is not closed yet.
+        if unsafe { libc::sem_post(self.sem) } != 0 {
+            bail!("sem_post failed: {}", Errno::last());
+        }
+        Ok(())
+    }
+
+    /// The counter now (`sem_getvalue`), -1 where the system cannot say.
+    #[cfg(target_os = "linux")]
+    fn value(&self) -> i64 {
+        let mut v: libc::c_int = 0;
+        // SAFETY: `sem` is open; `v` is a valid place for the result.
+        match unsafe { libc::sem_getvalue(self.sem, &mut v) } {
+            0 => i64::from(v),
+            _ => -1,
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn value(&self) -> i64 {
+        -1
+    }
+}
+
+impl Drop for NamedSem {
+    fn drop(&mut self) {
+        if self.linked {
+            let _ = self.unlink();
+        }
+        // SAFETY: `sem` came from a successful sem_open and is closed only here.
+        unsafe { libc::sem_close(self.sem) };
+    }
+}
+
+/// `/mp-demo-<16 random hex digits>`.
+fn random_name() -> Result<String> {
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom")?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("/mp-demo-{hex}"))
+}
+
+/// The counter as rooms: `■` a free one (a unit of the counter), `□` one in use.
+fn gauge(value: i64, permits: i64) -> String {
+    if value < 0 {
+        return "?".into();
+    }
+    let free = value.min(permits) as usize;
+    let used = (permits - value).max(0) as usize;
+    format!("[{}{}]", "■".repeat(free), "□".repeat(used))
+}
+
+/// A worker's reply: what happened, and where it is stamped.
+fn parse_reply(v: &ObsValue) -> Result<(String, u64)> {
+    let ObsValue::Str(s) = v else {
+        bail!("unexpected reply {v:?}");
+    };
+    let mut parts = s.split(' ');
+    let what = parts.next().unwrap_or_default().to_string();
+    let t = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+    Ok((what, t))
+}
+
+/// The largest number of intervals open at once, from `(acquire, release)` stamps; a
+/// release and an acquire at the same stamp count the release first.
+fn max_concurrent(marks: &[(u64, i32)]) -> i64 {
+    let mut marks = marks.to_vec();
+    marks.sort_by_key(|&(t, d)| (t, d));
+    let (mut cur, mut max) = (0i64, 0i64);
+    for (_, d) in marks {
+        cur += i64::from(d);
+        max = max.max(cur);
+    }
+    max
+}
+
+fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
+    let workers = opts.get("workers") as usize;
+    let permits = opts.get("permits");
+    let k = i64::from(permits);
+    ctx.observe("permits", permits);
+    ctx.observe("workers", workers);
+
+    ctx.step("rooms", &[])?;
+    ctx.say("intro", &[("permits", &permits), ("workers", &workers)]);
+    ctx.pause(2000)?;
+    let mut kids: Vec<ChildProc> = Vec::with_capacity(workers);
+    for i in 1..=workers {
+        kids.push(ctx.spawn(
+            "worker",
+            &format!("worker-{i}"),
+            serde_json::json!({ "permits": permits }),
+        )?);
+    }
+
+    // Create, let everyone open, unlink: the name exists for about a millisecond.
+    let name = random_name()?;
+    ctx.step("open", &[("name", &name)])?;
+    let mut sem = NamedSem::create(&name, permits)?;
+    ctx.say(
+        "created",
+        &[
+            ("name", &name),
+            ("permits", &permits),
+            ("gauge", &gauge(sem.value(), k)),
+        ],
+    );
+    for kid in &kids {
+        kid.send(Down::Value(name.clone().into()))?;
+    }
+    for kid in &kids {
+        kid.reply(TIMEOUT)?;
+    }
+    sem.unlink()?;
+    let shm = format!("/dev/shm/sem.{}", name.trim_start_matches('/'));
+    let gone = !std::path::Path::new(&shm).exists();
+    ctx.say(
+        if gone { "unlinked" } else { "unlink_unseen" },
+        &[("workers", &workers), ("shm", &shm)],
+    );
+    ctx.pause(2500)?;
+
+    // The rush: everyone at once; exactly `permits` get in, the rest sleep.
+    let main = ctx.main_pid;
+    ctx.step("rush", &[("main", &main)])?;
+    ctx.say("rush", &[("workers", &workers), ("permits", &permits)]);
+    for kid in &kids {
+        kid.send(Down::Go)?;
+    }
+    let mut inside: Vec<usize> = Vec::new();
+    let mut waiting: Vec<usize> = Vec::new();
+    let mut marks: Vec<(u64, i32)> = Vec::new();
+    let mut pending: Vec<usize> = (0..workers).collect();
+    while !pending.is_empty() {
+        let refs: Vec<&ChildProc> = pending.iter().map(|&i| &kids[i]).collect();
+        let (j, v) = reply_any(&refs, TIMEOUT)?;
+        let i = pending.remove(j);
+        match parse_reply(&v)? {
+            (w, t) if w == "inside" => {
+                inside.push(i);
+                marks.push((t, 1));
+            }
+            (w, _) if w == "waiting" => waiting.push(i),
+            other => bail!("{} answered {other:?}", kids[i].name),
+        }
+    }
+    let waited = waiting.len();
+    let mut asleep = 0usize;
+    for &i in &waiting {
+        if ctx.wait_state(kids[i].pid, &['S'], TIMEOUT)? == Some('S') {
+            asleep += 1;
+        }
+    }
+    ctx.pause(1000)?;
+    let names = |set: &[usize]| -> String {
+        let list: Vec<String> = set
+            .iter()
+            .map(|&i| format!("{} ({})", kids[i].name, kids[i].pid))
+            .collect();
+        if list.is_empty() {
+            "-".into()
+        } else {
+            list.join(", ")
+        }
+    };
+    let value = sem.value();
+    ctx.say(
+        "inside_now",
+        &[
+            ("inside", &names(&inside)),
+            ("value", &value),
+            ("gauge", &gauge(value, k)),
+        ],
+    );
+    if waited > 0 {
+        ctx.say("asleep", &[("waiting", &names(&waiting)), ("n", &asleep)]);
+    }
+    ctx.claim(
+        "waiters_seen_asleep",
+        asleep,
+        &format!("== waited ({waited})"),
+        asleep == waited,
+    );
+    ctx.pause(3500)?;
+
+    // One by one, the parent lets a worker out: V() wakes one sleeper.
+    ctx.step("leave", &[])?;
+    ctx.say("leave_intro", &[]);
+    ctx.pause(1500)?;
+    while !inside.is_empty() {
+        let i = inside.remove(0);
+        let leaver = &kids[i];
+        ctx.say("let_out", &[("name", &leaver.name), ("pid", &leaver.pid)]);
+        leaver.send(Down::Go)?;
+        match parse_reply(&leaver.reply(TIMEOUT)?)? {
+            (w, t) if w == "left" => marks.push((t, -1)),
+            other => bail!("{} answered {other:?}", leaver.name),
+        }
+        leaver.send(Down::Go)?; // now sem_post
+        ctx.join(leaver.pid)?;
+        if waiting.is_empty() {
+            let value = sem.value();
+            ctx.say(
+                "freed",
+                &[
+                    ("name", &leaver.name),
+                    ("value", &value),
+                    ("gauge", &gauge(value, k)),
+                ],
+            );
+        } else {
+            let refs: Vec<&ChildProc> = waiting.iter().map(|&w| &kids[w]).collect();
+            let (j, v) = reply_any(&refs, TIMEOUT)?;
+            let w = waiting.remove(j);
+            match parse_reply(&v)? {
+                (what, t) if what == "inside" => marks.push((t, 1)),
+                other => bail!("{} answered {other:?}", kids[w].name),
+            }
+            inside.push(w);
+            let value = sem.value();
+            ctx.say(
+                "took_over",
+                &[
+                    ("name", &leaver.name),
+                    ("next", &kids[w].name),
+                    ("pid", &kids[w].pid),
+                    ("still", &waiting.len()),
+                    ("value", &value),
+                    ("gauge", &gauge(value, k)),
+                ],
+            );
+        }
+        ctx.pause(1200)?;
+    }
+    if marks.iter().filter(|m| m.1 == 1).count() != workers {
+        return Err(anyhow!("not every worker got in"));
+    }
+    let max = max_concurrent(&marks);
+    let expect = k.min(workers as i64);
+    let value = sem.value();
+    drop(sem);
+    ctx.say(
+        "done",
+        &[
+            ("max", &max),
+            ("permits", &permits),
+            ("waited", &waited),
+            ("value", &value),
+            ("gauge", &gauge(value, k)),
+        ],
+    );
+    let expected = if expect == k {
+        format!("== permits ({k})")
+    } else {
+        format!("== workers ({expect}): fewer workers than permits")
+    };
+    ctx.claim("max_concurrent", max, &expected, max == expect);
+    let want_waited = workers.saturating_sub(permits as usize);
+    ctx.claim(
+        "waited",
+        waited,
+        &format!("== workers - permits ({want_waited})"),
+        waited == want_waited,
+    );
+    ctx.pause(2000)?;
+    ctx.say("moral", &[]);
+    Ok(())
+}
+
+/// A worker: open the semaphore by name, then at the gate P(); inside until the parent
+/// lets it out; V().
+fn worker(c: &mut ChildCtx) -> Result<i32> {
+    let permits = c.arg_i64("permits")?;
+    let name = match c.recv()? {
+        Down::Value(ObsValue::Str(name)) => name,
+        other => bail!("expected the semaphore's name, got {other:?}"),
+    };
+    let sem = NamedSem::open(&name)?;
+    c.say("opened", &[("name", &name)])?;
+    c.reply("opened")?;
+    if c.recv()? != Down::Go {
+        bail!("expected Go at the start gate");
+    }
+
+    let got = sem.try_wait()?;
+    let t_in = if got {
+        let t = now_ns();
+        let v = sem.value();
+        c.act_at(
+            t,
+            "acquire",
+            &[
+                ("what", "semaphore".into()),
+                ("value", v.into()),
+                ("waited", false.into()),
+            ],
+        )?;
+        c.say("enter", &[("value", &v), ("gauge", &gauge(v, permits))])?;
+        t
+    } else {
+        let v = sem.value();
+        c.act(
+            "wait",
+            &[
+                ("what", "semaphore".into()),
+                ("value", v.into()),
+                ("errno", "EAGAIN".into()),
+            ],
+        )?;
+        c.say("must_wait", &[])?;
+        c.reply("waiting")?;
+        sem.wait()?;
+        let t = now_ns();
+        let v = sem.value();
+        c.act_at(
+            t,
+            "acquire",
+            &[
+                ("what", "semaphore".into()),
+                ("value", v.into()),
+                ("waited", true.into()),
+            ],
+        )?;
+        c.say("woken", &[("value", &v), ("gauge", &gauge(v, permits))])?;
+        t
+    };
+    c.reply(format!("inside {t_in}"))?;
+
+    if c.recv()? != Down::Go {
+        bail!("expected Go to leave");
+    }
+    let v = sem.value();
+    let t_out = now_ns();
+    c.act_at(
+        t_out,
+        "release",
+        &[("what", "semaphore".into()), ("value", v.into())],
+    )?;
+    c.say("leave", &[])?;
+    // The reply travels behind the events above: once the parent has it, they are on the
+    // screen, before the acquire of whoever our sem_post wakes.
+    c.reply(format!("left {t_out}"))?;
+    if c.recv()? != Down::Go {
+        bail!("expected Go to post");
+    }
+    sem.post()?;
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauge_shows_free_and_used_rooms() {
+        assert_eq!(gauge(2, 2), "[■■]");
+        assert_eq!(gauge(1, 3), "[■□□]");
+        assert_eq!(gauge(0, 2), "[□□]");
+        assert_eq!(gauge(-1, 2), "?");
+    }
+
+    #[test]
+    fn max_concurrent_counts_releases_first_on_ties() {
+        assert_eq!(max_concurrent(&[(1, 1), (2, 1), (3, -1), (3, 1)]), 2);
+        assert_eq!(max_concurrent(&[]), 0);
+    }
+}
