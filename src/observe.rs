@@ -184,7 +184,8 @@ fn run(inner: &Inner, sink: &Sink) {
                 let now = w.sample();
                 if now != w.last {
                     if let Some(to) = now {
-                        changes.push((w.pid, w.name.clone(), w.last, to));
+                        // Stamped when sampled: a lesson woken by this change acts after it.
+                        changes.push((crate::event::now_ns(), w.pid, w.name.clone(), w.last, to));
                     }
                     w.last = now;
                 }
@@ -196,21 +197,22 @@ fn run(inner: &Inner, sink: &Sink) {
         if !changes.is_empty() {
             {
                 let mut seen = lock(&inner.seen);
-                for (pid, _, _, to) in &changes {
+                for (_, pid, _, _, to) in &changes {
                     seen.latest.insert(*pid, *to);
                     seen.history.entry(*pid).or_default().insert(*to);
                 }
             }
             inner.changed.notify_all();
-            for (pid, name, from, to) in changes {
-                sink.emit(Event::now(
+            for (t_ns, pid, name, from, to) in changes {
+                sink.emit(Event {
+                    t_ns,
                     pid,
-                    Kind::State {
+                    kind: Kind::State {
                         name,
                         from: from.map(String::from).unwrap_or_default(),
                         to: to.to_string(),
                     },
-                ));
+                });
             }
         }
         std::thread::sleep(INTERVAL);
