@@ -33,6 +33,26 @@ pub fn state_of(_pid: i32) -> Option<char> {
     None
 }
 
+/// Where `pid` sleeps: the number of the system call it is in (`/proc/<pid>/syscall`,
+/// e.g. `libc::SYS_read`) and the kernel function it waits in (`/proc/<pid>/wchan`), each
+/// `None` when the kernel does not tell (not blocked, gone, or not permitted).
+#[cfg(target_os = "linux")]
+pub fn blocked_in(pid: i32) -> (Option<i64>, Option<String>) {
+    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()));
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty() && s != "0");
+    (syscall, wchan)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn blocked_in(_pid: i32) -> (Option<i64>, Option<String>) {
+    (None, None)
+}
+
 /// `(ppid, pgrp, session)` of `pid`, from `/proc/<pid>/stat`.
 #[cfg(target_os = "linux")]
 pub fn ids_of(pid: i32) -> Option<(i32, i32, i32)> {

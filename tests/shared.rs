@@ -106,6 +106,28 @@ fn check(r: &Run, workers: i64, increments: i64) {
     assert!(acquires.values().all(|&n| n as i64 == increments));
     assert_eq!(r.of_kind("release").len() as i64, expected);
     assert_eq!(r.obs("lock_waits"), r.of_kind("wait").len() as i64);
+
+    // The first holder kept the lock until every other worker was seen asleep at it: each
+    // of them announced a wait before the first release.
+    assert_eq!(
+        r.obs("waiters_blocked_state").as_str(),
+        Some("S".repeat(workers as usize - 1).as_str()),
+        "{}",
+        r.show()
+    );
+    let releases = sorted(r.of_kind("release"));
+    let first_release = t(releases[0]);
+    let first_holder = &releases[0]["pid"];
+    let mut early_waiters: Vec<&Value> = r
+        .of_kind("wait")
+        .into_iter()
+        .filter(|e| t(e) < first_release)
+        .map(|e| &e["pid"])
+        .collect();
+    early_waiters.sort_by_key(|p| p.as_i64());
+    early_waiters.dedup();
+    assert_eq!(early_waiters.len() as i64, workers - 1, "{}", r.show());
+    assert!(!early_waiters.contains(&first_holder));
 }
 
 #[test]

@@ -202,25 +202,6 @@ fn msg_fields<'a>(channel: &'a str, peer: (&'a str, i32), m: &Msg) -> Vec<(&'a s
 // ---------------------------------------------------------------------------------------
 // What the kernel says about a blocked process.
 
-/// The system call `pid` is blocked in (`/proc/<pid>/syscall`, first field) and the kernel
-/// function it sleeps in (`/proc/<pid>/wchan`), when the kernel lets us read them.
-#[cfg(target_os = "linux")]
-fn blocked_in(pid: i32) -> (Option<i64>, Option<String>) {
-    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()));
-    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan"))
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty() && s != "0");
-    (syscall, wchan)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn blocked_in(_pid: i32) -> (Option<i64>, Option<String>) {
-    (None, None)
-}
-
 #[cfg(target_os = "linux")]
 const SYS_RECVMSG: i64 = nix::libc::SYS_recvmsg as i64;
 #[cfg(target_os = "linux")]
@@ -229,28 +210,6 @@ const SYS_READ: i64 = nix::libc::SYS_read as i64;
 const SYS_RECVMSG: i64 = -1;
 #[cfg(not(target_os = "linux"))]
 const SYS_READ: i64 = -2;
-
-/// Wait until the observer sees `pid` asleep (`S`) *inside* system call `nr`: the letter
-/// the observer saw and the kernel function it sleeps in. Where `/proc/<pid>/syscall` is
-/// not readable, the state alone is taken. `None` after `TIMEOUT`.
-fn wait_blocked(ctx: &Ctx<'_>, pid: Pid, nr: i64) -> Result<Option<(char, String)>> {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Some(letter) = ctx.wait_state(pid, &['S'], left)? else {
-            return Ok(None);
-        };
-        let (syscall, wchan) = blocked_in(pid.as_raw());
-        let now = crate::observe::state_of(pid.as_raw());
-        if now == Some('S') && syscall.map_or(true, |s| s == nr) {
-            return Ok(Some((letter, wchan.unwrap_or_else(|| "?".into()))));
-        }
-        if Instant::now() >= deadline {
-            return Ok(None);
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // The lesson.
@@ -390,7 +349,7 @@ fn simplex(ctx: &mut Ctx<'_>, messages: u32) -> Result<(bool, char)> {
     ctx.pause(2000)?;
 
     // The reader is in recv() now, and nothing has been sent: the kernel puts it to sleep.
-    let blocked = wait_blocked(ctx, rpid, SYS_RECVMSG)?;
+    let blocked = ctx.wait_blocked_in(rpid, SYS_RECVMSG, TIMEOUT)?;
     let letter = blocked.as_ref().map_or('?', |b| b.0);
     match &blocked {
         Some((letter, wchan)) => ctx.say(
@@ -630,7 +589,7 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
 
     // The writer is gone. The reader goes back to read(): no EOF, because I hold a write end.
     ctx.step("hang", &[("pid", &rpid), ("main", &me)])?;
-    let blocked = wait_blocked(ctx, reader, SYS_READ)?;
+    let blocked = ctx.wait_blocked_in(reader, SYS_READ, TIMEOUT)?;
     let ends = write_ends(inode, &lesson_pids(me));
     ctx.say(
         "hang_blocked",
@@ -872,7 +831,7 @@ fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
             in_order = false;
         }
     }
-    let grep_state = wait_blocked(ctx, grep_pid, SYS_READ)?.map(|b| b.0);
+    let grep_state = ctx.wait_blocked_in(grep_pid, SYS_READ, TIMEOUT)?.map(|b| b.0);
     let tail_state = ctx.wait_state(tail_pid, &['S'], TIMEOUT)?;
     ctx.say(
         "shell_waiting",

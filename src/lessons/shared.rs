@@ -71,6 +71,10 @@ struct SharedPage {
     value: AtomicI32,
     /// `Array('i', workers)`: slot `i` belongs to worker `i` alone.
     counts: [AtomicI32; MAX_WORKERS as usize],
+    /// Staging of the run with the lock: the first worker to take the lock writes its
+    /// number here (1-based) and keeps the lock until the parent has seen the others
+    /// asleep at it.
+    first_holder: AtomicI32,
 }
 
 const _: () = assert!(std::mem::size_of::<SharedPage>() <= PAGE);
@@ -259,7 +263,22 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
         let v = page.value.load(Ordering::SeqCst);
         c.act_at(now_ns(), "read", &[("value", v.into()), lock_field.clone()])?;
         if locked {
-            c.pause(WINDOW_MS); // the same window as below; the others wait at the lock
+            let first = page.first_holder.compare_exchange(
+                0,
+                index as i32 + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
+            if first.is_ok() {
+                // The very first holder keeps the lock until the parent has seen every
+                // other worker asleep at it.
+                c.reply(v)?;
+                if !gate(c)? {
+                    return Ok(0);
+                }
+            } else {
+                c.pause(WINDOW_MS); // the window where, without the lock, updates were lost
+            }
         } else {
             c.reply(v)?; // I have read: the gate opens once every worker has
             if !gate(c)? {
@@ -320,6 +339,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         if round == 1 {
             ctx.say("round_read_first", &[("v", &v), ("n", &workers)]);
             ctx.pause(2000)?;
+        } else {
+            ctx.pause(600)?;
         }
         go_all(&procs)?;
         replies(&procs)?;
@@ -368,13 +389,21 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     }
     ctx.say("lock_intro", &[("window", &WINDOW_MS)]);
     ctx.pause(2500)?;
+    map.page().first_holder.store(0, Ordering::SeqCst);
     let procs = start_workers(ctx, &path, workers, increments, true)?;
-    ctx.step("lock_run", &[("pids", &pid_list(&procs))])?;
+    ctx.say("lock_go", &[("n", &workers)]);
     go_all(&procs)?;
+    let (holder, blocked) = show_holder_and_waiters(ctx, &map, &procs)?;
+    // In step mode the lesson waits here with the lock really held and the others asleep.
+    ctx.step("lock_run", &[("pids", &pid_list(&procs))])?;
+    ctx.pause(2500)?;
+    ctx.say("lock_release_first", &[("holder", &procs[holder].name)]);
+    procs[holder].send(Down::Go)?;
     let slow = Duration::from_secs_f64(
         expected as f64 * (WINDOW_MS as f64 * ctx.speed + 20.0) / 1000.0,
     );
     let waits = finish(ctx, procs, TIMEOUT + slow)?;
+    let blocked_ok = blocked.len() == workers as usize - 1 && blocked.iter().all(|&l| l == 'S');
     let with = map.page().value.load(Ordering::SeqCst);
     let counts_locked = counts(&map, workers);
     ctx.say(
@@ -419,10 +448,68 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         &format!("== expected ({expected}), counted in the Array"),
         done == expected,
     );
+    let letters: String = blocked.iter().collect();
+    ctx.claim(
+        "waiters_blocked_state",
+        letters,
+        &format!("== {} (every other worker asleep at the lock)", "S".repeat(workers as usize - 1)),
+        blocked_ok,
+    );
     ctx.observe("lock_waits", waits);
     ctx.pause(1500)?;
     ctx.say("moral", &[]);
     Ok(())
+}
+
+#[cfg(target_os = "linux")]
+const SYS_FUTEX: i64 = nix::libc::SYS_futex as i64;
+#[cfg(not(target_os = "linux"))]
+const SYS_FUTEX: i64 = -1;
+
+/// The run with the lock has started: find the first holder (it keeps the lock for now),
+/// wait until the observer sees every other worker asleep at the lock, and say so. The
+/// holder's index and the state letters seen for the waiters.
+fn show_holder_and_waiters(
+    ctx: &mut Ctx<'_>,
+    map: &Mapping,
+    procs: &[ChildProc],
+) -> Result<(usize, Vec<char>)> {
+    let deadline = Instant::now() + TIMEOUT;
+    let first = loop {
+        ctx.check()?;
+        match map.page().first_holder.load(Ordering::SeqCst) {
+            0 if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            0 => bail!("no worker took the lock within {TIMEOUT:?}"),
+            n => break n as usize - 1,
+        }
+    };
+    let holder = procs.get(first).context("the first holder's number")?;
+    let v = holder.reply(TIMEOUT)?;
+    let mut letters = Vec::new();
+    let mut waiting = Vec::new();
+    for p in procs.iter().filter(|p| p.pid != holder.pid) {
+        match ctx.wait_blocked_in(p.pid, SYS_FUTEX, TIMEOUT)? {
+            Some((letter, wchan)) => {
+                letters.push(letter);
+                waiting.push(format!("{} {} ({letter}, {wchan})", p.name, p.pid));
+            }
+            None => {
+                let now = crate::observe::state_of(p.pid.as_raw()).unwrap_or('?');
+                letters.push(now);
+                waiting.push(format!("{} {} ({now})", p.name, p.pid));
+            }
+        }
+    }
+    ctx.say(
+        "lock_holder",
+        &[
+            ("holder", &holder.name),
+            ("pid", &holder.pid),
+            ("v", &v),
+            ("waiting", &waiting.join(", ")),
+        ],
+    );
+    Ok((first, letters))
 }
 
 fn counts(map: &Mapping, workers: u32) -> Vec<i32> {
