@@ -425,7 +425,7 @@ impl<'a> Ctx<'a> {
             };
             let (nr, wchan) = crate::observe::blocked_in(pid.as_raw());
             let now = crate::observe::state_of(pid.as_raw());
-            if now == Some('S') && nr.map_or(true, |n| n == syscall) {
+            if now == Some('S') && nr.is_none_or(|n| n == syscall) {
                 return Ok(Some((letter, wchan.unwrap_or_else(|| "?".into()))));
             }
             if Instant::now() >= deadline {

@@ -49,23 +49,30 @@ fn check_objects<'a>(r: &'a Run, channel: &str) -> (Vec<&'a Value>, Vec<&'a Valu
         .filter(|e| e["channel"] == channel)
         .collect();
     recvs.sort_by(|a, b| t(a).partial_cmp(&t(b)).unwrap());
-    assert_eq!(sends.len(), recvs.len(), "{channel}: as many recv as send\n{}", r.show());
+    assert_eq!(
+        sends.len(),
+        recvs.len(),
+        "{channel}: as many recv as send\n{}",
+        r.show()
+    );
     for rv in &recvs {
         let s = sends
             .iter()
             .find(|s| s["obj"] == rv["obj"] && s["to"] == rv["pid"])
             .unwrap_or_else(|| panic!("{channel}: recv without a send: {rv}\n{}", r.show()));
         assert_eq!(s["pid"], rv["from"], "sent by the process recv names: {rv}");
-        assert_ne!(s["pid"], rv["pid"], "an object crosses between processes: {rv}");
+        assert_ne!(
+            s["pid"], rv["pid"],
+            "an object crosses between processes: {rv}"
+        );
         assert!(t(s) < t(rv), "sent before received: {s} {rv}");
     }
     (sends, recvs)
 }
 
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| d.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
 fn check_run(r: &Run, messages: usize) {
@@ -103,7 +110,10 @@ fn check_run(r: &Run, messages: usize) {
         .iter()
         .find(|e| e["kind"] == "say" && e["key"] == "simplex_blocked")
         .unwrap_or_else(|| panic!("the reader was never seen blocked\n{}", r.show()));
-    assert!(t(blocked) < first_send, "seen asleep before anything was sent");
+    assert!(
+        t(blocked) < first_send,
+        "seen asleep before anything was sent"
+    );
     assert!(
         r.of_kind("state")
             .iter()
@@ -130,7 +140,11 @@ fn check_run(r: &Run, messages: usize) {
     let data: Vec<&&Value> = reads.iter().filter(|e| e.get("eof").is_none()).collect();
     let eofs: Vec<&&Value> = reads.iter().filter(|e| e["eof"] == true).collect();
     let bytes: i64 = data.iter().map(|e| e["bytes"].as_i64().unwrap()).sum();
-    assert_eq!(bytes, writes[0]["bytes"].as_i64().unwrap(), "every byte arrived");
+    assert_eq!(
+        bytes,
+        writes[0]["bytes"].as_i64().unwrap(),
+        "every byte arrived"
+    );
     assert_eq!(eofs.len(), 1, "one end of file\n{}", r.show());
     let closes: Vec<&Value> = r
         .of_kind("close")
@@ -164,8 +178,14 @@ fn check_run(r: &Run, messages: usize) {
         .into_iter()
         .filter(|e| e["pid"] == main && e["from"] == grep)
         .collect();
-    assert!(logged.len() > passed.len() && !passed.is_empty(), "{}", r.show());
-    assert!(passed.iter().all(|e| e["line"].as_str().unwrap().contains("404")));
+    assert!(
+        logged.len() > passed.len() && !passed.is_empty(),
+        "{}",
+        r.show()
+    );
+    assert!(passed
+        .iter()
+        .all(|e| e["line"].as_str().unwrap().contains("404")));
     // Every 404 line appended while the pipeline ran came out of grep, in order, after
     // it was written.
     let live_404: Vec<&&Value> = logged
@@ -208,4 +228,40 @@ fn out_of_range_options_exit_2() {
         let r = common::run(&["--speed", "0", "--json", "pipe", "--messages", bad]);
         r.assert_code(2);
     }
+}
+
+/// Every line the lesson says exists in both languages, with every placeholder filled.
+fn words_complete(lesson: &str) {
+    for lang in ["en", "zh"] {
+        let r = common::run(&["--speed", "0", "--json", "--lang", lang, lesson]);
+        r.assert_code(0);
+        for e in r
+            .events
+            .iter()
+            .filter(|e| e["kind"] == "say" || e["kind"] == "step")
+        {
+            let text = e
+                .get("text")
+                .or(e.get("title"))
+                .and_then(Value::as_str)
+                .unwrap();
+            assert!(
+                !(text.starts_with('<') && text.ends_with('>')),
+                "missing key: {e}"
+            );
+            let unfilled = text
+                .split('{')
+                .skip(1)
+                .filter_map(|rest| rest.split_once('}'))
+                .any(|(name, _)| {
+                    !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                });
+            assert!(!unfilled, "unfilled placeholder: {e}");
+        }
+    }
+}
+
+#[test]
+fn words_exist_in_both_languages() {
+    words_complete("pipe");
 }

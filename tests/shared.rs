@@ -13,7 +13,7 @@ fn t(e: &Value) -> f64 {
     e["t_ms"].as_f64().unwrap()
 }
 
-fn sorted<'a>(mut v: Vec<&'a Value>) -> Vec<&'a Value> {
+fn sorted(mut v: Vec<&Value>) -> Vec<&Value> {
     v.sort_by(|a, b| t(a).partial_cmp(&t(b)).unwrap());
     v
 }
@@ -48,7 +48,10 @@ fn check(r: &Run, workers: i64, increments: i64) {
     for kind in ["read", "write", "acquire", "release", "wait"] {
         for e in r.of_kind(kind) {
             let pid = e["pid"].as_i64().unwrap();
-            assert!(worker_pids.contains(&pid), "{kind} from a worker, not {pid}");
+            assert!(
+                worker_pids.contains(&pid),
+                "{kind} from a worker, not {pid}"
+            );
         }
     }
 
@@ -72,17 +75,35 @@ fn check(r: &Run, workers: i64, increments: i64) {
         let rs = &reads[round * n..(round + 1) * n];
         let ws = &writes[round * n..(round + 1) * n];
         let v = round as i64;
-        assert!(rs.iter().all(|e| e["value"] == v), "round {round}: all read {v}");
-        assert!(ws.iter().all(|e| e["value"] == v + 1), "round {round}: all wrote {}", v + 1);
+        assert!(
+            rs.iter().all(|e| e["value"] == v),
+            "round {round}: all read {v}"
+        );
+        assert!(
+            ws.iter().all(|e| e["value"] == v + 1),
+            "round {round}: all wrote {}",
+            v + 1
+        );
         let last_read = rs.iter().map(|e| t(e)).fold(0.0, f64::max);
         let first_write = ws.iter().map(|e| t(e)).fold(f64::INFINITY, f64::min);
-        assert!(last_read < first_write, "round {round}: every read before any write");
+        assert!(
+            last_read < first_write,
+            "round {round}: every read before any write"
+        );
     }
-    assert_eq!(without, increments, "the staging loses the same updates on every run");
+    assert_eq!(
+        without, increments,
+        "the staging loses the same updates on every run"
+    );
 
     // With the lock: one holder at a time, and the writes count up 1..=expected, each
     // the holder's own read plus one.
-    assert_eq!(common::max_concurrent(r, "acquire", "release"), 1, "{}", r.show());
+    assert_eq!(
+        common::max_concurrent(r, "acquire", "release"),
+        1,
+        "{}",
+        r.show()
+    );
     let locked = sorted(
         r.events
             .iter()
@@ -157,5 +178,29 @@ fn out_of_range_options_exit_2() {
         let mut all = vec!["--speed", "0", "--json", "shared"];
         all.extend(args);
         common::run(&all).assert_code(2);
+    }
+}
+
+#[test]
+fn words_exist_in_both_languages() {
+    for lang in ["en", "zh"] {
+        let r = common::run(&["--speed", "0", "--json", "--lang", lang, "shared"]);
+        r.assert_code(0);
+        for e in r
+            .events
+            .iter()
+            .filter(|e| e["kind"] == "say" || e["kind"] == "step")
+        {
+            let text = e
+                .get("text")
+                .or(e.get("title"))
+                .and_then(Value::as_str)
+                .unwrap();
+            assert!(
+                !(text.starts_with('<') && text.ends_with('>')),
+                "missing key: {e}"
+            );
+            assert!(!text.contains("{"), "unfilled placeholder: {e}");
+        }
     }
 }
