@@ -444,6 +444,35 @@ impl<'a> Ctx<'a> {
         Ok(s)
     }
 
+    /// Wait until the observer sees `pid` asleep (`S`) *inside* system call `syscall` (a
+    /// `libc::SYS_*` number, read from `/proc/<pid>/syscall`), so that a stale `S` from an
+    /// earlier wait does not count. The letter seen and the kernel function it sleeps in
+    /// (`/proc/<pid>/wchan`, `?` if hidden); where the kernel does not show the system
+    /// call, the state alone. `None` after `timeout`.
+    pub fn wait_blocked_in(
+        &self,
+        pid: Pid,
+        syscall: i64,
+        timeout: Duration,
+    ) -> Result<Option<(char, String)>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(letter) = self.wait_state(pid, &['S'], left)? else {
+                return Ok(None);
+            };
+            let (nr, wchan) = crate::observe::blocked_in(pid.as_raw());
+            let now = crate::observe::state_of(pid.as_raw());
+            if now == Some('S') && nr.is_none_or(|n| n == syscall) {
+                return Ok(Some((letter, wchan.unwrap_or_else(|| "?".into()))));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Whether the observer ever saw `pid` in `state`.
     pub fn ever_in(&self, pid: Pid, state: char) -> bool {
         self.observer.ever(pid.as_raw(), state)

@@ -40,6 +40,22 @@ pub fn wchan_of(pid: i32) -> Option<String> {
     (!w.is_empty() && w != "0").then(|| w.to_string())
 }
 
+/// Where `pid` sleeps: the number of the system call it is in (`/proc/<pid>/syscall`,
+/// e.g. `libc::SYS_read`) and the kernel function it waits in (`/proc/<pid>/wchan`), each
+/// `None` when the kernel does not tell (not blocked, gone, or not permitted).
+#[cfg(target_os = "linux")]
+pub fn blocked_in(pid: i32) -> (Option<i64>, Option<String>) {
+    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()));
+    (syscall, wchan_of(pid))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn blocked_in(_pid: i32) -> (Option<i64>, Option<String>) {
+    (None, None)
+}
+
 /// `(ppid, pgrp, session)` of `pid`, from `/proc/<pid>/stat`.
 #[cfg(target_os = "linux")]
 pub fn ids_of(pid: i32) -> Option<(i32, i32, i32)> {
@@ -189,7 +205,8 @@ fn run(inner: &Inner, sink: &Sink) {
                 let now = w.sample();
                 if now != w.last {
                     if let Some(to) = now {
-                        changes.push((w.pid, w.name.clone(), w.last, to));
+                        // Stamped when sampled: a lesson woken by this change acts after it.
+                        changes.push((crate::event::now_ns(), w.pid, w.name.clone(), w.last, to));
                     }
                     w.last = now;
                 }
@@ -201,23 +218,24 @@ fn run(inner: &Inner, sink: &Sink) {
         if !changes.is_empty() {
             {
                 let mut seen = lock(&inner.seen);
-                for (pid, _, _, to) in &changes {
+                for (_, pid, _, _, to) in &changes {
                     seen.latest.insert(*pid, *to);
                     seen.history.entry(*pid).or_default().insert(*to);
                 }
             }
             inner.changed.notify_all();
-            for (pid, name, from, to) in changes {
+            for (t_ns, pid, name, from, to) in changes {
                 let waiting_in = matches!(to, 'S' | 'D').then(|| wchan_of(pid)).flatten();
-                sink.emit(Event::now(
+                sink.emit(Event {
+                    t_ns,
                     pid,
-                    Kind::State {
+                    kind: Kind::State {
                         name,
                         from: from.map(String::from).unwrap_or_default(),
                         to: to.to_string(),
                         waiting_in,
                     },
-                ));
+                });
             }
         }
         std::thread::sleep(INTERVAL);

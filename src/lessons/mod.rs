@@ -14,6 +14,8 @@ pub mod fork;
 pub mod isolation;
 pub mod lock;
 pub mod semaphore;
+pub mod pipe;
+pub mod shared;
 
 /// A size option of a lesson (`--workers`, `--buyers`, …) with its range.
 pub struct OptSpec {
@@ -65,6 +67,8 @@ pub static LESSONS: &[&LessonDef] = &[
     &event::LESSON,
     &lock::LESSON,
     &semaphore::LESSON,
+    &pipe::LESSON,
+    &shared::LESSON,
 ];
 
 /// The lesson called `name`.

@@ -1,0 +1,617 @@
+//! Lesson `shared`: Python's `Value('i', 0)` and `Array`, memory that several processes
+//! really share. A file in the run's directory mapped `MAP_SHARED` by spawned workers
+//! holds the value, its lock and an array of per-worker counts.
+//!
+//! Without the lock, `v.value += 1` is a read then a write, and updates are lost. The loss
+//! is staged so it happens on every run, on one core or many: each worker stops at a gate
+//! between its read and its write, and the gate opens only once every worker has read
+//! (then again once every worker has written). With the lock (a process-shared semaphore
+//! in the same page, like the semaphore behind Python's `get_lock()`), the read and the
+//! write happen together and the total is exact.
+
+use super::{LessonDef, OptSpec, Opts};
+use crate::child::{ChildCtx, Down};
+use crate::ctx::{ChildProc, Ctx};
+use crate::event::{now_ns, ObsValue};
+use crate::procs;
+use anyhow::{bail, Context, Result};
+use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+use nix::unistd::Pid;
+use std::cell::UnsafeCell;
+use std::fs::File;
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+const MAX_WORKERS: u32 = 8;
+
+pub static LESSON: LessonDef = LessonDef {
+    name: "shared",
+    words_src: include_str!("../../lessons/shared.toml"),
+    options: &[
+        OptSpec {
+            name: "workers",
+            default: 3,
+            min: 2,
+            max: MAX_WORKERS,
+            help: "worker processes that increment the shared value",
+        },
+        OptSpec {
+            name: "increments",
+            default: 4,
+            min: 1,
+            max: 200,
+            help: "increments each worker makes",
+        },
+    ],
+    run,
+    roles: &[("worker", worker)],
+};
+
+/// Far more than a child needs to answer.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// With the lock, each holder pauses this long between its read and its write (at
+/// `--speed 1`): the very window in which, without the lock, updates were lost.
+const WINDOW_MS: u64 = 250;
+/// The size of the shared file: one page.
+const PAGE: usize = 4096;
+
+/// What lives in the shared page: Python's `Value('i', 0)` with its lock, and
+/// `Array('i', workers)`.
+#[repr(C)]
+struct SharedPage {
+    /// The value's lock: a semaphore initialised with `pshared = 1`, so that every
+    /// process mapping the page can use it.
+    #[cfg(target_os = "linux")]
+    lock: UnsafeCell<nix::libc::sem_t>,
+    /// `Value('i', 0)`. Read and written with separate atomic loads and stores, never an
+    /// atomic read-modify-write: exactly the two steps of Python's `v.value += 1`.
+    value: AtomicI32,
+    /// `Array('i', workers)`: slot `i` belongs to worker `i` alone.
+    counts: [AtomicI32; MAX_WORKERS as usize],
+    /// Staging of the run with the lock: the first worker to take the lock writes its
+    /// number here (1-based) and keeps the lock until the parent has seen the others
+    /// asleep at it.
+    first_holder: AtomicI32,
+}
+
+const _: () = assert!(std::mem::size_of::<SharedPage>() <= PAGE);
+
+/// The shared file, mapped `MAP_SHARED` into this process.
+struct Mapping {
+    /// Kept open for `flock` where there is no process-shared `sem_init`.
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
+    file: File,
+    ptr: NonNull<std::ffi::c_void>,
+}
+
+impl Mapping {
+    /// Map `path` (creating it, one page of zeros, if `create`).
+    fn open(path: &Path, create: bool) -> Result<Mapping> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(create)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if create {
+            file.set_len(PAGE as u64)
+                .with_context(|| format!("sizing {}", path.display()))?;
+        }
+        // SAFETY: a fresh shared mapping of a file we hold open, one page long; no Rust
+        // reference aliases it except through `page()`, whose fields are atomics or an
+        // UnsafeCell, so writes by other processes are allowed.
+        let ptr = unsafe {
+            mmap(
+                None,
+                NonZeroUsize::new(PAGE).expect("non-zero"),
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                &file,
+                0,
+            )
+        }
+        .context("mmap(MAP_SHARED) of the value's file")?;
+        Ok(Mapping { file, ptr })
+    }
+
+    fn page(&self) -> &SharedPage {
+        // SAFETY: the mapping is live for as long as `self`, page-aligned, large enough
+        // (checked at compile time), and SharedPage is made of atomics and an UnsafeCell.
+        unsafe { self.ptr.cast::<SharedPage>().as_ref() }
+    }
+
+    fn addr(&self) -> String {
+        format!("{:#x}", self.ptr.as_ptr() as usize)
+    }
+
+    /// `sem_init(&lock, pshared = 1, 1)`: done once, by the process that created the page.
+    fn init_lock(&self) -> Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: the semaphore lies in our live shared mapping; nobody uses it yet.
+            if unsafe { nix::libc::sem_init(self.page().lock.get(), 1, 1) } != 0 {
+                return Err(std::io::Error::last_os_error()).context("sem_init(pshared=1)");
+            }
+        }
+        Ok(())
+    }
+
+    fn destroy_lock(&self) {
+        #[cfg(target_os = "linux")]
+        // SAFETY: every process that used the semaphore has been reaped.
+        unsafe {
+            nix::libc::sem_destroy(self.page().lock.get());
+        }
+    }
+
+    /// Take the lock without waiting; false if another process holds it.
+    fn try_lock(&self) -> Result<bool> {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: a semaphore initialised with pshared=1 in our live shared mapping.
+            if unsafe { nix::libc::sem_trywait(self.page().lock.get()) } == 0 {
+                return Ok(true);
+            }
+            match nix::errno::Errno::last() {
+                nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR => Ok(false),
+                e => bail!("sem_trywait() failed: {e}"),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock(2) on a file descriptor we own.
+            let r = unsafe {
+                nix::libc::flock(
+                    self.file.as_raw_fd(),
+                    nix::libc::LOCK_EX | nix::libc::LOCK_NB,
+                )
+            };
+            Ok(r == 0)
+        }
+    }
+
+    /// Take the lock, sleeping until it is free.
+    fn lock(&self) -> Result<()> {
+        loop {
+            #[cfg(target_os = "linux")]
+            // SAFETY: a semaphore initialised with pshared=1 in our live shared mapping.
+            let r = unsafe { nix::libc::sem_wait(self.page().lock.get()) };
+            #[cfg(not(target_os = "linux"))]
+            // SAFETY: flock(2) on a file descriptor we own.
+            let r = unsafe {
+                use std::os::fd::AsRawFd;
+                nix::libc::flock(self.file.as_raw_fd(), nix::libc::LOCK_EX)
+            };
+            if r == 0 {
+                return Ok(());
+            }
+            let e = nix::errno::Errno::last();
+            if e != nix::errno::Errno::EINTR {
+                bail!("taking the value's lock failed: {e}");
+            }
+        }
+    }
+
+    fn unlock(&self) -> Result<()> {
+        #[cfg(target_os = "linux")]
+        // SAFETY: we hold the semaphore, which lies in our live shared mapping.
+        let r = unsafe { nix::libc::sem_post(self.page().lock.get()) };
+        #[cfg(not(target_os = "linux"))]
+        // SAFETY: flock(2) on a file descriptor we own.
+        let r = unsafe {
+            use std::os::fd::AsRawFd;
+            nix::libc::flock(self.file.as_raw_fd(), nix::libc::LOCK_UN)
+        };
+        if r != 0 {
+            bail!(
+                "releasing the value's lock failed: {}",
+                nix::errno::Errno::last()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made by `open` with this length; `page()` borrows end
+        // with `self`.
+        let _ = unsafe { munmap(self.ptr, PAGE) };
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The worker: a spawned process that maps the file and increments the value.
+
+/// Wait for the parent's `Go` (a gate). False if told to stop.
+fn gate(c: &ChildCtx) -> Result<bool> {
+    loop {
+        match c.recv()? {
+            Down::Go => return Ok(true),
+            Down::Stop => return Ok(false),
+            Down::Value(_) => {}
+        }
+    }
+}
+
+fn worker(c: &mut ChildCtx) -> Result<i32> {
+    let path = c.arg_str("file")?;
+    let index = c.arg_i64("index")? as usize;
+    let increments = c.arg_i64("increments")?;
+    let locked = c.arg_i64("lock")? != 0;
+    let map = Mapping::open(Path::new(&path), false)?;
+    let page = map.page();
+    let slot = page
+        .counts
+        .get(index)
+        .context("worker index out of range")?;
+    c.say("worker_mapped", &[("pid", &c.pid), ("addr", &map.addr())])?;
+    c.reply("ready")?;
+    if !gate(c)? {
+        return Ok(0);
+    }
+    let lock_field = ("lock", ObsValue::from(locked));
+    let mut waited = 0i64;
+    for _ in 0..increments {
+        if locked && !map.try_lock()? {
+            waited += 1;
+            c.act("wait", &[("for", "lock".into())])?; // stamped right before sleeping
+            map.lock()?;
+        }
+        if locked {
+            c.act("acquire", &[("what", "lock".into())])?;
+        }
+        let v = page.value.load(Ordering::SeqCst);
+        c.act_at(now_ns(), "read", &[("value", v.into()), lock_field.clone()])?;
+        if locked {
+            let first = page.first_holder.compare_exchange(
+                0,
+                index as i32 + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
+            if first.is_ok() {
+                // The very first holder keeps the lock until the parent has seen every
+                // other worker asleep at it.
+                c.reply(v)?;
+                if !gate(c)? {
+                    return Ok(0);
+                }
+            } else {
+                c.pause(WINDOW_MS); // the window where, without the lock, updates were lost
+            }
+        } else {
+            c.reply(v)?; // I have read: the gate opens once every worker has
+            if !gate(c)? {
+                return Ok(0);
+            }
+        }
+        c.act_at(
+            now_ns(),
+            "write",
+            &[("value", (v + 1).into()), lock_field.clone()],
+        )?;
+        page.value.store(v + 1, Ordering::SeqCst);
+        slot.fetch_add(1, Ordering::SeqCst);
+        if locked {
+            c.act("release", &[("what", "lock".into())])?; // stamped right before
+            map.unlock()?;
+        } else {
+            c.reply(v + 1)?; // I have written: the next round waits for every worker
+            if !gate(c)? {
+                return Ok(0);
+            }
+        }
+    }
+    c.reply(waited)?;
+    Ok(0)
+}
+
+// ---------------------------------------------------------------------------------------
+// The lesson.
+
+fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
+    let workers = opts.get("workers");
+    let increments = opts.get("increments");
+    let expected = i64::from(workers) * i64::from(increments);
+    let path = ctx.dir.join("value.shm");
+
+    ctx.step("value", &[("path", &path.display())])?;
+    let map = Mapping::open(&path, true)?;
+    map.init_lock()?;
+    ctx.say(
+        "value_intro",
+        &[("path", &path.display()), ("addr", &map.addr())],
+    );
+    ctx.pause(2000)?;
+
+    // Without the lock.
+    ctx.step("race", &[])?;
+    ctx.say(
+        "race_intro",
+        &[
+            ("workers", &workers),
+            ("increments", &increments),
+            ("expected", &expected),
+        ],
+    );
+    ctx.pause(2000)?;
+    let procs = start_workers(ctx, &path, workers, increments, false)?;
+    ctx.say("gate_intro", &[]);
+    ctx.pause(2500)?;
+    let first = procs[0].pid;
+    ctx.step("race_run", &[("pid", &first), ("path", &path.display())])?;
+    go_all(&procs)?;
+    for round in 1..=increments {
+        let reads = replies(&procs)?;
+        let v = reads[0];
+        if round == 1 {
+            ctx.say("round_read_first", &[("v", &v), ("n", &workers)]);
+            ctx.pause(2000)?;
+        } else {
+            ctx.pause(600)?;
+        }
+        go_all(&procs)?;
+        replies(&procs)?;
+        let now = map.page().value.load(Ordering::SeqCst);
+        let lost = i64::from(workers) - i64::from(now - v);
+        if round == 1 {
+            ctx.say(
+                "round_lost_first",
+                &[("v", &v), ("now", &now), ("n", &workers), ("lost", &lost)],
+            );
+        } else {
+            ctx.say(
+                "round_lost",
+                &[
+                    ("round", &round),
+                    ("v", &v),
+                    ("now", &now),
+                    ("n", &workers),
+                    ("lost", &lost),
+                ],
+            );
+        }
+        ctx.pause(if round == 1 { 2500 } else { 900 })?;
+        go_all(&procs)?;
+    }
+    finish(ctx, procs, TIMEOUT)?;
+    let without = map.page().value.load(Ordering::SeqCst);
+    let counts_free = counts(&map, workers);
+    let done: i64 = counts_free.iter().map(|&c| i64::from(c)).sum();
+    ctx.say(
+        "race_result",
+        &[
+            ("v", &without),
+            ("expected", &expected),
+            ("counts", &format!("{counts_free:?}")),
+            ("sum", &done),
+        ],
+    );
+    ctx.pause(3000)?;
+
+    // With the lock.
+    ctx.step("lock", &[])?;
+    map.page().value.store(0, Ordering::SeqCst);
+    for c in &map.page().counts {
+        c.store(0, Ordering::SeqCst);
+    }
+    ctx.say("lock_intro", &[("window", &WINDOW_MS)]);
+    ctx.pause(2500)?;
+    map.page().first_holder.store(0, Ordering::SeqCst);
+    let procs = start_workers(ctx, &path, workers, increments, true)?;
+    ctx.say("lock_go", &[("n", &workers)]);
+    go_all(&procs)?;
+    let (holder, blocked) = show_holder_and_waiters(ctx, &map, &procs)?;
+    // In step mode the lesson waits here with the lock really held and the others asleep.
+    ctx.step("lock_run", &[("pids", &pid_list(&procs))])?;
+    ctx.pause(2500)?;
+    ctx.say("lock_release_first", &[("holder", &procs[holder].name)]);
+    procs[holder].send(Down::Go)?;
+    let slow =
+        Duration::from_secs_f64(expected as f64 * (WINDOW_MS as f64 * ctx.speed + 20.0) / 1000.0);
+    let waits = finish(ctx, procs, TIMEOUT + slow)?;
+    let blocked_ok = blocked.len() == workers as usize - 1 && blocked.iter().all(|&l| l == 'S');
+    let with = map.page().value.load(Ordering::SeqCst);
+    let counts_locked = counts(&map, workers);
+    ctx.say(
+        "lock_result",
+        &[
+            ("v", &with),
+            ("expected", &expected),
+            ("waits", &waits),
+            ("counts", &format!("{counts_locked:?}")),
+        ],
+    );
+    map.destroy_lock();
+    drop(map);
+    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    ctx.pause(2500)?;
+
+    ctx.step("compare", &[])?;
+    ctx.say(
+        "compare",
+        &[
+            ("expected", &expected),
+            ("without", &without),
+            ("with", &with),
+        ],
+    );
+    ctx.observe("expected", expected);
+    ctx.claim(
+        "final_without_lock",
+        without,
+        &format!("< {expected}"),
+        i64::from(without) < expected,
+    );
+    ctx.claim(
+        "final_with_lock",
+        with,
+        &format!("== {expected}"),
+        i64::from(with) == expected,
+    );
+    ctx.claim(
+        "increments_done_without_lock",
+        done,
+        &format!("== {expected}"),
+        done == expected,
+    );
+    let letters: String = blocked.iter().collect();
+    ctx.claim(
+        "waiters_blocked_state",
+        letters,
+        &format!("== {}", "S".repeat(workers as usize - 1)),
+        blocked_ok,
+    );
+    ctx.observe("lock_waits", waits);
+    ctx.pause(1500)?;
+    ctx.say("moral", &[]);
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+#[allow(clippy::unnecessary_cast)] // c_long is i32 on 32-bit targets
+const SYS_FUTEX: i64 = nix::libc::SYS_futex as i64;
+#[cfg(not(target_os = "linux"))]
+const SYS_FUTEX: i64 = -1;
+
+/// The run with the lock has started: find the first holder (it keeps the lock for now),
+/// wait until the observer sees every other worker asleep at the lock, and say so. The
+/// holder's index and the state letters seen for the waiters.
+fn show_holder_and_waiters(
+    ctx: &mut Ctx<'_>,
+    map: &Mapping,
+    procs: &[ChildProc],
+) -> Result<(usize, Vec<char>)> {
+    let deadline = Instant::now() + TIMEOUT;
+    let first = loop {
+        ctx.check()?;
+        match map.page().first_holder.load(Ordering::SeqCst) {
+            0 if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            0 => bail!("no worker took the lock within {TIMEOUT:?}"),
+            n => break n as usize - 1,
+        }
+    };
+    let holder = procs.get(first).context("the first holder's number")?;
+    let v = holder.reply(TIMEOUT)?;
+    let mut letters = Vec::new();
+    let mut waiting = Vec::new();
+    for p in procs.iter().filter(|p| p.pid != holder.pid) {
+        match ctx.wait_blocked_in(p.pid, SYS_FUTEX, TIMEOUT)? {
+            Some((letter, wchan)) => {
+                letters.push(letter);
+                waiting.push(format!("{} {} ({letter}, {wchan})", p.name, p.pid));
+            }
+            None => {
+                let now = crate::observe::state_of(p.pid.as_raw()).unwrap_or('?');
+                letters.push(now);
+                waiting.push(format!("{} {} ({now})", p.name, p.pid));
+            }
+        }
+    }
+    ctx.say(
+        "lock_holder",
+        &[
+            ("holder", &holder.name),
+            ("pid", &holder.pid),
+            ("v", &v),
+            ("waiting", &waiting.join(", ")),
+        ],
+    );
+    Ok((first, letters))
+}
+
+fn counts(map: &Mapping, workers: u32) -> Vec<i32> {
+    map.page().counts[..workers as usize]
+        .iter()
+        .map(|c| c.load(Ordering::SeqCst))
+        .collect()
+}
+
+fn pid_list(procs: &[ChildProc]) -> String {
+    procs
+        .iter()
+        .map(|p| p.pid.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Spawn the workers; each maps the file and reports ready.
+fn start_workers(
+    ctx: &mut Ctx<'_>,
+    path: &Path,
+    workers: u32,
+    increments: u32,
+    lock: bool,
+) -> Result<Vec<ChildProc>> {
+    let mut procs = Vec::new();
+    for i in 0..workers {
+        let args = serde_json::json!({
+            "file": path.display().to_string(),
+            "index": i,
+            "increments": increments,
+            "lock": i32::from(lock),
+        });
+        procs.push(ctx.spawn("worker", &format!("worker-{}", i + 1), args)?);
+    }
+    for p in &procs {
+        p.reply(TIMEOUT)?;
+    }
+    Ok(procs)
+}
+
+fn go_all(procs: &[ChildProc]) -> Result<()> {
+    procs.iter().try_for_each(|p| p.send(Down::Go))
+}
+
+/// One integer reply from every worker, in order.
+fn replies(procs: &[ChildProc]) -> Result<Vec<i32>> {
+    procs
+        .iter()
+        .map(|p| match p.reply(TIMEOUT)? {
+            ObsValue::Int(i) => Ok(i as i32),
+            other => bail!("{} (PID {}) answered {other:?}", p.name, p.pid),
+        })
+        .collect()
+}
+
+/// Wait for every worker's last reply (how often it waited for the lock), then reap it.
+fn finish(ctx: &mut Ctx<'_>, procs: Vec<ChildProc>, timeout: Duration) -> Result<i64> {
+    let deadline = Instant::now() + timeout;
+    let mut waits = 0;
+    for p in &procs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        waits += p
+            .reply(left.max(Duration::from_millis(1)))?
+            .as_i64()
+            .unwrap_or(0);
+    }
+    for p in procs {
+        join_within(ctx, p.pid)?;
+    }
+    Ok(waits)
+}
+
+/// Reap a worker that has sent its last reply (bounded: SIGKILL if it lingers).
+fn join_within(ctx: &mut Ctx<'_>, pid: Pid) -> Result<i32> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(code) = procs::try_reap(pid)? {
+            ctx.reaped(pid, code);
+            return Ok(code);
+        }
+        if Instant::now() >= deadline || procs::stop_reason().is_some() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let code = procs::reap(pid)?;
+            ctx.reaped(pid, code);
+            ctx.check()?;
+            return Ok(code);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

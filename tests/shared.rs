@@ -1,0 +1,206 @@
+//! Lesson `shared`: the claims, and the same claims recomputed from the event stream.
+//! Without the lock every round loses all but one update (the staging makes it the same
+//! on every run); with the lock at most one worker is inside at a time and the writes
+//! count 1, 2, … up to the expected total.
+
+mod common;
+
+use common::Run;
+use serde_json::Value;
+use std::collections::HashMap;
+
+fn t(e: &Value) -> f64 {
+    e["t_ms"].as_f64().unwrap()
+}
+
+fn sorted(mut v: Vec<&Value>) -> Vec<&Value> {
+    v.sort_by(|a, b| t(a).partial_cmp(&t(b)).unwrap());
+    v
+}
+
+fn check(r: &Run, workers: i64, increments: i64) {
+    r.assert_code(0);
+    let expected = workers * increments;
+    assert_eq!(r.obs("expected"), expected, "{}", r.show());
+    let without = r.obs("final_without_lock").as_i64().unwrap();
+    let with = r.obs("final_with_lock").as_i64().unwrap();
+    assert!(without < expected, "{}", r.show());
+    assert_eq!(with, expected, "{}", r.show());
+    assert_eq!(r.obs("increments_done_without_lock"), expected);
+
+    // The workers: spawned processes named worker-N, 2 × workers of them, all exit 0.
+    let main = r.main_pid();
+    let spawns: Vec<&Value> = r.of_kind("spawn");
+    assert_eq!(spawns.len() as i64, 2 * workers, "{}", r.show());
+    let worker_pids: Vec<i64> = spawns
+        .iter()
+        .map(|s| {
+            assert_eq!(s["how"], "spawn");
+            assert_eq!(s["ppid"], main);
+            assert!(s["name"].as_str().unwrap().starts_with("worker-"));
+            s["pid"].as_i64().unwrap()
+        })
+        .collect();
+    for e in r.of_kind("exit") {
+        assert_eq!(e["exitcode"], 0, "{e}");
+    }
+    assert_eq!(r.of_kind("exit").len(), worker_pids.len());
+    for kind in ["read", "write", "acquire", "release", "wait"] {
+        for e in r.of_kind(kind) {
+            let pid = e["pid"].as_i64().unwrap();
+            assert!(
+                worker_pids.contains(&pid),
+                "{kind} from a worker, not {pid}"
+            );
+        }
+    }
+
+    // Without the lock: every increment was written, yet the value only rose by one per
+    // round: all workers read the same value before any of them wrote.
+    let pick = |kind: &str, lock: bool| -> Vec<&Value> {
+        sorted(
+            r.of_kind(kind)
+                .into_iter()
+                .filter(|e| e["lock"] == lock)
+                .collect(),
+        )
+    };
+    let (reads, writes) = (pick("read", false), pick("write", false));
+    assert_eq!(writes.len() as i64, expected);
+    assert_eq!(reads.len() as i64, expected);
+    let last_written = writes.last().unwrap()["value"].as_i64().unwrap();
+    assert_eq!(last_written, without, "the value is what was written last");
+    for round in 0..increments as usize {
+        let n = workers as usize;
+        let rs = &reads[round * n..(round + 1) * n];
+        let ws = &writes[round * n..(round + 1) * n];
+        let v = round as i64;
+        assert!(
+            rs.iter().all(|e| e["value"] == v),
+            "round {round}: all read {v}"
+        );
+        assert!(
+            ws.iter().all(|e| e["value"] == v + 1),
+            "round {round}: all wrote {}",
+            v + 1
+        );
+        let last_read = rs.iter().map(|e| t(e)).fold(0.0, f64::max);
+        let first_write = ws.iter().map(|e| t(e)).fold(f64::INFINITY, f64::min);
+        assert!(
+            last_read < first_write,
+            "round {round}: every read before any write"
+        );
+    }
+    assert_eq!(
+        without, increments,
+        "the staging loses the same updates on every run"
+    );
+
+    // With the lock: one holder at a time, and the writes count up 1..=expected, each
+    // the holder's own read plus one.
+    assert_eq!(
+        common::max_concurrent(r, "acquire", "release"),
+        1,
+        "{}",
+        r.show()
+    );
+    let locked = sorted(
+        r.events
+            .iter()
+            .filter(|e| e["lock"] == true && (e["kind"] == "read" || e["kind"] == "write"))
+            .collect(),
+    );
+    assert_eq!(locked.len() as i64, 2 * expected);
+    for (i, pair) in locked.chunks(2).enumerate() {
+        let (rd, wr) = (pair[0], pair[1]);
+        assert_eq!(rd["kind"], "read");
+        assert_eq!(wr["kind"], "write");
+        assert_eq!(rd["pid"], wr["pid"], "read and write by the lock holder");
+        assert_eq!(rd["value"], i as i64);
+        assert_eq!(wr["value"], i as i64 + 1);
+    }
+    let mut acquires: HashMap<i64, usize> = HashMap::new();
+    for e in r.of_kind("acquire") {
+        *acquires.entry(e["pid"].as_i64().unwrap()).or_default() += 1;
+    }
+    assert_eq!(acquires.len() as i64, workers, "every worker held the lock");
+    assert!(acquires.values().all(|&n| n as i64 == increments));
+    assert_eq!(r.of_kind("release").len() as i64, expected);
+    assert_eq!(r.obs("lock_waits"), r.of_kind("wait").len() as i64);
+
+    // The first holder kept the lock until every other worker was seen asleep at it: each
+    // of them announced a wait before the first release.
+    assert_eq!(
+        r.obs("waiters_blocked_state").as_str(),
+        Some("S".repeat(workers as usize - 1).as_str()),
+        "{}",
+        r.show()
+    );
+    let releases = sorted(r.of_kind("release"));
+    let first_release = t(releases[0]);
+    let first_holder = &releases[0]["pid"];
+    let mut early_waiters: Vec<&Value> = r
+        .of_kind("wait")
+        .into_iter()
+        .filter(|e| t(e) < first_release)
+        .map(|e| &e["pid"])
+        .collect();
+    early_waiters.sort_by_key(|p| p.as_i64());
+    early_waiters.dedup();
+    assert_eq!(early_waiters.len() as i64, workers - 1, "{}", r.show());
+    assert!(!early_waiters.contains(&first_holder));
+}
+
+#[test]
+fn lost_without_the_lock_exact_with_it_every_run() {
+    for _ in 0..3 {
+        let r = common::lesson_json("shared", &[]);
+        check(&r, 3, 4);
+    }
+}
+
+#[test]
+fn other_sizes() {
+    let r = common::lesson_json("shared", &["--workers", "2", "--increments", "7"]);
+    check(&r, 2, 7);
+    let r = common::lesson_json("shared", &["--workers", "5", "--increments", "1"]);
+    check(&r, 5, 1);
+}
+
+#[test]
+fn out_of_range_options_exit_2() {
+    for args in [
+        ["--workers", "1"],
+        ["--workers", "9"],
+        ["--increments", "0"],
+        ["--increments", "201"],
+    ] {
+        let mut all = vec!["--speed", "0", "--json", "shared"];
+        all.extend(args);
+        common::run(&all).assert_code(2);
+    }
+}
+
+#[test]
+fn words_exist_in_both_languages() {
+    for lang in ["en", "zh"] {
+        let r = common::run(&["--speed", "0", "--json", "--lang", lang, "shared"]);
+        r.assert_code(0);
+        for e in r
+            .events
+            .iter()
+            .filter(|e| e["kind"] == "say" || e["kind"] == "step")
+        {
+            let text = e
+                .get("text")
+                .or(e.get("title"))
+                .and_then(Value::as_str)
+                .unwrap();
+            assert!(
+                !(text.starts_with('<') && text.ends_with('>')),
+                "missing key: {e}"
+            );
+            assert!(!text.contains("{"), "unfilled placeholder: {e}");
+        }
+    }
+}
