@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 pub mod fork;
 pub mod isolation;
+pub mod queue;
 
 /// A size option of a lesson (`--workers`, `--buyers`, …) with its range.
 pub struct OptSpec {
@@ -54,7 +55,7 @@ impl LessonDef {
 }
 
 /// Every lesson, in the order of the tour.
-pub static LESSONS: &[&LessonDef] = &[&fork::LESSON, &isolation::LESSON];
+pub static LESSONS: &[&LessonDef] = &[&fork::LESSON, &isolation::LESSON, &queue::LESSON];
 
 /// The lesson called `name`.
 pub fn find(name: &str) -> Option<&'static LessonDef> {
