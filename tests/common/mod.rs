@@ -132,10 +132,7 @@ pub fn tagged_processes(tag: &str) -> Vec<(i32, String)> {
             continue;
         };
         let needle = format!("MP_DEMO_TEST_TAG={tag}");
-        if env
-            .split(|&b| b == 0)
-            .any(|kv| kv == needle.as_bytes())
-        {
+        if env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()) {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             out.push((pid, stat));
         }
@@ -167,7 +164,11 @@ pub fn assert_nothing_left(tag: &str, run: &Run) {
                 .collect()
         })
         .unwrap_or_default();
-    assert!(sems.is_empty(), "semaphores left in /dev/shm: {sems:?}\n{}", run.show());
+    assert!(
+        sems.is_empty(),
+        "semaphores left in /dev/shm: {sems:?}\n{}",
+        run.show()
+    );
 }
 
 /// DESIGN.md's JSON Lines contract, checked on every event of a run.
@@ -189,7 +190,10 @@ pub fn check_contract(r: &Run) {
                 assert!(e["ppid"].is_i64() && e["name"].is_string(), "{e}");
                 assert!(e["how"] == "fork" || e["how"] == "spawn", "{e}");
             }
-            "state" => assert!(e["name"].is_string() && e["from"].is_string() && e["to"].is_string(), "{e}"),
+            "state" => assert!(
+                e["name"].is_string() && e["from"].is_string() && e["to"].is_string(),
+                "{e}"
+            ),
             "exit" => assert!(e["exitcode"].is_i64() && e["reaped_by"].is_i64(), "{e}"),
             "say" => assert!(e["key"].is_string() && e["text"].is_string(), "{e}"),
             "observation" => assert!(e["name"].is_string() && !e["value"].is_null(), "{e}"),
@@ -199,13 +203,22 @@ pub fn check_contract(r: &Run) {
     }
     let starts = r.of_kind("lesson_start");
     let ends = r.of_kind("lesson_end");
-    assert_eq!(starts.len(), ends.len(), "every lesson_start has a lesson_end\n{}", r.show());
+    assert_eq!(
+        starts.len(),
+        ends.len(),
+        "every lesson_start has a lesson_end\n{}",
+        r.show()
+    );
     // Every process the lesson started is a real child of a process of the lesson, and
     // ended with an exit event.
     let mut known: Vec<i64> = starts.iter().map(|e| e["pid"].as_i64().unwrap()).collect();
     for s in r.of_kind("spawn") {
         let ppid = s["ppid"].as_i64().unwrap();
-        assert!(known.contains(&ppid), "spawn from an unknown parent: {s}\n{}", r.show());
+        assert!(
+            known.contains(&ppid),
+            "spawn from an unknown parent: {s}\n{}",
+            r.show()
+        );
         known.push(s["pid"].as_i64().unwrap());
     }
 }
