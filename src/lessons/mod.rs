@@ -16,6 +16,7 @@ pub mod lock;
 pub mod semaphore;
 pub mod pipe;
 pub mod shared;
+pub mod queue;
 
 /// A size option of a lesson (`--workers`, `--buyers`, …) with its range.
 pub struct OptSpec {
@@ -64,10 +65,11 @@ pub static LESSONS: &[&LessonDef] = &[
     &fork::LESSON,
     &isolation::LESSON,
     &daemon::LESSON,
-    &event::LESSON,
     &lock::LESSON,
-    &semaphore::LESSON,
     &pipe::LESSON,
+    &queue::LESSON,
+    &event::LESSON,
+    &semaphore::LESSON,
     &shared::LESSON,
 ];
 

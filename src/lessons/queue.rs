@@ -1,0 +1,1502 @@
+//! Lesson `queue`: Python's `Queue(maxsize)` and `JoinableQueue`, built the way CPython
+//! builds them, so that every part can be shown working:
+//!
+//! - an OS **pipe** that carries the items as bytes (a 4-byte length, then the serialised
+//!   item; CPython pickles, this lesson writes JSON);
+//! - a **reader lock** and a **writer lock** (`flock` on two files of the run's private
+//!   directory), so that one process at a time reads and one at a time writes;
+//! - a **BoundedSemaphore(maxsize)**: a POSIX named semaphore (`sem_open`) counting the
+//!   free slots. `put` waits on it, `get` posts it: a full queue is a semaphore at 0.
+//! - for `JoinableQueue`, a semaphore counting the unfinished tasks and a `Condition`
+//!   (a lock and three semaphores, exactly CPython's algorithm) on which `join` sleeps.
+//!
+//! Producers and consumers are spawned roles (fork + exec of this binary). They receive
+//! the pipe by inheritance: its two descriptors are kept open across `exec` (FD_CLOEXEC
+//! cleared just for the spawn), which is what CPython's spawn start method does with
+//! `passfds`. The locks are opened by path (a `flock` lock belongs to an open file
+//! description, so each process opens its own). The semaphores are opened by name, and
+//! their names are unlinked as soon as every process has opened them, so nothing is left
+//! in `/dev/shm` whatever happens next.
+//!
+//! Staging: producers and consumers wait at gates, so the queue really is full when a
+//! producer is seen asleep in `put`, and really is empty when the consumers are seen
+//! asleep in `get`; `/proc/<pid>/syscall` names the very system call they sleep in.
+
+use super::{LessonDef, OptSpec, Opts};
+use crate::child::{ChildCtx, Down};
+use crate::ctx::{ChildProc, Ctx};
+use crate::event::{now_ns, ObsValue};
+use crate::procs::{self, Note};
+use anyhow::{anyhow, bail, Context, Result};
+use nix::errno::Errno;
+use nix::libc;
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub static LESSON: LessonDef = LessonDef {
+    name: "queue",
+    words_src: include_str!("../../lessons/queue.toml"),
+    options: &[
+        OptSpec {
+            name: "producers",
+            default: 2,
+            min: 1,
+            max: 4,
+            help: "Producer processes, each putting maxsize + 1 items",
+        },
+        OptSpec {
+            name: "consumers",
+            default: 2,
+            min: 1,
+            max: 4,
+            help: "Consumer processes",
+        },
+        OptSpec {
+            name: "maxsize",
+            default: 2,
+            min: 1,
+            max: 8,
+            help: "The queue's capacity: Queue(maxsize)",
+        },
+    ],
+    run,
+    roles: &[
+        ("producer", producer),
+        ("consumer", consumer),
+        ("jproducer", jproducer),
+        ("jconsumer", jconsumer),
+    ],
+};
+
+/// How long the kernel gets to reach a state we wait for; far more than it needs.
+const STATE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pacing (at `--speed 1`): a producer's pause after each put.
+const PUT_MS: u64 = 500;
+/// Pacing: how long a consumer "works" on each item.
+const WORK_MS: u64 = 700;
+
+// ───────────────────────────── the parts ─────────────────────────────
+
+/// A POSIX named semaphore, as CPython's `SemLock` is on Linux.
+struct Sem {
+    ptr: *mut libc::sem_t,
+}
+
+impl Sem {
+    /// `sem_open(name, O_CREAT | O_EXCL, 0600, value)`: a new semaphore, or an error.
+    fn create(name: &str, value: u32) -> Result<Sem> {
+        let c = CString::new(name)?;
+        // SAFETY: `c` is a NUL-terminated string that outlives the call; with O_CREAT,
+        // sem_open reads two more arguments: a mode (promoted to unsigned int) and the
+        // initial value (unsigned int), which is what we pass.
+        let ptr = unsafe {
+            libc::sem_open(
+                c.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL,
+                0o600 as libc::c_uint,
+                value as libc::c_uint,
+            )
+        };
+        if ptr == libc::SEM_FAILED {
+            bail!(
+                "sem_open({name}, O_CREAT|O_EXCL, 0600, {value}) failed: {}",
+                Errno::last()
+            );
+        }
+        Ok(Sem { ptr })
+    }
+
+    /// `sem_open(name, 0)`: a semaphore another process created.
+    fn open(name: &str) -> Result<Sem> {
+        let c = CString::new(name)?;
+        // SAFETY: `c` is a NUL-terminated string that outlives the call; without
+        // O_CREAT, sem_open takes no further arguments.
+        let ptr = unsafe { libc::sem_open(c.as_ptr(), 0) };
+        if ptr == libc::SEM_FAILED {
+            bail!("sem_open({name}) failed: {}", Errno::last());
+        }
+        Ok(Sem { ptr })
+    }
+
+    /// `sem_wait`: take one, sleeping while the value is 0.
+    fn wait(&self) -> Result<()> {
+        loop {
+            // SAFETY: `ptr` came from a successful sem_open and is closed only on drop.
+            if unsafe { libc::sem_wait(self.ptr) } == 0 {
+                return Ok(());
+            }
+            match Errno::last() {
+                Errno::EINTR => continue,
+                e => bail!("sem_wait() failed: {e}"),
+            }
+        }
+    }
+
+    /// `sem_trywait`: take one if the value is above 0; false if it is 0.
+    fn try_wait(&self) -> Result<bool> {
+        loop {
+            // SAFETY: as in `wait`.
+            if unsafe { libc::sem_trywait(self.ptr) } == 0 {
+                return Ok(true);
+            }
+            match Errno::last() {
+                Errno::EAGAIN => return Ok(false),
+                Errno::EINTR => continue,
+                e => bail!("sem_trywait() failed: {e}"),
+            }
+        }
+    }
+
+    /// `sem_post`: give one back, waking one sleeper if there is one.
+    fn post(&self) -> Result<()> {
+        // SAFETY: as in `wait`.
+        if unsafe { libc::sem_post(self.ptr) } != 0 {
+            bail!("sem_post() failed: {}", Errno::last());
+        }
+        Ok(())
+    }
+
+    /// `sem_getvalue`.
+    fn value(&self) -> Result<i32> {
+        let mut v: libc::c_int = 0;
+        // SAFETY: as in `wait`; `v` is a valid place for the value.
+        if unsafe { libc::sem_getvalue(self.ptr, &mut v) } != 0 {
+            bail!("sem_getvalue() failed: {}", Errno::last());
+        }
+        Ok(v)
+    }
+}
+
+impl Drop for Sem {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from sem_open and is not used after this.
+        unsafe { libc::sem_close(self.ptr) };
+    }
+}
+
+/// Names of the semaphores this process created. They are unlinked as soon as every
+/// process that shares them has opened them, and on any early return, so a name lives
+/// for a few hundred microseconds and never outlives the run.
+struct SemNames(Vec<String>);
+
+impl SemNames {
+    /// A fresh, unguessable name: `/mp-demo-<random>-<what>`.
+    fn fresh(&self, what: &str) -> Result<String> {
+        use std::io::Read;
+        let mut bytes = [0u8; 6];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .context("reading /dev/urandom")?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(format!("/mp-demo-{hex}-{what}"))
+    }
+
+    /// Create a semaphore under a fresh name, and remember the name.
+    fn create(&mut self, what: &str, value: u32) -> Result<(String, Sem)> {
+        let name = self.fresh(what)?;
+        let sem = Sem::create(&name, value)?;
+        self.0.push(name.clone());
+        Ok((name, sem))
+    }
+
+    /// `sem_unlink` every name: the semaphores live on until their last process closes
+    /// them, but no new process can open them any more.
+    fn unlink_all(&mut self) {
+        for name in self.0.drain(..) {
+            if let Ok(c) = CString::new(name) {
+                // SAFETY: `c` is a NUL-terminated string that outlives the call.
+                unsafe { libc::sem_unlink(c.as_ptr()) };
+            }
+        }
+    }
+}
+
+impl Drop for SemNames {
+    fn drop(&mut self) {
+        self.unlink_all();
+    }
+}
+
+/// A lock on a file with `flock(2)`. Like CPython's `Lock`, one holder at a time; the
+/// kernel releases it if its holder dies.
+struct FileLock {
+    file: std::fs::File,
+}
+
+impl FileLock {
+    fn open(path: &Path) -> Result<FileLock> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        Ok(FileLock { file })
+    }
+
+    fn flock(&self, op: libc::c_int) -> Result<bool> {
+        loop {
+            // SAFETY: flock on a descriptor we own; no memory is involved.
+            if unsafe { libc::flock(self.file.as_raw_fd(), op) } == 0 {
+                return Ok(true);
+            }
+            match Errno::last() {
+                Errno::EINTR => continue,
+                Errno::EWOULDBLOCK if op & libc::LOCK_NB != 0 => return Ok(false),
+                e => bail!("flock() failed: {e}"),
+            }
+        }
+    }
+
+    /// `flock(LOCK_EX)`: sleep until the lock is ours.
+    fn lock(&self) -> Result<()> {
+        self.flock(libc::LOCK_EX).map(|_| ())
+    }
+
+    /// `flock(LOCK_EX | LOCK_NB)`: the lock if it is free, false if someone holds it.
+    fn try_lock(&self) -> Result<bool> {
+        self.flock(libc::LOCK_EX | libc::LOCK_NB)
+    }
+
+    fn unlock(&self) -> Result<()> {
+        self.flock(libc::LOCK_UN).map(|_| ())
+    }
+}
+
+/// Write all of `buf` to `fd`.
+fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<()> {
+    while !buf.is_empty() {
+        match nix::unistd::write(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => bail!("write() to the queue's pipe failed: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Read exactly `buf.len()` bytes from `fd`, sleeping in `read(2)` until they come.
+fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match nix::unistd::read(fd, &mut buf[got..]) {
+            Ok(0) => bail!("end of file on the queue's pipe"),
+            Ok(n) => got += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => bail!("read() from the queue's pipe failed: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `fd` has bytes to read now (`poll` with a zero timeout): CPython's `_poll()`.
+fn readable(fd: BorrowedFd<'_>) -> Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(n) => return Ok(n > 0),
+            Err(Errno::EINTR) => {}
+            Err(e) => bail!("poll() on the queue's pipe failed: {e}"),
+        }
+    }
+}
+
+/// An item as bytes: its JSON (CPython pickles). `None` is the sentinel.
+fn encode(item: Option<&str>) -> Vec<u8> {
+    serde_json::to_vec(&item).expect("a string always serialises")
+}
+
+fn decode(bytes: &[u8]) -> Result<Option<String>> {
+    serde_json::from_slice(bytes).context("an item in the pipe is not valid JSON")
+}
+
+/// Python's name for an item: `'p1.0'`, or `None`.
+fn py_item(item: Option<&str>) -> String {
+    item.map_or_else(|| "None".to_string(), str::to_string)
+}
+
+fn py_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+/// CPython's `multiprocessing.Condition`: a lock and three semaphores. A sleeper counts
+/// itself in `sleeping`, releases the lock and sleeps on `wait`; a notifier posts `wait`
+/// once per sleeper and waits until each has counted itself in `woken`.
+struct Condition {
+    lock: FileLock,
+    sleeping: Sem,
+    woken: Sem,
+    wait: Sem,
+}
+
+impl Condition {
+    /// `cond.wait()`, with the lock held: sleep until notified, then hold it again.
+    fn wait(&self) -> Result<()> {
+        self.sleeping.post()?;
+        self.lock.unlock()?;
+        let slept = self.wait.wait();
+        self.woken.post()?;
+        self.lock.lock()?;
+        slept
+    }
+
+    /// `cond.notify_all()`, with the lock held.
+    fn notify_all(&self) -> Result<()> {
+        // Sleepers that timed out since the last notify have counted themselves woken.
+        while self.woken.try_wait()? {
+            self.sleeping.try_wait()?;
+        }
+        let mut sleepers = 0;
+        while self.sleeping.try_wait()? {
+            self.wait.post()?;
+            sleepers += 1;
+        }
+        for _ in 0..sleepers {
+            self.woken.wait()?;
+        }
+        while self.wait.try_wait()? {}
+        Ok(())
+    }
+}
+
+/// What `JoinableQueue` adds to `Queue`.
+struct Joinable {
+    /// `Semaphore(0)`: +1 at every put, -1 at every task_done.
+    unfinished: Sem,
+    cond: Condition,
+}
+
+/// What a `get` took out of the queue.
+struct Got {
+    item: Option<String>,
+    /// When its bytes had been read: stamped before its slot was freed, so a put that the
+    /// freed slot lets in is always stamped later.
+    t_ns: u64,
+    /// `qsize()` once this item was out (counted before its slot was handed back, so a
+    /// producer's refill is not mistaken for this item).
+    size: i32,
+}
+
+/// `multiprocessing.Queue`, CPython's way.
+struct Queue {
+    maxsize: i32,
+    reader: OwnedFd,
+    writer: OwnedFd,
+    rlock: FileLock,
+    wlock: FileLock,
+    /// `BoundedSemaphore(maxsize)`: the free slots.
+    slots: Sem,
+    joinable: Option<Joinable>,
+}
+
+impl Queue {
+    /// `q.put(item)`: take a slot (sleeping while there is none), then write the item's
+    /// bytes into the pipe under the writer lock. (CPython hands the item to a feeder
+    /// thread that does the writing; here `put` writes itself.)
+    fn put(&self, item: Option<&str>) -> Result<()> {
+        self.slots.wait()?;
+        match &self.joinable {
+            None => self.write_item(item),
+            Some(j) => {
+                j.cond.lock.lock()?;
+                let r = self.write_item(item).and_then(|()| j.unfinished.post());
+                j.cond.lock.unlock()?;
+                r
+            }
+        }
+    }
+
+    /// `q.put_nowait(item)`: false where Python raises `queue.Full`.
+    fn put_nowait(&self, item: Option<&str>) -> Result<bool> {
+        if !self.slots.try_wait()? {
+            return Ok(false);
+        }
+        self.write_item(item)?;
+        Ok(true)
+    }
+
+    fn write_item(&self, item: Option<&str>) -> Result<()> {
+        let body = encode(item);
+        let mut msg = (body.len() as u32).to_be_bytes().to_vec();
+        msg.extend_from_slice(&body);
+        self.wlock.lock()?;
+        let r = write_all(self.writer.as_fd(), &msg);
+        self.wlock.unlock()?;
+        r
+    }
+
+    /// `q.get()`: under the reader lock, read one item's bytes (sleeping in `read` while
+    /// the pipe is empty), then free its slot.
+    fn get(&self) -> Result<Got> {
+        self.rlock.lock()?;
+        let r = self.read_item();
+        self.rlock.unlock()?;
+        r
+    }
+
+    /// `q.get_nowait()`: `None` where Python raises `queue.Empty`.
+    fn get_nowait(&self) -> Result<Option<Got>> {
+        if !self.rlock.try_lock()? {
+            return Ok(None);
+        }
+        let r = match readable(self.reader.as_fd()) {
+            Ok(true) => self.read_item().map(Some),
+            Ok(false) => Ok(None),
+            Err(e) => Err(e),
+        };
+        self.rlock.unlock()?;
+        r
+    }
+
+    fn read_item(&self) -> Result<Got> {
+        let mut head = [0u8; 4];
+        read_exact(self.reader.as_fd(), &mut head)?;
+        let mut body = vec![0u8; u32::from_be_bytes(head) as usize];
+        read_exact(self.reader.as_fd(), &mut body)?;
+        let t_ns = now_ns();
+        let free = self.slots.value()?;
+        // BoundedSemaphore.release(): never above its initial value.
+        if free >= self.maxsize {
+            bail!("ValueError: semaphore or lock released too many times");
+        }
+        self.slots.post()?;
+        Ok(Got {
+            item: decode(&body)?,
+            t_ns,
+            size: self.maxsize - free - 1,
+        })
+    }
+
+    /// `q.qsize()`: maxsize minus the free slots.
+    fn qsize(&self) -> Result<i32> {
+        Ok(self.maxsize - self.slots.value()?)
+    }
+
+    /// `q.empty()`: no byte waiting in the pipe.
+    fn empty(&self) -> Result<bool> {
+        Ok(!readable(self.reader.as_fd())?)
+    }
+
+    /// `q.full()`: no free slot.
+    fn full(&self) -> Result<bool> {
+        Ok(self.slots.value()? == 0)
+    }
+
+    fn joinable(&self) -> Result<&Joinable> {
+        self.joinable
+            .as_ref()
+            .ok_or_else(|| anyhow!("a plain Queue has no task_done() or join()"))
+    }
+
+    /// `q.task_done()`: false where Python raises
+    /// `ValueError: task_done() called too many times`.
+    fn task_done(&self) -> Result<bool> {
+        let j = self.joinable()?;
+        j.cond.lock.lock()?;
+        let r = (|| {
+            if !j.unfinished.try_wait()? {
+                return Ok(false);
+            }
+            if j.unfinished.value()? == 0 {
+                j.cond.notify_all()?;
+            }
+            Ok(true)
+        })();
+        j.cond.lock.unlock()?;
+        r
+    }
+
+    /// `q.join()`: sleep on the condition until no task is unfinished.
+    fn join(&self) -> Result<()> {
+        let j = self.joinable()?;
+        j.cond.lock.lock()?;
+        let r = if j.unfinished.value()? != 0 {
+            j.cond.wait()
+        } else {
+            Ok(())
+        };
+        j.cond.lock.unlock()?;
+        r
+    }
+
+    fn unfinished(&self) -> Result<i32> {
+        self.joinable()?.unfinished.value()
+    }
+}
+
+/// The semaphore names a child must open, sent to it once it is running.
+#[derive(Serialize, Deserialize, Default)]
+struct SemNamesMsg {
+    slots: String,
+    unfinished: Option<String>,
+    sleeping: Option<String>,
+    woken: Option<String>,
+    wait: Option<String>,
+}
+
+/// The files a queue's locks live in (in the run's private directory), removed when the
+/// part of the lesson that used them is over.
+struct LockFiles(Vec<PathBuf>);
+
+impl Drop for LockFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+// ───────────────────────────── the children ─────────────────────────────
+
+/// A descriptor this process inherited across exec, checked to be a pipe.
+fn inherited_pipe_end(c: &ChildCtx, key: &str) -> Result<OwnedFd> {
+    let fd = c.arg_i64(key)? as RawFd;
+    let st = nix::sys::stat::fstat(
+        // SAFETY: only borrowed for fstat; if it is not open, fstat says EBADF.
+        unsafe { BorrowedFd::borrow_raw(fd) },
+    )
+    .with_context(|| format!("fd {fd} ({key}) was not inherited"))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+        bail!("fd {fd} ({key}) is not a pipe");
+    }
+    // SAFETY: the descriptor is open (fstat succeeded), was inherited for this purpose,
+    // and nothing else in this process owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A child's side of the queue: the inherited pipe, its own lock files, then the
+/// semaphores, opened by the names the parent sends; "opened" tells the parent so.
+fn attach(c: &ChildCtx) -> Result<Queue> {
+    let reader = inherited_pipe_end(c, "reader")?;
+    let writer = inherited_pipe_end(c, "writer")?;
+    let rlock = FileLock::open(Path::new(&c.arg_str("rlock")?))?;
+    let wlock = FileLock::open(Path::new(&c.arg_str("wlock")?))?;
+    let msg = match c.recv()? {
+        Down::Value(ObsValue::Str(s)) => s,
+        other => bail!("expected the semaphore names, got {other:?}"),
+    };
+    let names: SemNamesMsg = serde_json::from_str(&msg).context("semaphore names")?;
+    let slots = Sem::open(&names.slots)?;
+    let joinable = match (names.unfinished, names.sleeping, names.woken, names.wait) {
+        (Some(u), Some(s), Some(k), Some(w)) => Some(Joinable {
+            unfinished: Sem::open(&u)?,
+            cond: Condition {
+                lock: FileLock::open(Path::new(&c.arg_str("cond")?))?,
+                sleeping: Sem::open(&s)?,
+                woken: Sem::open(&k)?,
+                wait: Sem::open(&w)?,
+            },
+        }),
+        _ => None,
+    };
+    c.reply("opened")?;
+    Ok(Queue {
+        maxsize: c.arg_i64("maxsize")? as i32,
+        reader,
+        writer,
+        rlock,
+        wlock,
+        slots,
+        joinable,
+    })
+}
+
+fn expect_go(c: &ChildCtx) -> Result<()> {
+    match c.recv()? {
+        Down::Go => Ok(()),
+        other => bail!("expected go, got {other:?}"),
+    }
+}
+
+/// `put`, then its stamped event with the fill level.
+fn put_and_tell(c: &ChildCtx, q: &Queue, item: Option<&str>) -> Result<()> {
+    q.put(item)?;
+    let t = now_ns();
+    let size = q.qsize()?;
+    c.act_at(
+        t,
+        "put",
+        &[("item", py_item(item).into()), ("size", size.into())],
+    )
+}
+
+/// `get`, then its stamped event with the fill level.
+fn get_and_tell(c: &ChildCtx, q: &Queue) -> Result<Got> {
+    let got = q.get()?;
+    c.act_at(
+        got.t_ns,
+        "get",
+        &[
+            ("item", py_item(got.item.as_deref()).into()),
+            ("size", got.size.into()),
+        ],
+    )?;
+    Ok(got)
+}
+
+/// A producer: `for k in range(n): q.put(f"p{i}.{k}")`. Before each put it tells the
+/// parent "put k", so the parent knows which put a sleeping producer is in. Then it
+/// waits: `Value(n)` asks it to put n sentinels (it is the last producer), `Stop` ends it.
+fn producer(c: &mut ChildCtx) -> Result<i32> {
+    let q = attach(c)?;
+    let index = c.arg_i64("index")?;
+    let items = c.arg_i64("items")?;
+    expect_go(c)?;
+    for k in 0..items {
+        c.reply(format!("put {k}"))?;
+        let item = format!("p{index}.{k}");
+        put_and_tell(c, &q, Some(&item))?;
+        if index == 1 && k == 0 {
+            c.say(
+                "first_put",
+                &[
+                    ("item", &item),
+                    ("bytes", &encode(Some(&item)).len()),
+                    ("w", &q.writer.as_raw_fd()),
+                ],
+            )?;
+        }
+        c.pause(PUT_MS);
+    }
+    c.reply(format!("done {items}"))?;
+    match c.recv()? {
+        Down::Value(ObsValue::Int(n)) => {
+            c.say("putting_sentinels", &[("n", &n)])?;
+            for _ in 0..n {
+                put_and_tell(c, &q, None)?;
+            }
+            c.reply("sentinels")?;
+        }
+        Down::Stop => {}
+        other => bail!("unexpected command {other:?}"),
+    }
+    Ok(0)
+}
+
+/// A consumer: `while (item := q.get()) is not None: work(item)`. After working on an
+/// item it reports it to the parent on the report pipe (the item and its get stamp): so
+/// when the parent has heard of every item, every consumer is on its way back into `get()`.
+fn consumer(c: &mut ChildCtx) -> Result<i32> {
+    let q = attach(c)?;
+    let index = c.arg_i64("index")?;
+    let report = inherited_pipe_end(c, "report")?;
+    expect_go(c)?;
+    let mut got = 0;
+    loop {
+        let Got { item, t_ns, .. } = get_and_tell(c, &q)?;
+        let Some(item) = item else {
+            c.say("got_sentinel", &[("n", &got)])?;
+            c.reply(format!("stop {got}"))?;
+            return Ok(0);
+        };
+        if index == 1 && got == 0 {
+            c.say(
+                "first_get",
+                &[
+                    ("item", &item),
+                    ("bytes", &encode(Some(&item)).len()),
+                    ("r", &q.reader.as_raw_fd()),
+                ],
+            )?;
+        }
+        c.pause(WORK_MS);
+        got += 1;
+        Note::send(report.as_raw_fd(), t_ns as i64, item_code(&item));
+    }
+}
+
+/// An item's name as one number, for a [`Note`]: `p2.5` → 2005, `task-3` → 3.
+fn item_code(item: &str) -> i64 {
+    let (p, k) = match item.strip_prefix('p').and_then(|r| r.split_once('.')) {
+        Some((p, k)) => (p.parse().unwrap_or(0), k.parse().unwrap_or(0)),
+        None => (
+            0,
+            item.rsplit('-')
+                .next()
+                .and_then(|k| k.parse().ok())
+                .unwrap_or(0),
+        ),
+    };
+    p * 1000 + k
+}
+
+/// The JoinableQueue's producer: put the tasks, then `join()` until all are done.
+fn jproducer(c: &mut ChildCtx) -> Result<i32> {
+    let q = attach(c)?;
+    let items = c.arg_i64("items")?;
+    expect_go(c)?;
+    for k in 0..items {
+        put_and_tell(c, &q, Some(&format!("task-{k}")))?;
+        c.pause(PUT_MS / 2);
+    }
+    c.say("calling_join", &[("n", &items)])?;
+    c.reply("join")?;
+    q.join()?;
+    let t = now_ns();
+    let unfinished = q.unfinished()?;
+    c.act_at(t, "queue_join", &[("unfinished", unfinished.into())])?;
+    c.reply(format!("joined {t}"))?;
+    match c.recv()? {
+        Down::Stop => Ok(0),
+        other => bail!("unexpected command {other:?}"),
+    }
+}
+
+/// A JoinableQueue's worker: get a task, work, `task_done()`; forever (the parent ends
+/// it, as Python ends daemon workers).
+fn jconsumer(c: &mut ChildCtx) -> Result<i32> {
+    let q = attach(c)?;
+    let report = inherited_pipe_end(c, "report")?;
+    expect_go(c)?;
+    loop {
+        let item = py_item(get_and_tell(c, &q)?.item.as_deref());
+        c.pause(WORK_MS);
+        let t = now_ns();
+        c.act_at(t, "task_done", &[("item", item.as_str().into())])?;
+        if !q.task_done()? {
+            bail!("ValueError: task_done() called too many times");
+        }
+        Note::send(report.as_raw_fd(), t as i64, item_code(&item));
+    }
+}
+
+// ───────────────────────────── watching ─────────────────────────────
+
+/// What `/proc/<pid>/syscall` says: the system call a sleeping process is in, with its
+/// first argument.
+enum Syscall {
+    /// Not readable here (no permission, or a kernel without it).
+    Unavailable,
+    Running,
+    In(i64, u64),
+}
+
+#[cfg(target_os = "linux")]
+fn syscall_of(pid: Pid) -> Syscall {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else {
+        return Syscall::Unavailable;
+    };
+    let mut words = text.split_whitespace();
+    let Some(nr) = words.next().and_then(|w| w.parse::<i64>().ok()) else {
+        return Syscall::Running;
+    };
+    let arg0 = words
+        .next()
+        .and_then(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok())
+        .unwrap_or(0);
+    Syscall::In(nr, arg0)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn syscall_of(_pid: Pid) -> Syscall {
+    Syscall::Unavailable
+}
+
+/// System call numbers, as `/proc/<pid>/syscall` shows them.
+#[cfg(target_os = "linux")]
+#[allow(clippy::unnecessary_cast)] // `c_long` is i64 only on 64-bit targets
+mod nr {
+    use nix::libc;
+    pub const READ: i64 = libc::SYS_read as i64;
+    pub const FLOCK: i64 = libc::SYS_flock as i64;
+    pub const FUTEX: i64 = libc::SYS_futex as i64;
+    pub const RECVMSG: i64 = libc::SYS_recvmsg as i64;
+    pub const NANOSLEEP: i64 = libc::SYS_clock_nanosleep as i64;
+}
+
+#[cfg(not(target_os = "linux"))]
+mod nr {
+    pub const READ: i64 = -1;
+    pub const FLOCK: i64 = -2;
+    pub const FUTEX: i64 = -3;
+    pub const RECVMSG: i64 = -4;
+    pub const NANOSLEEP: i64 = -5;
+}
+
+fn syscall_name(n: i64) -> String {
+    match n {
+        nr::READ => "read".into(),
+        nr::FLOCK => "flock".into(),
+        nr::FUTEX => "futex".into(),
+        nr::RECVMSG => "recvmsg".into(),
+        nr::NANOSLEEP => "clock_nanosleep".into(),
+        other => format!("syscall {other}"),
+    }
+}
+
+/// A process seen asleep, and where.
+struct Blocked {
+    /// The system call, when `/proc/<pid>/syscall` could be read.
+    syscall: Option<i64>,
+    /// Its first argument: a descriptor for `read` and `flock`.
+    arg0: u64,
+}
+
+impl Blocked {
+    fn call(&self) -> String {
+        match self.syscall {
+            Some(n) if n == nr::READ || n == nr::FLOCK => {
+                format!("{}({})", syscall_name(n), self.arg0)
+            }
+            Some(n) => format!("{}()", syscall_name(n)),
+            None => "?".into(),
+        }
+    }
+
+    fn name(&self) -> String {
+        self.syscall.map_or_else(|| "?".into(), syscall_name)
+    }
+}
+
+/// Wait until the observer sees `pid` asleep (`S`) and a fresh look at `/proc` confirms
+/// it sleeps in one of `expected` system calls (when `/proc/<pid>/syscall` can be read);
+/// then emit a `blocked` event about it. If it never does within the timeout, say so
+/// and return `None`.
+fn wait_blocked(
+    ctx: &Ctx<'_>,
+    pid: Pid,
+    expected: &[i64],
+    waits_for: &str,
+) -> Result<Option<Blocked>> {
+    let deadline = Instant::now() + STATE_TIMEOUT;
+    let mut last = String::from("-");
+    if ctx.wait_state(pid, &['S'], STATE_TIMEOUT)?.is_some() {
+        loop {
+            let state = crate::observe::state_of(pid.as_raw());
+            let (seen, matches) = match syscall_of(pid) {
+                Syscall::Unavailable => (
+                    Blocked {
+                        syscall: None,
+                        arg0: 0,
+                    },
+                    true,
+                ),
+                Syscall::Running => (
+                    Blocked {
+                        syscall: None,
+                        arg0: 0,
+                    },
+                    false,
+                ),
+                Syscall::In(n, arg0) => (
+                    Blocked {
+                        syscall: Some(n),
+                        arg0,
+                    },
+                    expected.contains(&n),
+                ),
+            };
+            if state == Some('S') && matches {
+                let t = now_ns();
+                ctx.act_at(
+                    pid.as_raw(),
+                    t,
+                    "blocked",
+                    &[
+                        ("state", "S".into()),
+                        ("syscall", seen.name().into()),
+                        ("waits_for", waits_for.into()),
+                    ],
+                );
+                return Ok(Some(seen));
+            }
+            last = format!("{} {}", state.unwrap_or('?'), seen.call());
+            if Instant::now() > deadline {
+                break;
+            }
+            ctx.check()?;
+            procs::sleep(Duration::from_millis(1));
+        }
+    }
+    ctx.say("not_blocked", &[("pid", &pid), ("seen", &last)]);
+    Ok(None)
+}
+
+/// What descriptor `fd` of `pid` is: `pipe:[1234]`, or a file's name.
+fn fd_target(pid: Pid, fd: u64) -> String {
+    std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+        .map(|p| match p.file_name() {
+            Some(name) if p.is_absolute() => name.to_string_lossy().into_owned(),
+            _ => p.display().to_string(),
+        })
+        .unwrap_or_else(|_| "?".into())
+}
+
+// ───────────────────────────── the parent's side ─────────────────────────────
+
+/// Spawn a role that inherits `fds` (the queue's pipe, a report pipe): clear FD_CLOEXEC
+/// on them just for this spawn (only this thread starts processes), so that they stay
+/// open across exec, as CPython's spawn keeps them with `passfds`.
+fn spawn_sharing(
+    ctx: &mut Ctx<'_>,
+    role: &str,
+    name: &str,
+    args: serde_json::Value,
+    fds: &[&OwnedFd],
+) -> Result<ChildProc> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    for &fd in fds {
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).context("fcntl(F_SETFD, 0)")?;
+    }
+    let child = ctx.spawn(role, name, args);
+    for &fd in fds {
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).context("fcntl(F_SETFD, CLOEXEC)")?;
+    }
+    child
+}
+
+/// A reply's tag and the rest: `"put 3"` → `("put", "3")`.
+fn split_reply(v: &ObsValue) -> (String, String) {
+    let s = v.to_string();
+    match s.split_once(' ') {
+        Some((a, b)) => (a.to_string(), b.to_string()),
+        None => (s, String::new()),
+    }
+}
+
+/// Read a child's replies until one is `tag` (with `rest`, if given); what followed the tag.
+fn expect_reply(
+    child: &ChildProc,
+    tag: &str,
+    rest: Option<&str>,
+    timeout: Duration,
+) -> Result<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let v = child.reply(left.max(Duration::from_millis(1)))?;
+        let (t, r) = split_reply(&v);
+        if t == tag && rest.is_none_or(|want| want == r) {
+            return Ok(r);
+        }
+    }
+}
+
+/// Time allowed for something paced by `ms` at `--speed 1`.
+fn budget(ctx: &Ctx<'_>, ms: u64) -> Duration {
+    STATE_TIMEOUT + Duration::from_secs_f64(ms as f64 * ctx.speed / 1000.0)
+}
+
+/// Read `n` reports from a report pipe, asleep in `poll` until each comes.
+fn collect_reports(
+    ctx: &Ctx<'_>,
+    report: &OwnedFd,
+    n: usize,
+    timeout: Duration,
+) -> Result<Vec<Note>> {
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match Note::recv(report, left)? {
+            Some(note) => out.push(note),
+            // `Note::recv` waits at most a minute at a time.
+            None if left > Duration::from_secs(60) => {}
+            None => {
+                ctx.check()?;
+                bail!("only {} of {n} reports came in time", out.len());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Send every child the semaphore names; wait until each says it has opened them; then
+/// unlink the names.
+fn share_sems(
+    ctx: &Ctx<'_>,
+    children: &[&ChildProc],
+    msg: &SemNamesMsg,
+    names: &mut SemNames,
+) -> Result<()> {
+    let text = serde_json::to_string(msg)?;
+    for c in children {
+        c.send(Down::Value(ObsValue::Str(text.clone())))?;
+    }
+    for c in children {
+        expect_reply(c, "opened", None, budget(ctx, 0))?;
+    }
+    names.unlink_all();
+    Ok(())
+}
+
+fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
+    if cfg!(not(target_os = "linux")) {
+        bail!("the queue lesson reads /proc: it runs on Linux only");
+    }
+    let producers = opts.get("producers") as usize;
+    let consumers = opts.get("consumers") as usize;
+    let maxsize = opts.get("maxsize") as usize;
+    ctx.observe("maxsize", maxsize);
+    plain_queue(ctx, producers, consumers, maxsize)?;
+    joinable_queue(ctx, consumers, maxsize)
+}
+
+/// `Queue(maxsize)` with producers and consumers.
+fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) -> Result<()> {
+    let per = maxsize + 1;
+    let n_items = n_prod * per;
+    let m = maxsize as i32;
+
+    let main = ctx.main_pid;
+    ctx.step("parts", &[("maxsize", &maxsize), ("main", &main)])?;
+    ctx.say("intro", &[("maxsize", &maxsize)]);
+    ctx.pause(2000)?;
+    let (reader, writer) = procs::pipe()?;
+    let (r, w) = (reader.as_raw_fd(), writer.as_raw_fd());
+    ctx.say("part_pipe", &[("r", &r), ("w", &w)]);
+    ctx.pause(2000)?;
+    let files = LockFiles(vec![
+        ctx.dir.join("queue.rlock"),
+        ctx.dir.join("queue.wlock"),
+    ]);
+    let rlock = FileLock::open(&files.0[0])?;
+    let wlock = FileLock::open(&files.0[1])?;
+    ctx.say(
+        "part_locks",
+        &[
+            ("rlock", &files.0[0].display()),
+            ("wlock", &files.0[1].display()),
+        ],
+    );
+    ctx.pause(2000)?;
+
+    ctx.say(
+        "spawn_children",
+        &[
+            ("producers", &n_prod),
+            ("consumers", &n_cons),
+            ("per", &per),
+            ("r", &r),
+            ("w", &w),
+        ],
+    );
+    ctx.pause(1500)?;
+    let args = |index: usize| {
+        serde_json::json!({
+            "index": index, "items": per, "maxsize": maxsize,
+            "reader": r, "writer": w,
+            "rlock": files.0[0].display().to_string(),
+            "wlock": files.0[1].display().to_string(),
+        })
+    };
+    let mut prods = Vec::new();
+    for i in 1..=n_prod {
+        let name = format!("producer-{i}");
+        prods.push(spawn_sharing(
+            ctx,
+            "producer",
+            &name,
+            args(i),
+            &[&reader, &writer],
+        )?);
+    }
+    // The consumers also get the write end of a report pipe, on which each says what it
+    // got (the lesson's own bookkeeping, not part of the queue).
+    let (report_r, report_w) = procs::pipe()?;
+    let mut conss = Vec::new();
+    for i in 1..=n_cons {
+        let name = format!("consumer-{i}");
+        let mut a = args(i);
+        a["report"] = report_w.as_raw_fd().into();
+        let fds = [&reader, &writer, &report_w];
+        conss.push(spawn_sharing(ctx, "consumer", &name, a, &fds)?);
+    }
+    drop(report_w);
+
+    let mut names = SemNames(Vec::new());
+    let (slots_name, slots) = names.create("slots", maxsize as u32)?;
+    ctx.say("part_sem", &[("name", &slots_name), ("maxsize", &maxsize)]);
+    let all: Vec<&ChildProc> = prods.iter().chain(conss.iter()).collect();
+    share_sems(
+        ctx,
+        &all,
+        &SemNamesMsg {
+            slots: slots_name.clone(),
+            ..Default::default()
+        },
+        &mut names,
+    )?;
+    ctx.say(
+        "unlinked",
+        &[("name", &slots_name), ("n", &(n_prod + n_cons))],
+    );
+    ctx.pause(2000)?;
+    let q = Queue {
+        maxsize: m,
+        reader,
+        writer,
+        rlock,
+        wlock,
+        slots,
+        joinable: None,
+    };
+
+    ctx.say(
+        "state_at_start",
+        &[
+            ("empty", &py_bool(q.empty()?)),
+            ("full", &py_bool(q.full()?)),
+            ("size", &q.qsize()?),
+            ("maxsize", &maxsize),
+        ],
+    );
+    ctx.pause(2000)?;
+    let empty_error = match q.get_nowait()? {
+        None => "Empty".to_string(),
+        Some(got) => format!("returned {}", py_item(got.item.as_deref())),
+    };
+    ctx.say("get_nowait_empty", &[("result", &empty_error)]);
+    ctx.claim(
+        "get_nowait_empty_error",
+        empty_error.as_str(),
+        "== Empty",
+        empty_error == "Empty",
+    );
+    ctx.pause(2000)?;
+
+    // ── full: producer-1 alone fills the queue and falls asleep in its next put.
+    let p1 = &prods[0];
+    ctx.step("full", &[("pid", &p1.pid)])?;
+    ctx.say("fill", &[("per", &per), ("maxsize", &maxsize)]);
+    ctx.pause(1500)?;
+    p1.send(Down::Go)?;
+    expect_reply(
+        p1,
+        "put",
+        Some(&maxsize.to_string()),
+        budget(ctx, PUT_MS * per as u64),
+    )?;
+    let blocked = wait_blocked(ctx, p1.pid, &[nr::FUTEX], "slot")?;
+    let (size, full) = (q.qsize()?, q.full()?);
+    let p1_blocked = blocked.is_some() && full && size == m;
+    if let Some(b) = &blocked {
+        ctx.say(
+            "producer_blocked",
+            &[
+                ("pid", &p1.pid),
+                ("item", &format!("p1.{maxsize}")),
+                ("maxsize", &maxsize),
+                ("call", &b.call()),
+            ],
+        );
+    }
+    ctx.pause(2000)?;
+    ctx.say(
+        "full_now",
+        &[
+            ("full", &py_bool(full)),
+            ("size", &size),
+            ("empty", &py_bool(q.empty()?)),
+        ],
+    );
+    ctx.claim(
+        "producer_blocked_when_full",
+        p1_blocked,
+        "== true",
+        p1_blocked,
+    );
+    ctx.pause(2000)?;
+    let full_error = if q.put_nowait(Some("x"))? {
+        "no error: the item went in".to_string()
+    } else {
+        "Full".to_string()
+    };
+    ctx.say("put_nowait_full", &[("result", &full_error)]);
+    ctx.claim(
+        "put_nowait_full_error",
+        full_error.as_str(),
+        "== Full",
+        full_error == "Full",
+    );
+    ctx.pause(2000)?;
+    for p in &prods[1..] {
+        p.send(Down::Go)?;
+        expect_reply(p, "put", Some("0"), budget(ctx, 0))?;
+        if let Some(b) = wait_blocked(ctx, p.pid, &[nr::FUTEX], "slot")? {
+            ctx.say(
+                "also_blocked",
+                &[("name", &p.name), ("pid", &p.pid), ("call", &b.call())],
+            );
+        }
+    }
+    ctx.pause(2000)?;
+
+    // ── drain: the consumers take items out; each get lets one sleeping put in.
+    ctx.step("drain", &[])?;
+    ctx.say("consumers_go", &[]);
+    ctx.pause(1500)?;
+    for c in &conss {
+        c.send(Down::Go)?;
+    }
+    let reports = collect_reports(
+        ctx,
+        &report_r,
+        n_items,
+        budget(ctx, WORK_MS * n_items as u64),
+    )?;
+    let mut got: Vec<(u64, i64)> = reports.iter().map(|n| (n.a as u64, n.b)).collect();
+    let mut produced = 0;
+    for p in &prods {
+        let n = expect_reply(p, "done", None, budget(ctx, 0))?;
+        produced += n.parse::<usize>().unwrap_or(0);
+    }
+    ctx.say("producers_done", &[("n", &produced)]);
+    for p in &prods[1..] {
+        p.send(Down::Stop)?;
+        ctx.join(p.pid)?;
+    }
+    // In the order the items left the pipe (their get stamps).
+    got.sort();
+    let mut distinct: Vec<i64> = got.iter().map(|&(_, code)| code).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let consumed = got.len();
+    let each_once = distinct.len() == consumed;
+    let fifo = (1..=n_prod as i64).all(|i| {
+        let seqs: Vec<i64> = got
+            .iter()
+            .filter(|&&(_, code)| code / 1000 == i)
+            .map(|&(_, code)| code % 1000)
+            .collect();
+        seqs == (0..per as i64).collect::<Vec<_>>()
+    });
+    ctx.claim(
+        "produced",
+        produced,
+        &format!("== producers × (maxsize + 1) = {n_items}"),
+        produced == n_items,
+    );
+    ctx.claim(
+        "consumed",
+        consumed,
+        "== produced",
+        consumed == produced && each_once,
+    );
+    ctx.say(if fifo { "fifo_kept" } else { "fifo_broken" }, &[]);
+    ctx.claim("fifo_per_producer", fifo, "== true", fifo);
+    ctx.pause(2000)?;
+
+    // ── empty: every item is out; the consumers sleep in get().
+    ctx.step("empty", &[("pid", &conss[0].pid)])?;
+    let mut seen = Vec::new();
+    for c in &conss {
+        let b = wait_blocked(ctx, c.pid, &[nr::READ, nr::FLOCK], "item")?;
+        seen.push((c, b));
+    }
+    let all_blocked = seen.iter().all(|(_, b)| b.is_some());
+    // The one in read() holds the reader lock: tell about it first.
+    seen.sort_by_key(|(_, b)| b.as_ref().is_none_or(|b| b.syscall != Some(nr::READ)));
+    for (c, b) in &seen {
+        let Some(b) = b else { continue };
+        let key = match b.syscall {
+            Some(nr::READ) => "blocked_in_read",
+            Some(nr::FLOCK) => "blocked_in_flock",
+            _ => "blocked_somewhere",
+        };
+        let (call, target) = (b.call(), fd_target(c.pid, b.arg0));
+        ctx.say(
+            key,
+            &[
+                ("name", &c.name),
+                ("pid", &c.pid),
+                ("call", &call),
+                ("target", &target),
+            ],
+        );
+        ctx.pause(1500)?;
+    }
+    let empty = q.empty()?;
+    ctx.say(
+        "empty_now",
+        &[("empty", &py_bool(empty)), ("size", &q.qsize()?)],
+    );
+    let claim = all_blocked && empty;
+    ctx.claim("consumers_blocked_when_empty", claim, "== true", claim);
+    ctx.pause(2000)?;
+
+    // ── sentinels: one None per consumer ends them.
+    ctx.step("sentinels", &[])?;
+    ctx.say("sentinels", &[("n", &n_cons)]);
+    ctx.pause(1500)?;
+    p1.send(Down::Value(ObsValue::Int(n_cons as i64)))?;
+    for c in &conss {
+        expect_reply(c, "stop", None, budget(ctx, 0))?;
+        ctx.join(c.pid)?;
+    }
+    expect_reply(p1, "sentinels", None, budget(ctx, 0))?;
+    ctx.join(p1.pid)?;
+    ctx.say("all_joined", &[("size", &q.qsize()?)]);
+    ctx.pause(2000)?;
+    drop(q);
+    drop(files);
+    Ok(())
+}
+
+/// `JoinableQueue(maxsize)`: task_done() and join().
+fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<()> {
+    let tasks = maxsize;
+    ctx.step("joinable", &[("maxsize", &maxsize)])?;
+    ctx.say("joinable_intro", &[("maxsize", &maxsize)]);
+    ctx.pause(2500)?;
+    let (reader, writer) = procs::pipe()?;
+    let (r, w) = (reader.as_raw_fd(), writer.as_raw_fd());
+    let files = LockFiles(vec![
+        ctx.dir.join("jqueue.rlock"),
+        ctx.dir.join("jqueue.wlock"),
+        ctx.dir.join("jqueue.cond"),
+    ]);
+    let rlock = FileLock::open(&files.0[0])?;
+    let wlock = FileLock::open(&files.0[1])?;
+    let cond_lock = FileLock::open(&files.0[2])?;
+    let args = |index: usize| {
+        serde_json::json!({
+            "index": index, "items": tasks, "maxsize": maxsize,
+            "reader": r, "writer": w,
+            "rlock": files.0[0].display().to_string(),
+            "wlock": files.0[1].display().to_string(),
+            "cond": files.0[2].display().to_string(),
+        })
+    };
+    let boss = spawn_sharing(ctx, "jproducer", "producer", args(0), &[&reader, &writer])?;
+    let (report_r, report_w) = procs::pipe()?;
+    let mut workers = Vec::new();
+    for i in 1..=n_cons {
+        let name = format!("worker-{i}");
+        let mut a = args(i);
+        a["report"] = report_w.as_raw_fd().into();
+        let fds = [&reader, &writer, &report_w];
+        workers.push(spawn_sharing(ctx, "jconsumer", &name, a, &fds)?);
+    }
+    drop(report_w);
+    let mut names = SemNames(Vec::new());
+    let (slots_name, slots) = names.create("slots", maxsize as u32)?;
+    let (unfinished_name, unfinished) = names.create("unfinished", 0)?;
+    let (sleeping_name, sleeping) = names.create("sleeping", 0)?;
+    let (woken_name, woken) = names.create("woken", 0)?;
+    let (wait_name, wait) = names.create("wait", 0)?;
+    let all: Vec<&ChildProc> = std::iter::once(&boss).chain(workers.iter()).collect();
+    share_sems(
+        ctx,
+        &all,
+        &SemNamesMsg {
+            slots: slots_name,
+            unfinished: Some(unfinished_name.clone()),
+            sleeping: Some(sleeping_name),
+            woken: Some(woken_name),
+            wait: Some(wait_name),
+        },
+        &mut names,
+    )?;
+    ctx.say(
+        "joinable_parts",
+        &[
+            ("unfinished", &unfinished_name),
+            ("cond", &files.0[2].display()),
+        ],
+    );
+    ctx.pause(2000)?;
+    let q = Queue {
+        maxsize: maxsize as i32,
+        reader,
+        writer,
+        rlock,
+        wlock,
+        slots,
+        joinable: Some(Joinable {
+            unfinished,
+            cond: Condition {
+                lock: cond_lock,
+                sleeping,
+                woken,
+                wait,
+            },
+        }),
+    };
+
+    boss.send(Down::Go)?;
+    expect_reply(&boss, "join", None, budget(ctx, PUT_MS * tasks as u64))?;
+    let blocked = wait_blocked(ctx, boss.pid, &[nr::FUTEX], "all_tasks_done")?;
+    let unfinished_now = q.unfinished()?;
+    if let Some(b) = &blocked {
+        ctx.say(
+            "join_blocked",
+            &[
+                ("pid", &boss.pid),
+                ("n", &unfinished_now),
+                ("call", &b.call()),
+            ],
+        );
+    }
+    ctx.pause(2000)?;
+    ctx.say("workers_go", &[]);
+    for wk in &workers {
+        wk.send(Down::Go)?;
+    }
+    let done: Vec<u64> =
+        collect_reports(ctx, &report_r, tasks, budget(ctx, WORK_MS * tasks as u64))?
+            .iter()
+            .map(|n| n.a as u64)
+            .collect();
+    let joined_at: u64 = expect_reply(&boss, "joined", None, budget(ctx, 0))?
+        .parse()
+        .unwrap_or(0);
+    let last_done = done.iter().copied().max().unwrap_or(u64::MAX);
+    // join() was seen asleep while tasks were unfinished, and returned after the last
+    // task_done() had been called.
+    let after = blocked.is_some() && done.len() == tasks && joined_at > last_done;
+    ctx.say(
+        "join_returned",
+        &[
+            ("n", &done.len()),
+            (
+                "gap",
+                &format!("{:.3}", (joined_at as f64 - last_done as f64) / 1e6),
+            ),
+        ],
+    );
+    ctx.claim("join_after_all_done", after, "== true", after);
+    ctx.pause(2000)?;
+
+    ctx.step("too_many", &[])?;
+    let extra = if q.task_done()? {
+        "no error".to_string()
+    } else {
+        "ValueError: task_done() called too many times".to_string()
+    };
+    ctx.say("task_done_extra", &[("error", &extra)]);
+    ctx.claim(
+        "task_done_extra_error",
+        extra.as_str(),
+        "== ValueError",
+        extra.starts_with("ValueError"),
+    );
+    ctx.pause(2000)?;
+    boss.send(Down::Stop)?;
+    ctx.join(boss.pid)?;
+    ctx.say("terminate_workers", &[("n", &n_cons)]);
+    for wk in &workers {
+        nix::sys::signal::kill(wk.pid, nix::sys::signal::Signal::SIGTERM)
+            .context("kill(SIGTERM)")?;
+    }
+    for wk in &workers {
+        ctx.join(wk.pid)?;
+    }
+    ctx.pause(1000)?;
+    ctx.say("moral", &[]);
+    drop(q);
+    drop(files);
+    Ok(())
+}
