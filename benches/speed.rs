@@ -10,19 +10,29 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn time_runs(runs: usize, mut cmd: impl FnMut() -> Command) -> (Duration, Duration, Duration, bool) {
+fn time_runs(
+    runs: usize,
+    mut cmd: impl FnMut() -> Command,
+) -> (Duration, Duration, Duration, bool) {
     let mut times = Vec::with_capacity(runs);
     let mut all_ok = true;
     for _ in 0..runs {
         let mut c = cmd();
-        c.stdout(Stdio::null()).stderr(Stdio::null()).stdin(Stdio::null());
+        c.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null());
         let t = Instant::now();
         let status = c.status().expect("the command runs");
         times.push(t.elapsed());
         all_ok &= status.success();
     }
     times.sort();
-    (times[times.len() / 2], times[0], times[times.len() - 1], all_ok)
+    (
+        times[times.len() / 2],
+        times[0],
+        times[times.len() - 1],
+        all_ok,
+    )
 }
 
 fn ms(d: Duration) -> String {
@@ -48,24 +58,39 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(15);
-    println!("mp-demo speed, {runs} runs each, wall time in ms ({} CPUs)", std::thread::available_parallelism().map_or(1, |n| n.get()));
-    println!("{:<28} {:>10} {:>10} {:>10}", "what", "median", "min", "max");
+    println!(
+        "mp-demo speed, {runs} runs each, wall time in ms ({} CPUs)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "{:<28} {:>10} {:>10} {:>10}",
+        "what", "median", "min", "max"
+    );
     if want("startup") {
-        row("startup: true", time_runs(runs * 3, || Command::new("true")));
-        row("startup: mp-demo list", time_runs(runs * 3, || {
-            let mut c = Command::new(exe);
-            c.arg("list");
-            c
-        }));
+        row(
+            "startup: true",
+            time_runs(runs * 3, || Command::new("true")),
+        );
+        row(
+            "startup: mp-demo list",
+            time_runs(runs * 3, || {
+                let mut c = Command::new(exe);
+                c.arg("list");
+                c
+            }),
+        );
     }
     for def in mp_demo::lessons::LESSONS {
         let name = format!("lesson: {}", def.name);
         if want(&name) {
-            row(&name, time_runs(runs, || {
-                let mut c = Command::new(exe);
-                c.args(["--speed", "0", "--json", def.name]);
-                c
-            }));
+            row(
+                &name,
+                time_runs(runs, || {
+                    let mut c = Command::new(exe);
+                    c.args(["--speed", "0", "--json", def.name]);
+                    c
+                }),
+            );
         }
     }
     let has_tour = Command::new(exe)
@@ -75,10 +100,13 @@ fn main() {
         .status()
         .is_ok_and(|s| s.success());
     if has_tour && want("tour") {
-        row("tour (--speed 0 --json)", time_runs(runs.div_ceil(3), || {
-            let mut c = Command::new(exe);
-            c.args(["--speed", "0", "--json", "tour"]);
-            c
-        }));
+        row(
+            "tour (--speed 0 --json)",
+            time_runs(runs.div_ceil(3), || {
+                let mut c = Command::new(exe);
+                c.args(["--speed", "0", "--json", "tour"]);
+                c
+            }),
+        );
     }
 }

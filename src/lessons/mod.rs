@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 pub mod fork;
 pub mod isolation;
+pub mod pool;
+pub mod sync_vs_async;
 
 /// A size option of a lesson (`--workers`, `--buyers`, …) with its range.
 pub struct OptSpec {
@@ -54,7 +56,12 @@ impl LessonDef {
 }
 
 /// Every lesson, in the order of the tour.
-pub static LESSONS: &[&LessonDef] = &[&fork::LESSON, &isolation::LESSON];
+pub static LESSONS: &[&LessonDef] = &[
+    &fork::LESSON,
+    &isolation::LESSON,
+    &pool::LESSON,
+    &sync_vs_async::LESSON,
+];
 
 /// The lesson called `name`.
 pub fn find(name: &str) -> Option<&'static LessonDef> {
