@@ -60,9 +60,10 @@ const MAP_TASK_MS: (f64, f64) = (2.0, 200.0);
 const TIMED_TASK_MS: f64 = 8.0;
 /// A bound on every wait for the pool, beyond the time its tasks need.
 const WAIT_BOUND: Duration = Duration::from_secs(30);
-/// The speed-up claimed when at least two CPUs, two workers and two tasks are there, and
-/// the workers really got the CPUs: at least [`FREE_CPUS`] CPUs' worth of time during
-/// the map (on a machine busy with other programs they may not).
+/// The speed-up claimed when at least two CPUs, two workers and two tasks are there. A
+/// smaller one is a failed claim only if the workers really got the CPUs, at least
+/// [`FREE_CPUS`] CPUs' worth of time during the map; on a machine busy with other
+/// programs they may not, and the speed-up is then only reported.
 const SPEEDUP_CLAIM: f64 = 1.2;
 const FREE_CPUS: f64 = 1.5;
 
@@ -275,7 +276,9 @@ impl AsyncResult {
             if procs::stop_reason().is_some() {
                 return Err(Stopped.into());
             }
-            match self.rx.recv_timeout(Duration::from_millis(50)) {
+            // A long tick: the main process shows as asleep while it waits, as it is.
+            // A stop still ends the wait at once: the handler drops the sender.
+            match self.rx.recv_timeout(Duration::from_millis(500)) {
                 Ok(v) => return Ok(v),
                 Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
                 Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -881,7 +884,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     if lanes < 2 {
         ctx.say("speedup_none", &[("cpus", &usable), ("size", &size)]);
         ctx.observe("speedup", speedup_r);
-    } else if cpus_used < FREE_CPUS {
+    } else if speedup <= SPEEDUP_CLAIM && cpus_used < FREE_CPUS {
         // Other programs held the CPUs: the premise of the claim (several free CPUs)
         // did not hold in this run, so report the speed-up without claiming it.
         ctx.say(
@@ -902,7 +905,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         ctx.claim(
             "speedup",
             speedup_r,
-            &format!("> {SPEEDUP_CLAIM} (the workers got {cpus_used:.2} CPUs)"),
+            &format!("> {SPEEDUP_CLAIM} ({usable} CPUs, {size} workers)"),
             held,
         );
     }

@@ -293,18 +293,11 @@ fn blocking(ctx: &mut Ctx<'_>) -> Result<()> {
     let reader = unsafe {
         ctx.fork("reader", move || {
             Note::send(nfd, 0, 0);
-            let mut ts0 = nix::libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            let mut ts1 = ts0;
             let mut byte = [0u8; 1];
-            nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts0);
+            let t0 = mono_ns();
             let n = nix::libc::read(rfd, byte.as_mut_ptr().cast(), 1);
-            nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts1);
-            let slept = (ts1.tv_sec - ts0.tv_sec) as i64 * 1_000_000_000
-                + (ts1.tv_nsec - ts0.tv_nsec) as i64;
-            Note::send(nfd, n as i64, slept);
+            let slept = mono_ns().saturating_sub(t0);
+            Note::send(nfd, n as i64, slept as i64);
             0
         })
     }?;
@@ -355,31 +348,22 @@ fn nonblocking(ctx: &mut Ctx<'_>) -> Result<()> {
         ctx.fork("nb-reader", move || {
             let flags = nix::libc::fcntl(rfd, nix::libc::F_GETFL);
             nix::libc::fcntl(rfd, nix::libc::F_SETFL, flags | nix::libc::O_NONBLOCK);
-            let mut ts0 = nix::libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            let mut ts1 = ts0;
             let mut byte = [0u8; 1];
-            nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts0);
+            let t0 = mono_ns();
             let n = nix::libc::read(rfd, byte.as_mut_ptr().cast(), 1);
             let errno = if n < 0 {
                 nix::errno::Errno::last_raw()
             } else {
                 0
             };
-            nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts1);
-            let took = (ts1.tv_sec - ts0.tv_sec) as i64 * 1_000_000_000
-                + (ts1.tv_nsec - ts0.tv_nsec) as i64;
-            Note::send(nfd, i64::from(errno), took);
+            let took = mono_ns().saturating_sub(t0);
+            Note::send(nfd, i64::from(errno), took as i64);
             0
         })
     }?;
     drop(note_w);
     ctx.say("nonblocking_intro", &[("pid", &reader)]);
     let n = Note::recv(&note_r, TIMEOUT)?.context("the non-blocking reader did not report")?;
-    ctx.join(reader)?;
-    drop((data_r, data_w));
     let eagain = n.a == i64::from(nix::libc::EAGAIN);
     let us = format!("{:.1}", n.b as f64 / 1e3);
     if eagain {
@@ -387,6 +371,8 @@ fn nonblocking(ctx: &mut Ctx<'_>) -> Result<()> {
     } else {
         ctx.say_for(n.pid, n.t_ns, "no_eagain", &[("errno", &n.a)]);
     }
+    ctx.join(reader)?;
+    drop((data_r, data_w));
     ctx.claim("eagain_seen", eagain, "== true", eagain);
     ctx.pause(2500)?;
     ctx.say("sync_not_blocking", &[]);
