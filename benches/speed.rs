@@ -93,6 +93,9 @@ fn main() {
             );
         }
     }
+    if want("pool speed-up") {
+        pool_speedup(exe, runs);
+    }
     let has_tour = Command::new(exe)
         .args(["tour", "--help"])
         .stdout(Stdio::null())
@@ -107,6 +110,48 @@ fn main() {
                 c.args(["--speed", "0", "--json", "tour"]);
                 c
             }),
+        );
+    }
+}
+
+/// The `pool` lesson's speed-up (one process against the pool, same CPU-bound tasks) and
+/// the CPUs' worth of time its workers really got, over several runs: the timing claim
+/// the tests leave to the benchmark.
+fn pool_speedup(exe: &str, runs: usize) {
+    let mut speedups = Vec::new();
+    let mut used = Vec::new();
+    for _ in 0..runs {
+        let out = Command::new(exe)
+            .args(["--speed", "0", "--json", "pool"])
+            .stderr(Stdio::null())
+            .output()
+            .expect("the command runs");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if e["kind"] == "observation" {
+                match (e["name"].as_str(), e["value"].as_f64()) {
+                    (Some("speedup"), Some(v)) => speedups.push(v),
+                    (Some("cpus_used"), Some(v)) => used.push(v),
+                    _ => {}
+                }
+            }
+        }
+    }
+    for (name, mut v) in [
+        ("pool speed-up (x)", speedups),
+        ("pool workers' CPUs used", used),
+    ] {
+        if v.is_empty() {
+            continue;
+        }
+        v.sort_by(f64::total_cmp);
+        println!(
+            "{name:<28} {:>10.2} {:>10.2} {:>10.2}",
+            v[v.len() / 2],
+            v[0],
+            v[v.len() - 1]
         );
     }
 }

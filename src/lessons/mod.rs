@@ -13,10 +13,12 @@ pub mod event;
 pub mod fork;
 pub mod isolation;
 pub mod lock;
-pub mod semaphore;
 pub mod pipe;
-pub mod shared;
+pub mod pool;
 pub mod queue;
+pub mod semaphore;
+pub mod shared;
+pub mod sync_vs_async;
 
 /// A size option of a lesson (`--workers`, `--buyers`, …) with its range.
 pub struct OptSpec {
@@ -71,6 +73,8 @@ pub static LESSONS: &[&LessonDef] = &[
     &event::LESSON,
     &semaphore::LESSON,
     &shared::LESSON,
+    &pool::LESSON,
+    &sync_vs_async::LESSON,
 ];
 
 /// The lesson called `name`.

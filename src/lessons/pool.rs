@@ -1,0 +1,1017 @@
+//! Lesson `pool`: Python's `Pool(processes, initializer)`, `apply`, `apply_async` with a
+//! callback, `map`, `map_async`, `close` and `join`, on real worker processes.
+//!
+//! The pool is built the way CPython builds it. Its workers are spawned roles (fork +
+//! exec of this binary) that stay alive and take task after task over ipc-channel; each
+//! runs the initializer once when it starts. In the main process, a *handler* thread
+//! keeps the task queue, hands a task to whichever worker is idle, collects results and
+//! runs callbacks (CPython's task and result handler threads); one small *proxy* thread
+//! per worker carries a task down and its result up. So `apply_async` only queues and
+//! returns, and a callback runs in the main process, never in a worker.
+//!
+//! The pool's size defaults to the number of CPUs this process may use
+//! (`sched_getaffinity`, as `os.process_cpu_count()` and `Pool()` count them); `--workers
+//! 0` (the default) means exactly that, another value overrides it.
+
+use super::{LessonDef, OptSpec, Opts};
+use crate::child::{ChildCtx, Down};
+use crate::ctx::{ChildProc, Ctx, Stopped};
+use crate::event::{now_ns, Event, Kind, ObsValue};
+use crate::narrate::Sink;
+use crate::procs;
+use crate::words::{Lang, Words};
+use anyhow::{anyhow, bail, Context, Result};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub static LESSON: LessonDef = LessonDef {
+    name: "pool",
+    words_src: include_str!("../../lessons/pool.toml"),
+    options: &[
+        OptSpec {
+            name: "workers",
+            default: 0,
+            min: 0,
+            max: 16,
+            help: "Worker processes in the pool; 0 (the default) means the number of CPUs \
+                   this process may use (sched_getaffinity), as Python's Pool() does",
+        },
+        OptSpec {
+            name: "tasks",
+            default: 12,
+            min: 1,
+            max: 64,
+            help: "Tasks given to map, map_async and the timed map",
+        },
+    ],
+    run,
+    roles: &[("worker", worker)],
+};
+
+/// CPU time of one task, in milliseconds: of `apply` and `apply_async`, of `map` and
+/// `map_async` (both grow with `--speed`, up to 2, so that a person can watch the
+/// workers compute: `base + per_speed * speed`), and of the timed maps (fixed).
+const APPLY_TASK_MS: (f64, f64) = (10.0, 600.0);
+const MAP_TASK_MS: (f64, f64) = (2.0, 200.0);
+const TIMED_TASK_MS: f64 = 4.0;
+/// The timed map is run this many times (one process, then the pool, each time); the
+/// best time of each counts, so that a burst of other programs does not decide.
+const TIMED_ROUNDS: u32 = 3;
+/// A bound on every wait for the pool, beyond the time its tasks need.
+const WAIT_BOUND: Duration = Duration::from_secs(30);
+/// The speed-up claimed when at least two CPUs and two workers are there. A smaller one
+/// is a failed claim only if the workers really got the CPUs, at least [`FREE_CPUS`]
+/// CPUs' worth of time during the map; on a machine busy with other programs they may
+/// not, and the speed-up is then only reported.
+const SPEEDUP_CLAIM: f64 = 1.2;
+const FREE_CPUS: f64 = 1.5;
+/// Nor if the same work cost the workers more than this many times the CPU time it cost
+/// the one process: their CPUs then slow each other down (hyperthreads, a busy host).
+const MAX_COST: f64 = 1.2;
+
+/// One task: `work(n)`, in job `job` (the call that submitted it).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct Task {
+    id: u32,
+    job: u32,
+    n: u64,
+}
+
+/// A task's result, as the worker sends it back.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct Done {
+    id: u32,
+    job: u32,
+    pid: i32,
+    result: u64,
+    /// The worker's counter, set to 0 by the initializer: this is its nth task.
+    nth: u32,
+    /// CPU time the worker spent computing it.
+    cpu_ns: u64,
+    t_start: u64,
+    t_done: u64,
+}
+
+impl Done {
+    fn task_ms(&self) -> f64 {
+        (self.t_done.saturating_sub(self.t_start)) as f64 / 1e6
+    }
+}
+
+/// The CPU-bound function of the lesson: `n` rounds of xorshift. No allocation, no
+/// system call: pure computation, the kind a pool speeds up.
+fn work(n: u64) -> u64 {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut acc: u64 = 0;
+    for _ in 0..std::hint::black_box(n) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        acc = acc.wrapping_add(x);
+    }
+    std::hint::black_box(acc) % 1_000_000
+}
+
+/// CPU time of the calling thread, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`): time
+/// this thread really ran on a CPU, whatever else the machine was doing.
+fn thread_cpu_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0, |t| {
+        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+    })
+}
+
+/// Rounds of `work` per millisecond of CPU on this machine, measured now on this
+/// thread's CPU clock, so that other programs running at the same time do not skew it
+/// (the debug and release builds differ tenfold, so task sizes are set in milliseconds).
+fn rounds_per_ms() -> f64 {
+    let mut n = 20_000u64;
+    loop {
+        let t = thread_cpu_ns();
+        work(n);
+        let el = thread_cpu_ns().saturating_sub(t);
+        if el >= 4_000_000 || n > 1 << 34 {
+            return n as f64 / (el as f64 / 1e6).max(1e-6);
+        }
+        n *= 2;
+    }
+}
+
+/// The number of CPUs this process may run on: `sched_getaffinity`, as CPython's
+/// `os.process_cpu_count()` (and so `Pool()`) counts them.
+#[cfg(target_os = "linux")]
+pub fn usable_cpus() -> usize {
+    use nix::sched::{sched_getaffinity, CpuSet};
+    match sched_getaffinity(Pid::from_raw(0)) {
+        Ok(set) => (0..CpuSet::count())
+            .filter(|&i| set.is_set(i).unwrap_or(false))
+            .count()
+            .max(1),
+        Err(_) => 1,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn usable_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `os.cpu_count()`: the CPUs online in the machine.
+fn online_cpus() -> usize {
+    // SAFETY: sysconf only reads a system value; it has no memory-safety preconditions.
+    let n = unsafe { nix::libc::sysconf(nix::libc::_SC_NPROCESSORS_ONLN) };
+    n.max(1) as usize
+}
+
+// ---------------------------------------------------------------------------------------
+// The worker: a spawned role.
+
+/// A pool worker: run the initializer once, then take task after task until the sentinel.
+fn worker(c: &mut ChildCtx) -> Result<i32> {
+    // initializer(): once per worker, before any task. Its global lives as long as the
+    // worker, so every later task sees it.
+    let mut done: u32 = 0;
+    c.act("initializer", &[("done", done.into())])?;
+    c.say("initializer", &[("pid", &c.pid)])?;
+    loop {
+        let cmd = c.recv()?;
+        let t_start = now_ns(); // right after the get returned
+        match cmd {
+            Down::Value(ObsValue::Str(text)) => {
+                let task: Task = serde_json::from_str(&text).context("a task from the pool")?;
+                c.act_at(
+                    t_start,
+                    "task_start",
+                    &[("task", task.id.into()), ("job", task.job.into())],
+                )?;
+                let cpu0 = thread_cpu_ns();
+                let result = work(task.n);
+                let cpu_ns = thread_cpu_ns().saturating_sub(cpu0);
+                done += 1;
+                let t_done = now_ns(); // right before the result is put
+                c.act_at(
+                    t_done,
+                    "task_done",
+                    &[
+                        ("task", task.id.into()),
+                        ("job", task.job.into()),
+                        ("nth", done.into()),
+                        ("cpu_ms", (cpu_ns as f64 / 1e6).into()),
+                    ],
+                )?;
+                let answer = Done {
+                    id: task.id,
+                    job: task.job,
+                    pid: c.pid,
+                    result,
+                    nth: done,
+                    cpu_ns,
+                    t_start,
+                    t_done,
+                };
+                c.reply(serde_json::to_string(&answer)?)?;
+            }
+            Down::Stop => {
+                c.say("worker_exit", &[("count", &done)])?;
+                return Ok(0);
+            }
+            Down::Go | Down::Value(_) => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The pool, in the main process.
+
+/// A callback, run by the handler thread in the main process with a call's results.
+type Callback = Box<dyn FnOnce(&[Done]) + Send>;
+
+/// What the handler thread is told.
+enum Msg {
+    /// Queue the tasks of one call.
+    Submit {
+        job: u32,
+        tasks: Vec<Task>,
+        callback: Option<Callback>,
+        results: mpsc::Sender<Vec<Done>>,
+    },
+    /// A worker's answer (or why it has none).
+    Result {
+        worker: usize,
+        reply: Result<ObsValue>,
+    },
+    /// `close()`: no more tasks.
+    Close,
+}
+
+struct Job {
+    results: Vec<Option<Done>>,
+    first_id: u32,
+    left: usize,
+    callback: Option<Callback>,
+    deliver: mpsc::Sender<Vec<Done>>,
+}
+
+/// Python's `AsyncResult`: the results of a call, once they are all in.
+struct AsyncResult {
+    rx: mpsc::Receiver<Vec<Done>>,
+    got: Option<Vec<Done>>,
+}
+
+impl AsyncResult {
+    /// `ready()`: are the results in (without waiting)?
+    fn ready(&mut self) -> bool {
+        if self.got.is_none() {
+            if let Ok(v) = self.rx.try_recv() {
+                self.got = Some(v);
+            }
+        }
+        self.got.is_some()
+    }
+
+    /// `get(timeout)`: wait for the results (bounded; `Stopped` if the run stops).
+    fn get(mut self, timeout: Duration) -> Result<Vec<Done>> {
+        if let Some(v) = self.got.take() {
+            return Ok(v);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if procs::stop_reason().is_some() {
+                return Err(Stopped.into());
+            }
+            // A long tick: the main process shows as asleep while it waits, as it is.
+            // A stop still ends the wait at once: the handler drops the sender.
+            match self.rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(v) => return Ok(v),
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    bail!("the pool gave no result within {timeout:?}")
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if procs::stop_reason().is_some() {
+                        return Err(Stopped.into());
+                    }
+                    bail!("the pool stopped before the result came (a worker died?)")
+                }
+            }
+        }
+    }
+}
+
+/// CPython's `ValueError` from `join()` on a pool that was not closed.
+#[derive(Debug, thiserror::Error)]
+#[error("ValueError: Pool is still running")]
+struct StillRunning;
+
+/// A pool of spawned workers.
+struct Pool {
+    pids: Vec<Pid>,
+    names: Vec<String>,
+    tx: mpsc::Sender<Msg>,
+    handler: Option<JoinHandle<Result<()>>>,
+    next_job: u32,
+    next_task: u32,
+    running: bool,
+}
+
+impl Pool {
+    /// `Pool(size, initializer=…)`: spawn `size` workers (from the main thread, so that
+    /// `PR_SET_PDEATHSIG` ties them to this process), then start the handler thread.
+    /// Each worker's start-up time (fork + exec + connect) is returned beside it.
+    fn new(ctx: &mut Ctx<'_>, size: usize) -> Result<(Pool, Vec<f64>)> {
+        let mut children: Vec<ChildProc> = Vec::with_capacity(size);
+        let mut costs = Vec::with_capacity(size);
+        for i in 1..=size {
+            let t = Instant::now();
+            let child = ctx.spawn("worker", &format!("worker-{i}"), serde_json::json!({}))?;
+            costs.push(t.elapsed().as_secs_f64() * 1000.0);
+            children.push(child);
+        }
+        let pids = children.iter().map(|c| c.pid).collect();
+        let names = children.iter().map(|c| c.name.clone()).collect();
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let mut proxies = Vec::with_capacity(size);
+        let mut proxy_threads = Vec::with_capacity(size);
+        for (w, child) in children.into_iter().enumerate() {
+            let (ptx, prx) = mpsc::channel::<Option<String>>();
+            let up = tx.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("pool-{}", child.name))
+                .spawn(move || proxy(w, &child, &prx, &up))
+                .context("starting a pool proxy thread")?;
+            proxies.push(ptx);
+            proxy_threads.push(t);
+        }
+        let handler = std::thread::Builder::new()
+            .name("pool-handler".into())
+            .spawn(move || handle(&rx, &proxies, proxy_threads))
+            .context("starting the pool's handler thread")?;
+        Ok((
+            Pool {
+                pids,
+                names,
+                tx,
+                handler: Some(handler),
+                next_job: 0,
+                next_task: 0,
+                running: true,
+            },
+            costs,
+        ))
+    }
+
+    /// Queue one call's tasks (`work(n)` for each `n`); its results will arrive together.
+    fn submit(&mut self, ns: &[u64], callback: Option<Callback>) -> Result<(u32, AsyncResult)> {
+        if !self.running {
+            bail!("ValueError: Pool not running");
+        }
+        self.next_job += 1;
+        let job = self.next_job;
+        let tasks: Vec<Task> = ns
+            .iter()
+            .map(|&n| {
+                let id = self.next_task;
+                self.next_task += 1;
+                Task { id, job, n }
+            })
+            .collect();
+        let (results, rx) = mpsc::channel();
+        self.tx
+            .send(Msg::Submit {
+                job,
+                tasks,
+                callback,
+                results,
+            })
+            .map_err(|_| anyhow!("the pool's handler thread is gone"))?;
+        Ok((job, AsyncResult { rx, got: None }))
+    }
+
+    /// `close()`: no more tasks; once the queue is empty the workers get their sentinel.
+    fn close(&mut self) {
+        self.running = false;
+        let _ = self.tx.send(Msg::Close);
+    }
+
+    /// `join()`: wait until every worker has exited, and reap them. Like CPython, refuse
+    /// while the pool is running: the workers would never be told to leave.
+    fn join(&mut self, ctx: &mut Ctx<'_>, timeout: Duration) -> Result<()> {
+        if self.running {
+            return Err(StillRunning.into());
+        }
+        if let Some(h) = self.handler.take() {
+            let deadline = Instant::now() + timeout;
+            while !h.is_finished() {
+                ctx.check()?;
+                if Instant::now() > deadline {
+                    bail!("the pool's workers did not finish within {timeout:?}");
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            h.join()
+                .map_err(|_| anyhow!("the pool's handler thread panicked"))??;
+        }
+        for &pid in &self.pids {
+            ctx.join(pid)?;
+        }
+        Ok(())
+    }
+}
+
+/// A proxy thread: carries tasks down to one worker and its results up to the handler.
+/// `None` is the sentinel: tell the worker to stop.
+fn proxy(
+    w: usize,
+    child: &ChildProc,
+    tasks: &mpsc::Receiver<Option<String>>,
+    up: &mpsc::Sender<Msg>,
+) {
+    while let Ok(Some(task)) = tasks.recv() {
+        let reply = child
+            .send(Down::Value(task.into()))
+            .and_then(|()| child.reply(WAIT_BOUND * 2));
+        let failed = reply.is_err();
+        if up.send(Msg::Result { worker: w, reply }).is_err() || failed {
+            return;
+        }
+    }
+    let _ = child.send(Down::Stop);
+}
+
+/// The handler thread: CPython's task handler and result handler in one. It hands each
+/// queued task to an idle worker, gathers results per call, and runs the callbacks.
+fn handle(
+    rx: &mpsc::Receiver<Msg>,
+    proxies: &[mpsc::Sender<Option<String>>],
+    proxy_threads: Vec<JoinHandle<()>>,
+) -> Result<()> {
+    let mut idle: VecDeque<usize> = (0..proxies.len()).collect();
+    let mut queue: VecDeque<Task> = VecDeque::new();
+    let mut jobs: HashMap<u32, Job> = HashMap::new();
+    let mut closed = false;
+    loop {
+        while !queue.is_empty() && !idle.is_empty() {
+            let (Some(w), Some(task)) = (idle.pop_front(), queue.pop_front()) else {
+                break;
+            };
+            let text = serde_json::to_string(&task)?;
+            proxies[w]
+                .send(Some(text))
+                .map_err(|_| anyhow!("a pool proxy thread is gone"))?;
+        }
+        if closed && queue.is_empty() && idle.len() == proxies.len() {
+            break;
+        }
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(Msg::Submit {
+                job,
+                tasks,
+                callback,
+                results,
+            }) => {
+                jobs.insert(
+                    job,
+                    Job {
+                        results: vec![None; tasks.len()],
+                        first_id: tasks.first().map_or(0, |t| t.id),
+                        left: tasks.len(),
+                        callback,
+                        deliver: results,
+                    },
+                );
+                queue.extend(tasks);
+            }
+            Ok(Msg::Result { worker, reply }) => {
+                idle.push_back(worker);
+                let reply = reply?;
+                let ObsValue::Str(text) = reply else {
+                    bail!("a worker answered {reply:?}");
+                };
+                let done: Done = serde_json::from_str(&text).context("a worker's result")?;
+                let Some(j) = jobs.get_mut(&done.job) else {
+                    bail!("a result for an unknown call {}", done.job);
+                };
+                let slot = (done.id - j.first_id) as usize;
+                if slot < j.results.len() && j.results[slot].is_none() {
+                    j.results[slot] = Some(done.clone());
+                    j.left -= 1;
+                }
+                if j.left == 0 {
+                    if let Some(mut j) = jobs.remove(&done.job) {
+                        let all: Vec<Done> = j.results.drain(..).flatten().collect();
+                        if let Some(cb) = j.callback.take() {
+                            cb(&all);
+                        }
+                        let _ = j.deliver.send(all);
+                    }
+                }
+            }
+            Ok(Msg::Close) => closed = true,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if procs::stop_reason().is_some() {
+                    return Err(Stopped.into());
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    for p in proxies {
+        let _ = p.send(None);
+    }
+    for t in proxy_threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The lesson.
+
+/// What a callback needs to narrate from the handler thread, as the main process.
+#[derive(Clone)]
+struct Voice {
+    sink: Sink,
+    words: Words,
+    lang: Lang,
+    main: i32,
+}
+
+impl Voice {
+    fn new(ctx: &Ctx<'_>) -> Voice {
+        Voice {
+            sink: ctx.sink(),
+            words: ctx.words.clone(),
+            lang: ctx.lang,
+            main: ctx.main_pid,
+        }
+    }
+
+    /// The `callback` event, stamped as the callback runs, about the main process.
+    fn callback(&self, call: &str, job: u32, results: &[Done]) {
+        self.sink.emit(Event::now(
+            self.main,
+            Kind::Act {
+                act: "callback".into(),
+                fields: vec![
+                    ("name".into(), "main".into()),
+                    ("call".into(), call.into()),
+                    ("job".into(), job.into()),
+                    ("results".into(), results.len().into()),
+                ],
+            },
+        ));
+    }
+
+    fn say(&self, key: &str, args: crate::words::Args<'_>) {
+        self.sink
+            .emit(Event::now(self.main, self.words.say(self.lang, key, args)));
+    }
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+/// A boolean as Python prints it.
+fn py_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+fn fmt_ms(ms: f64) -> String {
+    if ms < 1.0 {
+        format!("{ms:.3}")
+    } else {
+        format!("{ms:.1}")
+    }
+}
+
+/// A call on the pool: `call` is stamped right before it, then the tasks are queued.
+/// The call's job number, its results to come, and when it started.
+fn call(
+    ctx: &Ctx<'_>,
+    pool: &mut Pool,
+    name: &str,
+    ns: &[u64],
+    callback: Option<Callback>,
+) -> Result<(u32, AsyncResult, Instant)> {
+    let job = pool.next_job + 1;
+    ctx.act_at(
+        ctx.main_pid,
+        now_ns(),
+        "call",
+        &[("call", name.into()), ("job", job.into())],
+    );
+    let started = Instant::now();
+    let (job, r) = pool.submit(ns, callback)?;
+    Ok((job, r, started))
+}
+
+/// `returned`, stamped right after the call returned. The stamp.
+fn returned(ctx: &Ctx<'_>, name: &str, job: u32) -> u64 {
+    let t = now_ns();
+    ctx.act_at(
+        ctx.main_pid,
+        t,
+        "returned",
+        &[("call", name.into()), ("job", job.into())],
+    );
+    t
+}
+
+fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
+    let me = ctx.main_pid;
+    let usable = usable_cpus();
+    let online = online_cpus();
+    let asked = opts.get("workers") as usize;
+    let size = if asked == 0 { usable } else { asked };
+    let tasks = opts.get("tasks") as usize;
+    // Task sizes grow with --speed (up to 2) so that a person can watch the workers
+    // compute; at --speed 0 they are a few milliseconds.
+    let grow = ctx.speed.min(2.0);
+    let apply_ms = APPLY_TASK_MS.0 + APPLY_TASK_MS.1 * grow;
+    let map_ms = MAP_TASK_MS.0 + MAP_TASK_MS.1 * grow;
+    let bound = WAIT_BOUND
+        + Duration::from_secs_f64(
+            3.0 * (2.0 * apply_ms + (2.0 * map_ms + 12.0 * TIMED_TASK_MS) * tasks as f64) / 1000.0,
+        );
+
+    // --- Pool(): how many workers.
+    ctx.step("size", &[("main", &me)])?;
+    ctx.say(
+        "cpu_count",
+        &[("online", &online), ("usable", &usable), ("pid", &me)],
+    );
+    ctx.pause(1500)?;
+    if asked == 0 {
+        ctx.say("size_default", &[("size", &size)]);
+    } else {
+        ctx.say("size_given", &[("size", &size), ("usable", &usable)]);
+    }
+    ctx.observe("cpus_usable", usable);
+    ctx.observe("pool_size", size);
+    ctx.observe("tasks", tasks);
+    ctx.pause(1500)?;
+
+    // --- Create the workers: the cost a pool pays once.
+    ctx.step("create", &[("main", &me)])?;
+    ctx.say("why_pool", &[]);
+    ctx.pause(1500)?;
+    let rate = rounds_per_ms();
+    let apply_n = (rate * apply_ms).max(1.0) as u64;
+    let map_n = (rate * map_ms).max(1.0) as u64;
+    let timed_n = (rate * TIMED_TASK_MS).max(1.0) as u64;
+    let (mut pool, costs) = Pool::new(ctx, size)?;
+    for (i, cost) in costs.iter().enumerate() {
+        ctx.say(
+            "spawn_cost",
+            &[
+                ("name", &pool.names[i]),
+                ("pid", &pool.pids[i]),
+                ("ms", &fmt_ms(*cost)),
+            ],
+        );
+    }
+    let mean_cost = costs.iter().sum::<f64>() / costs.len().max(1) as f64;
+    ctx.observe("spawn_ms", (mean_cost * 1000.0).round() / 1000.0);
+    ctx.pause(2000)?;
+
+    // --- apply: blocks until the result is back.
+    ctx.step("apply", &[("main", &me)])?;
+    ctx.say("apply_intro", &[("n", &apply_n)]);
+    ctx.pause(1200)?;
+    let (job, r, started) = call(ctx, &mut pool, "apply", &[apply_n], None)?;
+    let apply_res = r.get(bound)?;
+    let t_ret = returned(ctx, "apply", job); // right after apply returned
+    let d = apply_res.first().context("apply gave no result")?;
+    ctx.say(
+        "apply_done",
+        &[
+            ("ms", &fmt_ms(ms_since(started))),
+            ("result", &d.result),
+            ("pid", &d.pid),
+            ("task_ms", &fmt_ms(d.task_ms())),
+        ],
+    );
+    let waited = t_ret >= d.t_done;
+    ctx.claim("apply_returned_after_task_done", waited, "== true", waited);
+    ctx.pause(2000)?;
+
+    // --- apply_async: returns at once; the callback runs later, in the main process.
+    ctx.step("apply_async", &[("main", &me)])?;
+    ctx.say("apply_async_intro", &[("n", &apply_n)]);
+    ctx.pause(1200)?;
+    let voice = Voice::new(ctx);
+    let cb_voice = voice.clone();
+    let (cb_tx, cb_rx) = mpsc::channel::<i32>();
+    let cb_job = pool.next_job + 1;
+    let callback: Callback = Box::new(move |results: &[Done]| {
+        let pid = nix::unistd::getpid().as_raw(); // where the callback really runs
+        cb_voice.callback("apply_async", cb_job, results);
+        let (result, worker) = results.first().map_or((0, 0), |d| (d.result, d.pid));
+        cb_voice.say(
+            "callback_apply",
+            &[("result", &result), ("pid", &pid), ("worker", &worker)],
+        );
+        let _ = cb_tx.send(pid);
+    });
+    let (job, mut r, started) = call(ctx, &mut pool, "apply_async", &[apply_n], Some(callback))?;
+    let async_ms = ms_since(started);
+    returned(ctx, "apply_async", job);
+    let ready = r.ready();
+    let key = if ready {
+        "apply_async_returned_ready"
+    } else {
+        "apply_async_returned"
+    };
+    ctx.say(
+        key,
+        &[("ms", &fmt_ms(async_ms)), ("ready", &py_bool(ready))],
+    );
+    ctx.pause(800)?;
+    let async_res = r.get(bound)?;
+    let d = async_res.first().context("apply_async gave no result")?;
+    let callback_pid = cb_rx
+        .recv_timeout(Duration::from_secs(5))
+        .context("the callback did not run")?;
+    ctx.say(
+        "async_get",
+        &[
+            ("result", &d.result),
+            ("worker", &d.pid),
+            ("task_ms", &fmt_ms(d.task_ms())),
+        ],
+    );
+    ctx.claim(
+        "callback_pid",
+        callback_pid,
+        &format!("== main ({me})"),
+        callback_pid == me,
+    );
+    ctx.pause(2000)?;
+
+    // --- map: many tasks, few processes.
+    ctx.step("map", &[("main", &me)])?;
+    ctx.say("map_intro", &[("tasks", &tasks), ("size", &size)]);
+    ctx.pause(1500)?;
+    let ns = vec![map_n; tasks];
+    let (job, r, started) = call(ctx, &mut pool, "map", &ns, None)?;
+    let results = r.get(bound)?;
+    returned(ctx, "map", job);
+    ctx.say(
+        "map_done",
+        &[
+            ("tasks", &results.len()),
+            ("ms", &fmt_ms(ms_since(started))),
+        ],
+    );
+    ctx.pause(1200)?;
+    let mut by_worker: BTreeMap<i32, Vec<&Done>> = BTreeMap::new();
+    for d in &results {
+        by_worker.entry(d.pid).or_default().push(d);
+    }
+    for (i, pid) in pool.pids.iter().enumerate() {
+        let ran = by_worker.get(&pid.as_raw()).cloned().unwrap_or_default();
+        let ids: Vec<String> = ran.iter().map(|d| d.id.to_string()).collect();
+        let nth = ran.iter().map(|d| d.nth).max().unwrap_or(0);
+        ctx.say(
+            "worker_tasks",
+            &[
+                ("name", &pool.names[i]),
+                ("pid", pid),
+                ("ids", &ids.join(", ")),
+                ("count", &ran.len()),
+                ("nth", &nth),
+            ],
+        );
+    }
+    let map_pids: BTreeSet<i32> = results.iter().map(|d| d.pid).collect();
+    ctx.say("reuse", &[("tasks", &tasks), ("distinct", &map_pids.len())]);
+    ctx.pause(2500)?;
+
+    // --- map_async: returns at once; one callback with every result.
+    ctx.step("map_async", &[("main", &me)])?;
+    ctx.say("map_async_intro", &[("tasks", &tasks)]);
+    ctx.pause(1200)?;
+    let cb_voice = voice.clone();
+    let cb_job = pool.next_job + 1;
+    let (cb_tx, cb_rx) = mpsc::channel::<i32>();
+    let callback: Callback = Box::new(move |results: &[Done]| {
+        let pid = nix::unistd::getpid().as_raw();
+        cb_voice.callback("map_async", cb_job, results);
+        cb_voice.say("callback_map", &[("count", &results.len()), ("pid", &pid)]);
+        let _ = cb_tx.send(pid);
+    });
+    let (job, mut r, started) = call(ctx, &mut pool, "map_async", &ns, Some(callback))?;
+    let async_ms = ms_since(started);
+    returned(ctx, "map_async", job);
+    let ready = r.ready();
+    ctx.say(
+        "map_async_returned",
+        &[("ms", &fmt_ms(async_ms)), ("ready", &py_bool(ready))],
+    );
+    let all = r.get(bound)?;
+    let map_cb_pid = cb_rx
+        .recv_timeout(Duration::from_secs(5))
+        .context("the map_async callback did not run")?;
+    ctx.say("map_async_wait", &[("count", &all.len())]);
+    ctx.claim(
+        "map_callback_pid",
+        map_cb_pid,
+        &format!("== main ({me})"),
+        map_cb_pid == me,
+    );
+    ctx.pause(2000)?;
+
+    // --- The speed-up: the same CPU-bound work in one process, then on the pool.
+    ctx.step("speedup", &[("main", &me)])?;
+    // As many tasks as --tasks, rounded up so that each worker that can run at the same
+    // time gets as many: no CPU sits idle at the end of the map.
+    let lanes = size.min(usable).max(1);
+    let timed_tasks = tasks.div_ceil(lanes) * lanes;
+    ctx.say(
+        "speedup_intro",
+        &[
+            ("tasks", &timed_tasks),
+            ("n", &timed_n),
+            ("size", &size),
+            ("rounds", &TIMED_ROUNDS),
+        ],
+    );
+    ctx.observe("timed_tasks", timed_tasks);
+    ctx.pause(1500)?;
+    let timed = vec![timed_n; timed_tasks];
+    let (mut serial_ms, mut serial_cpu_ms) = (f64::MAX, 0.0);
+    let (mut pool_ms, mut pool_cpu_ms) = (f64::MAX, 0.0);
+    let mut same = true;
+    let mut parallel = Vec::new();
+    for round in 1..=TIMED_ROUNDS {
+        let started = Instant::now();
+        let cpu0 = thread_cpu_ns();
+        let serial: Vec<u64> = timed.iter().map(|&n| work(n)).collect();
+        let s_cpu = thread_cpu_ns().saturating_sub(cpu0) as f64 / 1e6;
+        let s_ms = ms_since(started);
+        let (job, r, started) = call(ctx, &mut pool, "map", &timed, None)?;
+        let results = r.get(bound)?;
+        let p_ms = ms_since(started);
+        returned(ctx, "map", job);
+        same &= results.iter().map(|d| d.result).eq(serial.iter().copied());
+        // The CPU time the workers spent computing during this map.
+        let p_cpu = results.iter().map(|d| d.cpu_ns).sum::<u64>() as f64 / 1e6;
+        ctx.say(
+            "timed_round",
+            &[
+                ("round", &round),
+                ("serial", &fmt_ms(s_ms)),
+                ("pool", &fmt_ms(p_ms)),
+            ],
+        );
+        if s_ms < serial_ms {
+            (serial_ms, serial_cpu_ms) = (s_ms, s_cpu);
+        }
+        if p_ms < pool_ms {
+            (pool_ms, pool_cpu_ms) = (p_ms, p_cpu);
+        }
+        parallel.extend(results);
+        ctx.pause(600)?;
+    }
+    ctx.say(
+        "serial_done",
+        &[
+            ("ms", &fmt_ms(serial_ms)),
+            ("cpu_ms", &fmt_ms(serial_cpu_ms)),
+            ("pid", &me),
+        ],
+    );
+    // How many CPUs' worth of time the workers really got during their best map: the
+    // CPU time they spent computing, over its wall time.
+    let cpus_used = pool_cpu_ms / pool_ms.max(1e-3);
+    ctx.say(
+        "pool_done",
+        &[
+            ("ms", &fmt_ms(pool_ms)),
+            ("size", &size),
+            ("same", &py_bool(same)),
+            ("cpu_ms", &fmt_ms(pool_cpu_ms)),
+            ("used", &format!("{cpus_used:.2}")),
+        ],
+    );
+    let speedup = serial_ms / pool_ms.max(1e-3);
+    // What the same work cost in CPU time on the pool, against in the one process.
+    let cost = pool_cpu_ms / serial_cpu_ms.max(1e-3);
+    let ideal = lanes as f64;
+    ctx.pause(800)?;
+    ctx.say(
+        "speedup",
+        &[
+            ("speedup", &format!("{speedup:.2}")),
+            ("cpus", &usable),
+            ("ideal", &format!("{ideal:.1}")),
+            ("size", &size),
+        ],
+    );
+    ctx.observe("serial_ms", (serial_ms * 10.0).round() / 10.0);
+    ctx.observe("pool_ms", (pool_ms * 10.0).round() / 10.0);
+    ctx.observe("cpus_used", (cpus_used * 100.0).round() / 100.0);
+    ctx.claim("same_results", same, "== true", same);
+    let speedup_r = (speedup * 100.0).round() / 100.0;
+    if lanes < 2 {
+        ctx.say("speedup_none", &[("cpus", &usable), ("size", &size)]);
+        ctx.observe("speedup", speedup_r);
+    } else if speedup <= SPEEDUP_CLAIM && cpus_used < FREE_CPUS {
+        // Other programs held the CPUs: the premise of the claim (several free CPUs)
+        // did not hold in this run, so report the speed-up without claiming it.
+        ctx.say(
+            "speedup_contended",
+            &[("used", &format!("{cpus_used:.2}")), ("cpus", &usable)],
+        );
+        ctx.observe("speedup", speedup_r);
+    } else if speedup <= SPEEDUP_CLAIM && cost > MAX_COST {
+        // A CPU-millisecond in a worker did less work than in the one process: the CPUs
+        // slow each other down (hyperthreads of one core, or a busy virtual machine
+        // host), so the premise of the claim did not hold either.
+        ctx.say(
+            "speedup_shared_core",
+            &[("cost", &format!("{cost:.2}")), ("cpus", &usable)],
+        );
+        ctx.observe("speedup", speedup_r);
+    } else {
+        let held = speedup > SPEEDUP_CLAIM;
+        ctx.say(
+            if held {
+                "speedup_parallel"
+            } else {
+                "speedup_low"
+            },
+            &[],
+        );
+        ctx.claim(
+            "speedup",
+            speedup_r,
+            &format!("> {SPEEDUP_CLAIM} ({usable} CPUs, {size} workers)"),
+            held,
+        );
+    }
+    ctx.pause(2500)?;
+
+    // --- close, then join.
+    ctx.step("close_join", &[("main", &me)])?;
+    let early = pool.join(ctx, bound);
+    let early_error = match early {
+        Err(e) if e.is::<StillRunning>() => e.to_string(),
+        Err(e) => return Err(e),
+        Ok(()) => String::new(),
+    };
+    ctx.say("join_early", &[("error", &early_error)]);
+    ctx.claim(
+        "join_before_close_error",
+        early_error.as_str(),
+        "== \"ValueError: Pool is still running\"",
+        early_error == "ValueError: Pool is still running",
+    );
+    ctx.pause(2500)?;
+    ctx.say("close", &[]);
+    pool.close();
+    ctx.pause(1000)?;
+    pool.join(ctx, bound)?;
+    ctx.say("joined", &[("size", &size)]);
+
+    // --- What the run showed: the workers that ran tasks, from their own replies.
+    let all_pids: BTreeSet<i32> = apply_res
+        .iter()
+        .chain(&async_res)
+        .chain(&results)
+        .chain(&all)
+        .chain(&parallel)
+        .map(|d| d.pid)
+        .collect();
+    let ran = tasks.min(size);
+    let distinct = all_pids.len();
+    let pool_set: BTreeSet<i32> = pool.pids.iter().map(|p| p.as_raw()).collect();
+    let only_pool = all_pids.is_subset(&pool_set);
+    ctx.claim("only_pool_workers", only_pool, "== true", only_pool);
+    if ran == size {
+        ctx.claim(
+            "distinct_worker_pids",
+            distinct,
+            &format!("== pool_size ({size})"),
+            distinct == size,
+        );
+    } else {
+        ctx.claim(
+            "distinct_worker_pids",
+            distinct,
+            &format!("between {ran} and pool_size ({size})"),
+            (ran..=size).contains(&distinct),
+        );
+    }
+    ctx.pause(1500)?;
+    ctx.say("moral", &[]);
+    Ok(())
+}
