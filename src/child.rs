@@ -8,7 +8,7 @@
 
 use crate::event::{now_ns, Event, Kind, ObsValue};
 use crate::words::{Args, Lang, Words};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -57,7 +57,7 @@ impl ChildCtx {
     pub fn emit(&self, kind: Kind) -> Result<()> {
         self.up
             .send(Up::Event(Event::now(self.pid, kind)))
-            .map_err(|e| anyhow!("sending an event to the parent: {e:?}"))
+            .map_err(|e| parent_gone("sending an event to the parent", e))
     }
 
     /// Narrate a line from my words.
@@ -83,21 +83,21 @@ impl ChildCtx {
                     fields: all,
                 },
             }))
-            .map_err(|e| anyhow!("sending an event to the parent: {e:?}"))
+            .map_err(|e| parent_gone("sending an event to the parent", e))
     }
 
     /// Answer the lesson.
     pub fn reply(&self, value: impl Into<ObsValue>) -> Result<()> {
         self.up
             .send(Up::Reply(value.into()))
-            .map_err(|e| anyhow!("replying to the parent: {e:?}"))
+            .map_err(|e| parent_gone("replying to the parent", e))
     }
 
     /// Wait for the parent's next command.
     pub fn recv(&self) -> Result<Down> {
         self.down
             .recv()
-            .map_err(|e| anyhow!("the parent went away: {e:?}"))
+            .map_err(|e| parent_gone("waiting for the parent's command", e))
     }
 
     /// A pacing pause, scaled by `--speed`.
@@ -136,6 +136,24 @@ pub struct ChildArgs {
     pub speed: f64,
 }
 
+/// The parent's end of the channel is gone: the parent gave up on this child (a failed
+/// lesson, an interrupt) and is about to kill it. Not worth a message of its own: the
+/// parent reports what went wrong.
+#[derive(Debug)]
+pub struct ParentGone;
+
+impl std::fmt::Display for ParentGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the parent went away")
+    }
+}
+
+impl std::error::Error for ParentGone {}
+
+fn parent_gone(doing: &str, e: impl std::fmt::Debug) -> anyhow::Error {
+    anyhow::Error::new(ParentGone).context(format!("{doing}: {e:?}"))
+}
+
 /// The entry of a re-executed child: connect, say hello, run the role.
 pub fn main(a: ChildArgs) -> Result<i32> {
     let def =
@@ -146,11 +164,11 @@ pub fn main(a: ChildArgs) -> Result<i32> {
     let args: serde_json::Value =
         serde_json::from_str(&a.args).context("child arguments are not JSON")?;
     let up = IpcSender::<Up>::connect(a.ipc.clone())
-        .with_context(|| format!("connecting to the parent at {}", a.ipc))?;
+        .map_err(|e| parent_gone(&format!("connecting to the parent at {}", a.ipc), e))?;
     let (down_tx, down) = ipc::channel::<Down>().context("creating the command channel")?;
     let pid = nix::unistd::getpid().as_raw();
     up.send(Up::Hello { pid, down: down_tx })
-        .map_err(|e| anyhow!("saying hello to the parent: {e:?}"))?;
+        .map_err(|e| parent_gone("saying hello to the parent", e))?;
     let mut ctx = ChildCtx {
         pid,
         name: a.name,

@@ -362,16 +362,20 @@ impl<'a> Ctx<'a> {
         self.spawned(pid.as_raw(), self.main_pid, name, How::Spawn);
 
         let (tx, rx) = mpsc::channel();
-        procs::thread("ipc-accept", move || {
+        if let Err(e) = procs::thread("ipc-accept", move || {
             let _ = tx.send(server.accept());
-        })?;
+        }) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = self.join(pid);
+            return Err(e);
+        }
         let deadline = Instant::now() + BOOTSTRAP_TIMEOUT;
         let failure = loop {
             match rx.recv_timeout(Duration::from_millis(20)) {
                 Ok(Ok((receiver, Up::Hello { down, .. }))) => {
                     let (reply_tx, replies) = mpsc::channel();
                     let sink = self.sink.clone();
-                    procs::thread(&format!("from-{name}"), move || {
+                    let reader = procs::thread(&format!("from-{name}"), move || {
                         while let Ok(msg) = receiver.recv() {
                             match msg {
                                 Up::Event(ev) => sink.emit(ev),
@@ -381,7 +385,12 @@ impl<'a> Ctx<'a> {
                                 Up::Hello { .. } | Up::Abort => {}
                             }
                         }
-                    })?;
+                    });
+                    if let Err(e) = reader {
+                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                        let _ = self.join(pid);
+                        return Err(e);
+                    }
                     return Ok(ChildProc {
                         pid,
                         name: name.to_string(),

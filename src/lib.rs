@@ -81,7 +81,9 @@ pub fn main() -> ExitCode {
             return match child::main(args) {
                 Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
                 Err(e) => {
-                    eprintln!("mp-demo child: error: {e:#}");
+                    if !e.chain().any(|c| c.is::<child::ParentGone>()) {
+                        eprintln!("mp-demo child: error: {e:#}");
+                    }
                     ExitCode::from(1)
                 }
             };
@@ -337,14 +339,17 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
                     break;
                 }
             }
-            match run_one(def, opts, g, lang, session.dir(), &narrator, &observer) {
+            let outcome = run_one(def, opts, g, lang, session.dir(), &narrator, &observer);
+            // Before anything else: a child left running (a lesson that failed half-way)
+            // would keep its reader thread, and with it the narrator, alive.
+            procs::kill_and_reap_all();
+            match outcome {
                 Ok(ok) => all_ok &= ok,
                 Err(e) => {
                     result = Err(e);
                     break;
                 }
             }
-            procs::kill_and_reap_all();
         }
         observer.stop();
         drop(observer);

@@ -280,38 +280,6 @@ fn every_claim_holds_on_a_busy_machine() {
     }
 }
 
-fn soak(rounds: usize) {
-    let fds_before = std::fs::read_dir("/proc/self/fd").unwrap().count();
-    let shm_before = std::fs::read_dir("/dev/shm").map_or(0, |d| d.count());
-    for round in 0..rounds {
-        let mut live = Live::start(&["--json", "--speed", "0", "tour"]);
-        let status = live.wait_exit(Duration::from_secs(60));
-        assert_eq!(status.code(), Some(0), "round {round}: {}", live.stderr());
-        live.assert_clean(Duration::from_secs(1));
-    }
-    assert_eq!(
-        std::fs::read_dir("/proc/self/fd").unwrap().count(),
-        fds_before
-    );
-    assert_eq!(
-        std::fs::read_dir("/dev/shm").map_or(0, |d| d.count()),
-        shm_before
-    );
-}
-
-/// The tour several times in a row: all pass, nothing accumulates.
-#[test]
-fn soak_the_tour_a_few_times() {
-    soak(3);
-}
-
-/// The full soak: `cargo test --test faults -- --ignored`.
-#[test]
-#[ignore]
-fn soak_the_tour_thirty_times() {
-    soak(30);
-}
-
 /// Run `mp-demo` as the unprivileged user `nobody` (the test must run as root), with
 /// `RLIMIT_NPROC` set to `nproc` tasks.
 fn as_nobody(args: &[&str], nproc: Option<u64>) -> Option<(Live, Instant)> {

@@ -338,17 +338,12 @@ impl Pool {
         for (w, child) in children.into_iter().enumerate() {
             let (ptx, prx) = mpsc::channel::<Option<String>>();
             let up = tx.clone();
-            let t = std::thread::Builder::new()
-                .name(format!("pool-{}", child.name))
-                .spawn(move || proxy(w, &child, &prx, &up))
-                .context("starting a pool proxy thread")?;
+            let name = format!("pool-{}", child.name);
+            let t = procs::thread(&name, move || proxy(w, &child, &prx, &up))?;
             proxies.push(ptx);
             proxy_threads.push(t);
         }
-        let handler = std::thread::Builder::new()
-            .name("pool-handler".into())
-            .spawn(move || handle(&rx, &proxies, proxy_threads))
-            .context("starting the pool's handler thread")?;
+        let handler = procs::thread("pool-handler", move || handle(&rx, &proxies, proxy_threads))?;
         Ok((
             Pool {
                 pids,
