@@ -90,6 +90,13 @@ pub fn judge(c: &Choice, observation: &str, claims: &[Claim]) -> Option<bool> {
     if let Some(other) = &c.same_as {
         ok &= find(other).is_some_and(|o| o == seen);
     }
+    let other = |name: &Option<String>| name.as_deref().map(|n| find(n).and_then(num));
+    if let Some(bound) = other(&c.greater_than) {
+        ok &= matches!((num(seen), bound), (Some(x), Some(b)) if x > b);
+    }
+    if let Some(bound) = other(&c.less_than) {
+        ok &= matches!((num(seen), bound), (Some(x), Some(b)) if x < b);
+    }
     Some(ok)
 }
 
@@ -122,6 +129,18 @@ mod tests {
         assert_eq!(judge(&choice("above = 1.0"), "sold", &claims), Some(true));
         assert_eq!(
             judge(&choice("same_as = \"tickets\""), "sold", &claims),
+            Some(false)
+        );
+        assert_eq!(
+            judge(&choice("greater_than = \"tickets\""), "sold", &claims),
+            Some(true)
+        );
+        assert_eq!(
+            judge(&choice("less_than = \"tickets\""), "sold", &claims),
+            Some(false)
+        );
+        assert_eq!(
+            judge(&choice("greater_than = \"nothing\""), "sold", &claims),
             Some(false)
         );
         assert_eq!(judge(&choice("value = true"), "z", &claims), Some(true));

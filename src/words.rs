@@ -76,7 +76,9 @@ pub struct Question {
 }
 
 /// One answer of a question, and the observations it predicts: an exact `value`, a
-/// number `above` or `below` a bound, or equal to another observation (`same_as`).
+/// number `above` or `below` a bound, equal to another observation (`same_as`), or a
+/// number greater or less than another observation (`greater_than`, `less_than`: the
+/// bound moves with the options, e.g. "more than the tickets").
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Choice {
@@ -86,6 +88,8 @@ pub struct Choice {
     pub above: Option<f64>,
     pub below: Option<f64>,
     pub same_as: Option<String>,
+    pub greater_than: Option<String>,
+    pub less_than: Option<String>,
 }
 
 /// The head of a lesson's words file.

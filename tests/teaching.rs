@@ -32,6 +32,71 @@ fn tour_json_is_one_stream_covering_every_lesson() {
     for e in &r.events {
         assert!(names.iter().any(|n| e["lesson"] == n.as_str()), "{e}");
     }
+    for name in &names {
+        quiz_is_answerable_from_the_run(name, &r);
+    }
+}
+
+/// Every lesson has a quiz (issue 6), and this run can judge it: the observation each
+/// question is about, and those its choices compare with, are in the run's stream, and
+/// exactly one choice is right about what the run observed.
+fn quiz_is_answerable_from_the_run(lesson: &str, r: &common::Run) {
+    let src = std::fs::read_to_string(format!("lessons/{lesson}.toml")).unwrap();
+    let words: toml::Value = toml::from_str(&src).unwrap();
+    let quiz = words
+        .get("quiz")
+        .and_then(|q| q.as_array())
+        .unwrap_or_else(|| panic!("{lesson}: no [[quiz]] question"));
+    assert!(!quiz.is_empty(), "{lesson}: no [[quiz]] question");
+    let observed = |name: &str| -> serde_json::Value {
+        r.events
+            .iter()
+            .find(|e| e["lesson"] == lesson && e["kind"] == "observation" && e["name"] == name)
+            .unwrap_or_else(|| panic!("{lesson}: the quiz asks about {name}, never observed"))
+            ["value"]
+            .clone()
+    };
+    for q in quiz {
+        let about = q["observation"].as_str().unwrap();
+        let seen = observed(about);
+        for lang in ["en", "zh"] {
+            assert!(
+                q["ask"][lang].is_str() && q["explain"][lang].is_str(),
+                "{lesson}: {q}"
+            );
+        }
+        let right = q["choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| {
+                let num = |v: &serde_json::Value| v.as_f64();
+                let mut ok = true;
+                if let Some(v) = c.get("value") {
+                    ok &= match v {
+                        toml::Value::Boolean(b) => seen == *b,
+                        toml::Value::Integer(i) => num(&seen) == Some(*i as f64),
+                        toml::Value::String(t) => seen == t.as_str(),
+                        other => panic!("{lesson}: a choice's value {other}"),
+                    };
+                }
+                if let Some(other) = c.get("same_as") {
+                    ok &= seen == observed(other.as_str().unwrap());
+                }
+                if let Some(other) = c.get("greater_than") {
+                    ok &= num(&seen) > num(&observed(other.as_str().unwrap()));
+                }
+                if let Some(other) = c.get("less_than") {
+                    ok &= num(&seen) < num(&observed(other.as_str().unwrap()));
+                }
+                ok
+            })
+            .count();
+        assert_eq!(
+            right, 1,
+            "{lesson}: {about} = {seen}: one choice must be right"
+        );
+    }
 }
 
 #[test]
