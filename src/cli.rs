@@ -15,7 +15,8 @@ pub enum ColorChoice {
     Never,
 }
 
-/// Options that apply to every subcommand.
+// Options that apply to every subcommand. (A plain comment: clap's derive would make a
+// doc comment here the program's `about`.)
 #[derive(Args, Clone, Debug)]
 pub struct Globals {
     /// JSON Lines on stdout: one event per line, nothing else there
@@ -129,6 +130,7 @@ fn lesson_command(def: &LessonDef) -> Command {
             Arg::new(o.name)
                 .long(o.name)
                 .value_name("N")
+                .help_heading("Lesson options")
                 .help(format!("{} ({}–{})", o.help, o.min, o.max))
                 .default_value(o.default.to_string())
                 .value_parser(value_parser!(u32).range(i64::from(o.min)..=i64::from(o.max))),
