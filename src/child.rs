@@ -70,6 +70,19 @@ impl ChildCtx {
         self.act_at(now_ns(), act, fields)
     }
 
+    /// A quantity of the lesson as this process sees it now: a bar in the live panel
+    /// (see `Ctx::gauge`).
+    pub fn gauge(&self, gauge: &str, value: i64, max: i64) -> Result<()> {
+        self.act(
+            "gauge",
+            &[
+                ("gauge", gauge.into()),
+                ("value", value.into()),
+                ("max", max.into()),
+            ],
+        )
+    }
+
     /// A lesson's own event stamped at `t_ns` (taken right where the call returned).
     pub fn act_at(&self, t_ns: u64, act: &str, fields: &[(&str, ObsValue)]) -> Result<()> {
         let mut all = vec![("name".to_string(), ObsValue::from(self.name.as_str()))];

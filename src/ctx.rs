@@ -206,6 +206,21 @@ impl<'a> Ctx<'a> {
     }
 
     /// A lesson's own event about `pid`, stamped at `t_ns`.
+    /// A quantity of the lesson (tasks done, items in the queue, free permits) as it now
+    /// stands: a bar in the live panel. `gauge` names it (`ui.gauge_<gauge>` labels it).
+    pub fn gauge(&self, gauge: &str, value: i64, max: i64) {
+        self.act_at(
+            self.main_pid,
+            now_ns(),
+            "gauge",
+            &[
+                ("gauge", gauge.into()),
+                ("value", value.into()),
+                ("max", max.into()),
+            ],
+        );
+    }
+
     pub fn act_at(&self, pid: i32, t_ns: u64, act: &str, fields: &[(&str, ObsValue)]) {
         let mut all = vec![("name".to_string(), ObsValue::from(self.name_of(pid)))];
         all.extend(fields.iter().map(|(k, v)| (k.to_string(), v.clone())));

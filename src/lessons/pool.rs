@@ -306,6 +306,29 @@ impl AsyncResult {
 #[error("ValueError: Pool is still running")]
 struct StillRunning;
 
+/// The pool's tasks done against tasks submitted, shown as a bar in the live panel.
+struct TasksGauge {
+    sink: Sink,
+    pid: i32,
+}
+
+impl TasksGauge {
+    fn show(&self, done: i64, of: i64) {
+        self.sink.emit(Event::now(
+            self.pid,
+            Kind::Act {
+                act: "gauge".into(),
+                fields: vec![
+                    ("name".into(), "main".into()),
+                    ("gauge".into(), "tasks".into()),
+                    ("value".into(), done.into()),
+                    ("max".into(), of.into()),
+                ],
+            },
+        ));
+    }
+}
+
 /// A pool of spawned workers.
 struct Pool {
     pids: Vec<Pid>,
@@ -343,7 +366,13 @@ impl Pool {
             proxies.push(ptx);
             proxy_threads.push(t);
         }
-        let handler = procs::thread("pool-handler", move || handle(&rx, &proxies, proxy_threads))?;
+        let gauge = TasksGauge {
+            sink: ctx.sink(),
+            pid: ctx.main_pid,
+        };
+        let handler = procs::thread("pool-handler", move || {
+            handle(&rx, &proxies, proxy_threads, &gauge)
+        })?;
         Ok((
             Pool {
                 pids,
@@ -442,7 +471,9 @@ fn handle(
     rx: &mpsc::Receiver<Msg>,
     proxies: &[mpsc::Sender<Option<String>>],
     proxy_threads: Vec<JoinHandle<()>>,
+    gauge: &TasksGauge,
 ) -> Result<()> {
+    let (mut submitted, mut finished) = (0_i64, 0_i64);
     let mut idle: VecDeque<usize> = (0..proxies.len()).collect();
     let mut queue: VecDeque<Task> = VecDeque::new();
     let mut jobs: HashMap<u32, Job> = HashMap::new();
@@ -477,6 +508,8 @@ fn handle(
                         deliver: results,
                     },
                 );
+                submitted += tasks.len() as i64;
+                gauge.show(finished, submitted);
                 queue.extend(tasks);
             }
             Ok(Msg::Result { worker, reply }) => {
@@ -493,6 +526,8 @@ fn handle(
                 if slot < j.results.len() && j.results[slot].is_none() {
                     j.results[slot] = Some(done.clone());
                     j.left -= 1;
+                    finished += 1;
+                    gauge.show(finished, submitted);
                 }
                 if j.left == 0 {
                     if let Some(mut j) = jobs.remove(&done.job) {

@@ -629,7 +629,8 @@ fn put_and_tell(c: &ChildCtx, q: &Queue, item: Option<&str>) -> Result<()> {
         t,
         "put",
         &[("item", py_item(item).into()), ("size", size.into())],
-    )
+    )?;
+    c.gauge("queue", size.into(), q.maxsize.into())
 }
 
 /// `get`, then its stamped event with the fill level.
@@ -643,6 +644,7 @@ fn get_and_tell(c: &ChildCtx, q: &Queue) -> Result<Got> {
             ("size", got.size.into()),
         ],
     )?;
+    c.gauge("queue", got.size.into(), q.maxsize.into())?;
     Ok(got)
 }
 

@@ -437,6 +437,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
                 ("waited", false.into()),
             ],
         )?;
+        c.gauge("permits", v, permits)?;
         c.say("enter", &[("value", &v), ("gauge", &gauge(v, permits))])?;
         t
     } else {
@@ -463,6 +464,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
                 ("waited", true.into()),
             ],
         )?;
+        c.gauge("permits", v, permits)?;
         c.say("woken", &[("value", &v), ("gauge", &gauge(v, permits))])?;
         t
     };
@@ -486,6 +488,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
         bail!("expected Go to post");
     }
     sem.post()?;
+    c.gauge("permits", sem.value(), permits)?;
     Ok(0)
 }
 

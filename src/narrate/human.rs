@@ -172,10 +172,14 @@ impl<W: Write + Send> Human<W> {
     }
 
     /// A gauge (`act = "gauge"`, fields `gauge`, `value`, `max`): a bar in the live
-    /// panel, or a small inline bar in plain output.
+    /// panel; nothing in plain output.
     fn gauge(&mut self, ev: &Event, fields: &[(String, ObsValue)]) -> io::Result<()> {
         let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let name = get("gauge").map(|v| v.to_string()).unwrap_or_default();
+        let name = match words::common().ui.get(&format!("gauge_{name}")) {
+            Some(line) => line.get(self.lang).to_string(),
+            None => name,
+        };
         let value = get("value").and_then(|v| v.as_i64()).unwrap_or(0).max(0) as u64;
         let max = get("max").and_then(|v| v.as_i64()).unwrap_or(0).max(1) as u64;
         if let Some(live) = &mut self.live {
@@ -193,17 +197,10 @@ impl<W: Write + Send> Human<W> {
             pb.set_position(value.min(max));
             return Ok(());
         }
-        let filled = (value.min(max) * 10 / max) as usize;
-        let bar = format!(
-            "▕{}{}▏ {value}/{max}",
-            "█".repeat(filled),
-            "░".repeat(10 - filled)
-        );
-        self.line(
-            ev.t_ns,
-            ev.pid,
-            &format!("{} {} {}", "•".dimmed(), name.bold(), bar.cyan()),
-        )
+        // Off the live panel the narration already says it (the acquire, the put, the
+        // task done): a line per change would only repeat it.
+        let _ = ev;
+        Ok(())
     }
 
     fn proc_of(&mut self, pid: i32) -> &Proc {

@@ -24,22 +24,20 @@ struct Lane {
 }
 
 /// The mark of a lesson's own event kind.
-fn mark_of(act: &str) -> char {
-    match act {
+fn mark_of(act: &str) -> Option<char> {
+    Some(match act {
         "acquire" => 'a',
         "release" => 'r',
-        "send" => '>',
-        "recv" => '<',
+        "send" | "write" => '>',
+        "recv" | "read" => '<',
         "put" => 'p',
         "get" => 'g',
         "task_start" => '[',
         "task_done" => ']',
-        "wait" => 'w',
-        "set" => '!',
-        "write" => 'w',
-        "read" => 'r',
+        // A wait shows as the sleep that follows; a gauge is a quantity, not a moment.
+        "wait" | "gauge" | "blocked" => return None,
         _ => '*',
-    }
+    })
 }
 
 /// Draw the timeline of one lesson from its events (`t0`..`t1`), at most `width` wide.
@@ -76,8 +74,10 @@ pub fn draw(events: &[Event], t0: u64, t1: u64, width: usize, lang: Lang) -> Vec
                 lanes[i].marks.push((ev.t_ns, 'x'));
             }
             Kind::Act { act, .. } => {
-                if let Some(i) = lanes.iter().position(|l| l.pid == ev.pid) {
-                    lanes[i].marks.push((ev.t_ns, mark_of(act)));
+                if let (Some(i), Some(mark)) =
+                    (lanes.iter().position(|l| l.pid == ev.pid), mark_of(act))
+                {
+                    lanes[i].marks.push((ev.t_ns, mark));
                 }
             }
             _ => {}

@@ -151,6 +151,15 @@ impl<W: Write + Send> Render for Trace<W> {
                 }
                 self.instant(pid, ts, "lesson_end", "lesson", json!({ "ok": ok }));
             }
+            Kind::Act { act, fields } if act == "gauge" => {
+                // A counter track: the quantity over time.
+                let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.to_json());
+                let name = get("gauge").and_then(|v| v.as_str().map(String::from));
+                self.events.push(json!({
+                    "ph": "C", "name": name.unwrap_or_default(), "pid": pid, "ts": ts,
+                    "args": { "value": get("value"), "max": get("max") },
+                }));
+            }
             Kind::Act { act, fields } => {
                 let args: serde_json::Map<String, Value> = fields
                     .iter()
