@@ -480,7 +480,10 @@ fn wchan_words(lang: Lang, wchan: &str) -> String {
         "wchan_wait"
     } else if wchan.contains("nanosleep") || wchan.contains("hrtimer") {
         "wchan_timer"
-    } else if wchan.contains("unix_stream") || wchan.contains("sock") || wchan.contains("recv") {
+    } else if ["unix_stream", "sock", "recv", "skb"]
+        .iter()
+        .any(|w| wchan.contains(w))
+    {
         "wchan_socket"
     } else if wchan.contains("lock")
         && (wchan.contains("flock") || wchan.contains("locks") || wchan.contains("file"))
@@ -688,12 +691,21 @@ impl<W: Write + Send> Human<W> {
                     Some(l) => l.get(lang).to_string(),
                     None => act.clone(),
                 };
-                let detail: Vec<String> = fields
-                    .iter()
-                    .filter(|(k, _)| k != "name")
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                let text = format!("{} {}", label.bold(), detail.join(" ").dimmed());
+                // "call: apply · job 1": a field named like the act is its value.
+                let mut head = label.bold().to_string();
+                let mut detail = Vec::new();
+                for (k, v) in fields.iter().filter(|(k, _)| k != "name") {
+                    if k == act {
+                        head = format!("{head}: {}", v.to_string().bold());
+                    } else {
+                        detail.push(format!("{k} {v}"));
+                    }
+                }
+                let text = if detail.is_empty() {
+                    head
+                } else {
+                    format!("{head} {}", format!("· {}", detail.join(" · ")).dimmed())
+                };
                 self.line(ev.t_ns, ev.pid, &format!("{} {}", "•".dimmed(), text))?;
             }
         }

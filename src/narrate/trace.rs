@@ -153,7 +153,12 @@ impl<W: Write + Send> Render for Trace<W> {
             }
             Kind::Act { act, fields } if act == "gauge" => {
                 // A counter track: the quantity over time.
-                let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.to_json());
+                let get = |k: &str| {
+                    fields
+                        .iter()
+                        .find(|(n, _)| n == k)
+                        .map(|(_, v)| v.to_json())
+                };
                 let name = get("gauge").and_then(|v| v.as_str().map(String::from));
                 self.events.push(json!({
                     "ph": "C", "name": name.unwrap_or_default(), "pid": pid, "ts": ts,
