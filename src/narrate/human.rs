@@ -371,26 +371,46 @@ impl<W: Write + Send> Human<W> {
 }
 
 /// Split `text` into lines of at most `room` columns (colour sequences take no room,
-/// Chinese characters take two and may break anywhere).
+/// Chinese characters take two and may break anywhere, but as Chinese typesetting wants:
+/// no line starts with a closing mark such as `，` `。` `）` and none ends with an opening
+/// one such as `（` `“`; the character before is carried down with it instead).
 pub fn wrap(text: &str, room: usize) -> Vec<String> {
+    const NO_START: &str = "，。、；：？！）》」』”’…%,.;:?!)]}";
+    const NO_END: &str = "（《「『“‘([{";
+    let starts_bad = |w: &str| w.chars().next().is_some_and(|c| NO_START.contains(c));
+    let ends_bad = |w: &str| w.chars().last().is_some_and(|c| NO_END.contains(c));
     let mut lines = Vec::new();
-    let mut cur = String::new();
+    let mut cur: Vec<String> = Vec::new();
     let mut cur_w = 0;
     for word in split_words(text) {
         let w = visible_width(&word);
         if cur_w + w > room && !cur.is_empty() {
-            lines.push(cur.trim_end().to_string());
-            cur.clear();
-            cur_w = 0;
-            if word == " " {
+            // Carry the tail down while the break would fall in a forbidden place,
+            // keeping at least one piece on the line.
+            let mut carried: Vec<String> = Vec::new();
+            let mut next = word.clone();
+            while cur.len() > 1 {
+                let last = cur.last().map(String::as_str).unwrap_or("");
+                if (starts_bad(&next) && last != " ") || ends_bad(last) {
+                    let piece = cur.pop().unwrap_or_default();
+                    next = piece.clone();
+                    carried.insert(0, piece);
+                } else {
+                    break;
+                }
+            }
+            lines.push(cur.concat().trim_end().to_string());
+            cur = carried;
+            cur_w = cur.iter().map(|p| visible_width(p)).sum();
+            if word == " " && cur.is_empty() {
                 continue;
             }
         }
-        cur.push_str(&word);
+        cur.push(word);
         cur_w += w;
     }
     if !cur.is_empty() || lines.is_empty() {
-        lines.push(cur.trim_end().to_string());
+        lines.push(cur.concat().trim_end().to_string());
     }
     lines
 }
@@ -660,7 +680,19 @@ impl<W: Write + Send> Human<W> {
                 }
                 if !refs.is_empty() {
                     let indent = " ".repeat(TIME_W + LABEL_W);
-                    writeln!(self.buf, "{indent}{}   {}", "│".dimmed(), refs.join("   "))?;
+                    let used = TIME_W + LABEL_W + 4;
+                    // One line if both fit, else one per reference, wrapped if need be.
+                    let joined = refs.join("   ");
+                    let fits = self
+                        .width
+                        .is_none_or(|w| visible_width(&joined) + used <= w);
+                    let refs = if fits { vec![joined] } else { refs };
+                    for r in refs {
+                        for (i, part) in self.wrap(&r, used + 2).into_iter().enumerate() {
+                            let pad = if i == 0 { "" } else { "  " };
+                            writeln!(self.buf, "{indent}{}   {pad}{part}", "│".dimmed())?;
+                        }
+                    }
                 }
             }
             Kind::Step { n, title, hint, .. } => {
@@ -668,7 +700,9 @@ impl<W: Write + Send> Human<W> {
                 self.rule(&head)?;
                 if let Some(hint) = hint {
                     let text = ui(lang, "try_this", &[("cmd", &hint.bright_white())]);
-                    writeln!(self.buf, "   {}", text.dimmed())?;
+                    for part in self.wrap(&text, 3) {
+                        writeln!(self.buf, "   {}", part.dimmed())?;
+                    }
                 }
             }
             Kind::Observation {
@@ -717,6 +751,27 @@ impl<W: Write + Send> Human<W> {
 mod tests {
     use super::*;
     use crate::event::How;
+
+    #[test]
+    fn wrapping_fits_and_keeps_chinese_punctuation_off_the_line_start() {
+        let text =
+            "它一个接一个地放入自己的数据项。每次调用都先拿走一个槽位（信号量减一），然后写入。";
+        for room in 20..40 {
+            let lines = wrap(text, room);
+            assert_eq!(lines.concat(), text, "nothing lost or added at {room}");
+            for (i, l) in lines.iter().enumerate() {
+                assert!(visible_width(l) <= room, "{l:?} fits {room}");
+                let first = l.chars().next().unwrap();
+                assert!(
+                    !"，。）".contains(first),
+                    "line {i} at {room} starts with {first}"
+                );
+                let last = l.chars().last().unwrap();
+                assert!(last != '（', "line {i} at {room} ends with （");
+            }
+        }
+        assert_eq!(wrap("a b c", 3), vec!["a b", "c"]);
+    }
 
     fn render(events: &[Event], lang: Lang) -> String {
         colored::control::set_override(false);
