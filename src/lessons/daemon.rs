@@ -250,7 +250,12 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
         match n.a {
             NOTE_FORKED => forked = Some(n),
             NOTE_HELLO => hello = Some(n),
-            _ => bail!("the second fork() failed in the first child (PID {first})"),
+            _ => {
+                return Err(procs::fork_error(
+                    &format!("the second fork() in the first child (PID {first})"),
+                    nix::errno::Errno::from_raw(n.b as i32),
+                ))
+            }
         }
     }
     let (forked, hello) = (
@@ -454,8 +459,8 @@ fn first_child(main: i32, note_fd: RawFd, go_fd: RawFd) -> i32 {
             unsafe { nix::libc::read(go_fd, byte.as_mut_ptr().cast(), 1) };
             0
         }
-        Err(_) => {
-            Note::send(note_fd, -1, 0);
+        Err(errno) => {
+            Note::send(note_fd, -1, errno as i64);
             3
         }
     }

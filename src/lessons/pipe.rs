@@ -735,7 +735,13 @@ fn start_program(
             Ok(Some(child))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(anyhow!("starting {name}: {e}")),
+        Err(e) => Err(match e.raw_os_error() {
+            Some(code) => procs::fork_error(
+                &format!("starting {name} (fork + exec)"),
+                nix::errno::Errno::from_raw(code),
+            ),
+            None => anyhow!("starting {name}: {e}"),
+        }),
     }
 }
 
