@@ -156,15 +156,19 @@ fn list(lang: Lang) -> String {
         .max()
         .unwrap_or(0);
     for def in lessons::LESSONS {
-        let summary = def
-            .words()
-            .ok()
-            .and_then(|w| w.meta)
-            .map(|m| m.summary.get(lang).to_string())
-            .unwrap_or_default();
+        let summary = summary(def, lang);
         out.push_str(&format!("  {:<width$}  {summary}\n", def.name.bold()));
     }
     out
+}
+
+/// A lesson's one-line summary in `lang`.
+fn summary(def: &lessons::LessonDef, lang: Lang) -> String {
+    def.words()
+        .ok()
+        .and_then(|w| w.meta)
+        .map(|m| m.summary.get(lang).to_string())
+        .unwrap_or_default()
 }
 
 /// `mp-demo --json list`: one object per lesson, with its options and their ranges, for
@@ -172,12 +176,7 @@ fn list(lang: Lang) -> String {
 fn list_json(lang: Lang) -> String {
     let mut out = String::new();
     for def in lessons::LESSONS {
-        let summary = def
-            .words()
-            .ok()
-            .and_then(|w| w.meta)
-            .map(|m| m.summary.get(lang).to_string())
-            .unwrap_or_default();
+        let summary = summary(def, lang);
         let options: Vec<serde_json::Value> = def
             .options
             .iter()

@@ -229,39 +229,3 @@ fn out_of_range_options_exit_2() {
         r.assert_code(2);
     }
 }
-
-/// Every line the lesson says exists in both languages, with every placeholder filled.
-fn words_complete(lesson: &str) {
-    for lang in ["en", "zh"] {
-        let r = common::run(&["--speed", "0", "--json", "--lang", lang, lesson]);
-        r.assert_code(0);
-        for e in r
-            .events
-            .iter()
-            .filter(|e| e["kind"] == "say" || e["kind"] == "step")
-        {
-            let text = e
-                .get("text")
-                .or(e.get("title"))
-                .and_then(Value::as_str)
-                .unwrap();
-            assert!(
-                !(text.starts_with('<') && text.ends_with('>')),
-                "missing key: {e}"
-            );
-            let unfilled = text
-                .split('{')
-                .skip(1)
-                .filter_map(|rest| rest.split_once('}'))
-                .any(|(name, _)| {
-                    !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-                });
-            assert!(!unfilled, "unfilled placeholder: {e}");
-        }
-    }
-}
-
-#[test]
-fn words_exist_in_both_languages() {
-    words_complete("pipe");
-}

@@ -180,27 +180,3 @@ fn out_of_range_options_exit_2() {
         common::run(&all).assert_code(2);
     }
 }
-
-#[test]
-fn words_exist_in_both_languages() {
-    for lang in ["en", "zh"] {
-        let r = common::run(&["--speed", "0", "--json", "--lang", lang, "shared"]);
-        r.assert_code(0);
-        for e in r
-            .events
-            .iter()
-            .filter(|e| e["kind"] == "say" || e["kind"] == "step")
-        {
-            let text = e
-                .get("text")
-                .or(e.get("title"))
-                .and_then(Value::as_str)
-                .unwrap();
-            assert!(
-                !(text.starts_with('<') && text.ends_with('>')),
-                "missing key: {e}"
-            );
-            assert!(!text.contains("{"), "unfilled placeholder: {e}");
-        }
-    }
-}

@@ -32,9 +32,19 @@ fn tour_json_is_one_stream_covering_every_lesson() {
     for e in &r.events {
         assert!(names.iter().any(|n| e["lesson"] == n.as_str()), "{e}");
     }
+    common::assert_words_complete(&r);
     for name in &names {
         quiz_is_answerable_from_the_run(name, &r);
     }
+}
+
+/// The whole tour in Chinese: every line exists and every placeholder is filled.
+#[test]
+fn tour_speaks_chinese_throughout() {
+    let r = common::run(&["--speed", "0", "--json", "--lang", "zh", "tour"]);
+    r.assert_code(0);
+    assert!(!r.of_kind("say").is_empty());
+    common::assert_words_complete(&r);
 }
 
 /// Every lesson has a quiz (issue 6), and this run can judge it: the observation each

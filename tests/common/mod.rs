@@ -388,3 +388,31 @@ pub fn lessons() -> Vec<(String, Vec<Value>)> {
         })
         .collect()
 }
+
+/// Every line the run said is a real line of words (no `<missing key>`), with every
+/// placeholder filled (no `{name}` left).
+pub fn assert_words_complete(r: &Run) {
+    for e in r
+        .events
+        .iter()
+        .filter(|e| e["kind"] == "say" || e["kind"] == "step")
+    {
+        let text = e
+            .get("text")
+            .or(e.get("title"))
+            .and_then(Value::as_str)
+            .unwrap();
+        assert!(
+            !(text.starts_with('<') && text.ends_with('>')),
+            "missing key: {e}"
+        );
+        let unfilled = text
+            .split('{')
+            .skip(1)
+            .filter_map(|rest| rest.split_once('}'))
+            .any(|(name, _)| {
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            });
+        assert!(!unfilled, "unfilled placeholder: {e}");
+    }
+}
