@@ -118,12 +118,7 @@ pub fn command() -> Command {
 }
 
 fn lesson_command(def: &LessonDef) -> Command {
-    let about = def
-        .words()
-        .ok()
-        .and_then(|w| w.meta)
-        .map(|m| m.summary.en)
-        .unwrap_or_default();
+    let about = def.summary(Lang::En);
     let mut cmd = Command::new(def.name).about(about);
     for o in def.options {
         cmd = cmd.arg(

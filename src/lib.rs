@@ -164,11 +164,7 @@ fn list(lang: Lang) -> String {
 
 /// A lesson's one-line summary in `lang`.
 fn summary(def: &lessons::LessonDef, lang: Lang) -> String {
-    def.words()
-        .ok()
-        .and_then(|w| w.meta)
-        .map(|m| m.summary.get(lang).to_string())
-        .unwrap_or_default()
+    def.summary(lang)
 }
 
 /// `mp-demo --json list`: one object per lesson, with its options and their ranges, for

@@ -60,6 +60,29 @@ impl LessonDef {
     pub fn words(&self) -> Result<Words> {
         Words::parse(self.name, self.words_src)
     }
+
+    /// The one-line summary in `lang`, read from the `[meta]` head of the words file
+    /// alone: every start builds the command line from every lesson's summary, and
+    /// parsing only the head keeps that cheap (the whole files are ~190 KB of TOML).
+    pub fn summary(&self, lang: crate::words::Lang) -> String {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            meta: HeadMeta,
+        }
+        #[derive(serde::Deserialize)]
+        struct HeadMeta {
+            summary: crate::words::Line,
+        }
+        let end = self
+            .words_src
+            .match_indices("\n[")
+            .map(|(i, _)| i + 1)
+            .find(|&i| !self.words_src[i..].starts_with("[meta"))
+            .unwrap_or(self.words_src.len());
+        toml::from_str::<Head>(&self.words_src[..end])
+            .map(|h| h.meta.summary.get(lang).to_string())
+            .unwrap_or_default()
+    }
 }
 
 /// Every lesson, in the order of the tour.
@@ -85,6 +108,16 @@ pub fn find(name: &str) -> Option<&'static LessonDef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_from_the_head_is_the_summary_of_the_whole_file() {
+        for def in LESSONS {
+            let meta = def.words().unwrap().meta.unwrap();
+            for lang in [crate::words::Lang::En, crate::words::Lang::Zh] {
+                assert_eq!(def.summary(lang), meta.summary.get(lang), "{}", def.name);
+            }
+        }
+    }
 
     #[test]
     fn every_words_file_parses_with_matching_placeholders() {
