@@ -61,26 +61,24 @@ impl LessonDef {
         Words::parse(self.name, self.words_src)
     }
 
-    /// The one-line summary in `lang`, read from the `[meta]` head of the words file
-    /// alone: every start builds the command line from every lesson's summary, and
-    /// parsing only the head keeps that cheap (the whole files are ~190 KB of TOML).
+    /// The one-line summary in `lang`, read from the `[meta.summary]` table of the words
+    /// file alone: every start builds the command line from every lesson's summary, and
+    /// parsing only that table keeps it cheap (the whole files are ~190 KB of TOML). A
+    /// test checks it against the summary of the whole file.
     pub fn summary(&self, lang: crate::words::Lang) -> String {
-        #[derive(serde::Deserialize)]
-        struct Head {
-            meta: HeadMeta,
-        }
-        #[derive(serde::Deserialize)]
-        struct HeadMeta {
-            summary: crate::words::Line,
-        }
-        let end = self
-            .words_src
-            .match_indices("\n[")
-            .map(|(i, _)| i + 1)
-            .find(|&i| !self.words_src[i..].starts_with("[meta"))
-            .unwrap_or(self.words_src.len());
-        toml::from_str::<Head>(&self.words_src[..end])
-            .map(|h| h.meta.summary.get(lang).to_string())
+        let src = self.words_src;
+        let Some(start) = src.find("\n[meta.summary]\n") else {
+            return self
+                .words()
+                .ok()
+                .and_then(|w| w.meta)
+                .map(|m| m.summary.get(lang).to_string())
+                .unwrap_or_default();
+        };
+        let body = &src[start + "\n[meta.summary]\n".len()..];
+        let end = body.find("\n[").map_or(body.len(), |i| i + 1);
+        toml::from_str::<crate::words::Line>(&body[..end])
+            .map(|line| line.get(lang).to_string())
             .unwrap_or_default()
     }
 }
