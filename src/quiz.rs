@@ -25,18 +25,43 @@ pub fn ask(
     if questions.is_empty() {
         return Ok(Some(answers));
     }
+    let width = crossterm::terminal::size()
+        .ok()
+        .map(|(w, _)| usize::from(w))
+        .filter(|&w| w > 0);
+    // `text` after `head`, wrapped to the terminal, continuation lines under the text.
+    let put = |out: &mut dyn Write, head: &str, text: &str, bold: bool| -> io::Result<()> {
+        let pad = crate::narrate::human::visible_width(head);
+        let lines = match width {
+            Some(w) => crate::narrate::human::wrap(text, w.saturating_sub(pad + 1).max(20)),
+            None => vec![text.to_string()],
+        };
+        for (i, line) in lines.iter().enumerate() {
+            let line = if bold {
+                line.bold().to_string()
+            } else {
+                line.clone()
+            };
+            if i == 0 {
+                writeln!(out, "{head}{line}")?;
+            } else {
+                writeln!(out, "{}{line}", " ".repeat(pad))?;
+            }
+        }
+        Ok(())
+    };
     writeln!(out)?;
-    writeln!(out, "{}", ui(lang, "quiz_intro", &[]).bold())?;
+    put(out, "", &ui(lang, "quiz_intro", &[]), true)?;
     for (qi, q) in questions.iter().enumerate() {
         writeln!(out)?;
-        writeln!(
-            out,
-            "  {} {}",
-            format!("{}.", qi + 1).bold(),
-            q.ask.get(lang).bold()
-        )?;
+        put(out, &format!("  {}. ", qi + 1), q.ask.get(lang), true)?;
         for (i, c) in q.choices.iter().enumerate() {
-            writeln!(out, "     {}) {}", i + 1, choice_text(c, lang))?;
+            put(
+                out,
+                &format!("     {}) ", i + 1),
+                choice_text(c, lang),
+                false,
+            )?;
         }
         write!(out, "  > ")?;
         out.flush()?;

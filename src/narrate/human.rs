@@ -416,7 +416,7 @@ pub fn wrap(text: &str, room: usize) -> Vec<String> {
 }
 
 /// The width of `s` on screen: ANSI colour sequences take no room.
-fn visible_width(s: &str) -> usize {
+pub fn visible_width(s: &str) -> usize {
     let mut w = 0;
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
@@ -549,12 +549,14 @@ impl<W: Write + Send> Human<W> {
         let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let text = |k: &str| get(k).map(|v| v.to_string()).unwrap_or_default();
         let lang = self.lang;
-        writeln!(self.buf, "  {}", text("question").bold())?;
-        writeln!(
-            self.buf,
-            "    {}",
-            ui(lang, "quiz_your_answer", &[("answer", &text("answer"))])
-        )?;
+        writeln!(self.buf)?;
+        for part in self.wrap(&text("question"), 2) {
+            writeln!(self.buf, "  {}", part.bold())?;
+        }
+        let yours = ui(lang, "quiz_your_answer", &[("answer", &text("answer"))]);
+        for part in self.wrap(&yours, 4) {
+            writeln!(self.buf, "    {part}")?;
+        }
         let name = text("observation");
         let verdict = match get("right") {
             Some(ObsValue::Bool(true)) => ui(
