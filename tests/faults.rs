@@ -288,6 +288,12 @@ fn as_nobody(args: &[&str], nproc: Option<u64>) -> Option<(Live, Instant)> {
         return None;
     }
     let live = Live::start_with(args, |c| {
+        // The run's TMPDIR must be writable by nobody before it starts (not after: it
+        // makes its private directory there at once).
+        use std::os::unix::fs::PermissionsExt;
+        if let Some((_, Some(dir))) = c.get_envs().find(|(k, _)| *k == "TMPDIR") {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
         // SAFETY: only setrlimit, setgroups, setgid and setuid run between fork and exec,
         // all async-signal-safe system calls.
         unsafe {
@@ -336,16 +342,10 @@ fn a_process_limit_gives_a_clear_error_and_leaves_nothing() {
     for (lesson, _) in common::lessons() {
         for extra in [5, 8] {
             let limit = tasks_of_nobody() + extra;
-            let tmp_mode = |live: &Live| {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(live.tmp.path(), std::fs::Permissions::from_mode(0o777))
-                    .unwrap();
-            };
             let Some((mut live, _)) = as_nobody(&["--json", "--speed", "0", &lesson], Some(limit))
             else {
                 return;
             };
-            tmp_mode(&live);
             let status = live.wait_exit(Duration::from_secs(20));
             let err = live.stderr();
             assert!(!err.contains("panicked"), "{lesson}: {err}");
@@ -369,8 +369,6 @@ fn an_unprivileged_user_runs_the_same_lessons() {
         let Some((mut live, _)) = as_nobody(&["--json", "--speed", "0", &lesson], None) else {
             return;
         };
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(live.tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let status = live.wait_exit(Duration::from_secs(20));
         assert_eq!(
             status.code(),
