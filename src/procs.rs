@@ -480,3 +480,13 @@ fn hard_exit(code: i32) -> ! {
     eprintln!("mp-demo: interrupted");
     std::process::exit(code)
 }
+
+/// `n` random bytes from the kernel as hex: unguessable names (semaphores).
+pub fn random_hex(n: usize) -> Result<String> {
+    use std::io::Read;
+    let mut bytes = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

@@ -186,13 +186,7 @@ struct SemNames(Vec<String>);
 impl SemNames {
     /// A fresh, unguessable name: `/mp-demo-<random>-<what>`.
     fn fresh(&self, what: &str) -> Result<String> {
-        use std::io::Read;
-        let mut bytes = [0u8; 6];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut bytes))
-            .context("reading /dev/urandom")?;
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        Ok(format!("/mp-demo-{hex}-{what}"))
+        Ok(format!("/mp-demo-{}-{what}", procs::random_hex(6)?))
     }
 
     /// Create a semaphore under a fresh name, and remember the name.

@@ -15,11 +15,10 @@ use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
 use crate::ctx::{reply_any, ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use nix::errno::Errno;
 use nix::libc;
 use std::ffi::CString;
-use std::io::Read;
 use std::time::Duration;
 
 pub static LESSON: LessonDef = LessonDef {
@@ -174,12 +173,7 @@ impl Drop for NamedSem {
 
 /// `/mp-demo-<16 random hex digits>`.
 fn random_name() -> Result<String> {
-    let mut bytes = [0u8; 8];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("reading /dev/urandom")?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("/mp-demo-{hex}"))
+    Ok(format!("/mp-demo-{}", crate::procs::random_hex(8)?))
 }
 
 /// The counter as rooms: `■` a free one (a unit of the counter), `□` one in use.
