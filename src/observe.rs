@@ -76,6 +76,8 @@ struct Watched {
     #[cfg(target_os = "linux")]
     proc: Option<procfs::process::Process>,
     last: Option<char>,
+    /// Where it last slept (`/proc/<pid>/wchan`), while its letter is `S` or `D`.
+    wchan: Option<String>,
 }
 
 impl Watched {
@@ -134,6 +136,7 @@ impl Observer {
             #[cfg(target_os = "linux")]
             proc: procfs::process::Process::new(pid).ok(),
             last: None,
+            wchan: None,
         };
         lock(&self.inner.watched).push(w);
     }
@@ -196,19 +199,37 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Every how many samples a sleeping process's wchan is read again: a process can go
+/// from one sleep to another between two samples (S, then S somewhere else), and the
+/// live view must not keep saying "reading a socket" of one now asleep in sem_wait.
+const WCHAN_EVERY: u32 = 10;
+
 fn run(inner: &Inner, sink: &Sink) {
+    let mut tick = 0_u32;
     while !inner.stop.load(Ordering::SeqCst) {
+        tick = tick.wrapping_add(1);
         let mut changes = Vec::new();
         {
             let mut watched = lock(&inner.watched);
             for w in watched.iter_mut() {
                 let now = w.sample();
+                let asleep = matches!(now, Some('S' | 'D'));
                 if now != w.last {
                     if let Some(to) = now {
                         // Stamped when sampled: a lesson woken by this change acts after it.
-                        changes.push((crate::event::now_ns(), w.pid, w.name.clone(), w.last, to));
+                        let t = crate::event::now_ns();
+                        w.wchan = asleep.then(|| wchan_of(w.pid)).flatten();
+                        changes.push((t, w.pid, w.name.clone(), w.last, to, w.wchan.clone()));
                     }
                     w.last = now;
+                } else if asleep && tick.is_multiple_of(WCHAN_EVERY) {
+                    let t = crate::event::now_ns();
+                    let wchan = wchan_of(w.pid);
+                    if wchan.is_some() && wchan != w.wchan {
+                        w.wchan = wchan;
+                        let to = now.unwrap_or('S');
+                        changes.push((t, w.pid, w.name.clone(), now, to, w.wchan.clone()));
+                    }
                 }
             }
             // A process that vanished without being reaped by the lesson (a daemon's
@@ -218,14 +239,13 @@ fn run(inner: &Inner, sink: &Sink) {
         if !changes.is_empty() {
             {
                 let mut seen = lock(&inner.seen);
-                for (_, pid, _, _, to) in &changes {
+                for (_, pid, _, _, to, _) in &changes {
                     seen.latest.insert(*pid, *to);
                     seen.history.entry(*pid).or_default().insert(*to);
                 }
             }
             inner.changed.notify_all();
-            for (t_ns, pid, name, from, to) in changes {
-                let waiting_in = matches!(to, 'S' | 'D').then(|| wchan_of(pid)).flatten();
+            for (t_ns, pid, name, from, to, waiting_in) in changes {
                 sink.emit(Event {
                     t_ns,
                     pid,

@@ -622,6 +622,11 @@ impl<W: Write + Send> Human<W> {
                     .map(|w| ui(lang, "waiting_in", &[("what", &wchan_words(lang, w))]))
                     .unwrap_or_default();
                 self.live_state(ev.pid, to, &waiting);
+                // Asleep somewhere else now (S → S): the live view says so; the lesson's
+                // own narration tells the story.
+                if from == to {
+                    return Ok(());
+                }
                 // The main process wakes and sleeps all the time (pacing, its own
                 // threads): in the narration, only say where it blocks on something
                 // that matters (waitpid, a pipe…). Everything stays in the timeline.
