@@ -217,7 +217,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.observe("permits", permits);
     ctx.observe("workers", workers);
 
-    ctx.step("rooms", &[])?;
+    // The step title names this run's k and n, not the letters.
+    ctx.step("rooms", &[("permits", &permits), ("workers", &workers)])?;
     ctx.say("intro", &[("permits", &permits), ("workers", &workers)]);
     ctx.pause(2000)?;
     let mut kids: Vec<ChildProc> = Vec::with_capacity(workers);
