@@ -340,12 +340,26 @@ impl<W: Write + Send> Human<W> {
                     .to_string(),
                 _ => String::new(),
             };
-            writeln!(
-                self.buf,
-                "  {mark} {:<name_w$}  {:<8} {expected}",
-                o.name,
-                value.bold()
-            )?;
+            // name, value and claim on one line when they fit; else the claim goes
+            // under the value, and a long value or claim wraps there.
+            let head = format!("  {mark} {:<name_w$}  ", o.name);
+            let pad = 2 + 2 + name_w + 2;
+            let one = format!("{head}{:<8} {expected}", value.bold());
+            if self.width.is_none_or(|w| visible_width(&one) <= w) {
+                writeln!(self.buf, "{}", one.trim_end())?;
+            } else {
+                for (i, part) in self.wrap(&value, pad).into_iter().enumerate() {
+                    let lead = if i == 0 {
+                        head.clone()
+                    } else {
+                        " ".repeat(pad)
+                    };
+                    writeln!(self.buf, "{lead}{}", part.bold())?;
+                }
+                for part in self.wrap(&expected, pad) {
+                    writeln!(self.buf, "{}{part}", " ".repeat(pad))?;
+                }
+            }
         }
         let verdict = if ok {
             ui(
@@ -739,7 +753,11 @@ impl<W: Write + Send> Human<W> {
                     if k == act {
                         head = format!("{head}: {}", v.to_string().bold());
                     } else {
-                        detail.push(format!("{k} {v}"));
+                        let field = match words::common().ui.get(&format!("field_{k}")) {
+                            Some(l) => l.get(lang).to_string(),
+                            None => k.clone(),
+                        };
+                        detail.push(format!("{field} {v}"));
                     }
                 }
                 let text = if detail.is_empty() {

@@ -92,6 +92,65 @@ impl Render for Tee {
     }
 }
 
+/// How long an event is held before it is rendered, so that one stamped earlier in
+/// another process (coming over a channel, a little later) is rendered before it: the
+/// narration reads in the order things happened, not the order the news arrived.
+const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Events waiting to be rendered, in stamp order (and arrival order among equal stamps).
+#[derive(Default)]
+struct Held {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64, HeldEvent)>>,
+    seq: u64,
+}
+
+/// An event in the heap, ordered by the key beside it only.
+struct HeldEvent(Event);
+
+impl PartialEq for HeldEvent {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for HeldEvent {}
+impl PartialOrd for HeldEvent {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for HeldEvent {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl Held {
+    fn push(&mut self, ev: Event) {
+        self.seq += 1;
+        self.heap
+            .push(std::cmp::Reverse((ev.t_ns, self.seq, HeldEvent(ev))));
+    }
+
+    /// Render, in stamp order, every event stamped at least `HOLD` before `now` (all of
+    /// them with `now == u64::MAX`).
+    fn release(
+        &mut self,
+        now: u64,
+        render: &mut dyn FnMut(&Event) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let hold = HOLD.as_nanos() as u64;
+        while let Some(std::cmp::Reverse((t, _, _))) = self.heap.peek() {
+            if now != u64::MAX && t.saturating_add(hold) > now {
+                break;
+            }
+            if let Some(std::cmp::Reverse((_, _, HeldEvent(ev)))) = self.heap.pop() {
+                render(&ev)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The renderer thread and the sink that feeds it.
 pub struct Narrator {
     sink: Sink,
@@ -109,9 +168,45 @@ impl Narrator {
             // Once the output is closed, keep draining so senders never block, but
             // write nothing more.
             let mut open = true;
-            for msg in rx {
+            let mut held = Held::default();
+            loop {
+                let msg = match rx.recv_timeout(HOLD / 2) {
+                    Ok(msg) => msg,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        let r = held.release(crate::event::now_ns(), &mut |ev| {
+                            if open {
+                                render.event(ev)
+                            } else {
+                                Ok(())
+                            }
+                        });
+                        if let Err(e) = r {
+                            if open && e.kind() == io::ErrorKind::BrokenPipe {
+                                crate::procs::request_stop(crate::procs::STOP_BROKEN_PIPE);
+                            }
+                            open = false;
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                };
+                // Everything held goes out before a pause, a flush, or once it is old
+                // enough that no earlier event can still be on its way.
+                let until = match &msg {
+                    Msg::Event(_) => crate::event::now_ns(),
+                    Msg::Pause(_) | Msg::Flush(_) => u64::MAX,
+                };
+                if let Msg::Event(ev) = &msg {
+                    held.push(ev.clone());
+                }
+                let released = held.release(until, &mut |ev| {
+                    if open {
+                        render.event(ev)
+                    } else {
+                        Ok(())
+                    }
+                });
                 let result = match msg {
-                    Msg::Event(ev) if open => render.event(&ev),
                     Msg::Event(_) => Ok(()),
                     Msg::Pause(ack) => {
                         let go = if !open {
@@ -137,13 +232,20 @@ impl Narrator {
                         r
                     }
                 };
-                if let Err(e) = result {
+                if let Err(e) = released.and(result) {
                     if open && e.kind() == io::ErrorKind::BrokenPipe {
                         crate::procs::request_stop(crate::procs::STOP_BROKEN_PIPE);
                     }
                     open = false;
                 }
             }
+            let _ = held.release(u64::MAX, &mut |ev| {
+                if open {
+                    render.event(ev)
+                } else {
+                    Ok(())
+                }
+            });
             if open {
                 let _ = render.finish();
             }
@@ -165,5 +267,45 @@ impl Narrator {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Kind;
+
+    fn ev(t_ns: u64, pid: i32) -> Event {
+        Event {
+            t_ns,
+            pid,
+            kind: Kind::LessonEnd {
+                ok: true,
+                elapsed_ms: 0.0,
+            },
+        }
+    }
+
+    #[test]
+    fn held_events_come_out_in_stamp_order_once_old_enough() {
+        let mut held = Held::default();
+        let hold = HOLD.as_nanos() as u64;
+        // Arrival order 2, 1, 3 (1 came late over a channel); 3 is too recent yet.
+        held.push(ev(2_000, 2));
+        held.push(ev(1_000, 1));
+        held.push(ev(1_000 + hold + 500, 3));
+        let mut out = Vec::new();
+        held.release(2_000 + hold, &mut |e| {
+            out.push(e.pid);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(out, vec![1, 2]);
+        held.release(u64::MAX, &mut |e| {
+            out.push(e.pid);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(out, vec![1, 2, 3]);
     }
 }

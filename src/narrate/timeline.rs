@@ -32,8 +32,8 @@ fn mark_of(act: &str) -> Option<char> {
         "recv" | "read" => '<',
         "put" => 'p',
         "get" => 'g',
-        "task_start" => '[',
-        "task_done" => ']',
+        "task_start" | "job_start" => '[',
+        "task_done" | "job_done" => ']',
         // A wait shows as the sleep that follows; a gauge is a quantity, not a moment.
         "wait" | "gauge" | "blocked" => return None,
         _ => '*',
@@ -152,6 +152,7 @@ pub fn draw(events: &[Event], t0: u64, t1: u64, width: usize, lang: Lang) -> Vec
     );
     out.push(ui(lang, "timeline_legend", &[]).dimmed().to_string());
     out.push(ui(lang, "timeline_marks", &[]).dimmed().to_string());
+    out.push(ui(lang, "timeline_marks2", &[]).dimmed().to_string());
     out
 }
 
