@@ -39,9 +39,10 @@ const CHUNK_NS: u64 = 5_000_000;
 /// A jump of a process's wall clock longer than this, between two looks a few
 /// microseconds of computation apart, means it was taken off the CPU.
 const GAP_NS: u64 = 100_000;
-/// The bars: columns of this many nanoseconds, this many columns.
-const BAR_COL_NS: u64 = 250_000;
-const BAR_COLS: u64 = 60;
+/// The bars: columns of this many nanoseconds, this many columns (15 ms in all; 42
+/// characters with the edges, so a bar fits beside the gutter in 80 columns).
+const BAR_COL_NS: u64 = 375_000;
+const BAR_COLS: u64 = 40;
 /// How long anything here may take before it is an error; far more than it needs.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
