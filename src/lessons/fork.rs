@@ -91,13 +91,15 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     );
     ctx.pause(2500)?;
 
-    ctx.step("zombie", &[("pid", &child)])?;
     nix::unistd::write(&go_w, b"g").context("write() to the child's pipe")?;
     ctx.say("go", &[("pid", &child)]);
     if let Some(bye) = Note::recv(&note_r, STATE_TIMEOUT)? {
         ctx.say_for(bye.pid, bye.t_ns, "child_exit", &[]);
     }
     let zombie = ctx.wait_state(child, &['Z'], STATE_TIMEOUT)? == Some('Z');
+    // The step (and its --step pause) comes once the child is a zombie, so the suggested
+    // `ps` shows Z <defunct>, not the S of a child that has not exited yet.
+    ctx.step("zombie", &[("pid", &child)])?;
     if zombie {
         ctx.say("zombie", &[("pid", &child)]);
     } else {

@@ -138,8 +138,13 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     while !waiting.is_empty() {
         let (i, read) = reply_any(&waiting, TIMEOUT)?;
         let holder = waiting.remove(i);
+        // "0 still waiting" reads like a glitch: the last holder gets its own line.
         ctx.say(
-            "holds",
+            if waiting.is_empty() {
+                "holds_last"
+            } else {
+                "holds"
+            },
             &[
                 ("name", &holder.name),
                 ("pid", &holder.pid),
