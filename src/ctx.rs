@@ -366,6 +366,11 @@ impl<'a> Ctx<'a> {
             .stdout(std::process::Stdio::null());
         procs::die_with_parent(&mut cmd);
         let child = cmd.spawn().map_err(|e| match e.raw_os_error() {
+            Some(code) if code == nix::libc::ENOENT => anyhow!(
+                "spawning a child (fork + exec of {}) failed: ENOENT: this program's file is \
+                 gone (rebuilt or removed while the run went on); run it again",
+                cmd.get_program().to_string_lossy()
+            ),
             Some(code) => procs::fork_error(
                 "spawning a child (fork + exec)",
                 nix::errno::Errno::from_raw(code),

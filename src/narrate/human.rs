@@ -334,7 +334,13 @@ impl<W: Write + Send> Human<W> {
                 Some(false) => "✗".red().bold().to_string(),
                 None => " ".to_string(),
             };
+            // A claim that held and only restates the value (`== "…"`) says nothing more.
+            let restates = |e: &str| {
+                let v = value.trim_matches('"');
+                e == format!("== {v}") || e == format!("== \"{v}\"")
+            };
             let expected = match (&o.expected, o.holds) {
+                (Some(e), Some(true)) if value.width() > 12 && restates(e) => String::new(),
                 (Some(e), Some(_)) => ui(self.lang, "expected", &[("what", e)])
                     .dimmed()
                     .to_string(),
@@ -685,19 +691,17 @@ impl<W: Write + Send> Human<W> {
             } => {
                 self.line(ev.t_ns, ev.pid, text)?;
                 let mut refs = Vec::new();
+                // "Python: x" but "Python：x": a full-width colon carries its own space.
+                let labelled = |key: &str, text: &str| {
+                    let label = ui(lang, key, &[]);
+                    let gap = if label.ends_with('：') { "" } else { " " };
+                    format!("{}{gap}{}", label.dimmed(), text.bright_white())
+                };
                 if let Some(py) = python {
-                    refs.push(format!(
-                        "{} {}",
-                        ui(lang, "python_label", &[]).dimmed(),
-                        py.bright_white()
-                    ));
+                    refs.push(labelled("python_label", py));
                 }
                 if let Some(sys) = syscall {
-                    refs.push(format!(
-                        "{} {}",
-                        ui(lang, "syscall_label", &[]).dimmed(),
-                        sys.bright_white()
-                    ));
+                    refs.push(labelled("syscall_label", sys));
                 }
                 if !refs.is_empty() {
                     let indent = " ".repeat(TIME_W + LABEL_W);
@@ -753,11 +757,16 @@ impl<W: Write + Send> Human<W> {
                     if k == act {
                         head = format!("{head}: {}", v.to_string().bold());
                     } else {
-                        let field = match words::common().ui.get(&format!("field_{k}")) {
-                            Some(l) => l.get(lang).to_string(),
-                            None => k.clone(),
+                        // `ms`, `cpu_ms`: the unit goes after the number.
+                        let (key, unit) = match k.strip_suffix("ms") {
+                            Some(stem) => (stem.trim_end_matches('_'), " ms"),
+                            None => (k.as_str(), ""),
                         };
-                        detail.push(format!("{field} {v}"));
+                        let field = match words::common().ui.get(&format!("field_{key}")) {
+                            Some(l) => l.get(lang).to_string(),
+                            None => key.to_string(),
+                        };
+                        detail.push(format!("{field} {v}{unit}").trim().to_string());
                     }
                 }
                 let text = if detail.is_empty() {

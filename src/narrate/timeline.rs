@@ -40,6 +40,18 @@ fn mark_of(act: &str) -> Option<char> {
     })
 }
 
+/// Which mark stays when two fall in one cell.
+fn priority(mark: char) -> u8 {
+    match mark {
+        'x' => 5,
+        'a' | 'r' => 4,
+        '[' | ']' => 3,
+        'p' | 'g' => 2,
+        '>' | '<' => 1,
+        _ => 0,
+    }
+}
+
 /// Draw the timeline of one lesson from its events (`t0`..`t1`), at most `width` wide.
 pub fn draw(events: &[Event], t0: u64, t1: u64, width: usize, lang: Lang) -> Vec<String> {
     let mut lanes: Vec<Lane> = Vec::new();
@@ -111,12 +123,23 @@ pub fn draw(events: &[Event], t0: u64, t1: u64, width: usize, lang: Lang) -> Vec
             let b = t0 + (span * (c + 1) as f64 / cells as f64) as u64;
             row.push(cell(l, a, b));
         }
+        let mut placed: Vec<Option<char>> = vec![None; cells];
         for &(t, m) in &l.marks {
             let mut c = cell_of(t);
             // The reap comes right after the zombie: never hide the zombie under it.
             if m == 'x' && row[c].contains('z') && c + 1 < cells {
                 c += 1;
             }
+            // Two marks in one cell: the later one takes the next cell if it is free;
+            // else the one that matters more stays (an acquire over the read it made).
+            if let Some(there) = placed[c] {
+                if c + 1 < cells && placed[c + 1].is_none() {
+                    c += 1;
+                } else if priority(there) > priority(m) {
+                    continue;
+                }
+            }
+            placed[c] = Some(m);
             row[c] = m.to_string().bright_white().bold().to_string();
         }
         let mut label = format!("{} {}", l.name, l.pid);
