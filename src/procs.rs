@@ -490,3 +490,13 @@ pub fn random_hex(n: usize) -> Result<String> {
         .context("reading /dev/urandom")?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
+
+/// The janitor's pid (see [`Session::start`]), if one runs: a lesson that draws the
+/// process tree read from `/proc` finds it among the main process's children and must
+/// name it for what it is.
+pub fn janitor_pid() -> Option<i32> {
+    match JANITOR.load(Ordering::SeqCst) {
+        0 => None,
+        pid => Some(pid),
+    }
+}

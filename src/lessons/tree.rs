@@ -1,0 +1,729 @@
+//! Lesson `tree`: the process tree and process groups.
+//!
+//! The main process forks two children; each forks a child of its own. The children put
+//! themselves in a process group of their own (`setpgid`, from both sides, as a shell does
+//! for a pipeline), which the grandchildren inherit; the main process stays in its own
+//! group. The tree is then read back from the kernel (`/proc/<pid>/stat`: ppid, pgrp,
+//! session, state) and drawn like `ps --forest`, with the main process's ancestors up to
+//! PID 1.
+//!
+//! Then Ctrl-C, done by hand: one grandchild first moves to a group of its own, and
+//! `killpg(group, SIGINT)` ends every member of the children's group at once (exitcode
+//! -2), but neither the main process nor the grandchild that left. The survivor is
+//! re-parented to the main process (a child subreaper) and ended with a signal to its own
+//! group.
+//!
+//! All four processes are bare forks of this multi-threaded program: they only make
+//! async-signal-safe calls (setpgid, getpgrp, getpid, getppid, fork, pipe, poll, read,
+//! close, prctl, nanosleep, pause, write, _exit). None outlives the run: the children and
+//! the first grandchild die with their parent (`PR_SET_PDEATHSIG`); the grandchild that
+//! must survive its parent instead watches a pipe only its parent holds, and once its
+//! parent is gone it either finds the main process as its new parent (and then dies with
+//! it) or exits.
+
+use super::{LessonDef, Opts};
+use crate::ctx::Ctx;
+use crate::event::{How, ObsValue};
+use crate::procs::{self, Note};
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+pub static LESSON: LessonDef = LessonDef {
+    name: "tree",
+    words_src: include_str!("../../lessons/tree.toml"),
+    options: &[],
+    run,
+    roles: &[],
+};
+
+/// How long a process gets to report or to reach a state; far more than it needs.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the notes of the lesson's processes say (`Note::a`); `b` is the number after it.
+/// `b` = the process group the writer is in after `setpgid`.
+const NOTE_HELLO: i64 = 1;
+/// `b` = the pid `fork()` returned.
+const NOTE_FORKED: i64 = 2;
+/// `b` = the new process group, after `setpgid(0, 0)`.
+const NOTE_MOVED: i64 = 3;
+/// The writer has a new parent (`Note::ppid`).
+const NOTE_REPARENTED: i64 = 4;
+/// A call failed: `b` = errno.
+const NOTE_FORK_FAILED: i64 = -1;
+const NOTE_SETPGID_FAILED: i64 = -2;
+
+/// The names of the four processes.
+const CHILDREN: [&str; 2] = ["child-1", "child-2"];
+const GRANDCHILDREN: [&str; 2] = ["gchild-1", "gchild-2"];
+
+fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
+    let me = ctx.main_pid;
+    let mine = stat_of(me).context("reading /proc/self/stat")?;
+    ctx.step("build", &[("main", &me)])?;
+    ctx.say(
+        "intro",
+        &[("pid", &me), ("pgid", &mine.pgid), ("sid", &mine.sid)],
+    );
+    ctx.pause(2500)?;
+
+    let tree = build(ctx)?;
+    let group = tree.children[0];
+    ctx.pause(2500)?;
+
+    // Everyone sits in pause() (state S) before the tree is read and the step shown.
+    for &pid in tree.children.iter().chain(&tree.grandchildren) {
+        ctx.wait_state(pid, &['S'], TIMEOUT)?;
+    }
+    ctx.step("read", &[("main", &me), ("sid", &mine.sid)])?;
+    read_tree(ctx, &tree)?;
+    ctx.pause(4000)?;
+
+    ctx.step("groups", &[])?;
+    ctx.say("groups_intro", &[("group", &group), ("mine", &mine.pgid)]);
+    ctx.pause(4000)?;
+    let survivor = tree.grandchildren[1];
+    ctx.say("ask_move", &[("pid", &survivor)]);
+    nix::unistd::write(&tree.move_w, b"m").context("write() to gchild-2's pipe")?;
+    let moved = tree.note(&[NOTE_MOVED], "gchild-2's setpgid(0, 0)")?;
+    ctx.act_at(
+        moved.pid,
+        moved.t_ns,
+        "setpgid",
+        &[("pgid", ObsValue::Int(moved.b))],
+    );
+    ctx.say_for(moved.pid, moved.t_ns, "moved", &[("pgid", &moved.b)]);
+    ctx.pause(2500)?;
+
+    let members: Vec<i32> = descendants(me)
+        .into_iter()
+        .filter(|&(pid, _)| stat_of(pid).is_some_and(|s| s.pgid == group.as_raw()))
+        .map(|(pid, _)| pid)
+        .collect();
+    let names = members
+        .iter()
+        .map(|&p| format!("{} {p}", ctx.name_of(p)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let survivor_pgid = stat_of(survivor.as_raw()).map_or(-1, |s| s.pgid);
+    ctx.say(
+        "members",
+        &[
+            ("group", &group),
+            ("n", &members.len()),
+            ("members", &names),
+            ("mine", &mine.pgid),
+            ("other", &survivor_pgid),
+        ],
+    );
+    ctx.pause(3000)?;
+
+    ctx.step("killpg", &[("group", &group), ("sid", &mine.sid)])?;
+    ctx.say("killpg", &[("group", &group), ("n", &members.len())]);
+    ctx.pause(1500)?;
+    ctx.act_at(
+        me,
+        crate::event::now_ns(),
+        "killpg",
+        &[
+            ("pgid", group.as_raw().into()),
+            ("signal", "SIGINT".into()),
+            ("members", members.len().into()),
+        ],
+    );
+    let sent = Instant::now();
+    killpg(group, Signal::SIGINT).context("killpg(SIGINT) of the children's group")?;
+    // The children first: once a child is reaped, its children have been handed to us
+    // (the subreaper), so we may wait for them too.
+    let mut order: Vec<i32> = members.clone();
+    order.sort_by_key(|p| !tree.children.iter().any(|c| c.as_raw() == *p));
+    let mut codes = Vec::new();
+    for &pid in &order {
+        codes.push(ctx.join(Pid::from_raw(pid))?);
+    }
+    let took_ms = sent.elapsed().as_secs_f64() * 1000.0;
+    let ended = codes.iter().filter(|&&c| c == -2).count();
+    ctx.say(
+        "all_ended",
+        &[
+            ("n", &ended),
+            ("ms", &format!("{took_ms:.1}")),
+            ("group", &group),
+        ],
+    );
+    let main_not_signalled = procs::stop_reason().is_none() && mine.pgid != group.as_raw();
+    ctx.claim(
+        "group_members",
+        members.len(),
+        "== 3 (child-1, child-2, gchild-1)",
+        members.len() == 3,
+    );
+    ctx.claim(
+        "ended_by_group_signal",
+        ended,
+        &format!("== group_members ({}), each exitcode -2", members.len()),
+        ended == members.len() && codes.len() == members.len(),
+    );
+    ctx.claim(
+        "main_not_signalled",
+        main_not_signalled,
+        "== true",
+        main_not_signalled,
+    );
+    ctx.pause(2500)?;
+
+    // The survivor lost its parent (child-2) and was handed to us.
+    let n = tree.note(&[NOTE_REPARENTED], "gchild-2 after its parent's end")?;
+    let alive = matches!(crate::observe::state_of(survivor.as_raw()), Some(s) if s != 'Z');
+    ctx.act_at(
+        n.pid,
+        n.t_ns,
+        "reparent",
+        &[
+            ("from", tree.children[1].as_raw().into()),
+            ("to", n.ppid.into()),
+        ],
+    );
+    ctx.say_for(
+        n.pid,
+        n.t_ns,
+        "survived",
+        &[
+            ("group", &group),
+            ("pgid", &survivor_pgid),
+            ("ppid", &n.ppid),
+            ("parent", &tree.children[1]),
+        ],
+    );
+    let survived = alive && survivor_pgid == survivor.as_raw();
+    ctx.claim("other_group_survived", survived, "== true", survived);
+    ctx.pause(3000)?;
+
+    ctx.step("end", &[("pid", &survivor)])?;
+    ctx.say("end_survivor", &[("pgid", &survivor_pgid)]);
+    ctx.act_at(
+        me,
+        crate::event::now_ns(),
+        "killpg",
+        &[
+            ("pgid", survivor_pgid.into()),
+            ("signal", "SIGINT".into()),
+            ("members", 1.into()),
+        ],
+    );
+    killpg(Pid::from_raw(survivor_pgid), Signal::SIGINT)
+        .context("killpg(SIGINT) of gchild-2's group")?;
+    let code = ctx.join(survivor)?;
+    ctx.say("survivor_ended", &[("code", &code)]);
+    ctx.observe("survivor_exitcode", code);
+    ctx.pause(2500)?;
+
+    ctx.step("windows", &[])?;
+    ctx.say("windows", &[]);
+    Ok(())
+}
+
+/// The processes the lesson made, and the pipes it talks to them through.
+struct Tree {
+    children: [Pid; 2],
+    grandchildren: [Pid; 2],
+    /// Notes from all four.
+    note_r: OwnedFd,
+    /// One byte here asks gchild-2 to move to a group of its own.
+    move_w: OwnedFd,
+}
+
+impl Tree {
+    /// The next note, which must be one of `kinds` (a failure's note becomes its error).
+    /// Waits in short slices, so that a stop of the run (Ctrl-C) ends the wait at once:
+    /// the survivor holds its copy of the pipe until the very end.
+    fn note(&self, kinds: &[i64], what: &str) -> Result<Note> {
+        let deadline = Instant::now() + TIMEOUT;
+        let n = loop {
+            if procs::stop_reason().is_some() {
+                return Err(crate::ctx::Stopped.into());
+            }
+            // A note is written with one write(2) of less than PIPE_BUF bytes: once the
+            // pipe is readable, the whole note is there.
+            if let Some(n) = Note::recv(&self.note_r, Duration::from_millis(20))? {
+                break n;
+            }
+            if Instant::now() > deadline {
+                bail!("no word from {what}");
+            }
+            std::thread::sleep(Duration::from_millis(1)); // end of file: do not spin
+        };
+        check_note(&n)?;
+        if !kinds.contains(&n.a) {
+            bail!(
+                "unexpected note {} from PID {} while waiting for {what}",
+                n.a,
+                n.pid
+            );
+        }
+        Ok(n)
+    }
+}
+
+/// A note that reports a failure, as an error.
+fn check_note(n: &Note) -> Result<()> {
+    let errno = nix::errno::Errno::from_raw(n.b as i32);
+    match n.a {
+        NOTE_FORK_FAILED => Err(procs::fork_error(
+            &format!("fork() in PID {}", n.pid),
+            errno,
+        )),
+        NOTE_SETPGID_FAILED => bail!("setpgid() in PID {} failed: {errno}", n.pid),
+        _ => Ok(()),
+    }
+}
+
+/// Fork the two children (each forks a grandchild), narrate what each did, with its own
+/// stamp, in the order it happened.
+fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
+    let (note_r, note_w) = procs::pipe()?;
+    let (move_r, move_w) = procs::pipe()?;
+    let (note_fd, move_fd) = (note_w.as_raw_fd(), move_r.as_raw_fd());
+    let main = ctx.main_pid;
+
+    // SAFETY: `child` only makes async-signal-safe calls (setpgid, getpgrp, getpid,
+    // fork, pipe, close, pause, and Note::send's clock_gettime/getpid/getppid/write), and
+    // so does the grandchild it forks (see `grandchild`); nothing allocates.
+    let c1 = unsafe { ctx.fork(CHILDREN[0], move || child(0, main, note_fd, None)) }?;
+    // As a shell does: the parent calls setpgid too, so that the group exists before
+    // anything else happens, whichever of the two runs first. The child's own call is the
+    // one that counts; if it fails, its note says why (so the parent's error is ignored).
+    let _ = nix::unistd::setpgid(c1, c1);
+    let group = c1.as_raw();
+    // SAFETY: as above.
+    let c2 = unsafe {
+        ctx.fork(CHILDREN[1], move || {
+            child(group, main, note_fd, Some(move_fd))
+        })
+    }?;
+    let _ = nix::unistd::setpgid(c2, c1);
+    drop(note_w);
+    drop(move_r);
+    ctx.say(
+        "parent_setpgid",
+        &[("c1", &c1), ("c2", &c2), ("group", &group)],
+    );
+
+    // Six notes, in any order: each child's hello and fork, each grandchild's hello.
+    let children = [c1, c2];
+    let mut tree = Tree {
+        children,
+        grandchildren: [Pid::from_raw(0); 2],
+        note_r,
+        move_w,
+    };
+    let mut notes = Vec::new();
+    for _ in 0..6 {
+        notes.push(tree.note(&[NOTE_HELLO, NOTE_FORKED], "the new processes")?);
+    }
+    notes.sort_by_key(|n| n.t_ns);
+    let index = |pid: i32| children.iter().position(|c| c.as_raw() == pid);
+    for n in notes.iter().filter(|n| n.a == NOTE_FORKED) {
+        if let Some(i) = index(n.pid) {
+            tree.grandchildren[i] = Pid::from_raw(n.b as i32);
+        }
+    }
+    for (i, gc) in tree.grandchildren.iter().enumerate() {
+        if gc.as_raw() <= 0 {
+            bail!(
+                "{} (PID {}) did not report its fork",
+                CHILDREN[i],
+                tree.children[i]
+            );
+        }
+    }
+    // A grandchild started when its parent's fork() returned or it said hello, whichever
+    // was stamped first.
+    for (i, gc) in tree.grandchildren.iter().enumerate() {
+        let t = notes
+            .iter()
+            .filter(|n| n.pid == gc.as_raw() || (n.a == NOTE_FORKED && n.b == gc.as_raw() as i64))
+            .map(|n| n.t_ns)
+            .min()
+            .unwrap_or_else(crate::event::now_ns);
+        ctx.spawned_at(
+            t,
+            gc.as_raw(),
+            tree.children[i].as_raw(),
+            GRANDCHILDREN[i],
+            How::Fork,
+        );
+    }
+    for n in &notes {
+        match (n.a, index(n.pid)) {
+            (NOTE_HELLO, Some(i)) => {
+                ctx.act_at(n.pid, n.t_ns, "setpgid", &[("pgid", ObsValue::Int(n.b))]);
+                let key = if i == 0 { "c1_hello" } else { "c2_hello" };
+                ctx.say_for(
+                    n.pid,
+                    n.t_ns,
+                    key,
+                    &[("pid", &n.pid), ("ppid", &n.ppid), ("pgid", &n.b)],
+                );
+            }
+            (NOTE_FORKED, Some(_)) => {
+                ctx.say_for(n.pid, n.t_ns, "c_forked", &[("child", &n.b)]);
+            }
+            (NOTE_HELLO, None) => {
+                let parent = ctx.name_of(n.ppid);
+                ctx.say_for(
+                    n.pid,
+                    n.t_ns,
+                    "gc_hello",
+                    &[
+                        ("pid", &n.pid),
+                        ("ppid", &n.ppid),
+                        ("parent", &parent),
+                        ("pgid", &n.b),
+                    ],
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(tree)
+}
+
+/// Read the tree back from `/proc` and draw it; the claims about its shape.
+fn read_tree(ctx: &mut Ctx<'_>, tree: &Tree) -> Result<()> {
+    let me = ctx.main_pid;
+    let mine = stat_of(me).context("reading /proc/self/stat")?;
+    let sid = mine.sid;
+
+    // Up: the parent chain to PID 1.
+    let mut chain = vec![(me, mine.comm.clone())];
+    let mut ppid = mine.ppid;
+    while ppid > 0 && chain.len() < 64 {
+        match stat_of(ppid) {
+            Some(s) => {
+                chain.push((ppid, s.comm));
+                ppid = s.ppid;
+            }
+            None => {
+                chain.push((ppid, "?".into()));
+                break;
+            }
+        }
+    }
+    chain.reverse();
+    let drawn = chain
+        .iter()
+        .map(|(pid, comm)| format!("{comm}({pid})"))
+        .collect::<Vec<_>>()
+        .join(" → ");
+    let root = chain.first().map_or(0, |(pid, _)| *pid);
+    ctx.say("chain", &[("chain", &drawn), ("n", &(chain.len() - 1))]);
+    ctx.observe(
+        "ancestors",
+        chain
+            .iter()
+            .map(|(pid, _)| pid.to_string())
+            .collect::<Vec<_>>()
+            .join(" → "),
+    );
+    ctx.observe("root_pid", root);
+    ctx.pause(3000)?;
+
+    // Down: every descendant, depth first, as the kernel has them.
+    let below = descendants(me);
+    let janitor = procs::janitor_pid();
+    let mut rows = vec![(me, 0usize, true, mine)];
+    let mut lasts = Vec::new();
+    for (i, &(pid, depth)) in below.iter().enumerate() {
+        let last = !below[i + 1..]
+            .iter()
+            .take_while(|&&(_, d)| d >= depth)
+            .any(|&(_, d)| d == depth);
+        if let Some(s) = stat_of(pid) {
+            rows.push((pid, depth, last, s));
+        }
+    }
+    let width = rows
+        .iter()
+        .map(|(pid, _, _, s)| pid.to_string().len().max(s.ppid.to_string().len()))
+        .max()
+        .unwrap_or(5)
+        .max(4);
+    ctx.say(
+        "tree_header",
+        &[
+            ("pid", &format!("{:>width$}", "PID")),
+            ("ppid", &format!("{:>width$}", "PPID")),
+            ("pgid", &format!("{:>width$}", "PGID")),
+        ],
+    );
+    for (pid, depth, last, s) in &rows {
+        // The branch: for each level above, a bar if that level has more to come.
+        lasts.truncate(depth.saturating_sub(1));
+        let mut branch = String::new();
+        if *depth > 0 {
+            for &more in &lasts {
+                branch.push_str(if more { "│  " } else { "   " });
+            }
+            branch.push_str(if *last { "└─ " } else { "├─ " });
+            lasts.push(!*last);
+        }
+        let name = if Some(*pid) == janitor {
+            "janitor".to_string()
+        } else {
+            ctx.name_of(*pid)
+        };
+        ctx.say(
+            "tree_row",
+            &[
+                ("pid", &format!("{pid:>width$}")),
+                ("ppid", &format!("{:>width$}", s.ppid)),
+                ("pgid", &format!("{:>width$}", s.pgid)),
+                ("stat", &s.state),
+                ("branch", &branch),
+                ("name", &name),
+            ],
+        );
+    }
+    if let Some(j) = janitor.filter(|j| below.iter().any(|(p, _)| p == j)) {
+        ctx.say("janitor", &[("pid", &j)]);
+    }
+    let same_session = rows.iter().all(|(_, _, _, s)| s.sid == sid);
+    ctx.say(
+        if same_session { "session" } else { "sessions" },
+        &[("sid", &sid)],
+    );
+    ctx.pause(3000)?;
+
+    let tree_processes = below.iter().filter(|(p, _)| Some(*p) != janitor).count();
+    let ppids_ok = tree
+        .grandchildren
+        .iter()
+        .zip(&tree.children)
+        .all(|(gc, c)| stat_of(gc.as_raw()).is_some_and(|s| s.ppid == c.as_raw()));
+    let gc_ppids = tree
+        .grandchildren
+        .iter()
+        .map(|gc| stat_of(gc.as_raw()).map_or(-1, |s| s.ppid).to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    ctx.say(
+        "grandparents",
+        &[
+            ("gc1", &tree.grandchildren[0]),
+            ("c1", &tree.children[0]),
+            ("main", &me),
+        ],
+    );
+    ctx.claim(
+        "tree_processes",
+        tree_processes,
+        "== 4 (2 children, 2 grandchildren)",
+        tree_processes == 4,
+    );
+    ctx.claim(
+        "grandchild_ppid_is_child",
+        ppids_ok,
+        &format!("== true (ppid {gc_ppids})"),
+        ppids_ok,
+    );
+    Ok(())
+}
+
+/// Every descendant of `pid` with its depth (1 for a child), depth first, children in
+/// PID order: the kernel's tree, from `/proc/<pid>/task/*/children`.
+fn descendants(pid: i32) -> Vec<(i32, usize)> {
+    fn walk(pid: i32, depth: usize, out: &mut Vec<(i32, usize)>) {
+        if depth > 16 {
+            return;
+        }
+        for kid in procs::children_of(pid) {
+            out.push((kid, depth));
+            walk(kid, depth + 1, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(pid, 1, &mut out);
+    out
+}
+
+/// What `/proc/<pid>/stat` says about a process's place in the tree.
+struct Stat {
+    comm: String,
+    state: char,
+    ppid: i32,
+    pgid: i32,
+    sid: i32,
+}
+
+#[cfg(target_os = "linux")]
+fn stat_of(pid: i32) -> Option<Stat> {
+    let s = procfs::process::Process::new(pid).ok()?.stat().ok()?;
+    Some(Stat {
+        comm: s.comm,
+        state: s.state,
+        ppid: s.ppid,
+        pgid: s.pgrp,
+        sid: s.session,
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn stat_of(_pid: i32) -> Option<Stat> {
+    None
+}
+
+/// `PR_SET_PDEATHSIG(SIGKILL)`, then make sure the parent is still `parent` (if it died
+/// before the prctl, the signal will never come): exit if not. Async-signal-safe.
+fn die_with(parent: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    }
+    if nix::unistd::getppid().as_raw() != parent {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { nix::libc::_exit(1) };
+    }
+}
+
+/// A child: join process group `group` (0: a new one, named after itself), fork a
+/// grandchild, wait for a signal. `mover`: the pipe on which the grandchild will be asked
+/// to leave the group (only child-2's grandchild has one).
+fn child(group: i32, main: i32, note_fd: RawFd, mover: Option<RawFd>) -> i32 {
+    use nix::libc;
+    // SAFETY: setpgid(2) and getpgrp(2) are async-signal-safe.
+    if unsafe { libc::setpgid(0, group) } != 0 {
+        Note::send(
+            note_fd,
+            NOTE_SETPGID_FAILED,
+            nix::errno::Errno::last_raw() as i64,
+        );
+        return 2;
+    }
+    // SAFETY: as above.
+    Note::send(note_fd, NOTE_HELLO, i64::from(unsafe { libc::getpgrp() }));
+    let me = nix::unistd::getpid().as_raw();
+    // For the grandchild that will outlive this process: a pipe whose write end only this
+    // process holds, so the grandchild reads end of file the moment this process ends.
+    let mut alive: [libc::c_int; 2] = [-1, -1];
+    // SAFETY: pipe(2) into a stack array; async-signal-safe.
+    if mover.is_some() && unsafe { libc::pipe(alive.as_mut_ptr()) } != 0 {
+        Note::send(
+            note_fd,
+            NOTE_FORK_FAILED,
+            nix::errno::Errno::last_raw() as i64,
+        );
+        return 3;
+    }
+    // SAFETY: this process is a fork of a multi-threaded one, with a single thread; the
+    // grandchild only makes async-signal-safe calls (see `grandchild`).
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            if alive[1] >= 0 {
+                // SAFETY: close(2) of our copy of the write end; async-signal-safe.
+                unsafe { libc::close(alive[1]) };
+            }
+            grandchild(me, main, note_fd, mover.map(|m| (m, alive[0])))
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            if alive[0] >= 0 {
+                // SAFETY: close(2) of our copy of the read end; async-signal-safe.
+                unsafe { libc::close(alive[0]) };
+            }
+            Note::send(note_fd, NOTE_FORKED, i64::from(child.as_raw()));
+            loop {
+                nix::unistd::pause();
+            }
+        }
+        Err(errno) => {
+            Note::send(note_fd, NOTE_FORK_FAILED, errno as i64);
+            3
+        }
+    }
+}
+
+/// A grandchild: say hello, wait for a signal. With `mover` = (the move pipe, the pipe
+/// its parent holds open), it may be asked to move to a group of its own, and it must
+/// outlive its parent: instead of dying with it (`PR_SET_PDEATHSIG`), it waits for the
+/// parent's end, then for its new parent, and dies with that one if it is the main
+/// process, or exits at once if it is not (the main process is gone).
+fn grandchild(parent: i32, main: i32, note_fd: RawFd, mover: Option<(RawFd, RawFd)>) -> ! {
+    use nix::libc;
+    let Some((move_fd, alive_fd)) = mover else {
+        die_with(parent);
+        // SAFETY: getpgrp(2) is async-signal-safe.
+        Note::send(note_fd, NOTE_HELLO, i64::from(unsafe { libc::getpgrp() }));
+        loop {
+            nix::unistd::pause();
+        }
+    };
+    // SAFETY: getpgrp(2) is async-signal-safe.
+    Note::send(note_fd, NOTE_HELLO, i64::from(unsafe { libc::getpgrp() }));
+    let mut fds = [
+        libc::pollfd {
+            fd: move_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: alive_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: poll(2) on a stack array; async-signal-safe.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n < 0 {
+            if nix::errno::Errno::last() == nix::errno::Errno::EINTR {
+                continue;
+            }
+            // SAFETY: _exit is async-signal-safe.
+            unsafe { libc::_exit(4) };
+        }
+        if fds[0].revents != 0 {
+            let mut byte = [0u8; 1];
+            // SAFETY: read(2) into a stack buffer; async-signal-safe.
+            if unsafe { libc::read(move_fd, byte.as_mut_ptr().cast(), 1) } == 1 {
+                // SAFETY: setpgid(2), getpgrp(2): async-signal-safe.
+                if unsafe { libc::setpgid(0, 0) } == 0 {
+                    Note::send(note_fd, NOTE_MOVED, i64::from(unsafe { libc::getpgrp() }));
+                } else {
+                    let e = nix::errno::Errno::last_raw() as i64;
+                    Note::send(note_fd, NOTE_SETPGID_FAILED, e);
+                }
+            }
+            fds[0].fd = -1; // asked once: poll() skips a negative descriptor
+        }
+        if fds[1].revents != 0 {
+            break; // end of file: the parent is gone
+        }
+    }
+    // The pipe closes a moment before the exiting parent hands its children over: wait
+    // (bounded) for the new parent.
+    let mut waited_ms = 0;
+    loop {
+        let ppid = nix::unistd::getppid().as_raw();
+        if ppid == main {
+            break;
+        }
+        if ppid != parent || waited_ms > 10_000 {
+            // SAFETY: _exit is async-signal-safe.
+            unsafe { libc::_exit(1) };
+        }
+        let ms = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
+        };
+        // SAFETY: nanosleep with a stack timespec; async-signal-safe.
+        unsafe { libc::nanosleep(&ms, std::ptr::null_mut()) };
+        waited_ms += 1;
+    }
+    die_with(main);
+    Note::send(note_fd, NOTE_REPARENTED, 0);
+    loop {
+        nix::unistd::pause();
+    }
+}
