@@ -1,0 +1,218 @@
+//! Lesson `tree`: the observations, and the same claims recomputed from the events: the
+//! tree drawn from /proc against the spawn events, the group signal against the exits.
+mod common;
+
+use common::Run;
+use serde_json::Value;
+
+fn t(e: &Value) -> f64 {
+    e["t_ms"].as_f64().unwrap()
+}
+
+fn pid(e: &Value) -> i64 {
+    e["pid"].as_i64().unwrap()
+}
+
+/// The one `spawn` event of the process called `name`.
+fn spawn_of<'a>(r: &'a Run, name: &str) -> &'a Value {
+    let s: Vec<_> = r
+        .of_kind("spawn")
+        .into_iter()
+        .filter(|e| e["name"] == name)
+        .collect();
+    assert_eq!(s.len(), 1, "one spawn named {name}\n{}", r.show());
+    s[0]
+}
+
+/// The one `exit` event of `pid`.
+fn exit_of(r: &Run, p: i64) -> &Value {
+    let e: Vec<_> = r
+        .of_kind("exit")
+        .into_iter()
+        .filter(|e| pid(e) == p)
+        .collect();
+    assert_eq!(e.len(), 1, "one exit for PID {p}\n{}", r.show());
+    e[0]
+}
+
+/// Every `act` event called `act`.
+fn acts<'a>(r: &'a Run, act: &str) -> Vec<&'a Value> {
+    r.of_kind(act)
+}
+
+/// A row of the drawn tree: pid, ppid, pgid, state letter, name.
+struct Row {
+    pid: i64,
+    ppid: i64,
+    pgid: i64,
+    state: String,
+    name: String,
+}
+
+/// The rows of the tree the lesson drew (`tree_row` lines), in order.
+fn rows(r: &Run) -> Vec<Row> {
+    r.of_kind("say")
+        .into_iter()
+        .filter(|e| e["key"] == "tree_row")
+        .map(|e| {
+            let text = e["text"].as_str().unwrap();
+            let w: Vec<&str> = text.split_whitespace().collect();
+            assert!(w.len() >= 5, "a tree row: {text}");
+            Row {
+                pid: w[0].parse().unwrap(),
+                ppid: w[1].parse().unwrap(),
+                pgid: w[2].parse().unwrap(),
+                state: w[3].to_string(),
+                name: w[w.len() - 1].to_string(),
+            }
+        })
+        .collect()
+}
+
+fn check(r: &Run) {
+    r.assert_code(0);
+    let main = r.main_pid();
+
+    // The observations the brief asks for.
+    assert_eq!(r.obs("tree_processes"), 4, "{}", r.show());
+    assert_eq!(r.obs("grandchild_ppid_is_child"), true);
+    assert_eq!(r.obs("group_members"), 3);
+    assert_eq!(r.obs("ended_by_group_signal"), 3);
+    assert_eq!(r.obs("other_group_survived"), true);
+    assert_eq!(r.obs("main_not_signalled"), true);
+    assert_eq!(r.obs("root_pid"), 1, "the parent chain ends at PID 1");
+
+    // The tree: two forked children of main, each with a forked child of its own.
+    let c1 = spawn_of(r, "child-1");
+    let c2 = spawn_of(r, "child-2");
+    let g1 = spawn_of(r, "gchild-1");
+    let g2 = spawn_of(r, "gchild-2");
+    for s in [c1, c2, g1, g2] {
+        assert_eq!(s["how"], "fork", "{s}");
+    }
+    assert_eq!(c1["ppid"], main);
+    assert_eq!(c2["ppid"], main);
+    assert_eq!(g1["ppid"], pid(c1), "gchild-1 is child-1's child");
+    assert_eq!(g2["ppid"], pid(c2), "gchild-2 is child-2's child");
+    let group = pid(c1);
+
+    // Each child put itself in the new group named after child-1.
+    let setpgid = acts(r, "setpgid");
+    assert_eq!(setpgid.len(), 3, "{}", r.show());
+    let pgid_of = |p: i64| -> Vec<i64> {
+        setpgid
+            .iter()
+            .filter(|e| pid(e) == p)
+            .map(|e| e["pgid"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(pgid_of(pid(c1)), [group]);
+    assert_eq!(pgid_of(pid(c2)), [group]);
+    assert_eq!(
+        pgid_of(pid(g2)),
+        [pid(g2)],
+        "gchild-2 moved to a group of its own"
+    );
+
+    // The drawn tree agrees with the spawn events: the same PIDs, parents and groups.
+    let rows = rows(r);
+    assert_eq!(rows[0].pid, main, "main is the root of the drawn tree");
+    assert_ne!(rows[0].pgid, group, "main is not in the children's group");
+    let row = |p: i64| {
+        rows.iter()
+            .find(|w| w.pid == p)
+            .unwrap_or_else(|| panic!("PID {p} in the drawn tree\n{}", r.show()))
+    };
+    for s in [c1, c2, g1, g2] {
+        let w = row(pid(s));
+        assert_eq!(w.ppid, s["ppid"].as_i64().unwrap(), "ppid of {s}");
+        assert_eq!(w.pgid, group, "all four in one group before the move: {s}");
+        assert_eq!(w.name, s["name"].as_str().unwrap());
+        assert_eq!(w.state, "S", "asleep in pause() or poll(): {s}");
+    }
+    // Below main: the four, and nothing else but mp-demo's janitor.
+    let below: Vec<&Row> = rows[1..].iter().filter(|w| w.name != "janitor").collect();
+    assert_eq!(below.len(), 4, "{}", r.show());
+    // Depth first: each grandchild is drawn right after its parent.
+    let at = |p: i64| rows.iter().position(|w| w.pid == p).unwrap();
+    assert_eq!(at(pid(g1)), at(pid(c1)) + 1);
+    assert_eq!(at(pid(g2)), at(pid(c2)) + 1);
+
+    // Ctrl-C by hand: one killpg to the group, then one to the survivor's group of one.
+    let killpg = acts(r, "killpg");
+    assert_eq!(killpg.len(), 2, "{}", r.show());
+    assert_eq!(killpg[0]["pgid"], group);
+    assert_eq!(killpg[0]["signal"], "SIGINT");
+    assert_eq!(killpg[1]["pgid"], pid(g2));
+    let members: Vec<i64> = vec![pid(c1), pid(c2), pid(g1)];
+    assert_eq!(killpg[0]["members"], members.len());
+    let moved = pgid_of(pid(g2));
+    assert!(
+        t(setpgid.iter().find(|e| pid(e) == pid(g2)).unwrap()) < t(killpg[0]),
+        "gchild-2 moved before the signal ({moved:?})"
+    );
+    // Every member ended with -2 after the group signal and was reaped by main.
+    let ended = members
+        .iter()
+        .filter(|&&p| {
+            let e = exit_of(r, p);
+            e["exitcode"] == -2 && e["reaped_by"] == main && t(e) > t(killpg[0])
+        })
+        .count();
+    assert_eq!(ended, members.len(), "{}", r.show());
+    // The survivor outlived the group signal: re-parented to main, ended only by the
+    // second signal.
+    let survivor = exit_of(r, pid(g2));
+    assert!(t(survivor) > t(killpg[1]), "{}", r.show());
+    assert_eq!(survivor["exitcode"], -2);
+    let reparent = acts(r, "reparent");
+    assert_eq!(reparent.len(), 1);
+    assert_eq!(pid(reparent[0]), pid(g2));
+    assert_eq!(reparent[0]["from"], pid(c2));
+    assert_eq!(reparent[0]["to"], main);
+    assert!(t(reparent[0]) < t(killpg[1]));
+    // Main was not signalled: the run ended normally, with its summary.
+    assert_eq!(r.of_kind("lesson_end")[0]["ok"], true);
+
+    // Every process the lesson started ended, and every narration line was found.
+    for s in r.of_kind("spawn") {
+        exit_of(r, pid(s));
+    }
+    common::assert_words_complete(r);
+}
+
+#[test]
+fn the_tree_and_the_group_signal_hold_on_every_run() {
+    for _ in 0..4 {
+        check(&common::lesson_json("tree", &[]));
+    }
+}
+
+#[test]
+fn the_tree_in_chinese_has_every_line() {
+    let r = common::run(&["--speed", "0", "--json", "--lang", "zh", "tree"]);
+    check(&r);
+}
+
+#[test]
+fn the_hints_name_real_pids() {
+    let r = common::lesson_json("tree", &[]);
+    let main = r.main_pid();
+    let hints: Vec<String> = r
+        .of_kind("step")
+        .into_iter()
+        .filter_map(|e| e["hint"].as_str().map(String::from))
+        .collect();
+    assert!(
+        hints
+            .iter()
+            .any(|h| h.contains(&format!("pstree -p {main}"))),
+        "{hints:?}"
+    );
+}
+
+#[test]
+fn an_option_it_does_not_have_is_a_usage_error() {
+    let r = common::run(&["--speed", "0", "--json", "tree", "--workers", "3"]);
+    r.assert_code(2);
+}
