@@ -2,8 +2,11 @@
 //! tree drawn from /proc against the spawn events, the group signal against the exits.
 mod common;
 
-use common::Run;
+use common::{Live, Run};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
 use serde_json::Value;
+use std::time::Duration;
 
 fn t(e: &Value) -> f64 {
     e["t_ms"].as_f64().unwrap()
@@ -94,6 +97,10 @@ fn check(r: &Run) {
     assert_eq!(c2["ppid"], main);
     assert_eq!(g1["ppid"], pid(c1), "gchild-1 is child-1's child");
     assert_eq!(g2["ppid"], pid(c2), "gchild-2 is child-2's child");
+    assert!(
+        t(c1) <= t(g1) && t(c2) <= t(g2),
+        "a parent starts before its child"
+    );
     let group = pid(c1);
 
     // Each child put itself in the new group named after child-1.
@@ -215,4 +222,58 @@ fn the_hints_name_real_pids() {
 fn an_option_it_does_not_have_is_a_usage_error() {
     let r = common::run(&["--speed", "0", "--json", "tree", "--workers", "3"]);
     r.assert_code(2);
+}
+
+/// The moments when the tree's processes stand in different places: all in the group
+/// (each dies with its parent), gchild-2 in its own group (it watches its parent's pipe
+/// instead), gchild-2 re-parented to main (it dies with main).
+fn moments() -> [(&'static str, fn(&Value) -> bool); 3] {
+    [
+        ("built", |e| e["kind"] == "say" && e["key"] == "tree_row"),
+        ("moved", |e| e["kind"] == "say" && e["key"] == "moved"),
+        ("re-parented", |e| e["kind"] == "reparent"),
+    ]
+}
+
+/// Start the lesson (paced, so that each moment lasts), wait for `moment`, `hit` main.
+fn hit_at(moment: fn(&Value) -> bool, hit: impl FnOnce(i32)) -> Live {
+    let live = Live::start(&["--json", "--speed", "0.05", "tree"]);
+    live.wait_for(Duration::from_secs(10), moment);
+    hit(live.pid());
+    live
+}
+
+#[test]
+fn sigkill_of_main_leaves_no_process_of_the_tree_at_any_moment() {
+    std::thread::scope(|s| {
+        for (name, moment) in moments() {
+            s.spawn(move || {
+                let mut live = hit_at(moment, |p| kill(Pid::from_raw(p), Signal::SIGKILL).unwrap());
+                live.wait_exit(Duration::from_secs(2));
+                live.assert_clean(Duration::from_secs(1));
+                eprintln!("SIGKILL when {name}: clean");
+            });
+        }
+    });
+}
+
+#[test]
+fn ctrl_c_to_main_s_group_ends_the_run_with_130_and_leaves_nothing_at_any_moment() {
+    std::thread::scope(|s| {
+        for (name, moment) in moments() {
+            s.spawn(move || {
+                let mut live = hit_at(moment, |p| {
+                    killpg(Pid::from_raw(p), Signal::SIGINT).unwrap()
+                });
+                let status = live.wait_exit(Duration::from_secs(3));
+                assert_eq!(
+                    status.code(),
+                    Some(130),
+                    "Ctrl-C when {name}: {}",
+                    live.stderr()
+                );
+                live.assert_clean(Duration::from_secs(1));
+            });
+        }
+    });
 }

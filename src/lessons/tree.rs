@@ -23,7 +23,7 @@
 
 use super::{LessonDef, Opts};
 use crate::ctx::Ctx;
-use crate::event::{How, ObsValue};
+use crate::event::{now_ns, How, ObsValue};
 use crate::procs::{self, Note};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{killpg, Signal};
@@ -125,7 +125,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     ctx.pause(1500)?;
     ctx.act_at(
         me,
-        crate::event::now_ns(),
+        now_ns(),
         "killpg",
         &[
             ("pgid", group.as_raw().into()),
@@ -205,7 +205,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     ctx.say("end_survivor", &[("pgid", &survivor_pgid)]);
     ctx.act_at(
         me,
-        crate::event::now_ns(),
+        now_ns(),
         "killpg",
         &[
             ("pgid", survivor_pgid.into()),
@@ -291,18 +291,23 @@ fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
     // SAFETY: `child` only makes async-signal-safe calls (setpgid, getpgrp, getpid,
     // fork, pipe, close, pause, and Note::send's clock_gettime/getpid/getppid/write), and
     // so does the grandchild it forks (see `grandchild`); nothing allocates.
-    let c1 = unsafe { ctx.fork(CHILDREN[0], move || child(0, main, note_fd, None)) }?;
+    // Stamped right before fork(), not after it returned: the child may run (and fork
+    // its own child) before its parent is scheduled again, and a stream must never show a
+    // grandchild started before its parent.
+    ctx.check()?;
+    let t0 = now_ns();
+    let c1 = unsafe { procs::fork_child(move || child(0, main, note_fd, None)) }?;
+    ctx.spawned_at(t0, c1.as_raw(), main, CHILDREN[0], How::Fork);
     // As a shell does: the parent calls setpgid too, so that the group exists before
     // anything else happens, whichever of the two runs first. The child's own call is the
     // one that counts; if it fails, its note says why (so the parent's error is ignored).
     let _ = nix::unistd::setpgid(c1, c1);
     let group = c1.as_raw();
     // SAFETY: as above.
-    let c2 = unsafe {
-        ctx.fork(CHILDREN[1], move || {
-            child(group, main, note_fd, Some(move_fd))
-        })
-    }?;
+    ctx.check()?;
+    let t0 = now_ns();
+    let c2 = unsafe { procs::fork_child(move || child(group, main, note_fd, Some(move_fd))) }?;
+    ctx.spawned_at(t0, c2.as_raw(), main, CHILDREN[1], How::Fork);
     let _ = nix::unistd::setpgid(c2, c1);
     drop(note_w);
     drop(move_r);
@@ -347,7 +352,7 @@ fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
             .filter(|n| n.pid == gc.as_raw() || (n.a == NOTE_FORKED && n.b == gc.as_raw() as i64))
             .map(|n| n.t_ns)
             .min()
-            .unwrap_or_else(crate::event::now_ns);
+            .unwrap_or_else(now_ns);
         ctx.spawned_at(
             t,
             gc.as_raw(),
