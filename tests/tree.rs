@@ -224,10 +224,13 @@ fn an_option_it_does_not_have_is_a_usage_error() {
     r.assert_code(2);
 }
 
+/// A test of the events: the moment has come.
+type Moment = fn(&Value) -> bool;
+
 /// The moments when the tree's processes stand in different places: all in the group
 /// (each dies with its parent), gchild-2 in its own group (it watches its parent's pipe
 /// instead), gchild-2 re-parented to main (it dies with main).
-fn moments() -> [(&'static str, fn(&Value) -> bool); 3] {
+fn moments() -> [(&'static str, Moment); 3] {
     [
         ("built", |e| e["kind"] == "say" && e["key"] == "tree_row"),
         ("moved", |e| e["kind"] == "say" && e["key"] == "moved"),
@@ -236,7 +239,7 @@ fn moments() -> [(&'static str, fn(&Value) -> bool); 3] {
 }
 
 /// Start the lesson (paced, so that each moment lasts), wait for `moment`, `hit` main.
-fn hit_at(moment: fn(&Value) -> bool, hit: impl FnOnce(i32)) -> Live {
+fn hit_at(moment: Moment, hit: impl FnOnce(i32)) -> Live {
     let live = Live::start(&["--json", "--speed", "0.05", "tree"]);
     live.wait_for(Duration::from_secs(10), moment);
     hit(live.pid());
