@@ -401,6 +401,7 @@ fn read_tree(ctx: &mut Ctx<'_>, tree: &Tree) -> Result<()> {
     let me = ctx.main_pid;
     let mine = stat_of(me).context("reading /proc/self/stat")?;
     let sid = mine.sid;
+    let mine_comm = mine.comm.clone();
 
     // Up: the parent chain to PID 1.
     let mut chain = vec![(me, mine.comm.clone())];
@@ -494,6 +495,15 @@ fn read_tree(ctx: &mut Ctx<'_>, tree: &Tree) -> Result<()> {
     }
     if let Some(j) = janitor.filter(|j| below.iter().any(|(p, _)| p == j)) {
         ctx.say("janitor", &[("pid", &j)]);
+    }
+    // The other threads of this process: pstree shows them in braces.
+    let threads = std::fs::read_dir(format!("/proc/{me}/task")).map_or(0, |d| d.count());
+    if threads > 1 {
+        let braces = format!("{{{}}}", mine_comm);
+        ctx.say(
+            "threads",
+            &[("n", &(threads - 1)), ("braces", &braces), ("pid", &me)],
+        );
     }
     let same_session = rows.iter().all(|(_, _, _, s)| s.sid == sid);
     ctx.say(
