@@ -104,7 +104,10 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
         }
     }
     let list = pid_list(&kids);
-    ctx.say("zombies_seen", &[("pids", &list), ("seen", &seen), ("n", &n)]);
+    ctx.say(
+        "zombies_seen",
+        &[("pids", &list), ("seen", &seen), ("n", &n)],
+    );
     ctx.pause(3000)?;
 
     ctx.step("reap", &[("main", &me)])?;
@@ -127,7 +130,12 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
         );
         ctx.pause(900)?;
     }
-    ctx.claim("zombies_seen", seen, &format!("== children ({n})"), seen == n);
+    ctx.claim(
+        "zombies_seen",
+        seen,
+        &format!("== children ({n})"),
+        seen == n,
+    );
     ctx.claim("reaped", reaped, &format!("== children ({n})"), reaped == n);
     Ok(())
 }
@@ -165,7 +173,12 @@ fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
     let after = ppid_of(gc).context("reading the grandchild's /proc/<pid>/stat")?;
     ctx.say(
         "ppid_after",
-        &[("pid", &gc), ("ppid", &after), ("main", &me), ("child", &child)],
+        &[
+            ("pid", &gc),
+            ("ppid", &after),
+            ("main", &me),
+            ("child", &child),
+        ],
     );
     ctx.claim(
         "orphan_ppid_after",
@@ -181,7 +194,11 @@ fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
     let zombie = ctx.wait_state(gc, &['Z'], TIMEOUT)? == Some('Z');
     let code = ctx.join(gc)?;
     ctx.say(
-        if zombie { "orphan_reaped" } else { "orphan_reaped_unseen" },
+        if zombie {
+            "orphan_reaped"
+        } else {
+            "orphan_reaped_unseen"
+        },
         &[("pid", &gc), ("code", &code)],
     );
     Ok(())
@@ -219,18 +236,17 @@ fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
     kill(worker, Signal::SIGTERM).context("kill(SIGTERM) of the worker")?;
     let code = ctx.join(worker)?;
     ctx.say("worker_terminated", &[("pid", &worker), ("code", &code)]);
-    ctx.claim(
-        "terminated_exitcode",
-        code,
-        "== -15 (SIGTERM)",
-        code == -15,
-    );
+    ctx.claim("terminated_exitcode", code, "== -15 (SIGTERM)", code == -15);
     let adopted = reparented(ctx, &family)?;
     let state = ctx.wait_state(helper, &['S', 'R'], TIMEOUT)?;
     let ppid = ppid_of(helper).unwrap_or(-1);
     let alive = matches!(state, Some(s) if s != 'Z') && ppid == me && adopted == me;
     ctx.say(
-        if alive { "helper_alive" } else { "helper_not_alive" },
+        if alive {
+            "helper_alive"
+        } else {
+            "helper_not_alive"
+        },
         &[
             ("pid", &helper),
             ("state", &letter(state)),
