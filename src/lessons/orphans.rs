@@ -66,6 +66,7 @@ const NOTE_FAILED: i64 = -1;
 
 /// The system call a timed semaphore wait sleeps in.
 #[cfg(target_os = "linux")]
+#[allow(clippy::unnecessary_cast)] // a c_long: i32 on 32-bit systems
 const SYS_FUTEX: i64 = libc::SYS_futex as i64;
 #[cfg(not(target_os = "linux"))]
 const SYS_FUTEX: i64 = -1;
@@ -89,7 +90,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
 /// Part one: children that exit at once are zombies until their parent waits.
 fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
     let me = ctx.main_pid;
-    ctx.step("zombies", &[("main", &me), ("n", &n)])?;
+    ctx.step("zombies", &[("n", &n)])?;
     ctx.say("zombies_intro", &[("n", &n)]);
     ctx.pause(2000)?;
     let mut kids = Vec::with_capacity(n);
@@ -143,7 +144,7 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
 /// Part two: a child forks a grandchild and exits; the kernel finds the orphan a parent.
 fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
     let me = ctx.main_pid;
-    ctx.step("orphan", &[("main", &me)])?;
+    ctx.step("orphan", &[])?;
     ctx.say("orphan_intro", &[]);
     ctx.pause(2000)?;
     let family = start_family(ctx, "child", "grandchild", Ending::WhenTold)?;
@@ -207,7 +208,7 @@ fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
 /// Part three: `terminate()` ends the child, not the grandchild it started.
 fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
     let me = ctx.main_pid;
-    ctx.step("terminate", &[("main", &me)])?;
+    ctx.step("terminate", &[])?;
     ctx.say("terminate_intro", &[]);
     ctx.pause(2000)?;
     let family = start_family(ctx, "worker", "helper", Ending::Never)?;
@@ -348,7 +349,7 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
         next.as_raw(),
         waiting.t_ns,
         "next_acquire",
-        &[("ms", &timeout_ms)],
+        &[("ms", &timeout_ms), ("s", &(timeout_ms as f64 / 1000.0))],
     );
     // Seen asleep inside the futex wait, by a fresh read of /proc (not a stale S).
     if let Some((state, wchan)) = ctx.wait_blocked_in(next, SYS_FUTEX, TIMEOUT)? {
@@ -663,9 +664,12 @@ fn sem_acquire_timeout(sem: RawSem, ms: u64) -> i64 {
     };
     // SAFETY: clock_gettime writes into our stack timespec; async-signal-safe.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    let nanos = ts.tv_nsec as i64 + (ms % 1000) as i64 * 1_000_000;
-    ts.tv_sec += (ms / 1000) as libc::time_t + (nanos / 1_000_000_000) as libc::time_t;
-    ts.tv_nsec = (nanos % 1_000_000_000) as _;
+    ts.tv_sec += (ms / 1000) as libc::time_t;
+    ts.tv_nsec += ((ms % 1000) * 1_000_000) as libc::c_long;
+    if ts.tv_nsec >= 1_000_000_000 {
+        ts.tv_nsec -= 1_000_000_000;
+        ts.tv_sec += 1;
+    }
     loop {
         // SAFETY: `sem` points into a live semaphore mapping; `ts` is a valid timespec.
         if unsafe { libc::sem_timedwait(sem.0, &ts) } == 0 {
