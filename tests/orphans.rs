@@ -113,6 +113,7 @@ fn check(r: &Run, children: i64) {
     let c = pid(child);
     let gc = spawn_of(r, "grandchild");
     assert_eq!(gc["ppid"], c, "the grandchild is the child's child");
+    assert!(t(gc) > t(child), "the parent is started first\n{show}");
     let g = pid(gc);
     assert_eq!(r.obs("orphan_ppid_before"), c, "{show}");
     let rep = one_of(r, "reparent", g);
@@ -133,6 +134,7 @@ fn check(r: &Run, children: i64) {
     let w = pid(worker);
     let helper = spawn_of(r, "helper");
     assert_eq!(helper["ppid"], w, "the helper is the worker's child");
+    assert!(t(helper) > t(worker), "the parent is started first\n{show}");
     let h = pid(helper);
     let wx = exit_of(r, w);
     assert_eq!(wx["exitcode"], -15);

@@ -351,8 +351,10 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
         "next_acquire",
         &[("ms", &timeout_ms), ("s", &(timeout_ms as f64 / 1000.0))],
     );
-    // Seen asleep inside the futex wait, by a fresh read of /proc (not a stale S).
-    if let Some((state, wchan)) = ctx.wait_blocked_in(next, SYS_FUTEX, TIMEOUT)? {
+    // Seen asleep inside the futex wait, by a fresh read of /proc (not a stale S). Looked
+    // for no longer than the wait lasts: on a busy machine it may end unseen.
+    let window = Duration::from_millis(timeout_ms);
+    if let Some((state, wchan)) = ctx.wait_blocked_in(next, SYS_FUTEX, window)? {
         ctx.say(
             "next_asleep",
             &[("pid", &next), ("state", &state), ("wchan", &wchan)],
@@ -409,7 +411,8 @@ struct Family {
     /// The grandchild's first note, written by it, with its parent then.
     hello: Note,
     notes: OwnedFd,
-    /// A byte here ends the child (with [`Ending::WhenTold`]).
+    /// The first byte here lets the child fork; the second ends it (with
+    /// [`Ending::WhenTold`]).
     go: OwnedFd,
     /// A byte here ends the grandchild (with [`Ending::WhenTold`]).
     gc_go: OwnedFd,
@@ -439,6 +442,9 @@ fn start_family(
     drop(note_w);
     drop(go_r);
     drop(gc_go_r);
+    // The child forks only now, once its own `spawn` is stamped: the grandchild's is
+    // stamped later, so every reader of the stream meets the parent first.
+    nix::unistd::write(&go_w, b"f").context("write() to the child's pipe")?;
     // The child's "I forked" and the grandchild's hello come in either order.
     let (mut forked, mut hello) = (None, None);
     for _ in 0..2 {
@@ -497,9 +503,11 @@ fn reparented(ctx: &mut Ctx<'_>, family: &Family) -> Result<i32> {
     Ok(n.ppid)
 }
 
-/// The first generation: fork the grandchild, report it, then exit when told (or wait
-/// for a signal).
+/// The first generation: when told, fork the grandchild and report it; then exit when
+/// told again (or wait for a signal).
 fn middle(main: i32, note_fd: RawFd, go_fd: RawFd, gc_go_fd: RawFd, ending: Ending) -> i32 {
+    // The first byte: fork now (see `start_family`).
+    read_byte(go_fd);
     // A pipe whose write end only this process holds: the grandchild reads end of file
     // the moment this process is gone, without polling.
     let mut alive: [libc::c_int; 2] = [-1, -1];
