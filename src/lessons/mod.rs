@@ -13,6 +13,7 @@ pub mod event;
 pub mod fork;
 pub mod isolation;
 pub mod lock;
+pub mod orphans;
 pub mod pipe;
 pub mod pool;
 pub mod queue;
@@ -98,6 +99,7 @@ pub static LESSONS: &[&LessonDef] = &[
     &pool::LESSON,
     &sync_vs_async::LESSON,
     &tree::LESSON,
+    &orphans::LESSON,
 ];
 
 /// The lesson called `name`.

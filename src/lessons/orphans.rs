@@ -1,0 +1,771 @@
+//! Lesson `orphans`: what happens to a process whose parent does not wait for it, or
+//! does not outlive it, and what ending a parent does not end.
+//!
+//! 1. Zombies: `--children` forked children exit at once; the kernel keeps each one's exit
+//!    status (state `Z`) until the parent's `waitpid` (Python's `join()`) reaps it.
+//! 2. Orphans: a child forks a grandchild and exits; the kernel gives the grandchild a new
+//!    parent, the nearest child subreaper (mp-demo's main process), read from `/proc`
+//!    before and after. The adopter then reaps it.
+//! 3. `terminate()` sends SIGTERM to the child only: the grandchild it started runs on,
+//!    adopted like the orphan above, until the lesson ends it.
+//! 4. A lock (a POSIX named semaphore, like Python's `multiprocessing.Lock`) taken by a
+//!    child that is then terminated is never released: the next `acquire(timeout=…)`
+//!    (`sem_timedwait`) returns False.
+//!
+//! Every process here is a bare fork of this multi-threaded program: it only makes
+//! async-signal-safe calls (fork, pipe, read, write, close, getppid, prctl, nanosleep,
+//! pause, clock_gettime, and the semaphore's atomic operations and futex waits). A
+//! grandchild cannot die with its first parent (that is the lesson), so it sets
+//! `PR_SET_PDEATHSIG` only once it has been adopted by the main process, and checks
+//! `getppid()` after: nothing outlives the run, even a SIGKILL of the main process.
+
+use super::{LessonDef, OptSpec, Opts};
+use crate::ctx::Ctx;
+use crate::event::How;
+use crate::procs::{self, Note};
+use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
+use nix::libc;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+pub static LESSON: LessonDef = LessonDef {
+    name: "orphans",
+    words_src: include_str!("../../lessons/orphans.toml"),
+    options: &[OptSpec {
+        name: "children",
+        default: 3,
+        min: 1,
+        max: 8,
+        help: "Children that exit at once and wait, as zombies, to be reaped",
+    }],
+    run,
+    roles: &[],
+};
+
+/// How long the kernel gets to reach a state, or a process to write its note; far more
+/// than either needs, so a timeout means something is broken, not slow.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the next process waits for the dead holder's lock at `--speed 1`, and at
+/// least at every speed (long enough for the observer to see it asleep).
+const ACQUIRE_TIMEOUT_MS: u64 = 2500;
+const ACQUIRE_TIMEOUT_MIN_MS: u64 = 60;
+
+/// What a note says (`Note::a`).
+const NOTE_FORKED: i64 = 1;
+const NOTE_HELLO: i64 = 2;
+const NOTE_REPARENTED: i64 = 3;
+const NOTE_ACQUIRED: i64 = 4;
+const NOTE_WAITING: i64 = 5;
+const NOTE_WAITED: i64 = 6;
+const NOTE_FAILED: i64 = -1;
+
+/// The system call a timed semaphore wait sleeps in.
+#[cfg(target_os = "linux")]
+#[allow(clippy::unnecessary_cast)] // a c_long: i32 on 32-bit systems
+const SYS_FUTEX: i64 = libc::SYS_futex as i64;
+#[cfg(not(target_os = "linux"))]
+const SYS_FUTEX: i64 = -1;
+
+fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
+    let children = opts.get("children") as usize;
+    ctx.observe("main_pid", ctx.main_pid);
+    ctx.observe("children", children);
+    zombies(ctx, children)?;
+    ctx.pause(2500)?;
+    orphan(ctx)?;
+    ctx.pause(2500)?;
+    terminate(ctx)?;
+    ctx.pause(2500)?;
+    dead_holder(ctx)?;
+    ctx.pause(2000)?;
+    ctx.say("moral", &[]);
+    Ok(())
+}
+
+/// Part one: children that exit at once are zombies until their parent waits.
+fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
+    let me = ctx.main_pid;
+    ctx.step("zombies", &[("n", &n)])?;
+    ctx.say("zombies_intro", &[("n", &n)]);
+    ctx.pause(2000)?;
+    let mut kids = Vec::with_capacity(n);
+    for i in 1..=n {
+        // SAFETY: the child does nothing at all: it returns 0 to _exit.
+        kids.push(unsafe { ctx.fork(&format!("child-{i}"), || 0) }?);
+    }
+    let mut seen = 0usize;
+    for &kid in &kids {
+        if ctx.wait_state(kid, &['Z'], TIMEOUT)? == Some('Z') {
+            seen += 1;
+        }
+    }
+    let list = pid_list(&kids);
+    ctx.say(
+        "zombies_seen",
+        &[("pids", &list), ("seen", &seen), ("n", &n)],
+    );
+    ctx.pause(3000)?;
+
+    ctx.step("reap", &[("main", &me)])?;
+    ctx.say("reap_intro", &[]);
+    ctx.pause(1500)?;
+    let mut reaped = 0usize;
+    for (i, &kid) in kids.iter().enumerate() {
+        let code = ctx.join(kid)?;
+        let gone = crate::observe::state_of(kid.as_raw()).is_none();
+        if gone {
+            reaped += 1;
+        }
+        let left = kids[i + 1..]
+            .iter()
+            .filter(|p| crate::observe::state_of(p.as_raw()) == Some('Z'))
+            .count();
+        ctx.say(
+            if gone { "reaped" } else { "reaped_not_gone" },
+            &[("pid", &kid), ("code", &code), ("left", &left)],
+        );
+        ctx.pause(900)?;
+    }
+    ctx.claim(
+        "zombies_seen",
+        seen,
+        &format!("== children ({n})"),
+        seen == n,
+    );
+    ctx.claim("reaped", reaped, &format!("== children ({n})"), reaped == n);
+    Ok(())
+}
+
+/// Part two: a child forks a grandchild and exits; the kernel finds the orphan a parent.
+fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
+    let me = ctx.main_pid;
+    ctx.step("orphan", &[])?;
+    ctx.say("orphan_intro", &[]);
+    ctx.pause(2000)?;
+    let family = start_family(ctx, "child", "grandchild", Ending::WhenTold)?;
+    let (child, gc) = (family.child, family.grandchild);
+    let before = ppid_of(gc).context("reading the grandchild's /proc/<pid>/stat")?;
+    ctx.say_for(
+        gc.as_raw(),
+        family.hello.t_ns,
+        "gc_hello",
+        &[("pid", &gc), ("ppid", &family.hello.ppid)],
+    );
+    ctx.say("ppid_before", &[("pid", &gc), ("ppid", &before)]);
+    ctx.claim(
+        "orphan_ppid_before",
+        before,
+        &format!("== the child's PID ({child})"),
+        before == child.as_raw() && family.hello.ppid == child.as_raw(),
+    );
+    ctx.pause(2500)?;
+
+    ctx.step("adopted", &[("child", &child), ("gc", &gc)])?;
+    ctx.say("child_exits", &[("child", &child), ("gc", &gc)]);
+    nix::unistd::write(&family.go, b"g").context("write() to the child's pipe")?;
+    let code = ctx.join(child)?;
+    ctx.say("child_joined", &[("child", &child), ("code", &code)]);
+    let adopted = reparented(ctx, &family)?;
+    let after = ppid_of(gc).context("reading the grandchild's /proc/<pid>/stat")?;
+    ctx.say(
+        "ppid_after",
+        &[
+            ("pid", &gc),
+            ("ppid", &after),
+            ("main", &me),
+            ("child", &child),
+        ],
+    );
+    ctx.claim(
+        "orphan_ppid_after",
+        after,
+        &format!("== main_pid ({me})"),
+        after == me && adopted == me,
+    );
+    ctx.pause(3000)?;
+
+    ctx.step("adopter_reaps", &[("gc", &gc)])?;
+    ctx.say("adopter_reaps", &[("pid", &gc)]);
+    nix::unistd::write(&family.gc_go, b"g").context("write() to the grandchild's pipe")?;
+    let zombie = ctx.wait_state(gc, &['Z'], TIMEOUT)? == Some('Z');
+    let code = ctx.join(gc)?;
+    ctx.say(
+        if zombie {
+            "orphan_reaped"
+        } else {
+            "orphan_reaped_unseen"
+        },
+        &[("pid", &gc), ("code", &code)],
+    );
+    Ok(())
+}
+
+/// Part three: `terminate()` ends the child, not the grandchild it started.
+fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
+    let me = ctx.main_pid;
+    ctx.step("terminate", &[])?;
+    ctx.say("terminate_intro", &[]);
+    ctx.pause(2000)?;
+    let family = start_family(ctx, "worker", "helper", Ending::Never)?;
+    let (worker, helper) = (family.child, family.grandchild);
+    ctx.say_for(
+        helper.as_raw(),
+        family.hello.t_ns,
+        "helper_hello",
+        &[("pid", &helper), ("ppid", &family.hello.ppid)],
+    );
+    let ws = letter(ctx.wait_state(worker, &['S'], TIMEOUT)?);
+    let hs = letter(ctx.wait_state(helper, &['S'], TIMEOUT)?);
+    ctx.say(
+        "both_running",
+        &[
+            ("worker", &worker),
+            ("helper", &helper),
+            ("ws", &ws),
+            ("hs", &hs),
+        ],
+    );
+    ctx.pause(2500)?;
+
+    ctx.step("terminated", &[("worker", &worker), ("helper", &helper)])?;
+    ctx.say("terminate_worker", &[("pid", &worker)]);
+    kill(worker, Signal::SIGTERM).context("kill(SIGTERM) of the worker")?;
+    let code = ctx.join(worker)?;
+    ctx.say("worker_terminated", &[("pid", &worker), ("code", &code)]);
+    ctx.claim("terminated_exitcode", code, "== -15 (SIGTERM)", code == -15);
+    let adopted = reparented(ctx, &family)?;
+    let state = ctx.wait_state(helper, &['S', 'R'], TIMEOUT)?;
+    let ppid = ppid_of(helper).unwrap_or(-1);
+    let alive = matches!(state, Some(s) if s != 'Z') && ppid == me && adopted == me;
+    ctx.say(
+        if alive {
+            "helper_alive"
+        } else {
+            "helper_not_alive"
+        },
+        &[
+            ("pid", &helper),
+            ("state", &letter(state)),
+            ("ppid", &ppid),
+            ("worker", &worker),
+        ],
+    );
+    ctx.claim("grandchild_alive_after_terminate", alive, "== true", alive);
+    ctx.pause(3500)?;
+
+    ctx.step("cleanup", &[("pid", &helper)])?;
+    ctx.say("cleanup", &[("pid", &helper)]);
+    kill(helper, Signal::SIGTERM).context("kill(SIGTERM) of the helper")?;
+    let code = ctx.join(helper)?;
+    ctx.say("cleaned", &[("pid", &helper), ("code", &code)]);
+    Ok(())
+}
+
+/// Part four: a lock whose holder was terminated stays taken.
+fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
+    ctx.step("lock", &[])?;
+    ctx.say("lock_intro", &[]);
+    ctx.pause(2000)?;
+    // Like CPython's SemLock under the fork start method: created with an unguessable
+    // name and unlinked at once; the children share it because fork copies the mapping.
+    let name = format!("/mp-demo-{}", procs::random_hex(8)?);
+    let mut sem = NamedSem::create(&name, 1)?;
+    sem.unlink()?;
+    ctx.say("lock_created", &[("name", &name), ("value", &sem.value())]);
+    ctx.pause(2000)?;
+
+    let (note_r, note_w) = procs::pipe()?;
+    let note_fd = note_w.as_raw_fd();
+    let raw = sem.raw();
+    // SAFETY: the holder only calls sem_trywait (atomic operations on the shared mapping,
+    // no allocation, no lock), Note::send (clock_gettime, getpid, getppid, write) and
+    // pause(2); a signal ends it.
+    let holder = unsafe {
+        ctx.fork("holder", move || {
+            let got = sem_try_acquire(raw);
+            Note::send(note_fd, NOTE_ACQUIRED, i64::from(got));
+            loop {
+                nix::unistd::pause();
+            }
+        })
+    }?;
+    let note = expect_note(&note_r, NOTE_ACQUIRED, "the holder's acquire")?;
+    if note.b != 1 {
+        bail!("the holder (PID {holder}) could not take a free lock");
+    }
+    ctx.act_at(
+        holder.as_raw(),
+        note.t_ns,
+        "acquire",
+        &[("what", "lock".into()), ("value", sem.value().into())],
+    );
+    ctx.say_for(holder.as_raw(), note.t_ns, "holder_acquired", &[]);
+    let hs = letter(ctx.wait_state(holder, &['S'], TIMEOUT)?);
+    ctx.say("holder_holds", &[("pid", &holder), ("state", &hs)]);
+    ctx.pause(2500)?;
+
+    ctx.step("holder_terminated", &[("pid", &holder)])?;
+    ctx.say("terminate_holder", &[("pid", &holder)]);
+    kill(holder, Signal::SIGTERM).context("kill(SIGTERM) of the holder")?;
+    let code = ctx.join(holder)?;
+    let value = sem.value();
+    ctx.say(
+        "holder_gone",
+        &[("pid", &holder), ("code", &code), ("value", &value)],
+    );
+    ctx.pause(2500)?;
+
+    let timeout_ms = ((ACQUIRE_TIMEOUT_MS as f64 * ctx.speed) as u64).max(ACQUIRE_TIMEOUT_MIN_MS);
+    ctx.step("next", &[("ms", &timeout_ms)])?;
+    // SAFETY: the next process only calls Note::send, sem_timedwait (clock_gettime,
+    // atomic operations on the shared mapping and a futex wait: no allocation, no lock)
+    // and returns its result to _exit.
+    let next = unsafe {
+        ctx.fork("next", move || {
+            Note::send(note_fd, NOTE_WAITING, timeout_ms as i64);
+            let got = sem_acquire_timeout(raw, timeout_ms);
+            Note::send(note_fd, NOTE_WAITED, got);
+            0
+        })
+    }?;
+    drop(note_w);
+    let waiting = expect_note(&note_r, NOTE_WAITING, "the next process")?;
+    ctx.act_at(
+        next.as_raw(),
+        waiting.t_ns,
+        "wait",
+        &[
+            ("what", "lock".into()),
+            ("timeout_ms", (timeout_ms as i64).into()),
+            ("holder", holder.as_raw().into()),
+        ],
+    );
+    ctx.say_for(
+        next.as_raw(),
+        waiting.t_ns,
+        "next_acquire",
+        &[("ms", &timeout_ms), ("s", &(timeout_ms as f64 / 1000.0))],
+    );
+    // Seen asleep inside the futex wait, by a fresh read of /proc (not a stale S). Looked
+    // for no longer than the wait lasts: on a busy machine it may end unseen.
+    let window = Duration::from_millis(timeout_ms);
+    if let Some((state, wchan)) = ctx.wait_blocked_in(next, SYS_FUTEX, window)? {
+        ctx.say(
+            "next_asleep",
+            &[("pid", &next), ("state", &state), ("wchan", &wchan)],
+        );
+    }
+    let waited = expect_note(&note_r, NOTE_WAITED, "the next process's acquire")?;
+    let got = match waited.b {
+        1 => true,
+        0 => false,
+        e => bail!(
+            "sem_timedwait() failed in the next process (PID {next}): {}",
+            Errno::from_raw(-e as i32)
+        ),
+    };
+    ctx.act_at(
+        next.as_raw(),
+        waited.t_ns,
+        "wait_done",
+        &[("what", "lock".into()), ("result", got.into())],
+    );
+    ctx.say_for(
+        next.as_raw(),
+        waited.t_ns,
+        if got { "next_got" } else { "next_timed_out" },
+        &[("ms", &timeout_ms)],
+    );
+    let code = ctx.join(next)?;
+    if code != 0 {
+        bail!("the next process (PID {next}) exited with {code}");
+    }
+    let value = sem.value();
+    drop(sem);
+    ctx.claim("lock_acquired_after_holder_died", got, "== false", !got);
+    ctx.observe("lock_value_after", value);
+    ctx.say("never_released", &[("value", &value), ("holder", &holder)]);
+    ctx.pause(2500)?;
+    ctx.say("flock_contrast", &[]);
+    Ok(())
+}
+
+/// How the grandchild of a family ends.
+#[derive(Clone, Copy, PartialEq)]
+enum Ending {
+    /// It exits 0 when the main process writes a byte to its pipe.
+    WhenTold,
+    /// It runs until a signal ends it.
+    Never,
+}
+
+/// A child of the main process and the grandchild it forked.
+struct Family {
+    child: Pid,
+    grandchild: Pid,
+    /// The grandchild's first note, written by it, with its parent then.
+    hello: Note,
+    notes: OwnedFd,
+    /// The first byte here lets the child fork; the second ends it (with
+    /// [`Ending::WhenTold`]).
+    go: OwnedFd,
+    /// A byte here ends the grandchild (with [`Ending::WhenTold`]).
+    gc_go: OwnedFd,
+}
+
+/// Fork `child_name`, which forks `gc_name`; wait for both to report.
+fn start_family(
+    ctx: &mut Ctx<'_>,
+    child_name: &str,
+    gc_name: &str,
+    ending: Ending,
+) -> Result<Family> {
+    let main = ctx.main_pid;
+    let (note_r, note_w) = procs::pipe()?;
+    let (go_r, go_w) = procs::pipe()?;
+    let (gc_go_r, gc_go_w) = procs::pipe()?;
+    let (note_fd, go_fd, gc_go_fd) = (note_w.as_raw_fd(), go_r.as_raw_fd(), gc_go_r.as_raw_fd());
+    // SAFETY: `middle` and `grandchild` only make async-signal-safe calls (pipe, fork,
+    // close, read, getppid, prctl, nanosleep, pause, and Note::send's clock_gettime,
+    // getpid and write), allocate nothing, and end in _exit or in a pause() loop that
+    // only a signal ends.
+    let child = unsafe {
+        ctx.fork(child_name, move || {
+            middle(main, note_fd, go_fd, gc_go_fd, ending)
+        })
+    }?;
+    drop(note_w);
+    drop(go_r);
+    drop(gc_go_r);
+    // The child forks only now, once its own `spawn` is stamped: the grandchild's is
+    // stamped later, so every reader of the stream meets the parent first.
+    nix::unistd::write(&go_w, b"f").context("write() to the child's pipe")?;
+    // The child's "I forked" and the grandchild's hello come in either order.
+    let (mut forked, mut hello) = (None, None);
+    for _ in 0..2 {
+        let n = Note::recv(&note_r, TIMEOUT)?
+            .with_context(|| format!("no word from {child_name} (PID {child}) and its child"))?;
+        match n.a {
+            NOTE_FORKED => forked = Some(n),
+            NOTE_HELLO => hello = Some(n),
+            _ => {
+                return Err(procs::fork_error(
+                    &format!("fork() in {child_name} (PID {child})"),
+                    Errno::from_raw(n.b as i32),
+                ))
+            }
+        }
+    }
+    let forked = forked.with_context(|| format!("{child_name} did not report its fork"))?;
+    let hello = hello.with_context(|| format!("{gc_name} did not say hello"))?;
+    let grandchild = Pid::from_raw(forked.b as i32);
+    ctx.spawned_at(
+        forked.t_ns.min(hello.t_ns),
+        grandchild.as_raw(),
+        child.as_raw(),
+        gc_name,
+        How::Fork,
+    );
+    Ok(Family {
+        child,
+        grandchild,
+        hello,
+        notes: note_r,
+        go: go_w,
+        gc_go: gc_go_w,
+    })
+}
+
+/// Wait for the grandchild's word that the kernel gave it a new parent; emit `reparent`.
+/// The new parent, as `getppid()` told the grandchild.
+fn reparented(ctx: &mut Ctx<'_>, family: &Family) -> Result<i32> {
+    let gc = family.grandchild;
+    let n = Note::recv(&family.notes, TIMEOUT)?
+        .with_context(|| format!("no word from PID {gc} after its parent ended"))?;
+    if n.a != NOTE_REPARENTED {
+        bail!("PID {gc} was not re-parented to the main process");
+    }
+    ctx.act_at(
+        gc.as_raw(),
+        n.t_ns,
+        "reparent",
+        &[
+            ("from", family.child.as_raw().into()),
+            ("to", n.ppid.into()),
+        ],
+    );
+    ctx.say_for(gc.as_raw(), n.t_ns, "gc_reparented", &[("ppid", &n.ppid)]);
+    Ok(n.ppid)
+}
+
+/// The first generation: when told, fork the grandchild and report it; then exit when
+/// told again (or wait for a signal).
+fn middle(main: i32, note_fd: RawFd, go_fd: RawFd, gc_go_fd: RawFd, ending: Ending) -> i32 {
+    // The first byte: fork now (see `start_family`).
+    read_byte(go_fd);
+    // A pipe whose write end only this process holds: the grandchild reads end of file
+    // the moment this process is gone, without polling.
+    let mut alive: [libc::c_int; 2] = [-1, -1];
+    // SAFETY: pipe(2) into a stack array; async-signal-safe.
+    if unsafe { libc::pipe(alive.as_mut_ptr()) } != 0 {
+        alive = [-1, -1];
+    }
+    // SAFETY: this process is a fork of a multi-threaded one, with a single thread; the
+    // new child only makes async-signal-safe calls (see `grandchild`).
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let gc_go = if ending == Ending::WhenTold {
+                gc_go_fd
+            } else {
+                -1
+            };
+            // SAFETY: close(2) of our copies of descriptors this process does not use.
+            unsafe {
+                libc::close(alive[1]);
+                libc::close(go_fd);
+                if gc_go < 0 {
+                    libc::close(gc_go_fd);
+                }
+            }
+            grandchild(main, note_fd, alive[0], gc_go)
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            // SAFETY: close(2) of our copies of descriptors this process does not use.
+            unsafe {
+                libc::close(alive[0]);
+                libc::close(gc_go_fd);
+            }
+            Note::send(note_fd, NOTE_FORKED, i64::from(child.as_raw()));
+            match ending {
+                Ending::WhenTold => {
+                    read_byte(go_fd);
+                    0
+                }
+                Ending::Never => loop {
+                    nix::unistd::pause();
+                },
+            }
+        }
+        Err(errno) => {
+            Note::send(note_fd, NOTE_FAILED, errno as i64);
+            3
+        }
+    }
+}
+
+/// The second generation: say hello, wait to be orphaned and adopted by `main`, then
+/// exit when told on `go_fd` (or, if it is -1, wait for a signal).
+fn grandchild(main: i32, note_fd: RawFd, creator_alive: RawFd, go_fd: RawFd) -> ! {
+    let creator = nix::unistd::getppid().as_raw();
+    Note::send(note_fd, NOTE_HELLO, 0);
+    if creator_alive >= 0 {
+        read_byte(creator_alive);
+        // SAFETY: close(2) of our own descriptor; async-signal-safe.
+        unsafe { libc::close(creator_alive) };
+    }
+    // The pipe closes a moment before the exiting process hands its children over: wait
+    // (bounded) for the new parent. Any other one means the main process is gone.
+    let mut waited_ms = 0;
+    loop {
+        let ppid = nix::unistd::getppid().as_raw();
+        if ppid == main {
+            break;
+        }
+        if ppid != creator || waited_ms > 10_000 {
+            // SAFETY: _exit is async-signal-safe.
+            unsafe { libc::_exit(1) };
+        }
+        let ms = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
+        };
+        // SAFETY: nanosleep with a stack timespec; async-signal-safe.
+        unsafe { libc::nanosleep(&ms, std::ptr::null_mut()) };
+        waited_ms += 1;
+    }
+    // Die with the adopter from now on; set earlier, the creator's exit would have
+    // killed us. Then check the parent again, in case the main process died in between.
+    #[cfg(target_os = "linux")]
+    {
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    }
+    if nix::unistd::getppid().as_raw() != main {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(1) };
+    }
+    Note::send(note_fd, NOTE_REPARENTED, i64::from(creator));
+    if go_fd >= 0 {
+        read_byte(go_fd);
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(0) };
+    }
+    loop {
+        nix::unistd::pause();
+    }
+}
+
+/// Block in read(2) until one byte or end of file; async-signal-safe.
+fn read_byte(fd: RawFd) {
+    let mut byte = [0u8; 1];
+    loop {
+        // SAFETY: read(2) into a stack buffer; async-signal-safe.
+        let n = unsafe { libc::read(fd, byte.as_mut_ptr().cast(), 1) };
+        if n >= 0 || Errno::last() != Errno::EINTR {
+            return;
+        }
+    }
+}
+
+fn expect_note(r: &OwnedFd, want: i64, what: &str) -> Result<Note> {
+    let n = Note::recv(r, TIMEOUT)?.with_context(|| format!("no word from {what}"))?;
+    if n.a != want {
+        bail!("unexpected word from {what}");
+    }
+    Ok(n)
+}
+
+/// The parent of `pid` as the kernel records it (`/proc/<pid>/stat`, field 4).
+fn ppid_of(pid: Pid) -> Option<i32> {
+    crate::observe::ids_of(pid.as_raw()).map(|(ppid, _, _)| ppid)
+}
+
+fn letter(s: Option<char>) -> char {
+    s.unwrap_or('?')
+}
+
+fn pid_list(pids: &[Pid]) -> String {
+    pids.iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A raw semaphore pointer a forked child may use: the mapping is shared (MAP_SHARED)
+/// and copied by fork, so the pointer is valid in the child too.
+#[derive(Clone, Copy)]
+struct RawSem(*mut libc::sem_t);
+
+// SAFETY: a POSIX semaphore is made to be used from several threads and processes at
+// once; the pointer is only used while the NamedSem it came from is open.
+unsafe impl Send for RawSem {}
+
+/// `lock.acquire(block=False)`: `sem_trywait`. Async-signal-safe in practice (glibc: an
+/// atomic compare-and-swap on the shared counter).
+fn sem_try_acquire(sem: RawSem) -> bool {
+    // SAFETY: `sem` points into a live semaphore mapping (see RawSem).
+    unsafe { libc::sem_trywait(sem.0) == 0 }
+}
+
+/// `lock.acquire(timeout=ms/1000)`: `sem_timedwait` until now + `ms` (CLOCK_REALTIME, as
+/// POSIX says). 1 acquired, 0 timed out, -errno for any other failure. Async-signal-safe
+/// in practice (glibc: clock_gettime, atomic operations and a futex wait, no allocation).
+#[cfg(target_os = "linux")]
+fn sem_acquire_timeout(sem: RawSem, ms: u64) -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into our stack timespec; async-signal-safe.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec += (ms / 1000) as libc::time_t;
+    ts.tv_nsec += ((ms % 1000) * 1_000_000) as libc::c_long;
+    if ts.tv_nsec >= 1_000_000_000 {
+        ts.tv_nsec -= 1_000_000_000;
+        ts.tv_sec += 1;
+    }
+    loop {
+        // SAFETY: `sem` points into a live semaphore mapping; `ts` is a valid timespec.
+        if unsafe { libc::sem_timedwait(sem.0, &ts) } == 0 {
+            return 1;
+        }
+        match Errno::last() {
+            Errno::EINTR => continue,
+            Errno::ETIMEDOUT => return 0,
+            e => return -(e as i64),
+        }
+    }
+}
+
+/// macOS has no `sem_timedwait`.
+#[cfg(not(target_os = "linux"))]
+fn sem_acquire_timeout(_sem: RawSem, _ms: u64) -> i64 {
+    -(Errno::ENOSYS as i64)
+}
+
+/// A POSIX named semaphore (`sem_open`) used as a lock, closed when dropped, and unlinked
+/// then too if it has not been yet.
+struct NamedSem {
+    sem: *mut libc::sem_t,
+    name: CString,
+    linked: bool,
+}
+
+impl NamedSem {
+    /// `sem_open(name, O_CREAT | O_EXCL, 0600, value)`: a new semaphore, never an old one.
+    fn create(name: &str, value: u32) -> Result<NamedSem> {
+        let c = CString::new(name)?;
+        // SAFETY: `c` is a valid NUL-terminated string; with O_CREAT, sem_open reads
+        // exactly two more arguments, a mode_t and an unsigned int, which we pass.
+        let sem = unsafe {
+            libc::sem_open(
+                c.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL,
+                0o600 as libc::c_uint,
+                value as libc::c_uint,
+            )
+        };
+        if sem == libc::SEM_FAILED {
+            bail!("sem_open({name}, O_CREAT|O_EXCL) failed: {}", Errno::last());
+        }
+        Ok(NamedSem {
+            sem,
+            name: c,
+            linked: true,
+        })
+    }
+
+    /// `sem_unlink`: the name goes; the semaphore lives on while anyone has it mapped.
+    fn unlink(&mut self) -> Result<()> {
+        // SAFETY: a valid NUL-terminated name.
+        if unsafe { libc::sem_unlink(self.name.as_ptr()) } != 0 {
+            bail!("sem_unlink({:?}) failed: {}", self.name, Errno::last());
+        }
+        self.linked = false;
+        Ok(())
+    }
+
+    fn raw(&self) -> RawSem {
+        RawSem(self.sem)
+    }
+
+    /// The counter now (`sem_getvalue`), -1 where the system cannot say.
+    #[cfg(target_os = "linux")]
+    fn value(&self) -> i64 {
+        let mut v: libc::c_int = 0;
+        // SAFETY: `sem` is open; `v` is a valid place for the result.
+        match unsafe { libc::sem_getvalue(self.sem, &mut v) } {
+            0 => i64::from(v),
+            _ => -1,
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn value(&self) -> i64 {
+        -1
+    }
+}
+
+impl Drop for NamedSem {
+    fn drop(&mut self) {
+        if self.linked {
+            let _ = self.unlink();
+        }
+        // SAFETY: `sem` came from a successful sem_open and is closed only here.
+        unsafe { libc::sem_close(self.sem) };
+    }
+}
