@@ -335,9 +335,12 @@ impl<'a> Ctx<'a> {
     /// async-signal-safe functions (no allocation, no locks, no printing).
     pub unsafe fn fork(&mut self, name: &str, child: impl FnOnce() -> i32) -> Result<Pid> {
         self.check()?;
+        // Stamped before the fork: whatever the child does (fork a grandchild, say
+        // something) is stamped after the spawn that names it.
+        let t_ns = now_ns();
         // SAFETY: the caller's promise about `child`.
         let pid = unsafe { procs::fork_child(child) }?;
-        self.spawned(pid.as_raw(), self.main_pid, name, How::Fork);
+        self.spawned_at(t_ns, pid.as_raw(), self.main_pid, name, How::Fork);
         Ok(pid)
     }
 
