@@ -19,6 +19,7 @@ pub mod queue;
 pub mod semaphore;
 pub mod shared;
 pub mod sync_vs_async;
+pub mod cost;
 
 /// A size option of a lesson (`--workers`, `--buyers`, …) with its range.
 pub struct OptSpec {
@@ -96,6 +97,7 @@ pub static LESSONS: &[&LessonDef] = &[
     &shared::LESSON,
     &pool::LESSON,
     &sync_vs_async::LESSON,
+    &cost::LESSON,
 ];
 
 /// The lesson called `name`.
