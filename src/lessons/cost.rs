@@ -349,7 +349,11 @@ fn spawn_once(ctx: &mut Ctx<'_>, i: usize) -> Result<f64> {
     let code = ctx.join(child.pid)?;
     let t1 = now_ns();
     if code != 0 {
-        bail!("{} (PID {}) exited with {code}, not 0", child.name, child.pid);
+        bail!(
+            "{} (PID {}) exited with {code}, not 0",
+            child.name,
+            child.pid
+        );
     }
     Ok(us(t0, t1))
 }

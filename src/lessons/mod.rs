@@ -8,6 +8,7 @@ use crate::words::Words;
 use anyhow::Result;
 use std::collections::BTreeMap;
 
+pub mod cost;
 pub mod daemon;
 pub mod event;
 pub mod fork;
@@ -19,7 +20,6 @@ pub mod queue;
 pub mod semaphore;
 pub mod shared;
 pub mod sync_vs_async;
-pub mod cost;
 
 /// A size option of a lesson (`--workers`, `--buyers`, …) with its range.
 pub struct OptSpec {
