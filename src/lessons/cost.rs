@@ -122,8 +122,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.say("thread_intro", &[]);
     ctx.pause(2000)?;
 
+    ctx.step("pool_task", &[("main", &main)])?;
     let worker = ctx.spawn("worker", "worker", serde_json::json!({}))?;
-    ctx.step("pool_task", &[("pid", &worker.pid)])?;
     ctx.say("pool_intro", &[("pid", &worker.pid)]);
     ctx.pause(2000)?;
 
