@@ -393,6 +393,7 @@ impl<'a> Ctx<'a> {
             return Err(e);
         }
         let deadline = Instant::now() + BOOTSTRAP_TIMEOUT;
+        let mut dead_rounds = 0;
         let failure = loop {
             match rx.recv_timeout(Duration::from_millis(20)) {
                 Ok(Ok((receiver, Up::Hello { down, .. }))) => {
@@ -424,9 +425,14 @@ impl<'a> Ctx<'a> {
                 Ok(Ok(_)) => break anyhow!("{name} (PID {pid}) did not say hello first"),
                 Ok(Err(e)) => break anyhow!("ipc-channel accept failed: {e:?}"),
                 Err(_) => {
+                    // A child that said hello and ended at once is gone before its hello
+                    // is read: give the accept thread a few more rounds before saying so.
                     let dead = matches!(crate::observe::state_of(pid.as_raw()), None | Some('Z'));
                     if dead {
-                        break anyhow!("{name} (PID {pid}) died before it connected");
+                        dead_rounds += 1;
+                        if dead_rounds > 10 {
+                            break anyhow!("{name} (PID {pid}) died before it connected");
+                        }
                     }
                     if procs::stop_reason().is_some() {
                         break Stopped.into();

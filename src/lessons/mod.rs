@@ -8,6 +8,7 @@ use crate::words::Words;
 use anyhow::Result;
 use std::collections::BTreeMap;
 
+pub mod cost;
 pub mod daemon;
 pub mod event;
 pub mod fork;
@@ -89,6 +90,8 @@ impl LessonDef {
 pub static LESSONS: &[&LessonDef] = &[
     &fork::LESSON,
     &isolation::LESSON,
+    &tree::LESSON,
+    &orphans::LESSON,
     &daemon::LESSON,
     &lock::LESSON,
     &pipe::LESSON,
@@ -96,10 +99,9 @@ pub static LESSONS: &[&LessonDef] = &[
     &event::LESSON,
     &semaphore::LESSON,
     &shared::LESSON,
+    &cost::LESSON,
     &pool::LESSON,
     &sync_vs_async::LESSON,
-    &tree::LESSON,
-    &orphans::LESSON,
 ];
 
 /// The lesson called `name`.

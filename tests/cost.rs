@@ -1,0 +1,211 @@
+//! Lesson `cost`: the JSON contract, the coarse orderings it claims (recomputed from its
+//! observations), and that every timed process was a real child, started and reaped by
+//! the main process. No absolute timing is asserted: that lives in the benchmark.
+
+mod common;
+
+use common::Run;
+use serde_json::Value;
+use std::collections::HashSet;
+
+fn t(e: &Value) -> f64 {
+    e["t_ms"].as_f64().unwrap()
+}
+
+fn num(r: &Run, name: &str) -> f64 {
+    r.obs(name)
+        .as_f64()
+        .unwrap_or_else(|| panic!("{name} is not a number\n{}", r.show()))
+}
+
+/// The spawn events whose name is `prefix` followed by a try number, in order.
+fn rounds_of<'a>(r: &'a Run, prefix: &str) -> Vec<&'a Value> {
+    r.of_kind("spawn")
+        .into_iter()
+        .filter(|e| {
+            e["name"]
+                .as_str()
+                .and_then(|n| n.strip_prefix(prefix))
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .collect()
+}
+
+/// The exit event of `pid`.
+fn exit_of<'a>(r: &'a Run, pid: &Value) -> &'a Value {
+    r.of_kind("exit")
+        .into_iter()
+        .find(|e| &e["pid"] == pid)
+        .unwrap_or_else(|| panic!("no exit for PID {pid}\n{}", r.show()))
+}
+
+/// Everything a run of `rounds` rounds must show.
+fn check(r: &Run, rounds: usize) {
+    r.assert_code(0);
+    let main = r.main_pid();
+    assert_eq!(r.obs("rounds"), rounds as i64);
+
+    // The orderings, from the measured medians themselves.
+    let fork = num(r, "fork_us");
+    let spawn = num(r, "spawn_us");
+    let thread = num(r, "thread_us");
+    let pool = num(r, "pool_task_us");
+    let pipe = num(r, "pipe_roundtrip_us");
+    for x in [fork, spawn, thread, pool, pipe] {
+        assert!(x > 0.0, "a time is not positive\n{}", r.show());
+    }
+    assert!(spawn > fork, "spawn {spawn} <= fork {fork}\n{}", r.show());
+    assert!(
+        fork > thread,
+        "fork {fork} <= thread {thread}\n{}",
+        r.show()
+    );
+    assert!(pool < spawn, "pool {pool} >= spawn {spawn}\n{}", r.show());
+    for claim in [
+        "spawn_costs_more_than_fork",
+        "process_costs_more_than_thread",
+        "pool_task_cheaper_than_spawn",
+    ] {
+        assert_eq!(r.obs(claim), true, "{claim}\n{}", r.show());
+    }
+
+    // Every timed process was a real child of main, started the way the lesson says,
+    // one at a time, and reaped by main with exit code 0 before the next one started.
+    // A round keeps the faster of two tries, and a try's two stamps lie inside its timed
+    // interval: so the median over rounds of the shorter life of each pair cannot exceed
+    // the median the lesson reports (1 µs of rounding aside).
+    let mut pids = HashSet::new();
+    for (prefix, how, median) in [("fork-", "fork", fork), ("spawn-", "spawn", spawn)] {
+        let started = rounds_of(r, prefix);
+        assert_eq!(started.len(), 2 * rounds, "{prefix}*\n{}", r.show());
+        let mut lives = Vec::new();
+        let mut last_exit = f64::MIN;
+        for s in started {
+            assert_eq!(s["how"], how, "{s}");
+            assert_eq!(s["ppid"], main, "{s}");
+            assert_ne!(s["pid"], main);
+            assert!(pids.insert(s["pid"].as_i64().unwrap()), "PID reused: {s}");
+            let e = exit_of(r, &s["pid"]);
+            assert_eq!(e["exitcode"], 0, "{e}");
+            assert_eq!(e["reaped_by"], main, "{e}");
+            assert!(
+                t(s) >= last_exit,
+                "{s} started before the last one was reaped"
+            );
+            assert!(t(e) >= t(s), "{e} before {s}");
+            last_exit = t(e);
+            lives.push((t(e) - t(s)) * 1000.0);
+        }
+        let mut lives: Vec<f64> = lives.chunks(2).map(|p| p[0].min(p[1])).collect();
+        lives.sort_by(f64::total_cmp);
+        let life = lives[lives.len() / 2];
+        assert!(
+            life <= median + 2.0,
+            "{prefix}: median life {life} µs > reported median {median} µs\n{}",
+            r.show()
+        );
+    }
+
+    // The pool's worker and the echo child: started once, reaped with exit code 0.
+    for (name, how) in [("worker", "spawn"), ("echo", "fork")] {
+        let s = r
+            .of_kind("spawn")
+            .into_iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}\n{}", r.show()));
+        assert_eq!(s["how"], how);
+        assert_eq!(s["ppid"], main);
+        let e = exit_of(r, &s["pid"]);
+        assert_eq!(e["exitcode"], 0, "{e}");
+        assert_eq!(e["reaped_by"], main, "{e}");
+    }
+
+    // CPython: measured (a real python3 child, reaped with 0) or said why not.
+    let python = r
+        .of_kind("observation")
+        .into_iter()
+        .find(|e| e["name"] == "python_process_us");
+    let says = |key: &str| r.of_kind("say").iter().any(|e| e["key"] == key);
+    match python {
+        Some(o) => {
+            assert!(o["value"].as_f64().unwrap() > 0.0);
+            let s = r
+                .of_kind("spawn")
+                .into_iter()
+                .find(|e| e["name"] == "python3")
+                .unwrap_or_else(|| panic!("no python3 child\n{}", r.show()));
+            assert_eq!(exit_of(r, &s["pid"])["exitcode"], 0);
+            assert!(says("row_python"), "{}", r.show());
+        }
+        None => assert!(
+            says("python_missing") || says("python_failed"),
+            "{}",
+            r.show()
+        ),
+    }
+
+    // Every process started was reaped, and the table has its rows.
+    for s in r.of_kind("spawn") {
+        exit_of(r, &s["pid"]);
+    }
+    for key in [
+        "row_spawn",
+        "row_fork",
+        "row_thread",
+        "row_pool",
+        "row_pipe",
+    ] {
+        assert!(says(key), "no {key}\n{}", r.show());
+    }
+    assert_eq!(r.of_kind("lesson_end")[0]["ok"], true);
+}
+
+#[test]
+fn orderings_hold_and_every_timed_process_was_a_reaped_child() {
+    let r = common::lesson_json("cost", &[]);
+    check(&r, 20);
+}
+
+#[test]
+fn the_orderings_hold_every_run_at_the_fewest_rounds() {
+    for _ in 0..2 {
+        let r = common::lesson_json("cost", &["--rounds", "5"]);
+        check(&r, 5);
+    }
+}
+
+#[test]
+fn without_python3_it_says_so_and_measures_the_rest() {
+    let empty = tempfile::tempdir().unwrap();
+    let path = empty.path().to_str().unwrap();
+    let r = common::run_env(
+        &["--speed", "0", "--json", "cost", "--rounds", "5"],
+        &[("PATH", path)],
+    );
+    common::check_contract(&r);
+    check(&r, 5);
+    assert!(
+        r.of_kind("say")
+            .iter()
+            .any(|e| e["key"] == "python_missing"),
+        "{}",
+        r.show()
+    );
+    assert!(
+        !r.of_kind("observation")
+            .iter()
+            .any(|e| e["name"] == "python_process_us"),
+        "{}",
+        r.show()
+    );
+    assert!(!r.of_kind("spawn").iter().any(|e| e["name"] == "python3"));
+}
+
+#[test]
+fn out_of_range_rounds_are_usage_errors() {
+    for rounds in ["4", "201"] {
+        let r = common::run(&["--speed", "0", "--json", "cost", "--rounds", rounds]);
+        r.assert_code(2);
+        assert!(r.of_kind("spawn").is_empty(), "{}", r.show());
+    }
+}
