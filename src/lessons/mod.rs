@@ -18,6 +18,7 @@ pub mod pool;
 pub mod queue;
 pub mod semaphore;
 pub mod shared;
+pub mod states;
 pub mod sync_vs_async;
 
 /// A size option of a lesson (`--workers`, `--buyers`, …) with its range.
@@ -96,6 +97,7 @@ pub static LESSONS: &[&LessonDef] = &[
     &shared::LESSON,
     &pool::LESSON,
     &sync_vs_async::LESSON,
+    &states::LESSON,
 ];
 
 /// The lesson called `name`.
