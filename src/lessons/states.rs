@@ -250,17 +250,18 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
         &[("a", &hogs[0]), ("b", &hogs[1]), ("cpu", &cpu)],
     );
     ctx.pause(1500)?;
+    ctx.say("gate", &[]);
     nix::unistd::write(&gate_w, b"gg").context("write() to the start gate")?;
     for &pid in &hogs {
         ctx.wait_state(pid, &['R'], TIMEOUT)?;
     }
-    ctx.say("hogs_go", &[]);
+    ctx.say("both_r", &[]);
     let sample_ms = if ctx.speed > 0.0 {
         (350.0 * ctx.speed).max(SAMPLE_MS)
     } else {
         SAMPLE_MS
     };
-    let samples = sample_clocks(ctx, &hogs, sample_ms)?;
+    let (samples, watched_ns) = sample_clocks(ctx, &hogs, sample_ms)?;
     let (first, last) = (&samples[0], &samples[samples.len() - 1]);
     let all_r = samples.iter().all(|s| s.iter().all(|(st, _)| *st == 'R'));
     let mut ready_ns = 0;
@@ -275,10 +276,9 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
             now_ns(),
             "hog_clocks",
             &[
-                ("window", &fmt_ms(ran + waited)),
+                ("window", &fmt_ms(watched_ns)),
                 ("ran", &fmt_ms(ran)),
                 ("waited", &fmt_ms(waited)),
-                ("turns", &(b.turns - a.turns)),
             ],
         );
     }
@@ -349,11 +349,20 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     Ok(())
 }
 
+/// One reading of the state and clocks of each CPU-bound process.
+type Row = Vec<(char, Sched)>;
+
 /// Read the state and the scheduler's clocks of `hogs` every `every_ms`, emitting a
 /// `sched` event for each, at least [`SAMPLES`] times and until both clocks of both have
-/// moved (at most [`MAX_SAMPLES`] times).
-fn sample_clocks(ctx: &Ctx<'_>, hogs: &[Pid], every_ms: f64) -> Result<Vec<Vec<(char, Sched)>>> {
-    let mut samples: Vec<Vec<(char, Sched)>> = Vec::new();
+/// moved (at most [`MAX_SAMPLES`] times). The readings, and the wall time from the first
+/// to the last.
+///
+/// The kernel brings a process's clocks up to date when it leaves or gets a CPU (and at
+/// timer ticks), so the clocks of the one on the CPU at a reading may lag a little; over
+/// the whole window that evens out.
+fn sample_clocks(ctx: &Ctx<'_>, hogs: &[Pid], every_ms: f64) -> Result<(Vec<Row>, u64)> {
+    let mut samples: Vec<Row> = Vec::new();
+    let t0 = now_ns();
     loop {
         let mut row = Vec::new();
         for &pid in hogs {
@@ -379,7 +388,7 @@ fn sample_clocks(ctx: &Ctx<'_>, hogs: &[Pid], every_ms: f64) -> Result<Vec<Vec<(
             b.cpu_ns > a.cpu_ns && b.wait_ns > a.wait_ns
         });
         if n >= MAX_SAMPLES || (n >= SAMPLES && moved) {
-            return Ok(samples);
+            return Ok((samples, now_ns().saturating_sub(t0)));
         }
         if !procs::sleep(Duration::from_secs_f64(every_ms / 1000.0)) {
             ctx.check()?;
@@ -394,15 +403,25 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.pause(2000)?;
     let (note_r, note_w) = procs::pipe()?;
     let nfd = note_w.as_raw_fd();
+    // Each child waits for a byte on `go` before it speaks, so that what it says is
+    // stamped after its `spawn` event (stamped when fork() returned in the parent).
+    let (go_r, go_w) = procs::pipe()?;
+    let gfd = go_r.as_raw_fd();
+    let go = |pid: Pid| -> Result<Pid> {
+        nix::unistd::write(&go_w, b"g").context("write() to the children's gate")?;
+        Ok(pid)
+    };
 
     // 1. Normal exit: the work is done.
-    // SAFETY: the child calls Note::send only (async-signal-safe), then returns to _exit.
-    let normal = unsafe {
+    // SAFETY: the child calls read(2) and Note::send only (async-signal-safe), then
+    // returns to _exit.
+    let normal = go(unsafe {
         ctx.fork("normal", move || {
+            wait_for_go(gfd);
             Note::send(nfd, ENDING_HELLO, 0);
             0
         })
-    }?;
+    }?)?;
     let hello = Note::recv(&note_r, TIMEOUT)?.context("the normal child did not report")?;
     ctx.say_for(hello.pid, hello.t_ns, "normal_child", &[]);
     let code = ctx.join(normal)?;
@@ -415,11 +434,12 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     let path = std::ffi::CString::new(missing.as_os_str().as_encoded_bytes())
         .context("the run directory's path holds a NUL byte")?;
     let path_ptr = path.as_ptr();
-    // SAFETY: the child calls open(2), close(2), Note::send (errno is a thread-local
-    // read), all async-signal-safe, then returns its status to _exit. `path` outlives the
-    // fork: it is dropped after the child is reaped.
-    let error = unsafe {
+    // SAFETY: the child calls read(2), open(2), close(2), Note::send (errno is a
+    // thread-local read), all async-signal-safe, then returns its status to _exit. `path`
+    // outlives the fork: it is dropped after the child is reaped.
+    let error = go(unsafe {
         ctx.fork("error", move || {
+            wait_for_go(gfd);
             let fd = nix::libc::open(path_ptr, nix::libc::O_RDONLY);
             if fd >= 0 {
                 nix::libc::close(fd);
@@ -429,7 +449,7 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
             Note::send(nfd, ENDING_HELLO, i64::from(nix::errno::Errno::last_raw()));
             1
         })
-    }?;
+    }?)?;
     let hello = Note::recv(&note_r, TIMEOUT)?.context("the error child did not report")?;
     let errno = nix::errno::Errno::from_raw(hello.b as i32);
     ctx.say_for(
@@ -445,7 +465,7 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.pause(2500)?;
 
     // 3. Fatal error: an illegal memory access, ended by the kernel with SIGSEGV.
-    let fatal = fork_fatal(ctx, nfd)?;
+    let fatal = go(fork_fatal(ctx, gfd, nfd)?)?;
     let hello = Note::recv(&note_r, TIMEOUT)?.context("the fatal child did not report")?;
     ctx.say_for(
         hello.pid,
@@ -459,15 +479,17 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.pause(2500)?;
 
     // 4. Killed by another process: kill -9.
-    // SAFETY: the child calls Note::send and pause(2) only, both async-signal-safe.
-    let victim = unsafe {
+    // SAFETY: the child calls read(2), Note::send and pause(2) only, all
+    // async-signal-safe.
+    let victim = go(unsafe {
         ctx.fork("killed", move || {
+            wait_for_go(gfd);
             Note::send(nfd, ENDING_HELLO, 0);
             loop {
                 nix::unistd::pause();
             }
         })
-    }?;
+    }?)?;
     let hello = Note::recv(&note_r, TIMEOUT)?.context("the last child did not report")?;
     ctx.say_for(hello.pid, hello.t_ns, "killed_child", &[]);
     ctx.wait_state(victim, &['S'], TIMEOUT)?;
@@ -478,7 +500,7 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     let code = ctx.join(victim)?;
     ctx.say("killed_joined", &[("pid", &victim), ("code", &code)]);
     ctx.claim("exit_killed", code, "== -9 (SIGKILL)", code == -9);
-    drop(note_w);
+    drop((note_w, go_r));
     ctx.pause(2000)?;
     ctx.say("voluntary", &[]);
     Ok(())
@@ -488,7 +510,7 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
 /// at all (`PROT_NONE`). The kernel answers the fault with SIGSEGV. No core file is
 /// written: the child sets `RLIMIT_CORE` to 0 and (on Linux) makes itself not dumpable
 /// first, which also keeps a core-dump helper (systemd-coredump, apport) out of it.
-fn fork_fatal(ctx: &mut Ctx<'_>, nfd: i32) -> Result<Pid> {
+fn fork_fatal(ctx: &mut Ctx<'_>, gfd: i32, nfd: i32) -> Result<Pid> {
     use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
     let len = std::num::NonZeroUsize::new(4096).expect("non-zero");
     // SAFETY: a fresh private anonymous mapping with no access rights; no Rust reference
@@ -498,12 +520,13 @@ fn fork_fatal(ctx: &mut Ctx<'_>, nfd: i32) -> Result<Pid> {
     }
     .context("mmap(PROT_NONE)")?;
     let addr = page.as_ptr() as usize;
-    // SAFETY: the child calls setrlimit, prctl and Note::send (thin system-call wrappers,
+    // SAFETY: the child calls read(2), setrlimit, prctl and Note::send (thin system-call wrappers,
     // no allocation, no locks), then stores through a pointer to a mapping outside any
     // Rust allocation with a volatile write: the store really happens, and the kernel
     // ends the process with SIGSEGV at that instruction. It never returns from it.
     let child = unsafe {
         ctx.fork("fatal", move || {
+            wait_for_go(gfd);
             let none = nix::libc::rlimit {
                 rlim_cur: 0,
                 rlim_max: 0,
@@ -519,4 +542,11 @@ fn fork_fatal(ctx: &mut Ctx<'_>, nfd: i32) -> Result<Pid> {
     // SAFETY: our copy of the mapping is no longer needed (the child has its own).
     let _ = unsafe { munmap(page, 4096) };
     child
+}
+
+/// In a forked child: wait for one byte on `fd`. Async-signal-safe (read(2)).
+fn wait_for_go(fd: i32) {
+    let mut byte = [0u8; 1];
+    // SAFETY: read(2) into a stack buffer; async-signal-safe.
+    unsafe { nix::libc::read(fd, byte.as_mut_ptr().cast(), 1) };
 }
