@@ -227,7 +227,11 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     if blocked_state == 'S' {
         ctx.say(
             "blocked_seen",
-            &[("pid", &reader), ("state", &blocked_state), ("wchan", &wchan)],
+            &[
+                ("pid", &reader),
+                ("state", &blocked_state),
+                ("wchan", &wchan),
+            ],
         );
     } else {
         ctx.say("blocked_not_seen", &[("pid", &reader)]);
@@ -515,10 +519,8 @@ fn fork_fatal(ctx: &mut Ctx<'_>, gfd: i32, nfd: i32) -> Result<Pid> {
     let len = std::num::NonZeroUsize::new(4096).expect("non-zero");
     // SAFETY: a fresh private anonymous mapping with no access rights; no Rust reference
     // points into it. Only the forked child touches it (and is killed for it).
-    let page = unsafe {
-        mmap_anonymous(None, len, ProtFlags::PROT_NONE, MapFlags::MAP_PRIVATE)
-    }
-    .context("mmap(PROT_NONE)")?;
+    let page = unsafe { mmap_anonymous(None, len, ProtFlags::PROT_NONE, MapFlags::MAP_PRIVATE) }
+        .context("mmap(PROT_NONE)")?;
     let addr = page.as_ptr() as usize;
     // SAFETY: the child calls read(2), setrlimit, prctl and Note::send (thin system-call wrappers,
     // no allocation, no locks), then stores through a pointer to a mapping outside any
