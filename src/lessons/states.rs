@@ -153,11 +153,10 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
 
 /// Running, ready and blocked, on three real processes.
 fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
-    let me = ctx.main_pid;
     let cpu = first_cpu()?;
-    ctx.step("three", &[("main", &me)])?;
+    ctx.step("three", &[])?;
     ctx.say("three_intro", &[("cpu", &cpu)]);
-    ctx.pause(2000)?;
+    ctx.pause(1200)?;
 
     // The reader: blocked in read() on an empty pipe until we write to it.
     let (data_r, data_w) = procs::pipe()?;
@@ -220,7 +219,10 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     drop(note_w);
 
     // Blocked: the kernel's word, and where it sleeps.
-    ctx.step("blocked", &[("pid", &reader)])?;
+    ctx.step(
+        "blocked",
+        &[("pid", &reader), ("a", &hogs[0]), ("b", &hogs[1])],
+    )?;
     let blocked = ctx.wait_blocked_in(reader, SYS_READ, TIMEOUT)?;
     let blocked_state = blocked.as_ref().map_or('?', |b| b.0);
     let wchan = blocked.map_or_else(|| "?".to_string(), |b| b.1);
@@ -248,7 +250,7 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.pause(2500)?;
 
     // Running and ready: open the gate; both are runnable, one CPU for the two.
-    ctx.step("go", &[("a", &hogs[0]), ("b", &hogs[1])])?;
+    ctx.step("go", &[])?;
     ctx.say(
         "hogs_intro",
         &[("a", &hogs[0]), ("b", &hogs[1]), ("cpu", &cpu)],
@@ -260,6 +262,7 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
         ctx.wait_state(pid, &['R'], TIMEOUT)?;
     }
     ctx.say("both_r", &[]);
+    ctx.step("clocks", &[("a", &hogs[0]), ("b", &hogs[1])])?;
     let sample_ms = if ctx.speed > 0.0 {
         (350.0 * ctx.speed).max(SAMPLE_MS)
     } else {
