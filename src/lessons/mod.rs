@@ -20,6 +20,7 @@ pub mod pool;
 pub mod queue;
 pub mod semaphore;
 pub mod shared;
+pub mod states;
 pub mod sync_vs_async;
 pub mod tree;
 
@@ -90,6 +91,7 @@ impl LessonDef {
 pub static LESSONS: &[&LessonDef] = &[
     &fork::LESSON,
     &isolation::LESSON,
+    &states::LESSON,
     &tree::LESSON,
     &orphans::LESSON,
     &daemon::LESSON,

@@ -1,0 +1,557 @@
+//! Lesson `states`: the study notes' three process states (running, ready, blocked) on
+//! real processes, and the four ways a process ends.
+//!
+//! - Running and ready: two CPU-bound processes pinned to one CPU with
+//!   `sched_setaffinity`. The kernel shows both as `R` (runnable), so the difference is
+//!   read from its own accounting, `/proc/<pid>/schedstat`: time on the CPU and time
+//!   spent waiting on a run queue. Both clocks of both processes advance: at any moment
+//!   one runs while the other is ready.
+//! - Blocked: a third process reads an empty pipe (`S`, its `wchan` says where). A write
+//!   wakes it: blocked -> ready (it joins the run queue of the same CPU, `R`) -> running;
+//!   it computes a little, then exits.
+//! - Ending: four children, one per way the notes list: a normal exit (0), an error exit
+//!   (1), a fatal error (an illegal memory access: SIGSEGV, -11) and a kill by another
+//!   process (SIGKILL, -9), each exit code collected with `waitpid`.
+//!
+//! Every child here is forked and does only async-signal-safe work (read, poll, write,
+//! open, setrlimit, prctl, pause, clock_gettime, arithmetic): the main process is
+//! multi-threaded.
+
+use super::{LessonDef, Opts};
+use crate::ctx::Ctx;
+use crate::event::{now_ns, ObsValue};
+use crate::procs::{self, Note};
+use anyhow::{Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+pub static LESSON: LessonDef = LessonDef {
+    name: "states",
+    words_src: include_str!("../../lessons/states.toml"),
+    options: &[],
+    run,
+    roles: &[],
+};
+
+/// How long anything here may take before it is an error; far more than it needs.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// The scheduler's clocks are read this many times, this far apart at `--speed 0`
+/// (scaled up at normal speed so that a person can follow them) ...
+const SAMPLES: usize = 5;
+const SAMPLE_MS: f64 = 8.0;
+/// ... and, if a clock has not moved by then (a very idle or very odd scheduler), up
+/// to this many times in all.
+const MAX_SAMPLES: usize = 40;
+/// CPU time the woken reader computes before it exits: long enough for the observer
+/// (every 2 ms) to see it runnable.
+const WAKE_CPU_NS: u64 = 6_000_000;
+
+/// Note kinds of the reader.
+const READER_WOKE: i64 = 1;
+/// Note kinds of the children that end.
+const ENDING_HELLO: i64 = 0;
+
+/// What `/proc/<pid>/schedstat` says: nanoseconds on a CPU, nanoseconds waiting on a
+/// run queue (ready, not running), and how many times the process got a CPU.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sched {
+    cpu_ns: u64,
+    wait_ns: u64,
+    turns: u64,
+}
+
+#[cfg(target_os = "linux")]
+fn schedstat(pid: Pid) -> Option<Sched> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    let mut f = text.split_whitespace().map(|x| x.parse::<u64>().ok());
+    Some(Sched {
+        cpu_ns: f.next()??,
+        wait_ns: f.next()??,
+        turns: f.next()??,
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn schedstat(_pid: Pid) -> Option<Sched> {
+    None
+}
+
+/// CPU time of the calling thread in nanoseconds. Async-signal-safe (clock_gettime).
+fn thread_cpu_ns() -> u64 {
+    let mut ts = nix::libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into our stack timespec; async-signal-safe.
+    unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A little pure computation on the stack, so that the CPU has work to do.
+fn churn(x: &mut u64) {
+    for _ in 0..2000 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+    }
+}
+
+/// The first CPU this process may run on (`sched_getaffinity`).
+#[cfg(target_os = "linux")]
+fn first_cpu() -> Result<usize> {
+    use nix::sched::{sched_getaffinity, CpuSet};
+    let set = sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity()")?;
+    (0..CpuSet::count())
+        .find(|&i| set.is_set(i).unwrap_or(false))
+        .context("sched_getaffinity() gave no CPU")
+}
+
+#[cfg(not(target_os = "linux"))]
+fn first_cpu() -> Result<usize> {
+    anyhow::bail!("sched_getaffinity is Linux-only")
+}
+
+/// `sched_setaffinity(pid, {cpu})`: `pid` may run on `cpu` only.
+#[cfg(target_os = "linux")]
+fn pin(pid: Pid, cpu: usize) -> Result<()> {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    let mut set = CpuSet::new();
+    set.set(cpu).context("CPU number out of range")?;
+    sched_setaffinity(pid, &set).with_context(|| format!("sched_setaffinity({pid}, {{{cpu}}})"))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin(_pid: Pid, _cpu: usize) -> Result<()> {
+    anyhow::bail!("sched_setaffinity is Linux-only")
+}
+
+#[cfg(target_os = "linux")]
+#[allow(clippy::unnecessary_cast)] // c_long is i32 on 32-bit targets
+const SYS_READ: i64 = nix::libc::SYS_read as i64;
+#[cfg(not(target_os = "linux"))]
+const SYS_READ: i64 = -1;
+
+/// Milliseconds, rounded to 0.01 ms, for events and observations.
+fn ms(ns: u64) -> f64 {
+    (ns as f64 / 1e4).round() / 100.0
+}
+
+fn fmt_ms(ns: u64) -> String {
+    format!("{:.1}", ns as f64 / 1e6)
+}
+
+fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
+    three_states(ctx)?;
+    ctx.pause(2500)?;
+    endings(ctx)?;
+    ctx.pause(1500)?;
+    ctx.say("moral", &[]);
+    Ok(())
+}
+
+/// Running, ready and blocked, on three real processes.
+fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
+    let cpu = first_cpu()?;
+    ctx.step("three", &[])?;
+    ctx.say("three_intro", &[("cpu", &cpu)]);
+    ctx.pause(1200)?;
+
+    // The reader: blocked in read() on an empty pipe until we write to it.
+    let (data_r, data_w) = procs::pipe()?;
+    let (note_r, note_w) = procs::pipe()?;
+    let (rfd, nfd) = (data_r.as_raw_fd(), note_w.as_raw_fd());
+    // SAFETY: the child calls read(2), clock_gettime and Note::send only and computes on
+    // the stack: all async-signal-safe, no allocation. It returns its status to _exit.
+    let reader = unsafe {
+        ctx.fork("reader", move || {
+            let mut byte = [0u8; 1];
+            let n = nix::libc::read(rfd, byte.as_mut_ptr().cast(), 1);
+            // Woken: some work for the CPU, so that it is runnable for a while.
+            let start = thread_cpu_ns();
+            let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+            while thread_cpu_ns().saturating_sub(start) < WAKE_CPU_NS {
+                churn(&mut x);
+            }
+            std::hint::black_box(x);
+            Note::send(nfd, READER_WOKE, n as i64);
+            0
+        })
+    }?;
+    drop(data_r);
+    pin(reader, cpu)?;
+
+    // Two CPU-bound processes, held at a start gate, computing until told to stop.
+    let (gate_r, gate_w) = procs::pipe()?;
+    let (stop_r, stop_w) = procs::pipe()?;
+    let (gfd, sfd) = (gate_r.as_raw_fd(), stop_r.as_raw_fd());
+    let mut hogs = Vec::new();
+    for i in 1..=2u64 {
+        // SAFETY: the child calls read(2) and poll(2) only and computes on the stack: all
+        // async-signal-safe, no allocation. It returns its status to _exit.
+        let pid = unsafe {
+            ctx.fork(&format!("cpu-{i}"), move || {
+                let mut byte = [0u8; 1];
+                nix::libc::read(gfd, byte.as_mut_ptr().cast(), 1);
+                let mut x: u64 = 0x2545_F491_4F6C_DD1D ^ i;
+                loop {
+                    churn(&mut x);
+                    // A zero timeout: poll() never sleeps, so the process stays runnable.
+                    let mut pfd = nix::libc::pollfd {
+                        fd: sfd,
+                        events: nix::libc::POLLIN,
+                        revents: 0,
+                    };
+                    if nix::libc::poll(&mut pfd, 1, 0) != 0 {
+                        break;
+                    }
+                }
+                std::hint::black_box(x);
+                0
+            })
+        }?;
+        pin(pid, cpu)?;
+        hogs.push(pid);
+    }
+    drop(gate_r);
+    drop(stop_r);
+    drop(note_w);
+
+    // Blocked: the kernel's word, and where it sleeps.
+    ctx.step(
+        "blocked",
+        &[("pid", &reader), ("a", &hogs[0]), ("b", &hogs[1])],
+    )?;
+    let blocked = ctx.wait_blocked_in(reader, SYS_READ, TIMEOUT)?;
+    let blocked_state = blocked.as_ref().map_or('?', |b| b.0);
+    let wchan = blocked.map_or_else(|| "?".to_string(), |b| b.1);
+    if blocked_state == 'S' {
+        ctx.say(
+            "blocked_seen",
+            &[
+                ("pid", &reader),
+                ("state", &blocked_state),
+                ("wchan", &wchan),
+            ],
+        );
+    } else {
+        ctx.say("blocked_not_seen", &[("pid", &reader)]);
+    }
+    ctx.claim(
+        "blocked_state",
+        blocked_state.to_string(),
+        "== \"S\"",
+        blocked_state == 'S',
+    );
+    ctx.observe("blocked_wchan", wchan);
+    ctx.pause(2000)?;
+    ctx.say("blocked_own_doing", &[]);
+    ctx.pause(2500)?;
+
+    // Running and ready: open the gate; both are runnable, one CPU for the two.
+    ctx.step("go", &[])?;
+    ctx.say(
+        "hogs_intro",
+        &[("a", &hogs[0]), ("b", &hogs[1]), ("cpu", &cpu)],
+    );
+    ctx.pause(1500)?;
+    ctx.say("gate", &[]);
+    nix::unistd::write(&gate_w, b"gg").context("write() to the start gate")?;
+    for &pid in &hogs {
+        ctx.wait_state(pid, &['R'], TIMEOUT)?;
+    }
+    ctx.say("both_r", &[]);
+    ctx.step("clocks", &[("a", &hogs[0]), ("b", &hogs[1])])?;
+    let sample_ms = if ctx.speed > 0.0 {
+        (350.0 * ctx.speed).max(SAMPLE_MS)
+    } else {
+        SAMPLE_MS
+    };
+    let (samples, watched_ns) = sample_clocks(ctx, &hogs, sample_ms)?;
+    let (first, last) = (&samples[0], &samples[samples.len() - 1]);
+    let all_r = samples.iter().all(|s| s.iter().all(|(st, _)| *st == 'R'));
+    let mut ready_ns = 0;
+    let mut both_moved = true;
+    for (k, &pid) in hogs.iter().enumerate() {
+        let (a, b) = (first[k].1, last[k].1);
+        let (ran, waited) = (b.cpu_ns - a.cpu_ns, b.wait_ns - a.wait_ns);
+        both_moved &= ran > 0 && waited > 0;
+        ready_ns += waited;
+        ctx.say_for(
+            pid.as_raw(),
+            now_ns(),
+            "hog_clocks",
+            &[
+                ("window", &fmt_ms(watched_ns)),
+                ("ran", &fmt_ms(ran)),
+                ("waited", &fmt_ms(waited)),
+            ],
+        );
+    }
+    let holds = all_r && both_moved;
+    if holds {
+        ctx.say("running_and_ready", &[("cpu", &cpu)]);
+    } else {
+        ctx.say("not_running_and_ready", &[]);
+    }
+    ctx.claim(
+        "running_and_ready",
+        holds,
+        "== true (both R, both schedstat clocks advanced)",
+        holds,
+    );
+    ctx.observe("ready_ms", ms(ready_ns));
+    ctx.pause(2500)?;
+    ctx.say("scheduler_doing", &[]);
+    ctx.pause(3000)?;
+
+    // Blocked -> ready -> running: the data comes.
+    ctx.step("wake", &[("pid", &reader)])?;
+    let before = schedstat(reader).unwrap_or_default();
+    ctx.say("wake", &[("pid", &reader)]);
+    nix::unistd::write(&data_w, b"x").context("write() to the reader's pipe")?;
+    let woken = ctx.wait_state(reader, &['R', 'Z'], TIMEOUT)?;
+    let woken_state = woken.unwrap_or('?');
+    if woken_state == 'R' {
+        ctx.say("woken_seen", &[("pid", &reader), ("cpu", &cpu)]);
+    } else {
+        ctx.say(
+            "woken_not_seen",
+            &[("pid", &reader), ("state", &woken_state)],
+        );
+    }
+    let done = Note::recv(&note_r, TIMEOUT)?.context("the reader did not report")?;
+    // Its clocks, once it has exited (a zombie keeps them until it is reaped).
+    ctx.wait_state(reader, &['Z'], TIMEOUT)?;
+    let after = schedstat(reader).unwrap_or_default();
+    let woken_wait = after.wait_ns.saturating_sub(before.wait_ns);
+    ctx.say_for(
+        done.pid,
+        done.t_ns,
+        "reader_done",
+        &[
+            ("n", &done.b),
+            ("ran", &fmt_ms(after.cpu_ns.saturating_sub(before.cpu_ns))),
+            ("waited", &fmt_ms(woken_wait)),
+        ],
+    );
+    ctx.claim(
+        "woken_state",
+        woken_state.to_string(),
+        "== \"R\"",
+        woken_state == 'R',
+    );
+    ctx.observe("woken_ready_ms", ms(woken_wait));
+    ctx.join(reader)?;
+    ctx.pause(2000)?;
+
+    ctx.say("stop_hogs", &[]);
+    nix::unistd::write(&stop_w, b"s").context("write() to the stop pipe")?;
+    for pid in hogs {
+        ctx.join(pid)?;
+    }
+    ctx.pause(1500)?;
+    ctx.say("diagram", &[]);
+    Ok(())
+}
+
+/// One reading of the state and clocks of each CPU-bound process.
+type Row = Vec<(char, Sched)>;
+
+/// Read the state and the scheduler's clocks of `hogs` every `every_ms`, emitting a
+/// `sched` event for each, at least [`SAMPLES`] times and until both clocks of both have
+/// moved (at most [`MAX_SAMPLES`] times). The readings, and the wall time from the first
+/// to the last.
+///
+/// The kernel brings a process's clocks up to date when it leaves or gets a CPU (and at
+/// timer ticks), so the clocks of the one on the CPU at a reading may lag a little; over
+/// the whole window that evens out.
+fn sample_clocks(ctx: &Ctx<'_>, hogs: &[Pid], every_ms: f64) -> Result<(Vec<Row>, u64)> {
+    let mut samples: Vec<Row> = Vec::new();
+    let t0 = now_ns();
+    loop {
+        let mut row = Vec::new();
+        for &pid in hogs {
+            let clocks = schedstat(pid).context("reading /proc/<pid>/schedstat")?;
+            let state = crate::observe::state_of(pid.as_raw()).unwrap_or('?');
+            ctx.act_at(
+                pid.as_raw(),
+                now_ns(),
+                "sched",
+                &[
+                    ("state", state.to_string().into()),
+                    ("cpu_ms", ObsValue::from(ms(clocks.cpu_ns))),
+                    ("ready_ms", ObsValue::from(ms(clocks.wait_ns))),
+                    ("turns", ObsValue::from(clocks.turns as i64)),
+                ],
+            );
+            row.push((state, clocks));
+        }
+        samples.push(row);
+        let n = samples.len();
+        let moved = (0..hogs.len()).all(|k| {
+            let (a, b) = (samples[0][k].1, samples[n - 1][k].1);
+            b.cpu_ns > a.cpu_ns && b.wait_ns > a.wait_ns
+        });
+        if n >= MAX_SAMPLES || (n >= SAMPLES && moved) {
+            return Ok((samples, now_ns().saturating_sub(t0)));
+        }
+        if !procs::sleep(Duration::from_secs_f64(every_ms / 1000.0)) {
+            ctx.check()?;
+        }
+    }
+}
+
+/// The four ways a process ends, one child each, every exit code read with waitpid.
+fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
+    ctx.step("endings", &[])?;
+    ctx.say("endings_intro", &[]);
+    ctx.pause(2000)?;
+    let (note_r, note_w) = procs::pipe()?;
+    let nfd = note_w.as_raw_fd();
+    // Each child waits for a byte on `go` before it speaks, so that what it says is
+    // stamped after its `spawn` event (stamped when fork() returned in the parent).
+    let (go_r, go_w) = procs::pipe()?;
+    let gfd = go_r.as_raw_fd();
+    let go = |pid: Pid| -> Result<Pid> {
+        nix::unistd::write(&go_w, b"g").context("write() to the children's gate")?;
+        Ok(pid)
+    };
+
+    // 1. Normal exit: the work is done.
+    // SAFETY: the child calls read(2) and Note::send only (async-signal-safe), then
+    // returns to _exit.
+    let normal = go(unsafe {
+        ctx.fork("normal", move || {
+            wait_for_go(gfd);
+            Note::send(nfd, ENDING_HELLO, 0);
+            0
+        })
+    }?)?;
+    let hello = Note::recv(&note_r, TIMEOUT)?.context("the normal child did not report")?;
+    ctx.say_for(hello.pid, hello.t_ns, "normal_child", &[]);
+    let code = ctx.join(normal)?;
+    ctx.say("normal_joined", &[("pid", &normal), ("code", &code)]);
+    ctx.claim("exit_normal", code, "== 0", code == 0);
+    ctx.pause(2500)?;
+
+    // 2. Error exit: the program sees it cannot go on and says so with its exit code.
+    let missing = ctx.dir.join("a.py");
+    let path = std::ffi::CString::new(missing.as_os_str().as_encoded_bytes())
+        .context("the run directory's path holds a NUL byte")?;
+    let path_ptr = path.as_ptr();
+    // SAFETY: the child calls read(2), open(2), close(2), Note::send (errno is a
+    // thread-local read), all async-signal-safe, then returns its status to _exit. `path`
+    // outlives the fork: it is dropped after the child is reaped.
+    let error = go(unsafe {
+        ctx.fork("error", move || {
+            wait_for_go(gfd);
+            let fd = nix::libc::open(path_ptr, nix::libc::O_RDONLY);
+            if fd >= 0 {
+                nix::libc::close(fd);
+                Note::send(nfd, ENDING_HELLO, 0);
+                return 0;
+            }
+            Note::send(nfd, ENDING_HELLO, i64::from(nix::errno::Errno::last_raw()));
+            1
+        })
+    }?)?;
+    let hello = Note::recv(&note_r, TIMEOUT)?.context("the error child did not report")?;
+    let errno = nix::errno::Errno::from_raw(hello.b as i32);
+    ctx.say_for(
+        hello.pid,
+        hello.t_ns,
+        "error_child",
+        &[("errno", &format!("{errno:?}"))],
+    );
+    let code = ctx.join(error)?;
+    drop(path);
+    ctx.say("error_joined", &[("pid", &error), ("code", &code)]);
+    ctx.claim("exit_error", code, "== 1", code == 1);
+    ctx.pause(2500)?;
+
+    // 3. Fatal error: an illegal memory access, ended by the kernel with SIGSEGV.
+    let fatal = go(fork_fatal(ctx, gfd, nfd)?)?;
+    let hello = Note::recv(&note_r, TIMEOUT)?.context("the fatal child did not report")?;
+    ctx.say_for(
+        hello.pid,
+        hello.t_ns,
+        "fatal_child",
+        &[("addr", &format!("{:#x}", hello.b))],
+    );
+    let code = ctx.join(fatal)?;
+    ctx.say("fatal_joined", &[("pid", &fatal), ("code", &code)]);
+    ctx.claim("exit_fatal", code, "== -11 (SIGSEGV)", code == -11);
+    ctx.pause(2500)?;
+
+    // 4. Killed by another process: kill -9.
+    // SAFETY: the child calls read(2), Note::send and pause(2) only, all
+    // async-signal-safe.
+    let victim = go(unsafe {
+        ctx.fork("killed", move || {
+            wait_for_go(gfd);
+            Note::send(nfd, ENDING_HELLO, 0);
+            loop {
+                nix::unistd::pause();
+            }
+        })
+    }?)?;
+    let hello = Note::recv(&note_r, TIMEOUT)?.context("the last child did not report")?;
+    ctx.say_for(hello.pid, hello.t_ns, "killed_child", &[]);
+    ctx.wait_state(victim, &['S'], TIMEOUT)?;
+    ctx.step("kill", &[("pid", &victim)])?;
+    ctx.pause(1500)?;
+    ctx.say("kill", &[("pid", &victim)]);
+    kill(victim, Signal::SIGKILL).context("kill(SIGKILL)")?;
+    let code = ctx.join(victim)?;
+    ctx.say("killed_joined", &[("pid", &victim), ("code", &code)]);
+    ctx.claim("exit_killed", code, "== -9 (SIGKILL)", code == -9);
+    drop((note_w, go_r));
+    ctx.pause(2000)?;
+    ctx.say("voluntary", &[]);
+    Ok(())
+}
+
+/// Fork the child that writes to memory it may not touch: a page mapped with no access
+/// at all (`PROT_NONE`). The kernel answers the fault with SIGSEGV. No core file is
+/// written: the child sets `RLIMIT_CORE` to 0 and (on Linux) makes itself not dumpable
+/// first, which also keeps a core-dump helper (systemd-coredump, apport) out of it.
+fn fork_fatal(ctx: &mut Ctx<'_>, gfd: i32, nfd: i32) -> Result<Pid> {
+    use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
+    let len = std::num::NonZeroUsize::new(4096).expect("non-zero");
+    // SAFETY: a fresh private anonymous mapping with no access rights; no Rust reference
+    // points into it. Only the forked child touches it (and is killed for it).
+    let page = unsafe { mmap_anonymous(None, len, ProtFlags::PROT_NONE, MapFlags::MAP_PRIVATE) }
+        .context("mmap(PROT_NONE)")?;
+    let addr = page.as_ptr() as usize;
+    // SAFETY: the child calls read(2), setrlimit, prctl and Note::send (thin system-call wrappers,
+    // no allocation, no locks), then stores through a pointer to a mapping outside any
+    // Rust allocation with a volatile write: the store really happens, and the kernel
+    // ends the process with SIGSEGV at that instruction. It never returns from it.
+    let child = unsafe {
+        ctx.fork("fatal", move || {
+            wait_for_go(gfd);
+            let none = nix::libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            nix::libc::setrlimit(nix::libc::RLIMIT_CORE, &none);
+            #[cfg(target_os = "linux")]
+            nix::libc::prctl(nix::libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+            Note::send(nfd, ENDING_HELLO, addr as i64);
+            (addr as *mut u8).write_volatile(1);
+            0
+        })
+    };
+    // SAFETY: our copy of the mapping is no longer needed (the child has its own).
+    let _ = unsafe { munmap(page, 4096) };
+    child
+}
+
+/// In a forked child: wait for one byte on `fd`. Async-signal-safe (read(2)).
+fn wait_for_go(fd: i32) {
+    let mut byte = [0u8; 1];
+    // SAFETY: read(2) into a stack buffer; async-signal-safe.
+    unsafe { nix::libc::read(fd, byte.as_mut_ptr().cast(), 1) };
+}
