@@ -13,6 +13,7 @@ pub mod narrate;
 pub mod observe;
 pub mod procs;
 pub mod quiz;
+pub mod sem;
 pub mod term;
 pub mod words;
 

@@ -500,3 +500,44 @@ pub fn janitor_pid() -> Option<i32> {
         pid => Some(pid),
     }
 }
+
+/// In a forked process whose parent `creator` is ending: wait (bounded, 10 s) until the
+/// kernel hands it to `adopter` (the main process, a child subreaper), then die with the
+/// adopter from then on (`PR_SET_PDEATHSIG`: set earlier, the creator's exit would have
+/// killed it) and check the parent once more, in case the adopter died in between. Any
+/// other parent means the main process is gone: `_exit(1)`. Async-signal-safe (getppid,
+/// nanosleep, prctl, _exit), so a forked child of a threaded process may call it.
+pub fn await_adoption(creator: i32, adopter: i32) {
+    let mut waited_ms = 0;
+    loop {
+        let ppid = nix::unistd::getppid().as_raw();
+        if ppid == adopter {
+            break;
+        }
+        if ppid != creator || waited_ms > 10_000 {
+            // SAFETY: _exit is async-signal-safe.
+            unsafe { nix::libc::_exit(1) };
+        }
+        let ms = nix::libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
+        };
+        // SAFETY: nanosleep with a stack timespec; async-signal-safe.
+        unsafe { nix::libc::nanosleep(&ms, std::ptr::null_mut()) };
+        waited_ms += 1;
+    }
+    die_with_parent_now(adopter);
+}
+
+/// `PR_SET_PDEATHSIG` (SIGKILL) for this process, then `_exit(1)` if its parent is no
+/// longer `parent` (the race the flag alone cannot close). Async-signal-safe.
+pub fn die_with_parent_now(parent: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    }
+    if nix::unistd::getppid().as_raw() != parent {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { nix::libc::_exit(1) };
+    }
+}

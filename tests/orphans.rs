@@ -1,38 +1,10 @@
 //! Lesson `orphans`: the observations, and the same claims recomputed from the events.
 mod common;
 
+use common::{exit_of, pid_of as pid, spawn_of, t_ms as t};
+
 use common::Run;
 use serde_json::Value;
-
-fn t(e: &Value) -> f64 {
-    e["t_ms"].as_f64().unwrap()
-}
-
-fn pid(e: &Value) -> i64 {
-    e["pid"].as_i64().unwrap()
-}
-
-/// The one `spawn` event of the process called `name`.
-fn spawn_of<'a>(r: &'a Run, name: &str) -> &'a Value {
-    let s: Vec<_> = r
-        .of_kind("spawn")
-        .into_iter()
-        .filter(|e| e["name"] == name)
-        .collect();
-    assert_eq!(s.len(), 1, "one spawn named {name}\n{}", r.show());
-    s[0]
-}
-
-/// The one `exit` event of `pid`.
-fn exit_of(r: &Run, p: i64) -> &Value {
-    let e: Vec<_> = r
-        .of_kind("exit")
-        .into_iter()
-        .filter(|e| pid(e) == p)
-        .collect();
-    assert_eq!(e.len(), 1, "one exit for PID {p}\n{}", r.show());
-    e[0]
-}
 
 /// The one event of `kind` about `p`.
 fn one_of<'a>(r: &'a Run, kind: &str, p: i64) -> &'a Value {

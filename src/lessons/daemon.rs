@@ -491,32 +491,7 @@ fn daemon_child(main: i32, note_fd: RawFd, creator_alive: RawFd) -> ! {
         // SAFETY: close(2) of our own descriptor; async-signal-safe.
         unsafe { libc::close(creator_alive) };
     }
-    let mut waited_ms = 0;
-    loop {
-        let ppid = nix::unistd::getppid().as_raw();
-        if ppid == main {
-            break;
-        }
-        if ppid != creator || waited_ms > 10_000 {
-            // SAFETY: _exit is async-signal-safe.
-            unsafe { libc::_exit(1) };
-        }
-        let ms = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 1_000_000,
-        };
-        // SAFETY: nanosleep with a stack timespec; async-signal-safe.
-        unsafe { libc::nanosleep(&ms, std::ptr::null_mut()) };
-        waited_ms += 1;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    }
-    if nix::unistd::getppid().as_raw() != main {
-        // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(1) };
-    }
+    crate::procs::await_adoption(creator, main);
     Note::send(note_fd, NOTE_REPARENTED, 0);
     // Detach from everything inherited: the working directory, the file mode mask, the
     // terminal or pipes on the standard streams, every other descriptor.

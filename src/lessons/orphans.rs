@@ -23,12 +23,12 @@ use super::{LessonDef, OptSpec, Opts};
 use crate::ctx::Ctx;
 use crate::event::How;
 use crate::procs::{self, Note};
+use crate::sem::NamedSem;
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
 use nix::libc;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
@@ -281,7 +281,7 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
 
     let (note_r, note_w) = procs::pipe()?;
     let note_fd = note_w.as_raw_fd();
-    let raw = sem.raw();
+    let raw = RawSem(sem.as_ptr());
     // SAFETY: the holder only calls sem_trywait (atomic operations on the shared mapping,
     // no allocation, no lock), Note::send (clock_gettime, getpid, getppid, write) and
     // pause(2); a signal ends it.
@@ -570,34 +570,7 @@ fn grandchild(main: i32, note_fd: RawFd, creator_alive: RawFd, go_fd: RawFd) -> 
     }
     // The pipe closes a moment before the exiting process hands its children over: wait
     // (bounded) for the new parent. Any other one means the main process is gone.
-    let mut waited_ms = 0;
-    loop {
-        let ppid = nix::unistd::getppid().as_raw();
-        if ppid == main {
-            break;
-        }
-        if ppid != creator || waited_ms > 10_000 {
-            // SAFETY: _exit is async-signal-safe.
-            unsafe { libc::_exit(1) };
-        }
-        let ms = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 1_000_000,
-        };
-        // SAFETY: nanosleep with a stack timespec; async-signal-safe.
-        unsafe { libc::nanosleep(&ms, std::ptr::null_mut()) };
-        waited_ms += 1;
-    }
-    // Die with the adopter from now on; set earlier, the creator's exit would have
-    // killed us. Then check the parent again, in case the main process died in between.
-    #[cfg(target_os = "linux")]
-    {
-        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    }
-    if nix::unistd::getppid().as_raw() != main {
-        // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(1) };
-    }
+    crate::procs::await_adoption(creator, main);
     Note::send(note_fd, NOTE_REPARENTED, i64::from(creator));
     if go_fd >= 0 {
         read_byte(go_fd);
@@ -695,77 +668,4 @@ fn sem_acquire_timeout(sem: RawSem, ms: u64) -> i64 {
 #[cfg(not(target_os = "linux"))]
 fn sem_acquire_timeout(_sem: RawSem, _ms: u64) -> i64 {
     -(Errno::ENOSYS as i64)
-}
-
-/// A POSIX named semaphore (`sem_open`) used as a lock, closed when dropped, and unlinked
-/// then too if it has not been yet.
-struct NamedSem {
-    sem: *mut libc::sem_t,
-    name: CString,
-    linked: bool,
-}
-
-impl NamedSem {
-    /// `sem_open(name, O_CREAT | O_EXCL, 0600, value)`: a new semaphore, never an old one.
-    fn create(name: &str, value: u32) -> Result<NamedSem> {
-        let c = CString::new(name)?;
-        // SAFETY: `c` is a valid NUL-terminated string; with O_CREAT, sem_open reads
-        // exactly two more arguments, a mode_t and an unsigned int, which we pass.
-        let sem = unsafe {
-            libc::sem_open(
-                c.as_ptr(),
-                libc::O_CREAT | libc::O_EXCL,
-                0o600 as libc::c_uint,
-                value as libc::c_uint,
-            )
-        };
-        if sem == libc::SEM_FAILED {
-            bail!("sem_open({name}, O_CREAT|O_EXCL) failed: {}", Errno::last());
-        }
-        Ok(NamedSem {
-            sem,
-            name: c,
-            linked: true,
-        })
-    }
-
-    /// `sem_unlink`: the name goes; the semaphore lives on while anyone has it mapped.
-    fn unlink(&mut self) -> Result<()> {
-        // SAFETY: a valid NUL-terminated name.
-        if unsafe { libc::sem_unlink(self.name.as_ptr()) } != 0 {
-            bail!("sem_unlink({:?}) failed: {}", self.name, Errno::last());
-        }
-        self.linked = false;
-        Ok(())
-    }
-
-    fn raw(&self) -> RawSem {
-        RawSem(self.sem)
-    }
-
-    /// The counter now (`sem_getvalue`), -1 where the system cannot say.
-    #[cfg(target_os = "linux")]
-    fn value(&self) -> i64 {
-        let mut v: libc::c_int = 0;
-        // SAFETY: `sem` is open; `v` is a valid place for the result.
-        match unsafe { libc::sem_getvalue(self.sem, &mut v) } {
-            0 => i64::from(v),
-            _ => -1,
-        }
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn value(&self) -> i64 {
-        -1
-    }
-}
-
-impl Drop for NamedSem {
-    fn drop(&mut self) {
-        if self.linked {
-            let _ = self.unlink();
-        }
-        // SAFETY: `sem` came from a successful sem_open and is closed only here.
-        unsafe { libc::sem_close(self.sem) };
-    }
 }

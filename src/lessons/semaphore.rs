@@ -15,10 +15,8 @@ use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
 use crate::ctx::{reply_any, ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
+use crate::sem::NamedSem;
 use anyhow::{anyhow, bail, Result};
-use nix::errno::Errno;
-use nix::libc;
-use std::ffi::CString;
 use std::time::Duration;
 
 pub static LESSON: LessonDef = LessonDef {
@@ -47,129 +45,6 @@ pub static LESSON: LessonDef = LessonDef {
 /// How long a worker may take to answer, or the kernel to reach a state; far more than
 /// either needs, so a timeout means something is broken, not slow.
 const TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A POSIX named semaphore (`sem_open`), closed when dropped, and unlinked then too if
-/// this process created it and has not unlinked it yet.
-struct NamedSem {
-    sem: *mut libc::sem_t,
-    name: CString,
-    linked: bool,
-}
-
-impl NamedSem {
-    /// `sem_open(name, O_CREAT | O_EXCL, 0600, value)`: a new semaphore, never an old one.
-    fn create(name: &str, value: u32) -> Result<NamedSem> {
-        let c = CString::new(name)?;
-        // SAFETY: `c` is a valid NUL-terminated string; with O_CREAT, sem_open reads
-        // exactly two more arguments, a mode_t and an unsigned int, which we pass.
-        let sem = unsafe {
-            libc::sem_open(
-                c.as_ptr(),
-                libc::O_CREAT | libc::O_EXCL,
-                0o600 as libc::c_uint,
-                value as libc::c_uint,
-            )
-        };
-        if sem == libc::SEM_FAILED {
-            bail!("sem_open({name}, O_CREAT|O_EXCL) failed: {}", Errno::last());
-        }
-        Ok(NamedSem {
-            sem,
-            name: c,
-            linked: true,
-        })
-    }
-
-    /// `sem_open(name, 0)`: open a semaphore another process created.
-    fn open(name: &str) -> Result<NamedSem> {
-        let c = CString::new(name)?;
-        // SAFETY: `c` is a valid NUL-terminated string; without O_CREAT no more
-        // arguments are read.
-        let sem = unsafe { libc::sem_open(c.as_ptr(), 0) };
-        if sem == libc::SEM_FAILED {
-            bail!("sem_open({name}) failed: {}", Errno::last());
-        }
-        Ok(NamedSem {
-            sem,
-            name: c,
-            linked: false,
-        })
-    }
-
-    /// `sem_unlink`: the name goes; the semaphore lives on while anyone has it open.
-    fn unlink(&mut self) -> Result<()> {
-        // SAFETY: a valid NUL-terminated name.
-        if unsafe { libc::sem_unlink(self.name.as_ptr()) } != 0 {
-            bail!("sem_unlink({:?}) failed: {}", self.name, Errno::last());
-        }
-        self.linked = false;
-        Ok(())
-    }
-
-    /// P without blocking: `sem_trywait`. False if the counter was 0 (EAGAIN).
-    fn try_wait(&self) -> Result<bool> {
-        loop {
-            // SAFETY: `sem` came from a successful sem_open and is not closed yet.
-            if unsafe { libc::sem_trywait(self.sem) } == 0 {
-                return Ok(true);
-            }
-            match Errno::last() {
-                Errno::EAGAIN => return Ok(false),
-                Errno::EINTR => continue,
-                e => bail!("sem_trywait failed: {e}"),
-            }
-        }
-    }
-
-    /// P: `sem_wait`, asleep in the kernel until the counter is above 0.
-    fn wait(&self) -> Result<()> {
-        loop {
-            // SAFETY: `sem` came from a successful sem_open and is not closed yet.
-            if unsafe { libc::sem_wait(self.sem) } == 0 {
-                return Ok(());
-            }
-            match Errno::last() {
-                Errno::EINTR => continue,
-                e => bail!("sem_wait failed: {e}"),
-            }
-        }
-    }
-
-    /// V: `sem_post`.
-    fn post(&self) -> Result<()> {
-        // SAFETY: `sem` came from a successful sem_open and is not closed yet.
-        if unsafe { libc::sem_post(self.sem) } != 0 {
-            bail!("sem_post failed: {}", Errno::last());
-        }
-        Ok(())
-    }
-
-    /// The counter now (`sem_getvalue`), -1 where the system cannot say.
-    #[cfg(target_os = "linux")]
-    fn value(&self) -> i64 {
-        let mut v: libc::c_int = 0;
-        // SAFETY: `sem` is open; `v` is a valid place for the result.
-        match unsafe { libc::sem_getvalue(self.sem, &mut v) } {
-            0 => i64::from(v),
-            _ => -1,
-        }
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn value(&self) -> i64 {
-        -1
-    }
-}
-
-impl Drop for NamedSem {
-    fn drop(&mut self) {
-        if self.linked {
-            let _ = self.unlink();
-        }
-        // SAFETY: `sem` came from a successful sem_open and is closed only here.
-        unsafe { libc::sem_close(self.sem) };
-    }
-}
 
 /// `/mp-demo-<16 random hex digits>`.
 fn random_name() -> Result<String> {

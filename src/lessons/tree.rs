@@ -590,19 +590,6 @@ fn stat_of(_pid: i32) -> Option<Stat> {
     None
 }
 
-/// `PR_SET_PDEATHSIG(SIGKILL)`, then make sure the parent is still `parent` (if it died
-/// before the prctl, the signal will never come): exit if not. Async-signal-safe.
-fn die_with(parent: i32) {
-    #[cfg(target_os = "linux")]
-    {
-        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    }
-    if nix::unistd::getppid().as_raw() != parent {
-        // SAFETY: _exit is async-signal-safe.
-        unsafe { nix::libc::_exit(1) };
-    }
-}
-
 /// A child: join process group `group` (0: a new one, named after itself), fork a
 /// grandchild, wait for a signal. `mover`: the pipe on which the grandchild will be asked
 /// to leave the group (only child-2's grandchild has one).
@@ -667,7 +654,7 @@ fn child(group: i32, main: i32, note_fd: RawFd, mover: Option<RawFd>) -> i32 {
 fn grandchild(parent: i32, main: i32, note_fd: RawFd, mover: Option<(RawFd, RawFd)>) -> ! {
     use nix::libc;
     let Some((move_fd, alive_fd)) = mover else {
-        die_with(parent);
+        crate::procs::die_with_parent_now(parent);
         // SAFETY: getpgrp(2) is async-signal-safe.
         Note::send(note_fd, NOTE_HELLO, i64::from(unsafe { libc::getpgrp() }));
         loop {
@@ -718,25 +705,7 @@ fn grandchild(parent: i32, main: i32, note_fd: RawFd, mover: Option<(RawFd, RawF
     }
     // The pipe closes a moment before the exiting parent hands its children over: wait
     // (bounded) for the new parent.
-    let mut waited_ms = 0;
-    loop {
-        let ppid = nix::unistd::getppid().as_raw();
-        if ppid == main {
-            break;
-        }
-        if ppid != parent || waited_ms > 10_000 {
-            // SAFETY: _exit is async-signal-safe.
-            unsafe { libc::_exit(1) };
-        }
-        let ms = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 1_000_000,
-        };
-        // SAFETY: nanosleep with a stack timespec; async-signal-safe.
-        unsafe { libc::nanosleep(&ms, std::ptr::null_mut()) };
-        waited_ms += 1;
-    }
-    die_with(main);
+    crate::procs::await_adoption(parent, main);
     Note::send(note_fd, NOTE_REPARENTED, 0);
     loop {
         nix::unistd::pause();

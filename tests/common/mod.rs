@@ -430,3 +430,35 @@ pub fn assert_words_complete(r: &Run) {
         assert!(!unfilled, "unfilled placeholder: {e}");
     }
 }
+
+/// An event's stamp, in milliseconds.
+pub fn t_ms(e: &Value) -> f64 {
+    e["t_ms"].as_f64().unwrap()
+}
+
+/// The process an event is about.
+pub fn pid_of(e: &Value) -> i64 {
+    e["pid"].as_i64().unwrap()
+}
+
+/// The one `spawn` event of the process called `name`.
+pub fn spawn_of<'a>(r: &'a Run, name: &str) -> &'a Value {
+    let s: Vec<_> = r
+        .of_kind("spawn")
+        .into_iter()
+        .filter(|e| e["name"] == name)
+        .collect();
+    assert_eq!(s.len(), 1, "one spawn named {name}\n{}", r.show());
+    s[0]
+}
+
+/// The one `exit` event of `pid`.
+pub fn exit_of(r: &Run, p: i64) -> &Value {
+    let e: Vec<_> = r
+        .of_kind("exit")
+        .into_iter()
+        .filter(|e| pid_of(e) == p)
+        .collect();
+    assert_eq!(e.len(), 1, "one exit for PID {p}\n{}", r.show());
+    e[0]
+}
