@@ -541,3 +541,18 @@ pub fn die_with_parent_now(parent: i32) {
         unsafe { nix::libc::_exit(1) };
     }
 }
+
+/// `sched_setaffinity(pid, {cpu})`: `pid` may run on `cpu` only (lessons that make
+/// processes take turns on one CPU).
+#[cfg(target_os = "linux")]
+pub fn pin(pid: Pid, cpu: usize) -> Result<()> {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    let mut set = CpuSet::new();
+    set.set(cpu).context("CPU number out of range")?;
+    sched_setaffinity(pid, &set).with_context(|| format!("sched_setaffinity({pid}, {{{cpu}}})"))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn pin(_pid: Pid, _cpu: usize) -> Result<()> {
+    anyhow::bail!("sched_setaffinity is Linux-only")
+}

@@ -113,20 +113,6 @@ fn first_cpu() -> Result<usize> {
     anyhow::bail!("sched_getaffinity is Linux-only")
 }
 
-/// `sched_setaffinity(pid, {cpu})`: `pid` may run on `cpu` only.
-#[cfg(target_os = "linux")]
-fn pin(pid: Pid, cpu: usize) -> Result<()> {
-    use nix::sched::{sched_setaffinity, CpuSet};
-    let mut set = CpuSet::new();
-    set.set(cpu).context("CPU number out of range")?;
-    sched_setaffinity(pid, &set).with_context(|| format!("sched_setaffinity({pid}, {{{cpu}}})"))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn pin(_pid: Pid, _cpu: usize) -> Result<()> {
-    anyhow::bail!("sched_setaffinity is Linux-only")
-}
-
 #[cfg(target_os = "linux")]
 #[allow(clippy::unnecessary_cast)] // c_long is i32 on 32-bit targets
 const SYS_READ: i64 = nix::libc::SYS_read as i64;
@@ -180,7 +166,7 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
         })
     }?;
     drop(data_r);
-    pin(reader, cpu)?;
+    crate::procs::pin(reader, cpu)?;
 
     // Two CPU-bound processes, held at a start gate, computing until told to stop.
     let (gate_r, gate_w) = procs::pipe()?;
@@ -211,7 +197,7 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
                 0
             })
         }?;
-        pin(pid, cpu)?;
+        crate::procs::pin(pid, cpu)?;
         hogs.push(pid);
     }
     drop(gate_r);

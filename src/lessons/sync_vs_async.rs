@@ -111,20 +111,6 @@ fn allowed_cpus(_pid: Pid) -> Vec<usize> {
     Vec::new()
 }
 
-/// `sched_setaffinity(pid, {cpu})`: `pid` may run on `cpu` only.
-#[cfg(target_os = "linux")]
-fn pin(pid: Pid, cpu: usize) -> Result<()> {
-    use nix::sched::{sched_setaffinity, CpuSet};
-    let mut set = CpuSet::new();
-    set.set(cpu).context("CPU number out of range")?;
-    sched_setaffinity(pid, &set).with_context(|| format!("sched_setaffinity({pid}, {{{cpu}}})"))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn pin(_pid: Pid, _cpu: usize) -> Result<()> {
-    bail!("sched_setaffinity is Linux-only")
-}
-
 fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
@@ -538,7 +524,7 @@ fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
     drop(note_w);
     drop(gate_r);
     for (pid, &cpu) in pids.iter().zip(on) {
-        pin(*pid, cpu)?;
+        crate::procs::pin(*pid, cpu)?;
     }
     let seen: Vec<String> = pids
         .iter()
