@@ -348,8 +348,34 @@ impl Live {
                 return status;
             }
             if Instant::now() > deadline {
+                // Where it hangs: each thread's state and kernel wait, and its children.
+                let pid = self.pid();
+                let mut threads = String::new();
+                if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+                    for t in dir.flatten() {
+                        let p = t.path();
+                        let read = |f: &str| {
+                            std::fs::read_to_string(p.join(f))
+                                .unwrap_or_default()
+                                .trim()
+                                .to_string()
+                        };
+                        let stat = read("stat");
+                        let state = stat.rsplit(')').next().unwrap_or("").trim();
+                        threads.push_str(&format!(
+                            "\n  {} {} {}",
+                            read("comm"),
+                            state.split(' ').next().unwrap_or(""),
+                            read("wchan")
+                        ));
+                    }
+                }
+                let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                    .unwrap_or_default();
                 let _ = self.child.kill();
-                panic!("mp-demo (PID {}) did not end within {within:?}", self.pid());
+                panic!(
+                    "mp-demo (PID {pid}) did not end within {within:?}; threads:{threads}\n  children: {children}"
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
