@@ -73,14 +73,7 @@ impl ChildCtx {
     /// A quantity of the lesson as this process sees it now: a bar in the live panel
     /// (see `Ctx::gauge`).
     pub fn gauge(&self, gauge: &str, value: i64, max: i64) -> Result<()> {
-        self.act(
-            "gauge",
-            &[
-                ("gauge", gauge.into()),
-                ("value", value.into()),
-                ("max", max.into()),
-            ],
-        )
+        self.emit(Kind::gauge(&self.name, gauge, value, max))
     }
 
     /// A lesson's own event stamped at `t_ns` (taken right where the call returned).

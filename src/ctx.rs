@@ -209,16 +209,9 @@ impl<'a> Ctx<'a> {
     /// A quantity of the lesson (tasks done, items in the queue, free permits) as it now
     /// stands: a bar in the live panel. `gauge` names it (`ui.gauge_<gauge>` labels it).
     pub fn gauge(&self, gauge: &str, value: i64, max: i64) {
-        self.act_at(
-            self.main_pid,
-            now_ns(),
-            "gauge",
-            &[
-                ("gauge", gauge.into()),
-                ("value", value.into()),
-                ("max", max.into()),
-            ],
-        );
+        let name = self.name_of(self.main_pid);
+        let kind = Kind::gauge(&name, gauge, value, max);
+        self.sink.emit(Event::now(self.main_pid, kind));
     }
 
     pub fn act_at(&self, pid: i32, t_ns: u64, act: &str, fields: &[(&str, ObsValue)]) {

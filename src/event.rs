@@ -50,6 +50,22 @@ pub struct Event {
     pub kind: Kind,
 }
 
+impl Kind {
+    /// A quantity of the lesson as it now stands (`act = "gauge"`: tasks done, items in a
+    /// queue, free permits), reported by the process `name`: a bar in the live panel.
+    pub fn gauge(name: &str, gauge: &str, value: i64, max: i64) -> Kind {
+        Kind::Act {
+            act: "gauge".into(),
+            fields: vec![
+                ("name".into(), name.into()),
+                ("gauge".into(), gauge.into()),
+                ("value".into(), value.into()),
+                ("max".into(), max.into()),
+            ],
+        }
+    }
+}
+
 impl Event {
     /// An event stamped now.
     pub fn now(pid: i32, kind: Kind) -> Event {

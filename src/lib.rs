@@ -157,15 +157,10 @@ fn list(lang: Lang) -> String {
         .max()
         .unwrap_or(0);
     for def in lessons::LESSONS {
-        let summary = summary(def, lang);
+        let summary = def.summary(lang);
         out.push_str(&format!("  {:<width$}  {summary}\n", def.name.bold()));
     }
     out
-}
-
-/// A lesson's one-line summary in `lang`.
-fn summary(def: &lessons::LessonDef, lang: Lang) -> String {
-    def.summary(lang)
 }
 
 /// `mp-demo --json list`: one object per lesson, with its options and their ranges, for
@@ -173,7 +168,7 @@ fn summary(def: &lessons::LessonDef, lang: Lang) -> String {
 fn list_json(lang: Lang) -> String {
     let mut out = String::new();
     for def in lessons::LESSONS {
-        let summary = summary(def, lang);
+        let summary = def.summary(lang);
         let options: Vec<serde_json::Value> = def
             .options
             .iter()

@@ -230,6 +230,15 @@ pub fn ui(lang: Lang, key: &str, args: Args<'_>) -> String {
     }
 }
 
+/// The common UI string `key` in `lang` if there is one (labels that may be missing,
+/// such as a lesson event's field), else `fallback`.
+pub fn ui_or(lang: Lang, key: &str, fallback: &str) -> String {
+    match common().ui.get(key) {
+        Some(line) => line.get(lang).to_string(),
+        None => fallback.to_string(),
+    }
+}
+
 /// A state letter from `/proc/<pid>/stat` in words ("sleeping", "zombie", …).
 pub fn state_words(lang: Lang, letter: &str) -> String {
     let key = match letter {

@@ -314,18 +314,8 @@ struct TasksGauge {
 
 impl TasksGauge {
     fn show(&self, done: i64, of: i64) {
-        self.sink.emit(Event::now(
-            self.pid,
-            Kind::Act {
-                act: "gauge".into(),
-                fields: vec![
-                    ("name".into(), "main".into()),
-                    ("gauge".into(), "tasks".into()),
-                    ("value".into(), done.into()),
-                    ("max".into(), of.into()),
-                ],
-            },
-        ));
+        let kind = Kind::gauge("main", "tasks", done, of);
+        self.sink.emit(Event::now(self.pid, kind));
     }
 }
 

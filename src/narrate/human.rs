@@ -172,35 +172,29 @@ impl<W: Write + Send> Human<W> {
     }
 
     /// A gauge (`act = "gauge"`, fields `gauge`, `value`, `max`): a bar in the live
-    /// panel; nothing in plain output.
-    fn gauge(&mut self, ev: &Event, fields: &[(String, ObsValue)]) -> io::Result<()> {
+    /// panel. Nothing in plain output: the narration already says it (the acquire, the
+    /// put, the task done), and a line per change would only repeat it.
+    fn gauge(&mut self, fields: &[(String, ObsValue)]) {
+        let Some(live) = &mut self.live else {
+            return;
+        };
         let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let name = get("gauge").map(|v| v.to_string()).unwrap_or_default();
-        let name = match words::common().ui.get(&format!("gauge_{name}")) {
-            Some(line) => line.get(self.lang).to_string(),
-            None => name,
-        };
+        let name = words::ui_or(self.lang, &format!("gauge_{name}"), &name);
         let value = get("value").and_then(|v| v.as_i64()).unwrap_or(0).max(0) as u64;
         let max = get("max").and_then(|v| v.as_i64()).unwrap_or(0).max(1) as u64;
-        if let Some(live) = &mut self.live {
-            let pb = live.gauges.entry(name.clone()).or_insert_with(|| {
-                let pb = live.multi.insert(0, ProgressBar::new(max));
-                pb.set_style(
-                    ProgressStyle::with_template("  {prefix:>18} {bar:30.cyan/blue} {pos}/{len}")
-                        .expect("a valid template")
-                        .progress_chars("█▉▊▋▌▍▎▏ "),
-                );
-                pb.set_prefix(name.clone());
-                pb
-            });
-            pb.set_length(max);
-            pb.set_position(value.min(max));
-            return Ok(());
-        }
-        // Off the live panel the narration already says it (the acquire, the put, the
-        // task done): a line per change would only repeat it.
-        let _ = ev;
-        Ok(())
+        let pb = live.gauges.entry(name.clone()).or_insert_with(|| {
+            let pb = live.multi.insert(0, ProgressBar::new(max));
+            pb.set_style(
+                ProgressStyle::with_template("  {prefix:>18} {bar:30.cyan/blue} {pos}/{len}")
+                    .expect("a valid template")
+                    .progress_chars("█▉▊▋▌▍▎▏ "),
+            );
+            pb.set_prefix(name.clone());
+            pb
+        });
+        pb.set_length(max);
+        pb.set_position(value.min(max));
     }
 
     fn proc_of(&mut self, pid: i32) -> &Proc {
@@ -742,14 +736,11 @@ impl<W: Write + Send> Human<W> {
                 holds: *holds,
             }),
             Kind::LessonEnd { ok, elapsed_ms } => self.lesson_end(ev.t_ns, *ok, *elapsed_ms)?,
-            Kind::Act { act, fields } if act == "gauge" => self.gauge(ev, fields)?,
+            Kind::Act { act, fields } if act == "gauge" => self.gauge(fields),
             Kind::Act { act, fields } if act == "tour_card" => self.tour_card(fields)?,
             Kind::Act { act, fields } if act == "quiz" => self.quiz_result(fields)?,
             Kind::Act { act, fields } => {
-                let label = match words::common().ui.get(&format!("act_{act}")) {
-                    Some(l) => l.get(lang).to_string(),
-                    None => act.clone(),
-                };
+                let label = words::ui_or(lang, &format!("act_{act}"), act);
                 // "call: apply · job 1": a field named like the act is its value.
                 let mut head = label.bold().to_string();
                 let mut detail = Vec::new();
@@ -762,10 +753,7 @@ impl<W: Write + Send> Human<W> {
                             Some(stem) => (stem.trim_end_matches('_'), " ms"),
                             None => (k.as_str(), ""),
                         };
-                        let field = match words::common().ui.get(&format!("field_{key}")) {
-                            Some(l) => l.get(lang).to_string(),
-                            None => key.to_string(),
-                        };
+                        let field = words::ui_or(lang, &format!("field_{key}"), key);
                         detail.push(format!("{field} {v}{unit}").trim().to_string());
                     }
                 }

@@ -97,55 +97,32 @@ impl Render for Tee {
 /// narration reads in the order things happened, not the order the news arrived.
 const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Events waiting to be rendered, in stamp order (and arrival order among equal stamps).
+/// Events waiting to be rendered, keyed by stamp (then arrival, among equal stamps).
 #[derive(Default)]
 struct Held {
-    heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64, HeldEvent)>>,
+    events: std::collections::BTreeMap<(u64, u64), Event>,
     seq: u64,
-}
-
-/// An event in the heap, ordered by the key beside it only.
-struct HeldEvent(Event);
-
-impl PartialEq for HeldEvent {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-impl Eq for HeldEvent {}
-impl PartialOrd for HeldEvent {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for HeldEvent {
-    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
-        std::cmp::Ordering::Equal
-    }
 }
 
 impl Held {
     fn push(&mut self, ev: Event) {
         self.seq += 1;
-        self.heap
-            .push(std::cmp::Reverse((ev.t_ns, self.seq, HeldEvent(ev))));
+        self.events.insert((ev.t_ns, self.seq), ev);
     }
 
-    /// Render, in stamp order, every event stamped at least `HOLD` before `now` (all of
-    /// them with `now == u64::MAX`).
+    /// Hand `render`, in stamp order, every event stamped at least `HOLD` before `now`
+    /// (all of them with `now == u64::MAX`).
     fn release(
         &mut self,
         now: u64,
         render: &mut dyn FnMut(&Event) -> io::Result<()>,
     ) -> io::Result<()> {
         let hold = HOLD.as_nanos() as u64;
-        while let Some(std::cmp::Reverse((t, _, _))) = self.heap.peek() {
-            if now != u64::MAX && t.saturating_add(hold) > now {
+        while let Some(entry) = self.events.first_entry() {
+            if now != u64::MAX && entry.key().0.saturating_add(hold) > now {
                 break;
             }
-            if let Some(std::cmp::Reverse((_, _, HeldEvent(ev)))) = self.heap.pop() {
-                render(&ev)?;
-            }
+            render(&entry.remove())?;
         }
         Ok(())
     }
@@ -170,35 +147,17 @@ impl Narrator {
             let mut open = true;
             let mut held = Held::default();
             loop {
-                let msg = match rx.recv_timeout(HOLD / 2) {
-                    Ok(msg) => msg,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        let r = held.release(crate::event::now_ns(), &mut |ev| {
-                            if open {
-                                render.event(ev)
-                            } else {
-                                Ok(())
-                            }
-                        });
-                        if let Err(e) = r {
-                            if open && e.kind() == io::ErrorKind::BrokenPipe {
-                                crate::procs::request_stop(crate::procs::STOP_BROKEN_PIPE);
-                            }
-                            open = false;
-                        }
-                        continue;
+                // Everything held goes out before a pause or a flush; otherwise once it is
+                // old enough that no earlier event can still be on its way.
+                let (msg, until) = match rx.recv_timeout(HOLD / 2) {
+                    Ok(Msg::Event(ev)) => {
+                        held.push(ev);
+                        (None, crate::event::now_ns())
                     }
+                    Ok(msg) => (Some(msg), u64::MAX),
+                    Err(mpsc::RecvTimeoutError::Timeout) => (None, crate::event::now_ns()),
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 };
-                // Everything held goes out before a pause, a flush, or once it is old
-                // enough that no earlier event can still be on its way.
-                let until = match &msg {
-                    Msg::Event(_) => crate::event::now_ns(),
-                    Msg::Pause(_) | Msg::Flush(_) => u64::MAX,
-                };
-                if let Msg::Event(ev) = &msg {
-                    held.push(ev.clone());
-                }
                 let released = held.release(until, &mut |ev| {
                     if open {
                         render.event(ev)
@@ -207,8 +166,8 @@ impl Narrator {
                     }
                 });
                 let result = match msg {
-                    Msg::Event(_) => Ok(()),
-                    Msg::Pause(ack) => {
+                    None | Some(Msg::Event(_)) => Ok(()),
+                    Some(Msg::Pause(ack)) => {
                         let go = if !open {
                             Ok(true)
                         } else {
@@ -226,7 +185,7 @@ impl Narrator {
                         let _ = ack.send(go);
                         r
                     }
-                    Msg::Flush(ack) => {
+                    Some(Msg::Flush(ack)) => {
                         let r = if open { render.flush() } else { Ok(()) };
                         let _ = ack.send(true);
                         r
@@ -239,14 +198,8 @@ impl Narrator {
                     open = false;
                 }
             }
-            let _ = held.release(u64::MAX, &mut |ev| {
-                if open {
-                    render.event(ev)
-                } else {
-                    Ok(())
-                }
-            });
             if open {
+                let _ = held.release(u64::MAX, &mut |ev| render.event(ev));
                 let _ = render.finish();
             }
         })?;
