@@ -558,3 +558,29 @@ pub fn pin(pid: Pid, cpu: usize) -> Result<()> {
 pub fn pin(_pid: Pid, _cpu: usize) -> Result<()> {
     anyhow::bail!("sched_setaffinity is Linux-only")
 }
+
+/// CPU time of the calling thread in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`): time it
+/// really ran on a CPU, whatever else the machine was doing. Async-signal-safe
+/// (clock_gettime), so a forked child may use it.
+pub fn thread_cpu_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0, |t| {
+        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+    })
+}
+
+/// The CPUs `pid` may run on (`sched_getaffinity`; 0: this process), in order.
+#[cfg(target_os = "linux")]
+pub fn allowed_cpus(pid: Pid) -> Vec<usize> {
+    use nix::sched::{sched_getaffinity, CpuSet};
+    match sched_getaffinity(pid) {
+        Ok(set) => (0..CpuSet::count())
+            .filter(|&i| set.is_set(i).unwrap_or(false))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn allowed_cpus(_pid: Pid) -> Vec<usize> {
+    Vec::new()
+}

@@ -116,23 +116,15 @@ fn work(n: u64) -> u64 {
     std::hint::black_box(acc) % 1_000_000
 }
 
-/// CPU time of the calling thread, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`): time
-/// this thread really ran on a CPU, whatever else the machine was doing.
-fn thread_cpu_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0, |t| {
-        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
-    })
-}
-
 /// Rounds of `work` per millisecond of CPU on this machine, measured now on this
 /// thread's CPU clock, so that other programs running at the same time do not skew it
 /// (the debug and release builds differ tenfold, so task sizes are set in milliseconds).
 fn rounds_per_ms() -> f64 {
     let mut n = 20_000u64;
     loop {
-        let t = thread_cpu_ns();
+        let t = procs::thread_cpu_ns();
         work(n);
-        let el = thread_cpu_ns().saturating_sub(t);
+        let el = procs::thread_cpu_ns().saturating_sub(t);
         if el >= 4_000_000 || n > 1 << 34 {
             return n as f64 / (el as f64 / 1e6).max(1e-6);
         }
@@ -144,14 +136,7 @@ fn rounds_per_ms() -> f64 {
 /// `os.process_cpu_count()` (and so `Pool()`) counts them.
 #[cfg(target_os = "linux")]
 pub fn usable_cpus() -> usize {
-    use nix::sched::{sched_getaffinity, CpuSet};
-    match sched_getaffinity(Pid::from_raw(0)) {
-        Ok(set) => (0..CpuSet::count())
-            .filter(|&i| set.is_set(i).unwrap_or(false))
-            .count()
-            .max(1),
-        Err(_) => 1,
-    }
+    procs::allowed_cpus(Pid::from_raw(0)).len().max(1)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -187,9 +172,9 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
                     "task_start",
                     &[("task", task.id.into()), ("job", task.job.into())],
                 )?;
-                let cpu0 = thread_cpu_ns();
+                let cpu0 = procs::thread_cpu_ns();
                 let result = work(task.n);
-                let cpu_ns = thread_cpu_ns().saturating_sub(cpu0);
+                let cpu_ns = procs::thread_cpu_ns().saturating_sub(cpu0);
                 done += 1;
                 let t_done = now_ns(); // right before the result is put
                 c.act_at(
@@ -873,9 +858,9 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let mut parallel = Vec::new();
     for round in 1..=TIMED_ROUNDS {
         let started = Instant::now();
-        let cpu0 = thread_cpu_ns();
+        let cpu0 = procs::thread_cpu_ns();
         let serial: Vec<u64> = timed.iter().map(|&n| work(n)).collect();
-        let s_cpu = thread_cpu_ns().saturating_sub(cpu0) as f64 / 1e6;
+        let s_cpu = procs::thread_cpu_ns().saturating_sub(cpu0) as f64 / 1e6;
         let s_ms = ms_since(started);
         let (job, r, started) = call(ctx, &mut pool, "map", &timed, None)?;
         let results = r.get(bound)?;

@@ -78,17 +78,6 @@ fn schedstat(_pid: Pid) -> Option<Sched> {
     None
 }
 
-/// CPU time of the calling thread in nanoseconds. Async-signal-safe (clock_gettime).
-fn thread_cpu_ns() -> u64 {
-    let mut ts = nix::libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into our stack timespec; async-signal-safe.
-    unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// A little pure computation on the stack, so that the CPU has work to do.
 fn churn(x: &mut u64) {
     for _ in 0..2000 {
@@ -96,21 +85,6 @@ fn churn(x: &mut u64) {
         *x ^= *x >> 7;
         *x ^= *x << 17;
     }
-}
-
-/// The first CPU this process may run on (`sched_getaffinity`).
-#[cfg(target_os = "linux")]
-fn first_cpu() -> Result<usize> {
-    use nix::sched::{sched_getaffinity, CpuSet};
-    let set = sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity()")?;
-    (0..CpuSet::count())
-        .find(|&i| set.is_set(i).unwrap_or(false))
-        .context("sched_getaffinity() gave no CPU")
-}
-
-#[cfg(not(target_os = "linux"))]
-fn first_cpu() -> Result<usize> {
-    anyhow::bail!("sched_getaffinity is Linux-only")
 }
 
 #[cfg(target_os = "linux")]
@@ -139,7 +113,9 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
 
 /// Running, ready and blocked, on three real processes.
 fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
-    let cpu = first_cpu()?;
+    let cpu = *crate::procs::allowed_cpus(Pid::from_raw(0))
+        .first()
+        .context("sched_getaffinity() gave no CPU")?;
     ctx.step("three", &[])?;
     ctx.say("three_intro", &[("cpu", &cpu)]);
     ctx.pause(1200)?;
@@ -155,9 +131,9 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
             let mut byte = [0u8; 1];
             let n = nix::libc::read(rfd, byte.as_mut_ptr().cast(), 1);
             // Woken: some work for the CPU, so that it is runnable for a while.
-            let start = thread_cpu_ns();
+            let start = crate::procs::thread_cpu_ns();
             let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-            while thread_cpu_ns().saturating_sub(start) < WAKE_CPU_NS {
+            while crate::procs::thread_cpu_ns().saturating_sub(start) < WAKE_CPU_NS {
                 churn(&mut x);
             }
             std::hint::black_box(x);

@@ -53,28 +53,6 @@ const JOB_ENDED: i64 = -2;
 const HOG_STARTED: i64 = 0;
 const HOG_GAP: i64 = -3;
 
-/// CPU time of the calling thread in nanoseconds. Async-signal-safe (clock_gettime).
-fn thread_cpu_ns() -> u64 {
-    let mut ts = nix::libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into our stack timespec; async-signal-safe.
-    unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// `CLOCK_MONOTONIC` in nanoseconds. Async-signal-safe (clock_gettime).
-fn mono_ns() -> u64 {
-    let mut ts = nix::libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into our stack timespec; async-signal-safe.
-    unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// Sleep `ms` milliseconds with nanosleep(2). Async-signal-safe.
 fn nap(ms: u64) {
     let mut req = nix::libc::timespec {
@@ -92,23 +70,6 @@ fn nap(ms: u64) {
     {
         req = rem;
     }
-}
-
-/// The CPUs this process may run on (`sched_getaffinity`).
-#[cfg(target_os = "linux")]
-fn allowed_cpus(pid: Pid) -> Vec<usize> {
-    use nix::sched::{sched_getaffinity, CpuSet};
-    match sched_getaffinity(pid) {
-        Ok(set) => (0..CpuSet::count())
-            .filter(|&i| set.is_set(i).unwrap_or(false))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn allowed_cpus(_pid: Pid) -> Vec<usize> {
-    Vec::new()
 }
 
 fn ms(ns: u64) -> f64 {
@@ -281,9 +242,9 @@ fn blocking(ctx: &mut Ctx<'_>) -> Result<()> {
         ctx.fork("reader", move || {
             Note::send(nfd, 0, 0);
             let mut byte = [0u8; 1];
-            let t0 = mono_ns();
+            let t0 = now_ns();
             let n = nix::libc::read(rfd, byte.as_mut_ptr().cast(), 1);
-            let slept = mono_ns().saturating_sub(t0);
+            let slept = now_ns().saturating_sub(t0);
             Note::send(nfd, n as i64, slept as i64);
             0
         })
@@ -336,14 +297,14 @@ fn nonblocking(ctx: &mut Ctx<'_>) -> Result<()> {
             let flags = nix::libc::fcntl(rfd, nix::libc::F_GETFL);
             nix::libc::fcntl(rfd, nix::libc::F_SETFL, flags | nix::libc::O_NONBLOCK);
             let mut byte = [0u8; 1];
-            let t0 = mono_ns();
+            let t0 = now_ns();
             let n = nix::libc::read(rfd, byte.as_mut_ptr().cast(), 1);
             let errno = if n < 0 {
                 nix::errno::Errno::last_raw()
             } else {
                 0
             };
-            let took = mono_ns().saturating_sub(t0);
+            let took = now_ns().saturating_sub(t0);
             Note::send(nfd, i64::from(errno), took as i64);
             0
         })
@@ -412,7 +373,7 @@ struct HogRun {
 /// Concurrency on one CPU, then parallelism on a CPU each.
 fn cpu_bound(ctx: &mut Ctx<'_>) -> Result<()> {
     let me = ctx.main_pid;
-    let cpus = allowed_cpus(Pid::from_raw(0));
+    let cpus = procs::allowed_cpus(Pid::from_raw(0));
     if cpus.is_empty() {
         bail!("sched_getaffinity() gave no CPU");
     }
@@ -493,8 +454,8 @@ fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
                 let mut byte = [0u8; 1];
                 nix::libc::read(gfd, byte.as_mut_ptr().cast(), 1);
                 Note::send(nfd, HOG_STARTED, 0);
-                let start = thread_cpu_ns();
-                let mut last = mono_ns();
+                let start = procs::thread_cpu_ns();
+                let mut last = now_ns();
                 let mut x: u64 = 0x2545_F491_4F6C_DD1D ^ i as u64;
                 let mut next = 1u64;
                 while next <= chunks {
@@ -504,12 +465,12 @@ fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
                         x ^= x << 17;
                     }
                     // The wall clock jumped while I was computing: I was off the CPU.
-                    let now = mono_ns();
+                    let now = now_ns();
                     if now - last > GAP_NS {
                         Note::send(nfd, HOG_GAP, last as i64);
                     }
-                    last = mono_ns();
-                    let cpu = thread_cpu_ns().saturating_sub(start);
+                    last = now_ns();
+                    let cpu = procs::thread_cpu_ns().saturating_sub(start);
                     if cpu >= next * CHUNK_NS {
                         Note::send(nfd, next as i64, cpu as i64);
                         next += 1;
@@ -529,7 +490,7 @@ fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
     let seen: Vec<String> = pids
         .iter()
         .map(|p| {
-            allowed_cpus(*p)
+            procs::allowed_cpus(*p)
                 .iter()
                 .map(|c| c.to_string())
                 .collect::<Vec<_>>()
