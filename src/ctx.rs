@@ -378,65 +378,66 @@ impl<'a> Ctx<'a> {
         self.spawned(pid.as_raw(), self.main_pid, name, How::Spawn);
 
         let (tx, rx) = mpsc::channel();
-        if let Err(e) = procs::thread("ipc-accept", move || {
+        let accept = procs::thread("ipc-accept", move || {
             let _ = tx.send(server.accept());
-        }) {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            let _ = self.join(pid);
-            return Err(e);
-        }
+        });
         let deadline = Instant::now() + BOOTSTRAP_TIMEOUT;
         let mut dead_rounds = 0;
-        let failure = loop {
-            match rx.recv_timeout(Duration::from_millis(20)) {
-                Ok(Ok((receiver, Up::Hello { down, .. }))) => {
-                    let (reply_tx, replies) = mpsc::channel();
-                    let sink = self.sink.clone();
-                    let reader = procs::thread(&format!("from-{name}"), move || {
-                        while let Ok(msg) = receiver.recv() {
-                            match msg {
-                                Up::Event(ev) => sink.emit(ev),
-                                Up::Reply(v) => {
-                                    let _ = reply_tx.send(v);
+        // Every way this can fail ends below: the child killed and reaped.
+        let failure = match accept {
+            Err(e) => e,
+            Ok(_) => loop {
+                match rx.recv_timeout(Duration::from_millis(20)) {
+                    Ok(Ok((receiver, Up::Hello { down, .. }))) => {
+                        let (reply_tx, replies) = mpsc::channel();
+                        let sink = self.sink.clone();
+                        let reader = procs::thread(&format!("from-{name}"), move || {
+                            while let Ok(msg) = receiver.recv() {
+                                match msg {
+                                    Up::Event(ev) => sink.emit(ev),
+                                    Up::Reply(v) => {
+                                        let _ = reply_tx.send(v);
+                                    }
+                                    Up::Hello { .. } | Up::Abort => {}
                                 }
-                                Up::Hello { .. } | Up::Abort => {}
+                            }
+                        });
+                        match reader {
+                            Ok(_) => {
+                                return Ok(ChildProc {
+                                    pid,
+                                    name: name.to_string(),
+                                    down,
+                                    replies,
+                                })
+                            }
+                            Err(e) => break e,
+                        }
+                    }
+                    Ok(Ok(_)) => break anyhow!("{name} (PID {pid}) did not say hello first"),
+                    Ok(Err(e)) => break anyhow!("ipc-channel accept failed: {e:?}"),
+                    Err(_) => {
+                        // A child that said hello and ended at once is gone before its hello
+                        // is read: give the accept thread a few more rounds before saying so.
+                        let dead =
+                            matches!(crate::observe::state_of(pid.as_raw()), None | Some('Z'));
+                        if dead {
+                            dead_rounds += 1;
+                            if dead_rounds > 10 {
+                                break anyhow!("{name} (PID {pid}) died before it connected");
                             }
                         }
-                    });
-                    if let Err(e) = reader {
-                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                        let _ = self.join(pid);
-                        return Err(e);
-                    }
-                    return Ok(ChildProc {
-                        pid,
-                        name: name.to_string(),
-                        down,
-                        replies,
-                    });
-                }
-                Ok(Ok(_)) => break anyhow!("{name} (PID {pid}) did not say hello first"),
-                Ok(Err(e)) => break anyhow!("ipc-channel accept failed: {e:?}"),
-                Err(_) => {
-                    // A child that said hello and ended at once is gone before its hello
-                    // is read: give the accept thread a few more rounds before saying so.
-                    let dead = matches!(crate::observe::state_of(pid.as_raw()), None | Some('Z'));
-                    if dead {
-                        dead_rounds += 1;
-                        if dead_rounds > 10 {
-                            break anyhow!("{name} (PID {pid}) died before it connected");
+                        if procs::stop_reason().is_some() {
+                            break Stopped.into();
+                        }
+                        if Instant::now() > deadline {
+                            break anyhow!(
+                                "{name} (PID {pid}) did not connect within {BOOTSTRAP_TIMEOUT:?}"
+                            );
                         }
                     }
-                    if procs::stop_reason().is_some() {
-                        break Stopped.into();
-                    }
-                    if Instant::now() > deadline {
-                        break anyhow!(
-                            "{name} (PID {pid}) did not connect within {BOOTSTRAP_TIMEOUT:?}"
-                        );
-                    }
                 }
-            }
+            },
         };
         // Unblock the accept thread (accept has no timeout) by connecting ourselves.
         if let Ok(s) = IpcSender::<Up>::connect(server_name) {
