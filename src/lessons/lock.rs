@@ -334,29 +334,14 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
     expect_go(c)?; // the start gate: every buyer is running
     if phase == NO_LOCK {
         let count = read_count(&path)?;
-        c.act(
-            "read",
-            &[
-                ("what", "tickets".into()),
-                ("value", count.into()),
-                ("phase", phase.into()),
-            ],
-        )?;
+        tell_read(c, count, phase)?;
         c.say("read", &[("count", &count)])?;
         c.reply(count)?;
         expect_go(c)?; // the write gate: every buyer has read
         let bought = count > 0;
         if bought {
             write_count(&path, count - 1)?;
-            c.act(
-                "buy",
-                &[
-                    ("phase", phase.into()),
-                    ("read", count.into()),
-                    ("wrote", (count - 1).into()),
-                ],
-            )?;
-            c.say("buy", &[("count", &count), ("left", &(count - 1))])?;
+            tell_buy(c, count, phase, "buy")?;
         } else {
             c.say("sold_out", &[("count", &count)])?;
         }
@@ -376,14 +361,7 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
     lock.seek(SeekFrom::Start(0))?;
     lock.read_to_string(&mut text)?;
     let count = parse_count(&text, &path)?;
-    c.act(
-        "read",
-        &[
-            ("what", "tickets".into()),
-            ("value", count.into()),
-            ("phase", phase.into()),
-        ],
-    )?;
+    tell_read(c, count, phase)?;
     c.say("got_lock", &[("count", &count)])?;
     c.reply(count)?;
     expect_go(c)?; // the parent's window is over: finish and let the next one in
@@ -392,15 +370,7 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
         lock.set_len(0)?;
         lock.seek(SeekFrom::Start(0))?;
         writeln!(lock, "{}", count - 1)?;
-        c.act(
-            "buy",
-            &[
-                ("phase", phase.into()),
-                ("read", count.into()),
-                ("wrote", (count - 1).into()),
-            ],
-        )?;
-        c.say("buy_locked", &[("count", &count), ("left", &(count - 1))])?;
+        tell_buy(c, count, phase, "buy_locked")?;
     } else {
         c.say("sold_out_locked", &[("count", &count)])?;
     }
@@ -412,4 +382,29 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
     lock.unlock()
         .map_err(|(_, e)| anyhow!("flock(LOCK_UN) on {}: {e}", path.display()))?;
     Ok(0)
+}
+
+/// The `read` event of a buyer that read `count` tickets left.
+fn tell_read(c: &ChildCtx, count: i64, phase: &str) -> Result<()> {
+    c.act(
+        "read",
+        &[
+            ("what", "tickets".into()),
+            ("value", count.into()),
+            ("phase", phase.into()),
+        ],
+    )
+}
+
+/// A buyer wrote `count - 1` back: its `buy` event, then its line `key`.
+fn tell_buy(c: &ChildCtx, count: i64, phase: &str, key: &str) -> Result<()> {
+    c.act(
+        "buy",
+        &[
+            ("phase", phase.into()),
+            ("read", count.into()),
+            ("wrote", (count - 1).into()),
+        ],
+    )?;
+    c.say(key, &[("count", &count), ("left", &(count - 1))])
 }

@@ -297,18 +297,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
     let got = sem.try_wait()?;
     let t_in = if got {
         let t = now_ns();
-        let v = sem.value();
-        c.act_at(
-            t,
-            "acquire",
-            &[
-                ("what", "semaphore".into()),
-                ("value", v.into()),
-                ("waited", false.into()),
-            ],
-        )?;
-        c.gauge("permits", v, permits)?;
-        c.say("enter", &[("value", &v), ("gauge", &gauge(v, permits))])?;
+        tell_acquired(c, t, sem.value(), permits, false)?;
         t
     } else {
         let v = sem.value();
@@ -324,18 +313,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
         c.reply("waiting")?;
         sem.wait()?;
         let t = now_ns();
-        let v = sem.value();
-        c.act_at(
-            t,
-            "acquire",
-            &[
-                ("what", "semaphore".into()),
-                ("value", v.into()),
-                ("waited", true.into()),
-            ],
-        )?;
-        c.gauge("permits", v, permits)?;
-        c.say("woken", &[("value", &v), ("gauge", &gauge(v, permits))])?;
+        tell_acquired(c, t, sem.value(), permits, true)?;
         t
     };
     c.reply(format!("inside {t_in}"))?;
@@ -360,6 +338,23 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
     sem.post()?;
     c.gauge("permits", sem.value(), permits)?;
     Ok(0)
+}
+
+/// A worker got in at `t` (the semaphore now at `v`), at once or after `waited`: its
+/// stamped `acquire`, the permits bar, and its line.
+fn tell_acquired(c: &ChildCtx, t: u64, v: i64, permits: i64, waited: bool) -> Result<()> {
+    c.act_at(
+        t,
+        "acquire",
+        &[
+            ("what", "semaphore".into()),
+            ("value", v.into()),
+            ("waited", waited.into()),
+        ],
+    )?;
+    c.gauge("permits", v, permits)?;
+    let key = if waited { "woken" } else { "enter" };
+    c.say(key, &[("value", &v), ("gauge", &gauge(v, permits))])
 }
 
 #[cfg(test)]
