@@ -99,6 +99,12 @@ pub fn command() -> Command {
                     Arg::new("lesson")
                         .required(true)
                         .value_parser(clap::builder::PossibleValuesParser::new(lesson_names)),
+                )
+                .arg(
+                    Arg::new("python")
+                        .long("python")
+                        .action(ArgAction::SetTrue)
+                        .help("Print only the runnable Python script (python3 FILE [fork|spawn|forkserver])"),
                 ),
         )
         .subcommand(

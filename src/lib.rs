@@ -56,6 +56,7 @@ pub fn main() -> ExitCode {
                 .map(String::as_str)
                 .unwrap_or("");
             match lessons::find(name) {
+                Some(def) if m.get_flag("python") => python_script(def).and_then(print_out),
                 Some(def) => explain(def, lang).and_then(print_out),
                 None => Ok(()),
             }
@@ -216,6 +217,16 @@ fn explain(def: &LessonDef, lang: Lang) -> Result<String> {
     for line in meta.python.trim_end().lines() {
         out.push_str(&format!("    {}\n", line.bright_white()));
     }
+    out.push('\n');
+    let file = def.name.replace('-', "_");
+    let run = ui(
+        lang,
+        "explain_python_run",
+        &[("lesson", &def.name), ("file", &file)],
+    );
+    for line in narrate::human::wrap(&run, width - 2) {
+        out.push_str(&format!("  {}\n", line.dimmed()));
+    }
     out.push_str(&format!(
         "\n{}\n    {}\n\n{}\n",
         ui(lang, "explain_syscalls", &[]).bold(),
@@ -223,6 +234,14 @@ fn explain(def: &LessonDef, lang: Lang) -> Result<String> {
         ui(lang, "explain_run", &[("lesson", &def.name)]).dimmed()
     ));
     Ok(out)
+}
+
+/// `mp-demo explain <lesson> --python`: the lesson's Python script alone, as a file
+/// to save and run.
+fn python_script(def: &LessonDef) -> Result<String> {
+    let words = def.words()?;
+    let python = words.meta.map(|m| m.python).unwrap_or_default();
+    Ok(format!("{}\n", python.trim()))
 }
 
 /// `code` spans in bright white, without the backticks (when colours are on).

@@ -99,8 +99,15 @@ pub struct Meta {
     pub title: Line,
     pub summary: Line,
     pub concept: Line,
-    /// The Python it mirrors.
+    /// The Python it mirrors: a whole script that runs as printed under CPython 3.11+,
+    /// with the start method as its optional first argument
+    /// (`python3 demo.py spawn`); `mp-demo explain <lesson> --python` prints it alone.
     pub python: String,
+    /// What the script prints that this lesson also observes: observation name -> the
+    /// start methods under which the script's `name = value` line must equal the
+    /// lesson's own `--json` observation (`tests/python.rs` runs both and compares).
+    #[serde(default)]
+    pub python_checks: BTreeMap<String, Vec<String>>,
     /// The system calls underneath, e.g. `["fork(2)", "waitpid(2)"]`.
     pub syscalls: Vec<String>,
 }
@@ -140,9 +147,22 @@ impl Words {
                 }
             }
         }
+        if let Some(meta) = &words.meta {
+            for (obs, methods) in &meta.python_checks {
+                if let Some(m) = methods
+                    .iter()
+                    .find(|m| !START_METHODS.contains(&m.as_str()))
+                {
+                    bail!("lessons/{name}.toml [meta.python_checks] {obs}: {m} is not a start method (fork, spawn, forkserver)");
+                }
+            }
+        }
         Ok(words)
     }
 }
+
+/// CPython's three start methods, the ones a snippet's checks may name.
+pub const START_METHODS: [&str; 3] = ["fork", "spawn", "forkserver"];
 
 impl Words {
     /// A `say` event for `key`: the line in `lang`, filled, with its Python and syscall.
