@@ -135,7 +135,7 @@ fn agrees(py: &str, json: &Value) -> bool {
             _ => false,
         },
         Value::String(s) => py == s || py.trim_matches('\'') == s,
-        other => py == other.to_string(),
+        other => serde_json::to_string(other).is_ok_and(|s| s == py),
     }
 }
 
