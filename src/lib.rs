@@ -14,6 +14,7 @@ pub mod observe;
 pub mod procs;
 pub mod quiz;
 pub mod sem;
+pub mod sys;
 pub mod term;
 pub mod words;
 

@@ -102,38 +102,12 @@ pub fn try_reap(pid: Pid) -> Result<Option<i32>> {
     }
 }
 
-/// The pids whose parent is `parent`, read from `/proc`.
-#[cfg(target_os = "linux")]
-pub fn children_of(parent: i32) -> Vec<i32> {
-    // /proc/<pid>/task/<tid>/children lists the children each thread created; a
-    // re-parented orphan appears under the main thread.
-    let mut out = Vec::new();
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) {
-        for task in tasks.flatten() {
-            if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-                out.extend(
-                    text.split_whitespace()
-                        .filter_map(|p| p.parse::<i32>().ok()),
-                );
-            }
-        }
-    }
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn children_of(_parent: i32) -> Vec<i32> {
-    Vec::new()
-}
-
 /// Kill every child of this process (not the janitor) with SIGKILL. Returns how many.
 pub fn kill_children() -> usize {
     let me = getpid().as_raw();
     let janitor = JANITOR.load(Ordering::SeqCst);
     let mut n = 0;
-    for pid in children_of(me) {
+    for pid in crate::sys::proc::children(me) {
         if pid != janitor && kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
             n += 1;
         }
@@ -150,7 +124,7 @@ pub fn kill_and_reap_all() -> usize {
     let mut reaped = 0;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let kids: Vec<i32> = children_of(me)
+        let kids: Vec<i32> = crate::sys::proc::children(me)
             .into_iter()
             .filter(|&p| p != janitor)
             .collect();

@@ -110,7 +110,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     ctx.step("join", &[("pid", &child)])?;
     ctx.say("join", &[("pid", &child)]);
     let code = ctx.join(child)?;
-    let gone = crate::observe::state_of(child.as_raw()).is_none();
+    let gone = crate::sys::proc::state(child.as_raw()).is_none();
     ctx.say("exitcode", &[("code", &code), ("pid", &child)]);
     ctx.claim("child_exitcode", code, "== 0", code == 0);
     ctx.claim("zombie_observed", zombie, "== true", zombie);
@@ -168,9 +168,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
 
 /// The spawned child: a fresh program, connected back over ipc-channel.
 fn spawned(c: &mut ChildCtx) -> Result<i32> {
-    let exe = std::fs::read_link("/proc/self/exe")
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "mp-demo".into());
+    let exe = crate::sys::proc::link(c.pid, "exe").unwrap_or_else(|| "mp-demo".into());
     let ppid = nix::unistd::getppid().as_raw();
     c.say(
         "spawned_hello",

@@ -260,35 +260,11 @@ struct LockTable {
     waiters: Vec<i32>,
 }
 
-/// Read `/proc/locks`: one line per lock, `->` marking a request blocked behind the line
-/// above it; `<pid> <major>:<minor>:<inode>` say whose it is and on which file.
-#[cfg(target_os = "linux")]
+/// Who holds and who waits for the `flock` on the file with inode `ino`, from
+/// `/proc/locks`.
 fn lock_table(ino: u64) -> LockTable {
-    let mut t = LockTable::default();
-    let Ok(text) = std::fs::read_to_string("/proc/locks") else {
-        return t;
-    };
-    for line in text.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let Some(at) = words.iter().position(|w| w.matches(':').count() == 2) else {
-            continue;
-        };
-        let same_file = words[at].rsplit(':').next() == Some(&ino.to_string());
-        let pid = at.checked_sub(1).and_then(|p| words[p].parse::<i32>().ok());
-        if let (true, Some(pid)) = (same_file, pid) {
-            if words.contains(&"->") {
-                t.waiters.push(pid);
-            } else {
-                t.holders.push(pid);
-            }
-        }
-    }
-    t
-}
-
-#[cfg(not(target_os = "linux"))]
-fn lock_table(_ino: u64) -> LockTable {
-    LockTable::default()
+    let (holders, waiters) = crate::sys::proc::flocks(ino);
+    LockTable { holders, waiters }
 }
 
 fn inode_of(path: &Path) -> Result<u64> {

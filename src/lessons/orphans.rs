@@ -24,6 +24,7 @@ use crate::ctx::Ctx;
 use crate::event::How;
 use crate::procs::{self, Note};
 use crate::sem::NamedSem;
+use crate::sys::proc::Call;
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
 use nix::libc;
@@ -63,13 +64,6 @@ const NOTE_ACQUIRED: i64 = 4;
 const NOTE_WAITING: i64 = 5;
 const NOTE_WAITED: i64 = 6;
 const NOTE_FAILED: i64 = -1;
-
-/// The system call a timed semaphore wait sleeps in.
-#[cfg(target_os = "linux")]
-#[allow(clippy::unnecessary_cast)] // a c_long: i32 on 32-bit systems
-const SYS_FUTEX: i64 = libc::SYS_futex as i64;
-#[cfg(not(target_os = "linux"))]
-const SYS_FUTEX: i64 = -1;
 
 fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let children = opts.get("children") as usize;
@@ -117,13 +111,13 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
     let mut reaped = 0usize;
     for (i, &kid) in kids.iter().enumerate() {
         let code = ctx.join(kid)?;
-        let gone = crate::observe::state_of(kid.as_raw()).is_none();
+        let gone = crate::sys::proc::state(kid.as_raw()).is_none();
         if gone {
             reaped += 1;
         }
         let left = kids[i + 1..]
             .iter()
-            .filter(|p| crate::observe::state_of(p.as_raw()) == Some('Z'))
+            .filter(|p| crate::sys::proc::state(p.as_raw()) == Some('Z'))
             .count();
         ctx.say(
             if gone { "reaped" } else { "reaped_not_gone" },
@@ -354,7 +348,7 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
     // Seen asleep inside the futex wait, by a fresh read of /proc (not a stale S). Looked
     // for no longer than the wait lasts: on a busy machine it may end unseen.
     let window = Duration::from_millis(timeout_ms);
-    if let Some((state, wchan)) = ctx.wait_blocked_in(next, SYS_FUTEX, window)? {
+    if let Some((state, wchan)) = ctx.wait_blocked_in(next, Call::Futex, window)? {
         ctx.say(
             "next_asleep",
             &[("pid", &next), ("state", &state), ("wchan", &wchan)],
@@ -604,7 +598,7 @@ fn expect_note(r: &OwnedFd, want: i64, what: &str) -> Result<Note> {
 
 /// The parent of `pid` as the kernel records it (`/proc/<pid>/stat`, field 4).
 fn ppid_of(pid: Pid) -> Option<i32> {
-    crate::observe::ids_of(pid.as_raw()).map(|(ppid, _, _)| ppid)
+    crate::sys::proc::ids(pid.as_raw()).map(|ids| ids.ppid)
 }
 
 fn letter(s: Option<char>) -> char {

@@ -27,6 +27,7 @@ use crate::child::{ChildCtx, Down};
 use crate::ctx::{ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
 use crate::procs::{self, Note};
+use crate::sys::proc::{self, Call};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::errno::Errno;
 use nix::libc;
@@ -770,89 +771,25 @@ fn jconsumer(c: &mut ChildCtx) -> Result<i32> {
 
 // ───────────────────────────── watching ─────────────────────────────
 
-/// What `/proc/<pid>/syscall` says: the system call a sleeping process is in, with its
-/// first argument.
-enum Syscall {
-    /// Not readable here (no permission, or a kernel without it).
-    Unavailable,
-    Running,
-    In(i64, u64),
-}
-
-#[cfg(target_os = "linux")]
-fn syscall_of(pid: Pid) -> Syscall {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else {
-        return Syscall::Unavailable;
-    };
-    let mut words = text.split_whitespace();
-    let Some(nr) = words.next().and_then(|w| w.parse::<i64>().ok()) else {
-        return Syscall::Running;
-    };
-    let arg0 = words
-        .next()
-        .and_then(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok())
-        .unwrap_or(0);
-    Syscall::In(nr, arg0)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn syscall_of(_pid: Pid) -> Syscall {
-    Syscall::Unavailable
-}
-
-/// System call numbers, as `/proc/<pid>/syscall` shows them.
-#[cfg(target_os = "linux")]
-#[allow(clippy::unnecessary_cast)] // `c_long` is i64 only on 64-bit targets
-mod nr {
-    use nix::libc;
-    pub const READ: i64 = libc::SYS_read as i64;
-    pub const FLOCK: i64 = libc::SYS_flock as i64;
-    pub const FUTEX: i64 = libc::SYS_futex as i64;
-    pub const RECVMSG: i64 = libc::SYS_recvmsg as i64;
-    pub const NANOSLEEP: i64 = libc::SYS_clock_nanosleep as i64;
-}
-
-#[cfg(not(target_os = "linux"))]
-mod nr {
-    pub const READ: i64 = -1;
-    pub const FLOCK: i64 = -2;
-    pub const FUTEX: i64 = -3;
-    pub const RECVMSG: i64 = -4;
-    pub const NANOSLEEP: i64 = -5;
-}
-
-fn syscall_name(n: i64) -> String {
-    match n {
-        nr::READ => "read".into(),
-        nr::FLOCK => "flock".into(),
-        nr::FUTEX => "futex".into(),
-        nr::RECVMSG => "recvmsg".into(),
-        nr::NANOSLEEP => "clock_nanosleep".into(),
-        other => format!("syscall {other}"),
-    }
-}
-
 /// A process seen asleep, and where.
 struct Blocked {
     /// The system call, when `/proc/<pid>/syscall` could be read.
-    syscall: Option<i64>,
+    call: Option<Call>,
     /// Its first argument: a descriptor for `read` and `flock`.
     arg0: u64,
 }
 
 impl Blocked {
     fn call(&self) -> String {
-        match self.syscall {
-            Some(n) if n == nr::READ || n == nr::FLOCK => {
-                format!("{}({})", syscall_name(n), self.arg0)
-            }
-            Some(n) => format!("{}()", syscall_name(n)),
+        match self.call {
+            Some(c @ (Call::Read | Call::Flock)) => format!("{}({})", c.name(), self.arg0),
+            Some(c) => format!("{}()", c.name()),
             None => "?".into(),
         }
     }
 
-    fn name(&self) -> String {
-        self.syscall.map_or_else(|| "?".into(), syscall_name)
+    fn name(&self) -> &'static str {
+        self.call.map_or("?", Call::name)
     }
 }
 
@@ -863,36 +800,34 @@ impl Blocked {
 fn wait_blocked(
     ctx: &Ctx<'_>,
     pid: Pid,
-    expected: &[i64],
+    expected: &[Call],
     waits_for: &str,
 ) -> Result<Option<Blocked>> {
     let deadline = Instant::now() + STATE_TIMEOUT;
     let mut last = String::from("-");
     if ctx.wait_state(pid, &['S'], STATE_TIMEOUT)?.is_some() {
         loop {
-            let state = crate::observe::state_of(pid.as_raw());
-            let (seen, matches) = match syscall_of(pid) {
-                Syscall::Unavailable => (
+            let state = proc::state(pid.as_raw());
+            let (seen, matches) = match proc::syscall(pid.as_raw()) {
+                proc::Syscall::Unavailable => (
                     Blocked {
-                        syscall: None,
+                        call: None,
                         arg0: 0,
                     },
                     true,
                 ),
-                Syscall::Running => (
+                proc::Syscall::Running => (
                     Blocked {
-                        syscall: None,
+                        call: None,
                         arg0: 0,
                     },
                     false,
                 ),
-                Syscall::In(n, arg0) => (
-                    Blocked {
-                        syscall: Some(n),
-                        arg0,
-                    },
-                    expected.contains(&n),
-                ),
+                proc::Syscall::In { nr, arg0 } => {
+                    let call = Call::from_nr(nr);
+                    let matches = call.is_some_and(|c| expected.contains(&c));
+                    (Blocked { call, arg0 }, matches)
+                }
             };
             if state == Some('S') && matches {
                 let t = now_ns();
@@ -922,12 +857,10 @@ fn wait_blocked(
 
 /// What descriptor `fd` of `pid` is: `pipe:[1234]`, or a file's name.
 fn fd_target(pid: Pid, fd: u64) -> String {
-    std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
-        .map(|p| match p.file_name() {
-            Some(name) if p.is_absolute() => name.to_string_lossy().into_owned(),
-            _ => p.display().to_string(),
-        })
-        .unwrap_or_else(|_| "?".into())
+    i32::try_from(fd)
+        .ok()
+        .and_then(|fd| proc::fd_target(pid.as_raw(), fd))
+        .unwrap_or_else(|| "?".into())
 }
 
 // ───────────────────────────── the parent's side ─────────────────────────────
@@ -1175,7 +1108,7 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
         Some(&maxsize.to_string()),
         budget(ctx, PUT_MS * per as u64),
     )?;
-    let blocked = wait_blocked(ctx, p1.pid, &[nr::FUTEX], "slot")?;
+    let blocked = wait_blocked(ctx, p1.pid, &[Call::Futex], "slot")?;
     let (size, full) = (q.qsize()?, q.full()?);
     let p1_blocked = blocked.is_some() && full && size == m;
     if let Some(b) = &blocked {
@@ -1221,7 +1154,7 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     for p in &prods[1..] {
         p.send(Down::Go)?;
         expect_reply(p, "put", Some("0"), budget(ctx, 0))?;
-        if let Some(b) = wait_blocked(ctx, p.pid, &[nr::FUTEX], "slot")? {
+        if let Some(b) = wait_blocked(ctx, p.pid, &[Call::Futex], "slot")? {
             ctx.say(
                 "also_blocked",
                 &[("name", &p.name), ("pid", &p.pid), ("call", &b.call())],
@@ -1289,17 +1222,17 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     ctx.step("empty", &[("pid", &conss[0].pid)])?;
     let mut seen = Vec::new();
     for c in &conss {
-        let b = wait_blocked(ctx, c.pid, &[nr::READ, nr::FLOCK], "item")?;
+        let b = wait_blocked(ctx, c.pid, &[Call::Read, Call::Flock], "item")?;
         seen.push((c, b));
     }
     let all_blocked = seen.iter().all(|(_, b)| b.is_some());
     // The one in read() holds the reader lock: tell about it first.
-    seen.sort_by_key(|(_, b)| b.as_ref().is_none_or(|b| b.syscall != Some(nr::READ)));
+    seen.sort_by_key(|(_, b)| b.as_ref().is_none_or(|b| b.call != Some(Call::Read)));
     for (c, b) in &seen {
         let Some(b) = b else { continue };
-        let key = match b.syscall {
-            Some(nr::READ) => "blocked_in_read",
-            Some(nr::FLOCK) => "blocked_in_flock",
+        let key = match b.call {
+            Some(Call::Read) => "blocked_in_read",
+            Some(Call::Flock) => "blocked_in_flock",
             _ => "blocked_somewhere",
         };
         let (call, target) = (b.call(), fd_target(c.pid, b.arg0));
@@ -1424,7 +1357,7 @@ fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<()
 
     boss.send(Down::Go)?;
     expect_reply(&boss, "join", None, budget(ctx, PUT_MS * tasks as u64))?;
-    let blocked = wait_blocked(ctx, boss.pid, &[nr::FUTEX], "all_tasks_done")?;
+    let blocked = wait_blocked(ctx, boss.pid, &[Call::Futex], "all_tasks_done")?;
     let unfinished_now = q.unfinished()?;
     if let Some(b) = &blocked {
         ctx.say(

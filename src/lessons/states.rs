@@ -21,6 +21,7 @@ use super::{LessonDef, Opts};
 use crate::ctx::Ctx;
 use crate::event::{now_ns, ObsValue};
 use crate::procs::{self, Note};
+use crate::sys::proc::{self, Call, Sched};
 use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -53,31 +54,6 @@ const READER_WOKE: i64 = 1;
 /// Note kinds of the children that end.
 const ENDING_HELLO: i64 = 0;
 
-/// What `/proc/<pid>/schedstat` says: nanoseconds on a CPU, nanoseconds waiting on a
-/// run queue (ready, not running), and how many times the process got a CPU.
-#[derive(Clone, Copy, Debug, Default)]
-struct Sched {
-    cpu_ns: u64,
-    wait_ns: u64,
-    turns: u64,
-}
-
-#[cfg(target_os = "linux")]
-fn schedstat(pid: Pid) -> Option<Sched> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
-    let mut f = text.split_whitespace().map(|x| x.parse::<u64>().ok());
-    Some(Sched {
-        cpu_ns: f.next()??,
-        wait_ns: f.next()??,
-        turns: f.next()??,
-    })
-}
-
-#[cfg(not(target_os = "linux"))]
-fn schedstat(_pid: Pid) -> Option<Sched> {
-    None
-}
-
 /// A little pure computation on the stack, so that the CPU has work to do.
 fn churn(x: &mut u64) {
     for _ in 0..2000 {
@@ -86,12 +62,6 @@ fn churn(x: &mut u64) {
         *x ^= *x << 17;
     }
 }
-
-#[cfg(target_os = "linux")]
-#[allow(clippy::unnecessary_cast)] // c_long is i32 on 32-bit targets
-const SYS_READ: i64 = nix::libc::SYS_read as i64;
-#[cfg(not(target_os = "linux"))]
-const SYS_READ: i64 = -1;
 
 /// Milliseconds, rounded to 0.01 ms, for events and observations.
 fn ms(ns: u64) -> f64 {
@@ -185,7 +155,7 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
         "blocked",
         &[("pid", &reader), ("a", &hogs[0]), ("b", &hogs[1])],
     )?;
-    let blocked = ctx.wait_blocked_in(reader, SYS_READ, TIMEOUT)?;
+    let blocked = ctx.wait_blocked_in(reader, Call::Read, TIMEOUT)?;
     let blocked_state = blocked.as_ref().map_or('?', |b| b.0);
     let wchan = blocked.map_or_else(|| "?".to_string(), |b| b.1);
     if blocked_state == 'S' {
@@ -270,7 +240,7 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
 
     // Blocked -> ready -> running: the data comes.
     ctx.step("wake", &[("pid", &reader)])?;
-    let before = schedstat(reader).unwrap_or_default();
+    let before = proc::schedstat(reader.as_raw()).unwrap_or_default();
     ctx.say("wake", &[("pid", &reader)]);
     nix::unistd::write(&data_w, b"x").context("write() to the reader's pipe")?;
     let woken = ctx.wait_state(reader, &['R', 'Z'], TIMEOUT)?;
@@ -286,7 +256,7 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     let done = Note::recv(&note_r, TIMEOUT)?.context("the reader did not report")?;
     // Its clocks, once it has exited (a zombie keeps them until it is reaped).
     ctx.wait_state(reader, &['Z'], TIMEOUT)?;
-    let after = schedstat(reader).unwrap_or_default();
+    let after = proc::schedstat(reader.as_raw()).unwrap_or_default();
     let woken_wait = after.wait_ns.saturating_sub(before.wait_ns);
     ctx.say_for(
         done.pid,
@@ -335,8 +305,8 @@ fn sample_clocks(ctx: &Ctx<'_>, hogs: &[Pid], every_ms: f64) -> Result<(Vec<Row>
     loop {
         let mut row = Vec::new();
         for &pid in hogs {
-            let clocks = schedstat(pid).context("reading /proc/<pid>/schedstat")?;
-            let state = crate::observe::state_of(pid.as_raw()).unwrap_or('?');
+            let clocks = proc::schedstat(pid.as_raw()).context("reading /proc/<pid>/schedstat")?;
+            let state = crate::sys::proc::state(pid.as_raw()).unwrap_or('?');
             ctx.act_at(
                 pid.as_raw(),
                 now_ns(),
