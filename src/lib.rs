@@ -13,7 +13,6 @@ pub mod narrate;
 pub mod observe;
 pub mod procs;
 pub mod quiz;
-pub mod sem;
 pub mod sys;
 pub mod term;
 pub mod words;

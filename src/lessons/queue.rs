@@ -27,13 +27,14 @@ use crate::child::{ChildCtx, Down};
 use crate::ctx::{ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
 use crate::procs::{self, Note};
+use crate::sys::fd;
+use crate::sys::flock::FileLock;
 use crate::sys::proc::{self, Call};
+use crate::sys::sem::NamedSem;
 use anyhow::{anyhow, bail, Context, Result};
-use nix::errno::Errno;
 use nix::libc;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -82,226 +83,15 @@ const WORK_MS: u64 = 700;
 
 // ───────────────────────────── the parts ─────────────────────────────
 
-/// A POSIX named semaphore, as CPython's `SemLock` is on Linux.
-struct Sem {
-    ptr: *mut libc::sem_t,
-}
+/// CPython's `SemLock` on Linux is a POSIX named semaphore.
+type Sem = NamedSem;
 
-impl Sem {
-    /// `sem_open(name, O_CREAT | O_EXCL, 0600, value)`: a new semaphore, or an error.
-    fn create(name: &str, value: u32) -> Result<Sem> {
-        let c = CString::new(name)?;
-        // SAFETY: `c` is a NUL-terminated string that outlives the call; with O_CREAT,
-        // sem_open reads two more arguments: a mode (promoted to unsigned int) and the
-        // initial value (unsigned int), which is what we pass.
-        let ptr = unsafe {
-            libc::sem_open(
-                c.as_ptr(),
-                libc::O_CREAT | libc::O_EXCL,
-                0o600 as libc::c_uint,
-                value as libc::c_uint,
-            )
-        };
-        if ptr == libc::SEM_FAILED {
-            bail!(
-                "sem_open({name}, O_CREAT|O_EXCL, 0600, {value}) failed: {}",
-                Errno::last()
-            );
-        }
-        Ok(Sem { ptr })
-    }
-
-    /// `sem_open(name, 0)`: a semaphore another process created.
-    fn open(name: &str) -> Result<Sem> {
-        let c = CString::new(name)?;
-        // SAFETY: `c` is a NUL-terminated string that outlives the call; without
-        // O_CREAT, sem_open takes no further arguments.
-        let ptr = unsafe { libc::sem_open(c.as_ptr(), 0) };
-        if ptr == libc::SEM_FAILED {
-            bail!("sem_open({name}) failed: {}", Errno::last());
-        }
-        Ok(Sem { ptr })
-    }
-
-    /// `sem_wait`: take one, sleeping while the value is 0.
-    fn wait(&self) -> Result<()> {
-        loop {
-            // SAFETY: `ptr` came from a successful sem_open and is closed only on drop.
-            if unsafe { libc::sem_wait(self.ptr) } == 0 {
-                return Ok(());
-            }
-            match Errno::last() {
-                Errno::EINTR => continue,
-                e => bail!("sem_wait() failed: {e}"),
-            }
-        }
-    }
-
-    /// `sem_trywait`: take one if the value is above 0; false if it is 0.
-    fn try_wait(&self) -> Result<bool> {
-        loop {
-            // SAFETY: as in `wait`.
-            if unsafe { libc::sem_trywait(self.ptr) } == 0 {
-                return Ok(true);
-            }
-            match Errno::last() {
-                Errno::EAGAIN => return Ok(false),
-                Errno::EINTR => continue,
-                e => bail!("sem_trywait() failed: {e}"),
-            }
-        }
-    }
-
-    /// `sem_post`: give one back, waking one sleeper if there is one.
-    fn post(&self) -> Result<()> {
-        // SAFETY: as in `wait`.
-        if unsafe { libc::sem_post(self.ptr) } != 0 {
-            bail!("sem_post() failed: {}", Errno::last());
-        }
-        Ok(())
-    }
-
-    /// `sem_getvalue`.
-    fn value(&self) -> Result<i32> {
-        let mut v: libc::c_int = 0;
-        // SAFETY: as in `wait`; `v` is a valid place for the value.
-        if unsafe { libc::sem_getvalue(self.ptr, &mut v) } != 0 {
-            bail!("sem_getvalue() failed: {}", Errno::last());
-        }
-        Ok(v)
-    }
-}
-
-impl Drop for Sem {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` came from sem_open and is not used after this.
-        unsafe { libc::sem_close(self.ptr) };
-    }
-}
-
-/// Names of the semaphores this process created. They are unlinked as soon as every
-/// process that shares them has opened them, and on any early return, so a name lives
-/// for a few hundred microseconds and never outlives the run.
-struct SemNames(Vec<String>);
-
-impl SemNames {
-    /// A fresh, unguessable name: `/mp-demo-<random>-<what>`.
-    fn fresh(&self, what: &str) -> Result<String> {
-        Ok(format!("/mp-demo-{}-{what}", procs::random_hex(6)?))
-    }
-
-    /// Create a semaphore under a fresh name, and remember the name.
-    fn create(&mut self, what: &str, value: u32) -> Result<(String, Sem)> {
-        let name = self.fresh(what)?;
-        let sem = Sem::create(&name, value)?;
-        self.0.push(name.clone());
-        Ok((name, sem))
-    }
-
-    /// `sem_unlink` every name: the semaphores live on until their last process closes
-    /// them, but no new process can open them any more.
-    fn unlink_all(&mut self) {
-        for name in self.0.drain(..) {
-            if let Ok(c) = CString::new(name) {
-                // SAFETY: `c` is a NUL-terminated string that outlives the call.
-                unsafe { libc::sem_unlink(c.as_ptr()) };
-            }
-        }
-    }
-}
-
-impl Drop for SemNames {
-    fn drop(&mut self) {
-        self.unlink_all();
-    }
-}
-
-/// A lock on a file with `flock(2)`. Like CPython's `Lock`, one holder at a time; the
-/// kernel releases it if its holder dies.
-struct FileLock {
-    file: std::fs::File,
-}
-
-impl FileLock {
-    fn open(path: &Path) -> Result<FileLock> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("opening the lock file {}", path.display()))?;
-        Ok(FileLock { file })
-    }
-
-    fn flock(&self, op: libc::c_int) -> Result<bool> {
-        loop {
-            // SAFETY: flock on a descriptor we own; no memory is involved.
-            if unsafe { libc::flock(self.file.as_raw_fd(), op) } == 0 {
-                return Ok(true);
-            }
-            match Errno::last() {
-                Errno::EINTR => continue,
-                Errno::EWOULDBLOCK if op & libc::LOCK_NB != 0 => return Ok(false),
-                e => bail!("flock() failed: {e}"),
-            }
-        }
-    }
-
-    /// `flock(LOCK_EX)`: sleep until the lock is ours.
-    fn lock(&self) -> Result<()> {
-        self.flock(libc::LOCK_EX).map(|_| ())
-    }
-
-    /// `flock(LOCK_EX | LOCK_NB)`: the lock if it is free, false if someone holds it.
-    fn try_lock(&self) -> Result<bool> {
-        self.flock(libc::LOCK_EX | libc::LOCK_NB)
-    }
-
-    fn unlock(&self) -> Result<()> {
-        self.flock(libc::LOCK_UN).map(|_| ())
-    }
-}
-
-/// Write all of `buf` to `fd`.
-fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<()> {
-    while !buf.is_empty() {
-        match nix::unistd::write(fd, buf) {
-            Ok(n) => buf = &buf[n..],
-            Err(Errno::EINTR) => {}
-            Err(e) => bail!("write() to the queue's pipe failed: {e}"),
-        }
-    }
-    Ok(())
-}
-
-/// Read exactly `buf.len()` bytes from `fd`, sleeping in `read(2)` until they come.
-fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<()> {
-    let mut got = 0;
-    while got < buf.len() {
-        match nix::unistd::read(fd, &mut buf[got..]) {
-            Ok(0) => bail!("end of file on the queue's pipe"),
-            Ok(n) => got += n,
-            Err(Errno::EINTR) => {}
-            Err(e) => bail!("read() from the queue's pipe failed: {e}"),
-        }
-    }
-    Ok(())
-}
-
-/// Whether `fd` has bytes to read now (`poll` with a zero timeout): CPython's `_poll()`.
-fn readable(fd: BorrowedFd<'_>) -> Result<bool> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    loop {
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::ZERO) {
-            Ok(n) => return Ok(n > 0),
-            Err(Errno::EINTR) => {}
-            Err(e) => bail!("poll() on the queue's pipe failed: {e}"),
-        }
-    }
+/// `sem_getvalue`, where the kernel tells it.
+fn count(sem: &Sem) -> Result<i32> {
+    i32::try_from(sem.value())
+        .ok()
+        .filter(|v| *v >= 0)
+        .context("sem_getvalue() failed")
 }
 
 /// An item as bytes: its JSON (CPython pickles). `None` is the sentinel.
@@ -427,7 +217,7 @@ impl Queue {
         let mut msg = (body.len() as u32).to_be_bytes().to_vec();
         msg.extend_from_slice(&body);
         self.wlock.lock()?;
-        let r = write_all(self.writer.as_fd(), &msg);
+        let r = fd::write_all(self.writer.as_fd(), &msg).context("writing to the queue's pipe");
         self.wlock.unlock()?;
         r
     }
@@ -446,7 +236,7 @@ impl Queue {
         if !self.rlock.try_lock()? {
             return Ok(None);
         }
-        let r = match readable(self.reader.as_fd()) {
+        let r = match fd::readable(self.reader.as_fd()).context("poll() on the queue's pipe") {
             Ok(true) => self.read_item().map(Some),
             Ok(false) => Ok(None),
             Err(e) => Err(e),
@@ -457,11 +247,11 @@ impl Queue {
 
     fn read_item(&self) -> Result<Got> {
         let mut head = [0u8; 4];
-        read_exact(self.reader.as_fd(), &mut head)?;
+        fd::read_exact(self.reader.as_fd(), &mut head).context("reading the queue's pipe")?;
         let mut body = vec![0u8; u32::from_be_bytes(head) as usize];
-        read_exact(self.reader.as_fd(), &mut body)?;
+        fd::read_exact(self.reader.as_fd(), &mut body).context("reading the queue's pipe")?;
         let t_ns = now_ns();
-        let free = self.slots.value()?;
+        let free = count(&self.slots)?;
         // BoundedSemaphore.release(): never above its initial value.
         if free >= self.maxsize {
             bail!("ValueError: semaphore or lock released too many times");
@@ -476,17 +266,17 @@ impl Queue {
 
     /// `q.qsize()`: maxsize minus the free slots.
     fn qsize(&self) -> Result<i32> {
-        Ok(self.maxsize - self.slots.value()?)
+        Ok(self.maxsize - count(&self.slots)?)
     }
 
     /// `q.empty()`: no byte waiting in the pipe.
     fn empty(&self) -> Result<bool> {
-        Ok(!readable(self.reader.as_fd())?)
+        Ok(!fd::readable(self.reader.as_fd()).context("poll() on the queue's pipe")?)
     }
 
     /// `q.full()`: no free slot.
     fn full(&self) -> Result<bool> {
-        Ok(self.slots.value()? == 0)
+        Ok(count(&self.slots)? == 0)
     }
 
     fn joinable(&self) -> Result<&Joinable> {
@@ -504,7 +294,7 @@ impl Queue {
             if !j.unfinished.try_wait()? {
                 return Ok(false);
             }
-            if j.unfinished.value()? == 0 {
+            if count(&j.unfinished)? == 0 {
                 j.cond.notify_all()?;
             }
             Ok(true)
@@ -517,7 +307,7 @@ impl Queue {
     fn join(&self) -> Result<()> {
         let j = self.joinable()?;
         j.cond.lock.lock()?;
-        let r = if j.unfinished.value()? != 0 {
+        let r = if count(&j.unfinished)? != 0 {
             j.cond.wait()
         } else {
             Ok(())
@@ -527,7 +317,7 @@ impl Queue {
     }
 
     fn unfinished(&self) -> Result<i32> {
-        self.joinable()?.unfinished.value()
+        count(&self.joinable()?.unfinished)
     }
 }
 
@@ -948,7 +738,7 @@ fn share_sems(
     ctx: &Ctx<'_>,
     children: &[&ChildProc],
     msg: &SemNamesMsg,
-    names: &mut SemNames,
+    sems: &mut [&mut Sem],
 ) -> Result<()> {
     let text = serde_json::to_string(msg)?;
     for c in children {
@@ -957,7 +747,9 @@ fn share_sems(
     for c in children {
         expect_reply(c, "opened", None, budget(ctx, 0))?;
     }
-    names.unlink_all();
+    for sem in sems {
+        sem.unlink()?;
+    }
     Ok(())
 }
 
@@ -1045,8 +837,8 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     }
     drop(report_w);
 
-    let mut names = SemNames(Vec::new());
-    let (slots_name, slots) = names.create("slots", maxsize as u32)?;
+    let mut slots = Sem::fresh("slots", maxsize as u32)?;
+    let slots_name = slots.name().to_string();
     ctx.say("part_sem", &[("name", &slots_name), ("maxsize", &maxsize)]);
     let all: Vec<&ChildProc> = prods.iter().chain(conss.iter()).collect();
     share_sems(
@@ -1056,7 +848,7 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
             slots: slots_name.clone(),
             ..Default::default()
         },
-        &mut names,
+        &mut [&mut slots],
     )?;
     ctx.say(
         "unlinked",
@@ -1310,24 +1102,30 @@ fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<()
         workers.push(spawn_sharing(ctx, "jconsumer", &name, a, &fds)?);
     }
     drop(report_w);
-    let mut names = SemNames(Vec::new());
-    let (slots_name, slots) = names.create("slots", maxsize as u32)?;
-    let (unfinished_name, unfinished) = names.create("unfinished", 0)?;
-    let (sleeping_name, sleeping) = names.create("sleeping", 0)?;
-    let (woken_name, woken) = names.create("woken", 0)?;
-    let (wait_name, wait) = names.create("wait", 0)?;
+    let mut slots = Sem::fresh("slots", maxsize as u32)?;
+    let mut unfinished = Sem::fresh("unfinished", 0)?;
+    let mut sleeping = Sem::fresh("sleeping", 0)?;
+    let mut woken = Sem::fresh("woken", 0)?;
+    let mut wait = Sem::fresh("wait", 0)?;
+    let unfinished_name = unfinished.name().to_string();
     let all: Vec<&ChildProc> = std::iter::once(&boss).chain(workers.iter()).collect();
     share_sems(
         ctx,
         &all,
         &SemNamesMsg {
-            slots: slots_name,
+            slots: slots.name().into(),
             unfinished: Some(unfinished_name.clone()),
-            sleeping: Some(sleeping_name),
-            woken: Some(woken_name),
-            wait: Some(wait_name),
+            sleeping: Some(sleeping.name().into()),
+            woken: Some(woken.name().into()),
+            wait: Some(wait.name().into()),
         },
-        &mut names,
+        &mut [
+            &mut slots,
+            &mut unfinished,
+            &mut sleeping,
+            &mut woken,
+            &mut wait,
+        ],
     )?;
     ctx.say(
         "joinable_parts",
