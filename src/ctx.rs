@@ -24,12 +24,6 @@ use std::time::{Duration, Instant};
 #[error("the run was stopped")]
 pub struct Stopped;
 
-/// The lesson's options do not fit together (e.g. `--tickets` not fewer than `--buyers`):
-/// a usage error, exit code 2, raised before any process is started.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
 /// How long a spawned child may take to connect before it is declared dead.
 const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -271,6 +271,11 @@ fn usage_error(msg: &str) -> ExitCode {
 pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: bool) -> ExitCode {
     let lang = g.lang();
     // Refuse what cannot work before anything starts.
+    for (def, opts) in defs {
+        if let Some(Err(msg)) = def.validate.map(|check| check(opts)) {
+            return usage_error(&msg);
+        }
+    }
     for (flag, on) in [("--step", g.step), ("--quiz", g.quiz)] {
         if on && !term::has_terminal() {
             return usage_error(&ui(lang, "needs_terminal", &[("option", &flag)]));
@@ -386,10 +391,6 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
         }
         (None, Ok(true)) => ExitCode::SUCCESS,
         (None, Ok(false)) => ExitCode::from(1),
-        (None, Err(e)) if e.is::<ctx::UsageError>() => {
-            eprintln!("mp-demo: error: {e:#}");
-            ExitCode::from(2)
-        }
         (None, Err(e)) => {
             eprintln!("mp-demo: error: {e:#}");
             ExitCode::from(1)

@@ -35,6 +35,7 @@ pub static LESSON: LessonDef = LessonDef {
         help: "How many times each thing is timed (the median is reported)",
     }],
     run,
+    validate: None,
     roles: &[("idle", idle), ("worker", worker)],
 };
 

@@ -34,6 +34,7 @@ pub static LESSON: LessonDef = LessonDef {
     words_src: include_str!("../../lessons/daemon.toml"),
     options: &[],
     run,
+    validate: None,
     roles: &[("process", process)],
 };
 

@@ -39,6 +39,7 @@ pub static LESSON: LessonDef = LessonDef {
         help: "processes that block in wait() until the event is set",
     }],
     run,
+    validate: None,
     roles: &[("waiter", waiter), ("setter", setter)],
 };
 

@@ -20,6 +20,7 @@ pub static LESSON: LessonDef = LessonDef {
     words_src: include_str!("../../lessons/fork.toml"),
     options: &[],
     run,
+    validate: None,
     roles: &[("spawned", spawned)],
 };
 

@@ -17,6 +17,7 @@ pub static LESSON: LessonDef = LessonDef {
     words_src: include_str!("../../lessons/isolation.toml"),
     options: &[],
     run,
+    validate: None,
     roles: &[],
 };
 

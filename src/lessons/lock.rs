@@ -14,7 +14,7 @@
 
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
-use crate::ctx::{reply_any, ChildProc, Ctx, UsageError};
+use crate::ctx::{reply_any, ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
@@ -42,6 +42,7 @@ pub static LESSON: LessonDef = LessonDef {
         },
     ],
     run,
+    validate: Some(validate),
     roles: &[("buyer", buyer)],
 };
 
@@ -52,16 +53,21 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 const NO_LOCK: &str = "no_lock";
 const WITH_LOCK: &str = "lock";
 
+/// With a ticket for every buyer, nobody can be oversold: the lesson needs fewer.
+fn validate(opts: &Opts) -> std::result::Result<(), String> {
+    let (tickets, buyers) = (opts.get("tickets"), opts.get("buyers"));
+    if tickets >= buyers {
+        return Err(format!(
+            "--tickets ({tickets}) must be fewer than --buyers ({buyers}): \
+             with a ticket for every buyer nobody can be oversold"
+        ));
+    }
+    Ok(())
+}
+
 fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let tickets = i64::from(opts.get("tickets"));
     let buyers = opts.get("buyers") as usize;
-    if tickets >= buyers as i64 {
-        return Err(UsageError(format!(
-            "--tickets ({tickets}) must be fewer than --buyers ({buyers}): \
-             with a ticket for every buyer nobody can be oversold"
-        ))
-        .into());
-    }
     let file = ctx.dir.join("tickets");
     let shown = file.display().to_string();
     ctx.observe("buyers", buyers);

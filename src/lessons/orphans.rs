@@ -44,6 +44,7 @@ pub static LESSON: LessonDef = LessonDef {
         help: "Children that exit at once and wait, as zombies, to be reaped",
     }],
     run,
+    validate: None,
     roles: &[],
 };
 

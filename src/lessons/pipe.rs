@@ -39,6 +39,7 @@ pub static LESSON: LessonDef = LessonDef {
         help: "objects sent through the one-way Pipe(duplex=False)",
     }],
     run,
+    validate: None,
     roles: &[("duplex", duplex_child), ("reader", reader_child)],
 };
 

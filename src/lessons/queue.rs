@@ -66,6 +66,7 @@ pub static LESSON: LessonDef = LessonDef {
         },
     ],
     run,
+    validate: None,
     roles: &[
         ("producer", producer),
         ("consumer", consumer),

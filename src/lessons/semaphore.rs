@@ -39,6 +39,7 @@ pub static LESSON: LessonDef = LessonDef {
         },
     ],
     run,
+    validate: None,
     roles: &[("worker", worker)],
 };
 

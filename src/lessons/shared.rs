@@ -48,6 +48,7 @@ pub static LESSON: LessonDef = LessonDef {
         },
     ],
     run,
+    validate: None,
     roles: &[("worker", worker)],
 };
 

@@ -33,6 +33,7 @@ pub static LESSON: LessonDef = LessonDef {
     words_src: include_str!("../../lessons/states.toml"),
     options: &[],
     run,
+    validate: None,
     roles: &[],
 };
 

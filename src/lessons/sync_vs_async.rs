@@ -27,6 +27,7 @@ pub static LESSON: LessonDef = LessonDef {
     words_src: include_str!("../../lessons/sync-vs-async.toml"),
     options: &[],
     run,
+    validate: None,
     roles: &[],
 };
 

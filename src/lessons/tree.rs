@@ -36,6 +36,7 @@ pub static LESSON: LessonDef = LessonDef {
     words_src: include_str!("../../lessons/tree.toml"),
     options: &[],
     run,
+    validate: None,
     roles: &[],
 };
 
