@@ -4,6 +4,12 @@
 //! code: 0 every claim held, 1 a claim failed or a system call failed, 2 usage error,
 //! 128+N stopped by signal N (130 for Ctrl-C), 0 when the output was closed.
 
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    unreachable_pub,
+    clippy::undocumented_unsafe_blocks
+)]
+
 pub mod child;
 pub mod cli;
 pub mod ctx;

@@ -224,11 +224,12 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     let (note_r, note_w) = procs::pipe()?;
     let (go_r, go_w) = procs::pipe()?;
     let (note_fd, go_fd) = (note_w.as_raw_fd(), go_r.as_raw_fd());
+    let child_body = move || first_child(me, note_fd, go_fd);
     // SAFETY: `first_child` and `daemon_child` only make async-signal-safe calls (setsid,
     // fork, getppid, getsid, prctl, chdir, umask, open, dup2, close, nanosleep, pause,
     // read, and Note::send's clock_gettime/getpid/write), allocate nothing, and end in
     // _exit or in a pause() loop that only a signal ends.
-    let first = unsafe { ctx.fork("first", move || first_child(me, note_fd, go_fd)) }?;
+    let first = unsafe { ctx.fork("first", child_body) }?;
     drop(note_w);
     drop(go_r);
     ctx.say("fork1", &[("pid", &first)]);
@@ -574,14 +575,13 @@ fn start_process(daemonic: bool) -> Result<Started, StartError> {
     let go = || -> Result<Started> {
         let (r, w) = procs::pipe()?;
         let fd = w.as_raw_fd();
+        let child_body = move || {
+            Note::send(fd, 0, 0);
+            0
+        };
         // SAFETY: the child writes one note (clock_gettime, getpid, getppid, write) and
         // returns 0 to _exit: async-signal-safe only.
-        let pid = unsafe {
-            procs::fork_child(move || {
-                Note::send(fd, 0, 0);
-                0
-            })
-        }?;
+        let pid = unsafe { procs::fork_child(child_body) }?;
         drop(w);
         let t_forked = match Note::recv(&r, STATE_TIMEOUT)? {
             Some(n) => n.t_ns,

@@ -492,7 +492,11 @@ mod futex {
 
     /// Sleep while `*word == expected`, at most `timeout`. Waking, a changed word, the
     /// timeout and a signal all return Ok: the caller looks at the word again.
-    pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> io::Result<()> {
+    pub(crate) fn wait(
+        word: &AtomicU32,
+        expected: u32,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
         let ts = timeout.map(|d| libc::timespec {
             tv_sec: d.as_secs() as _,
             tv_nsec: d.subsec_nanos() as _,
@@ -524,7 +528,7 @@ mod futex {
     }
 
     /// Wake every process sleeping on `word`; how many the kernel woke.
-    pub fn wake_all(word: &AtomicU32) -> io::Result<i64> {
+    pub(crate) fn wake_all(word: &AtomicU32) -> io::Result<i64> {
         // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE only uses its address.
         let r = unsafe {
             libc::syscall(

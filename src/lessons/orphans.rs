@@ -90,8 +90,9 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
     ctx.pause(2000)?;
     let mut kids = Vec::with_capacity(n);
     for i in 1..=n {
+        let child_body = || 0;
         // SAFETY: the child does nothing at all: it returns 0 to _exit.
-        kids.push(unsafe { ctx.fork(&format!("child-{i}"), || 0) }?);
+        kids.push(unsafe { ctx.fork(&format!("child-{i}"), child_body) }?);
     }
     let mut seen = 0usize;
     for &kid in &kids {
@@ -277,18 +278,17 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
     let (note_r, note_w) = procs::pipe()?;
     let note_fd = note_w.as_raw_fd();
     let raw = RawSem(sem.as_ptr());
+    let child_body = move || {
+        let got = sem_try_acquire(raw);
+        Note::send(note_fd, NOTE_ACQUIRED, i64::from(got));
+        loop {
+            nix::unistd::pause();
+        }
+    };
     // SAFETY: the holder only calls sem_trywait (atomic operations on the shared mapping,
     // no allocation, no lock), Note::send (clock_gettime, getpid, getppid, write) and
     // pause(2); a signal ends it.
-    let holder = unsafe {
-        ctx.fork("holder", move || {
-            let got = sem_try_acquire(raw);
-            Note::send(note_fd, NOTE_ACQUIRED, i64::from(got));
-            loop {
-                nix::unistd::pause();
-            }
-        })
-    }?;
+    let holder = unsafe { ctx.fork("holder", child_body) }?;
     let note = expect_note(&note_r, NOTE_ACQUIRED, "the holder's acquire")?;
     if note.b != 1 {
         bail!("the holder (PID {holder}) could not take a free lock");
@@ -317,17 +317,16 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
 
     let timeout_ms = ((ACQUIRE_TIMEOUT_MS as f64 * ctx.speed) as u64).max(ACQUIRE_TIMEOUT_MIN_MS);
     ctx.step("next", &[("ms", &timeout_ms)])?;
+    let child_body = move || {
+        Note::send(note_fd, NOTE_WAITING, timeout_ms as i64);
+        let got = sem_acquire_timeout(raw, timeout_ms);
+        Note::send(note_fd, NOTE_WAITED, got);
+        0
+    };
     // SAFETY: the next process only calls Note::send, sem_timedwait (clock_gettime,
     // atomic operations on the shared mapping and a futex wait: no allocation, no lock)
     // and returns its result to _exit.
-    let next = unsafe {
-        ctx.fork("next", move || {
-            Note::send(note_fd, NOTE_WAITING, timeout_ms as i64);
-            let got = sem_acquire_timeout(raw, timeout_ms);
-            Note::send(note_fd, NOTE_WAITED, got);
-            0
-        })
-    }?;
+    let next = unsafe { ctx.fork("next", child_body) }?;
     drop(note_w);
     let waiting = expect_note(&note_r, NOTE_WAITING, "the next process")?;
     ctx.act_at(
@@ -425,15 +424,12 @@ fn start_family(
     let (go_r, go_w) = procs::pipe()?;
     let (gc_go_r, gc_go_w) = procs::pipe()?;
     let (note_fd, go_fd, gc_go_fd) = (note_w.as_raw_fd(), go_r.as_raw_fd(), gc_go_r.as_raw_fd());
+    let child_body = move || middle(main, note_fd, go_fd, gc_go_fd, ending);
     // SAFETY: `middle` and `grandchild` only make async-signal-safe calls (pipe, fork,
     // close, read, getppid, prctl, nanosleep, pause, and Note::send's clock_gettime,
     // getpid and write), allocate nothing, and end in _exit or in a pause() loop that
     // only a signal ends.
-    let child = unsafe {
-        ctx.fork(child_name, move || {
-            middle(main, note_fd, go_fd, gc_go_fd, ending)
-        })
-    }?;
+    let child = unsafe { ctx.fork(child_name, child_body) }?;
     drop(note_w);
     drop(go_r);
     drop(gc_go_r);

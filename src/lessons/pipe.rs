@@ -463,42 +463,45 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
 
     let (note_r, note_w) = procs::pipe()?;
     let (rfd, wfd, nfd) = (r.as_raw_fd(), w.as_raw_fd(), note_w.as_raw_fd());
+    let child_body = move || {
+        // SAFETY: close(2) of a descriptor this forked child owns; async-signal-safe.
+        unsafe { nix::libc::close(wfd) }; // my copy of the write end: or I would never see EOF
+        let mut buf = [0u8; 256];
+        let mut total = 0i64;
+        loop {
+            // SAFETY: read(2) into a stack buffer of the length passed; async-signal-safe.
+            let n = unsafe { nix::libc::read(rfd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                total += n as i64;
+                Note::send(nfd, n as i64, 0);
+            } else if n == 0 {
+                Note::send(nfd, total, 1);
+                return 0;
+            } else if nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+                return 1;
+            }
+        }
+    };
     // SAFETY: the reader only calls close(2), read(2) into a stack buffer, reads errno,
     // and Note::send (clock_gettime, getpid, getppid, write): async-signal-safe, no
     // allocation.
-    let reader = unsafe {
-        ctx.fork("reader", move || {
-            nix::libc::close(wfd); // my copy of the write end: or I would never see EOF
-            let mut buf = [0u8; 256];
-            let mut total = 0i64;
-            loop {
-                let n = nix::libc::read(rfd, buf.as_mut_ptr().cast(), buf.len());
-                if n > 0 {
-                    total += n as i64;
-                    Note::send(nfd, n as i64, 0);
-                } else if n == 0 {
-                    Note::send(nfd, total, 1);
-                    return 0;
-                } else if nix::errno::Errno::last() != nix::errno::Errno::EINTR {
-                    return 1;
-                }
-            }
-        })
-    }?;
+    let reader = unsafe { ctx.fork("reader", child_body) }?;
+    let child_body = move || {
+        // SAFETY: close(2) of a descriptor this forked child owns; async-signal-safe.
+        unsafe { nix::libc::close(rfd) };
+        Note::send(nfd, RAW_TEXT.len() as i64, 0); // stamped right before write()
+                                                   // SAFETY: write(2) from a live buffer of
+                                                   // the length passed; async-signal-safe.
+        let n = unsafe { nix::libc::write(wfd, RAW_TEXT.as_ptr().cast(), RAW_TEXT.len()) };
+        if n == RAW_TEXT.len() as isize {
+            0
+        } else {
+            1
+        }
+    };
     // SAFETY: the writer only calls close(2), Note::send and write(2) of a static buffer,
     // all async-signal-safe, then returns its status to _exit.
-    let writer = unsafe {
-        ctx.fork("writer", move || {
-            nix::libc::close(rfd);
-            Note::send(nfd, RAW_TEXT.len() as i64, 0); // stamped right before write()
-            let n = nix::libc::write(wfd, RAW_TEXT.as_ptr().cast(), RAW_TEXT.len());
-            if n == RAW_TEXT.len() as isize {
-                0
-            } else {
-                1
-            }
-        })
-    }?;
+    let writer = unsafe { ctx.fork("writer", child_body) }?;
     drop(note_w);
     drop(r);
     let (rpid, wpid) = (reader.as_raw(), writer.as_raw());

@@ -95,23 +95,23 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     let (data_r, data_w) = procs::pipe()?;
     let (note_r, note_w) = procs::pipe()?;
     let (rfd, nfd) = (data_r.as_raw_fd(), note_w.as_raw_fd());
+    let child_body = move || {
+        let mut byte = [0u8; 1];
+        // SAFETY: read(2) into a stack buffer of the length passed; async-signal-safe.
+        let n = unsafe { nix::libc::read(rfd, byte.as_mut_ptr().cast(), 1) };
+        // Woken: some work for the CPU, so that it is runnable for a while.
+        let start = crate::procs::thread_cpu_ns();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        while crate::procs::thread_cpu_ns().saturating_sub(start) < WAKE_CPU_NS {
+            churn(&mut x);
+        }
+        std::hint::black_box(x);
+        Note::send(nfd, READER_WOKE, n as i64);
+        0
+    };
     // SAFETY: the child calls read(2), clock_gettime and Note::send only and computes on
     // the stack: all async-signal-safe, no allocation. It returns its status to _exit.
-    let reader = unsafe {
-        ctx.fork("reader", move || {
-            let mut byte = [0u8; 1];
-            let n = nix::libc::read(rfd, byte.as_mut_ptr().cast(), 1);
-            // Woken: some work for the CPU, so that it is runnable for a while.
-            let start = crate::procs::thread_cpu_ns();
-            let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-            while crate::procs::thread_cpu_ns().saturating_sub(start) < WAKE_CPU_NS {
-                churn(&mut x);
-            }
-            std::hint::black_box(x);
-            Note::send(nfd, READER_WOKE, n as i64);
-            0
-        })
-    }?;
+    let reader = unsafe { ctx.fork("reader", child_body) }?;
     drop(data_r);
     crate::procs::pin(reader, cpu)?;
 
@@ -121,29 +121,30 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     let (gfd, sfd) = (gate_r.as_raw_fd(), stop_r.as_raw_fd());
     let mut hogs = Vec::new();
     for i in 1..=2u64 {
+        let child_body = move || {
+            let mut byte = [0u8; 1];
+            // SAFETY: read(2) into a stack buffer of the length passed; async-signal-safe.
+            unsafe { nix::libc::read(gfd, byte.as_mut_ptr().cast(), 1) };
+            let mut x: u64 = 0x2545_F491_4F6C_DD1D ^ i;
+            loop {
+                churn(&mut x);
+                // A zero timeout: poll() never sleeps, so the process stays runnable.
+                let mut pfd = nix::libc::pollfd {
+                    fd: sfd,
+                    events: nix::libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: poll(2) on one pollfd on the stack, zero timeout; async-signal-safe.
+                if unsafe { nix::libc::poll(&mut pfd, 1, 0) } != 0 {
+                    break;
+                }
+            }
+            std::hint::black_box(x);
+            0
+        };
         // SAFETY: the child calls read(2) and poll(2) only and computes on the stack: all
         // async-signal-safe, no allocation. It returns its status to _exit.
-        let pid = unsafe {
-            ctx.fork(&format!("cpu-{i}"), move || {
-                let mut byte = [0u8; 1];
-                nix::libc::read(gfd, byte.as_mut_ptr().cast(), 1);
-                let mut x: u64 = 0x2545_F491_4F6C_DD1D ^ i;
-                loop {
-                    churn(&mut x);
-                    // A zero timeout: poll() never sleeps, so the process stays runnable.
-                    let mut pfd = nix::libc::pollfd {
-                        fd: sfd,
-                        events: nix::libc::POLLIN,
-                        revents: 0,
-                    };
-                    if nix::libc::poll(&mut pfd, 1, 0) != 0 {
-                        break;
-                    }
-                }
-                std::hint::black_box(x);
-                0
-            })
-        }?;
+        let pid = unsafe { ctx.fork(&format!("cpu-{i}"), child_body) }?;
         crate::procs::pin(pid, cpu)?;
         hogs.push(pid);
     }
@@ -352,16 +353,15 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
         Ok(pid)
     };
 
+    let child_body = move || {
+        wait_for_go(gfd);
+        Note::send(nfd, ENDING_HELLO, 0);
+        0
+    };
     // 1. Normal exit: the work is done.
     // SAFETY: the child calls read(2) and Note::send only (async-signal-safe), then
     // returns to _exit.
-    let normal = go(unsafe {
-        ctx.fork("normal", move || {
-            wait_for_go(gfd);
-            Note::send(nfd, ENDING_HELLO, 0);
-            0
-        })
-    }?)?;
+    let normal = go(unsafe { ctx.fork("normal", child_body) }?)?;
     let hello = Note::recv(&note_r, TIMEOUT)?.context("the normal child did not report")?;
     ctx.say_for(hello.pid, hello.t_ns, "normal_child", &[]);
     let code = ctx.join(normal)?;
@@ -374,22 +374,24 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     let path = std::ffi::CString::new(missing.as_os_str().as_encoded_bytes())
         .context("the run directory's path holds a NUL byte")?;
     let path_ptr = path.as_ptr();
+    let child_body = move || {
+        wait_for_go(gfd);
+        // SAFETY: open(2) of a NUL-terminated path the parent keeps alive until it reaps
+        // this child; async-signal-safe.
+        let fd = unsafe { nix::libc::open(path_ptr, nix::libc::O_RDONLY) };
+        if fd >= 0 {
+            // SAFETY: close(2) of a descriptor this forked child owns; async-signal-safe.
+            unsafe { nix::libc::close(fd) };
+            Note::send(nfd, ENDING_HELLO, 0);
+            return 0;
+        }
+        Note::send(nfd, ENDING_HELLO, i64::from(nix::errno::Errno::last_raw()));
+        1
+    };
     // SAFETY: the child calls read(2), open(2), close(2), Note::send (errno is a
     // thread-local read), all async-signal-safe, then returns its status to _exit. `path`
     // outlives the fork: it is dropped after the child is reaped.
-    let error = go(unsafe {
-        ctx.fork("error", move || {
-            wait_for_go(gfd);
-            let fd = nix::libc::open(path_ptr, nix::libc::O_RDONLY);
-            if fd >= 0 {
-                nix::libc::close(fd);
-                Note::send(nfd, ENDING_HELLO, 0);
-                return 0;
-            }
-            Note::send(nfd, ENDING_HELLO, i64::from(nix::errno::Errno::last_raw()));
-            1
-        })
-    }?)?;
+    let error = go(unsafe { ctx.fork("error", child_body) }?)?;
     let hello = Note::recv(&note_r, TIMEOUT)?.context("the error child did not report")?;
     let errno = nix::errno::Errno::from_raw(hello.b as i32);
     ctx.say_for(
@@ -418,18 +420,17 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.claim("exit_fatal", code, "== -11 (SIGSEGV)", code == -11);
     ctx.pause(2500)?;
 
+    let child_body = move || {
+        wait_for_go(gfd);
+        Note::send(nfd, ENDING_HELLO, 0);
+        loop {
+            nix::unistd::pause();
+        }
+    };
     // 4. Killed by another process: kill -9.
     // SAFETY: the child calls read(2), Note::send and pause(2) only, all
     // async-signal-safe.
-    let victim = go(unsafe {
-        ctx.fork("killed", move || {
-            wait_for_go(gfd);
-            Note::send(nfd, ENDING_HELLO, 0);
-            loop {
-                nix::unistd::pause();
-            }
-        })
-    }?)?;
+    let victim = go(unsafe { ctx.fork("killed", child_body) }?)?;
     let hello = Note::recv(&note_r, TIMEOUT)?.context("the last child did not report")?;
     ctx.say_for(hello.pid, hello.t_ns, "killed_child", &[]);
     ctx.wait_state(victim, &['S'], TIMEOUT)?;
@@ -458,25 +459,31 @@ fn fork_fatal(ctx: &mut Ctx<'_>, gfd: i32, nfd: i32) -> Result<Pid> {
     let page = unsafe { mmap_anonymous(None, len, ProtFlags::PROT_NONE, MapFlags::MAP_PRIVATE) }
         .context("mmap(PROT_NONE)")?;
     let addr = page.as_ptr() as usize;
+    let child_body = move || {
+        wait_for_go(gfd);
+        let none = nix::libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: setrlimit(2) with a struct on the stack; async-signal-safe.
+        unsafe { nix::libc::setrlimit(nix::libc::RLIMIT_CORE, &none) };
+        // SAFETY: prctl(2) with plain integers; async-signal-safe.
+        #[cfg(target_os = "linux")]
+        unsafe {
+            nix::libc::prctl(nix::libc::PR_SET_DUMPABLE, 0, 0, 0, 0)
+        };
+        Note::send(nfd, ENDING_HELLO, addr as i64);
+        // SAFETY: a store to a page this process mapped PROT_NONE on purpose: the
+        // kernel answers with SIGSEGV, which is what this child is for; no Rust value lives
+        // there.
+        unsafe { (addr as *mut u8).write_volatile(1) };
+        0
+    };
     // SAFETY: the child calls read(2), setrlimit, prctl and Note::send (thin system-call wrappers,
     // no allocation, no locks), then stores through a pointer to a mapping outside any
     // Rust allocation with a volatile write: the store really happens, and the kernel
     // ends the process with SIGSEGV at that instruction. It never returns from it.
-    let child = unsafe {
-        ctx.fork("fatal", move || {
-            wait_for_go(gfd);
-            let none = nix::libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            nix::libc::setrlimit(nix::libc::RLIMIT_CORE, &none);
-            #[cfg(target_os = "linux")]
-            nix::libc::prctl(nix::libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-            Note::send(nfd, ENDING_HELLO, addr as i64);
-            (addr as *mut u8).write_volatile(1);
-            0
-        })
-    };
+    let child = unsafe { ctx.fork("fatal", child_body) };
     // SAFETY: our copy of the mapping is no longer needed (the child has its own).
     let _ = unsafe { munmap(page, 4096) };
     child

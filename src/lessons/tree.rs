@@ -289,26 +289,22 @@ fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
     let (note_fd, move_fd) = (note_w.as_raw_fd(), move_r.as_raw_fd());
     let main = ctx.main_pid;
 
+    // Ctx::fork stamps each spawn right before fork(), not after it returned: the child
+    // may run (and fork its own child) before its parent is scheduled again, and a stream
+    // must never show a grandchild started before its parent.
+    let child_body = move || child(0, main, note_fd, None);
     // SAFETY: `child` only makes async-signal-safe calls (setpgid, getpgrp, getpid,
     // fork, pipe, close, pause, and Note::send's clock_gettime/getpid/getppid/write), and
     // so does the grandchild it forks (see `grandchild`); nothing allocates.
-    // Stamped right before fork(), not after it returned: the child may run (and fork
-    // its own child) before its parent is scheduled again, and a stream must never show a
-    // grandchild started before its parent.
-    ctx.check()?;
-    let t0 = now_ns();
-    let c1 = unsafe { procs::fork_child(move || child(0, main, note_fd, None)) }?;
-    ctx.spawned_at(t0, c1.as_raw(), main, CHILDREN[0], How::Fork);
+    let c1 = unsafe { ctx.fork(CHILDREN[0], child_body) }?;
     // As a shell does: the parent calls setpgid too, so that the group exists before
     // anything else happens, whichever of the two runs first. The child's own call is the
     // one that counts; if it fails, its note says why (so the parent's error is ignored).
     let _ = nix::unistd::setpgid(c1, c1);
     let group = c1.as_raw();
+    let child_body = move || child(group, main, note_fd, Some(move_fd));
     // SAFETY: as above.
-    ctx.check()?;
-    let t0 = now_ns();
-    let c2 = unsafe { procs::fork_child(move || child(group, main, note_fd, Some(move_fd))) }?;
-    ctx.spawned_at(t0, c2.as_raw(), main, CHILDREN[1], How::Fork);
+    let c2 = unsafe { ctx.fork(CHILDREN[1], child_body) }?;
     let _ = nix::unistd::setpgid(c2, c1);
     drop(note_w);
     drop(move_r);
@@ -670,7 +666,9 @@ fn grandchild(parent: i32, main: i32, note_fd: RawFd, mover: Option<(RawFd, RawF
             if unsafe { libc::read(move_fd, byte.as_mut_ptr().cast(), 1) } == 1 {
                 // SAFETY: setpgid(2), getpgrp(2): async-signal-safe.
                 if unsafe { libc::setpgid(0, 0) } == 0 {
-                    Note::send(note_fd, NOTE_MOVED, i64::from(unsafe { libc::getpgrp() }));
+                    // SAFETY: getpgrp(2): async-signal-safe.
+                    let group = unsafe { libc::getpgrp() };
+                    Note::send(note_fd, NOTE_MOVED, i64::from(group));
                 } else {
                     let e = nix::errno::Errno::last_raw() as i64;
                     Note::send(note_fd, NOTE_SETPGID_FAILED, e);

@@ -166,11 +166,11 @@ mod linux {
         Process::new(pid).ok()
     }
 
-    pub fn state(pid: i32) -> Option<char> {
+    pub(crate) fn state(pid: i32) -> Option<char> {
         process(pid)?.stat().ok().map(|s| s.state)
     }
 
-    pub fn ids(pid: i32) -> Option<Ids> {
+    pub(crate) fn ids(pid: i32) -> Option<Ids> {
         let stat = process(pid)?.stat().ok()?;
         let (major, minor) = stat.tty_nr();
         let tty = match (stat.tty_nr, major) {
@@ -191,13 +191,13 @@ mod linux {
         })
     }
 
-    pub fn wchan(pid: i32) -> Option<String> {
+    pub(crate) fn wchan(pid: i32) -> Option<String> {
         let w = process(pid)?.wchan().ok()?;
         let w = w.trim();
         (!w.is_empty() && w != "0").then(|| w.to_string())
     }
 
-    pub fn syscall(pid: i32) -> Syscall {
+    pub(crate) fn syscall(pid: i32) -> Syscall {
         match process(pid).map(|p| p.syscall()) {
             Some(Ok(procfs::process::Syscall::Running)) => Syscall::Running,
             Some(Ok(procfs::process::Syscall::Blocked {
@@ -212,7 +212,7 @@ mod linux {
         }
     }
 
-    pub fn schedstat(pid: i32) -> Option<Sched> {
+    pub(crate) fn schedstat(pid: i32) -> Option<Sched> {
         let s = process(pid)?.schedstat().ok()?;
         Some(Sched {
             cpu_ns: s.sum_exec_runtime,
@@ -221,7 +221,7 @@ mod linux {
         })
     }
 
-    pub fn fd_target(pid: i32, fd: i32) -> Option<String> {
+    pub(crate) fn fd_target(pid: i32, fd: i32) -> Option<String> {
         let info = process(pid)?.fd_from_fd(fd).ok()?;
         Some(match info.target {
             FDTarget::Path(p) => p
@@ -233,7 +233,7 @@ mod linux {
         })
     }
 
-    pub fn pipe_write_ends(inode: u64, pids: &[i32]) -> Vec<(i32, i32)> {
+    pub(crate) fn pipe_write_ends(inode: u64, pids: &[i32]) -> Vec<(i32, i32)> {
         let mut out = Vec::new();
         for &pid in pids {
             let Some(fds) = process(pid).and_then(|p| p.fd().ok()) else {
@@ -252,13 +252,13 @@ mod linux {
         out
     }
 
-    pub fn threads(pid: i32) -> usize {
+    pub(crate) fn threads(pid: i32) -> usize {
         process(pid)
             .and_then(|p| p.tasks().ok())
             .map_or(0, |t| t.flatten().count())
     }
 
-    pub fn children(pid: i32) -> Vec<i32> {
+    pub(crate) fn children(pid: i32) -> Vec<i32> {
         // Each thread's `children` lists the children it created; a re-parented orphan
         // appears under the main thread.
         let Some(tasks) = process(pid).and_then(|p| p.tasks().ok()) else {
@@ -275,13 +275,13 @@ mod linux {
         out
     }
 
-    pub fn link(pid: i32, what: &str) -> Option<String> {
+    pub(crate) fn link(pid: i32, what: &str) -> Option<String> {
         std::fs::read_link(format!("/proc/{pid}/{what}"))
             .ok()
             .map(|p| p.display().to_string())
     }
 
-    pub fn flocks(inode: u64) -> (Vec<i32>, Vec<i32>) {
+    pub(crate) fn flocks(inode: u64) -> (Vec<i32>, Vec<i32>) {
         let (mut holders, mut waiters) = (Vec::new(), Vec::new());
         let Ok(text) = std::fs::read_to_string("/proc/locks") else {
             return (holders, waiters);
