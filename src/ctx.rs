@@ -24,12 +24,6 @@ use std::time::{Duration, Instant};
 #[error("the run was stopped")]
 pub struct Stopped;
 
-/// The lesson's options do not fit together (e.g. `--tickets` not fewer than `--buyers`):
-/// a usage error, exit code 2, raised before any process is started.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
 /// How long a spawned child may take to connect before it is declared dead.
 const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -420,7 +414,7 @@ impl<'a> Ctx<'a> {
                         // A child that said hello and ended at once is gone before its hello
                         // is read: give the accept thread a few more rounds before saying so.
                         let dead =
-                            matches!(crate::observe::state_of(pid.as_raw()), None | Some('Z'));
+                            matches!(crate::sys::proc::state(pid.as_raw()), None | Some('Z'));
                         if dead {
                             dead_rounds += 1;
                             if dead_rounds > 10 {
@@ -476,27 +470,29 @@ impl<'a> Ctx<'a> {
         Ok(s)
     }
 
-    /// Wait until the observer sees `pid` asleep (`S`) *inside* system call `syscall` (a
-    /// `libc::SYS_*` number, read from `/proc/<pid>/syscall`), so that a stale `S` from an
-    /// earlier wait does not count. The letter seen and the kernel function it sleeps in
+    /// Wait until the observer sees `pid` asleep (`S`) *inside* system call `call` (read
+    /// from `/proc/<pid>/syscall`), so that a stale `S` from an earlier wait does not
+    /// count. The letter seen and the kernel function it sleeps in
     /// (`/proc/<pid>/wchan`, `?` if hidden); where the kernel does not show the system
     /// call, the state alone. `None` after `timeout`.
     pub fn wait_blocked_in(
         &self,
         pid: Pid,
-        syscall: i64,
+        call: crate::sys::proc::Call,
         timeout: Duration,
     ) -> Result<Option<(char, String)>> {
+        use crate::sys::proc;
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let Some(letter) = self.wait_state(pid, &['S'], left)? else {
                 return Ok(None);
             };
-            let (nr, wchan) = crate::observe::blocked_in(pid.as_raw());
-            let now = crate::observe::state_of(pid.as_raw());
-            if now == Some('S') && nr.is_none_or(|n| n == syscall) {
-                return Ok(Some((letter, wchan.unwrap_or_else(|| "?".into()))));
+            let sleeps_in = proc::syscall(pid.as_raw());
+            let now = proc::state(pid.as_raw());
+            if now == Some('S') && (sleeps_in.is(call) || sleeps_in == proc::Syscall::Unavailable) {
+                let wchan = proc::wchan(pid.as_raw()).unwrap_or_else(|| "?".into());
+                return Ok(Some((letter, wchan)));
             }
             if Instant::now() >= deadline {
                 return Ok(None);

@@ -4,6 +4,12 @@
 //! code: 0 every claim held, 1 a claim failed or a system call failed, 2 usage error,
 //! 128+N stopped by signal N (130 for Ctrl-C), 0 when the output was closed.
 
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    unreachable_pub,
+    clippy::undocumented_unsafe_blocks
+)]
+
 pub mod child;
 pub mod cli;
 pub mod ctx;
@@ -13,7 +19,7 @@ pub mod narrate;
 pub mod observe;
 pub mod procs;
 pub mod quiz;
-pub mod sem;
+pub mod sys;
 pub mod term;
 pub mod words;
 
@@ -271,6 +277,11 @@ fn usage_error(msg: &str) -> ExitCode {
 pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: bool) -> ExitCode {
     let lang = g.lang();
     // Refuse what cannot work before anything starts.
+    for (def, opts) in defs {
+        if let Some(Err(msg)) = def.validate.map(|check| check(opts)) {
+            return usage_error(&msg);
+        }
+    }
     for (flag, on) in [("--step", g.step), ("--quiz", g.quiz)] {
         if on && !term::has_terminal() {
             return usage_error(&ui(lang, "needs_terminal", &[("option", &flag)]));
@@ -386,10 +397,6 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
         }
         (None, Ok(true)) => ExitCode::SUCCESS,
         (None, Ok(false)) => ExitCode::from(1),
-        (None, Err(e)) if e.is::<ctx::UsageError>() => {
-            eprintln!("mp-demo: error: {e:#}");
-            ExitCode::from(2)
-        }
         (None, Err(e)) => {
             eprintln!("mp-demo: error: {e:#}");
             ExitCode::from(1)

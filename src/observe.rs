@@ -19,75 +19,18 @@ use std::time::{Duration, Instant};
 /// How often the observer samples.
 pub const INTERVAL: Duration = Duration::from_millis(2);
 
-/// The state letter of `pid` now, from `/proc/<pid>/stat`; `None` once it is gone.
-#[cfg(target_os = "linux")]
-pub fn state_of(pid: i32) -> Option<char> {
-    procfs::process::Process::new(pid)
-        .and_then(|p| p.stat())
-        .ok()
-        .map(|s| s.state)
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn state_of(_pid: i32) -> Option<char> {
-    None
-}
-
-/// The kernel function a sleeping `pid` is blocked in (`/proc/<pid>/wchan`), if told.
-pub fn wchan_of(pid: i32) -> Option<String> {
-    let w = std::fs::read_to_string(format!("/proc/{pid}/wchan")).ok()?;
-    let w = w.trim();
-    (!w.is_empty() && w != "0").then(|| w.to_string())
-}
-
-/// Where `pid` sleeps: the number of the system call it is in (`/proc/<pid>/syscall`,
-/// e.g. `libc::SYS_read`) and the kernel function it waits in (`/proc/<pid>/wchan`), each
-/// `None` when the kernel does not tell (not blocked, gone, or not permitted).
-#[cfg(target_os = "linux")]
-pub fn blocked_in(pid: i32) -> (Option<i64>, Option<String>) {
-    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()));
-    (syscall, wchan_of(pid))
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn blocked_in(_pid: i32) -> (Option<i64>, Option<String>) {
-    (None, None)
-}
-
-/// `(ppid, pgrp, session)` of `pid`, from `/proc/<pid>/stat`.
-#[cfg(target_os = "linux")]
-pub fn ids_of(pid: i32) -> Option<(i32, i32, i32)> {
-    procfs::process::Process::new(pid)
-        .and_then(|p| p.stat())
-        .ok()
-        .map(|s| (s.ppid, s.pgrp, s.session))
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn ids_of(_pid: i32) -> Option<(i32, i32, i32)> {
-    None
-}
-
 struct Watched {
     pid: i32,
     name: String,
-    #[cfg(target_os = "linux")]
-    proc: Option<procfs::process::Process>,
+    proc: Option<crate::sys::proc::Handle>,
     last: Option<char>,
     /// Where it last slept (`/proc/<pid>/wchan`), while its letter is `S` or `D`.
     wchan: Option<String>,
 }
 
 impl Watched {
-    #[cfg(target_os = "linux")]
     fn sample(&self) -> Option<char> {
-        self.proc.as_ref()?.stat().ok().map(|s| s.state)
-    }
-    #[cfg(not(target_os = "linux"))]
-    fn sample(&self) -> Option<char> {
-        None
+        self.proc.as_ref()?.state()
     }
 }
 
@@ -133,8 +76,7 @@ impl Observer {
         let w = Watched {
             pid,
             name: name.to_string(),
-            #[cfg(target_os = "linux")]
-            proc: procfs::process::Process::new(pid).ok(),
+            proc: crate::sys::proc::Handle::open(pid),
             last: None,
             wchan: None,
         };
@@ -218,13 +160,13 @@ fn run(inner: &Inner, sink: &Sink) {
                     if let Some(to) = now {
                         // Stamped when sampled: a lesson woken by this change acts after it.
                         let t = crate::event::now_ns();
-                        w.wchan = asleep.then(|| wchan_of(w.pid)).flatten();
+                        w.wchan = asleep.then(|| crate::sys::proc::wchan(w.pid)).flatten();
                         changes.push((t, w.pid, w.name.clone(), w.last, to, w.wchan.clone()));
                     }
                     w.last = now;
                 } else if asleep && tick.is_multiple_of(WCHAN_EVERY) {
                     let t = crate::event::now_ns();
-                    let wchan = wchan_of(w.pid);
+                    let wchan = crate::sys::proc::wchan(w.pid);
                     if wchan.is_some() && wchan != w.wchan {
                         w.wchan = wchan;
                         let to = now.unwrap_or('S');

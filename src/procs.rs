@@ -23,7 +23,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpid, Pid};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,13 @@ static JANITOR: AtomicI32 = AtomicI32::new(0);
 static JANITOR_FD: AtomicI32 = AtomicI32::new(-1);
 /// The run's private directory, for the watchdog's last-resort cleanup.
 static RUN_DIR: OnceLock<PathBuf> = OnceLock::new();
+/// True in a bare forked child (in its own copy of this memory): a panic there must end
+/// the child at once, never print or unwind into the copied frames of the parent (whose
+/// destructors would join threads the child does not have and remove the run's
+/// directory).
+static FORKED_CHILD: AtomicBool = AtomicBool::new(false);
+/// The exit status of a forked child that panicked: Rust's own for a panic.
+pub const EXIT_PANICKED: i32 = 101;
 
 /// Ask the whole run to stop (a signal, or a closed output). The first reason wins.
 pub fn request_stop(reason: i32) {
@@ -102,38 +109,12 @@ pub fn try_reap(pid: Pid) -> Result<Option<i32>> {
     }
 }
 
-/// The pids whose parent is `parent`, read from `/proc`.
-#[cfg(target_os = "linux")]
-pub fn children_of(parent: i32) -> Vec<i32> {
-    // /proc/<pid>/task/<tid>/children lists the children each thread created; a
-    // re-parented orphan appears under the main thread.
-    let mut out = Vec::new();
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) {
-        for task in tasks.flatten() {
-            if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-                out.extend(
-                    text.split_whitespace()
-                        .filter_map(|p| p.parse::<i32>().ok()),
-                );
-            }
-        }
-    }
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn children_of(_parent: i32) -> Vec<i32> {
-    Vec::new()
-}
-
 /// Kill every child of this process (not the janitor) with SIGKILL. Returns how many.
 pub fn kill_children() -> usize {
     let me = getpid().as_raw();
     let janitor = JANITOR.load(Ordering::SeqCst);
     let mut n = 0;
-    for pid in children_of(me) {
+    for pid in crate::sys::proc::children(me) {
         if pid != janitor && kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
             n += 1;
         }
@@ -150,7 +131,7 @@ pub fn kill_and_reap_all() -> usize {
     let mut reaped = 0;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let kids: Vec<i32> = children_of(me)
+        let kids: Vec<i32> = crate::sys::proc::children(me)
             .into_iter()
             .filter(|&p| p != janitor)
             .collect();
@@ -211,15 +192,45 @@ pub unsafe fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid> {
     // promise for `child`, and `child_after_fork`), then `_exit`s.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
+            FORKED_CHILD.store(true, Ordering::Relaxed);
             // SAFETY: see above.
             unsafe { child_after_fork(parent) };
+            // Should `child` panic anyway, the hook (`guard_forked_panics`) ends the child
+            // before anything is printed; without the hook, this guard ends it before the
+            // unwinding leaves this frame.
+            let guard = ExitOnUnwind;
             let code = child();
+            std::mem::forget(guard);
             // SAFETY: _exit ends the child without running the parent's atexit handlers.
             unsafe { nix::libc::_exit(code) }
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child),
         Err(e) => Err(fork_error("fork()", e)),
     }
+}
+
+/// Ends a forked child whose body is unwinding (see [`fork_child`]).
+struct ExitOnUnwind;
+
+impl Drop for ExitOnUnwind {
+    fn drop(&mut self) {
+        // SAFETY: _exit is async-signal-safe and ends only this (forked) process.
+        unsafe { nix::libc::_exit(EXIT_PANICKED) }
+    }
+}
+
+/// Install the panic hook that ends a panicking forked child at once, with
+/// [`EXIT_PANICKED`], before the default hook would print (locks, allocation: unsafe
+/// after fork in a threaded program). Elsewhere the previous hook runs as before.
+pub fn guard_forked_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if FORKED_CHILD.load(Ordering::Relaxed) {
+            // SAFETY: _exit is async-signal-safe and ends only this (forked) process.
+            unsafe { nix::libc::_exit(EXIT_PANICKED) }
+        }
+        previous(info);
+    }));
 }
 
 /// A clear message for a failed process creation.
@@ -350,6 +361,7 @@ impl Session {
     /// Set everything up. Call it before any other thread starts: the janitor is forked
     /// from a single-threaded process so it may do ordinary work.
     pub fn start() -> Result<Session> {
+        guard_forked_panics();
         #[cfg(target_os = "linux")]
         nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
         // 0700 explicitly: tempfile's default follows the umask (0755 here, found by the
@@ -480,6 +492,7 @@ fn hard_exit(code: i32) -> ! {
         let _ = std::fs::remove_dir_all(dir);
     }
     eprintln!("mp-demo: interrupted");
+    #[allow(clippy::disallowed_methods)] // the one hard exit: see clippy.toml
     std::process::exit(code)
 }
 
@@ -583,4 +596,40 @@ pub fn allowed_cpus(pid: Pid) -> Vec<usize> {
 #[cfg(not(target_os = "linux"))]
 pub fn allowed_cpus(_pid: Pid) -> Vec<usize> {
     Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Written to by its destructor: had a forked child unwound into this test's frame,
+    /// its copy of the value would write `u` into the pipe.
+    struct Witness(RawFd);
+
+    impl Drop for Witness {
+        fn drop(&mut self) {
+            // SAFETY: write(2) of one byte from a static buffer.
+            unsafe { nix::libc::write(self.0, b"u".as_ptr().cast(), 1) };
+        }
+    }
+
+    #[test]
+    fn a_forked_child_that_panics_exits_101_without_unwinding_into_the_parent() {
+        guard_forked_panics();
+        let (r, w) = pipe().unwrap();
+        let witness = Witness(w.as_raw_fd());
+        let child_body = || -> i32 { panic!("in the child") };
+        // SAFETY: the child panics at once; the hook and the guard end it with _exit.
+        let pid = unsafe { fork_child(child_body) }.unwrap();
+        let status = waitpid(pid, None).unwrap();
+        assert_eq!(status, WaitStatus::Exited(pid, EXIT_PANICKED));
+        std::mem::forget(witness);
+        drop(w);
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            nix::unistd::read(&r, &mut buf).unwrap(),
+            0,
+            "the child unwound"
+        );
+    }
 }

@@ -35,6 +35,7 @@ pub static LESSON: LessonDef = LessonDef {
         help: "How many times each thing is timed (the median is reported)",
     }],
     run,
+    validate: None,
     roles: &[("idle", idle), ("worker", worker)],
 };
 
@@ -317,8 +318,9 @@ fn ratio(a: f64, b: f64) -> String {
 /// returned and when `waitpid()` did) are emitted after it stopped.
 fn fork_once(ctx: &mut Ctx<'_>, i: usize) -> Result<f64> {
     let t0 = now_ns();
+    let child_body = || 0;
     // SAFETY: the child does nothing at all: it returns 0 to `_exit`.
-    let pid = unsafe { procs::fork_child(|| 0) }?;
+    let pid = unsafe { procs::fork_child(child_body) }?;
     let forked = now_ns();
     let code = procs::reap(pid)?;
     let t1 = now_ns();
@@ -397,24 +399,26 @@ impl Echo {
             from_child_w.as_raw_fd(),
             to_child_w.as_raw_fd(),
         );
+        let child_body = move || {
+            // Our copy of the parent's write end, closed: once the parent closes its
+            // own, the read below sees end of file.
+            // SAFETY: close(2) of a descriptor this forked child owns; async-signal-safe.
+            unsafe { nix::libc::close(theirs) };
+            let mut byte = [0u8; 1];
+            loop {
+                // SAFETY: read(2) into a stack buffer of the length passed; async-signal-safe.
+                if unsafe { nix::libc::read(rd, byte.as_mut_ptr().cast(), 1) } != 1 {
+                    return 0;
+                }
+                // SAFETY: write(2) from a live buffer of the length passed; async-signal-safe.
+                if unsafe { nix::libc::write(wr, byte.as_ptr().cast(), 1) } != 1 {
+                    return 1;
+                }
+            }
+        };
         // SAFETY: the child only calls close(2), read(2) and write(2) on descriptors it
         // inherited, with a stack buffer, all async-signal-safe, and returns its status.
-        let pid = unsafe {
-            ctx.fork("echo", move || {
-                // Our copy of the parent's write end, closed: once the parent closes its
-                // own, the read below sees end of file.
-                nix::libc::close(theirs);
-                let mut byte = [0u8; 1];
-                loop {
-                    if nix::libc::read(rd, byte.as_mut_ptr().cast(), 1) != 1 {
-                        return 0;
-                    }
-                    if nix::libc::write(wr, byte.as_ptr().cast(), 1) != 1 {
-                        return 1;
-                    }
-                }
-            })
-        }?;
+        let pid = unsafe { ctx.fork("echo", child_body) }?;
         Ok(Echo {
             pid,
             to_child: to_child_w,

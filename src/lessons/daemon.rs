@@ -34,6 +34,7 @@ pub static LESSON: LessonDef = LessonDef {
     words_src: include_str!("../../lessons/daemon.toml"),
     options: &[],
     run,
+    validate: None,
     roles: &[("process", process)],
 };
 
@@ -151,7 +152,7 @@ fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
         ObsValue::Str(s) => s,
         other => bail!("the daemonic child answered {other} instead of an error"),
     };
-    let kids = procs::children_of(daemonic.pid.as_raw()).len();
+    let kids = crate::sys::proc::children(daemonic.pid.as_raw()).len();
     ctx.say("no_grandchild", &[("pid", &daemonic.pid), ("kids", &kids)]);
     ctx.claim(
         "daemon_child_error",
@@ -181,7 +182,7 @@ fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     let dcode = ctx.join(daemonic.pid)?;
     ctx.say("daemonic_terminated", &[("code", &dcode)]);
     ctx.pause(1500)?;
-    let busy = matches!(crate::observe::state_of(worker.pid.as_raw()), Some(s) if s != 'Z');
+    let busy = matches!(crate::sys::proc::state(worker.pid.as_raw()), Some(s) if s != 'Z');
     ctx.say(
         if busy {
             "join_worker_busy"
@@ -205,7 +206,7 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.step("unix", &[])?;
     ctx.say("unix_intro", &[]);
     ctx.pause(2500)?;
-    let mine = proc_ids(me).context("reading /proc/self/stat")?;
+    let mine = crate::sys::proc::ids(me).context("reading /proc/self/stat")?;
     if mine.tty_nr == 0 {
         ctx.say(
             "main_ids_notty",
@@ -223,11 +224,12 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     let (note_r, note_w) = procs::pipe()?;
     let (go_r, go_w) = procs::pipe()?;
     let (note_fd, go_fd) = (note_w.as_raw_fd(), go_r.as_raw_fd());
+    let child_body = move || first_child(me, note_fd, go_fd);
     // SAFETY: `first_child` and `daemon_child` only make async-signal-safe calls (setsid,
     // fork, getppid, getsid, prctl, chdir, umask, open, dup2, close, nanosleep, pause,
     // read, and Note::send's clock_gettime/getpid/write), allocate nothing, and end in
     // _exit or in a pause() loop that only a signal ends.
-    let first = unsafe { ctx.fork("first", move || first_child(me, note_fd, go_fd)) }?;
+    let first = unsafe { ctx.fork("first", child_body) }?;
     drop(note_w);
     drop(go_r);
     ctx.say("fork1", &[("pid", &first)]);
@@ -312,12 +314,9 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
         &[("main", &me), ("daemon", &daemon), ("first", &first)],
     )?;
     let state = state_letter(ctx.wait_state(daemon, &['S'], STATE_TIMEOUT)?);
-    let theirs = proc_ids(daemon.as_raw()).context("reading /proc/<daemon>/stat")?;
-    let link = |what: &str| {
-        std::fs::read_link(format!("/proc/{daemon}/{what}"))
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "?".into())
-    };
+    let theirs = crate::sys::proc::ids(daemon.as_raw()).context("reading /proc/<daemon>/stat")?;
+    let link =
+        |what: &str| crate::sys::proc::link(daemon.as_raw(), what).unwrap_or_else(|| "?".into());
     ctx.say(
         if theirs.tty_nr == 0 {
             "seen"
@@ -362,7 +361,7 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.say("stop", &[("pid", &daemon)]);
     kill(daemon, Signal::SIGTERM).context("kill(SIGTERM) of the daemon")?;
     let code = ctx.join(daemon)?;
-    let gone = crate::observe::state_of(daemon.as_raw()).is_none();
+    let gone = crate::sys::proc::state(daemon.as_raw()).is_none();
     ctx.say("stopped", &[("pid", &daemon), ("code", &code)]);
     ctx.claim(
         "unix_daemon_exitcode",
@@ -386,42 +385,6 @@ fn reply_i64(child: &crate::ctx::ChildProc) -> Result<i64> {
 
 fn next_note(r: &std::os::fd::OwnedFd, what: &str) -> Result<Note> {
     Note::recv(r, STATE_TIMEOUT)?.with_context(|| format!("no word from {what}"))
-}
-
-/// What `/proc/<pid>/stat` says about a process's place in sessions and terminals.
-struct Ids {
-    ppid: i32,
-    pgid: i32,
-    sid: i32,
-    /// `tty_nr`: the controlling terminal's device number, 0 for none.
-    tty_nr: i32,
-    /// The terminal as `ps` names it (`pts/3`), or `?` for none.
-    tty: String,
-}
-
-#[cfg(target_os = "linux")]
-fn proc_ids(pid: i32) -> Option<Ids> {
-    let stat = procfs::process::Process::new(pid).ok()?.stat().ok()?;
-    let (major, minor) = stat.tty_nr();
-    let tty = match (stat.tty_nr, major) {
-        (0, _) => "?".to_string(),
-        (_, 136..=143) => format!("pts/{}", (major - 136) * 256 + minor),
-        (_, 4) if minor < 64 => format!("tty{minor}"),
-        (_, 4) => format!("ttyS{}", minor - 64),
-        _ => format!("{major}:{minor}"),
-    };
-    Some(Ids {
-        ppid: stat.ppid,
-        pgid: stat.pgrp,
-        sid: stat.session,
-        tty_nr: stat.tty_nr,
-        tty,
-    })
-}
-
-#[cfg(not(target_os = "linux"))]
-fn proc_ids(_pid: i32) -> Option<Ids> {
-    None
 }
 
 /// The first child: a new session, then the second fork. Waits for the lesson's word
@@ -612,14 +575,13 @@ fn start_process(daemonic: bool) -> Result<Started, StartError> {
     let go = || -> Result<Started> {
         let (r, w) = procs::pipe()?;
         let fd = w.as_raw_fd();
+        let child_body = move || {
+            Note::send(fd, 0, 0);
+            0
+        };
         // SAFETY: the child writes one note (clock_gettime, getpid, getppid, write) and
         // returns 0 to _exit: async-signal-safe only.
-        let pid = unsafe {
-            procs::fork_child(move || {
-                Note::send(fd, 0, 0);
-                0
-            })
-        }?;
+        let pid = unsafe { procs::fork_child(child_body) }?;
         drop(w);
         let t_forked = match Note::recv(&r, STATE_TIMEOUT)? {
             Some(n) => n.t_ns,

@@ -15,6 +15,7 @@ use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
 use crate::ctx::{ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
+use crate::sys::proc::{self, Call};
 use anyhow::{bail, Context, Result};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use nix::unistd::Pid;
@@ -38,6 +39,7 @@ pub static LESSON: LessonDef = LessonDef {
         help: "processes that block in wait() until the event is set",
     }],
     run,
+    validate: None,
     roles: &[("waiter", waiter), ("setter", setter)],
 };
 
@@ -262,20 +264,14 @@ fn blocked_in_futex(ctx: &Ctx<'_>, pid: Pid, addr: usize, timeout: Duration) -> 
         if let Some(s) = ctx.wait_state(pid, &['S'], left)? {
             state = s;
             if in_futex_on(pid.as_raw(), addr) {
-                let wchan =
-                    std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
-                let wchan = if wchan.is_empty() || wchan == "0" {
-                    "?".to_string()
-                } else {
-                    wchan
-                };
+                let wchan = proc::wchan(pid.as_raw()).unwrap_or_else(|| "?".into());
                 return Ok(Blocked {
                     state,
                     in_futex: true,
                     wchan,
                 });
             }
-        } else if let Some(s) = crate::observe::state_of(pid.as_raw()) {
+        } else if let Some(s) = proc::state(pid.as_raw()) {
             state = s;
         }
         if Instant::now() >= deadline {
@@ -293,17 +289,12 @@ fn blocked_in_futex(ctx: &Ctx<'_>, pid: Pid, addr: usize, timeout: Duration) -> 
 
 /// `/proc/<pid>/syscall` says `pid` is blocked in `futex()` with `addr` as its word.
 fn in_futex_on(pid: i32, addr: usize) -> bool {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else {
-        return false;
-    };
-    let mut fields = text.split_whitespace();
-    let nr = fields
-        .next()
-        .and_then(|f| f.parse::<std::ffi::c_long>().ok());
-    let uaddr = fields
-        .next()
-        .and_then(|f| usize::from_str_radix(f.trim_start_matches("0x"), 16).ok());
-    nr == Some(futex::SYS_FUTEX) && uaddr == Some(addr)
+    match proc::syscall(pid) {
+        proc::Syscall::In { nr, arg0 } => {
+            Call::from_nr(nr) == Some(Call::Futex) && usize::try_from(arg0) == Ok(addr)
+        }
+        _ => false,
+    }
 }
 
 /// The role of a waiter: map the event, then `wait()`; after it returns, `wait(timeout)`
@@ -499,11 +490,13 @@ mod futex {
     use std::sync::atomic::AtomicU32;
     use std::time::Duration;
 
-    pub const SYS_FUTEX: libc::c_long = libc::SYS_futex;
-
     /// Sleep while `*word == expected`, at most `timeout`. Waking, a changed word, the
     /// timeout and a signal all return Ok: the caller looks at the word again.
-    pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> io::Result<()> {
+    pub(crate) fn wait(
+        word: &AtomicU32,
+        expected: u32,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
         let ts = timeout.map(|d| libc::timespec {
             tv_sec: d.as_secs() as _,
             tv_nsec: d.subsec_nanos() as _,
@@ -535,7 +528,7 @@ mod futex {
     }
 
     /// Wake every process sleeping on `word`; how many the kernel woke.
-    pub fn wake_all(word: &AtomicU32) -> io::Result<i64> {
+    pub(crate) fn wake_all(word: &AtomicU32) -> io::Result<i64> {
         // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE only uses its address.
         let r = unsafe {
             libc::syscall(
@@ -561,8 +554,6 @@ mod futex {
     use std::io;
     use std::sync::atomic::AtomicU32;
     use std::time::Duration;
-
-    pub const SYS_FUTEX: std::ffi::c_long = -1;
 
     pub fn wait(_: &AtomicU32, _: u32, _: Option<Duration>) -> io::Result<()> {
         Err(io::Error::new(

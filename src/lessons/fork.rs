@@ -20,6 +20,7 @@ pub static LESSON: LessonDef = LessonDef {
     words_src: include_str!("../../lessons/fork.toml"),
     options: &[],
     run,
+    validate: None,
     roles: &[("spawned", spawned)],
 };
 
@@ -39,18 +40,17 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     let (note_r, note_w) = procs::pipe()?;
     let (go_r, go_w) = procs::pipe()?;
     let (note_fd, go_fd) = (note_w.as_raw_fd(), go_r.as_raw_fd());
+    let child_body = move || {
+        Note::send(note_fd, 0, 0);
+        let mut byte = [0u8; 1];
+        // SAFETY: read(2) into a stack buffer; async-signal-safe.
+        unsafe { nix::libc::read(go_fd, byte.as_mut_ptr().cast(), 1) };
+        Note::send(note_fd, 1, 0);
+        0
+    };
     // SAFETY: the child only calls Note::send (clock_gettime, getpid, getppid, write) and
     // read(2), all async-signal-safe, then returns its exit status to _exit.
-    let child = unsafe {
-        ctx.fork("child", move || {
-            Note::send(note_fd, 0, 0);
-            let mut byte = [0u8; 1];
-            // SAFETY: read(2) into a stack buffer; async-signal-safe.
-            nix::libc::read(go_fd, byte.as_mut_ptr().cast(), 1);
-            Note::send(note_fd, 1, 0);
-            0
-        })
-    }?;
+    let child = unsafe { ctx.fork("child", child_body) }?;
     let returned_at = crate::event::now_ns();
     drop(go_r);
     let hello = Note::recv(&note_r, STATE_TIMEOUT)?.context("the child did not write its note")?;
@@ -110,7 +110,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     ctx.step("join", &[("pid", &child)])?;
     ctx.say("join", &[("pid", &child)]);
     let code = ctx.join(child)?;
-    let gone = crate::observe::state_of(child.as_raw()).is_none();
+    let gone = crate::sys::proc::state(child.as_raw()).is_none();
     ctx.say("exitcode", &[("code", &code), ("pid", &child)]);
     ctx.claim("child_exitcode", code, "== 0", code == 0);
     ctx.claim("zombie_observed", zombie, "== true", zombie);
@@ -120,15 +120,14 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     ctx.step("terminate", &[])?;
     let (note2_r, note2_w) = procs::pipe()?;
     let note2_fd = note2_w.as_raw_fd();
+    let child_body = move || {
+        Note::send(note2_fd, 0, 0);
+        loop {
+            nix::unistd::pause();
+        }
+    };
     // SAFETY: the child writes a note and then only calls pause(2), all async-signal-safe.
-    let sleeper = unsafe {
-        ctx.fork("sleeper", move || {
-            Note::send(note2_fd, 0, 0);
-            loop {
-                nix::unistd::pause();
-            }
-        })
-    }?;
+    let sleeper = unsafe { ctx.fork("sleeper", child_body) }?;
     drop(note2_w);
     let hello2 =
         Note::recv(&note2_r, STATE_TIMEOUT)?.context("the sleeper did not write its note")?;
@@ -168,9 +167,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
 
 /// The spawned child: a fresh program, connected back over ipc-channel.
 fn spawned(c: &mut ChildCtx) -> Result<i32> {
-    let exe = std::fs::read_link("/proc/self/exe")
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "mp-demo".into());
+    let exe = crate::sys::proc::link(c.pid, "exe").unwrap_or_else(|| "mp-demo".into());
     let ppid = nix::unistd::getppid().as_raw();
     c.say(
         "spawned_hello",

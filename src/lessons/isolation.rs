@@ -17,6 +17,7 @@ pub static LESSON: LessonDef = LessonDef {
     words_src: include_str!("../../lessons/isolation.toml"),
     options: &[],
     run,
+    validate: None,
     roles: &[],
 };
 
@@ -44,16 +45,15 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     ctx.pause(1000)?;
     let (note_r, note_w) = procs::pipe()?;
     let fd = note_w.as_raw_fd();
+    let child_body = move || {
+        N.store(0, Ordering::SeqCst);
+        let seen = N.load(Ordering::SeqCst);
+        Note::send(fd, seen, &N as *const AtomicI64 as i64);
+        0
+    };
     // SAFETY: the child stores to an atomic, takes an address and writes a note
     // (clock_gettime, getpid, getppid, write): all async-signal-safe, no allocation.
-    let child = unsafe {
-        ctx.fork("child", move || {
-            N.store(0, Ordering::SeqCst);
-            let seen = N.load(Ordering::SeqCst);
-            Note::send(fd, seen, &N as *const AtomicI64 as i64);
-            0
-        })
-    }?;
+    let child = unsafe { ctx.fork("child", child_body) }?;
     drop(note_w);
     let note = Note::recv(&note_r, NOTE_TIMEOUT)?.context("the child did not write its note")?;
     let child_addr = note.b as usize;
@@ -102,16 +102,18 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     let (note_r, note_w) = procs::pipe()?;
     let fd = note_w.as_raw_fd();
     let value_addr = value as usize;
+    let child_body = move || {
+        let v = value_addr as *mut i64;
+        // SAFETY: the MAP_SHARED page this child inherited from fork, live until the
+        // parent unmaps it after reaping the child; an aligned i64.
+        unsafe { v.write_volatile(0) };
+        // SAFETY: as above.
+        Note::send(fd, unsafe { v.read_volatile() }, value_addr as i64);
+        0
+    };
     // SAFETY: the child writes through the shared mapping (inherited by fork) and writes
     // a note: no allocation, only async-signal-safe calls.
-    let child = unsafe {
-        ctx.fork("child", move || {
-            let v = value_addr as *mut i64;
-            v.write_volatile(0);
-            Note::send(fd, v.read_volatile(), value_addr as i64);
-            0
-        })
-    }?;
+    let child = unsafe { ctx.fork("child", child_body) }?;
     drop(note_w);
     let note = Note::recv(&note_r, NOTE_TIMEOUT)?.context("the child did not write its note")?;
     ctx.say_for(

@@ -14,7 +14,7 @@
 
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
-use crate::ctx::{reply_any, ChildProc, Ctx, UsageError};
+use crate::ctx::{reply_any, ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
@@ -42,6 +42,7 @@ pub static LESSON: LessonDef = LessonDef {
         },
     ],
     run,
+    validate: Some(validate),
     roles: &[("buyer", buyer)],
 };
 
@@ -52,16 +53,21 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 const NO_LOCK: &str = "no_lock";
 const WITH_LOCK: &str = "lock";
 
+/// With a ticket for every buyer, nobody can be oversold: the lesson needs fewer.
+fn validate(opts: &Opts) -> std::result::Result<(), String> {
+    let (tickets, buyers) = (opts.get("tickets"), opts.get("buyers"));
+    if tickets >= buyers {
+        return Err(format!(
+            "--tickets ({tickets}) must be fewer than --buyers ({buyers}): \
+             with a ticket for every buyer nobody can be oversold"
+        ));
+    }
+    Ok(())
+}
+
 fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let tickets = i64::from(opts.get("tickets"));
     let buyers = opts.get("buyers") as usize;
-    if tickets >= buyers as i64 {
-        return Err(UsageError(format!(
-            "--tickets ({tickets}) must be fewer than --buyers ({buyers}): \
-             with a ticket for every buyer nobody can be oversold"
-        ))
-        .into());
-    }
     let file = ctx.dir.join("tickets");
     let shown = file.display().to_string();
     ctx.observe("buyers", buyers);
@@ -260,35 +266,11 @@ struct LockTable {
     waiters: Vec<i32>,
 }
 
-/// Read `/proc/locks`: one line per lock, `->` marking a request blocked behind the line
-/// above it; `<pid> <major>:<minor>:<inode>` say whose it is and on which file.
-#[cfg(target_os = "linux")]
+/// Who holds and who waits for the `flock` on the file with inode `ino`, from
+/// `/proc/locks`.
 fn lock_table(ino: u64) -> LockTable {
-    let mut t = LockTable::default();
-    let Ok(text) = std::fs::read_to_string("/proc/locks") else {
-        return t;
-    };
-    for line in text.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let Some(at) = words.iter().position(|w| w.matches(':').count() == 2) else {
-            continue;
-        };
-        let same_file = words[at].rsplit(':').next() == Some(&ino.to_string());
-        let pid = at.checked_sub(1).and_then(|p| words[p].parse::<i32>().ok());
-        if let (true, Some(pid)) = (same_file, pid) {
-            if words.contains(&"->") {
-                t.waiters.push(pid);
-            } else {
-                t.holders.push(pid);
-            }
-        }
-    }
-    t
-}
-
-#[cfg(not(target_os = "linux"))]
-fn lock_table(_ino: u64) -> LockTable {
-    LockTable::default()
+    let (holders, waiters) = crate::sys::proc::flocks(ino);
+    LockTable { holders, waiters }
 }
 
 fn inode_of(path: &Path) -> Result<u64> {

@@ -38,9 +38,12 @@ pub struct OptSpec {
 pub struct Opts(pub BTreeMap<&'static str, u32>);
 
 impl Opts {
-    /// The value of option `name` (declared by the lesson, so always present).
+    /// The value of option `name`, which the lesson declares (a name it does not
+    /// declare is a bug, caught by any test run of the lesson).
     pub fn get(&self, name: &str) -> u32 {
-        self.0.get(name).copied().unwrap_or_default()
+        let value = self.0.get(name).copied();
+        debug_assert!(value.is_some(), "option --{name} is not declared");
+        value.unwrap_or_default()
     }
 
     /// The defaults of a lesson.
@@ -49,6 +52,9 @@ impl Opts {
     }
 }
 
+/// A check across a lesson's options: `Err` is the one-line usage message.
+pub type Validate = fn(&Opts) -> std::result::Result<(), String>;
+
 /// A lesson: its name, its words, its options, its story, and its child roles.
 pub struct LessonDef {
     pub name: &'static str,
@@ -56,6 +62,10 @@ pub struct LessonDef {
     pub words_src: &'static str,
     pub options: &'static [OptSpec],
     pub run: fn(&mut Ctx<'_>, &Opts) -> Result<()>,
+    /// Checks across options that clap's ranges cannot express (`--tickets` fewer than
+    /// `--buyers`): run before anything starts, so a usage error prints no stream at all.
+    /// The message is one line, naming the options.
+    pub validate: Option<Validate>,
     /// Roles a re-executed child of this lesson can play.
     pub roles: &'static [(&'static str, RoleFn)],
 }

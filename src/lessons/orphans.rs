@@ -23,7 +23,8 @@ use super::{LessonDef, OptSpec, Opts};
 use crate::ctx::Ctx;
 use crate::event::How;
 use crate::procs::{self, Note};
-use crate::sem::NamedSem;
+use crate::sys::proc::Call;
+use crate::sys::sem::NamedSem;
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
 use nix::libc;
@@ -43,6 +44,7 @@ pub static LESSON: LessonDef = LessonDef {
         help: "Children that exit at once and wait, as zombies, to be reaped",
     }],
     run,
+    validate: None,
     roles: &[],
 };
 
@@ -63,13 +65,6 @@ const NOTE_ACQUIRED: i64 = 4;
 const NOTE_WAITING: i64 = 5;
 const NOTE_WAITED: i64 = 6;
 const NOTE_FAILED: i64 = -1;
-
-/// The system call a timed semaphore wait sleeps in.
-#[cfg(target_os = "linux")]
-#[allow(clippy::unnecessary_cast)] // a c_long: i32 on 32-bit systems
-const SYS_FUTEX: i64 = libc::SYS_futex as i64;
-#[cfg(not(target_os = "linux"))]
-const SYS_FUTEX: i64 = -1;
 
 fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let children = opts.get("children") as usize;
@@ -95,8 +90,9 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
     ctx.pause(2000)?;
     let mut kids = Vec::with_capacity(n);
     for i in 1..=n {
+        let child_body = || 0;
         // SAFETY: the child does nothing at all: it returns 0 to _exit.
-        kids.push(unsafe { ctx.fork(&format!("child-{i}"), || 0) }?);
+        kids.push(unsafe { ctx.fork(&format!("child-{i}"), child_body) }?);
     }
     let mut seen = 0usize;
     for &kid in &kids {
@@ -117,13 +113,13 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
     let mut reaped = 0usize;
     for (i, &kid) in kids.iter().enumerate() {
         let code = ctx.join(kid)?;
-        let gone = crate::observe::state_of(kid.as_raw()).is_none();
+        let gone = crate::sys::proc::state(kid.as_raw()).is_none();
         if gone {
             reaped += 1;
         }
         let left = kids[i + 1..]
             .iter()
-            .filter(|p| crate::observe::state_of(p.as_raw()) == Some('Z'))
+            .filter(|p| crate::sys::proc::state(p.as_raw()) == Some('Z'))
             .count();
         ctx.say(
             if gone { "reaped" } else { "reaped_not_gone" },
@@ -282,18 +278,17 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
     let (note_r, note_w) = procs::pipe()?;
     let note_fd = note_w.as_raw_fd();
     let raw = RawSem(sem.as_ptr());
+    let child_body = move || {
+        let got = sem_try_acquire(raw);
+        Note::send(note_fd, NOTE_ACQUIRED, i64::from(got));
+        loop {
+            nix::unistd::pause();
+        }
+    };
     // SAFETY: the holder only calls sem_trywait (atomic operations on the shared mapping,
     // no allocation, no lock), Note::send (clock_gettime, getpid, getppid, write) and
     // pause(2); a signal ends it.
-    let holder = unsafe {
-        ctx.fork("holder", move || {
-            let got = sem_try_acquire(raw);
-            Note::send(note_fd, NOTE_ACQUIRED, i64::from(got));
-            loop {
-                nix::unistd::pause();
-            }
-        })
-    }?;
+    let holder = unsafe { ctx.fork("holder", child_body) }?;
     let note = expect_note(&note_r, NOTE_ACQUIRED, "the holder's acquire")?;
     if note.b != 1 {
         bail!("the holder (PID {holder}) could not take a free lock");
@@ -322,17 +317,16 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
 
     let timeout_ms = ((ACQUIRE_TIMEOUT_MS as f64 * ctx.speed) as u64).max(ACQUIRE_TIMEOUT_MIN_MS);
     ctx.step("next", &[("ms", &timeout_ms)])?;
+    let child_body = move || {
+        Note::send(note_fd, NOTE_WAITING, timeout_ms as i64);
+        let got = sem_acquire_timeout(raw, timeout_ms);
+        Note::send(note_fd, NOTE_WAITED, got);
+        0
+    };
     // SAFETY: the next process only calls Note::send, sem_timedwait (clock_gettime,
     // atomic operations on the shared mapping and a futex wait: no allocation, no lock)
     // and returns its result to _exit.
-    let next = unsafe {
-        ctx.fork("next", move || {
-            Note::send(note_fd, NOTE_WAITING, timeout_ms as i64);
-            let got = sem_acquire_timeout(raw, timeout_ms);
-            Note::send(note_fd, NOTE_WAITED, got);
-            0
-        })
-    }?;
+    let next = unsafe { ctx.fork("next", child_body) }?;
     drop(note_w);
     let waiting = expect_note(&note_r, NOTE_WAITING, "the next process")?;
     ctx.act_at(
@@ -354,7 +348,7 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
     // Seen asleep inside the futex wait, by a fresh read of /proc (not a stale S). Looked
     // for no longer than the wait lasts: on a busy machine it may end unseen.
     let window = Duration::from_millis(timeout_ms);
-    if let Some((state, wchan)) = ctx.wait_blocked_in(next, SYS_FUTEX, window)? {
+    if let Some((state, wchan)) = ctx.wait_blocked_in(next, Call::Futex, window)? {
         ctx.say(
             "next_asleep",
             &[("pid", &next), ("state", &state), ("wchan", &wchan)],
@@ -430,15 +424,12 @@ fn start_family(
     let (go_r, go_w) = procs::pipe()?;
     let (gc_go_r, gc_go_w) = procs::pipe()?;
     let (note_fd, go_fd, gc_go_fd) = (note_w.as_raw_fd(), go_r.as_raw_fd(), gc_go_r.as_raw_fd());
+    let child_body = move || middle(main, note_fd, go_fd, gc_go_fd, ending);
     // SAFETY: `middle` and `grandchild` only make async-signal-safe calls (pipe, fork,
     // close, read, getppid, prctl, nanosleep, pause, and Note::send's clock_gettime,
     // getpid and write), allocate nothing, and end in _exit or in a pause() loop that
     // only a signal ends.
-    let child = unsafe {
-        ctx.fork(child_name, move || {
-            middle(main, note_fd, go_fd, gc_go_fd, ending)
-        })
-    }?;
+    let child = unsafe { ctx.fork(child_name, child_body) }?;
     drop(note_w);
     drop(go_r);
     drop(gc_go_r);
@@ -604,7 +595,7 @@ fn expect_note(r: &OwnedFd, want: i64, what: &str) -> Result<Note> {
 
 /// The parent of `pid` as the kernel records it (`/proc/<pid>/stat`, field 4).
 fn ppid_of(pid: Pid) -> Option<i32> {
-    crate::observe::ids_of(pid.as_raw()).map(|(ppid, _, _)| ppid)
+    crate::sys::proc::ids(pid.as_raw()).map(|ids| ids.ppid)
 }
 
 fn letter(s: Option<char>) -> char {

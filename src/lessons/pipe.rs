@@ -15,6 +15,7 @@ use crate::child::ChildCtx;
 use crate::ctx::{ChildProc, Ctx, Stopped};
 use crate::event::{now_ns, How, ObsValue};
 use crate::procs::{self, Note};
+use crate::sys::proc::{self, Call};
 use anyhow::{anyhow, bail, Context, Result};
 use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
@@ -38,6 +39,7 @@ pub static LESSON: LessonDef = LessonDef {
         help: "objects sent through the one-way Pipe(duplex=False)",
     }],
     run,
+    validate: None,
     roles: &[("duplex", duplex_child), ("reader", reader_child)],
 };
 
@@ -202,17 +204,6 @@ fn msg_fields<'a>(channel: &'a str, peer: (&'a str, i32), m: &Msg) -> Vec<(&'a s
 // ---------------------------------------------------------------------------------------
 // What the kernel says about a blocked process.
 
-#[cfg(target_os = "linux")]
-#[allow(clippy::unnecessary_cast)] // c_long is i32 on 32-bit targets
-const SYS_RECVMSG: i64 = nix::libc::SYS_recvmsg as i64;
-#[cfg(target_os = "linux")]
-#[allow(clippy::unnecessary_cast)] // c_long is i32 on 32-bit targets
-const SYS_READ: i64 = nix::libc::SYS_read as i64;
-#[cfg(not(target_os = "linux"))]
-const SYS_RECVMSG: i64 = -1;
-#[cfg(not(target_os = "linux"))]
-const SYS_READ: i64 = -2;
-
 // ---------------------------------------------------------------------------------------
 // The lesson.
 
@@ -351,7 +342,7 @@ fn simplex(ctx: &mut Ctx<'_>, messages: u32) -> Result<(bool, char)> {
     ctx.pause(2000)?;
 
     // The reader is in recv() now, and nothing has been sent: the kernel puts it to sleep.
-    let blocked = ctx.wait_blocked_in(rpid, SYS_RECVMSG, TIMEOUT)?;
+    let blocked = ctx.wait_blocked_in(rpid, Call::Recvmsg, TIMEOUT)?;
     let letter = blocked.as_ref().map_or('?', |b| b.0);
     match &blocked {
         Some((letter, wchan)) => ctx.say(
@@ -434,51 +425,10 @@ fn reader_child(c: &mut ChildCtx) -> Result<i32> {
 // ---------------------------------------------------------------------------------------
 // The raw OS pipe.
 
-/// The write ends of pipe `inode` held open by the processes `pids`: `(pid, fd)` pairs,
-/// read from `/proc/<pid>/fd` and the open flags in `/proc/<pid>/fdinfo`.
-#[cfg(target_os = "linux")]
-fn write_ends(inode: u64, pids: &[i32]) -> Vec<(i32, i32)> {
-    let target = format!("pipe:[{inode}]");
-    let mut out = Vec::new();
-    for &pid in pids {
-        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        for entry in dir.flatten() {
-            let Ok(link) = std::fs::read_link(entry.path()) else {
-                continue;
-            };
-            if link.to_string_lossy() != target {
-                continue;
-            }
-            let fd = entry.file_name().to_string_lossy().to_string();
-            let flags = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
-                .ok()
-                .and_then(|info| {
-                    info.lines()
-                        .find_map(|l| l.strip_prefix("flags:"))
-                        .and_then(|f| i64::from_str_radix(f.trim(), 8).ok())
-                });
-            if flags.is_some_and(|f| f & 3 == i64::from(nix::libc::O_WRONLY)) {
-                if let Ok(fd) = fd.parse() {
-                    out.push((pid, fd));
-                }
-            }
-        }
-    }
-    out.sort_unstable();
-    out
-}
-
-#[cfg(not(target_os = "linux"))]
-fn write_ends(_inode: u64, _pids: &[i32]) -> Vec<(i32, i32)> {
-    Vec::new()
-}
-
 /// The main process and every child of it.
 fn lesson_pids(me: i32) -> Vec<i32> {
     let mut pids = vec![me];
-    pids.extend(procs::children_of(me));
+    pids.extend(crate::sys::proc::children(me));
     pids
 }
 
@@ -513,42 +463,45 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
 
     let (note_r, note_w) = procs::pipe()?;
     let (rfd, wfd, nfd) = (r.as_raw_fd(), w.as_raw_fd(), note_w.as_raw_fd());
+    let child_body = move || {
+        // SAFETY: close(2) of a descriptor this forked child owns; async-signal-safe.
+        unsafe { nix::libc::close(wfd) }; // my copy of the write end: or I would never see EOF
+        let mut buf = [0u8; 256];
+        let mut total = 0i64;
+        loop {
+            // SAFETY: read(2) into a stack buffer of the length passed; async-signal-safe.
+            let n = unsafe { nix::libc::read(rfd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                total += n as i64;
+                Note::send(nfd, n as i64, 0);
+            } else if n == 0 {
+                Note::send(nfd, total, 1);
+                return 0;
+            } else if nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+                return 1;
+            }
+        }
+    };
     // SAFETY: the reader only calls close(2), read(2) into a stack buffer, reads errno,
     // and Note::send (clock_gettime, getpid, getppid, write): async-signal-safe, no
     // allocation.
-    let reader = unsafe {
-        ctx.fork("reader", move || {
-            nix::libc::close(wfd); // my copy of the write end: or I would never see EOF
-            let mut buf = [0u8; 256];
-            let mut total = 0i64;
-            loop {
-                let n = nix::libc::read(rfd, buf.as_mut_ptr().cast(), buf.len());
-                if n > 0 {
-                    total += n as i64;
-                    Note::send(nfd, n as i64, 0);
-                } else if n == 0 {
-                    Note::send(nfd, total, 1);
-                    return 0;
-                } else if nix::errno::Errno::last() != nix::errno::Errno::EINTR {
-                    return 1;
-                }
-            }
-        })
-    }?;
+    let reader = unsafe { ctx.fork("reader", child_body) }?;
+    let child_body = move || {
+        // SAFETY: close(2) of a descriptor this forked child owns; async-signal-safe.
+        unsafe { nix::libc::close(rfd) };
+        Note::send(nfd, RAW_TEXT.len() as i64, 0); // stamped right before write()
+                                                   // SAFETY: write(2) from a live buffer of
+                                                   // the length passed; async-signal-safe.
+        let n = unsafe { nix::libc::write(wfd, RAW_TEXT.as_ptr().cast(), RAW_TEXT.len()) };
+        if n == RAW_TEXT.len() as isize {
+            0
+        } else {
+            1
+        }
+    };
     // SAFETY: the writer only calls close(2), Note::send and write(2) of a static buffer,
     // all async-signal-safe, then returns its status to _exit.
-    let writer = unsafe {
-        ctx.fork("writer", move || {
-            nix::libc::close(rfd);
-            Note::send(nfd, RAW_TEXT.len() as i64, 0); // stamped right before write()
-            let n = nix::libc::write(wfd, RAW_TEXT.as_ptr().cast(), RAW_TEXT.len());
-            if n == RAW_TEXT.len() as isize {
-                0
-            } else {
-                1
-            }
-        })
-    }?;
+    let writer = unsafe { ctx.fork("writer", child_body) }?;
     drop(note_w);
     drop(r);
     let (rpid, wpid) = (reader.as_raw(), writer.as_raw());
@@ -603,8 +556,8 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
 
     // The writer is gone. The reader goes back to read(): no EOF, because I hold a write end.
     ctx.step("hang", &[("pid", &rpid), ("main", &me)])?;
-    let blocked = ctx.wait_blocked_in(reader, SYS_READ, TIMEOUT)?;
-    let ends = write_ends(inode, &lesson_pids(me));
+    let blocked = ctx.wait_blocked_in(reader, Call::Read, TIMEOUT)?;
+    let ends = proc::pipe_write_ends(inode, &lesson_pids(me));
     ctx.say(
         "hang_blocked",
         &[
@@ -622,7 +575,7 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
     ctx.say("hang_wait", &[("ms", &window.as_millis())]);
     let during = Note::recv(&note_r, window)?;
     let no_eof_while_open = during.is_none() && !early_eof;
-    let still = crate::observe::state_of(rpid);
+    let still = crate::sys::proc::state(rpid);
     ctx.say(
         "hang_nothing",
         &[
@@ -641,7 +594,7 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
         &[("fd", wfd.into()), ("end", "write".into())],
     );
     drop(w);
-    let ends_after = write_ends(inode, &lesson_pids(me));
+    let ends_after = proc::pipe_write_ends(inode, &lesson_pids(me));
     if ends_after.is_empty() {
         ctx.say("close_done", &[("w", &wfd)]);
     } else {
@@ -857,7 +810,7 @@ fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
         }
     }
     let grep_state = ctx
-        .wait_blocked_in(grep_pid, SYS_READ, TIMEOUT)?
+        .wait_blocked_in(grep_pid, Call::Read, TIMEOUT)?
         .map(|b| b.0);
     let tail_state = ctx.wait_state(tail_pid, &['S'], TIMEOUT)?;
     ctx.say(

@@ -49,6 +49,7 @@ pub static LESSON: LessonDef = LessonDef {
         },
     ],
     run,
+    validate: None,
     roles: &[("worker", worker)],
 };
 

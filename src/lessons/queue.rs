@@ -27,12 +27,14 @@ use crate::child::{ChildCtx, Down};
 use crate::ctx::{ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
 use crate::procs::{self, Note};
+use crate::sys::fd;
+use crate::sys::flock::FileLock;
+use crate::sys::proc::{self, Call};
+use crate::sys::sem::NamedSem;
 use anyhow::{anyhow, bail, Context, Result};
-use nix::errno::Errno;
 use nix::libc;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -64,6 +66,7 @@ pub static LESSON: LessonDef = LessonDef {
         },
     ],
     run,
+    validate: None,
     roles: &[
         ("producer", producer),
         ("consumer", consumer),
@@ -81,226 +84,15 @@ const WORK_MS: u64 = 700;
 
 // ───────────────────────────── the parts ─────────────────────────────
 
-/// A POSIX named semaphore, as CPython's `SemLock` is on Linux.
-struct Sem {
-    ptr: *mut libc::sem_t,
-}
+/// CPython's `SemLock` on Linux is a POSIX named semaphore.
+type Sem = NamedSem;
 
-impl Sem {
-    /// `sem_open(name, O_CREAT | O_EXCL, 0600, value)`: a new semaphore, or an error.
-    fn create(name: &str, value: u32) -> Result<Sem> {
-        let c = CString::new(name)?;
-        // SAFETY: `c` is a NUL-terminated string that outlives the call; with O_CREAT,
-        // sem_open reads two more arguments: a mode (promoted to unsigned int) and the
-        // initial value (unsigned int), which is what we pass.
-        let ptr = unsafe {
-            libc::sem_open(
-                c.as_ptr(),
-                libc::O_CREAT | libc::O_EXCL,
-                0o600 as libc::c_uint,
-                value as libc::c_uint,
-            )
-        };
-        if ptr == libc::SEM_FAILED {
-            bail!(
-                "sem_open({name}, O_CREAT|O_EXCL, 0600, {value}) failed: {}",
-                Errno::last()
-            );
-        }
-        Ok(Sem { ptr })
-    }
-
-    /// `sem_open(name, 0)`: a semaphore another process created.
-    fn open(name: &str) -> Result<Sem> {
-        let c = CString::new(name)?;
-        // SAFETY: `c` is a NUL-terminated string that outlives the call; without
-        // O_CREAT, sem_open takes no further arguments.
-        let ptr = unsafe { libc::sem_open(c.as_ptr(), 0) };
-        if ptr == libc::SEM_FAILED {
-            bail!("sem_open({name}) failed: {}", Errno::last());
-        }
-        Ok(Sem { ptr })
-    }
-
-    /// `sem_wait`: take one, sleeping while the value is 0.
-    fn wait(&self) -> Result<()> {
-        loop {
-            // SAFETY: `ptr` came from a successful sem_open and is closed only on drop.
-            if unsafe { libc::sem_wait(self.ptr) } == 0 {
-                return Ok(());
-            }
-            match Errno::last() {
-                Errno::EINTR => continue,
-                e => bail!("sem_wait() failed: {e}"),
-            }
-        }
-    }
-
-    /// `sem_trywait`: take one if the value is above 0; false if it is 0.
-    fn try_wait(&self) -> Result<bool> {
-        loop {
-            // SAFETY: as in `wait`.
-            if unsafe { libc::sem_trywait(self.ptr) } == 0 {
-                return Ok(true);
-            }
-            match Errno::last() {
-                Errno::EAGAIN => return Ok(false),
-                Errno::EINTR => continue,
-                e => bail!("sem_trywait() failed: {e}"),
-            }
-        }
-    }
-
-    /// `sem_post`: give one back, waking one sleeper if there is one.
-    fn post(&self) -> Result<()> {
-        // SAFETY: as in `wait`.
-        if unsafe { libc::sem_post(self.ptr) } != 0 {
-            bail!("sem_post() failed: {}", Errno::last());
-        }
-        Ok(())
-    }
-
-    /// `sem_getvalue`.
-    fn value(&self) -> Result<i32> {
-        let mut v: libc::c_int = 0;
-        // SAFETY: as in `wait`; `v` is a valid place for the value.
-        if unsafe { libc::sem_getvalue(self.ptr, &mut v) } != 0 {
-            bail!("sem_getvalue() failed: {}", Errno::last());
-        }
-        Ok(v)
-    }
-}
-
-impl Drop for Sem {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` came from sem_open and is not used after this.
-        unsafe { libc::sem_close(self.ptr) };
-    }
-}
-
-/// Names of the semaphores this process created. They are unlinked as soon as every
-/// process that shares them has opened them, and on any early return, so a name lives
-/// for a few hundred microseconds and never outlives the run.
-struct SemNames(Vec<String>);
-
-impl SemNames {
-    /// A fresh, unguessable name: `/mp-demo-<random>-<what>`.
-    fn fresh(&self, what: &str) -> Result<String> {
-        Ok(format!("/mp-demo-{}-{what}", procs::random_hex(6)?))
-    }
-
-    /// Create a semaphore under a fresh name, and remember the name.
-    fn create(&mut self, what: &str, value: u32) -> Result<(String, Sem)> {
-        let name = self.fresh(what)?;
-        let sem = Sem::create(&name, value)?;
-        self.0.push(name.clone());
-        Ok((name, sem))
-    }
-
-    /// `sem_unlink` every name: the semaphores live on until their last process closes
-    /// them, but no new process can open them any more.
-    fn unlink_all(&mut self) {
-        for name in self.0.drain(..) {
-            if let Ok(c) = CString::new(name) {
-                // SAFETY: `c` is a NUL-terminated string that outlives the call.
-                unsafe { libc::sem_unlink(c.as_ptr()) };
-            }
-        }
-    }
-}
-
-impl Drop for SemNames {
-    fn drop(&mut self) {
-        self.unlink_all();
-    }
-}
-
-/// A lock on a file with `flock(2)`. Like CPython's `Lock`, one holder at a time; the
-/// kernel releases it if its holder dies.
-struct FileLock {
-    file: std::fs::File,
-}
-
-impl FileLock {
-    fn open(path: &Path) -> Result<FileLock> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("opening the lock file {}", path.display()))?;
-        Ok(FileLock { file })
-    }
-
-    fn flock(&self, op: libc::c_int) -> Result<bool> {
-        loop {
-            // SAFETY: flock on a descriptor we own; no memory is involved.
-            if unsafe { libc::flock(self.file.as_raw_fd(), op) } == 0 {
-                return Ok(true);
-            }
-            match Errno::last() {
-                Errno::EINTR => continue,
-                Errno::EWOULDBLOCK if op & libc::LOCK_NB != 0 => return Ok(false),
-                e => bail!("flock() failed: {e}"),
-            }
-        }
-    }
-
-    /// `flock(LOCK_EX)`: sleep until the lock is ours.
-    fn lock(&self) -> Result<()> {
-        self.flock(libc::LOCK_EX).map(|_| ())
-    }
-
-    /// `flock(LOCK_EX | LOCK_NB)`: the lock if it is free, false if someone holds it.
-    fn try_lock(&self) -> Result<bool> {
-        self.flock(libc::LOCK_EX | libc::LOCK_NB)
-    }
-
-    fn unlock(&self) -> Result<()> {
-        self.flock(libc::LOCK_UN).map(|_| ())
-    }
-}
-
-/// Write all of `buf` to `fd`.
-fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<()> {
-    while !buf.is_empty() {
-        match nix::unistd::write(fd, buf) {
-            Ok(n) => buf = &buf[n..],
-            Err(Errno::EINTR) => {}
-            Err(e) => bail!("write() to the queue's pipe failed: {e}"),
-        }
-    }
-    Ok(())
-}
-
-/// Read exactly `buf.len()` bytes from `fd`, sleeping in `read(2)` until they come.
-fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<()> {
-    let mut got = 0;
-    while got < buf.len() {
-        match nix::unistd::read(fd, &mut buf[got..]) {
-            Ok(0) => bail!("end of file on the queue's pipe"),
-            Ok(n) => got += n,
-            Err(Errno::EINTR) => {}
-            Err(e) => bail!("read() from the queue's pipe failed: {e}"),
-        }
-    }
-    Ok(())
-}
-
-/// Whether `fd` has bytes to read now (`poll` with a zero timeout): CPython's `_poll()`.
-fn readable(fd: BorrowedFd<'_>) -> Result<bool> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    loop {
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::ZERO) {
-            Ok(n) => return Ok(n > 0),
-            Err(Errno::EINTR) => {}
-            Err(e) => bail!("poll() on the queue's pipe failed: {e}"),
-        }
-    }
+/// `sem_getvalue`, where the kernel tells it.
+fn count(sem: &Sem) -> Result<i32> {
+    i32::try_from(sem.value())
+        .ok()
+        .filter(|v| *v >= 0)
+        .context("sem_getvalue() failed")
 }
 
 /// An item as bytes: its JSON (CPython pickles). `None` is the sentinel.
@@ -426,7 +218,7 @@ impl Queue {
         let mut msg = (body.len() as u32).to_be_bytes().to_vec();
         msg.extend_from_slice(&body);
         self.wlock.lock()?;
-        let r = write_all(self.writer.as_fd(), &msg);
+        let r = fd::write_all(self.writer.as_fd(), &msg).context("writing to the queue's pipe");
         self.wlock.unlock()?;
         r
     }
@@ -445,7 +237,7 @@ impl Queue {
         if !self.rlock.try_lock()? {
             return Ok(None);
         }
-        let r = match readable(self.reader.as_fd()) {
+        let r = match fd::readable(self.reader.as_fd()).context("poll() on the queue's pipe") {
             Ok(true) => self.read_item().map(Some),
             Ok(false) => Ok(None),
             Err(e) => Err(e),
@@ -456,11 +248,11 @@ impl Queue {
 
     fn read_item(&self) -> Result<Got> {
         let mut head = [0u8; 4];
-        read_exact(self.reader.as_fd(), &mut head)?;
+        fd::read_exact(self.reader.as_fd(), &mut head).context("reading the queue's pipe")?;
         let mut body = vec![0u8; u32::from_be_bytes(head) as usize];
-        read_exact(self.reader.as_fd(), &mut body)?;
+        fd::read_exact(self.reader.as_fd(), &mut body).context("reading the queue's pipe")?;
         let t_ns = now_ns();
-        let free = self.slots.value()?;
+        let free = count(&self.slots)?;
         // BoundedSemaphore.release(): never above its initial value.
         if free >= self.maxsize {
             bail!("ValueError: semaphore or lock released too many times");
@@ -475,17 +267,17 @@ impl Queue {
 
     /// `q.qsize()`: maxsize minus the free slots.
     fn qsize(&self) -> Result<i32> {
-        Ok(self.maxsize - self.slots.value()?)
+        Ok(self.maxsize - count(&self.slots)?)
     }
 
     /// `q.empty()`: no byte waiting in the pipe.
     fn empty(&self) -> Result<bool> {
-        Ok(!readable(self.reader.as_fd())?)
+        Ok(!fd::readable(self.reader.as_fd()).context("poll() on the queue's pipe")?)
     }
 
     /// `q.full()`: no free slot.
     fn full(&self) -> Result<bool> {
-        Ok(self.slots.value()? == 0)
+        Ok(count(&self.slots)? == 0)
     }
 
     fn joinable(&self) -> Result<&Joinable> {
@@ -503,7 +295,7 @@ impl Queue {
             if !j.unfinished.try_wait()? {
                 return Ok(false);
             }
-            if j.unfinished.value()? == 0 {
+            if count(&j.unfinished)? == 0 {
                 j.cond.notify_all()?;
             }
             Ok(true)
@@ -516,7 +308,7 @@ impl Queue {
     fn join(&self) -> Result<()> {
         let j = self.joinable()?;
         j.cond.lock.lock()?;
-        let r = if j.unfinished.value()? != 0 {
+        let r = if count(&j.unfinished)? != 0 {
             j.cond.wait()
         } else {
             Ok(())
@@ -526,7 +318,7 @@ impl Queue {
     }
 
     fn unfinished(&self) -> Result<i32> {
-        self.joinable()?.unfinished.value()
+        count(&self.joinable()?.unfinished)
     }
 }
 
@@ -770,89 +562,25 @@ fn jconsumer(c: &mut ChildCtx) -> Result<i32> {
 
 // ───────────────────────────── watching ─────────────────────────────
 
-/// What `/proc/<pid>/syscall` says: the system call a sleeping process is in, with its
-/// first argument.
-enum Syscall {
-    /// Not readable here (no permission, or a kernel without it).
-    Unavailable,
-    Running,
-    In(i64, u64),
-}
-
-#[cfg(target_os = "linux")]
-fn syscall_of(pid: Pid) -> Syscall {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else {
-        return Syscall::Unavailable;
-    };
-    let mut words = text.split_whitespace();
-    let Some(nr) = words.next().and_then(|w| w.parse::<i64>().ok()) else {
-        return Syscall::Running;
-    };
-    let arg0 = words
-        .next()
-        .and_then(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok())
-        .unwrap_or(0);
-    Syscall::In(nr, arg0)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn syscall_of(_pid: Pid) -> Syscall {
-    Syscall::Unavailable
-}
-
-/// System call numbers, as `/proc/<pid>/syscall` shows them.
-#[cfg(target_os = "linux")]
-#[allow(clippy::unnecessary_cast)] // `c_long` is i64 only on 64-bit targets
-mod nr {
-    use nix::libc;
-    pub const READ: i64 = libc::SYS_read as i64;
-    pub const FLOCK: i64 = libc::SYS_flock as i64;
-    pub const FUTEX: i64 = libc::SYS_futex as i64;
-    pub const RECVMSG: i64 = libc::SYS_recvmsg as i64;
-    pub const NANOSLEEP: i64 = libc::SYS_clock_nanosleep as i64;
-}
-
-#[cfg(not(target_os = "linux"))]
-mod nr {
-    pub const READ: i64 = -1;
-    pub const FLOCK: i64 = -2;
-    pub const FUTEX: i64 = -3;
-    pub const RECVMSG: i64 = -4;
-    pub const NANOSLEEP: i64 = -5;
-}
-
-fn syscall_name(n: i64) -> String {
-    match n {
-        nr::READ => "read".into(),
-        nr::FLOCK => "flock".into(),
-        nr::FUTEX => "futex".into(),
-        nr::RECVMSG => "recvmsg".into(),
-        nr::NANOSLEEP => "clock_nanosleep".into(),
-        other => format!("syscall {other}"),
-    }
-}
-
 /// A process seen asleep, and where.
 struct Blocked {
     /// The system call, when `/proc/<pid>/syscall` could be read.
-    syscall: Option<i64>,
+    call: Option<Call>,
     /// Its first argument: a descriptor for `read` and `flock`.
     arg0: u64,
 }
 
 impl Blocked {
     fn call(&self) -> String {
-        match self.syscall {
-            Some(n) if n == nr::READ || n == nr::FLOCK => {
-                format!("{}({})", syscall_name(n), self.arg0)
-            }
-            Some(n) => format!("{}()", syscall_name(n)),
+        match self.call {
+            Some(c @ (Call::Read | Call::Flock)) => format!("{}({})", c.name(), self.arg0),
+            Some(c) => format!("{}()", c.name()),
             None => "?".into(),
         }
     }
 
-    fn name(&self) -> String {
-        self.syscall.map_or_else(|| "?".into(), syscall_name)
+    fn name(&self) -> &'static str {
+        self.call.map_or("?", Call::name)
     }
 }
 
@@ -863,36 +591,34 @@ impl Blocked {
 fn wait_blocked(
     ctx: &Ctx<'_>,
     pid: Pid,
-    expected: &[i64],
+    expected: &[Call],
     waits_for: &str,
 ) -> Result<Option<Blocked>> {
     let deadline = Instant::now() + STATE_TIMEOUT;
     let mut last = String::from("-");
     if ctx.wait_state(pid, &['S'], STATE_TIMEOUT)?.is_some() {
         loop {
-            let state = crate::observe::state_of(pid.as_raw());
-            let (seen, matches) = match syscall_of(pid) {
-                Syscall::Unavailable => (
+            let state = proc::state(pid.as_raw());
+            let (seen, matches) = match proc::syscall(pid.as_raw()) {
+                proc::Syscall::Unavailable => (
                     Blocked {
-                        syscall: None,
+                        call: None,
                         arg0: 0,
                     },
                     true,
                 ),
-                Syscall::Running => (
+                proc::Syscall::Running => (
                     Blocked {
-                        syscall: None,
+                        call: None,
                         arg0: 0,
                     },
                     false,
                 ),
-                Syscall::In(n, arg0) => (
-                    Blocked {
-                        syscall: Some(n),
-                        arg0,
-                    },
-                    expected.contains(&n),
-                ),
+                proc::Syscall::In { nr, arg0 } => {
+                    let call = Call::from_nr(nr);
+                    let matches = call.is_some_and(|c| expected.contains(&c));
+                    (Blocked { call, arg0 }, matches)
+                }
             };
             if state == Some('S') && matches {
                 let t = now_ns();
@@ -922,12 +648,10 @@ fn wait_blocked(
 
 /// What descriptor `fd` of `pid` is: `pipe:[1234]`, or a file's name.
 fn fd_target(pid: Pid, fd: u64) -> String {
-    std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
-        .map(|p| match p.file_name() {
-            Some(name) if p.is_absolute() => name.to_string_lossy().into_owned(),
-            _ => p.display().to_string(),
-        })
-        .unwrap_or_else(|_| "?".into())
+    i32::try_from(fd)
+        .ok()
+        .and_then(|fd| proc::fd_target(pid.as_raw(), fd))
+        .unwrap_or_else(|| "?".into())
 }
 
 // ───────────────────────────── the parent's side ─────────────────────────────
@@ -1015,7 +739,7 @@ fn share_sems(
     ctx: &Ctx<'_>,
     children: &[&ChildProc],
     msg: &SemNamesMsg,
-    names: &mut SemNames,
+    sems: &mut [&mut Sem],
 ) -> Result<()> {
     let text = serde_json::to_string(msg)?;
     for c in children {
@@ -1024,7 +748,9 @@ fn share_sems(
     for c in children {
         expect_reply(c, "opened", None, budget(ctx, 0))?;
     }
-    names.unlink_all();
+    for sem in sems {
+        sem.unlink()?;
+    }
     Ok(())
 }
 
@@ -1112,8 +838,8 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     }
     drop(report_w);
 
-    let mut names = SemNames(Vec::new());
-    let (slots_name, slots) = names.create("slots", maxsize as u32)?;
+    let mut slots = Sem::fresh("slots", maxsize as u32)?;
+    let slots_name = slots.name().to_string();
     ctx.say("part_sem", &[("name", &slots_name), ("maxsize", &maxsize)]);
     let all: Vec<&ChildProc> = prods.iter().chain(conss.iter()).collect();
     share_sems(
@@ -1123,7 +849,7 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
             slots: slots_name.clone(),
             ..Default::default()
         },
-        &mut names,
+        &mut [&mut slots],
     )?;
     ctx.say(
         "unlinked",
@@ -1175,7 +901,7 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
         Some(&maxsize.to_string()),
         budget(ctx, PUT_MS * per as u64),
     )?;
-    let blocked = wait_blocked(ctx, p1.pid, &[nr::FUTEX], "slot")?;
+    let blocked = wait_blocked(ctx, p1.pid, &[Call::Futex], "slot")?;
     let (size, full) = (q.qsize()?, q.full()?);
     let p1_blocked = blocked.is_some() && full && size == m;
     if let Some(b) = &blocked {
@@ -1221,7 +947,7 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     for p in &prods[1..] {
         p.send(Down::Go)?;
         expect_reply(p, "put", Some("0"), budget(ctx, 0))?;
-        if let Some(b) = wait_blocked(ctx, p.pid, &[nr::FUTEX], "slot")? {
+        if let Some(b) = wait_blocked(ctx, p.pid, &[Call::Futex], "slot")? {
             ctx.say(
                 "also_blocked",
                 &[("name", &p.name), ("pid", &p.pid), ("call", &b.call())],
@@ -1289,17 +1015,17 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     ctx.step("empty", &[("pid", &conss[0].pid)])?;
     let mut seen = Vec::new();
     for c in &conss {
-        let b = wait_blocked(ctx, c.pid, &[nr::READ, nr::FLOCK], "item")?;
+        let b = wait_blocked(ctx, c.pid, &[Call::Read, Call::Flock], "item")?;
         seen.push((c, b));
     }
     let all_blocked = seen.iter().all(|(_, b)| b.is_some());
     // The one in read() holds the reader lock: tell about it first.
-    seen.sort_by_key(|(_, b)| b.as_ref().is_none_or(|b| b.syscall != Some(nr::READ)));
+    seen.sort_by_key(|(_, b)| b.as_ref().is_none_or(|b| b.call != Some(Call::Read)));
     for (c, b) in &seen {
         let Some(b) = b else { continue };
-        let key = match b.syscall {
-            Some(nr::READ) => "blocked_in_read",
-            Some(nr::FLOCK) => "blocked_in_flock",
+        let key = match b.call {
+            Some(Call::Read) => "blocked_in_read",
+            Some(Call::Flock) => "blocked_in_flock",
             _ => "blocked_somewhere",
         };
         let (call, target) = (b.call(), fd_target(c.pid, b.arg0));
@@ -1377,24 +1103,30 @@ fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<()
         workers.push(spawn_sharing(ctx, "jconsumer", &name, a, &fds)?);
     }
     drop(report_w);
-    let mut names = SemNames(Vec::new());
-    let (slots_name, slots) = names.create("slots", maxsize as u32)?;
-    let (unfinished_name, unfinished) = names.create("unfinished", 0)?;
-    let (sleeping_name, sleeping) = names.create("sleeping", 0)?;
-    let (woken_name, woken) = names.create("woken", 0)?;
-    let (wait_name, wait) = names.create("wait", 0)?;
+    let mut slots = Sem::fresh("slots", maxsize as u32)?;
+    let mut unfinished = Sem::fresh("unfinished", 0)?;
+    let mut sleeping = Sem::fresh("sleeping", 0)?;
+    let mut woken = Sem::fresh("woken", 0)?;
+    let mut wait = Sem::fresh("wait", 0)?;
+    let unfinished_name = unfinished.name().to_string();
     let all: Vec<&ChildProc> = std::iter::once(&boss).chain(workers.iter()).collect();
     share_sems(
         ctx,
         &all,
         &SemNamesMsg {
-            slots: slots_name,
+            slots: slots.name().into(),
             unfinished: Some(unfinished_name.clone()),
-            sleeping: Some(sleeping_name),
-            woken: Some(woken_name),
-            wait: Some(wait_name),
+            sleeping: Some(sleeping.name().into()),
+            woken: Some(woken.name().into()),
+            wait: Some(wait.name().into()),
         },
-        &mut names,
+        &mut [
+            &mut slots,
+            &mut unfinished,
+            &mut sleeping,
+            &mut woken,
+            &mut wait,
+        ],
     )?;
     ctx.say(
         "joinable_parts",
@@ -1424,7 +1156,7 @@ fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<()
 
     boss.send(Down::Go)?;
     expect_reply(&boss, "join", None, budget(ctx, PUT_MS * tasks as u64))?;
-    let blocked = wait_blocked(ctx, boss.pid, &[nr::FUTEX], "all_tasks_done")?;
+    let blocked = wait_blocked(ctx, boss.pid, &[Call::Futex], "all_tasks_done")?;
     let unfinished_now = q.unfinished()?;
     if let Some(b) = &blocked {
         ctx.say(

@@ -15,7 +15,7 @@ use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
 use crate::ctx::{reply_any, ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
-use crate::sem::NamedSem;
+use crate::sys::sem::NamedSem;
 use anyhow::{anyhow, bail, Result};
 use std::time::Duration;
 
@@ -39,6 +39,7 @@ pub static LESSON: LessonDef = LessonDef {
         },
     ],
     run,
+    validate: None,
     roles: &[("worker", worker)],
 };
 

@@ -14,6 +14,7 @@ use crate::child::{ChildCtx, Down};
 use crate::ctx::{ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
 use crate::procs;
+use crate::sys::proc::Call;
 use anyhow::{bail, Context, Result};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use nix::unistd::Pid;
@@ -47,6 +48,7 @@ pub static LESSON: LessonDef = LessonDef {
         },
     ],
     run,
+    validate: None,
     roles: &[("worker", worker)],
 };
 
@@ -474,12 +476,6 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     Ok(())
 }
 
-#[cfg(target_os = "linux")]
-#[allow(clippy::unnecessary_cast)] // c_long is i32 on 32-bit targets
-const SYS_FUTEX: i64 = nix::libc::SYS_futex as i64;
-#[cfg(not(target_os = "linux"))]
-const SYS_FUTEX: i64 = -1;
-
 /// The run with the lock has started: find the first holder (it keeps the lock for now),
 /// wait until the observer sees every other worker asleep at the lock, and say so. The
 /// holder's index and the state letters seen for the waiters.
@@ -502,13 +498,13 @@ fn show_holder_and_waiters(
     let mut letters = Vec::new();
     let mut waiting = Vec::new();
     for p in procs.iter().filter(|p| p.pid != holder.pid) {
-        match ctx.wait_blocked_in(p.pid, SYS_FUTEX, TIMEOUT)? {
+        match ctx.wait_blocked_in(p.pid, Call::Futex, TIMEOUT)? {
             Some((letter, wchan)) => {
                 letters.push(letter);
                 waiting.push(format!("{} {} ({letter}, {wchan})", p.name, p.pid));
             }
             None => {
-                let now = crate::observe::state_of(p.pid.as_raw()).unwrap_or('?');
+                let now = crate::sys::proc::state(p.pid.as_raw()).unwrap_or('?');
                 letters.push(now);
                 waiting.push(format!("{} {} ({now})", p.name, p.pid));
             }

@@ -21,6 +21,7 @@ use super::{LessonDef, Opts};
 use crate::ctx::Ctx;
 use crate::event::{now_ns, ObsValue};
 use crate::procs::{self, Note};
+use crate::sys::proc::{self, Call, Sched};
 use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -32,6 +33,7 @@ pub static LESSON: LessonDef = LessonDef {
     words_src: include_str!("../../lessons/states.toml"),
     options: &[],
     run,
+    validate: None,
     roles: &[],
 };
 
@@ -53,31 +55,6 @@ const READER_WOKE: i64 = 1;
 /// Note kinds of the children that end.
 const ENDING_HELLO: i64 = 0;
 
-/// What `/proc/<pid>/schedstat` says: nanoseconds on a CPU, nanoseconds waiting on a
-/// run queue (ready, not running), and how many times the process got a CPU.
-#[derive(Clone, Copy, Debug, Default)]
-struct Sched {
-    cpu_ns: u64,
-    wait_ns: u64,
-    turns: u64,
-}
-
-#[cfg(target_os = "linux")]
-fn schedstat(pid: Pid) -> Option<Sched> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
-    let mut f = text.split_whitespace().map(|x| x.parse::<u64>().ok());
-    Some(Sched {
-        cpu_ns: f.next()??,
-        wait_ns: f.next()??,
-        turns: f.next()??,
-    })
-}
-
-#[cfg(not(target_os = "linux"))]
-fn schedstat(_pid: Pid) -> Option<Sched> {
-    None
-}
-
 /// A little pure computation on the stack, so that the CPU has work to do.
 fn churn(x: &mut u64) {
     for _ in 0..2000 {
@@ -86,12 +63,6 @@ fn churn(x: &mut u64) {
         *x ^= *x << 17;
     }
 }
-
-#[cfg(target_os = "linux")]
-#[allow(clippy::unnecessary_cast)] // c_long is i32 on 32-bit targets
-const SYS_READ: i64 = nix::libc::SYS_read as i64;
-#[cfg(not(target_os = "linux"))]
-const SYS_READ: i64 = -1;
 
 /// Milliseconds, rounded to 0.01 ms, for events and observations.
 fn ms(ns: u64) -> f64 {
@@ -124,23 +95,23 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     let (data_r, data_w) = procs::pipe()?;
     let (note_r, note_w) = procs::pipe()?;
     let (rfd, nfd) = (data_r.as_raw_fd(), note_w.as_raw_fd());
+    let child_body = move || {
+        let mut byte = [0u8; 1];
+        // SAFETY: read(2) into a stack buffer of the length passed; async-signal-safe.
+        let n = unsafe { nix::libc::read(rfd, byte.as_mut_ptr().cast(), 1) };
+        // Woken: some work for the CPU, so that it is runnable for a while.
+        let start = crate::procs::thread_cpu_ns();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        while crate::procs::thread_cpu_ns().saturating_sub(start) < WAKE_CPU_NS {
+            churn(&mut x);
+        }
+        std::hint::black_box(x);
+        Note::send(nfd, READER_WOKE, n as i64);
+        0
+    };
     // SAFETY: the child calls read(2), clock_gettime and Note::send only and computes on
     // the stack: all async-signal-safe, no allocation. It returns its status to _exit.
-    let reader = unsafe {
-        ctx.fork("reader", move || {
-            let mut byte = [0u8; 1];
-            let n = nix::libc::read(rfd, byte.as_mut_ptr().cast(), 1);
-            // Woken: some work for the CPU, so that it is runnable for a while.
-            let start = crate::procs::thread_cpu_ns();
-            let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-            while crate::procs::thread_cpu_ns().saturating_sub(start) < WAKE_CPU_NS {
-                churn(&mut x);
-            }
-            std::hint::black_box(x);
-            Note::send(nfd, READER_WOKE, n as i64);
-            0
-        })
-    }?;
+    let reader = unsafe { ctx.fork("reader", child_body) }?;
     drop(data_r);
     crate::procs::pin(reader, cpu)?;
 
@@ -150,29 +121,30 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     let (gfd, sfd) = (gate_r.as_raw_fd(), stop_r.as_raw_fd());
     let mut hogs = Vec::new();
     for i in 1..=2u64 {
+        let child_body = move || {
+            let mut byte = [0u8; 1];
+            // SAFETY: read(2) into a stack buffer of the length passed; async-signal-safe.
+            unsafe { nix::libc::read(gfd, byte.as_mut_ptr().cast(), 1) };
+            let mut x: u64 = 0x2545_F491_4F6C_DD1D ^ i;
+            loop {
+                churn(&mut x);
+                // A zero timeout: poll() never sleeps, so the process stays runnable.
+                let mut pfd = nix::libc::pollfd {
+                    fd: sfd,
+                    events: nix::libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: poll(2) on one pollfd on the stack, zero timeout; async-signal-safe.
+                if unsafe { nix::libc::poll(&mut pfd, 1, 0) } != 0 {
+                    break;
+                }
+            }
+            std::hint::black_box(x);
+            0
+        };
         // SAFETY: the child calls read(2) and poll(2) only and computes on the stack: all
         // async-signal-safe, no allocation. It returns its status to _exit.
-        let pid = unsafe {
-            ctx.fork(&format!("cpu-{i}"), move || {
-                let mut byte = [0u8; 1];
-                nix::libc::read(gfd, byte.as_mut_ptr().cast(), 1);
-                let mut x: u64 = 0x2545_F491_4F6C_DD1D ^ i;
-                loop {
-                    churn(&mut x);
-                    // A zero timeout: poll() never sleeps, so the process stays runnable.
-                    let mut pfd = nix::libc::pollfd {
-                        fd: sfd,
-                        events: nix::libc::POLLIN,
-                        revents: 0,
-                    };
-                    if nix::libc::poll(&mut pfd, 1, 0) != 0 {
-                        break;
-                    }
-                }
-                std::hint::black_box(x);
-                0
-            })
-        }?;
+        let pid = unsafe { ctx.fork(&format!("cpu-{i}"), child_body) }?;
         crate::procs::pin(pid, cpu)?;
         hogs.push(pid);
     }
@@ -185,7 +157,7 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
         "blocked",
         &[("pid", &reader), ("a", &hogs[0]), ("b", &hogs[1])],
     )?;
-    let blocked = ctx.wait_blocked_in(reader, SYS_READ, TIMEOUT)?;
+    let blocked = ctx.wait_blocked_in(reader, Call::Read, TIMEOUT)?;
     let blocked_state = blocked.as_ref().map_or('?', |b| b.0);
     let wchan = blocked.map_or_else(|| "?".to_string(), |b| b.1);
     if blocked_state == 'S' {
@@ -270,7 +242,7 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
 
     // Blocked -> ready -> running: the data comes.
     ctx.step("wake", &[("pid", &reader)])?;
-    let before = schedstat(reader).unwrap_or_default();
+    let before = proc::schedstat(reader.as_raw()).unwrap_or_default();
     ctx.say("wake", &[("pid", &reader)]);
     nix::unistd::write(&data_w, b"x").context("write() to the reader's pipe")?;
     let woken = ctx.wait_state(reader, &['R', 'Z'], TIMEOUT)?;
@@ -286,7 +258,7 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     let done = Note::recv(&note_r, TIMEOUT)?.context("the reader did not report")?;
     // Its clocks, once it has exited (a zombie keeps them until it is reaped).
     ctx.wait_state(reader, &['Z'], TIMEOUT)?;
-    let after = schedstat(reader).unwrap_or_default();
+    let after = proc::schedstat(reader.as_raw()).unwrap_or_default();
     let woken_wait = after.wait_ns.saturating_sub(before.wait_ns);
     ctx.say_for(
         done.pid,
@@ -335,8 +307,8 @@ fn sample_clocks(ctx: &Ctx<'_>, hogs: &[Pid], every_ms: f64) -> Result<(Vec<Row>
     loop {
         let mut row = Vec::new();
         for &pid in hogs {
-            let clocks = schedstat(pid).context("reading /proc/<pid>/schedstat")?;
-            let state = crate::observe::state_of(pid.as_raw()).unwrap_or('?');
+            let clocks = proc::schedstat(pid.as_raw()).context("reading /proc/<pid>/schedstat")?;
+            let state = crate::sys::proc::state(pid.as_raw()).unwrap_or('?');
             ctx.act_at(
                 pid.as_raw(),
                 now_ns(),
@@ -381,16 +353,15 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
         Ok(pid)
     };
 
+    let child_body = move || {
+        wait_for_go(gfd);
+        Note::send(nfd, ENDING_HELLO, 0);
+        0
+    };
     // 1. Normal exit: the work is done.
     // SAFETY: the child calls read(2) and Note::send only (async-signal-safe), then
     // returns to _exit.
-    let normal = go(unsafe {
-        ctx.fork("normal", move || {
-            wait_for_go(gfd);
-            Note::send(nfd, ENDING_HELLO, 0);
-            0
-        })
-    }?)?;
+    let normal = go(unsafe { ctx.fork("normal", child_body) }?)?;
     let hello = Note::recv(&note_r, TIMEOUT)?.context("the normal child did not report")?;
     ctx.say_for(hello.pid, hello.t_ns, "normal_child", &[]);
     let code = ctx.join(normal)?;
@@ -403,22 +374,24 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     let path = std::ffi::CString::new(missing.as_os_str().as_encoded_bytes())
         .context("the run directory's path holds a NUL byte")?;
     let path_ptr = path.as_ptr();
+    let child_body = move || {
+        wait_for_go(gfd);
+        // SAFETY: open(2) of a NUL-terminated path the parent keeps alive until it reaps
+        // this child; async-signal-safe.
+        let fd = unsafe { nix::libc::open(path_ptr, nix::libc::O_RDONLY) };
+        if fd >= 0 {
+            // SAFETY: close(2) of a descriptor this forked child owns; async-signal-safe.
+            unsafe { nix::libc::close(fd) };
+            Note::send(nfd, ENDING_HELLO, 0);
+            return 0;
+        }
+        Note::send(nfd, ENDING_HELLO, i64::from(nix::errno::Errno::last_raw()));
+        1
+    };
     // SAFETY: the child calls read(2), open(2), close(2), Note::send (errno is a
     // thread-local read), all async-signal-safe, then returns its status to _exit. `path`
     // outlives the fork: it is dropped after the child is reaped.
-    let error = go(unsafe {
-        ctx.fork("error", move || {
-            wait_for_go(gfd);
-            let fd = nix::libc::open(path_ptr, nix::libc::O_RDONLY);
-            if fd >= 0 {
-                nix::libc::close(fd);
-                Note::send(nfd, ENDING_HELLO, 0);
-                return 0;
-            }
-            Note::send(nfd, ENDING_HELLO, i64::from(nix::errno::Errno::last_raw()));
-            1
-        })
-    }?)?;
+    let error = go(unsafe { ctx.fork("error", child_body) }?)?;
     let hello = Note::recv(&note_r, TIMEOUT)?.context("the error child did not report")?;
     let errno = nix::errno::Errno::from_raw(hello.b as i32);
     ctx.say_for(
@@ -447,18 +420,17 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.claim("exit_fatal", code, "== -11 (SIGSEGV)", code == -11);
     ctx.pause(2500)?;
 
+    let child_body = move || {
+        wait_for_go(gfd);
+        Note::send(nfd, ENDING_HELLO, 0);
+        loop {
+            nix::unistd::pause();
+        }
+    };
     // 4. Killed by another process: kill -9.
     // SAFETY: the child calls read(2), Note::send and pause(2) only, all
     // async-signal-safe.
-    let victim = go(unsafe {
-        ctx.fork("killed", move || {
-            wait_for_go(gfd);
-            Note::send(nfd, ENDING_HELLO, 0);
-            loop {
-                nix::unistd::pause();
-            }
-        })
-    }?)?;
+    let victim = go(unsafe { ctx.fork("killed", child_body) }?)?;
     let hello = Note::recv(&note_r, TIMEOUT)?.context("the last child did not report")?;
     ctx.say_for(hello.pid, hello.t_ns, "killed_child", &[]);
     ctx.wait_state(victim, &['S'], TIMEOUT)?;
@@ -487,25 +459,31 @@ fn fork_fatal(ctx: &mut Ctx<'_>, gfd: i32, nfd: i32) -> Result<Pid> {
     let page = unsafe { mmap_anonymous(None, len, ProtFlags::PROT_NONE, MapFlags::MAP_PRIVATE) }
         .context("mmap(PROT_NONE)")?;
     let addr = page.as_ptr() as usize;
+    let child_body = move || {
+        wait_for_go(gfd);
+        let none = nix::libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: setrlimit(2) with a struct on the stack; async-signal-safe.
+        unsafe { nix::libc::setrlimit(nix::libc::RLIMIT_CORE, &none) };
+        // SAFETY: prctl(2) with plain integers; async-signal-safe.
+        #[cfg(target_os = "linux")]
+        unsafe {
+            nix::libc::prctl(nix::libc::PR_SET_DUMPABLE, 0, 0, 0, 0)
+        };
+        Note::send(nfd, ENDING_HELLO, addr as i64);
+        // SAFETY: a store to a page this process mapped PROT_NONE on purpose: the
+        // kernel answers with SIGSEGV, which is what this child is for; no Rust value lives
+        // there.
+        unsafe { (addr as *mut u8).write_volatile(1) };
+        0
+    };
     // SAFETY: the child calls read(2), setrlimit, prctl and Note::send (thin system-call wrappers,
     // no allocation, no locks), then stores through a pointer to a mapping outside any
     // Rust allocation with a volatile write: the store really happens, and the kernel
     // ends the process with SIGSEGV at that instruction. It never returns from it.
-    let child = unsafe {
-        ctx.fork("fatal", move || {
-            wait_for_go(gfd);
-            let none = nix::libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            nix::libc::setrlimit(nix::libc::RLIMIT_CORE, &none);
-            #[cfg(target_os = "linux")]
-            nix::libc::prctl(nix::libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-            Note::send(nfd, ENDING_HELLO, addr as i64);
-            (addr as *mut u8).write_volatile(1);
-            0
-        })
-    };
+    let child = unsafe { ctx.fork("fatal", child_body) };
     // SAFETY: our copy of the mapping is no longer needed (the child has its own).
     let _ = unsafe { munmap(page, 4096) };
     child

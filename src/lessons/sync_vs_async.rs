@@ -27,6 +27,7 @@ pub static LESSON: LessonDef = LessonDef {
     words_src: include_str!("../../lessons/sync-vs-async.toml"),
     options: &[],
     run,
+    validate: None,
     roles: &[],
 };
 
@@ -198,16 +199,15 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
 /// network), notes its end and exits.
 fn fork_job(ctx: &mut Ctx<'_>, i: usize, len: u64, note_w: &OwnedFd) -> Result<Pid> {
     let fd = note_w.as_raw_fd();
+    let child_body = move || {
+        Note::send(fd, JOB_STARTED, i as i64);
+        nap(len);
+        Note::send(fd, JOB_ENDED, i as i64);
+        0
+    };
     // SAFETY: the child only calls Note::send (clock_gettime, getpid, getppid, write) and
     // nanosleep, all async-signal-safe, then returns its status to _exit.
-    unsafe {
-        ctx.fork(&format!("job-{}", i + 1), move || {
-            Note::send(fd, JOB_STARTED, i as i64);
-            nap(len);
-            Note::send(fd, JOB_ENDED, i as i64);
-            0
-        })
-    }
+    unsafe { ctx.fork(&format!("job-{}", i + 1), child_body) }
 }
 
 /// A job's note as its event: `job_start` / `job_done`, stamped in the job.
@@ -236,19 +236,19 @@ fn blocking(ctx: &mut Ctx<'_>) -> Result<()> {
     let (data_r, data_w) = procs::pipe()?;
     let (note_r, note_w) = procs::pipe()?;
     let (rfd, nfd) = (data_r.as_raw_fd(), note_w.as_raw_fd());
+    let child_body = move || {
+        Note::send(nfd, 0, 0);
+        let mut byte = [0u8; 1];
+        let t0 = now_ns();
+        // SAFETY: read(2) into a stack buffer of the length passed; async-signal-safe.
+        let n = unsafe { nix::libc::read(rfd, byte.as_mut_ptr().cast(), 1) };
+        let slept = now_ns().saturating_sub(t0);
+        Note::send(nfd, n as i64, slept as i64);
+        0
+    };
     // SAFETY: the child calls Note::send, clock_gettime and read(2) only, all
     // async-signal-safe, then returns its status to _exit.
-    let reader = unsafe {
-        ctx.fork("reader", move || {
-            Note::send(nfd, 0, 0);
-            let mut byte = [0u8; 1];
-            let t0 = now_ns();
-            let n = nix::libc::read(rfd, byte.as_mut_ptr().cast(), 1);
-            let slept = now_ns().saturating_sub(t0);
-            Note::send(nfd, n as i64, slept as i64);
-            0
-        })
-    }?;
+    let reader = unsafe { ctx.fork("reader", child_body) }?;
     drop(note_w);
     drop(data_r);
     ctx.say("blocking_intro", &[("pid", &reader)]);
@@ -290,25 +290,27 @@ fn nonblocking(ctx: &mut Ctx<'_>) -> Result<()> {
     let (data_r, data_w) = procs::pipe()?;
     let (note_r, note_w) = procs::pipe()?;
     let (rfd, nfd) = (data_r.as_raw_fd(), note_w.as_raw_fd());
+    let child_body = move || {
+        // SAFETY: fcntl(2) on a descriptor this child owns; async-signal-safe.
+        let flags = unsafe { nix::libc::fcntl(rfd, nix::libc::F_GETFL) };
+        // SAFETY: fcntl(2) on a descriptor this child owns; async-signal-safe.
+        unsafe { nix::libc::fcntl(rfd, nix::libc::F_SETFL, flags | nix::libc::O_NONBLOCK) };
+        let mut byte = [0u8; 1];
+        let t0 = now_ns();
+        // SAFETY: read(2) into a stack buffer of the length passed; async-signal-safe.
+        let n = unsafe { nix::libc::read(rfd, byte.as_mut_ptr().cast(), 1) };
+        let errno = if n < 0 {
+            nix::errno::Errno::last_raw()
+        } else {
+            0
+        };
+        let took = now_ns().saturating_sub(t0);
+        Note::send(nfd, i64::from(errno), took as i64);
+        0
+    };
     // SAFETY: the child calls fcntl, clock_gettime, read and Note::send only, all
     // async-signal-safe (errno is a thread-local read), then returns to _exit.
-    let reader = unsafe {
-        ctx.fork("nb-reader", move || {
-            let flags = nix::libc::fcntl(rfd, nix::libc::F_GETFL);
-            nix::libc::fcntl(rfd, nix::libc::F_SETFL, flags | nix::libc::O_NONBLOCK);
-            let mut byte = [0u8; 1];
-            let t0 = now_ns();
-            let n = nix::libc::read(rfd, byte.as_mut_ptr().cast(), 1);
-            let errno = if n < 0 {
-                nix::errno::Errno::last_raw()
-            } else {
-                0
-            };
-            let took = now_ns().saturating_sub(t0);
-            Note::send(nfd, i64::from(errno), took as i64);
-            0
-        })
-    }?;
+    let reader = unsafe { ctx.fork("nb-reader", child_body) }?;
     drop(note_w);
     ctx.say("nonblocking_intro", &[("pid", &reader)]);
     let n = Note::recv(&note_r, TIMEOUT)?.context("the non-blocking reader did not report")?;
@@ -447,39 +449,39 @@ fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
     let chunks = HOG_CPU_MS * 1_000_000 / CHUNK_NS;
     let mut pids = Vec::new();
     for i in 1..=2 {
+        let child_body = move || {
+            let mut byte = [0u8; 1];
+            // SAFETY: read(2) into a stack buffer of the length passed; async-signal-safe.
+            unsafe { nix::libc::read(gfd, byte.as_mut_ptr().cast(), 1) };
+            Note::send(nfd, HOG_STARTED, 0);
+            let start = procs::thread_cpu_ns();
+            let mut last = now_ns();
+            let mut x: u64 = 0x2545_F491_4F6C_DD1D ^ i as u64;
+            let mut next = 1u64;
+            while next <= chunks {
+                for _ in 0..200 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                }
+                // The wall clock jumped while I was computing: I was off the CPU.
+                let now = now_ns();
+                if now - last > GAP_NS {
+                    Note::send(nfd, HOG_GAP, last as i64);
+                }
+                last = now_ns();
+                let cpu = procs::thread_cpu_ns().saturating_sub(start);
+                if cpu >= next * CHUNK_NS {
+                    Note::send(nfd, next as i64, cpu as i64);
+                    next += 1;
+                }
+            }
+            std::hint::black_box(x);
+            0
+        };
         // SAFETY: the child calls read, clock_gettime and Note::send only and computes
         // on the stack: all async-signal-safe, no allocation. It returns to _exit.
-        let pid = unsafe {
-            ctx.fork(&format!("cpu-{i}"), move || {
-                let mut byte = [0u8; 1];
-                nix::libc::read(gfd, byte.as_mut_ptr().cast(), 1);
-                Note::send(nfd, HOG_STARTED, 0);
-                let start = procs::thread_cpu_ns();
-                let mut last = now_ns();
-                let mut x: u64 = 0x2545_F491_4F6C_DD1D ^ i as u64;
-                let mut next = 1u64;
-                while next <= chunks {
-                    for _ in 0..200 {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                    }
-                    // The wall clock jumped while I was computing: I was off the CPU.
-                    let now = now_ns();
-                    if now - last > GAP_NS {
-                        Note::send(nfd, HOG_GAP, last as i64);
-                    }
-                    last = now_ns();
-                    let cpu = procs::thread_cpu_ns().saturating_sub(start);
-                    if cpu >= next * CHUNK_NS {
-                        Note::send(nfd, next as i64, cpu as i64);
-                        next += 1;
-                    }
-                }
-                std::hint::black_box(x);
-                0
-            })
-        }?;
+        let pid = unsafe { ctx.fork(&format!("cpu-{i}"), child_body) }?;
         pids.push(pid);
     }
     drop(note_w);

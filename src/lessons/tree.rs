@@ -36,6 +36,7 @@ pub static LESSON: LessonDef = LessonDef {
     words_src: include_str!("../../lessons/tree.toml"),
     options: &[],
     run,
+    validate: None,
     roles: &[],
 };
 
@@ -61,7 +62,7 @@ const GRANDCHILDREN: [&str; 2] = ["gchild-1", "gchild-2"];
 
 fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     let me = ctx.main_pid;
-    let mine = stat_of(me).context("reading /proc/self/stat")?;
+    let mine = crate::sys::proc::ids(me).context("reading /proc/self/stat")?;
     ctx.step("build", &[("main", &me)])?;
     ctx.say(
         "intro",
@@ -99,7 +100,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
 
     let members: Vec<i32> = descendants(me)
         .into_iter()
-        .filter(|&(pid, _)| stat_of(pid).is_some_and(|s| s.pgid == group.as_raw()))
+        .filter(|&(pid, _)| crate::sys::proc::ids(pid).is_some_and(|s| s.pgid == group.as_raw()))
         .map(|(pid, _)| pid)
         .collect();
     let names = members
@@ -107,7 +108,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
         .map(|&p| format!("{} {p}", ctx.name_of(p)))
         .collect::<Vec<_>>()
         .join(", ");
-    let survivor_pgid = stat_of(survivor.as_raw()).map_or(-1, |s| s.pgid);
+    let survivor_pgid = crate::sys::proc::ids(survivor.as_raw()).map_or(-1, |s| s.pgid);
     ctx.say(
         "members",
         &[
@@ -176,7 +177,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
 
     // The survivor lost its parent (child-2) and was handed to us.
     let n = tree.note(&[NOTE_REPARENTED], "gchild-2 after its parent's end")?;
-    let alive = matches!(crate::observe::state_of(survivor.as_raw()), Some(s) if s != 'Z');
+    let alive = matches!(crate::sys::proc::state(survivor.as_raw()), Some(s) if s != 'Z');
     ctx.act_at(
         n.pid,
         n.t_ns,
@@ -288,26 +289,22 @@ fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
     let (note_fd, move_fd) = (note_w.as_raw_fd(), move_r.as_raw_fd());
     let main = ctx.main_pid;
 
+    // Ctx::fork stamps each spawn right before fork(), not after it returned: the child
+    // may run (and fork its own child) before its parent is scheduled again, and a stream
+    // must never show a grandchild started before its parent.
+    let child_body = move || child(0, main, note_fd, None);
     // SAFETY: `child` only makes async-signal-safe calls (setpgid, getpgrp, getpid,
     // fork, pipe, close, pause, and Note::send's clock_gettime/getpid/getppid/write), and
     // so does the grandchild it forks (see `grandchild`); nothing allocates.
-    // Stamped right before fork(), not after it returned: the child may run (and fork
-    // its own child) before its parent is scheduled again, and a stream must never show a
-    // grandchild started before its parent.
-    ctx.check()?;
-    let t0 = now_ns();
-    let c1 = unsafe { procs::fork_child(move || child(0, main, note_fd, None)) }?;
-    ctx.spawned_at(t0, c1.as_raw(), main, CHILDREN[0], How::Fork);
+    let c1 = unsafe { ctx.fork(CHILDREN[0], child_body) }?;
     // As a shell does: the parent calls setpgid too, so that the group exists before
     // anything else happens, whichever of the two runs first. The child's own call is the
     // one that counts; if it fails, its note says why (so the parent's error is ignored).
     let _ = nix::unistd::setpgid(c1, c1);
     let group = c1.as_raw();
+    let child_body = move || child(group, main, note_fd, Some(move_fd));
     // SAFETY: as above.
-    ctx.check()?;
-    let t0 = now_ns();
-    let c2 = unsafe { procs::fork_child(move || child(group, main, note_fd, Some(move_fd))) }?;
-    ctx.spawned_at(t0, c2.as_raw(), main, CHILDREN[1], How::Fork);
+    let c2 = unsafe { ctx.fork(CHILDREN[1], child_body) }?;
     let _ = nix::unistd::setpgid(c2, c1);
     drop(note_w);
     drop(move_r);
@@ -399,7 +396,7 @@ fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
 /// Read the tree back from `/proc` and draw it; the claims about its shape.
 fn read_tree(ctx: &mut Ctx<'_>, tree: &Tree) -> Result<()> {
     let me = ctx.main_pid;
-    let mine = stat_of(me).context("reading /proc/self/stat")?;
+    let mine = crate::sys::proc::ids(me).context("reading /proc/self/stat")?;
     let sid = mine.sid;
     let mine_comm = mine.comm.clone();
 
@@ -407,7 +404,7 @@ fn read_tree(ctx: &mut Ctx<'_>, tree: &Tree) -> Result<()> {
     let mut chain = vec![(me, mine.comm.clone())];
     let mut ppid = mine.ppid;
     while ppid > 0 && chain.len() < 64 {
-        match stat_of(ppid) {
+        match crate::sys::proc::ids(ppid) {
             Some(s) => {
                 chain.push((ppid, s.comm));
                 ppid = s.ppid;
@@ -447,7 +444,7 @@ fn read_tree(ctx: &mut Ctx<'_>, tree: &Tree) -> Result<()> {
             .iter()
             .take_while(|&&(_, d)| d >= depth)
             .any(|&(_, d)| d == depth);
-        if let Some(s) = stat_of(pid) {
+        if let Some(s) = crate::sys::proc::ids(pid) {
             rows.push((pid, depth, last, s));
         }
     }
@@ -497,7 +494,7 @@ fn read_tree(ctx: &mut Ctx<'_>, tree: &Tree) -> Result<()> {
         ctx.say("janitor", &[("pid", &j)]);
     }
     // The other threads of this process: pstree shows them in braces.
-    let threads = std::fs::read_dir(format!("/proc/{me}/task")).map_or(0, |d| d.count());
+    let threads = crate::sys::proc::threads(me);
     if threads > 1 {
         let braces = format!("{{{}}}", mine_comm);
         ctx.say(
@@ -517,11 +514,15 @@ fn read_tree(ctx: &mut Ctx<'_>, tree: &Tree) -> Result<()> {
         .grandchildren
         .iter()
         .zip(&tree.children)
-        .all(|(gc, c)| stat_of(gc.as_raw()).is_some_and(|s| s.ppid == c.as_raw()));
+        .all(|(gc, c)| crate::sys::proc::ids(gc.as_raw()).is_some_and(|s| s.ppid == c.as_raw()));
     let gc_ppids = tree
         .grandchildren
         .iter()
-        .map(|gc| stat_of(gc.as_raw()).map_or(-1, |s| s.ppid).to_string())
+        .map(|gc| {
+            crate::sys::proc::ids(gc.as_raw())
+                .map_or(-1, |s| s.ppid)
+                .to_string()
+        })
         .collect::<Vec<_>>()
         .join(", ");
     ctx.say(
@@ -554,7 +555,7 @@ fn descendants(pid: i32) -> Vec<(i32, usize)> {
         if depth > 16 {
             return;
         }
-        for kid in procs::children_of(pid) {
+        for kid in crate::sys::proc::children(pid) {
             out.push((kid, depth));
             walk(kid, depth + 1, out);
         }
@@ -562,32 +563,6 @@ fn descendants(pid: i32) -> Vec<(i32, usize)> {
     let mut out = Vec::new();
     walk(pid, 1, &mut out);
     out
-}
-
-/// What `/proc/<pid>/stat` says about a process's place in the tree.
-struct Stat {
-    comm: String,
-    state: char,
-    ppid: i32,
-    pgid: i32,
-    sid: i32,
-}
-
-#[cfg(target_os = "linux")]
-fn stat_of(pid: i32) -> Option<Stat> {
-    let s = procfs::process::Process::new(pid).ok()?.stat().ok()?;
-    Some(Stat {
-        comm: s.comm,
-        state: s.state,
-        ppid: s.ppid,
-        pgid: s.pgrp,
-        sid: s.session,
-    })
-}
-
-#[cfg(not(target_os = "linux"))]
-fn stat_of(_pid: i32) -> Option<Stat> {
-    None
 }
 
 /// A child: join process group `group` (0: a new one, named after itself), fork a
@@ -691,7 +666,9 @@ fn grandchild(parent: i32, main: i32, note_fd: RawFd, mover: Option<(RawFd, RawF
             if unsafe { libc::read(move_fd, byte.as_mut_ptr().cast(), 1) } == 1 {
                 // SAFETY: setpgid(2), getpgrp(2): async-signal-safe.
                 if unsafe { libc::setpgid(0, 0) } == 0 {
-                    Note::send(note_fd, NOTE_MOVED, i64::from(unsafe { libc::getpgrp() }));
+                    // SAFETY: getpgrp(2): async-signal-safe.
+                    let group = unsafe { libc::getpgrp() };
+                    Note::send(note_fd, NOTE_MOVED, i64::from(group));
                 } else {
                     let e = nix::errno::Errno::last_raw() as i64;
                     Note::send(note_fd, NOTE_SETPGID_FAILED, e);

@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests: run the built binary, read its JSON Lines
 //! stream, and check that nothing it started outlives it.
 #![allow(dead_code)]
+// Test threads may panic when they cannot start: that fails the test, as it should.
+#![allow(clippy::disallowed_methods)]
 
 use serde_json::Value;
 use std::os::unix::process::CommandExt;

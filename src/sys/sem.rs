@@ -1,7 +1,8 @@
 //! POSIX named semaphores (`sem_open`), shared by the lessons that need one: `semaphore`
-//! (a counter of rooms), `orphans` (a lock a terminated holder never gives back). Names
-//! are unguessable (`procs::random_hex`) and unlinked as soon as every process has it
-//! open, so nothing is left in /dev/shm.
+//! (a counter of rooms), `orphans` (a lock a terminated holder never gives back), `queue`
+//! (CPython's `SemLock`s of a `Queue` and a `JoinableQueue`). Names are unguessable
+//! ([`NamedSem::fresh`]) and unlinked as soon as every process has it open, so nothing
+//! is left in /dev/shm.
 
 use anyhow::{bail, Result};
 use nix::errno::Errno;
@@ -21,6 +22,19 @@ impl NamedSem {
     /// `sem_*` functions on the same mapping).
     pub fn as_ptr(&self) -> *mut libc::sem_t {
         self.sem
+    }
+
+    /// A new semaphore under a fresh, unguessable name: `/mp-demo-<random>-<what>`.
+    pub fn fresh(what: &str, value: u32) -> Result<NamedSem> {
+        NamedSem::create(
+            &format!("/mp-demo-{}-{what}", crate::procs::random_hex(6)?),
+            value,
+        )
+    }
+
+    /// Its name, for the processes that open it.
+    pub fn name(&self) -> &str {
+        self.name.to_str().unwrap_or("?")
     }
 
     /// `sem_open(name, O_CREAT | O_EXCL, 0600, value)`: a new semaphore, never an old one.

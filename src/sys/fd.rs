@@ -1,0 +1,66 @@
+//! Whole reads and writes on a raw descriptor (a pipe shared with children), retried
+//! on `EINTR`, and `poll` with a zero timeout: CPython's `Connection._poll(0)`.
+
+use anyhow::{bail, Result};
+use nix::errno::Errno;
+use std::os::fd::BorrowedFd;
+
+/// Write all of `buf` to `fd`.
+pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<()> {
+    while !buf.is_empty() {
+        match nix::unistd::write(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => bail!("write() failed: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Read exactly `buf.len()` bytes from `fd`, sleeping in `read(2)` until they come; end
+/// of file before that is an error.
+pub fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match nix::unistd::read(fd, &mut buf[got..]) {
+            Ok(0) => bail!("end of file after {got} of {} bytes", buf.len()),
+            Ok(n) => got += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => bail!("read() failed: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `fd` has bytes to read now (`poll` with a zero timeout).
+pub fn readable(fd: BorrowedFd<'_>) -> Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(n) => return Ok(n > 0),
+            Err(Errno::EINTR) => {}
+            Err(e) => bail!("poll() failed: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn a_pipe_round_trip() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        assert!(!readable(r.as_fd()).unwrap());
+        write_all(w.as_fd(), b"hello").unwrap();
+        assert!(readable(r.as_fd()).unwrap());
+        let mut buf = [0u8; 5];
+        read_exact(r.as_fd(), &mut buf).unwrap();
+        assert_eq!(&buf, b"hello");
+        drop(w);
+        let err = read_exact(r.as_fd(), &mut buf).unwrap_err();
+        assert_eq!(err.to_string(), "end of file after 0 of 5 bytes");
+    }
+}

@@ -1,0 +1,13 @@
+//! The system layer: what the lessons use of the kernel, each mechanism in one place
+//! with its SAFETY reasoning, so that a lesson holds its story and calls these.
+//!
+//! - [`proc`]: everything read from `/proc` (states, where a sleeper waits, clocks,
+//!   descriptors, threads, children, flocks).
+//! - [`sem`]: POSIX named semaphores.
+//! - [`flock`]: a file lock taken and given back many times.
+//! - [`fd`]: whole reads and writes on a descriptor, and "is there anything to read?".
+
+pub mod fd;
+pub mod flock;
+pub mod proc;
+pub mod sem;
