@@ -106,6 +106,18 @@ impl ChildCtx {
             .map_err(|e| parent_gone("waiting for the parent's command", e))
     }
 
+    /// Wait for the parent's next `Go` (a gate); any other command is an error.
+    pub fn expect_go(&self) -> Result<()> {
+        match self.recv()? {
+            Down::Go => Ok(()),
+            _ => bail!(
+                "{} (PID {}) expected the parent's go, got another command",
+                self.name,
+                self.pid
+            ),
+        }
+    }
+
     /// A pacing pause, scaled by `--speed`.
     pub fn pause(&self, ms: u64) {
         if self.speed > 0.0 {

@@ -108,10 +108,10 @@ fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     )?;
     // The normal child may start one.
     worker.send(Down::Value(START_CHILD.into()))?;
-    let grandchild = reply_i64(&worker)?;
-    let t_forked = reply_i64(&worker)? as u64;
-    let code = reply_i64(&worker)?;
-    let t_reaped = reply_i64(&worker)? as u64;
+    let grandchild = worker.reply_int(REPLY_TIMEOUT)?;
+    let t_forked = worker.reply_int(REPLY_TIMEOUT)? as u64;
+    let code = worker.reply_int(REPLY_TIMEOUT)?;
+    let t_reaped = worker.reply_int(REPLY_TIMEOUT)? as u64;
     let w = worker.pid.as_raw();
     ctx.say_for(
         w,
@@ -374,13 +374,6 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
 
 fn state_letter(s: Option<char>) -> char {
     s.unwrap_or('?')
-}
-
-fn reply_i64(child: &crate::ctx::ChildProc) -> Result<i64> {
-    match child.reply(REPLY_TIMEOUT)? {
-        ObsValue::Int(i) => Ok(i),
-        other => bail!("{} (PID {}) answered {other}", child.name, child.pid),
-    }
 }
 
 fn next_note(r: &std::os::fd::OwnedFd, what: &str) -> Result<Note> {

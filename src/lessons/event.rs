@@ -81,7 +81,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     // Each waiter tells where its futex word is, right before it calls wait().
     let mut addrs = Vec::with_capacity(n);
     for w in &waiters {
-        addrs.push(reply_i64(w)? as usize);
+        addrs.push(w.reply_int(REPLY_TIMEOUT)? as usize);
     }
     let pids = waiters
         .iter()
@@ -124,8 +124,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.say("about_to_set", &[("pid", &setter_proc.pid), ("n", &n)]);
     ctx.pause(2000)?;
     setter_proc.send(Down::Go)?;
-    let t_set = reply_i64(&setter_proc)? as u64;
-    let kernel_woke = reply_i64(&setter_proc)?;
+    let t_set = setter_proc.reply_int(REPLY_TIMEOUT)? as u64;
+    let kernel_woke = setter_proc.reply_int(REPLY_TIMEOUT)?;
     let mut woken_after_set = 0;
     for w in &waiters {
         let done = wait_result(w)?;
@@ -168,7 +168,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         ],
     );
     first.send(Down::Value(ObsValue::Int(timeout_ms as i64)))?;
-    let addr = reply_i64(first)? as usize;
+    let addr = first.reply_int(REPLY_TIMEOUT)? as usize;
     let seen = blocked_in_futex(ctx, first.pid, addr, Duration::from_millis(timeout_ms))?;
     if seen.in_futex {
         ctx.say(
@@ -214,13 +214,6 @@ fn python_bool(b: bool) -> &'static str {
     }
 }
 
-fn reply_i64(child: &ChildProc) -> Result<i64> {
-    match child.reply(REPLY_TIMEOUT)? {
-        ObsValue::Int(i) => Ok(i),
-        other => bail!("{} (PID {}) answered {other}", child.name, child.pid),
-    }
-}
-
 /// What a waiter reports after its `wait()` returned: its own stamps and the result.
 struct WaitDone {
     t_start: u64,
@@ -229,8 +222,8 @@ struct WaitDone {
 }
 
 fn wait_result(w: &ChildProc) -> Result<WaitDone> {
-    let t_start = reply_i64(w)? as u64;
-    let t_done = reply_i64(w)? as u64;
+    let t_start = w.reply_int(REPLY_TIMEOUT)? as u64;
+    let t_done = w.reply_int(REPLY_TIMEOUT)? as u64;
     let result = match w.reply(REPLY_TIMEOUT)? {
         ObsValue::Bool(b) => b,
         other => bail!("{} (PID {}) answered {other}", w.name, w.pid),

@@ -16,7 +16,7 @@ use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
 use crate::ctx::{reply_any, ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -296,14 +296,6 @@ fn write_count(path: &Path, n: i64) -> Result<()> {
     std::fs::write(path, format!("{n}\n")).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Wait for the parent's next `Go`.
-fn expect_go(c: &ChildCtx) -> Result<()> {
-    match c.recv()? {
-        Down::Go => Ok(()),
-        other => bail!("expected Go, got {other:?}"),
-    }
-}
-
 /// A buyer: read the count, tell the parent, wait, then buy if there was a ticket. With
 /// `lock`, all of it under `flock(LOCK_EX)` on the tickets file.
 fn buyer(c: &mut ChildCtx) -> Result<i32> {
@@ -313,13 +305,13 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
     } else {
         NO_LOCK
     };
-    expect_go(c)?; // the start gate: every buyer is running
+    c.expect_go()?; // the start gate: every buyer is running
     if phase == NO_LOCK {
         let count = read_count(&path)?;
         tell_read(c, count, phase)?;
         c.say("read", &[("count", &count)])?;
         c.reply(count)?;
-        expect_go(c)?; // the write gate: every buyer has read
+        c.expect_go()?; // the write gate: every buyer has read
         let bought = count > 0;
         if bought {
             write_count(&path, count - 1)?;
@@ -346,7 +338,7 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
     tell_read(c, count, phase)?;
     c.say("got_lock", &[("count", &count)])?;
     c.reply(count)?;
-    expect_go(c)?; // the parent's window is over: finish and let the next one in
+    c.expect_go()?; // the parent's window is over: finish and let the next one in
     let bought = count > 0;
     if bought {
         lock.set_len(0)?;
@@ -360,7 +352,7 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
     // The reply travels behind the events above: once the parent has it, they are on the
     // screen, before the acquire of the next holder.
     c.reply(bought)?;
-    expect_go(c)?;
+    c.expect_go()?;
     lock.unlock()
         .map_err(|(_, e)| anyhow!("flock(LOCK_UN) on {}: {e}", path.display()))?;
     Ok(0)

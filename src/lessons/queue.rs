@@ -399,13 +399,6 @@ fn attach(c: &ChildCtx) -> Result<Queue> {
     })
 }
 
-fn expect_go(c: &ChildCtx) -> Result<()> {
-    match c.recv()? {
-        Down::Go => Ok(()),
-        other => bail!("expected go, got {other:?}"),
-    }
-}
-
 /// `put`, then its stamped event with the fill level.
 fn put_and_tell(c: &ChildCtx, q: &Queue, item: Option<&str>) -> Result<()> {
     q.put(item)?;
@@ -441,7 +434,7 @@ fn producer(c: &mut ChildCtx) -> Result<i32> {
     let q = attach(c)?;
     let index = c.arg_i64("index")?;
     let items = c.arg_i64("items")?;
-    expect_go(c)?;
+    c.expect_go()?;
     for k in 0..items {
         c.reply(format!("put {k}"))?;
         let item = format!("p{index}.{k}");
@@ -480,7 +473,7 @@ fn consumer(c: &mut ChildCtx) -> Result<i32> {
     let q = attach(c)?;
     let index = c.arg_i64("index")?;
     let report = inherited_pipe_end(c, "report")?;
-    expect_go(c)?;
+    c.expect_go()?;
     let mut got = 0;
     loop {
         let Got { item, t_ns, .. } = get_and_tell(c, &q)?;
@@ -524,7 +517,7 @@ fn item_code(item: &str) -> i64 {
 fn jproducer(c: &mut ChildCtx) -> Result<i32> {
     let q = attach(c)?;
     let items = c.arg_i64("items")?;
-    expect_go(c)?;
+    c.expect_go()?;
     for k in 0..items {
         put_and_tell(c, &q, Some(&format!("task-{k}")))?;
         c.pause(PUT_MS / 2);
@@ -547,7 +540,7 @@ fn jproducer(c: &mut ChildCtx) -> Result<i32> {
 fn jconsumer(c: &mut ChildCtx) -> Result<i32> {
     let q = attach(c)?;
     let report = inherited_pipe_end(c, "report")?;
-    expect_go(c)?;
+    c.expect_go()?;
     loop {
         let item = py_item(get_and_tell(c, &q)?.item.as_deref());
         c.pause(WORK_MS);
