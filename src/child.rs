@@ -99,6 +99,13 @@ impl ChildCtx {
             .map_err(|e| parent_gone("replying to the parent", e))
     }
 
+    /// A typed reply (the lesson's own `Reply` enum), carried as its JSON text, so that
+    /// the parent decodes exactly what was meant or fails with the reply in hand, never
+    /// a free-text parse that turns a garbled reply into a 0.
+    pub fn tell<R: serde::Serialize>(&self, reply: &R) -> Result<()> {
+        self.reply(ObsValue::Str(serde_json::to_string(reply)?))
+    }
+
     /// Wait for the parent's next command.
     pub fn recv(&self) -> Result<Down> {
         self.down

@@ -70,6 +70,33 @@ impl ChildProc {
         }
     }
 
+    /// A reply of this child decoded as the lesson's `Reply` type (sent with
+    /// [`ChildCtx::tell`](crate::child::ChildCtx::tell)).
+    pub fn decode<R: serde::de::DeserializeOwned>(&self, v: &ObsValue) -> Result<R> {
+        let ObsValue::Str(text) = v else {
+            bail!("{} (PID {}) answered {v}, not a reply", self.name, self.pid);
+        };
+        serde_json::from_str(text)
+            .with_context(|| format!("{} (PID {}) answered {text:?}", self.name, self.pid))
+    }
+
+    /// Read this child's replies until one is what `want` says (skipping the others), and
+    /// return it; an undecodable reply is an error; bounded by `timeout` in all.
+    pub fn expect<R: serde::de::DeserializeOwned>(
+        &self,
+        timeout: Duration,
+        want: impl Fn(&R) -> bool,
+    ) -> Result<R> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let reply: R = self.decode(&self.reply(left.max(Duration::from_millis(1)))?)?;
+            if want(&reply) {
+                return Ok(reply);
+            }
+        }
+    }
+
     /// Wait for the child's next reply, which must be a number.
     pub fn reply_int(&self, timeout: Duration) -> Result<i64> {
         match self.reply(timeout)? {

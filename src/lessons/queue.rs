@@ -322,6 +322,21 @@ impl Queue {
     }
 }
 
+/// What a child tells the parent, in order: it has opened the queue's semaphores; a
+/// producer is about to put item `k`, has put its `items`, has put the sentinels; a
+/// consumer has met its sentinel after `got` items; the JoinableQueue's producer calls
+/// `join()`, and `join()` returned at `t_ns`.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+enum Reply {
+    Opened,
+    Put { k: i64 },
+    Done { items: i64 },
+    Sentinels,
+    Stop { got: i64 },
+    Join,
+    Joined { t_ns: u64 },
+}
+
 /// The semaphore names a child must open, sent to it once it is running.
 #[derive(Serialize, Deserialize, Default)]
 struct SemNamesMsg {
@@ -387,7 +402,7 @@ fn attach(c: &ChildCtx) -> Result<Queue> {
         }),
         _ => None,
     };
-    c.reply("opened")?;
+    c.tell(&Reply::Opened)?;
     Ok(Queue {
         maxsize: c.arg_i64("maxsize")? as i32,
         reader,
@@ -436,7 +451,7 @@ fn producer(c: &mut ChildCtx) -> Result<i32> {
     let items = c.arg_i64("items")?;
     c.expect_go()?;
     for k in 0..items {
-        c.reply(format!("put {k}"))?;
+        c.tell(&Reply::Put { k })?;
         let item = format!("p{index}.{k}");
         put_and_tell(c, &q, Some(&item))?;
         if index == 1 && k == 0 {
@@ -451,14 +466,14 @@ fn producer(c: &mut ChildCtx) -> Result<i32> {
         }
         c.pause(PUT_MS);
     }
-    c.reply(format!("done {items}"))?;
+    c.tell(&Reply::Done { items })?;
     match c.recv()? {
         Down::Value(ObsValue::Int(n)) => {
             c.say("putting_sentinels", &[("n", &n)])?;
             for _ in 0..n {
                 put_and_tell(c, &q, None)?;
             }
-            c.reply("sentinels")?;
+            c.tell(&Reply::Sentinels)?;
         }
         Down::Stop => {}
         other => bail!("unexpected command {other:?}"),
@@ -479,7 +494,7 @@ fn consumer(c: &mut ChildCtx) -> Result<i32> {
         let Got { item, t_ns, .. } = get_and_tell(c, &q)?;
         let Some(item) = item else {
             c.say("got_sentinel", &[("n", &got)])?;
-            c.reply(format!("stop {got}"))?;
+            c.tell(&Reply::Stop { got })?;
             return Ok(0);
         };
         if index == 1 && got == 0 {
@@ -523,12 +538,12 @@ fn jproducer(c: &mut ChildCtx) -> Result<i32> {
         c.pause(PUT_MS / 2);
     }
     c.say("calling_join", &[("n", &items)])?;
-    c.reply("join")?;
+    c.tell(&Reply::Join)?;
     q.join()?;
     let t = now_ns();
     let unfinished = q.unfinished()?;
     c.act_at(t, "queue_join", &[("unfinished", unfinished.into())])?;
-    c.reply(format!("joined {t}"))?;
+    c.tell(&Reply::Joined { t_ns: t })?;
     match c.recv()? {
         Down::Stop => Ok(0),
         other => bail!("unexpected command {other:?}"),
@@ -670,33 +685,6 @@ fn spawn_sharing(
     child
 }
 
-/// A reply's tag and the rest: `"put 3"` → `("put", "3")`.
-fn split_reply(v: &ObsValue) -> (String, String) {
-    let s = v.to_string();
-    match s.split_once(' ') {
-        Some((a, b)) => (a.to_string(), b.to_string()),
-        None => (s, String::new()),
-    }
-}
-
-/// Read a child's replies until one is `tag` (with `rest`, if given); what followed the tag.
-fn expect_reply(
-    child: &ChildProc,
-    tag: &str,
-    rest: Option<&str>,
-    timeout: Duration,
-) -> Result<String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let v = child.reply(left.max(Duration::from_millis(1)))?;
-        let (t, r) = split_reply(&v);
-        if t == tag && rest.is_none_or(|want| want == r) {
-            return Ok(r);
-        }
-    }
-}
-
 /// Time allowed for something paced by `ms` at `--speed 1`.
 fn budget(ctx: &Ctx<'_>, ms: u64) -> Duration {
     STATE_TIMEOUT + Duration::from_secs_f64(ms as f64 * ctx.speed / 1000.0)
@@ -739,7 +727,7 @@ fn share_sems(
         c.send(Down::Value(ObsValue::Str(text.clone())))?;
     }
     for c in children {
-        expect_reply(c, "opened", None, budget(ctx, 0))?;
+        c.expect(budget(ctx, 0), |r: &Reply| *r == Reply::Opened)?;
     }
     for sem in sems {
         sem.unlink()?;
@@ -888,12 +876,8 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     ctx.say("fill", &[("per", &per), ("maxsize", &maxsize)]);
     ctx.pause(1500)?;
     p1.send(Down::Go)?;
-    expect_reply(
-        p1,
-        "put",
-        Some(&maxsize.to_string()),
-        budget(ctx, PUT_MS * per as u64),
-    )?;
+    let put = |k: i64| move |r: &Reply| *r == Reply::Put { k };
+    p1.expect(budget(ctx, PUT_MS * per as u64), put(maxsize as i64))?;
     let blocked = wait_blocked(ctx, p1.pid, &[Call::Futex], "slot")?;
     let (size, full) = (q.qsize()?, q.full()?);
     let p1_blocked = blocked.is_some() && full && size == m;
@@ -939,7 +923,7 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     ctx.pause(2000)?;
     for p in &prods[1..] {
         p.send(Down::Go)?;
-        expect_reply(p, "put", Some("0"), budget(ctx, 0))?;
+        p.expect(budget(ctx, 0), |r: &Reply| *r == Reply::Put { k: 0 })?;
         if let Some(b) = wait_blocked(ctx, p.pid, &[Call::Futex], "slot")? {
             ctx.say(
                 "also_blocked",
@@ -965,8 +949,11 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     let mut got: Vec<(u64, i64)> = reports.iter().map(|n| (n.a as u64, n.b)).collect();
     let mut produced = 0;
     for p in &prods {
-        let n = expect_reply(p, "done", None, budget(ctx, 0))?;
-        produced += n.parse::<usize>().unwrap_or(0);
+        if let Reply::Done { items } =
+            p.expect(budget(ctx, 0), |r: &Reply| matches!(r, Reply::Done { .. }))?
+        {
+            produced += items as usize;
+        }
     }
     ctx.say("producers_done", &[("n", &produced)]);
     for p in &prods[1..] {
@@ -1048,10 +1035,10 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     ctx.pause(1500)?;
     p1.send(Down::Value(ObsValue::Int(n_cons as i64)))?;
     for c in &conss {
-        expect_reply(c, "stop", None, budget(ctx, 0))?;
+        c.expect(budget(ctx, 0), |r: &Reply| matches!(r, Reply::Stop { .. }))?;
         ctx.join(c.pid)?;
     }
-    expect_reply(p1, "sentinels", None, budget(ctx, 0))?;
+    p1.expect(budget(ctx, 0), |r: &Reply| *r == Reply::Sentinels)?;
     ctx.join(p1.pid)?;
     ctx.say("all_joined", &[("size", &q.qsize()?)]);
     ctx.pause(2000)?;
@@ -1148,7 +1135,9 @@ fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<()
     };
 
     boss.send(Down::Go)?;
-    expect_reply(&boss, "join", None, budget(ctx, PUT_MS * tasks as u64))?;
+    boss.expect(budget(ctx, PUT_MS * tasks as u64), |r: &Reply| {
+        *r == Reply::Join
+    })?;
     let blocked = wait_blocked(ctx, boss.pid, &[Call::Futex], "all_tasks_done")?;
     let unfinished_now = q.unfinished()?;
     if let Some(b) = &blocked {
@@ -1171,9 +1160,12 @@ fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<()
             .iter()
             .map(|n| n.a as u64)
             .collect();
-    let joined_at: u64 = expect_reply(&boss, "joined", None, budget(ctx, 0))?
-        .parse()
-        .unwrap_or(0);
+    let Reply::Joined { t_ns: joined_at } = boss.expect(budget(ctx, 0), |r: &Reply| {
+        matches!(r, Reply::Joined { .. })
+    })?
+    else {
+        unreachable!("expect returns only a Joined")
+    };
     let last_done = done.iter().copied().max().unwrap_or(u64::MAX);
     // join() was seen asleep while tasks were unfinished, and returned after the last
     // task_done() had been called.

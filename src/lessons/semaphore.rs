@@ -62,15 +62,14 @@ fn gauge(value: i64, permits: i64) -> String {
     format!("[{}{}]", "■".repeat(free), "□".repeat(used))
 }
 
-/// A worker's reply: what happened, and where it is stamped.
-fn parse_reply(v: &ObsValue) -> Result<(String, u64)> {
-    let ObsValue::Str(s) = v else {
-        bail!("unexpected reply {v:?}");
-    };
-    let mut parts = s.split(' ');
-    let what = parts.next().unwrap_or_default().to_string();
-    let t = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0);
-    Ok((what, t))
+/// What a worker tells the parent: it has opened the semaphore; it must wait; it is
+/// inside (stamped right after its P returned); it has left (stamped right before its V).
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Eq)]
+enum Reply {
+    Opened,
+    Waiting,
+    Inside { t_ns: u64 },
+    Left { t_ns: u64 },
 }
 
 /// The largest number of intervals open at once, from `(acquire, release)` stamps; a
@@ -122,7 +121,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         kid.send(Down::Value(name.clone().into()))?;
     }
     for kid in &kids {
-        kid.reply(TIMEOUT)?;
+        kid.expect(TIMEOUT, |r: &Reply| *r == Reply::Opened)?;
     }
     sem.unlink()?;
     let shm = format!("/dev/shm/sem.{}", name.trim_start_matches('/'));
@@ -148,12 +147,12 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         let refs: Vec<&ChildProc> = pending.iter().map(|&i| &kids[i]).collect();
         let (j, v) = reply_any(&refs, TIMEOUT)?;
         let i = pending.remove(j);
-        match parse_reply(&v)? {
-            (w, t) if w == "inside" => {
+        match kids[i].decode(&v)? {
+            Reply::Inside { t_ns } => {
                 inside.push(i);
-                marks.push((t, 1));
+                marks.push((t_ns, 1));
             }
-            (w, _) if w == "waiting" => waiting.push(i),
+            Reply::Waiting => waiting.push(i),
             other => bail!("{} answered {other:?}", kids[i].name),
         }
     }
@@ -205,10 +204,11 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         let leaver = &kids[i];
         ctx.say("let_out", &[("name", &leaver.name), ("pid", &leaver.pid)]);
         leaver.send(Down::Go)?;
-        match parse_reply(&leaver.reply(TIMEOUT)?)? {
-            (w, t) if w == "left" => marks.push((t, -1)),
-            other => bail!("{} answered {other:?}", leaver.name),
-        }
+        let Reply::Left { t_ns } = leaver.expect(TIMEOUT, |r| matches!(r, Reply::Left { .. }))?
+        else {
+            unreachable!("expect returns only a Left")
+        };
+        marks.push((t_ns, -1));
         leaver.send(Down::Go)?; // now sem_post
         ctx.join(leaver.pid)?;
         if waiting.is_empty() {
@@ -225,8 +225,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
             let refs: Vec<&ChildProc> = waiting.iter().map(|&w| &kids[w]).collect();
             let (j, v) = reply_any(&refs, TIMEOUT)?;
             let w = waiting.remove(j);
-            match parse_reply(&v)? {
-                (what, t) if what == "inside" => marks.push((t, 1)),
+            match kids[w].decode(&v)? {
+                Reply::Inside { t_ns } => marks.push((t_ns, 1)),
                 other => bail!("{} answered {other:?}", kids[w].name),
             }
             inside.push(w);
@@ -290,7 +290,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
     };
     let sem = NamedSem::open(&name)?;
     c.say("opened", &[("name", &name)])?;
-    c.reply("opened")?;
+    c.tell(&Reply::Opened)?;
     if c.recv()? != Down::Go {
         bail!("expected Go at the start gate");
     }
@@ -311,13 +311,13 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
             ],
         )?;
         c.say("must_wait", &[])?;
-        c.reply("waiting")?;
+        c.tell(&Reply::Waiting)?;
         sem.wait()?;
         let t = now_ns();
         tell_acquired(c, t, sem.value(), permits, true)?;
         t
     };
-    c.reply(format!("inside {t_in}"))?;
+    c.tell(&Reply::Inside { t_ns: t_in })?;
 
     if c.recv()? != Down::Go {
         bail!("expected Go to leave");
@@ -332,7 +332,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
     c.say("leave", &[])?;
     // The reply travels behind the events above: once the parent has it, they are on the
     // screen, before the acquire of whoever our sem_post wakes.
-    c.reply(format!("left {t_out}"))?;
+    c.tell(&Reply::Left { t_ns: t_out })?;
     if c.recv()? != Down::Go {
         bail!("expected Go to post");
     }
