@@ -74,6 +74,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     ctx.pause(1500)?;
     let same = child_addr == addr;
     ctx.say("cow", &[]);
+    ctx.say("other_methods", &[]);
     ctx.claim("child_value", note.a, "== 0", note.a == 0);
     ctx.claim("parent_value_after", after, "== 100", after == 100);
     ctx.claim("same_virtual_address", same, "== true", same);
