@@ -150,15 +150,38 @@ impl ChildCtx {
     }
 }
 
-/// How a child was asked to run.
+/// The argument that makes this program a lesson's child: `mp-demo __child <JSON>`. It is
+/// routed before the command line is parsed, so no help, completion or error message
+/// ever offers it.
+pub const CHILD_ARG: &str = "__child";
+
+/// How a child was asked to run: its whole command line, as one JSON argument. This is
+/// its one definition: the parent builds it ([`ChildArgs::command`]), the child reads it
+/// ([`ChildArgs::parse`]).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct ChildArgs {
     pub lesson: String,
     pub role: String,
+    /// The parent's ipc-channel one-shot server to connect to.
     pub ipc: String,
     pub name: String,
-    pub args: String,
+    pub args: serde_json::Value,
     pub lang: Lang,
     pub speed: f64,
+}
+
+impl ChildArgs {
+    /// The command that starts `exe` as this child.
+    pub fn command(&self, exe: &std::path::Path) -> Result<std::process::Command> {
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg(CHILD_ARG).arg(serde_json::to_string(self)?);
+        Ok(cmd)
+    }
+
+    /// The child's side: what [`ChildArgs::command`] wrote.
+    pub fn parse(json: &str) -> Result<ChildArgs> {
+        serde_json::from_str(json).context("the child's arguments are not what the parent writes")
+    }
 }
 
 /// The parent's end of the channel is gone: the parent gave up on this child (a failed
@@ -179,15 +202,9 @@ fn parent_gone(doing: &str, e: impl std::fmt::Debug) -> anyhow::Error {
     anyhow::Error::new(ParentGone).context(format!("{doing}: {e:?}"))
 }
 
-/// The entry of a re-executed child: connect, say hello, run the role.
-pub fn main(a: ChildArgs) -> Result<i32> {
-    let def =
-        crate::lessons::find(&a.lesson).with_context(|| format!("no lesson named {}", a.lesson))?;
-    let Some(&(_, role)) = def.roles.iter().find(|(name, _)| *name == a.role) else {
-        bail!("lesson {} has no child role {}", a.lesson, a.role);
-    };
-    let args: serde_json::Value =
-        serde_json::from_str(&a.args).context("child arguments are not JSON")?;
+/// The entry of a re-executed child: connect, say hello, run `role` with the lesson's
+/// `words`. The caller looks both up in the registry, so this module needs no lesson.
+pub fn main(a: ChildArgs, role: RoleFn, words: Words) -> Result<i32> {
     let up = IpcSender::<Up>::connect(a.ipc.clone())
         .map_err(|e| parent_gone(&format!("connecting to the parent at {}", a.ipc), e))?;
     let (down_tx, down) = ipc::channel::<Down>().context("creating the command channel")?;
@@ -199,8 +216,8 @@ pub fn main(a: ChildArgs) -> Result<i32> {
         name: a.name,
         lang: a.lang,
         speed: a.speed,
-        args,
-        words: def.words()?,
+        args: a.args,
+        words,
         up,
         down,
     };

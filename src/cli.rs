@@ -116,7 +116,7 @@ pub fn command() -> Command {
                         .value_parser(value_parser!(clap_complete::Shell)),
                 ),
         )
-        .subcommand(child_command());
+        ;
     for def in LESSONS {
         cmd = cmd.subcommand(lesson_command(def));
     }
@@ -138,24 +138,6 @@ fn lesson_command(def: &LessonDef) -> Command {
         );
     }
     cmd
-}
-
-/// The hidden subcommand a re-executed child runs.
-fn child_command() -> Command {
-    let string = |name: &'static str| {
-        Arg::new(name)
-            .long(name)
-            .required(true)
-            .action(ArgAction::Set)
-    };
-    Command::new("__child")
-        .hide(true)
-        .about("Internal: a re-executed child process of a lesson")
-        .arg(Arg::new("lesson").required(true))
-        .arg(Arg::new("role").required(true))
-        .arg(string("ipc"))
-        .arg(string("name"))
-        .arg(string("args"))
 }
 
 /// The option values a lesson's subcommand was given.

@@ -377,21 +377,17 @@ impl<'a> Ctx<'a> {
         let (server, server_name) =
             IpcOneShotServer::<Up>::new().context("creating an ipc-channel server")?;
         let exe = std::env::current_exe().context("finding this program's path")?;
-        let mut cmd = std::process::Command::new(exe);
-        cmd.arg("__child")
-            .arg(self.lesson)
-            .arg(role)
-            .arg("--ipc")
-            .arg(&server_name)
-            .arg("--name")
-            .arg(name)
-            .arg("--args")
-            .arg(args.to_string())
-            .arg("--lang")
-            .arg(self.lang.code())
-            .arg("--speed")
-            .arg(self.speed.to_string())
-            .stdin(std::process::Stdio::null())
+        let mut cmd = crate::child::ChildArgs {
+            lesson: self.lesson.to_string(),
+            role: role.to_string(),
+            ipc: server_name.clone(),
+            name: name.to_string(),
+            args,
+            lang: self.lang,
+            speed: self.speed,
+        }
+        .command(&exe)?;
+        cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null());
         procs::die_with_parent(&mut cmd);
         let child = cmd.spawn().map_err(|e| match e.raw_os_error() {

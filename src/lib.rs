@@ -34,6 +34,11 @@ use words::{ui, Lang};
 
 /// The program: parse, run, exit code.
 pub fn main() -> ExitCode {
+    // A lesson's re-executed child, before anything is parsed (see `child::CHILD_ARG`).
+    let mut argv = std::env::args();
+    if argv.nth(1).as_deref() == Some(child::CHILD_ARG) {
+        return run_child(&argv.next().unwrap_or_default());
+    }
     let matches = match cli::command().try_get_matches() {
         Ok(m) => m,
         Err(e) => {
@@ -74,27 +79,6 @@ pub fn main() -> ExitCode {
             let mut out = std::io::stdout();
             clap_complete::generate(shell, &mut cli::command(), "mp-demo", &mut out);
             Ok(())
-        }
-        "__child" => {
-            let get = |k: &str| m.get_one::<String>(k).cloned().unwrap_or_default();
-            let args = child::ChildArgs {
-                lesson: get("lesson"),
-                role: get("role"),
-                ipc: get("ipc"),
-                name: get("name"),
-                args: get("args"),
-                lang,
-                speed: globals.speed,
-            };
-            return match child::main(args) {
-                Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
-                Err(e) => {
-                    if !e.chain().any(|c| c.is::<child::ParentGone>()) {
-                        eprintln!("mp-demo child: error: {e:#}");
-                    }
-                    ExitCode::from(1)
-                }
-            };
         }
         "tour" => {
             let all: Vec<_> = lessons::LESSONS
@@ -264,6 +248,28 @@ fn highlight_code(text: &str) -> String {
         }
     }
     out
+}
+
+/// `mp-demo __child <JSON>`: find the lesson and the role in the registry, run it.
+fn run_child(json: &str) -> ExitCode {
+    let run = || -> Result<i32> {
+        let a = child::ChildArgs::parse(json)?;
+        let def = lessons::find(&a.lesson)
+            .ok_or_else(|| anyhow::anyhow!("no lesson named {}", a.lesson))?;
+        let Some(&(_, role)) = def.roles.iter().find(|(name, _)| *name == a.role) else {
+            anyhow::bail!("lesson {} has no child role {}", a.lesson, a.role);
+        };
+        child::main(a, role, def.words()?)
+    };
+    match run() {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            if !e.chain().any(|c| c.is::<child::ParentGone>()) {
+                eprintln!("mp-demo child: error: {e:#}");
+            }
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// A usage error found before anything runs: one line, exit 2.
