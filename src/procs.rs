@@ -295,7 +295,45 @@ pub struct Note {
 
 const NOTE_SIZE: usize = std::mem::size_of::<Note>();
 
+/// What a lesson's notes say: an enum of its own, declared with [`note_kinds!`], carried
+/// in [`Note::a`] as its number.
+pub trait NoteKind: Copy + Eq + Sized {
+    fn code(self) -> i64;
+    fn from_code(code: i64) -> Option<Self>;
+}
+
+/// Declare the kinds of note a lesson's forked children write:
+/// `note_kinds! { enum Said { Hello = 1, Forked = 2 } }`.
+#[macro_export]
+macro_rules! note_kinds {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $v:ident = $n:expr),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        $vis enum $name { $($(#[$vmeta])* $v),+ }
+
+        impl $crate::procs::NoteKind for $name {
+            fn code(self) -> i64 {
+                match self { $($name::$v => $n),+ }
+            }
+            fn from_code(code: i64) -> Option<Self> {
+                $(if code == $n { return Some($name::$v); })+
+                None
+            }
+        }
+    };
+}
+
 impl Note {
+    /// A note of kind `kind` with the number `b`, from a forked child: [`Note::send`].
+    pub fn tell(fd: RawFd, kind: impl NoteKind, b: i64) {
+        Note::send(fd, kind.code(), b);
+    }
+
+    /// What this note says, if it is one of `K`'s kinds.
+    pub fn kind<K: NoteKind>(&self) -> Option<K> {
+        K::from_code(self.a)
+    }
+
     /// Stamp and write a note to `fd`, from a forked child.
     /// Async-signal-safe: clock_gettime, getpid, getppid, write.
     pub fn send(fd: RawFd, a: i64, b: i64) {

@@ -54,12 +54,17 @@ const JOB_MS: u64 = 7000;
 /// The command that asks a child to start a child of its own.
 const START_CHILD: &str = "start_child";
 
-/// What the notes of the Unix daemon's processes say (`Note::a`).
-const NOTE_SETSID: i64 = 1;
-const NOTE_FORKED: i64 = 2;
-const NOTE_HELLO: i64 = 3;
-const NOTE_REPARENTED: i64 = 4;
-const NOTE_DETACHED: i64 = 5;
+crate::note_kinds! {
+    /// What a note of the daemon's processes says (`Note::a`).
+    enum Said {
+        /// What the notes of the Unix daemon's processes say (`Note::a`).
+        Setsid = 1,
+        Forked = 2,
+        Hello = 3,
+        Reparented = 4,
+        Detached = 5,
+    }
+}
 
 fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     python_daemon(ctx)?;
@@ -240,7 +245,7 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
         "setsid",
         &[("sid", ObsValue::Int(note.b))],
     );
-    if note.a != NOTE_SETSID || note.b < 0 {
+    if note.kind() != Some(Said::Setsid) || note.b < 0 {
         bail!("setsid() failed in the first child (PID {first})");
     }
     ctx.say_for(note.pid, note.t_ns, "first_setsid", &[("sid", &note.b)]);
@@ -249,9 +254,9 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     let (mut forked, mut hello) = (None, None);
     for _ in 0..2 {
         let n = next_note(&note_r, "the second fork()")?;
-        match n.a {
-            NOTE_FORKED => forked = Some(n),
-            NOTE_HELLO => hello = Some(n),
+        match n.kind() {
+            Some(Said::Forked) => forked = Some(n),
+            Some(Said::Hello) => hello = Some(n),
             _ => {
                 return Err(procs::fork_error(
                     &format!("the second fork() in the first child (PID {first})"),
@@ -290,7 +295,7 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
         bail!("the first child (PID {first}) exited with {first_code}");
     }
     let n = next_note(&note_r, "the daemon's re-parenting")?;
-    if n.a != NOTE_REPARENTED {
+    if n.kind() != Some(Said::Reparented) {
         bail!("the daemon (PID {daemon}) was not re-parented to PID {me}");
     }
     ctx.act_at(
@@ -303,7 +308,7 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.say_for(n.pid, n.t_ns, "pdeathsig", &[("first", &first)]);
     ctx.pause(2000)?;
     let n = next_note(&note_r, "the daemon's detaching")?;
-    if n.a != NOTE_DETACHED {
+    if n.kind() != Some(Said::Detached) {
         bail!("the daemon (PID {daemon}) could not detach");
     }
     ctx.say_for(n.pid, n.t_ns, "detach", &[]);
@@ -387,7 +392,7 @@ fn first_child(main: i32, note_fd: RawFd, go_fd: RawFd) -> i32 {
         Ok(sid) => i64::from(sid.as_raw()),
         Err(_) => -1,
     };
-    Note::send(note_fd, NOTE_SETSID, sid);
+    Note::tell(note_fd, Said::Setsid, sid);
     if sid < 0 {
         return 2;
     }
@@ -409,7 +414,7 @@ fn first_child(main: i32, note_fd: RawFd, go_fd: RawFd) -> i32 {
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             // SAFETY: close(2) of our copy of the read end; async-signal-safe.
             unsafe { nix::libc::close(alive[0]) };
-            Note::send(note_fd, NOTE_FORKED, i64::from(child.as_raw()));
+            Note::tell(note_fd, Said::Forked, i64::from(child.as_raw()));
             let mut byte = [0u8; 1];
             // SAFETY: read(2) into a stack buffer; async-signal-safe.
             unsafe { nix::libc::read(go_fd, byte.as_mut_ptr().cast(), 1) };
@@ -428,7 +433,7 @@ fn daemon_child(main: i32, note_fd: RawFd, creator_alive: RawFd) -> ! {
     use nix::libc;
     let creator = nix::unistd::getppid().as_raw();
     let sid = nix::unistd::getsid(None).map_or(-1, |s| i64::from(s.as_raw()));
-    Note::send(note_fd, NOTE_HELLO, sid);
+    Note::tell(note_fd, Said::Hello, sid);
     // Sleep until the first child has exited (end of file on its pipe), then wait
     // (bounded) until the kernel has given us a new parent: the pipe closes a moment
     // before the exiting process hands its children over. PR_SET_PDEATHSIG fires when
@@ -448,7 +453,7 @@ fn daemon_child(main: i32, note_fd: RawFd, creator_alive: RawFd) -> ! {
         unsafe { libc::close(creator_alive) };
     }
     crate::procs::await_adoption(creator, main);
-    Note::send(note_fd, NOTE_REPARENTED, 0);
+    Note::tell(note_fd, Said::Reparented, 0);
     // Detach from everything inherited: the working directory, the file mode mask, the
     // terminal or pipes on the standard streams, every other descriptor.
     // SAFETY: chdir, umask, open, dup2 and close are async-signal-safe; the paths are
@@ -471,7 +476,7 @@ fn daemon_child(main: i32, note_fd: RawFd, creator_alive: RawFd) -> ! {
             }
         }
     }
-    Note::send(note_fd, NOTE_DETACHED, 0);
+    Note::tell(note_fd, Said::Detached, 0);
     // SAFETY: close(2) of our own descriptor; async-signal-safe.
     unsafe { libc::close(note_fd) };
     loop {

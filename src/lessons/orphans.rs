@@ -57,14 +57,18 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 const ACQUIRE_TIMEOUT_MS: u64 = 2500;
 const ACQUIRE_TIMEOUT_MIN_MS: u64 = 60;
 
-/// What a note says (`Note::a`).
-const NOTE_FORKED: i64 = 1;
-const NOTE_HELLO: i64 = 2;
-const NOTE_REPARENTED: i64 = 3;
-const NOTE_ACQUIRED: i64 = 4;
-const NOTE_WAITING: i64 = 5;
-const NOTE_WAITED: i64 = 6;
-const NOTE_FAILED: i64 = -1;
+crate::note_kinds! {
+    /// What a note of this lesson's processes says (`Note::a`).
+    enum Said {
+        Forked = 1,
+        Hello = 2,
+        Reparented = 3,
+        Acquired = 4,
+        Waiting = 5,
+        Waited = 6,
+        Failed = -1,
+    }
+}
 
 fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let children = opts.get("children") as usize;
@@ -280,7 +284,7 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
     let raw = RawSem(sem.as_ptr());
     let child_body = move || {
         let got = sem_try_acquire(raw);
-        Note::send(note_fd, NOTE_ACQUIRED, i64::from(got));
+        Note::tell(note_fd, Said::Acquired, i64::from(got));
         loop {
             nix::unistd::pause();
         }
@@ -289,7 +293,7 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
     // no allocation, no lock), Note::send (clock_gettime, getpid, getppid, write) and
     // pause(2); a signal ends it.
     let holder = unsafe { ctx.fork("holder", child_body) }?;
-    let note = expect_note(&note_r, NOTE_ACQUIRED, "the holder's acquire")?;
+    let note = expect_note(&note_r, Said::Acquired, "the holder's acquire")?;
     if note.b != 1 {
         bail!("the holder (PID {holder}) could not take a free lock");
     }
@@ -318,9 +322,9 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
     let timeout_ms = ((ACQUIRE_TIMEOUT_MS as f64 * ctx.speed) as u64).max(ACQUIRE_TIMEOUT_MIN_MS);
     ctx.step("next", &[("ms", &timeout_ms)])?;
     let child_body = move || {
-        Note::send(note_fd, NOTE_WAITING, timeout_ms as i64);
+        Note::tell(note_fd, Said::Waiting, timeout_ms as i64);
         let got = sem_acquire_timeout(raw, timeout_ms);
-        Note::send(note_fd, NOTE_WAITED, got);
+        Note::tell(note_fd, Said::Waited, got);
         0
     };
     // SAFETY: the next process only calls Note::send, sem_timedwait (clock_gettime,
@@ -328,7 +332,7 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
     // and returns its result to _exit.
     let next = unsafe { ctx.fork("next", child_body) }?;
     drop(note_w);
-    let waiting = expect_note(&note_r, NOTE_WAITING, "the next process")?;
+    let waiting = expect_note(&note_r, Said::Waiting, "the next process")?;
     ctx.act_at(
         next.as_raw(),
         waiting.t_ns,
@@ -354,7 +358,7 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
             &[("pid", &next), ("state", &state), ("wchan", &wchan)],
         );
     }
-    let waited = expect_note(&note_r, NOTE_WAITED, "the next process's acquire")?;
+    let waited = expect_note(&note_r, Said::Waited, "the next process's acquire")?;
     let got = match waited.b {
         1 => true,
         0 => false,
@@ -441,9 +445,9 @@ fn start_family(
     for _ in 0..2 {
         let n = Note::recv(&note_r, TIMEOUT)?
             .with_context(|| format!("no word from {child_name} (PID {child}) and its child"))?;
-        match n.a {
-            NOTE_FORKED => forked = Some(n),
-            NOTE_HELLO => hello = Some(n),
+        match n.kind() {
+            Some(Said::Forked) => forked = Some(n),
+            Some(Said::Hello) => hello = Some(n),
             _ => {
                 return Err(procs::fork_error(
                     &format!("fork() in {child_name} (PID {child})"),
@@ -478,7 +482,7 @@ fn reparented(ctx: &mut Ctx<'_>, family: &Family) -> Result<i32> {
     let gc = family.grandchild;
     let n = Note::recv(&family.notes, TIMEOUT)?
         .with_context(|| format!("no word from PID {gc} after its parent ended"))?;
-    if n.a != NOTE_REPARENTED {
+    if n.kind() != Some(Said::Reparented) {
         bail!("PID {gc} was not re-parented to the main process");
     }
     ctx.act_at(
@@ -531,7 +535,7 @@ fn middle(main: i32, note_fd: RawFd, go_fd: RawFd, gc_go_fd: RawFd, ending: Endi
                 libc::close(alive[0]);
                 libc::close(gc_go_fd);
             }
-            Note::send(note_fd, NOTE_FORKED, i64::from(child.as_raw()));
+            Note::tell(note_fd, Said::Forked, i64::from(child.as_raw()));
             match ending {
                 Ending::WhenTold => {
                     read_byte(go_fd);
@@ -543,7 +547,7 @@ fn middle(main: i32, note_fd: RawFd, go_fd: RawFd, gc_go_fd: RawFd, ending: Endi
             }
         }
         Err(errno) => {
-            Note::send(note_fd, NOTE_FAILED, errno as i64);
+            Note::tell(note_fd, Said::Failed, errno as i64);
             3
         }
     }
@@ -553,7 +557,7 @@ fn middle(main: i32, note_fd: RawFd, go_fd: RawFd, gc_go_fd: RawFd, ending: Endi
 /// exit when told on `go_fd` (or, if it is -1, wait for a signal).
 fn grandchild(main: i32, note_fd: RawFd, creator_alive: RawFd, go_fd: RawFd) -> ! {
     let creator = nix::unistd::getppid().as_raw();
-    Note::send(note_fd, NOTE_HELLO, 0);
+    Note::tell(note_fd, Said::Hello, 0);
     if creator_alive >= 0 {
         read_byte(creator_alive);
         // SAFETY: close(2) of our own descriptor; async-signal-safe.
@@ -562,7 +566,7 @@ fn grandchild(main: i32, note_fd: RawFd, creator_alive: RawFd, go_fd: RawFd) -> 
     // The pipe closes a moment before the exiting process hands its children over: wait
     // (bounded) for the new parent. Any other one means the main process is gone.
     crate::procs::await_adoption(creator, main);
-    Note::send(note_fd, NOTE_REPARENTED, i64::from(creator));
+    Note::tell(note_fd, Said::Reparented, i64::from(creator));
     if go_fd >= 0 {
         read_byte(go_fd);
         // SAFETY: _exit is async-signal-safe.
@@ -585,9 +589,9 @@ fn read_byte(fd: RawFd) {
     }
 }
 
-fn expect_note(r: &OwnedFd, want: i64, what: &str) -> Result<Note> {
+fn expect_note(r: &OwnedFd, want: Said, what: &str) -> Result<Note> {
     let n = Note::recv(r, TIMEOUT)?.with_context(|| format!("no word from {what}"))?;
-    if n.a != want {
+    if n.kind() != Some(want) {
         bail!("unexpected word from {what}");
     }
     Ok(n)

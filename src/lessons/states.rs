@@ -50,10 +50,15 @@ const MAX_SAMPLES: usize = 40;
 /// (every 2 ms) to see it runnable.
 const WAKE_CPU_NS: u64 = 6_000_000;
 
-/// Note kinds of the reader.
-const READER_WOKE: i64 = 1;
-/// Note kinds of the children that end.
-const ENDING_HELLO: i64 = 0;
+crate::note_kinds! {
+    /// What a note of this lesson's children says (`Note::a`).
+    enum Said {
+        /// Note kinds of the reader.
+        ReaderWoke = 1,
+        /// Note kinds of the children that end.
+        EndingHello = 0,
+    }
+}
 
 /// A little pure computation on the stack, so that the CPU has work to do.
 fn churn(x: &mut u64) {
@@ -106,7 +111,7 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
             churn(&mut x);
         }
         std::hint::black_box(x);
-        Note::send(nfd, READER_WOKE, n as i64);
+        Note::tell(nfd, Said::ReaderWoke, n as i64);
         0
     };
     // SAFETY: the child calls read(2), clock_gettime and Note::send only and computes on
@@ -355,7 +360,7 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
 
     let child_body = move || {
         wait_for_go(gfd);
-        Note::send(nfd, ENDING_HELLO, 0);
+        Note::tell(nfd, Said::EndingHello, 0);
         0
     };
     // 1. Normal exit: the work is done.
@@ -382,10 +387,14 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
         if fd >= 0 {
             // SAFETY: close(2) of a descriptor this forked child owns; async-signal-safe.
             unsafe { nix::libc::close(fd) };
-            Note::send(nfd, ENDING_HELLO, 0);
+            Note::tell(nfd, Said::EndingHello, 0);
             return 0;
         }
-        Note::send(nfd, ENDING_HELLO, i64::from(nix::errno::Errno::last_raw()));
+        Note::tell(
+            nfd,
+            Said::EndingHello,
+            i64::from(nix::errno::Errno::last_raw()),
+        );
         1
     };
     // SAFETY: the child calls read(2), open(2), close(2), Note::send (errno is a
@@ -422,7 +431,7 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
 
     let child_body = move || {
         wait_for_go(gfd);
-        Note::send(nfd, ENDING_HELLO, 0);
+        Note::tell(nfd, Said::EndingHello, 0);
         loop {
             nix::unistd::pause();
         }
@@ -472,7 +481,7 @@ fn fork_fatal(ctx: &mut Ctx<'_>, gfd: i32, nfd: i32) -> Result<Pid> {
         unsafe {
             nix::libc::prctl(nix::libc::PR_SET_DUMPABLE, 0, 0, 0, 0)
         };
-        Note::send(nfd, ENDING_HELLO, addr as i64);
+        Note::tell(nfd, Said::EndingHello, addr as i64);
         // SAFETY: a store to a page this process mapped PROT_NONE on purpose: the
         // kernel answers with SIGSEGV, which is what this child is for; no Rust value lives
         // there.

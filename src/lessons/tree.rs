@@ -43,18 +43,22 @@ pub static LESSON: LessonDef = LessonDef {
 /// How long a process gets to report or to reach a state; far more than it needs.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What the notes of the lesson's processes say (`Note::a`); `b` is the number after it.
-/// `b` = the process group the writer is in after `setpgid`.
-const NOTE_HELLO: i64 = 1;
-/// `b` = the pid `fork()` returned.
-const NOTE_FORKED: i64 = 2;
-/// `b` = the new process group, after `setpgid(0, 0)`.
-const NOTE_MOVED: i64 = 3;
-/// The writer has a new parent (`Note::ppid`).
-const NOTE_REPARENTED: i64 = 4;
-/// A call failed: `b` = errno.
-const NOTE_FORK_FAILED: i64 = -1;
-const NOTE_SETPGID_FAILED: i64 = -2;
+crate::note_kinds! {
+    /// What a note of the tree's processes says (`Note::a`); `b` is the number after it.
+    enum Said {
+        /// `b` = the process group the writer is in after `setpgid`.
+        Hello = 1,
+        /// `b` = the pid `fork()` returned.
+        Forked = 2,
+        /// `b` = the new process group, after `setpgid(0, 0)`.
+        Moved = 3,
+        /// The writer has a new parent (`Note::ppid`).
+        Reparented = 4,
+        /// A call failed: `b` = errno.
+        ForkFailed = -1,
+        SetpgidFailed = -2,
+    }
+}
 
 /// The names of the four processes.
 const CHILDREN: [&str; 2] = ["child-1", "child-2"];
@@ -88,7 +92,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     let survivor = tree.grandchildren[1];
     ctx.say("ask_move", &[("pid", &survivor)]);
     nix::unistd::write(&tree.move_w, b"m").context("write() to gchild-2's pipe")?;
-    let moved = tree.note(&[NOTE_MOVED], "gchild-2's setpgid(0, 0)")?;
+    let moved = tree.note(&[Said::Moved], "gchild-2's setpgid(0, 0)")?;
     ctx.act_at(
         moved.pid,
         moved.t_ns,
@@ -176,7 +180,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     ctx.pause(2500)?;
 
     // The survivor lost its parent (child-2) and was handed to us.
-    let n = tree.note(&[NOTE_REPARENTED], "gchild-2 after its parent's end")?;
+    let n = tree.note(&[Said::Reparented], "gchild-2 after its parent's end")?;
     let alive = matches!(crate::sys::proc::state(survivor.as_raw()), Some(s) if s != 'Z');
     ctx.act_at(
         n.pid,
@@ -240,7 +244,7 @@ impl Tree {
     /// The next note, which must be one of `kinds` (a failure's note becomes its error).
     /// Waits in short slices, so that a stop of the run (Ctrl-C) ends the wait at once:
     /// the survivor holds its copy of the pipe until the very end.
-    fn note(&self, kinds: &[i64], what: &str) -> Result<Note> {
+    fn note(&self, kinds: &[Said], what: &str) -> Result<Note> {
         let deadline = Instant::now() + TIMEOUT;
         let n = loop {
             if procs::stop_reason().is_some() {
@@ -257,7 +261,7 @@ impl Tree {
             std::thread::sleep(Duration::from_millis(1)); // end of file: do not spin
         };
         check_note(&n)?;
-        if !kinds.contains(&n.a) {
+        if !n.kind().is_some_and(|k| kinds.contains(&k)) {
             bail!(
                 "unexpected note {} from PID {} while waiting for {what}",
                 n.a,
@@ -271,12 +275,12 @@ impl Tree {
 /// A note that reports a failure, as an error.
 fn check_note(n: &Note) -> Result<()> {
     let errno = nix::errno::Errno::from_raw(n.b as i32);
-    match n.a {
-        NOTE_FORK_FAILED => Err(procs::fork_error(
+    match n.kind() {
+        Some(Said::ForkFailed) => Err(procs::fork_error(
             &format!("fork() in PID {}", n.pid),
             errno,
         )),
-        NOTE_SETPGID_FAILED => bail!("setpgid() in PID {} failed: {errno}", n.pid),
+        Some(Said::SetpgidFailed) => bail!("setpgid() in PID {} failed: {errno}", n.pid),
         _ => Ok(()),
     }
 }
@@ -323,11 +327,11 @@ fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
     };
     let mut notes = Vec::new();
     for _ in 0..6 {
-        notes.push(tree.note(&[NOTE_HELLO, NOTE_FORKED], "the new processes")?);
+        notes.push(tree.note(&[Said::Hello, Said::Forked], "the new processes")?);
     }
     notes.sort_by_key(|n| n.t_ns);
     let index = |pid: i32| children.iter().position(|c| c.as_raw() == pid);
-    for n in notes.iter().filter(|n| n.a == NOTE_FORKED) {
+    for n in notes.iter().filter(|n| n.kind() == Some(Said::Forked)) {
         if let Some(i) = index(n.pid) {
             tree.grandchildren[i] = Pid::from_raw(n.b as i32);
         }
@@ -346,7 +350,10 @@ fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
     for (i, gc) in tree.grandchildren.iter().enumerate() {
         let t = notes
             .iter()
-            .filter(|n| n.pid == gc.as_raw() || (n.a == NOTE_FORKED && n.b == gc.as_raw() as i64))
+            .filter(|n| {
+                n.pid == gc.as_raw()
+                    || (n.kind() == Some(Said::Forked) && n.b == gc.as_raw() as i64)
+            })
             .map(|n| n.t_ns)
             .min()
             .unwrap_or_else(now_ns);
@@ -359,8 +366,8 @@ fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
         );
     }
     for n in &notes {
-        match (n.a, index(n.pid)) {
-            (NOTE_HELLO, Some(i)) => {
+        match (n.kind(), index(n.pid)) {
+            (Some(Said::Hello), Some(i)) => {
                 ctx.act_at(n.pid, n.t_ns, "setpgid", &[("pgid", ObsValue::Int(n.b))]);
                 let key = if i == 0 { "c1_hello" } else { "c2_hello" };
                 ctx.say_for(
@@ -370,10 +377,10 @@ fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
                     &[("pid", &n.pid), ("ppid", &n.ppid), ("pgid", &n.b)],
                 );
             }
-            (NOTE_FORKED, Some(_)) => {
+            (Some(Said::Forked), Some(_)) => {
                 ctx.say_for(n.pid, n.t_ns, "c_forked", &[("child", &n.b)]);
             }
-            (NOTE_HELLO, None) => {
+            (Some(Said::Hello), None) => {
                 let parent = ctx.name_of(n.ppid);
                 ctx.say_for(
                     n.pid,
@@ -572,24 +579,24 @@ fn child(group: i32, main: i32, note_fd: RawFd, mover: Option<RawFd>) -> i32 {
     use nix::libc;
     // SAFETY: setpgid(2) and getpgrp(2) are async-signal-safe.
     if unsafe { libc::setpgid(0, group) } != 0 {
-        Note::send(
+        Note::tell(
             note_fd,
-            NOTE_SETPGID_FAILED,
+            Said::SetpgidFailed,
             nix::errno::Errno::last_raw() as i64,
         );
         return 2;
     }
     // SAFETY: as above.
-    Note::send(note_fd, NOTE_HELLO, i64::from(unsafe { libc::getpgrp() }));
+    Note::tell(note_fd, Said::Hello, i64::from(unsafe { libc::getpgrp() }));
     let me = nix::unistd::getpid().as_raw();
     // For the grandchild that will outlive this process: a pipe whose write end only this
     // process holds, so the grandchild reads end of file the moment this process ends.
     let mut alive: [libc::c_int; 2] = [-1, -1];
     // SAFETY: pipe(2) into a stack array; async-signal-safe.
     if mover.is_some() && unsafe { libc::pipe(alive.as_mut_ptr()) } != 0 {
-        Note::send(
+        Note::tell(
             note_fd,
-            NOTE_FORK_FAILED,
+            Said::ForkFailed,
             nix::errno::Errno::last_raw() as i64,
         );
         return 3;
@@ -609,13 +616,13 @@ fn child(group: i32, main: i32, note_fd: RawFd, mover: Option<RawFd>) -> i32 {
                 // SAFETY: close(2) of our copy of the read end; async-signal-safe.
                 unsafe { libc::close(alive[0]) };
             }
-            Note::send(note_fd, NOTE_FORKED, i64::from(child.as_raw()));
+            Note::tell(note_fd, Said::Forked, i64::from(child.as_raw()));
             loop {
                 nix::unistd::pause();
             }
         }
         Err(errno) => {
-            Note::send(note_fd, NOTE_FORK_FAILED, errno as i64);
+            Note::tell(note_fd, Said::ForkFailed, errno as i64);
             3
         }
     }
@@ -631,13 +638,13 @@ fn grandchild(parent: i32, main: i32, note_fd: RawFd, mover: Option<(RawFd, RawF
     let Some((move_fd, alive_fd)) = mover else {
         crate::procs::die_with_parent_now(parent);
         // SAFETY: getpgrp(2) is async-signal-safe.
-        Note::send(note_fd, NOTE_HELLO, i64::from(unsafe { libc::getpgrp() }));
+        Note::tell(note_fd, Said::Hello, i64::from(unsafe { libc::getpgrp() }));
         loop {
             nix::unistd::pause();
         }
     };
     // SAFETY: getpgrp(2) is async-signal-safe.
-    Note::send(note_fd, NOTE_HELLO, i64::from(unsafe { libc::getpgrp() }));
+    Note::tell(note_fd, Said::Hello, i64::from(unsafe { libc::getpgrp() }));
     let mut fds = [
         libc::pollfd {
             fd: move_fd,
@@ -668,10 +675,10 @@ fn grandchild(parent: i32, main: i32, note_fd: RawFd, mover: Option<(RawFd, RawF
                 if unsafe { libc::setpgid(0, 0) } == 0 {
                     // SAFETY: getpgrp(2): async-signal-safe.
                     let group = unsafe { libc::getpgrp() };
-                    Note::send(note_fd, NOTE_MOVED, i64::from(group));
+                    Note::tell(note_fd, Said::Moved, i64::from(group));
                 } else {
                     let e = nix::errno::Errno::last_raw() as i64;
-                    Note::send(note_fd, NOTE_SETPGID_FAILED, e);
+                    Note::tell(note_fd, Said::SetpgidFailed, e);
                 }
             }
             fds[0].fd = -1; // asked once: poll() skips a negative descriptor
@@ -683,7 +690,7 @@ fn grandchild(parent: i32, main: i32, note_fd: RawFd, mover: Option<(RawFd, RawF
     // The pipe closes a moment before the exiting parent hands its children over: wait
     // (bounded) for the new parent.
     crate::procs::await_adoption(parent, main);
-    Note::send(note_fd, NOTE_REPARENTED, 0);
+    Note::tell(note_fd, Said::Reparented, 0);
     loop {
         nix::unistd::pause();
     }
