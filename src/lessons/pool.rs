@@ -10,8 +10,10 @@
 //! returns, and a callback runs in the main process, never in a worker.
 //!
 //! The pool's size defaults to the number of CPUs this process may use
-//! (`sched_getaffinity`, as `os.process_cpu_count()` and `Pool()` count them); `--workers
-//! 0` (the default) means exactly that, another value overrides it.
+//! (`sched_getaffinity`, as `os.process_cpu_count()` and so `Pool()` count them from
+//! Python 3.13; up to 3.12 `Pool()` takes `os.cpu_count()`, the CPUs online); `--workers
+//! 0` (the default) means exactly that, another value overrides it. (CPython's `Pool(0)`
+//! is a `ValueError`, not the default.)
 
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
@@ -656,7 +658,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     );
     ctx.pause(1500)?;
     if asked == 0 {
-        ctx.say("size_default", &[("size", &size)]);
+        ctx.say("size_default", &[("size", &size), ("online", &online)]);
     } else {
         ctx.say("size_given", &[("size", &size), ("usable", &usable)]);
     }
@@ -692,9 +694,21 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.step("apply", &[("main", &me)])?;
     ctx.say("apply_intro", &[("n", &apply_n)]);
     ctx.pause(1200)?;
-    let (job, r, started) = call(ctx, &mut pool, "apply", &[apply_n], None)?;
+    // While apply waits, what is its caller doing? The handler thread looks at the
+    // calling thread's state just before it hands the result over (where CPython's result
+    // handler runs a callback, before it sets the result's event): the caller is still
+    // waiting then, and the kernel says how.
+    let caller = nix::unistd::gettid().as_raw();
+    let (st_tx, st_rx) = mpsc::channel::<char>();
+    let probe: Callback = Box::new(move |_: &[Done]| {
+        let _ = st_tx.send(crate::observe::state_of(caller).unwrap_or('?'));
+    });
+    let (job, r, started) = call(ctx, &mut pool, "apply", &[apply_n], Some(probe))?;
     let apply_res = r.get(bound)?;
     let t_ret = returned(ctx, "apply", job); // right after apply returned
+    let caller_state = st_rx
+        .recv_timeout(Duration::from_secs(5))
+        .context("the handler did not look at the caller of apply")?;
     let d = apply_res.first().context("apply gave no result")?;
     ctx.say(
         "apply_done",
@@ -703,10 +717,17 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
             ("result", &d.result),
             ("pid", &d.pid),
             ("task_ms", &fmt_ms(d.task_ms())),
+            ("state", &caller_state),
         ],
     );
     let waited = t_ret >= d.t_done;
     ctx.claim("apply_returned_after_task_done", waited, "== true", waited);
+    ctx.claim(
+        "apply_caller_state",
+        caller_state.to_string(),
+        "== \"S\"",
+        caller_state == 'S',
+    );
     ctx.pause(2000)?;
 
     // --- apply_async: returns at once; the callback runs later, in the main process.

@@ -5,9 +5,11 @@
 //! Without the lock, `v.value += 1` is a read then a write, and updates are lost. The loss
 //! is staged so it happens on every run, on one core or many: each worker stops at a gate
 //! between its read and its write, and the gate opens only once every worker has read
-//! (then again once every worker has written). With the lock (a process-shared semaphore
-//! in the same page, like the semaphore behind Python's `get_lock()`), the read and the
-//! write happen together and the total is exact.
+//! (then again once every worker has written). With the lock, the read and the write
+//! happen together and the total is exact. The lock is a process-shared semaphore in the
+//! same page (`sem_init`, `pshared = 1`): a stand-in for CPython's `get_lock()`, which is
+//! an `RLock`, a separate named semaphore (`sem_open`); both put their waiters to sleep
+//! in `futex()`.
 
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
