@@ -701,7 +701,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let caller = nix::unistd::gettid().as_raw();
     let (st_tx, st_rx) = mpsc::channel::<char>();
     let probe: Callback = Box::new(move |_: &[Done]| {
-        let _ = st_tx.send(crate::observe::state_of(caller).unwrap_or('?'));
+        let _ = st_tx.send(crate::sys::proc::state(caller).unwrap_or('?'));
     });
     let (job, r, started) = call(ctx, &mut pool, "apply", &[apply_n], Some(probe))?;
     let apply_res = r.get(bound)?;
