@@ -9,6 +9,7 @@ use crate::event::{now_ns, Event, How, Kind, ObsValue};
 use crate::narrate::Sink;
 use crate::observe::Observer;
 use crate::procs;
+use crate::voice::Voice;
 use crate::words::{fill, Args, Lang, Words};
 use anyhow::{anyhow, bail, Context, Result};
 use ipc_channel::ipc::{IpcOneShotServer, IpcSender};
@@ -166,6 +167,7 @@ pub struct Ctx<'a> {
     pub dir: PathBuf,
     pub words: Words,
     sink: Sink,
+    voice: Voice,
     observer: &'a Observer,
     step_n: u32,
     names: HashMap<i32, String>,
@@ -191,6 +193,7 @@ impl<'a> Ctx<'a> {
             speed,
             main_pid,
             dir,
+            voice: Voice::new(sink.clone(), words.clone(), lang, main_pid),
             words,
             sink,
             observer,
@@ -212,10 +215,6 @@ impl<'a> Ctx<'a> {
         self.sink.emit(ev);
     }
 
-    pub fn sink(&self) -> Sink {
-        self.sink.clone()
-    }
-
     /// The name a pid was given when it started.
     pub fn name_of(&self, pid: i32) -> String {
         self.names
@@ -224,40 +223,31 @@ impl<'a> Ctx<'a> {
             .unwrap_or_else(|| format!("pid-{pid}"))
     }
 
+    /// The main process's voice, for a thread of the lesson to narrate with.
+    pub fn voice(&self) -> Voice {
+        self.voice.clone()
+    }
+
     /// The main process narrates a line.
     pub fn say(&self, key: &str, args: Args<'_>) {
-        self.say_for(self.main_pid, now_ns(), key, args);
+        self.voice.say(key, args);
     }
 
     /// Narrate a line about `pid`, stamped at `t_ns` (a forked child's own stamp).
     pub fn say_for(&self, pid: i32, t_ns: u64, key: &str, args: Args<'_>) {
-        self.sink.emit(Event {
-            t_ns,
-            pid,
-            kind: self.words.say(self.lang, key, args),
-        });
+        self.voice.say_for(pid, t_ns, key, args);
     }
 
-    /// A lesson's own event about `pid`, stamped at `t_ns`.
     /// A quantity of the lesson (tasks done, items in the queue, free permits) as it now
     /// stands: a bar in the live panel. `gauge` names it (`ui.gauge_<gauge>` labels it).
     pub fn gauge(&self, gauge: &str, value: i64, max: i64) {
-        let name = self.name_of(self.main_pid);
-        let kind = Kind::gauge(&name, gauge, value, max);
-        self.sink.emit(Event::now(self.main_pid, kind));
+        self.voice.gauge(gauge, value, max);
     }
 
+    /// A lesson's own event about `pid`, stamped at `t_ns`.
     pub fn act_at(&self, pid: i32, t_ns: u64, act: &str, fields: &[(&str, ObsValue)]) {
-        let mut all = vec![("name".to_string(), ObsValue::from(self.name_of(pid)))];
-        all.extend(fields.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        self.sink.emit(Event {
-            t_ns,
-            pid,
-            kind: Kind::Act {
-                act: act.into(),
-                fields: all,
-            },
-        });
+        self.voice
+            .act_at(pid, &self.name_of(pid), t_ns, act, fields);
     }
 
     /// A step: a title and, for a lecture, a command to see it from outside. In step mode

@@ -21,6 +21,7 @@ pub mod procs;
 pub mod quiz;
 pub mod sys;
 pub mod term;
+pub mod voice;
 pub mod words;
 
 use anyhow::Result;

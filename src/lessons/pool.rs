@@ -18,10 +18,9 @@
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
 use crate::ctx::{ChildProc, Ctx, Stopped};
-use crate::event::{now_ns, Event, Kind, ObsValue};
-use crate::narrate::Sink;
+use crate::event::{now_ns, ObsValue};
 use crate::procs;
-use crate::words::{Lang, Words};
+use crate::voice::Voice;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -294,19 +293,6 @@ impl AsyncResult {
 #[error("ValueError: Pool is still running")]
 struct StillRunning;
 
-/// The pool's tasks done against tasks submitted, shown as a bar in the live panel.
-struct TasksGauge {
-    sink: Sink,
-    pid: i32,
-}
-
-impl TasksGauge {
-    fn show(&self, done: i64, of: i64) {
-        let kind = Kind::gauge("main", "tasks", done, of);
-        self.sink.emit(Event::now(self.pid, kind));
-    }
-}
-
 /// A pool of spawned workers.
 struct Pool {
     pids: Vec<Pid>,
@@ -344,10 +330,8 @@ impl Pool {
             proxies.push(ptx);
             proxy_threads.push(t);
         }
-        let gauge = TasksGauge {
-            sink: ctx.sink(),
-            pid: ctx.main_pid,
-        };
+        // The handler narrates the pool's progress as the main process.
+        let gauge = ctx.voice();
         let handler = procs::thread("pool-handler", move || {
             handle(&rx, &proxies, proxy_threads, &gauge)
         })?;
@@ -449,7 +433,7 @@ fn handle(
     rx: &mpsc::Receiver<Msg>,
     proxies: &[mpsc::Sender<Option<String>>],
     proxy_threads: Vec<JoinHandle<()>>,
-    gauge: &TasksGauge,
+    gauge: &Voice,
 ) -> Result<()> {
     let (mut submitted, mut finished) = (0_i64, 0_i64);
     let mut idle: VecDeque<usize> = (0..proxies.len()).collect();
@@ -487,7 +471,7 @@ fn handle(
                     },
                 );
                 submitted += tasks.len() as i64;
-                gauge.show(finished, submitted);
+                gauge.gauge("tasks", finished, submitted);
                 queue.extend(tasks);
             }
             Ok(Msg::Result { worker, reply }) => {
@@ -505,7 +489,7 @@ fn handle(
                     j.results[slot] = Some(done.clone());
                     j.left -= 1;
                     finished += 1;
-                    gauge.show(finished, submitted);
+                    gauge.gauge("tasks", finished, submitted);
                 }
                 if j.left == 0 {
                     if let Some(mut j) = jobs.remove(&done.job) {
@@ -538,45 +522,20 @@ fn handle(
 // ---------------------------------------------------------------------------------------
 // The lesson.
 
-/// What a callback needs to narrate from the handler thread, as the main process.
-#[derive(Clone)]
-struct Voice {
-    sink: Sink,
-    words: Words,
-    lang: Lang,
-    main: i32,
-}
-
-impl Voice {
-    fn new(ctx: &Ctx<'_>) -> Voice {
-        Voice {
-            sink: ctx.sink(),
-            words: ctx.words.clone(),
-            lang: ctx.lang,
-            main: ctx.main_pid,
-        }
-    }
-
-    /// The `callback` event, stamped as the callback runs, about the main process.
-    fn callback(&self, call: &str, job: u32, results: &[Done]) {
-        self.sink.emit(Event::now(
-            self.main,
-            Kind::Act {
-                act: "callback".into(),
-                fields: vec![
-                    ("name".into(), "main".into()),
-                    ("call".into(), call.into()),
-                    ("job".into(), job.into()),
-                    ("results".into(), results.len().into()),
-                ],
-            },
-        ));
-    }
-
-    fn say(&self, key: &str, args: crate::words::Args<'_>) {
-        self.sink
-            .emit(Event::now(self.main, self.words.say(self.lang, key, args)));
-    }
+/// The `callback` event, stamped as the callback runs (in the handler thread), about the
+/// main process.
+fn tell_callback(voice: &Voice, call: &str, job: u32, results: &[Done]) {
+    voice.act_at(
+        nix::unistd::getpid().as_raw(),
+        "main",
+        now_ns(),
+        "callback",
+        &[
+            ("call", call.into()),
+            ("job", job.into()),
+            ("results", results.len().into()),
+        ],
+    );
 }
 
 fn ms_since(t: Instant) -> f64 {
@@ -734,13 +693,13 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.step("apply_async", &[("main", &me)])?;
     ctx.say("apply_async_intro", &[("n", &apply_n)]);
     ctx.pause(1200)?;
-    let voice = Voice::new(ctx);
+    let voice = ctx.voice();
     let cb_voice = voice.clone();
     let (cb_tx, cb_rx) = mpsc::channel::<i32>();
     let cb_job = pool.next_job + 1;
     let callback: Callback = Box::new(move |results: &[Done]| {
         let pid = nix::unistd::getpid().as_raw(); // where the callback really runs
-        cb_voice.callback("apply_async", cb_job, results);
+        tell_callback(&cb_voice, "apply_async", cb_job, results);
         let (result, worker) = results.first().map_or((0, 0), |d| (d.result, d.pid));
         cb_voice.say(
             "callback_apply",
@@ -831,7 +790,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let (cb_tx, cb_rx) = mpsc::channel::<i32>();
     let callback: Callback = Box::new(move |results: &[Done]| {
         let pid = nix::unistd::getpid().as_raw();
-        cb_voice.callback("map_async", cb_job, results);
+        tell_callback(&cb_voice, "map_async", cb_job, results);
         cb_voice.say("callback_map", &[("count", &results.len()), ("pid", &pid)]);
         let _ = cb_tx.send(pid);
     });
