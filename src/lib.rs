@@ -31,7 +31,7 @@ use event::{Event, Kind};
 use lessons::{LessonDef, Opts};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use words::{ui, Lang};
+use words::Lang;
 
 /// The program: parse, run, exit code.
 pub fn main() -> ExitCode {
@@ -142,7 +142,7 @@ fn set_color(g: &cli::Globals) {
 
 /// `mp-demo list`.
 fn list(lang: Lang) -> String {
-    let mut out = format!("{}\n", ui(lang, "list_header", &[]));
+    let mut out = format!("{}\n", crate::ui!(lang, "list_header", &[]));
     let width = lessons::LESSONS
         .iter()
         .map(|l| l.name.len())
@@ -204,13 +204,16 @@ fn explain(def: &LessonDef, lang: Lang) -> Result<String> {
         }
         out.push('\n');
     }
-    out.push_str(&format!("{}\n", ui(lang, "explain_python", &[]).bold()));
+    out.push_str(&format!(
+        "{}\n",
+        crate::ui!(lang, "explain_python", &[]).bold()
+    ));
     for line in meta.python.trim_end().lines() {
         out.push_str(&format!("    {}\n", line.bright_white()));
     }
     out.push('\n');
     let file = def.name.replace('-', "_");
-    let run = ui(
+    let run = crate::ui!(
         lang,
         "explain_python_run",
         &[("lesson", &def.name), ("file", &file)],
@@ -220,9 +223,9 @@ fn explain(def: &LessonDef, lang: Lang) -> Result<String> {
     }
     out.push_str(&format!(
         "\n{}\n    {}\n\n{}\n",
-        ui(lang, "explain_syscalls", &[]).bold(),
+        crate::ui!(lang, "explain_syscalls", &[]).bold(),
         meta.syscalls.join(", "),
-        ui(lang, "explain_run", &[("lesson", &def.name)]).dimmed()
+        crate::ui!(lang, "explain_run", &[("lesson", &def.name)]).dimmed()
     ));
     Ok(out)
 }
@@ -291,7 +294,7 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
     }
     for (flag, on) in [("--step", g.step), ("--quiz", g.quiz)] {
         if on && !term::has_terminal() {
-            return usage_error(&ui(lang, "needs_terminal", &[("option", &flag)]));
+            return usage_error(&crate::ui!(lang, "needs_terminal", &[("option", &flag)]));
         }
     }
     let trace_file = match &g.trace {
@@ -340,7 +343,7 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
             std::io::BufWriter::new(f),
         )));
     }
-    let step_prompt = g.step.then(|| ui(lang, "step_prompt", &[]));
+    let step_prompt = g.step.then(|| crate::ui!(lang, "step_prompt", &[]));
     let outcome = (|| -> Result<bool> {
         let narrator = narrate::Narrator::start(Box::new(narrate::Tee(renders)), step_prompt)?;
         let mut observer = observe::Observer::start(narrator.sink())?;
@@ -389,7 +392,7 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
         if procs::stop_reason() != Some(procs::STOP_BROKEN_PIPE) {
             eprintln!(
                 "{}",
-                ui(lang, "trace_written", &[("path", &path.display())])
+                crate::ui!(lang, "trace_written", &[("path", &path.display())])
             );
         }
     }
@@ -399,7 +402,10 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
             let name = nix::sys::signal::Signal::try_from(sig)
                 .map(|s| s.as_str().to_string())
                 .unwrap_or_else(|_| format!("signal {sig}"));
-            eprintln!("mp-demo: {}", ui(lang, "interrupted", &[("signal", &name)]));
+            eprintln!(
+                "mp-demo: {}",
+                crate::ui!(lang, "interrupted", &[("signal", &name)])
+            );
             ExitCode::from((128 + sig).clamp(0, 255) as u8)
         }
         (None, Ok(true)) => ExitCode::SUCCESS,

@@ -4,7 +4,7 @@
 
 use crate::ctx::Claim;
 use crate::event::ObsValue;
-use crate::words::{ui, Choice, Lang, Question};
+use crate::words::{Choice, Lang, Question};
 use colored::Colorize;
 use std::io::{self, Write};
 
@@ -51,7 +51,7 @@ pub fn ask(
         Ok(())
     };
     writeln!(out)?;
-    put(out, "", &ui(lang, "quiz_intro", &[]), true)?;
+    put(out, "", &crate::ui!(lang, "quiz_intro", &[]), true)?;
     for (qi, q) in questions.iter().enumerate() {
         writeln!(out)?;
         put(out, &format!("  {}. ", qi + 1), q.ask.get(lang), true)?;

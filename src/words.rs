@@ -243,7 +243,7 @@ pub fn common() -> &'static Words {
 }
 
 /// A common UI string in `lang`, filled with `args`. A missing key shows itself rather
-/// than panicking; a test checks that none is missing.
+/// than panicking; [`ui!`](crate::ui!) checks a literal key at compile time.
 pub fn ui(lang: Lang, key: &str, args: Args<'_>) -> String {
     match common().ui.get(key) {
         Some(line) => fill(line.get(lang), args),
@@ -298,4 +298,132 @@ mod tests {
     fn common_words_parse() {
         assert!(common().ui.contains_key("state_Z"));
     }
+}
+
+/// The keys of every words file and the placeholders of each line, made by `build.rs`
+/// from `lessons/*.toml`, and the compile-time checks the word macros run on them.
+pub mod keys {
+    /// One words file: each section's keys, each with the placeholders of its line.
+    pub struct Table {
+        pub say: &'static [(&'static str, &'static [&'static str])],
+        pub step: &'static [(&'static str, &'static [&'static str])],
+        pub ui: &'static [(&'static str, &'static [&'static str])],
+    }
+
+    include!(concat!(env!("OUT_DIR"), "/keys.rs"));
+
+    const fn same(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    const fn find(
+        section: &'static [(&'static str, &'static [&'static str])],
+        key: &str,
+    ) -> Option<&'static [&'static str]> {
+        let mut i = 0;
+        while i < section.len() {
+            if same(section[i].0, key) {
+                return Some(section[i].1);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// At compile time: `key` is in `section`, and when `given` is known, every
+    /// placeholder of its line is among `given`. Panics (a compile error at the call)
+    /// otherwise.
+    pub const fn check(
+        section: &'static [(&'static str, &'static [&'static str])],
+        key: &str,
+        given: Option<&[&str]>,
+    ) {
+        let Some(wanted) = find(section, key) else {
+            panic!("this word key is not in the lesson's words file (lessons/*.toml)");
+        };
+        let Some(given) = given else {
+            return;
+        };
+        let mut i = 0;
+        while i < wanted.len() {
+            let mut j = 0;
+            let mut found = false;
+            while j < given.len() {
+                if same(wanted[i], given[j]) {
+                    found = true;
+                }
+                j += 1;
+            }
+            if !found {
+                panic!("a placeholder of this line is not given: see its words file");
+            }
+            i += 1;
+        }
+    }
+}
+
+/// `say!(ctx, "key", &[("name", &value), …])`: `ctx.say(…)` with the key and its
+/// placeholders checked at compile time against the lesson's words (`WORDS`, declared
+/// at the top of the lesson's file). Works for `Ctx`, `ChildCtx` and `Voice`.
+#[macro_export]
+macro_rules! say {
+    ($who:expr, $key:literal, &[$(($name:literal, $value:expr)),* $(,)?] $(,)?) => {{
+        const _: () = $crate::words::keys::check(WORDS.say, $key, Some(&[$($name),*]));
+        $who.say($key, &[$(($name, $value)),*])
+    }};
+    ($who:expr, $key:literal, $args:expr $(,)?) => {{
+        const _: () = $crate::words::keys::check(WORDS.say, $key, None);
+        $who.say($key, $args)
+    }};
+}
+
+/// `say_for!(ctx, pid, t_ns, "key", &[…])`: [`say!`] for `Ctx::say_for`.
+#[macro_export]
+macro_rules! say_for {
+    ($who:expr, $pid:expr, $t:expr, $key:literal, &[$(($name:literal, $value:expr)),* $(,)?] $(,)?) => {{
+        const _: () = $crate::words::keys::check(WORDS.say, $key, Some(&[$($name),*]));
+        $who.say_for($pid, $t, $key, &[$(($name, $value)),*])
+    }};
+    ($who:expr, $pid:expr, $t:expr, $key:literal, $args:expr $(,)?) => {{
+        const _: () = $crate::words::keys::check(WORDS.say, $key, None);
+        $who.say_for($pid, $t, $key, $args)
+    }};
+}
+
+/// `step!(ctx, "key", &[…])`: [`say!`] for `Ctx::step` (title and hint).
+#[macro_export]
+macro_rules! step {
+    ($who:expr, $key:literal, &[$(($name:literal, $value:expr)),* $(,)?] $(,)?) => {{
+        const _: () = $crate::words::keys::check(WORDS.step, $key, Some(&[$($name),*]));
+        $who.step($key, &[$(($name, $value)),*])
+    }};
+    ($who:expr, $key:literal, $args:expr $(,)?) => {{
+        const _: () = $crate::words::keys::check(WORDS.step, $key, None);
+        $who.step($key, $args)
+    }};
+}
+
+/// `ui!(lang, "key", &[…])`: [`ui`] with the key checked against `lessons/common.toml`.
+#[macro_export]
+macro_rules! ui {
+    ($lang:expr, $key:literal, &[$(($name:literal, $value:expr)),* $(,)?] $(,)?) => {{
+        const _: () = $crate::words::keys::check(
+            $crate::words::keys::COMMON.ui, $key, Some(&[$($name),*]));
+        $crate::words::ui($lang, $key, &[$(($name, $value)),*])
+    }};
+    ($lang:expr, $key:literal, $args:expr $(,)?) => {{
+        const _: () = $crate::words::keys::check($crate::words::keys::COMMON.ui, $key, None);
+        $crate::words::ui($lang, $key, $args)
+    }};
 }

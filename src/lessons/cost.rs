@@ -19,10 +19,14 @@ use crate::child::{ChildCtx, Down};
 use crate::ctx::{Ctx, Stopped};
 use crate::event::{now_ns, Event, How, Kind, ObsValue};
 use crate::procs;
+use crate::{say, step};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
+
+/// This lesson's words, whose keys the word macros check at compile time.
+const WORDS: &crate::words::keys::Table = &crate::words::keys::COST;
 
 pub static LESSON: LessonDef = LessonDef {
     name: "cost",
@@ -109,32 +113,32 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let main = ctx.main_pid;
     ctx.observe("rounds", rounds);
 
-    ctx.step("intro", &[("main", &main)])?;
-    ctx.say("intro", &[("rounds", &rounds)]);
+    step!(ctx, "intro", &[("main", &main)])?;
+    say!(ctx, "intro", &[("rounds", &rounds)]);
     ctx.pause(2500)?;
 
-    ctx.step("fork", &[])?;
-    ctx.say("fork_intro", &[]);
+    step!(ctx, "fork", &[])?;
+    say!(ctx, "fork_intro", &[]);
     ctx.pause(2000)?;
-    ctx.step("spawn", &[])?;
-    ctx.say("spawn_intro", &[]);
+    step!(ctx, "spawn", &[])?;
+    say!(ctx, "spawn_intro", &[]);
     ctx.pause(2000)?;
-    ctx.step("thread", &[])?;
-    ctx.say("thread_intro", &[]);
+    step!(ctx, "thread", &[])?;
+    say!(ctx, "thread_intro", &[]);
     ctx.pause(2000)?;
 
-    ctx.step("pool_task", &[("main", &main)])?;
+    step!(ctx, "pool_task", &[("main", &main)])?;
     let worker = ctx.spawn("worker", "worker", serde_json::json!({}))?;
-    ctx.say("pool_intro", &[("pid", &worker.pid)]);
+    say!(ctx, "pool_intro", &[("pid", &worker.pid)]);
     ctx.pause(2000)?;
 
-    ctx.step("pipe", &[])?;
+    step!(ctx, "pipe", &[])?;
     let echo = Echo::fork(ctx)?;
-    ctx.say("pipe_intro", &[("pid", &echo.pid)]);
+    say!(ctx, "pipe_intro", &[("pid", &echo.pid)]);
     ctx.pause(2000)?;
 
-    ctx.step("measure", &[("main", &main)])?;
-    ctx.say("measure", &[("rounds", &rounds)]);
+    step!(ctx, "measure", &[("main", &main)])?;
+    say!(ctx, "measure", &[("rounds", &rounds)]);
     ctx.pause(1500)?;
     let measured = measure(ctx, rounds, &worker, &echo);
     // Whatever happened, the worker and the echo child are ended and reaped here.
@@ -148,9 +152,10 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         bail!("the echo child (PID {echo_pid}) exited with {echo_code}, not 0");
     }
 
-    ctx.say("fork_done", &[("median", &f1(fork.median))]);
+    say!(ctx, "fork_done", &[("median", &f1(fork.median))]);
     ctx.pause(1500)?;
-    ctx.say(
+    say!(
+        ctx,
         "spawn_done",
         &[
             ("median", &f1(spawn.median)),
@@ -158,7 +163,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         ],
     );
     ctx.pause(1500)?;
-    ctx.say(
+    say!(
+        ctx,
         "thread_done",
         &[
             ("median", &f1(thread.median)),
@@ -166,7 +172,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         ],
     );
     ctx.pause(1500)?;
-    ctx.say(
+    say!(
+        ctx,
         "pool_done",
         &[
             ("median", &f1(pool.median)),
@@ -174,10 +181,10 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         ],
     );
     ctx.pause(1500)?;
-    ctx.say("pipe_done", &[("median", &f1(pipe.median))]);
+    say!(ctx, "pipe_done", &[("median", &f1(pipe.median))]);
     ctx.pause(2000)?;
 
-    ctx.step("python", &[])?;
+    step!(ctx, "python", &[])?;
     let python = time_python(ctx, rounds, fork.median)?;
     ctx.pause(2000)?;
 
@@ -190,8 +197,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         ctx.observe("python_process_us", tenth(t.median));
     }
 
-    ctx.step("table", &[])?;
-    ctx.say("table_head", &[("rounds", &rounds)]);
+    step!(ctx, "table", &[])?;
+    say!(ctx, "table_head", &[("rounds", &rounds)]);
     let rows: [(&str, Timing); 5] = [
         ("row_spawn", spawn),
         ("row_fork", fork),
@@ -203,7 +210,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         ctx.say(key, &[("median", &cell(t.median)), ("min", &f1(t.min))]);
     }
     if let Some((t, method)) = &python {
-        ctx.say(
+        say!(
+            ctx,
             "row_python",
             &[
                 ("median", &cell(t.median)),
@@ -248,7 +256,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         holds,
     );
     ctx.pause(1500)?;
-    ctx.say(
+    say!(
+        ctx,
         "moral",
         &[
             ("times", &ratio(spawn.median, pool.median)),
@@ -466,17 +475,17 @@ fn time_python(ctx: &mut Ctx<'_>, rounds: usize, fork_us: f64) -> Result<Option<
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            ctx.say("python_missing", &[]);
+            say!(ctx, "python_missing", &[]);
             return Ok(None);
         }
         Err(e) => {
-            ctx.say("python_failed", &[("why", &e)]);
+            say!(ctx, "python_failed", &[("why", &e)]);
             return Ok(None);
         }
     };
     let pid = Pid::from_raw(child.id() as i32);
     ctx.spawned(pid.as_raw(), ctx.main_pid, "python3", How::Spawn);
-    ctx.say("python_intro", &[("pid", &pid), ("rounds", &rounds)]);
+    say!(ctx, "python_intro", &[("pid", &pid), ("rounds", &rounds)]);
     // The output is read (and the child reaped) on a thread, so that this one can give up
     // when the run is stopped or CPython takes far too long.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -520,7 +529,11 @@ fn time_python(ctx: &mut Ctx<'_>, rounds: usize, fork_us: f64) -> Result<Option<
     ) {
         (0, Some(median), Some(min)) => Timing { median, min },
         _ => {
-            ctx.say("python_failed", &[("why", &format!("exitcode {code}"))]);
+            say!(
+                ctx,
+                "python_failed",
+                &[("why", &format!("exitcode {code}"))]
+            );
             return Ok(None);
         }
     };
@@ -530,7 +543,8 @@ fn time_python(ctx: &mut Ctx<'_>, rounds: usize, fork_us: f64) -> Result<Option<
     let version = field("version")
         .and_then(|v| v.as_str().map(String::from))
         .unwrap_or_else(|| "?".into());
-    ctx.say(
+    say!(
+        ctx,
         "python_done",
         &[
             ("median", &f1(timing.median)),

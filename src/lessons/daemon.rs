@@ -23,11 +23,15 @@ use crate::child::{ChildCtx, Down};
 use crate::ctx::Ctx;
 use crate::event::{now_ns, Event, How, Kind, ObsValue};
 use crate::procs::{self, Note};
+use crate::{say, say_for, step};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
+
+/// This lesson's words, whose keys the word macros check at compile time.
+const WORDS: &crate::words::keys::Table = &crate::words::keys::DAEMON;
 
 pub static LESSON: LessonDef = LessonDef {
     name: "daemon",
@@ -75,8 +79,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
 /// Part one: Python's `daemon=True`.
 fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     let me = ctx.main_pid;
-    ctx.step("flag", &[("main", &me)])?;
-    ctx.say("intro", &[("pid", &me)]);
+    step!(ctx, "flag", &[("main", &me)])?;
+    say!(ctx, "intro", &[("pid", &me)]);
     ctx.pause(2000)?;
     // The normal child's job lasts long enough to be still running when the main code
     // ends and when it is joined, at every speed (the pacing from its start to its join
@@ -91,7 +95,8 @@ fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     let ds = state_letter(ctx.wait_state(daemonic.pid, &['S'], STATE_TIMEOUT)?);
     let ws = state_letter(ctx.wait_state(worker.pid, &['S'], STATE_TIMEOUT)?);
     ctx.pause(1500)?;
-    ctx.say(
+    say!(
+        ctx,
         "both_ordinary",
         &[
             ("main", &me),
@@ -103,7 +108,8 @@ fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     );
     ctx.pause(3000)?;
 
-    ctx.step(
+    step!(
+        ctx,
         "children",
         &[
             ("main", &me),
@@ -118,7 +124,8 @@ fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     let code = worker.reply_int(REPLY_TIMEOUT)?;
     let t_reaped = worker.reply_int(REPLY_TIMEOUT)? as u64;
     let w = worker.pid.as_raw();
-    ctx.say_for(
+    say_for!(
+        ctx,
         w,
         t_forked,
         "worker_started",
@@ -143,7 +150,8 @@ fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
             reaped_by: w,
         },
     });
-    ctx.say_for(
+    say_for!(
+        ctx,
         w,
         t_reaped,
         "worker_joined",
@@ -158,7 +166,11 @@ fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
         other => bail!("the daemonic child answered {other} instead of an error"),
     };
     let kids = crate::sys::proc::children(daemonic.pid.as_raw()).len();
-    ctx.say("no_grandchild", &[("pid", &daemonic.pid), ("kids", &kids)]);
+    say!(
+        ctx,
+        "no_grandchild",
+        &[("pid", &daemonic.pid), ("kids", &kids)]
+    );
     ctx.claim(
         "daemon_child_error",
         error.as_str(),
@@ -168,24 +180,26 @@ fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.claim("daemon_children", kids, "== 0", kids == 0);
     ctx.pause(3000)?;
 
-    ctx.step(
+    step!(
+        ctx,
         "exit",
         &[("daemonic", &daemonic.pid), ("worker", &worker.pid)],
     )?;
     worker.send(Down::Go)?;
     worker.reply(REPLY_TIMEOUT)?; // its job has started
-    ctx.say("main_code_ends", &[("ms", &task_ms)]);
+    say!(ctx, "main_code_ends", &[("ms", &task_ms)]);
     ctx.pause(2000)?;
-    ctx.say("exit_handler", &[]);
+    say!(ctx, "exit_handler", &[]);
     ctx.pause(1500)?;
     let ds = state_letter(ctx.wait_state(daemonic.pid, &['S'], STATE_TIMEOUT)?);
-    ctx.say(
+    say!(
+        ctx,
         "terminate_daemonic",
         &[("pid", &daemonic.pid), ("state", &ds)],
     );
     kill(daemonic.pid, Signal::SIGTERM).context("kill(SIGTERM) of the daemonic child")?;
     let dcode = ctx.join(daemonic.pid)?;
-    ctx.say("daemonic_terminated", &[("code", &dcode)]);
+    say!(ctx, "daemonic_terminated", &[("code", &dcode)]);
     ctx.pause(1500)?;
     let busy = matches!(crate::sys::proc::state(worker.pid.as_raw()), Some(s) if s != 'Z');
     ctx.say(
@@ -199,7 +213,7 @@ fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     let started = Instant::now();
     let wcode = ctx.join(worker.pid)?;
     let waited = started.elapsed().as_millis();
-    ctx.say("worker_exited", &[("code", &wcode), ("ms", &waited)]);
+    say!(ctx, "worker_exited", &[("code", &wcode), ("ms", &waited)]);
     ctx.claim("daemon_exitcode", dcode, "== -15 (SIGTERM)", dcode == -15);
     ctx.claim("non_daemon_exitcode", wcode, "== 0", wcode == 0);
     Ok(())
@@ -208,24 +222,26 @@ fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
 /// Part two: the Unix daemon.
 fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     let me = ctx.main_pid;
-    ctx.step("unix", &[])?;
-    ctx.say("unix_intro", &[]);
+    step!(ctx, "unix", &[])?;
+    say!(ctx, "unix_intro", &[]);
     ctx.pause(2500)?;
     let mine = crate::sys::proc::ids(me).context("reading /proc/self/stat")?;
     if mine.tty_nr == 0 {
-        ctx.say(
+        say!(
+            ctx,
             "main_ids_notty",
             &[("sid", &mine.sid), ("pgid", &mine.pgid)],
         );
     } else {
-        ctx.say(
+        say!(
+            ctx,
             "main_ids",
             &[("sid", &mine.sid), ("pgid", &mine.pgid), ("tty", &mine.tty)],
         );
     }
     ctx.pause(2500)?;
 
-    ctx.step("double_fork", &[])?;
+    step!(ctx, "double_fork", &[])?;
     let (note_r, note_w) = procs::pipe()?;
     let (go_r, go_w) = procs::pipe()?;
     let (note_fd, go_fd) = (note_w.as_raw_fd(), go_r.as_raw_fd());
@@ -237,7 +253,7 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     let first = unsafe { ctx.fork("first", child_body) }?;
     drop(note_w);
     drop(go_r);
-    ctx.say("fork1", &[("pid", &first)]);
+    say!(ctx, "fork1", &[("pid", &first)]);
     let note = next_note(&note_r, "setsid() in the first child")?;
     ctx.act_at(
         note.pid,
@@ -248,7 +264,13 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     if note.kind() != Some(Said::Setsid) || note.b < 0 {
         bail!("setsid() failed in the first child (PID {first})");
     }
-    ctx.say_for(note.pid, note.t_ns, "first_setsid", &[("sid", &note.b)]);
+    say_for!(
+        ctx,
+        note.pid,
+        note.t_ns,
+        "first_setsid",
+        &[("sid", &note.b)]
+    );
     ctx.pause(2000)?;
     // The first child's "I forked" and the daemon's hello come in either order.
     let (mut forked, mut hello) = (None, None);
@@ -277,7 +299,8 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
         "daemon",
         How::Fork,
     );
-    ctx.say_for(
+    say_for!(
+        ctx,
         hello.pid,
         hello.t_ns,
         "unix_hello",
@@ -288,7 +311,11 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
         ],
     );
     ctx.pause(2500)?;
-    ctx.say("first_exits", &[("first", &first), ("daemon", &daemon)]);
+    say!(
+        ctx,
+        "first_exits",
+        &[("first", &first), ("daemon", &daemon)]
+    );
     nix::unistd::write(&go_w, b"g").context("write() to the first child's pipe")?;
     let first_code = ctx.join(first)?;
     if first_code != 0 {
@@ -304,17 +331,18 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
         "reparent",
         &[("from", first.as_raw().into()), ("to", n.ppid.into())],
     );
-    ctx.say_for(n.pid, n.t_ns, "reparented", &[("ppid", &n.ppid)]);
-    ctx.say_for(n.pid, n.t_ns, "pdeathsig", &[("first", &first)]);
+    say_for!(ctx, n.pid, n.t_ns, "reparented", &[("ppid", &n.ppid)]);
+    say_for!(ctx, n.pid, n.t_ns, "pdeathsig", &[("first", &first)]);
     ctx.pause(2000)?;
     let n = next_note(&note_r, "the daemon's detaching")?;
     if n.kind() != Some(Said::Detached) {
         bail!("the daemon (PID {daemon}) could not detach");
     }
-    ctx.say_for(n.pid, n.t_ns, "detach", &[]);
+    say_for!(ctx, n.pid, n.t_ns, "detach", &[]);
     ctx.pause(2000)?;
 
-    ctx.step(
+    step!(
+        ctx,
         "detached",
         &[("main", &me), ("daemon", &daemon), ("first", &first)],
     )?;
@@ -340,7 +368,8 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
             ("state", &state),
         ],
     );
-    ctx.say(
+    say!(
+        ctx,
         "compare",
         &[("msid", &mine.sid), ("sid", &theirs.sid), ("pid", &daemon)],
     );
@@ -362,12 +391,12 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     );
     ctx.pause(4000)?;
 
-    ctx.step("stop", &[("pid", &daemon)])?;
-    ctx.say("stop", &[("pid", &daemon)]);
+    step!(ctx, "stop", &[("pid", &daemon)])?;
+    say!(ctx, "stop", &[("pid", &daemon)]);
     kill(daemon, Signal::SIGTERM).context("kill(SIGTERM) of the daemon")?;
     let code = ctx.join(daemon)?;
     let gone = crate::sys::proc::state(daemon.as_raw()).is_none();
-    ctx.say("stopped", &[("pid", &daemon), ("code", &code)]);
+    say!(ctx, "stopped", &[("pid", &daemon), ("code", &code)]);
     ctx.claim(
         "unix_daemon_exitcode",
         code,
@@ -519,7 +548,8 @@ fn process(c: &mut ChildCtx) -> Result<i32> {
                                 ("message", msg.into()),
                             ],
                         )?;
-                        c.say(
+                        say!(
+                            c,
                             "d_refused",
                             &[("type", &DAEMON_CHILD_ERROR_TYPE), ("error", &msg)],
                         )?;
@@ -534,11 +564,11 @@ fn process(c: &mut ChildCtx) -> Result<i32> {
             Down::Go => {
                 // The job: time passing, standing in for real work.
                 c.act("task_start", &[("ms", (task_ms as i64).into())])?;
-                c.say("w_work", &[("ms", &task_ms)])?;
+                say!(c, "w_work", &[("ms", &task_ms)])?;
                 c.reply(true)?;
                 std::thread::sleep(Duration::from_millis(task_ms));
                 c.act("task_done", &[])?;
-                c.say("w_done", &[])?;
+                say!(c, "w_done", &[])?;
                 return Ok(0);
             }
             Down::Stop => return Ok(0),

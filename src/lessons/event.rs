@@ -16,6 +16,7 @@ use crate::child::{ChildCtx, Down};
 use crate::ctx::{ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
 use crate::sys::proc::{self, Call};
+use crate::{say, step};
 use anyhow::{bail, Context, Result};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use nix::unistd::Pid;
@@ -27,6 +28,9 @@ use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+/// This lesson's words, whose keys the word macros check at compile time.
+const WORDS: &crate::words::keys::Table = &crate::words::keys::EVENT;
 
 pub static LESSON: LessonDef = LessonDef {
     name: "event",
@@ -59,20 +63,21 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         bail!("the event lesson needs Linux: it sleeps in futex(2) and reads /proc");
     }
 
-    ctx.step("create", &[])?;
+    step!(ctx, "create", &[])?;
     // The run's own directory is private and new, so a short name is unique and keeps
     // the `od` command a student is asked to type short enough for one line.
     let path = ctx.dir.join("event.page");
     let event = SharedEvent::create(&path)?;
     let shown = path.display().to_string();
-    ctx.say(
+    say!(
+        ctx,
         "create",
         &[("path", &shown), ("addr", &hex(event.word_addr()))],
     );
     ctx.observe("waiters", n);
     ctx.pause(3000)?;
 
-    ctx.step("wait", &[("n", &n)])?;
+    step!(ctx, "wait", &[("n", &n)])?;
     let args = serde_json::json!({ "path": shown });
     let mut waiters = Vec::with_capacity(n);
     for i in 1..=n {
@@ -88,12 +93,13 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         .map(|w| w.pid.to_string())
         .collect::<Vec<_>>()
         .join(",");
-    ctx.step("blocked", &[("pids", &pids)])?;
+    step!(ctx, "blocked", &[("pids", &pids)])?;
     let mut blocked_state = "S".to_string();
     for (w, &addr) in waiters.iter().zip(&addrs) {
         let seen = blocked_in_futex(ctx, w.pid, addr, STATE_TIMEOUT)?;
         if seen.in_futex && seen.state == 'S' {
-            ctx.say(
+            say!(
+                ctx,
                 "blocked",
                 &[
                     ("pid", &w.pid),
@@ -103,13 +109,17 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
                 ],
             );
         } else {
-            ctx.say("not_blocked", &[("pid", &w.pid), ("state", &seen.state)]);
+            say!(
+                ctx,
+                "not_blocked",
+                &[("pid", &w.pid), ("state", &seen.state)]
+            );
             if blocked_state == "S" {
                 blocked_state = seen.state.to_string();
             }
         }
     }
-    ctx.say("no_cpu", &[("n", &n)]);
+    say!(ctx, "no_cpu", &[("n", &n)]);
     ctx.claim(
         "blocked_state_before_set",
         blocked_state.as_str(),
@@ -118,10 +128,10 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     );
     ctx.pause(3500)?;
 
-    ctx.step("set", &[("path", &shown)])?;
+    step!(ctx, "set", &[("path", &shown)])?;
     let setter_proc = ctx.spawn("setter", "setter", args.clone())?;
     setter_proc.reply(REPLY_TIMEOUT)?; // it has mapped the page
-    ctx.say("about_to_set", &[("pid", &setter_proc.pid), ("n", &n)]);
+    say!(ctx, "about_to_set", &[("pid", &setter_proc.pid), ("n", &n)]);
     ctx.pause(2000)?;
     setter_proc.send(Down::Go)?;
     let t_set = setter_proc.reply_int(REPLY_TIMEOUT)? as u64;
@@ -134,7 +144,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         }
     }
     ctx.join(setter_proc.pid)?;
-    ctx.say(
+    say!(
+        ctx,
         "all_woke",
         &[
             ("woken", &woken_after_set),
@@ -151,15 +162,16 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.observe("futex_wake_count", kernel_woke);
     ctx.pause(3000)?;
 
-    ctx.step("clear", &[("path", &shown)])?;
+    step!(ctx, "clear", &[("path", &shown)])?;
     event.clear();
     ctx.act_at(me, now_ns(), "clear", &[]);
-    ctx.say("cleared", &[("is_set", &python_bool(event.is_set()))]);
+    say!(ctx, "cleared", &[("is_set", &python_bool(event.is_set()))]);
     ctx.pause(2000)?;
     // Long enough for the observer to see the sleep, at every speed.
     let timeout_ms = ((2000.0 * ctx.speed) as u64).max(200);
     let first = &waiters[0];
-    ctx.say(
+    say!(
+        ctx,
         "timed_wait",
         &[
             ("pid", &first.pid),
@@ -171,14 +183,16 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let addr = first.reply_int(REPLY_TIMEOUT)? as usize;
     let seen = blocked_in_futex(ctx, first.pid, addr, Duration::from_millis(timeout_ms))?;
     if seen.in_futex {
-        ctx.say(
+        say!(
+            ctx,
             "timed_blocked",
             &[("pid", &first.pid), ("state", &seen.state)],
         );
     }
     let done = wait_result(first)?;
     let elapsed_ms = (done.t_done.saturating_sub(done.t_start)) as f64 / 1e6;
-    ctx.say(
+    say!(
+        ctx,
         "timed_out",
         &[
             ("result", &python_bool(done.result)),
@@ -202,7 +216,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     }
     drop(event);
     std::fs::remove_file(&path).with_context(|| format!("removing {shown}"))?;
-    ctx.say("moral", &[]);
+    say!(ctx, "moral", &[]);
     Ok(())
 }
 
@@ -296,7 +310,7 @@ fn waiter(c: &mut ChildCtx) -> Result<i32> {
     let path = c.arg_str("path")?;
     let event = SharedEvent::open(Path::new(&path))?;
     let addr = event.word_addr();
-    c.say("waiter_hello", &[("pid", &c.pid), ("addr", &hex(addr))])?;
+    say!(c, "waiter_hello", &[("pid", &c.pid), ("addr", &hex(addr))])?;
     let mut timeout: Option<Duration> = None;
     loop {
         let t_start = now_ns();
@@ -332,7 +346,8 @@ fn waiter(c: &mut ChildCtx) -> Result<i32> {
 fn setter(c: &mut ChildCtx) -> Result<i32> {
     let path = c.arg_str("path")?;
     let event = SharedEvent::open(Path::new(&path))?;
-    c.say(
+    say!(
+        c,
         "setter_hello",
         &[("pid", &c.pid), ("addr", &hex(event.word_addr()))],
     )?;
@@ -340,7 +355,7 @@ fn setter(c: &mut ChildCtx) -> Result<i32> {
     if c.recv()? != Down::Go {
         return Ok(0);
     }
-    c.say("set", &[])?;
+    say!(c, "set", &[])?;
     // Stamped right before set(): every wake-up it causes comes after this stamp.
     let t_set = now_ns();
     let woke = event.set()?;

@@ -10,10 +10,14 @@ use crate::child::ChildCtx;
 use crate::ctx::Ctx;
 use crate::event::{How, ObsValue};
 use crate::procs::{self, Note};
+use crate::{say, say_for, step};
 use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
+
+/// This lesson's words, whose keys the word macros check at compile time.
+const WORDS: &crate::words::keys::Table = &crate::words::keys::FORK;
 
 pub static LESSON: LessonDef = LessonDef {
     name: "fork",
@@ -30,10 +34,10 @@ const STATE_TIMEOUT: Duration = Duration::from_secs(5);
 fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     let me = ctx.main_pid;
     let my_parent = nix::unistd::getppid().as_raw();
-    ctx.step("start", &[("main", &me)])?;
-    ctx.say("parent_intro", &[("pid", &me), ("ppid", &my_parent)]);
+    step!(ctx, "start", &[("main", &me)])?;
+    say!(ctx, "parent_intro", &[("pid", &me), ("ppid", &my_parent)]);
     ctx.pause(1200)?;
-    ctx.say("about_to_fork", &[]);
+    say!(ctx, "about_to_fork", &[]);
     ctx.pause(1200)?;
 
     // The child tells us about itself through a pipe, and waits on another for "go".
@@ -56,10 +60,17 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     let hello = Note::recv(&note_r, STATE_TIMEOUT)?.context("the child did not write its note")?;
     // Both sides narrate; each line is stamped where it happened, and told in that order.
     let parent_line = |ctx: &Ctx<'_>| {
-        ctx.say_for(me, returned_at, "parent_after_fork", &[("child", &child)]);
+        say_for!(
+            ctx,
+            me,
+            returned_at,
+            "parent_after_fork",
+            &[("child", &child)]
+        );
     };
     let child_line = |ctx: &Ctx<'_>| {
-        ctx.say_for(
+        say_for!(
+            ctx,
             hello.pid,
             hello.t_ns,
             "child_hello",
@@ -83,41 +94,42 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     );
     ctx.pause(2000)?;
 
-    ctx.step("alive", &[("pid", &child)])?;
+    step!(ctx, "alive", &[("pid", &child)])?;
     let state = ctx.wait_state(child, &['S'], STATE_TIMEOUT)?;
-    ctx.say(
+    say!(
+        ctx,
         "is_alive",
         &[("pid", &child), ("state", &state.map_or('?', |s| s))],
     );
     ctx.pause(2500)?;
 
     nix::unistd::write(&go_w, b"g").context("write() to the child's pipe")?;
-    ctx.say("go", &[("pid", &child)]);
+    say!(ctx, "go", &[("pid", &child)]);
     if let Some(bye) = Note::recv(&note_r, STATE_TIMEOUT)? {
-        ctx.say_for(bye.pid, bye.t_ns, "child_exit", &[]);
+        say_for!(ctx, bye.pid, bye.t_ns, "child_exit", &[]);
     }
     let zombie = ctx.wait_state(child, &['Z'], STATE_TIMEOUT)? == Some('Z');
     // The step (and its --step pause) comes once the child is a zombie, so the suggested
     // `ps` shows Z <defunct>, not the S of a child that has not exited yet.
-    ctx.step("zombie", &[("pid", &child)])?;
+    step!(ctx, "zombie", &[("pid", &child)])?;
     if zombie {
-        ctx.say("zombie", &[("pid", &child)]);
+        say!(ctx, "zombie", &[("pid", &child)]);
     } else {
-        ctx.say("no_zombie", &[("pid", &child)]);
+        say!(ctx, "no_zombie", &[("pid", &child)]);
     }
     ctx.pause(3000)?;
 
-    ctx.step("join", &[("pid", &child)])?;
-    ctx.say("join", &[("pid", &child)]);
+    step!(ctx, "join", &[("pid", &child)])?;
+    say!(ctx, "join", &[("pid", &child)]);
     let code = ctx.join(child)?;
     let gone = crate::sys::proc::state(child.as_raw()).is_none();
-    ctx.say("exitcode", &[("code", &code), ("pid", &child)]);
+    say!(ctx, "exitcode", &[("code", &code), ("pid", &child)]);
     ctx.claim("child_exitcode", code, "== 0", code == 0);
     ctx.claim("zombie_observed", zombie, "== true", zombie);
     ctx.claim("gone_after_join", gone, "== true", gone);
     ctx.pause(2000)?;
 
-    ctx.step("terminate", &[])?;
+    step!(ctx, "terminate", &[])?;
     let (note2_r, note2_w) = procs::pipe()?;
     let note2_fd = note2_w.as_raw_fd();
     let child_body = move || {
@@ -131,23 +143,23 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     drop(note2_w);
     let hello2 =
         Note::recv(&note2_r, STATE_TIMEOUT)?.context("the sleeper did not write its note")?;
-    ctx.say_for(hello2.pid, hello2.t_ns, "sleeper_hello", &[]);
+    say_for!(ctx, hello2.pid, hello2.t_ns, "sleeper_hello", &[]);
     ctx.wait_state(sleeper, &['S'], STATE_TIMEOUT)?;
     ctx.pause(1500)?;
-    ctx.say("terminate", &[("pid", &sleeper)]);
+    say!(ctx, "terminate", &[("pid", &sleeper)]);
     kill(sleeper, Signal::SIGTERM).context("kill(SIGTERM)")?;
     let code = ctx.join(sleeper)?;
-    ctx.say("terminated", &[("code", &code)]);
+    say!(ctx, "terminated", &[("code", &code)]);
     ctx.claim("terminated_exitcode", code, "== -15 (SIGTERM)", code == -15);
     ctx.pause(2000)?;
 
-    ctx.step("spawn", &[])?;
-    ctx.say("spawn_intro", &[]);
+    step!(ctx, "spawn", &[])?;
+    say!(ctx, "spawn_intro", &[]);
     ctx.pause(1500)?;
     let spawned = ctx.spawn("spawned", "spawned", serde_json::json!({}))?;
     let their_ppid = spawned.reply(STATE_TIMEOUT)?;
     let code = ctx.join(spawned.pid)?;
-    ctx.say("spawn_done", &[("pid", &spawned.pid), ("code", &code)]);
+    say!(ctx, "spawn_done", &[("pid", &spawned.pid), ("code", &code)]);
     ctx.claim(
         "spawned_ppid",
         their_ppid.clone(),
@@ -155,7 +167,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
         their_ppid == ObsValue::from(me),
     );
     ctx.pause(1500)?;
-    ctx.say(
+    say!(
+        ctx,
         "which_way",
         &[
             ("fork", &How::Fork.as_str()),
@@ -169,7 +182,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
 fn spawned(c: &mut ChildCtx) -> Result<i32> {
     let exe = crate::sys::proc::link(c.pid, "exe").unwrap_or_else(|| "mp-demo".into());
     let ppid = nix::unistd::getppid().as_raw();
-    c.say(
+    say!(
+        c,
         "spawned_hello",
         &[("pid", &c.pid), ("ppid", &ppid), ("exe", &exe)],
     )?;

@@ -5,12 +5,16 @@
 use super::{LessonDef, Opts};
 use crate::ctx::Ctx;
 use crate::procs::{self, Note};
+use crate::{say, say_for, step};
 use anyhow::{Context, Result};
 use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 use std::num::NonZeroUsize;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+
+/// This lesson's words, whose keys the word macros check at compile time.
+const WORDS: &crate::words::keys::Table = &crate::words::keys::ISOLATION;
 
 pub static LESSON: LessonDef = LessonDef {
     name: "isolation",
@@ -35,13 +39,13 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     let addr = &N as *const AtomicI64 as usize;
     N.store(100, Ordering::SeqCst); // the tour may run this lesson twice in one process
     let before = N.load(Ordering::SeqCst);
-    ctx.step("global", &[])?;
-    ctx.say("global", &[("n", &before), ("addr", &hex(addr))]);
+    step!(ctx, "global", &[])?;
+    say!(ctx, "global", &[("n", &before), ("addr", &hex(addr))]);
     ctx.observe("parent_value_before", before);
     ctx.pause(1500)?;
 
-    ctx.step("fork", &[])?;
-    ctx.say("fork", &[]);
+    step!(ctx, "fork", &[])?;
+    say!(ctx, "fork", &[]);
     ctx.pause(1000)?;
     let (note_r, note_w) = procs::pipe()?;
     let fd = note_w.as_raw_fd();
@@ -57,7 +61,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     drop(note_w);
     let note = Note::recv(&note_r, NOTE_TIMEOUT)?.context("the child did not write its note")?;
     let child_addr = note.b as usize;
-    ctx.say_for(
+    say_for!(
+        ctx,
         note.pid,
         note.t_ns,
         "child_set",
@@ -70,17 +75,17 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     ctx.pause(1500)?;
     ctx.join(child)?;
     let after = N.load(Ordering::SeqCst);
-    ctx.say("parent_after", &[("n", &after), ("addr", &hex(addr))]);
+    say!(ctx, "parent_after", &[("n", &after), ("addr", &hex(addr))]);
     ctx.pause(1500)?;
     let same = child_addr == addr;
-    ctx.say("cow", &[]);
-    ctx.say("other_methods", &[]);
+    say!(ctx, "cow", &[]);
+    say!(ctx, "other_methods", &[]);
     ctx.claim("child_value", note.a, "== 0", note.a == 0);
     ctx.claim("parent_value_after", after, "== 100", after == 100);
     ctx.claim("same_virtual_address", same, "== true", same);
     ctx.pause(2500)?;
 
-    ctx.step("shared", &[])?;
+    step!(ctx, "shared", &[])?;
     let len = NonZeroUsize::new(4096).expect("non-zero");
     // SAFETY: a fresh anonymous mapping, not aliased by any Rust reference; it is only
     // accessed through volatile reads and writes of an i64 at its start, and unmapped
@@ -98,7 +103,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     // SAFETY: `value` points at the start of our live, writable, page-aligned mapping.
     unsafe { value.write_volatile(100) };
     let shared_addr = value as usize;
-    ctx.say("shared_intro", &[("addr", &hex(shared_addr))]);
+    say!(ctx, "shared_intro", &[("addr", &hex(shared_addr))]);
     ctx.pause(1500)?;
     let (note_r, note_w) = procs::pipe()?;
     let fd = note_w.as_raw_fd();
@@ -117,7 +122,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     let child = unsafe { ctx.fork("child", child_body) }?;
     drop(note_w);
     let note = Note::recv(&note_r, NOTE_TIMEOUT)?.context("the child did not write its note")?;
-    ctx.say_for(
+    say_for!(
+        ctx,
         note.pid,
         note.t_ns,
         "child_shared",
@@ -129,7 +135,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     let shared_after = unsafe { value.read_volatile() };
     // SAFETY: nothing refers to the mapping any more.
     unsafe { munmap(page, len.get()) }.context("munmap()")?;
-    ctx.say("shared_after", &[("v", &shared_after)]);
+    say!(ctx, "shared_after", &[("v", &shared_after)]);
     ctx.claim(
         "shared_value_after",
         shared_after,
@@ -137,6 +143,6 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
         shared_after == 0,
     );
     ctx.pause(1500)?;
-    ctx.say("moral", &[]);
+    say!(ctx, "moral", &[]);
     Ok(())
 }

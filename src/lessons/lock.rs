@@ -16,11 +16,15 @@ use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
 use crate::ctx::{reply_any, ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
+use crate::{say, step};
 use anyhow::{anyhow, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// This lesson's words, whose keys the word macros check at compile time.
+const WORDS: &crate::words::keys::Table = &crate::words::keys::LOCK;
 
 pub static LESSON: LessonDef = LessonDef {
     name: "lock",
@@ -73,18 +77,18 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.observe("buyers", buyers);
     ctx.observe("tickets", tickets);
 
-    ctx.step("office", &[("file", &shown)])?;
+    step!(ctx, "office", &[("file", &shown)])?;
     write_count(&file, tickets)?;
-    ctx.say("office", &[("tickets", &tickets), ("file", &shown)]);
+    say!(ctx, "office", &[("tickets", &tickets), ("file", &shown)]);
     ctx.pause(2000)?;
 
     // Without a lock: every buyer reads before any buyer writes.
     let main = ctx.main_pid;
-    ctx.step("no_lock", &[("main", &main)])?;
-    ctx.say("no_lock_intro", &[("buyers", &buyers)]);
+    step!(ctx, "no_lock", &[("main", &main)])?;
+    say!(ctx, "no_lock_intro", &[("buyers", &buyers)]);
     ctx.pause(1500)?;
     let kids = spawn_buyers(ctx, buyers, &shown, false)?;
-    ctx.say("gate_read", &[("buyers", &buyers)]);
+    say!(ctx, "gate_read", &[("buyers", &buyers)]);
     for k in &kids {
         k.send(Down::Go)?;
     }
@@ -92,10 +96,14 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         k.reply(TIMEOUT)?;
     }
     ctx.pause(1000)?;
-    ctx.say("all_read", &[("buyers", &buyers), ("tickets", &tickets)]);
+    say!(
+        ctx,
+        "all_read",
+        &[("buyers", &buyers), ("tickets", &tickets)]
+    );
     ctx.pause(2500)?;
-    ctx.step("writes", &[])?;
-    ctx.say("gate_write", &[]);
+    step!(ctx, "writes", &[])?;
+    say!(ctx, "gate_write", &[]);
     for k in &kids {
         k.send(Down::Go)?;
     }
@@ -110,7 +118,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     }
     let left = read_count(&file)?;
     ctx.pause(1000)?;
-    ctx.say(
+    say!(
+        ctx,
         "oversold",
         &[
             ("sold", &sold_without),
@@ -128,13 +137,13 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.pause(3000)?;
 
     // With a lock: flock(LOCK_EX) around read-pause-write.
-    ctx.step("with_lock", &[])?;
+    step!(ctx, "with_lock", &[])?;
     write_count(&file, tickets)?;
-    ctx.say("lock_intro", &[("tickets", &tickets)]);
+    say!(ctx, "lock_intro", &[("tickets", &tickets)]);
     ctx.pause(2000)?;
     let kids = spawn_buyers(ctx, buyers, &shown, true)?;
     let inode = inode_of(&file)?;
-    ctx.say("gate_lock", &[("buyers", &buyers)]);
+    say!(ctx, "gate_lock", &[("buyers", &buyers)]);
     for k in &kids {
         k.send(Down::Go)?;
     }
@@ -172,7 +181,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     }
     let left = read_count(&file)?;
     ctx.pause(800)?;
-    ctx.say(
+    say!(
+        ctx,
         "lock_done",
         &[("sold", &sold_with), ("tickets", &tickets), ("left", &left)],
     );
@@ -183,7 +193,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         sold_with == tickets,
     );
     ctx.pause(2000)?;
-    ctx.say("moral", &[]);
+    say!(ctx, "moral", &[]);
     Ok(())
 }
 
@@ -240,8 +250,9 @@ fn show_waiters(
         }
     }
     let pids: Vec<String> = waiting.iter().map(|k| k.pid.to_string()).collect();
-    ctx.step("waiters", &[("inode", &inode)])?;
-    ctx.say(
+    step!(ctx, "waiters", &[("inode", &inode)])?;
+    say!(
+        ctx,
         "waiters",
         &[
             ("n", &asleep),
@@ -309,7 +320,7 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
     if phase == NO_LOCK {
         let count = read_count(&path)?;
         tell_read(c, count, phase)?;
-        c.say("read", &[("count", &count)])?;
+        say!(c, "read", &[("count", &count)])?;
         c.reply(count)?;
         c.expect_go()?; // the write gate: every buyer has read
         let bought = count > 0;
@@ -317,7 +328,7 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
             write_count(&path, count - 1)?;
             tell_buy(c, count, phase, "buy")?;
         } else {
-            c.say("sold_out", &[("count", &count)])?;
+            say!(c, "sold_out", &[("count", &count)])?;
         }
         c.reply(bought)?;
         return Ok(0);
@@ -336,7 +347,7 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
     lock.read_to_string(&mut text)?;
     let count = parse_count(&text, &path)?;
     tell_read(c, count, phase)?;
-    c.say("got_lock", &[("count", &count)])?;
+    say!(c, "got_lock", &[("count", &count)])?;
     c.reply(count)?;
     c.expect_go()?; // the parent's window is over: finish and let the next one in
     let bought = count > 0;
@@ -346,7 +357,7 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
         writeln!(lock, "{}", count - 1)?;
         tell_buy(c, count, phase, "buy_locked")?;
     } else {
-        c.say("sold_out_locked", &[("count", &count)])?;
+        say!(c, "sold_out_locked", &[("count", &count)])?;
     }
     c.act_at(now_ns(), "release", &[("what", "flock".into())])?;
     // The reply travels behind the events above: once the parent has it, they are on the

@@ -25,6 +25,7 @@ use crate::event::How;
 use crate::procs::{self, Note};
 use crate::sys::proc::Call;
 use crate::sys::sem::NamedSem;
+use crate::{say, say_for, step};
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
 use nix::libc;
@@ -32,6 +33,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
+
+/// This lesson's words, whose keys the word macros check at compile time.
+const WORDS: &crate::words::keys::Table = &crate::words::keys::ORPHANS;
 
 pub static LESSON: LessonDef = LessonDef {
     name: "orphans",
@@ -82,15 +86,15 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.pause(2500)?;
     dead_holder(ctx)?;
     ctx.pause(2000)?;
-    ctx.say("moral", &[]);
+    say!(ctx, "moral", &[]);
     Ok(())
 }
 
 /// Part one: children that exit at once are zombies until their parent waits.
 fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
     let me = ctx.main_pid;
-    ctx.step("zombies", &[("n", &n)])?;
-    ctx.say("zombies_intro", &[("n", &n)]);
+    step!(ctx, "zombies", &[("n", &n)])?;
+    say!(ctx, "zombies_intro", &[("n", &n)]);
     ctx.pause(2000)?;
     let mut kids = Vec::with_capacity(n);
     for i in 1..=n {
@@ -105,14 +109,15 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
         }
     }
     let list = pid_list(&kids);
-    ctx.say(
+    say!(
+        ctx,
         "zombies_seen",
         &[("pids", &list), ("seen", &seen), ("n", &n)],
     );
     ctx.pause(3000)?;
 
-    ctx.step("reap", &[("main", &me)])?;
-    ctx.say("reap_intro", &[]);
+    step!(ctx, "reap", &[("main", &me)])?;
+    say!(ctx, "reap_intro", &[]);
     ctx.pause(1500)?;
     let mut reaped = 0usize;
     for (i, &kid) in kids.iter().enumerate() {
@@ -144,19 +149,20 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
 /// Part two: a child forks a grandchild and exits; the kernel finds the orphan a parent.
 fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
     let me = ctx.main_pid;
-    ctx.step("orphan", &[])?;
-    ctx.say("orphan_intro", &[]);
+    step!(ctx, "orphan", &[])?;
+    say!(ctx, "orphan_intro", &[]);
     ctx.pause(2000)?;
     let family = start_family(ctx, "child", "grandchild", Ending::WhenTold)?;
     let (child, gc) = (family.child, family.grandchild);
     let before = ppid_of(gc).context("reading the grandchild's /proc/<pid>/stat")?;
-    ctx.say_for(
+    say_for!(
+        ctx,
         gc.as_raw(),
         family.hello.t_ns,
         "gc_hello",
         &[("pid", &gc), ("ppid", &family.hello.ppid)],
     );
-    ctx.say("ppid_before", &[("pid", &gc), ("ppid", &before)]);
+    say!(ctx, "ppid_before", &[("pid", &gc), ("ppid", &before)]);
     ctx.claim(
         "orphan_ppid_before",
         before,
@@ -165,14 +171,15 @@ fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
     );
     ctx.pause(2500)?;
 
-    ctx.step("adopted", &[("child", &child), ("gc", &gc)])?;
-    ctx.say("child_exits", &[("child", &child), ("gc", &gc)]);
+    step!(ctx, "adopted", &[("child", &child), ("gc", &gc)])?;
+    say!(ctx, "child_exits", &[("child", &child), ("gc", &gc)]);
     nix::unistd::write(&family.go, b"g").context("write() to the child's pipe")?;
     let code = ctx.join(child)?;
-    ctx.say("child_joined", &[("child", &child), ("code", &code)]);
+    say!(ctx, "child_joined", &[("child", &child), ("code", &code)]);
     let adopted = reparented(ctx, &family)?;
     let after = ppid_of(gc).context("reading the grandchild's /proc/<pid>/stat")?;
-    ctx.say(
+    say!(
+        ctx,
         "ppid_after",
         &[
             ("pid", &gc),
@@ -189,8 +196,8 @@ fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
     );
     ctx.pause(3000)?;
 
-    ctx.step("adopter_reaps", &[("gc", &gc)])?;
-    ctx.say("adopter_reaps", &[("pid", &gc)]);
+    step!(ctx, "adopter_reaps", &[("gc", &gc)])?;
+    say!(ctx, "adopter_reaps", &[("pid", &gc)]);
     nix::unistd::write(&family.gc_go, b"g").context("write() to the grandchild's pipe")?;
     let zombie = ctx.wait_state(gc, &['Z'], TIMEOUT)? == Some('Z');
     let code = ctx.join(gc)?;
@@ -208,12 +215,13 @@ fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
 /// Part three: `terminate()` ends the child, not the grandchild it started.
 fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
     let me = ctx.main_pid;
-    ctx.step("terminate", &[])?;
-    ctx.say("terminate_intro", &[]);
+    step!(ctx, "terminate", &[])?;
+    say!(ctx, "terminate_intro", &[]);
     ctx.pause(2000)?;
     let family = start_family(ctx, "worker", "helper", Ending::Never)?;
     let (worker, helper) = (family.child, family.grandchild);
-    ctx.say_for(
+    say_for!(
+        ctx,
         helper.as_raw(),
         family.hello.t_ns,
         "helper_hello",
@@ -221,7 +229,8 @@ fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
     );
     let ws = letter(ctx.wait_state(worker, &['S'], TIMEOUT)?);
     let hs = letter(ctx.wait_state(helper, &['S'], TIMEOUT)?);
-    ctx.say(
+    say!(
+        ctx,
         "both_running",
         &[
             ("worker", &worker),
@@ -232,11 +241,19 @@ fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
     );
     ctx.pause(2500)?;
 
-    ctx.step("terminated", &[("worker", &worker), ("helper", &helper)])?;
-    ctx.say("terminate_worker", &[("pid", &worker)]);
+    step!(
+        ctx,
+        "terminated",
+        &[("worker", &worker), ("helper", &helper)]
+    )?;
+    say!(ctx, "terminate_worker", &[("pid", &worker)]);
     kill(worker, Signal::SIGTERM).context("kill(SIGTERM) of the worker")?;
     let code = ctx.join(worker)?;
-    ctx.say("worker_terminated", &[("pid", &worker), ("code", &code)]);
+    say!(
+        ctx,
+        "worker_terminated",
+        &[("pid", &worker), ("code", &code)]
+    );
     ctx.claim("terminated_exitcode", code, "== -15 (SIGTERM)", code == -15);
     let adopted = reparented(ctx, &family)?;
     let state = ctx.wait_state(helper, &['S', 'R'], TIMEOUT)?;
@@ -258,25 +275,29 @@ fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.claim("grandchild_alive_after_terminate", alive, "== true", alive);
     ctx.pause(3500)?;
 
-    ctx.step("cleanup", &[("pid", &helper)])?;
-    ctx.say("cleanup", &[("pid", &helper)]);
+    step!(ctx, "cleanup", &[("pid", &helper)])?;
+    say!(ctx, "cleanup", &[("pid", &helper)]);
     kill(helper, Signal::SIGTERM).context("kill(SIGTERM) of the helper")?;
     let code = ctx.join(helper)?;
-    ctx.say("cleaned", &[("pid", &helper), ("code", &code)]);
+    say!(ctx, "cleaned", &[("pid", &helper), ("code", &code)]);
     Ok(())
 }
 
 /// Part four: a lock whose holder was terminated stays taken.
 fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
-    ctx.step("lock", &[])?;
-    ctx.say("lock_intro", &[]);
+    step!(ctx, "lock", &[])?;
+    say!(ctx, "lock_intro", &[]);
     ctx.pause(2000)?;
     // Like CPython's SemLock under the fork start method: created with an unguessable
     // name and unlinked at once; the children share it because fork copies the mapping.
     let name = format!("/mp-demo-{}", procs::random_hex(8)?);
     let mut sem = NamedSem::create(&name, 1)?;
     sem.unlink()?;
-    ctx.say("lock_created", &[("name", &name), ("value", &sem.value())]);
+    say!(
+        ctx,
+        "lock_created",
+        &[("name", &name), ("value", &sem.value())]
+    );
     ctx.pause(2000)?;
 
     let (note_r, note_w) = procs::pipe()?;
@@ -303,24 +324,25 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
         "acquire",
         &[("what", "lock".into()), ("value", sem.value().into())],
     );
-    ctx.say_for(holder.as_raw(), note.t_ns, "holder_acquired", &[]);
+    say_for!(ctx, holder.as_raw(), note.t_ns, "holder_acquired", &[]);
     let hs = letter(ctx.wait_state(holder, &['S'], TIMEOUT)?);
-    ctx.say("holder_holds", &[("pid", &holder), ("state", &hs)]);
+    say!(ctx, "holder_holds", &[("pid", &holder), ("state", &hs)]);
     ctx.pause(2500)?;
 
-    ctx.step("holder_terminated", &[("pid", &holder)])?;
-    ctx.say("terminate_holder", &[("pid", &holder)]);
+    step!(ctx, "holder_terminated", &[("pid", &holder)])?;
+    say!(ctx, "terminate_holder", &[("pid", &holder)]);
     kill(holder, Signal::SIGTERM).context("kill(SIGTERM) of the holder")?;
     let code = ctx.join(holder)?;
     let value = sem.value();
-    ctx.say(
+    say!(
+        ctx,
         "holder_gone",
         &[("pid", &holder), ("code", &code), ("value", &value)],
     );
     ctx.pause(2500)?;
 
     let timeout_ms = ((ACQUIRE_TIMEOUT_MS as f64 * ctx.speed) as u64).max(ACQUIRE_TIMEOUT_MIN_MS);
-    ctx.step("next", &[("ms", &timeout_ms)])?;
+    step!(ctx, "next", &[("ms", &timeout_ms)])?;
     let child_body = move || {
         Note::tell(note_fd, Said::Waiting, timeout_ms as i64);
         let got = sem_acquire_timeout(raw, timeout_ms);
@@ -343,7 +365,8 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
             ("holder", holder.as_raw().into()),
         ],
     );
-    ctx.say_for(
+    say_for!(
+        ctx,
         next.as_raw(),
         waiting.t_ns,
         "next_acquire",
@@ -353,7 +376,8 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
     // for no longer than the wait lasts: on a busy machine it may end unseen.
     let window = Duration::from_millis(timeout_ms);
     if let Some((state, wchan)) = ctx.wait_blocked_in(next, Call::Futex, window)? {
-        ctx.say(
+        say!(
+            ctx,
             "next_asleep",
             &[("pid", &next), ("state", &state), ("wchan", &wchan)],
         );
@@ -387,9 +411,13 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
     drop(sem);
     ctx.claim("lock_acquired_after_holder_died", got, "== false", !got);
     ctx.observe("lock_value_after", value);
-    ctx.say("never_released", &[("value", &value), ("holder", &holder)]);
+    say!(
+        ctx,
+        "never_released",
+        &[("value", &value), ("holder", &holder)]
+    );
     ctx.pause(2500)?;
-    ctx.say("flock_contrast", &[]);
+    say!(ctx, "flock_contrast", &[]);
     Ok(())
 }
 
@@ -494,7 +522,13 @@ fn reparented(ctx: &mut Ctx<'_>, family: &Family) -> Result<i32> {
             ("to", n.ppid.into()),
         ],
     );
-    ctx.say_for(gc.as_raw(), n.t_ns, "gc_reparented", &[("ppid", &n.ppid)]);
+    say_for!(
+        ctx,
+        gc.as_raw(),
+        n.t_ns,
+        "gc_reparented",
+        &[("ppid", &n.ppid)]
+    );
     Ok(n.ppid)
 }
 

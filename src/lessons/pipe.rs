@@ -16,6 +16,7 @@ use crate::ctx::{ChildProc, Ctx, Stopped};
 use crate::event::{now_ns, How, ObsValue};
 use crate::procs::{self, Note};
 use crate::sys::proc::{self, Call};
+use crate::{say, say_for, step};
 use anyhow::{anyhow, bail, Context, Result};
 use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
@@ -27,6 +28,9 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// This lesson's words, whose keys the word macros check at compile time.
+const WORDS: &crate::words::keys::Table = &crate::words::keys::PIPE;
 
 pub static LESSON: LessonDef = LessonDef {
     name: "pipe",
@@ -233,14 +237,14 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
 /// `parent_conn, child_conn = Pipe()`: a request one way, the answer the other way.
 fn duplex(ctx: &mut Ctx<'_>) -> Result<bool> {
     let me = ctx.main_pid;
-    ctx.step("duplex", &[])?;
-    ctx.say("duplex_intro", &[]);
+    step!(ctx, "duplex", &[])?;
+    say!(ctx, "duplex_intro", &[]);
     ctx.pause(1500)?;
     let (parent_conn, child_conn) = Conn::pipe(true)?;
     let child = ctx.spawn("duplex", "child", serde_json::json!({}))?;
     let cpid = child.pid.as_raw();
     hand_over(&child, child_conn)?;
-    ctx.say("duplex_handed", &[("pid", &cpid)]);
+    say!(ctx, "duplex_handed", &[("pid", &cpid)]);
     ctx.pause(1500)?;
 
     let request = Msg {
@@ -249,7 +253,7 @@ fn duplex(ctx: &mut Ctx<'_>) -> Result<bool> {
         args: vec![3, 4, 5],
         pid: me,
     };
-    ctx.say("duplex_send", &[("obj", &request)]);
+    say!(ctx, "duplex_send", &[("obj", &request)]);
     ctx.act_at(
         me,
         now_ns(),
@@ -267,25 +271,29 @@ fn duplex(ctx: &mut Ctx<'_>) -> Result<bool> {
         &msg_fields("duplex", ("from", answer.pid), &answer),
     );
     let expected_sum: i64 = request.args.iter().sum();
-    ctx.say("duplex_answer", &[("obj", &answer), ("sum", &expected_sum)]);
+    say!(
+        ctx,
+        "duplex_answer",
+        &[("obj", &answer), ("sum", &expected_sum)]
+    );
     ctx.pause(1500)?;
     let ok = answer.id == request.id && answer.args == [expected_sum] && answer.pid == cpid;
 
     // Closing my end: the child's next recv() raises EOFError and it returns.
-    ctx.say("duplex_close", &[("pid", &cpid)]);
+    say!(ctx, "duplex_close", &[("pid", &cpid)]);
     drop(parent_conn);
     let code = join_within(ctx, child.pid, TIMEOUT)?;
-    ctx.say("duplex_joined", &[("pid", &cpid), ("code", &code)]);
+    say!(ctx, "duplex_joined", &[("pid", &cpid), ("code", &code)]);
     Ok(ok && code == 0)
 }
 
 /// The child end of the duplex pipe: answer each request until EOFError.
 fn duplex_child(c: &mut ChildCtx) -> Result<i32> {
     let conn = receive_conn(c)?;
-    c.say("child_has_conn", &[])?;
+    say!(c, "child_has_conn", &[])?;
     loop {
         let Some(req) = conn.recv()? else {
-            c.say("child_eof", &[])?;
+            say!(c, "child_eof", &[])?;
             return Ok(0);
         };
         c.act_at(
@@ -299,7 +307,7 @@ fn duplex_child(c: &mut ChildCtx) -> Result<i32> {
             args: vec![req.args.iter().sum()],
             pid: c.pid,
         };
-        c.say("child_answers", &[("got", &req), ("obj", &answer)])?;
+        say!(c, "child_answers", &[("got", &req), ("obj", &answer)])?;
         c.act_at(
             now_ns(),
             "send",
@@ -314,8 +322,8 @@ fn duplex_child(c: &mut ChildCtx) -> Result<i32> {
 /// and the state letter the observer saw while the reader waited.
 fn simplex(ctx: &mut Ctx<'_>, messages: u32) -> Result<(bool, char)> {
     let me = ctx.main_pid;
-    ctx.step("simplex", &[])?;
-    ctx.say("simplex_intro", &[]);
+    step!(ctx, "simplex", &[])?;
+    say!(ctx, "simplex_intro", &[]);
     ctx.pause(1500)?;
     let (r, w) = Conn::pipe(false)?;
     let reader = ctx.spawn("reader", "reader", serde_json::json!({}))?;
@@ -331,7 +339,8 @@ fn simplex(ctx: &mut Ctx<'_>, messages: u32) -> Result<(bool, char)> {
         Err(e) => e.to_string(),
         Ok(_) => "received something".into(),
     };
-    ctx.say(
+    say!(
+        ctx,
         "simplex_one_way",
         &[
             ("child_error", &refused_in_child),
@@ -345,13 +354,14 @@ fn simplex(ctx: &mut Ctx<'_>, messages: u32) -> Result<(bool, char)> {
     let blocked = ctx.wait_blocked_in(rpid, Call::Recvmsg, TIMEOUT)?;
     let letter = blocked.as_ref().map_or('?', |b| b.0);
     match &blocked {
-        Some((letter, wchan)) => ctx.say(
+        Some((letter, wchan)) => say!(
+            ctx,
             "simplex_blocked",
             &[("pid", &rpid), ("state", letter), ("wchan", wchan)],
         ),
-        None => ctx.say("simplex_not_blocked", &[("pid", &rpid)]),
+        None => say!(ctx, "simplex_not_blocked", &[("pid", &rpid)]),
     }
-    ctx.step("simplex_send", &[("pid", &rpid)])?;
+    step!(ctx, "simplex_send", &[("pid", &rpid)])?;
     ctx.pause(2500)?;
 
     let mut sent = Vec::new();
@@ -372,7 +382,7 @@ fn simplex(ctx: &mut Ctx<'_>, messages: u32) -> Result<(bool, char)> {
         sent.push(m.id.to_string());
         ctx.pause(700)?;
     }
-    ctx.say("simplex_close", &[("n", &messages)]);
+    say!(ctx, "simplex_close", &[("n", &messages)]);
     drop(w);
     let got = match reader.reply(TIMEOUT)? {
         ObsValue::Str(s) => s,
@@ -381,7 +391,8 @@ fn simplex(ctx: &mut Ctx<'_>, messages: u32) -> Result<(bool, char)> {
     let code = join_within(ctx, rpid, TIMEOUT)?;
     let in_order = got == sent.join(",");
     // Shown as "1, 2, 3": the comma-only form is for the comparison above.
-    ctx.say(
+    say!(
+        ctx,
         "simplex_done",
         &[
             ("got", &got.replace(',', ", ")),
@@ -405,9 +416,9 @@ fn reader_child(c: &mut ChildCtx) -> Result<i32> {
         Err(e) => e.to_string(),
         Ok(()) => "sent".into(),
     };
-    c.say("reader_refused", &[("error", &refused)])?;
+    say!(c, "reader_refused", &[("error", &refused)])?;
     c.reply(refused)?;
-    c.say("reader_waits", &[])?;
+    say!(c, "reader_waits", &[])?;
     let mut ids = Vec::new();
     while let Some(m) = r.recv()? {
         c.act_at(
@@ -417,7 +428,7 @@ fn reader_child(c: &mut ChildCtx) -> Result<i32> {
         )?;
         ids.push(m.id.to_string());
     }
-    c.say("reader_eof", &[("n", &ids.len())])?;
+    say!(c, "reader_eof", &[("n", &ids.len())])?;
     c.reply(ids.join(","))?;
     Ok(0)
 }
@@ -446,12 +457,13 @@ fn describe_ends(ctx: &Ctx<'_>, ends: &[(i32, i32)]) -> String {
 /// of file, which comes only once the parent closes its own copy of the write end.
 fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
     let me = ctx.main_pid;
-    ctx.step("raw", &[])?;
+    step!(ctx, "raw", &[])?;
     let (r, w) = procs::pipe()?;
     let inode = nix::sys::stat::fstat(r.as_fd())
         .context("fstat() of the pipe")?
         .st_ino as u64;
-    ctx.say(
+    say!(
+        ctx,
         "raw_intro",
         &[
             ("r", &r.as_raw_fd()),
@@ -521,7 +533,8 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
                 "write",
                 &[("fd", wfd.into()), ("bytes", note.a.into())],
             );
-            ctx.say_for(
+            say_for!(
+                ctx,
                 wpid,
                 note.t_ns,
                 "raw_writer",
@@ -544,7 +557,8 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
         }
     }
     let writer_code = join_within(ctx, writer, TIMEOUT)?;
-    ctx.say(
+    say!(
+        ctx,
         "raw_reader_got",
         &[
             ("n", &read_total),
@@ -555,10 +569,11 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
     ctx.pause(2000)?;
 
     // The writer is gone. The reader goes back to read(): no EOF, because I hold a write end.
-    ctx.step("hang", &[("pid", &rpid), ("main", &me)])?;
+    step!(ctx, "hang", &[("pid", &rpid), ("main", &me)])?;
     let blocked = ctx.wait_blocked_in(reader, Call::Read, TIMEOUT)?;
     let ends = proc::pipe_write_ends(inode, &lesson_pids(me));
-    ctx.say(
+    say!(
+        ctx,
         "hang_blocked",
         &[
             ("pid", &rpid),
@@ -572,11 +587,12 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
     } else {
         150
     });
-    ctx.say("hang_wait", &[("ms", &window.as_millis())]);
+    say!(ctx, "hang_wait", &[("ms", &window.as_millis())]);
     let during = Note::recv(&note_r, window)?;
     let no_eof_while_open = during.is_none() && !early_eof;
     let still = crate::sys::proc::state(rpid);
-    ctx.say(
+    say!(
+        ctx,
         "hang_nothing",
         &[
             ("ms", &window.as_millis()),
@@ -586,7 +602,7 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
     );
     ctx.pause(2000)?;
 
-    ctx.step("close", &[("pid", &rpid)])?;
+    step!(ctx, "close", &[("pid", &rpid)])?;
     ctx.act_at(
         me,
         now_ns(),
@@ -596,10 +612,10 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
     drop(w);
     let ends_after = proc::pipe_write_ends(inode, &lesson_pids(me));
     if ends_after.is_empty() {
-        ctx.say("close_done", &[("w", &wfd)]);
+        say!(ctx, "close_done", &[("w", &wfd)]);
     } else {
         let left = describe_ends(ctx, &ends_after);
-        ctx.say("close_done_left", &[("w", &wfd), ("ends", &left)]);
+        say!(ctx, "close_done_left", &[("w", &wfd), ("ends", &left)]);
     }
     let eof_note = Note::recv(&note_r, TIMEOUT)?;
     let eof = eof_note.is_some_and(|n| n.b == 1);
@@ -614,10 +630,10 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
                 ("eof", true.into()),
             ],
         );
-        ctx.say_for(rpid, n.t_ns, "raw_eof", &[("total", &n.a)]);
+        say_for!(ctx, rpid, n.t_ns, "raw_eof", &[("total", &n.a)]);
     }
     let reader_code = join_within(ctx, reader, TIMEOUT)?;
-    ctx.say("raw_moral", &[("code", &reader_code)]);
+    say!(ctx, "raw_moral", &[("code", &reader_code)]);
     // Where /proc tells, the only write end left during the hang was mine, and none after.
     let ends_ok = !cfg!(target_os = "linux")
         || (!ends.is_empty() && ends.iter().all(|&(pid, _)| pid == me) && ends_after.is_empty());
@@ -736,7 +752,7 @@ fn append(log: &Path, line: &str) -> Result<()> {
 /// The shell's `tail -f access.log | grep 404`, with the pipe made here.
 fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
     let me = ctx.main_pid;
-    ctx.step("shell", &[])?;
+    step!(ctx, "shell", &[])?;
     let log = ctx.dir.join("access.log");
     let mut text = String::new();
     for line in LOG_BEFORE {
@@ -744,7 +760,8 @@ fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
         text.push('\n');
     }
     std::fs::write(&log, text).with_context(|| format!("writing {}", log.display()))?;
-    ctx.say(
+    say!(
+        ctx,
         "shell_intro",
         &[("log", &log.display()), ("n", &LOG_BEFORE.len())],
     );
@@ -761,7 +778,7 @@ fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
         .stdout(std::process::Stdio::from(pipe_w))
         .stderr(std::process::Stdio::null());
     let Some(tail) = start_program(ctx, tail_cmd, "tail")? else {
-        ctx.say("shell_missing", &[("program", &"tail")]);
+        say!(ctx, "shell_missing", &[("program", &"tail")]);
         return Ok(());
     };
     // `tail_cmd` is gone: my copy of the write end with it. Only tail holds one now.
@@ -774,7 +791,7 @@ fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
         .stderr(std::process::Stdio::null());
     let tail_pid = Pid::from_raw(tail.id() as i32);
     let Some(mut grep) = start_program(ctx, grep_cmd, "grep")? else {
-        ctx.say("shell_missing", &[("program", &"grep")]);
+        say!(ctx, "shell_missing", &[("program", &"grep")]);
         let _ = kill(tail_pid, Signal::SIGKILL);
         join_within(ctx, tail_pid, TIMEOUT)?;
         return Ok(());
@@ -786,7 +803,8 @@ fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
         fd: out,
         buf: Vec::new(),
     };
-    ctx.say(
+    say!(
+        ctx,
         "shell_started",
         &[
             ("tail", &tail_pid),
@@ -813,7 +831,8 @@ fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
         .wait_blocked_in(grep_pid, Call::Read, TIMEOUT)?
         .map(|b| b.0);
     let tail_state = ctx.wait_state(tail_pid, &['S'], TIMEOUT)?;
-    ctx.say(
+    say!(
+        ctx,
         "shell_waiting",
         &[
             ("grep", &grep_pid),
@@ -822,7 +841,11 @@ fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
             ("tstate", &tail_state.unwrap_or('?')),
         ],
     );
-    ctx.step("shell_live", &[("tail", &tail_pid), ("grep", &grep_pid)])?;
+    step!(
+        ctx,
+        "shell_live",
+        &[("tail", &tail_pid), ("grep", &grep_pid)]
+    )?;
     ctx.pause(2000)?;
 
     // The sentence after the loop is about the appended lines only; `matched` also counts
@@ -846,7 +869,8 @@ fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
         }
         ctx.pause(1200)?;
     }
-    ctx.say(
+    say!(
+        ctx,
         "shell_filtered",
         &[
             ("n", &(matched - matched_before)),
@@ -856,13 +880,14 @@ fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.pause(2000)?;
 
     // Ctrl-C in a shell signals both; here: end tail, and grep ends by itself at EOF.
-    ctx.step("shell_end", &[])?;
-    ctx.say("shell_kill", &[("tail", &tail_pid)]);
+    step!(ctx, "shell_end", &[])?;
+    say!(ctx, "shell_kill", &[("tail", &tail_pid)]);
     kill(tail_pid, Signal::SIGTERM).context("kill(tail, SIGTERM)")?;
     let tail_code = join_within(ctx, tail_pid, TIMEOUT)?;
     let eof = matches!(lines.next(TIMEOUT)?, Got::Eof);
     let grep_code = join_within(ctx, grep_pid, TIMEOUT)?;
-    ctx.say(
+    say!(
+        ctx,
         "shell_grep_eof",
         &[
             ("grep", &grep_pid),
@@ -891,15 +916,15 @@ fn read_grep_line(ctx: &mut Ctx<'_>, lines: &mut Lines, grep: Pid, expected: &st
                 "read",
                 &[("from", grep.as_raw().into()), ("line", l.as_str().into())],
             );
-            ctx.say("shell_line", &[("grep", &grep), ("line", &l)]);
+            say!(ctx, "shell_line", &[("grep", &grep), ("line", &l)]);
             Ok(l == expected)
         }
         Got::Eof => {
-            ctx.say("shell_no_line", &[("grep", &grep)]);
+            say!(ctx, "shell_no_line", &[("grep", &grep)]);
             Ok(false)
         }
         Got::Timeout => {
-            ctx.say("shell_no_line", &[("grep", &grep)]);
+            say!(ctx, "shell_no_line", &[("grep", &grep)]);
             Ok(false)
         }
     }

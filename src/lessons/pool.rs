@@ -21,6 +21,7 @@ use crate::ctx::{ChildProc, Ctx, Stopped};
 use crate::event::{now_ns, ObsValue};
 use crate::procs;
 use crate::voice::Voice;
+use crate::{say, step};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// This lesson's words, whose keys the word macros check at compile time.
+const WORDS: &crate::words::keys::Table = &crate::words::keys::POOL;
 
 pub static LESSON: LessonDef = LessonDef {
     name: "pool",
@@ -162,7 +166,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
     // worker, so every later task sees it.
     let mut done: u32 = 0;
     c.act("initializer", &[("done", done.into())])?;
-    c.say("initializer", &[("pid", &c.pid)])?;
+    say!(c, "initializer", &[("pid", &c.pid)])?;
     loop {
         let cmd = c.recv()?;
         let t_start = now_ns(); // right after the get returned
@@ -202,7 +206,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
                 c.reply(serde_json::to_string(&answer)?)?;
             }
             Down::Stop => {
-                c.say("worker_exit", &[("count", &done)])?;
+                say!(c, "worker_exit", &[("count", &done)])?;
                 return Ok(0);
             }
             Down::Go | Down::Value(_) => {}
@@ -610,16 +614,17 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         );
 
     // --- Pool(): how many workers.
-    ctx.step("size", &[("main", &me)])?;
-    ctx.say(
+    step!(ctx, "size", &[("main", &me)])?;
+    say!(
+        ctx,
         "cpu_count",
         &[("online", &online), ("usable", &usable), ("pid", &me)],
     );
     ctx.pause(1500)?;
     if asked == 0 {
-        ctx.say("size_default", &[("size", &size), ("online", &online)]);
+        say!(ctx, "size_default", &[("size", &size), ("online", &online)]);
     } else {
-        ctx.say("size_given", &[("size", &size), ("usable", &usable)]);
+        say!(ctx, "size_given", &[("size", &size), ("usable", &usable)]);
     }
     ctx.observe("cpus_usable", usable);
     ctx.observe("pool_size", size);
@@ -627,8 +632,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.pause(1500)?;
 
     // --- Create the workers: the cost a pool pays once.
-    ctx.step("create", &[("main", &me)])?;
-    ctx.say("why_pool", &[]);
+    step!(ctx, "create", &[("main", &me)])?;
+    say!(ctx, "why_pool", &[]);
     ctx.pause(1500)?;
     let rate = rounds_per_ms();
     let apply_n = (rate * apply_ms).max(1.0) as u64;
@@ -636,7 +641,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let timed_n = (rate * TIMED_TASK_MS).max(1.0) as u64;
     let (mut pool, costs) = Pool::new(ctx, size)?;
     for (i, cost) in costs.iter().enumerate() {
-        ctx.say(
+        say!(
+            ctx,
             "spawn_cost",
             &[
                 ("name", &pool.names[i]),
@@ -650,8 +656,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.pause(2000)?;
 
     // --- apply: blocks until the result is back.
-    ctx.step("apply", &[("main", &me)])?;
-    ctx.say("apply_intro", &[("n", &apply_n)]);
+    step!(ctx, "apply", &[("main", &me)])?;
+    say!(ctx, "apply_intro", &[("n", &apply_n)]);
     ctx.pause(1200)?;
     // While apply waits, what is its caller doing? The handler thread looks at the
     // calling thread's state just before it hands the result over (where CPython's result
@@ -669,7 +675,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         .recv_timeout(Duration::from_secs(5))
         .context("the handler did not look at the caller of apply")?;
     let d = apply_res.first().context("apply gave no result")?;
-    ctx.say(
+    say!(
+        ctx,
         "apply_done",
         &[
             ("ms", &fmt_ms(ms_since(started))),
@@ -690,8 +697,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.pause(2000)?;
 
     // --- apply_async: returns at once; the callback runs later, in the main process.
-    ctx.step("apply_async", &[("main", &me)])?;
-    ctx.say("apply_async_intro", &[("n", &apply_n)]);
+    step!(ctx, "apply_async", &[("main", &me)])?;
+    say!(ctx, "apply_async_intro", &[("n", &apply_n)]);
     ctx.pause(1200)?;
     let voice = ctx.voice();
     let cb_voice = voice.clone();
@@ -701,7 +708,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         let pid = nix::unistd::getpid().as_raw(); // where the callback really runs
         tell_callback(&cb_voice, "apply_async", cb_job, results);
         let (result, worker) = results.first().map_or((0, 0), |d| (d.result, d.pid));
-        cb_voice.say(
+        say!(
+            cb_voice,
             "callback_apply",
             &[("result", &result), ("pid", &pid), ("worker", &worker)],
         );
@@ -726,7 +734,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let callback_pid = cb_rx
         .recv_timeout(Duration::from_secs(5))
         .context("the callback did not run")?;
-    ctx.say(
+    say!(
+        ctx,
         "async_get",
         &[
             ("result", &d.result),
@@ -743,14 +752,15 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.pause(2000)?;
 
     // --- map: many tasks, few processes.
-    ctx.step("map", &[("main", &me)])?;
-    ctx.say("map_intro", &[("tasks", &tasks), ("size", &size)]);
+    step!(ctx, "map", &[("main", &me)])?;
+    say!(ctx, "map_intro", &[("tasks", &tasks), ("size", &size)]);
     ctx.pause(1500)?;
     let ns = vec![map_n; tasks];
     let (job, r, started) = call(ctx, &mut pool, "map", &ns, None)?;
     let results = r.get(bound)?;
     returned(ctx, "map", job);
-    ctx.say(
+    say!(
+        ctx,
         "map_done",
         &[
             ("tasks", &results.len()),
@@ -766,7 +776,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         let ran = by_worker.get(&pid.as_raw()).cloned().unwrap_or_default();
         let ids: Vec<String> = ran.iter().map(|d| d.id.to_string()).collect();
         let nth = ran.iter().map(|d| d.nth).max().unwrap_or(0);
-        ctx.say(
+        say!(
+            ctx,
             "worker_tasks",
             &[
                 ("name", &pool.names[i]),
@@ -778,12 +789,16 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         );
     }
     let map_pids: BTreeSet<i32> = results.iter().map(|d| d.pid).collect();
-    ctx.say("reuse", &[("tasks", &tasks), ("distinct", &map_pids.len())]);
+    say!(
+        ctx,
+        "reuse",
+        &[("tasks", &tasks), ("distinct", &map_pids.len())]
+    );
     ctx.pause(2500)?;
 
     // --- map_async: returns at once; one callback with every result.
-    ctx.step("map_async", &[("main", &me)])?;
-    ctx.say("map_async_intro", &[("tasks", &tasks)]);
+    step!(ctx, "map_async", &[("main", &me)])?;
+    say!(ctx, "map_async_intro", &[("tasks", &tasks)]);
     ctx.pause(1200)?;
     let cb_voice = voice.clone();
     let cb_job = pool.next_job + 1;
@@ -791,14 +806,19 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let callback: Callback = Box::new(move |results: &[Done]| {
         let pid = nix::unistd::getpid().as_raw();
         tell_callback(&cb_voice, "map_async", cb_job, results);
-        cb_voice.say("callback_map", &[("count", &results.len()), ("pid", &pid)]);
+        say!(
+            cb_voice,
+            "callback_map",
+            &[("count", &results.len()), ("pid", &pid)]
+        );
         let _ = cb_tx.send(pid);
     });
     let (job, mut r, started) = call(ctx, &mut pool, "map_async", &ns, Some(callback))?;
     let async_ms = ms_since(started);
     returned(ctx, "map_async", job);
     let ready = r.ready();
-    ctx.say(
+    say!(
+        ctx,
         "map_async_returned",
         &[("ms", &fmt_ms(async_ms)), ("ready", &py_bool(ready))],
     );
@@ -806,7 +826,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let map_cb_pid = cb_rx
         .recv_timeout(Duration::from_secs(5))
         .context("the map_async callback did not run")?;
-    ctx.say("map_async_wait", &[("count", &all.len())]);
+    say!(ctx, "map_async_wait", &[("count", &all.len())]);
     ctx.claim(
         "map_callback_pid",
         map_cb_pid,
@@ -816,12 +836,13 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.pause(2000)?;
 
     // --- The speed-up: the same CPU-bound work in one process, then on the pool.
-    ctx.step("speedup", &[("main", &me)])?;
+    step!(ctx, "speedup", &[("main", &me)])?;
     // As many tasks as --tasks, rounded up so that each worker that can run at the same
     // time gets as many: no CPU sits idle at the end of the map.
     let lanes = size.min(usable).max(1);
     let timed_tasks = tasks.div_ceil(lanes) * lanes;
-    ctx.say(
+    say!(
+        ctx,
         "speedup_intro",
         &[
             ("tasks", &timed_tasks),
@@ -850,7 +871,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         same &= results.iter().map(|d| d.result).eq(serial.iter().copied());
         // The CPU time the workers spent computing during this map.
         let p_cpu = results.iter().map(|d| d.cpu_ns).sum::<u64>() as f64 / 1e6;
-        ctx.say(
+        say!(
+            ctx,
             "timed_round",
             &[
                 ("round", &round),
@@ -867,7 +889,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         parallel.extend(results);
         ctx.pause(600)?;
     }
-    ctx.say(
+    say!(
+        ctx,
         "serial_done",
         &[
             ("ms", &fmt_ms(serial_ms)),
@@ -878,7 +901,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     // How many CPUs' worth of time the workers really got during their best map: the
     // CPU time they spent computing, over its wall time.
     let cpus_used = pool_cpu_ms / pool_ms.max(1e-3);
-    ctx.say(
+    say!(
+        ctx,
         "pool_done",
         &[
             ("ms", &fmt_ms(pool_ms)),
@@ -893,7 +917,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let cost = pool_cpu_ms / serial_cpu_ms.max(1e-3);
     let ideal = lanes as f64;
     ctx.pause(800)?;
-    ctx.say(
+    say!(
+        ctx,
         "speedup",
         &[
             ("speedup", &format!("{speedup:.2}")),
@@ -908,12 +933,13 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.claim("same_results", same, "== true", same);
     let speedup_r = (speedup * 100.0).round() / 100.0;
     if lanes < 2 {
-        ctx.say("speedup_none", &[("cpus", &usable), ("size", &size)]);
+        say!(ctx, "speedup_none", &[("cpus", &usable), ("size", &size)]);
         ctx.observe("speedup", speedup_r);
     } else if speedup <= SPEEDUP_CLAIM && cpus_used < FREE_CPUS {
         // Other programs held the CPUs: the premise of the claim (several free CPUs)
         // did not hold in this run, so report the speed-up without claiming it.
-        ctx.say(
+        say!(
+            ctx,
             "speedup_contended",
             &[("used", &format!("{cpus_used:.2}")), ("cpus", &usable)],
         );
@@ -922,7 +948,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         // A CPU-millisecond in a worker did less work than in the one process: the CPUs
         // slow each other down (hyperthreads of one core, or a busy virtual machine
         // host), so the premise of the claim did not hold either.
-        ctx.say(
+        say!(
+            ctx,
             "speedup_shared_core",
             &[("cost", &format!("{cost:.2}")), ("cpus", &usable)],
         );
@@ -947,14 +974,14 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.pause(2500)?;
 
     // --- close, then join.
-    ctx.step("close_join", &[("main", &me)])?;
+    step!(ctx, "close_join", &[("main", &me)])?;
     let early = pool.join(ctx, bound);
     let early_error = match early {
         Err(e) if e.is::<StillRunning>() => e.to_string(),
         Err(e) => return Err(e),
         Ok(()) => String::new(),
     };
-    ctx.say("join_early", &[("error", &early_error)]);
+    say!(ctx, "join_early", &[("error", &early_error)]);
     ctx.claim(
         "join_before_close_error",
         early_error.as_str(),
@@ -962,11 +989,11 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         early_error == "ValueError: Pool is still running",
     );
     ctx.pause(2500)?;
-    ctx.say("close", &[]);
+    say!(ctx, "close", &[]);
     pool.close();
     ctx.pause(1000)?;
     pool.join(ctx, bound)?;
-    ctx.say("joined", &[("size", &size)]);
+    say!(ctx, "joined", &[("size", &size)]);
 
     // --- What the run showed: the workers that ran tasks, from their own replies.
     let all_pids: BTreeSet<i32> = apply_res
@@ -998,6 +1025,6 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         );
     }
     ctx.pause(1500)?;
-    ctx.say("moral", &[]);
+    say!(ctx, "moral", &[]);
     Ok(())
 }

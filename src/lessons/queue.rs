@@ -31,6 +31,7 @@ use crate::sys::fd;
 use crate::sys::flock::FileLock;
 use crate::sys::proc::{self, Call};
 use crate::sys::sem::NamedSem;
+use crate::{say, step};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::libc;
 use nix::unistd::Pid;
@@ -38,6 +39,9 @@ use serde::{Deserialize, Serialize};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// This lesson's words, whose keys the word macros check at compile time.
+const WORDS: &crate::words::keys::Table = &crate::words::keys::QUEUE;
 
 pub static LESSON: LessonDef = LessonDef {
     name: "queue",
@@ -455,7 +459,8 @@ fn producer(c: &mut ChildCtx) -> Result<i32> {
         let item = format!("p{index}.{k}");
         put_and_tell(c, &q, Some(&item))?;
         if index == 1 && k == 0 {
-            c.say(
+            say!(
+                c,
                 "first_put",
                 &[
                     ("item", &item),
@@ -469,7 +474,7 @@ fn producer(c: &mut ChildCtx) -> Result<i32> {
     c.tell(&Reply::Done { items })?;
     match c.recv()? {
         Down::Value(ObsValue::Int(n)) => {
-            c.say("putting_sentinels", &[("n", &n)])?;
+            say!(c, "putting_sentinels", &[("n", &n)])?;
             for _ in 0..n {
                 put_and_tell(c, &q, None)?;
             }
@@ -493,12 +498,13 @@ fn consumer(c: &mut ChildCtx) -> Result<i32> {
     loop {
         let Got { item, t_ns, .. } = get_and_tell(c, &q)?;
         let Some(item) = item else {
-            c.say("got_sentinel", &[("n", &got)])?;
+            say!(c, "got_sentinel", &[("n", &got)])?;
             c.tell(&Reply::Stop { got })?;
             return Ok(0);
         };
         if index == 1 && got == 0 {
-            c.say(
+            say!(
+                c,
                 "first_get",
                 &[
                     ("item", &item),
@@ -537,7 +543,7 @@ fn jproducer(c: &mut ChildCtx) -> Result<i32> {
         put_and_tell(c, &q, Some(&format!("task-{k}")))?;
         c.pause(PUT_MS / 2);
     }
-    c.say("calling_join", &[("n", &items)])?;
+    say!(c, "calling_join", &[("n", &items)])?;
     c.tell(&Reply::Join)?;
     q.join()?;
     let t = now_ns();
@@ -650,7 +656,7 @@ fn wait_blocked(
             procs::sleep(Duration::from_millis(1));
         }
     }
-    ctx.say("not_blocked", &[("pid", &pid), ("seen", &last)]);
+    say!(ctx, "not_blocked", &[("pid", &pid), ("seen", &last)]);
     Ok(None)
 }
 
@@ -754,12 +760,12 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     let m = maxsize as i32;
 
     let main = ctx.main_pid;
-    ctx.step("parts", &[("maxsize", &maxsize), ("main", &main)])?;
-    ctx.say("intro", &[("maxsize", &maxsize)]);
+    step!(ctx, "parts", &[("maxsize", &maxsize), ("main", &main)])?;
+    say!(ctx, "intro", &[("maxsize", &maxsize)]);
     ctx.pause(2000)?;
     let (reader, writer) = procs::pipe()?;
     let (r, w) = (reader.as_raw_fd(), writer.as_raw_fd());
-    ctx.say("part_pipe", &[("r", &r), ("w", &w)]);
+    say!(ctx, "part_pipe", &[("r", &r), ("w", &w)]);
     ctx.pause(2000)?;
     let files = LockFiles(vec![
         ctx.dir.join("queue.rlock"),
@@ -767,7 +773,8 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     ]);
     let rlock = FileLock::open(&files.0[0])?;
     let wlock = FileLock::open(&files.0[1])?;
-    ctx.say(
+    say!(
+        ctx,
         "part_locks",
         &[
             ("rlock", &files.0[0].display()),
@@ -776,7 +783,8 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     );
     ctx.pause(2000)?;
 
-    ctx.say(
+    say!(
+        ctx,
         "spawn_children",
         &[
             ("producers", &n_prod),
@@ -821,7 +829,11 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
 
     let mut slots = Sem::fresh("slots", maxsize as u32)?;
     let slots_name = slots.name().to_string();
-    ctx.say("part_sem", &[("name", &slots_name), ("maxsize", &maxsize)]);
+    say!(
+        ctx,
+        "part_sem",
+        &[("name", &slots_name), ("maxsize", &maxsize)]
+    );
     let all: Vec<&ChildProc> = prods.iter().chain(conss.iter()).collect();
     share_sems(
         ctx,
@@ -832,7 +844,8 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
         },
         &mut [&mut slots],
     )?;
-    ctx.say(
+    say!(
+        ctx,
         "unlinked",
         &[("name", &slots_name), ("n", &(n_prod + n_cons))],
     );
@@ -847,7 +860,8 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
         joinable: None,
     };
 
-    ctx.say(
+    say!(
+        ctx,
         "state_at_start",
         &[
             ("empty", &py_bool(q.empty()?)),
@@ -861,7 +875,7 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
         None => "Empty".to_string(),
         Some(got) => format!("returned {}", py_item(got.item.as_deref())),
     };
-    ctx.say("get_nowait_empty", &[("result", &empty_error)]);
+    say!(ctx, "get_nowait_empty", &[("result", &empty_error)]);
     ctx.claim(
         "get_nowait_empty_error",
         empty_error.as_str(),
@@ -872,8 +886,8 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
 
     // ── full: producer-1 alone fills the queue and falls asleep in its next put.
     let p1 = &prods[0];
-    ctx.step("full", &[("pid", &p1.pid)])?;
-    ctx.say("fill", &[("per", &per), ("maxsize", &maxsize)]);
+    step!(ctx, "full", &[("pid", &p1.pid)])?;
+    say!(ctx, "fill", &[("per", &per), ("maxsize", &maxsize)]);
     ctx.pause(1500)?;
     p1.send(Down::Go)?;
     let put = |k: i64| move |r: &Reply| *r == Reply::Put { k };
@@ -882,7 +896,8 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     let (size, full) = (q.qsize()?, q.full()?);
     let p1_blocked = blocked.is_some() && full && size == m;
     if let Some(b) = &blocked {
-        ctx.say(
+        say!(
+            ctx,
             "producer_blocked",
             &[
                 ("pid", &p1.pid),
@@ -893,7 +908,8 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
         );
     }
     ctx.pause(2000)?;
-    ctx.say(
+    say!(
+        ctx,
         "full_now",
         &[
             ("full", &py_bool(full)),
@@ -913,7 +929,7 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     } else {
         "Full".to_string()
     };
-    ctx.say("put_nowait_full", &[("result", &full_error)]);
+    say!(ctx, "put_nowait_full", &[("result", &full_error)]);
     ctx.claim(
         "put_nowait_full_error",
         full_error.as_str(),
@@ -925,7 +941,8 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
         p.send(Down::Go)?;
         p.expect(budget(ctx, 0), |r: &Reply| *r == Reply::Put { k: 0 })?;
         if let Some(b) = wait_blocked(ctx, p.pid, &[Call::Futex], "slot")? {
-            ctx.say(
+            say!(
+                ctx,
                 "also_blocked",
                 &[("name", &p.name), ("pid", &p.pid), ("call", &b.call())],
             );
@@ -934,8 +951,8 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     ctx.pause(2000)?;
 
     // ── drain: the consumers take items out; each get lets one sleeping put in.
-    ctx.step("drain", &[])?;
-    ctx.say("consumers_go", &[]);
+    step!(ctx, "drain", &[])?;
+    say!(ctx, "consumers_go", &[]);
     ctx.pause(1500)?;
     for c in &conss {
         c.send(Down::Go)?;
@@ -955,7 +972,7 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
             produced += items as usize;
         }
     }
-    ctx.say("producers_done", &[("n", &produced)]);
+    say!(ctx, "producers_done", &[("n", &produced)]);
     for p in &prods[1..] {
         p.send(Down::Stop)?;
         ctx.join(p.pid)?;
@@ -992,7 +1009,7 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     ctx.pause(2000)?;
 
     // ── empty: every item is out; the consumers sleep in get().
-    ctx.step("empty", &[("pid", &conss[0].pid)])?;
+    step!(ctx, "empty", &[("pid", &conss[0].pid)])?;
     let mut seen = Vec::new();
     for c in &conss {
         let b = wait_blocked(ctx, c.pid, &[Call::Read, Call::Flock], "item")?;
@@ -1021,7 +1038,8 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
         ctx.pause(1500)?;
     }
     let empty = q.empty()?;
-    ctx.say(
+    say!(
+        ctx,
         "empty_now",
         &[("empty", &py_bool(empty)), ("size", &q.qsize()?)],
     );
@@ -1030,8 +1048,8 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     ctx.pause(2000)?;
 
     // ── sentinels: one None per consumer ends them.
-    ctx.step("sentinels", &[])?;
-    ctx.say("sentinels", &[("n", &n_cons)]);
+    step!(ctx, "sentinels", &[])?;
+    say!(ctx, "sentinels", &[("n", &n_cons)]);
     ctx.pause(1500)?;
     p1.send(Down::Value(ObsValue::Int(n_cons as i64)))?;
     for c in &conss {
@@ -1040,7 +1058,7 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     }
     p1.expect(budget(ctx, 0), |r: &Reply| *r == Reply::Sentinels)?;
     ctx.join(p1.pid)?;
-    ctx.say("all_joined", &[("size", &q.qsize()?)]);
+    say!(ctx, "all_joined", &[("size", &q.qsize()?)]);
     ctx.pause(2000)?;
     drop(q);
     drop(files);
@@ -1050,8 +1068,8 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
 /// `JoinableQueue(maxsize)`: task_done() and join().
 fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<()> {
     let tasks = maxsize;
-    ctx.step("joinable", &[("maxsize", &maxsize)])?;
-    ctx.say("joinable_intro", &[("maxsize", &maxsize)]);
+    step!(ctx, "joinable", &[("maxsize", &maxsize)])?;
+    say!(ctx, "joinable_intro", &[("maxsize", &maxsize)]);
     ctx.pause(2500)?;
     let (reader, writer) = procs::pipe()?;
     let (r, w) = (reader.as_raw_fd(), writer.as_raw_fd());
@@ -1108,7 +1126,8 @@ fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<()
             &mut wait,
         ],
     )?;
-    ctx.say(
+    say!(
+        ctx,
         "joinable_parts",
         &[
             ("unfinished", &unfinished_name),
@@ -1141,7 +1160,8 @@ fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<()
     let blocked = wait_blocked(ctx, boss.pid, &[Call::Futex], "all_tasks_done")?;
     let unfinished_now = q.unfinished()?;
     if let Some(b) = &blocked {
-        ctx.say(
+        say!(
+            ctx,
             "join_blocked",
             &[
                 ("pid", &boss.pid),
@@ -1151,7 +1171,7 @@ fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<()
         );
     }
     ctx.pause(2000)?;
-    ctx.say("workers_go", &[]);
+    say!(ctx, "workers_go", &[]);
     for wk in &workers {
         wk.send(Down::Go)?;
     }
@@ -1170,7 +1190,8 @@ fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<()
     // join() was seen asleep while tasks were unfinished, and returned after the last
     // task_done() had been called.
     let after = blocked.is_some() && done.len() == tasks && joined_at > last_done;
-    ctx.say(
+    say!(
+        ctx,
         "join_returned",
         &[
             ("n", &done.len()),
@@ -1183,13 +1204,13 @@ fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<()
     ctx.claim("join_after_all_done", after, "== true", after);
     ctx.pause(2000)?;
 
-    ctx.step("too_many", &[])?;
+    step!(ctx, "too_many", &[])?;
     let extra = if q.task_done()? {
         "no error".to_string()
     } else {
         "ValueError: task_done() called too many times".to_string()
     };
-    ctx.say("task_done_extra", &[("error", &extra)]);
+    say!(ctx, "task_done_extra", &[("error", &extra)]);
     ctx.claim(
         "task_done_extra_error",
         extra.as_str(),
@@ -1199,7 +1220,7 @@ fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<()
     ctx.pause(2000)?;
     boss.send(Down::Stop)?;
     ctx.join(boss.pid)?;
-    ctx.say("terminate_workers", &[("n", &n_cons)]);
+    say!(ctx, "terminate_workers", &[("n", &n_cons)]);
     for wk in &workers {
         nix::sys::signal::kill(wk.pid, nix::sys::signal::Signal::SIGTERM)
             .context("kill(SIGTERM)")?;
@@ -1208,7 +1229,7 @@ fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<()
         ctx.join(wk.pid)?;
     }
     ctx.pause(1000)?;
-    ctx.say("moral", &[]);
+    say!(ctx, "moral", &[]);
     drop(q);
     drop(files);
     Ok(())

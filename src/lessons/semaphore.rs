@@ -16,8 +16,12 @@ use crate::child::{ChildCtx, Down};
 use crate::ctx::{reply_any, ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
 use crate::sys::sem::NamedSem;
+use crate::{say, step};
 use anyhow::{anyhow, bail, Result};
 use std::time::Duration;
+
+/// This lesson's words, whose keys the word macros check at compile time.
+const WORDS: &crate::words::keys::Table = &crate::words::keys::SEMAPHORE;
 
 pub static LESSON: LessonDef = LessonDef {
     name: "semaphore",
@@ -93,8 +97,16 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.observe("workers", workers);
 
     // The step title names this run's k and n, not the letters.
-    ctx.step("rooms", &[("permits", &permits), ("workers", &workers)])?;
-    ctx.say("intro", &[("permits", &permits), ("workers", &workers)]);
+    step!(
+        ctx,
+        "rooms",
+        &[("permits", &permits), ("workers", &workers)]
+    )?;
+    say!(
+        ctx,
+        "intro",
+        &[("permits", &permits), ("workers", &workers)]
+    );
     ctx.pause(2000)?;
     let mut kids: Vec<ChildProc> = Vec::with_capacity(workers);
     for i in 1..=workers {
@@ -107,9 +119,10 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
 
     // Create, let everyone open, unlink: the name exists for about a millisecond.
     let name = random_name()?;
-    ctx.step("open", &[("name", &name)])?;
+    step!(ctx, "open", &[("name", &name)])?;
     let mut sem = NamedSem::create(&name, permits)?;
-    ctx.say(
+    say!(
+        ctx,
         "created",
         &[
             ("name", &name),
@@ -134,8 +147,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
 
     // The rush: everyone at once; exactly `permits` get in, the rest sleep.
     let main = ctx.main_pid;
-    ctx.step("rush", &[("main", &main)])?;
-    ctx.say("rush", &[("workers", &workers), ("permits", &permits)]);
+    step!(ctx, "rush", &[("main", &main)])?;
+    say!(ctx, "rush", &[("workers", &workers), ("permits", &permits)]);
     for kid in &kids {
         kid.send(Down::Go)?;
     }
@@ -176,7 +189,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         }
     };
     let value = sem.value();
-    ctx.say(
+    say!(
+        ctx,
         "inside_now",
         &[
             ("inside", &names(&inside)),
@@ -185,7 +199,11 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         ],
     );
     if waited > 0 {
-        ctx.say("asleep", &[("waiting", &names(&waiting)), ("n", &asleep)]);
+        say!(
+            ctx,
+            "asleep",
+            &[("waiting", &names(&waiting)), ("n", &asleep)]
+        );
     }
     ctx.claim(
         "waiters_seen_asleep",
@@ -196,13 +214,17 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.pause(3500)?;
 
     // One by one, the parent lets a worker out: V() wakes one sleeper.
-    ctx.step("leave", &[])?;
-    ctx.say("leave_intro", &[]);
+    step!(ctx, "leave", &[])?;
+    say!(ctx, "leave_intro", &[]);
     ctx.pause(1500)?;
     while !inside.is_empty() {
         let i = inside.remove(0);
         let leaver = &kids[i];
-        ctx.say("let_out", &[("name", &leaver.name), ("pid", &leaver.pid)]);
+        say!(
+            ctx,
+            "let_out",
+            &[("name", &leaver.name), ("pid", &leaver.pid)]
+        );
         leaver.send(Down::Go)?;
         let Reply::Left { t_ns } = leaver.expect(TIMEOUT, |r| matches!(r, Reply::Left { .. }))?
         else {
@@ -213,7 +235,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         ctx.join(leaver.pid)?;
         if waiting.is_empty() {
             let value = sem.value();
-            ctx.say(
+            say!(
+                ctx,
                 "freed",
                 &[
                     ("name", &leaver.name),
@@ -231,7 +254,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
             }
             inside.push(w);
             let value = sem.value();
-            ctx.say(
+            say!(
+                ctx,
                 "took_over",
                 &[
                     ("name", &leaver.name),
@@ -252,7 +276,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let expect = k.min(workers as i64);
     let value = sem.value();
     drop(sem);
-    ctx.say(
+    say!(
+        ctx,
         "done",
         &[
             ("max", &max),
@@ -276,7 +301,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         waited == want_waited,
     );
     ctx.pause(2000)?;
-    ctx.say("moral", &[]);
+    say!(ctx, "moral", &[]);
     Ok(())
 }
 
@@ -289,7 +314,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
         other => bail!("expected the semaphore's name, got {other:?}"),
     };
     let sem = NamedSem::open(&name)?;
-    c.say("opened", &[("name", &name)])?;
+    say!(c, "opened", &[("name", &name)])?;
     c.tell(&Reply::Opened)?;
     if c.recv()? != Down::Go {
         bail!("expected Go at the start gate");
@@ -310,7 +335,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
                 ("errno", "EAGAIN".into()),
             ],
         )?;
-        c.say("must_wait", &[])?;
+        say!(c, "must_wait", &[])?;
         c.tell(&Reply::Waiting)?;
         sem.wait()?;
         let t = now_ns();
@@ -329,7 +354,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
         "release",
         &[("what", "semaphore".into()), ("value", v.into())],
     )?;
-    c.say("leave", &[])?;
+    say!(c, "leave", &[])?;
     // The reply travels behind the events above: once the parent has it, they are on the
     // screen, before the acquire of whoever our sem_post wakes.
     c.tell(&Reply::Left { t_ns: t_out })?;

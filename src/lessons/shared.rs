@@ -17,6 +17,7 @@ use crate::ctx::{ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
 use crate::procs;
 use crate::sys::proc::Call;
+use crate::{say, step};
 use anyhow::{bail, Context, Result};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use nix::unistd::Pid;
@@ -29,6 +30,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 const MAX_WORKERS: u32 = 8;
+
+/// This lesson's words, whose keys the word macros check at compile time.
+const WORDS: &crate::words::keys::Table = &crate::words::keys::SHARED;
 
 pub static LESSON: LessonDef = LessonDef {
     name: "shared",
@@ -254,7 +258,11 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
         .counts
         .get(index)
         .context("worker index out of range")?;
-    c.say("worker_mapped", &[("pid", &c.pid), ("addr", &map.addr())])?;
+    say!(
+        c,
+        "worker_mapped",
+        &[("pid", &c.pid), ("addr", &map.addr())]
+    )?;
     c.reply("ready")?;
     if !gate(c)? {
         return Ok(0);
@@ -325,18 +333,20 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let expected = i64::from(workers) * i64::from(increments);
     let path = ctx.dir.join("value.shm");
 
-    ctx.step("value", &[("path", &path.display())])?;
+    step!(ctx, "value", &[("path", &path.display())])?;
     let map = Mapping::open(&path, true)?;
     map.init_lock()?;
-    ctx.say(
+    say!(
+        ctx,
         "value_intro",
         &[("path", &path.display()), ("addr", &map.addr())],
     );
     ctx.pause(2000)?;
 
     // Without the lock.
-    ctx.step("race", &[])?;
-    ctx.say(
+    step!(ctx, "race", &[])?;
+    say!(
+        ctx,
         "race_intro",
         &[
             ("workers", &workers),
@@ -346,16 +356,20 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     );
     ctx.pause(2000)?;
     let procs = start_workers(ctx, &path, workers, increments, false)?;
-    ctx.say("gate_intro", &[]);
+    say!(ctx, "gate_intro", &[]);
     ctx.pause(2500)?;
     let first = procs[0].pid;
-    ctx.step("race_run", &[("pid", &first), ("path", &path.display())])?;
+    step!(
+        ctx,
+        "race_run",
+        &[("pid", &first), ("path", &path.display())]
+    )?;
     go_all(&procs)?;
     for round in 1..=increments {
         let reads = replies(&procs)?;
         let v = reads[0];
         if round == 1 {
-            ctx.say("round_read_first", &[("v", &v), ("n", &workers)]);
+            say!(ctx, "round_read_first", &[("v", &v), ("n", &workers)]);
             ctx.pause(2000)?;
         } else {
             ctx.pause(600)?;
@@ -365,12 +379,14 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         let now = map.page().value.load(Ordering::SeqCst);
         let lost = i64::from(workers) - i64::from(now - v);
         if round == 1 {
-            ctx.say(
+            say!(
+                ctx,
                 "round_lost_first",
                 &[("v", &v), ("now", &now), ("n", &workers), ("lost", &lost)],
             );
         } else {
-            ctx.say(
+            say!(
+                ctx,
                 "round_lost",
                 &[
                     ("round", &round),
@@ -388,7 +404,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let without = map.page().value.load(Ordering::SeqCst);
     let counts_free = counts(&map, workers);
     let done: i64 = counts_free.iter().map(|&c| i64::from(c)).sum();
-    ctx.say(
+    say!(
+        ctx,
         "race_result",
         &[
             ("v", &without),
@@ -400,22 +417,26 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.pause(3000)?;
 
     // With the lock.
-    ctx.step("lock", &[])?;
+    step!(ctx, "lock", &[])?;
     map.page().value.store(0, Ordering::SeqCst);
     for c in &map.page().counts {
         c.store(0, Ordering::SeqCst);
     }
-    ctx.say("lock_intro", &[("window", &WINDOW_MS)]);
+    say!(ctx, "lock_intro", &[("window", &WINDOW_MS)]);
     ctx.pause(2500)?;
     map.page().first_holder.store(0, Ordering::SeqCst);
     let procs = start_workers(ctx, &path, workers, increments, true)?;
-    ctx.say("lock_go", &[("n", &workers)]);
+    say!(ctx, "lock_go", &[("n", &workers)]);
     go_all(&procs)?;
     let (holder, blocked) = show_holder_and_waiters(ctx, &map, &procs)?;
     // In step mode the lesson waits here with the lock really held and the others asleep.
-    ctx.step("lock_run", &[("pids", &pid_list(&procs))])?;
+    step!(ctx, "lock_run", &[("pids", &pid_list(&procs))])?;
     ctx.pause(2500)?;
-    ctx.say("lock_release_first", &[("holder", &procs[holder].name)]);
+    say!(
+        ctx,
+        "lock_release_first",
+        &[("holder", &procs[holder].name)]
+    );
     procs[holder].send(Down::Go)?;
     let slow =
         Duration::from_secs_f64(expected as f64 * (WINDOW_MS as f64 * ctx.speed + 20.0) / 1000.0);
@@ -423,7 +444,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let blocked_ok = blocked.len() == workers as usize - 1 && blocked.iter().all(|&l| l == 'S');
     let with = map.page().value.load(Ordering::SeqCst);
     let counts_locked = counts(&map, workers);
-    ctx.say(
+    say!(
+        ctx,
         "lock_result",
         &[
             ("v", &with),
@@ -437,8 +459,9 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     ctx.pause(2500)?;
 
-    ctx.step("compare", &[])?;
-    ctx.say(
+    step!(ctx, "compare", &[])?;
+    say!(
+        ctx,
         "compare",
         &[
             ("expected", &expected),
@@ -474,7 +497,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     );
     ctx.observe("lock_waits", waits);
     ctx.pause(1500)?;
-    ctx.say("moral", &[]);
+    say!(ctx, "moral", &[]);
     Ok(())
 }
 
@@ -512,7 +535,8 @@ fn show_holder_and_waiters(
             }
         }
     }
-    ctx.say(
+    say!(
+        ctx,
         "lock_holder",
         &[
             ("holder", &holder.name),

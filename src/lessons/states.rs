@@ -22,11 +22,15 @@ use crate::ctx::Ctx;
 use crate::event::{now_ns, ObsValue};
 use crate::procs::{self, Note};
 use crate::sys::proc::{self, Call, Sched};
+use crate::{say, say_for, step};
 use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
+
+/// This lesson's words, whose keys the word macros check at compile time.
+const WORDS: &crate::words::keys::Table = &crate::words::keys::STATES;
 
 pub static LESSON: LessonDef = LessonDef {
     name: "states",
@@ -83,7 +87,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     ctx.pause(2500)?;
     endings(ctx)?;
     ctx.pause(1500)?;
-    ctx.say("moral", &[]);
+    say!(ctx, "moral", &[]);
     Ok(())
 }
 
@@ -92,8 +96,8 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     let cpu = *crate::procs::allowed_cpus(Pid::from_raw(0))
         .first()
         .context("sched_getaffinity() gave no CPU")?;
-    ctx.step("three", &[])?;
-    ctx.say("three_intro", &[("cpu", &cpu)]);
+    step!(ctx, "three", &[])?;
+    say!(ctx, "three_intro", &[("cpu", &cpu)]);
     ctx.pause(1200)?;
 
     // The reader: blocked in read() on an empty pipe until we write to it.
@@ -158,7 +162,8 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     drop(note_w);
 
     // Blocked: the kernel's word, and where it sleeps.
-    ctx.step(
+    step!(
+        ctx,
         "blocked",
         &[("pid", &reader), ("a", &hogs[0]), ("b", &hogs[1])],
     )?;
@@ -166,7 +171,8 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     let blocked_state = blocked.as_ref().map_or('?', |b| b.0);
     let wchan = blocked.map_or_else(|| "?".to_string(), |b| b.1);
     if blocked_state == 'S' {
-        ctx.say(
+        say!(
+            ctx,
             "blocked_seen",
             &[
                 ("pid", &reader),
@@ -175,7 +181,7 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
             ],
         );
     } else {
-        ctx.say("blocked_not_seen", &[("pid", &reader)]);
+        say!(ctx, "blocked_not_seen", &[("pid", &reader)]);
     }
     ctx.claim(
         "blocked_state",
@@ -185,23 +191,24 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     );
     ctx.observe("blocked_wchan", wchan);
     ctx.pause(2000)?;
-    ctx.say("blocked_own_doing", &[]);
+    say!(ctx, "blocked_own_doing", &[]);
     ctx.pause(2500)?;
 
     // Running and ready: open the gate; both are runnable, one CPU for the two.
-    ctx.step("go", &[])?;
-    ctx.say(
+    step!(ctx, "go", &[])?;
+    say!(
+        ctx,
         "hogs_intro",
         &[("a", &hogs[0]), ("b", &hogs[1]), ("cpu", &cpu)],
     );
     ctx.pause(1500)?;
-    ctx.say("gate", &[]);
+    say!(ctx, "gate", &[]);
     nix::unistd::write(&gate_w, b"gg").context("write() to the start gate")?;
     for &pid in &hogs {
         ctx.wait_state(pid, &['R'], TIMEOUT)?;
     }
-    ctx.say("both_r", &[]);
-    ctx.step("clocks", &[("a", &hogs[0]), ("b", &hogs[1])])?;
+    say!(ctx, "both_r", &[]);
+    step!(ctx, "clocks", &[("a", &hogs[0]), ("b", &hogs[1])])?;
     let sample_ms = if ctx.speed > 0.0 {
         (350.0 * ctx.speed).max(SAMPLE_MS)
     } else {
@@ -217,7 +224,8 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
         let (ran, waited) = (b.cpu_ns - a.cpu_ns, b.wait_ns - a.wait_ns);
         both_moved &= ran > 0 && waited > 0;
         ready_ns += waited;
-        ctx.say_for(
+        say_for!(
+            ctx,
             pid.as_raw(),
             now_ns(),
             "hog_clocks",
@@ -230,9 +238,9 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     }
     let holds = all_r && both_moved;
     if holds {
-        ctx.say("running_and_ready", &[("cpu", &cpu)]);
+        say!(ctx, "running_and_ready", &[("cpu", &cpu)]);
     } else {
-        ctx.say("not_running_and_ready", &[]);
+        say!(ctx, "not_running_and_ready", &[]);
     }
     ctx.claim(
         "running_and_ready",
@@ -242,20 +250,21 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     );
     ctx.observe("ready_ms", ms(ready_ns));
     ctx.pause(2500)?;
-    ctx.say("scheduler_doing", &[]);
+    say!(ctx, "scheduler_doing", &[]);
     ctx.pause(3000)?;
 
     // Blocked -> ready -> running: the data comes.
-    ctx.step("wake", &[("pid", &reader)])?;
+    step!(ctx, "wake", &[("pid", &reader)])?;
     let before = proc::schedstat(reader.as_raw()).unwrap_or_default();
-    ctx.say("wake", &[("pid", &reader)]);
+    say!(ctx, "wake", &[("pid", &reader)]);
     nix::unistd::write(&data_w, b"x").context("write() to the reader's pipe")?;
     let woken = ctx.wait_state(reader, &['R', 'Z'], TIMEOUT)?;
     let woken_state = woken.unwrap_or('?');
     if woken_state == 'R' {
-        ctx.say("woken_seen", &[("pid", &reader), ("cpu", &cpu)]);
+        say!(ctx, "woken_seen", &[("pid", &reader), ("cpu", &cpu)]);
     } else {
-        ctx.say(
+        say!(
+            ctx,
             "woken_not_seen",
             &[("pid", &reader), ("state", &woken_state)],
         );
@@ -265,7 +274,8 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.wait_state(reader, &['Z'], TIMEOUT)?;
     let after = proc::schedstat(reader.as_raw()).unwrap_or_default();
     let woken_wait = after.wait_ns.saturating_sub(before.wait_ns);
-    ctx.say_for(
+    say_for!(
+        ctx,
         done.pid,
         done.t_ns,
         "reader_done",
@@ -285,13 +295,13 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.join(reader)?;
     ctx.pause(2000)?;
 
-    ctx.say("stop_hogs", &[]);
+    say!(ctx, "stop_hogs", &[]);
     nix::unistd::write(&stop_w, b"s").context("write() to the stop pipe")?;
     for pid in hogs {
         ctx.join(pid)?;
     }
     ctx.pause(1500)?;
-    ctx.say("diagram", &[]);
+    say!(ctx, "diagram", &[]);
     Ok(())
 }
 
@@ -344,8 +354,8 @@ fn sample_clocks(ctx: &Ctx<'_>, hogs: &[Pid], every_ms: f64) -> Result<(Vec<Row>
 
 /// The four ways a process ends, one child each, every exit code read with waitpid.
 fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
-    ctx.step("endings", &[])?;
-    ctx.say("endings_intro", &[]);
+    step!(ctx, "endings", &[])?;
+    say!(ctx, "endings_intro", &[]);
     ctx.pause(2000)?;
     let (note_r, note_w) = procs::pipe()?;
     let nfd = note_w.as_raw_fd();
@@ -368,9 +378,9 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     // returns to _exit.
     let normal = go(unsafe { ctx.fork("normal", child_body) }?)?;
     let hello = Note::recv(&note_r, TIMEOUT)?.context("the normal child did not report")?;
-    ctx.say_for(hello.pid, hello.t_ns, "normal_child", &[]);
+    say_for!(ctx, hello.pid, hello.t_ns, "normal_child", &[]);
     let code = ctx.join(normal)?;
-    ctx.say("normal_joined", &[("pid", &normal), ("code", &code)]);
+    say!(ctx, "normal_joined", &[("pid", &normal), ("code", &code)]);
     ctx.claim("exit_normal", code, "== 0", code == 0);
     ctx.pause(2500)?;
 
@@ -403,7 +413,8 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     let error = go(unsafe { ctx.fork("error", child_body) }?)?;
     let hello = Note::recv(&note_r, TIMEOUT)?.context("the error child did not report")?;
     let errno = nix::errno::Errno::from_raw(hello.b as i32);
-    ctx.say_for(
+    say_for!(
+        ctx,
         hello.pid,
         hello.t_ns,
         "error_child",
@@ -411,21 +422,22 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     );
     let code = ctx.join(error)?;
     drop(path);
-    ctx.say("error_joined", &[("pid", &error), ("code", &code)]);
+    say!(ctx, "error_joined", &[("pid", &error), ("code", &code)]);
     ctx.claim("exit_error", code, "== 1", code == 1);
     ctx.pause(2500)?;
 
     // 3. Fatal error: an illegal memory access, ended by the kernel with SIGSEGV.
     let fatal = go(fork_fatal(ctx, gfd, nfd)?)?;
     let hello = Note::recv(&note_r, TIMEOUT)?.context("the fatal child did not report")?;
-    ctx.say_for(
+    say_for!(
+        ctx,
         hello.pid,
         hello.t_ns,
         "fatal_child",
         &[("addr", &format!("{:#x}", hello.b))],
     );
     let code = ctx.join(fatal)?;
-    ctx.say("fatal_joined", &[("pid", &fatal), ("code", &code)]);
+    say!(ctx, "fatal_joined", &[("pid", &fatal), ("code", &code)]);
     ctx.claim("exit_fatal", code, "== -11 (SIGSEGV)", code == -11);
     ctx.pause(2500)?;
 
@@ -441,18 +453,18 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     // async-signal-safe.
     let victim = go(unsafe { ctx.fork("killed", child_body) }?)?;
     let hello = Note::recv(&note_r, TIMEOUT)?.context("the last child did not report")?;
-    ctx.say_for(hello.pid, hello.t_ns, "killed_child", &[]);
+    say_for!(ctx, hello.pid, hello.t_ns, "killed_child", &[]);
     ctx.wait_state(victim, &['S'], TIMEOUT)?;
-    ctx.step("kill", &[("pid", &victim)])?;
+    step!(ctx, "kill", &[("pid", &victim)])?;
     ctx.pause(1500)?;
-    ctx.say("kill", &[("pid", &victim)]);
+    say!(ctx, "kill", &[("pid", &victim)]);
     kill(victim, Signal::SIGKILL).context("kill(SIGKILL)")?;
     let code = ctx.join(victim)?;
-    ctx.say("killed_joined", &[("pid", &victim), ("code", &code)]);
+    say!(ctx, "killed_joined", &[("pid", &victim), ("code", &code)]);
     ctx.claim("exit_killed", code, "== -9 (SIGKILL)", code == -9);
     drop((note_w, go_r));
     ctx.pause(2000)?;
-    ctx.say("voluntary", &[]);
+    say!(ctx, "voluntary", &[]);
     Ok(())
 }
 

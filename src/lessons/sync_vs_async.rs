@@ -17,10 +17,14 @@ use super::{LessonDef, Opts};
 use crate::ctx::Ctx;
 use crate::event::{now_ns, ObsValue};
 use crate::procs::{self, Note};
+use crate::{say, say_for, step};
 use anyhow::{bail, Context, Result};
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
+
+/// This lesson's words, whose keys the word macros check at compile time.
+const WORDS: &crate::words::keys::Table = &crate::words::keys::SYNC_VS_ASYNC;
 
 pub static LESSON: LessonDef = LessonDef {
     name: "sync-vs-async",
@@ -101,8 +105,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     let longest = jobs.iter().copied().max().unwrap_or(0);
 
     // --- Synchronous: one call after another, each waited for.
-    ctx.step("sync", &[("main", &me)])?;
-    ctx.say("sync_intro", &[("jobs", &jobs_text)]);
+    step!(ctx, "sync", &[("main", &me)])?;
+    say!(ctx, "sync_intro", &[("jobs", &jobs_text)]);
     ctx.pause(1500)?;
     let t0 = Instant::now();
     for (i, &len) in jobs.iter().enumerate() {
@@ -115,7 +119,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
             job_event(ctx, &n, len, "sync");
         }
         ctx.join(pid)?;
-        ctx.say(
+        say!(
+            ctx,
             "sync_returned",
             &[
                 ("job", &(i + 1)),
@@ -124,13 +129,17 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
         );
     }
     let sync_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    ctx.say("sync_total", &[("ms", &fmt_ms(sync_ms)), ("sum", &sum)]);
+    say!(
+        ctx,
+        "sync_total",
+        &[("ms", &fmt_ms(sync_ms)), ("sum", &sum)]
+    );
     ctx.observe("sync_elapsed_ms", (sync_ms * 10.0).round() / 10.0);
     ctx.pause(2500)?;
 
     // --- Asynchronous: all started at once, told by an event as each ends.
-    ctx.step("async", &[("main", &me)])?;
-    ctx.say("async_intro", &[]);
+    step!(ctx, "async", &[("main", &me)])?;
+    say!(ctx, "async_intro", &[]);
     ctx.pause(1500)?;
     let t0 = Instant::now();
     let (note_r, note_w) = procs::pipe()?;
@@ -140,7 +149,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     }
     drop(note_w);
     let started_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    ctx.say("async_started", &[("ms", &format!("{started_ms:.2}"))]);
+    say!(ctx, "async_started", &[("ms", &format!("{started_ms:.2}"))]);
     let mut ended = 0;
     while ended < jobs.len() {
         let n = Note::recv(&note_r, TIMEOUT)?.context("a job did not report")?;
@@ -155,7 +164,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
                 "callback",
                 &[("job", (n.b + 1).into()), ("mode", "async".into())],
             );
-            ctx.say(
+            say!(
+                ctx,
                 "async_told",
                 &[
                     ("job", &(n.b + 1)),
@@ -168,7 +178,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
         ctx.join(pid)?;
     }
     let async_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    ctx.say(
+    say!(
+        ctx,
         "async_total",
         &[
             ("ms", &fmt_ms(async_ms)),
@@ -184,14 +195,14 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
         async_ms < sync_ms,
     );
     ctx.pause(1500)?;
-    ctx.say("sync_moral", &[]);
+    say!(ctx, "sync_moral", &[]);
     ctx.pause(2500)?;
 
     blocking(ctx)?;
     nonblocking(ctx)?;
     cpu_bound(ctx)?;
     ctx.pause(1500)?;
-    ctx.say("moral", &[]);
+    say!(ctx, "moral", &[]);
     Ok(())
 }
 
@@ -232,7 +243,7 @@ fn job_event(ctx: &Ctx<'_>, n: &Note, len: u64, mode: &str) {
 /// A blocking read: the kernel puts the reader to sleep until data comes.
 fn blocking(ctx: &mut Ctx<'_>) -> Result<()> {
     let me = ctx.main_pid;
-    ctx.step("blocking", &[("main", &me)])?;
+    step!(ctx, "blocking", &[("main", &me)])?;
     let (data_r, data_w) = procs::pipe()?;
     let (note_r, note_w) = procs::pipe()?;
     let (rfd, nfd) = (data_r.as_raw_fd(), note_w.as_raw_fd());
@@ -251,13 +262,13 @@ fn blocking(ctx: &mut Ctx<'_>) -> Result<()> {
     let reader = unsafe { ctx.fork("reader", child_body) }?;
     drop(note_w);
     drop(data_r);
-    ctx.say("blocking_intro", &[("pid", &reader)]);
+    say!(ctx, "blocking_intro", &[("pid", &reader)]);
     // The reader's first note says it is about to read: from then on, S means read().
     Note::recv(&note_r, TIMEOUT)?.context("the reader did not start")?;
     let state = ctx.wait_state(reader, &['S'], TIMEOUT)?;
     match state {
-        Some(s) => ctx.say("blocked_seen", &[("pid", &reader), ("state", &s)]),
-        None => ctx.say("blocked_not_seen", &[("pid", &reader)]),
+        Some(s) => say!(ctx, "blocked_seen", &[("pid", &reader), ("state", &s)]),
+        None => say!(ctx, "blocked_not_seen", &[("pid", &reader)]),
     }
     ctx.claim(
         "blocking_read_state",
@@ -265,12 +276,13 @@ fn blocking(ctx: &mut Ctx<'_>) -> Result<()> {
         "== \"S\"",
         state == Some('S'),
     );
-    ctx.step("blocked", &[("pid", &reader)])?;
+    step!(ctx, "blocked", &[("pid", &reader)])?;
     ctx.pause(2500)?;
-    ctx.say("wake", &[("pid", &reader)]);
+    say!(ctx, "wake", &[("pid", &reader)]);
     nix::unistd::write(&data_w, b"x").context("write() to the reader's pipe")?;
     let done = Note::recv(&note_r, TIMEOUT)?.context("the reader did not report")?;
-    ctx.say_for(
+    say_for!(
+        ctx,
         done.pid,
         done.t_ns,
         "woke",
@@ -284,7 +296,7 @@ fn blocking(ctx: &mut Ctx<'_>) -> Result<()> {
 /// A non-blocking read: `EAGAIN` at once instead of sleep.
 fn nonblocking(ctx: &mut Ctx<'_>) -> Result<()> {
     let me = ctx.main_pid;
-    ctx.step("nonblocking", &[("main", &me)])?;
+    step!(ctx, "nonblocking", &[("main", &me)])?;
     // A pipe of its own: O_NONBLOCK belongs to the open file, shared by every copy of
     // the descriptor, so it must not touch the blocking reader's pipe.
     let (data_r, data_w) = procs::pipe()?;
@@ -312,20 +324,26 @@ fn nonblocking(ctx: &mut Ctx<'_>) -> Result<()> {
     // async-signal-safe (errno is a thread-local read), then returns to _exit.
     let reader = unsafe { ctx.fork("nb-reader", child_body) }?;
     drop(note_w);
-    ctx.say("nonblocking_intro", &[("pid", &reader)]);
+    say!(ctx, "nonblocking_intro", &[("pid", &reader)]);
     let n = Note::recv(&note_r, TIMEOUT)?.context("the non-blocking reader did not report")?;
     let eagain = n.a == i64::from(nix::libc::EAGAIN);
     let us = format!("{:.1}", n.b as f64 / 1e3);
     if eagain {
-        ctx.say_for(n.pid, n.t_ns, "eagain", &[("us", &us), ("errno", &n.a)]);
+        say_for!(
+            ctx,
+            n.pid,
+            n.t_ns,
+            "eagain",
+            &[("us", &us), ("errno", &n.a)]
+        );
     } else {
-        ctx.say_for(n.pid, n.t_ns, "no_eagain", &[("errno", &n.a)]);
+        say_for!(ctx, n.pid, n.t_ns, "no_eagain", &[("errno", &n.a)]);
     }
     ctx.join(reader)?;
     drop((data_r, data_w));
     ctx.claim("eagain_seen", eagain, "== true", eagain);
     ctx.pause(2500)?;
-    ctx.say("sync_not_blocking", &[]);
+    say!(ctx, "sync_not_blocking", &[]);
     ctx.pause(2500)?;
     Ok(())
 }
@@ -381,18 +399,19 @@ fn cpu_bound(ctx: &mut Ctx<'_>) -> Result<()> {
     }
     ctx.observe("cpus_usable", cpus.len());
 
-    ctx.step("concurrency", &[("main", &me)])?;
-    ctx.say("hogs_intro", &[("cpu_ms", &HOG_CPU_MS)]);
+    step!(ctx, "concurrency", &[("main", &me)])?;
+    say!(ctx, "hogs_intro", &[("cpu_ms", &HOG_CPU_MS)]);
     ctx.pause(2000)?;
     let one = hogs(ctx, "one_cpu", &[cpus[0], cpus[0]])?;
     let interleaved = one.turns >= 3;
     if interleaved {
-        ctx.say(
+        say!(
+            ctx,
             "one_cpu_result",
             &[("turns", &one.turns), ("ms", &fmt_ms(one.elapsed_ms))],
         );
     } else {
-        ctx.say("one_cpu_not_interleaved", &[("turns", &one.turns)]);
+        say!(ctx, "one_cpu_not_interleaved", &[("turns", &one.turns)]);
     }
     ctx.claim(
         "one_cpu_interleaved",
@@ -403,12 +422,12 @@ fn cpu_bound(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.observe("one_cpu_elapsed_ms", (one.elapsed_ms * 10.0).round() / 10.0);
     ctx.pause(3000)?;
 
-    ctx.step("parallelism", &[("main", &me)])?;
+    step!(ctx, "parallelism", &[("main", &me)])?;
     let spread = [cpus[0], cpus[1 % cpus.len()]];
     if cpus.len() > 1 {
-        ctx.say("spread", &[("a", &spread[0]), ("b", &spread[1])]);
+        say!(ctx, "spread", &[("a", &spread[0]), ("b", &spread[1])]);
     } else {
-        ctx.say("spread_one", &[]);
+        say!(ctx, "spread_one", &[]);
     }
     ctx.pause(1500)?;
     let all = hogs(ctx, "all_cpus", &spread)?;
@@ -417,7 +436,8 @@ fn cpu_bound(ctx: &mut Ctx<'_>) -> Result<()> {
         (all.elapsed_ms * 10.0).round() / 10.0,
     );
     if cpus.len() > 1 && all.elapsed_ms < 0.75 * one.elapsed_ms {
-        ctx.say(
+        say!(
+            ctx,
             "parallel_result",
             &[
                 ("ms", &fmt_ms(all.elapsed_ms)),
@@ -425,7 +445,8 @@ fn cpu_bound(ctx: &mut Ctx<'_>) -> Result<()> {
             ],
         );
     } else if cpus.len() > 1 {
-        ctx.say(
+        say!(
+            ctx,
             "parallel_contended",
             &[
                 ("ms", &fmt_ms(all.elapsed_ms)),
@@ -433,10 +454,10 @@ fn cpu_bound(ctx: &mut Ctx<'_>) -> Result<()> {
             ],
         );
     } else {
-        ctx.say("parallel_one_cpu", &[("ms", &fmt_ms(all.elapsed_ms))]);
+        say!(ctx, "parallel_one_cpu", &[("ms", &fmt_ms(all.elapsed_ms))]);
     }
     ctx.pause(2000)?;
-    ctx.say("concurrency_moral", &[]);
+    say!(ctx, "concurrency_moral", &[]);
     Ok(())
 }
 
@@ -521,7 +542,7 @@ fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
     ctx.pause(1000)?;
     let t0 = now_ns();
     nix::unistd::write(&gate_w, b"gg").context("write() to the start gate")?;
-    ctx.say("hogs_go", &[]);
+    say!(ctx, "hogs_go", &[]);
     let mut stamps: Vec<Stamp> = Vec::new();
     let mut tracks: Vec<Track> = pids.iter().map(|_| Track::default()).collect();
     let mut finished = 0;
@@ -564,7 +585,8 @@ fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
 
     // The bars: the first BAR_COLS columns of BAR_COL_NS each; `#` where the process was
     // on a CPU for most of the column, `.` where it was not.
-    ctx.say(
+    say!(
+        ctx,
         "bars_scale",
         &[
             ("window", &fmt_ms(ms(BAR_COL_NS * BAR_COLS))),
@@ -582,7 +604,8 @@ fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
                 }
             })
             .collect();
-        ctx.say_for(
+        say_for!(
+            ctx,
             pid.as_raw(),
             now_ns(),
             "bar",

@@ -25,11 +25,15 @@ use super::{LessonDef, Opts};
 use crate::ctx::Ctx;
 use crate::event::{now_ns, How, ObsValue};
 use crate::procs::{self, Note};
+use crate::{say, say_for, step};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
+
+/// This lesson's words, whose keys the word macros check at compile time.
+const WORDS: &crate::words::keys::Table = &crate::words::keys::TREE;
 
 pub static LESSON: LessonDef = LessonDef {
     name: "tree",
@@ -67,8 +71,9 @@ const GRANDCHILDREN: [&str; 2] = ["gchild-1", "gchild-2"];
 fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     let me = ctx.main_pid;
     let mine = crate::sys::proc::ids(me).context("reading /proc/self/stat")?;
-    ctx.step("build", &[("main", &me)])?;
-    ctx.say(
+    step!(ctx, "build", &[("main", &me)])?;
+    say!(
+        ctx,
         "intro",
         &[("pid", &me), ("pgid", &mine.pgid), ("sid", &mine.sid)],
     );
@@ -82,15 +87,19 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     for &pid in tree.children.iter().chain(&tree.grandchildren) {
         ctx.wait_state(pid, &['S'], TIMEOUT)?;
     }
-    ctx.step("read", &[("main", &me), ("sid", &mine.sid)])?;
+    step!(ctx, "read", &[("main", &me), ("sid", &mine.sid)])?;
     read_tree(ctx, &tree)?;
     ctx.pause(4000)?;
 
-    ctx.step("groups", &[])?;
-    ctx.say("groups_intro", &[("group", &group), ("mine", &mine.pgid)]);
+    step!(ctx, "groups", &[])?;
+    say!(
+        ctx,
+        "groups_intro",
+        &[("group", &group), ("mine", &mine.pgid)]
+    );
     ctx.pause(4000)?;
     let survivor = tree.grandchildren[1];
-    ctx.say("ask_move", &[("pid", &survivor)]);
+    say!(ctx, "ask_move", &[("pid", &survivor)]);
     nix::unistd::write(&tree.move_w, b"m").context("write() to gchild-2's pipe")?;
     let moved = tree.note(&[Said::Moved], "gchild-2's setpgid(0, 0)")?;
     ctx.act_at(
@@ -99,7 +108,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
         "setpgid",
         &[("pgid", ObsValue::Int(moved.b))],
     );
-    ctx.say_for(moved.pid, moved.t_ns, "moved", &[("pgid", &moved.b)]);
+    say_for!(ctx, moved.pid, moved.t_ns, "moved", &[("pgid", &moved.b)]);
     ctx.pause(2500)?;
 
     let members: Vec<i32> = descendants(me)
@@ -113,7 +122,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
         .collect::<Vec<_>>()
         .join(", ");
     let survivor_pgid = crate::sys::proc::ids(survivor.as_raw()).map_or(-1, |s| s.pgid);
-    ctx.say(
+    say!(
+        ctx,
         "members",
         &[
             ("group", &group),
@@ -125,8 +135,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     );
     ctx.pause(3000)?;
 
-    ctx.step("killpg", &[("group", &group), ("sid", &mine.sid)])?;
-    ctx.say("killpg", &[("group", &group), ("n", &members.len())]);
+    step!(ctx, "killpg", &[("group", &group), ("sid", &mine.sid)])?;
+    say!(ctx, "killpg", &[("group", &group), ("n", &members.len())]);
     ctx.pause(1500)?;
     ctx.act_at(
         me,
@@ -150,7 +160,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     }
     let took_ms = sent.elapsed().as_secs_f64() * 1000.0;
     let ended = codes.iter().filter(|&&c| c == -2).count();
-    ctx.say(
+    say!(
+        ctx,
         "all_ended",
         &[
             ("n", &ended),
@@ -191,7 +202,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
             ("to", n.ppid.into()),
         ],
     );
-    ctx.say_for(
+    say_for!(
+        ctx,
         n.pid,
         n.t_ns,
         "survived",
@@ -206,8 +218,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     ctx.claim("other_group_survived", survived, "== true", survived);
     ctx.pause(3000)?;
 
-    ctx.step("end", &[("pid", &survivor)])?;
-    ctx.say("end_survivor", &[("pgid", &survivor_pgid)]);
+    step!(ctx, "end", &[("pid", &survivor)])?;
+    say!(ctx, "end_survivor", &[("pgid", &survivor_pgid)]);
     ctx.act_at(
         me,
         now_ns(),
@@ -221,12 +233,12 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     killpg(Pid::from_raw(survivor_pgid), Signal::SIGINT)
         .context("killpg(SIGINT) of gchild-2's group")?;
     let code = ctx.join(survivor)?;
-    ctx.say("survivor_ended", &[("code", &code)]);
+    say!(ctx, "survivor_ended", &[("code", &code)]);
     ctx.observe("survivor_exitcode", code);
     ctx.pause(2500)?;
 
-    ctx.step("windows", &[])?;
-    ctx.say("windows", &[]);
+    step!(ctx, "windows", &[])?;
+    say!(ctx, "windows", &[]);
     Ok(())
 }
 
@@ -312,7 +324,8 @@ fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
     let _ = nix::unistd::setpgid(c2, c1);
     drop(note_w);
     drop(move_r);
-    ctx.say(
+    say!(
+        ctx,
         "parent_setpgid",
         &[("c1", &c1), ("c2", &c2), ("group", &group)],
     );
@@ -378,11 +391,12 @@ fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
                 );
             }
             (Some(Said::Forked), Some(_)) => {
-                ctx.say_for(n.pid, n.t_ns, "c_forked", &[("child", &n.b)]);
+                say_for!(ctx, n.pid, n.t_ns, "c_forked", &[("child", &n.b)]);
             }
             (Some(Said::Hello), None) => {
                 let parent = ctx.name_of(n.ppid);
-                ctx.say_for(
+                say_for!(
+                    ctx,
                     n.pid,
                     n.t_ns,
                     "gc_hello",
@@ -429,7 +443,11 @@ fn read_tree(ctx: &mut Ctx<'_>, tree: &Tree) -> Result<()> {
         .collect::<Vec<_>>()
         .join(" → ");
     let root = chain.first().map_or(0, |(pid, _)| *pid);
-    ctx.say("chain", &[("chain", &drawn), ("n", &(chain.len() - 1))]);
+    say!(
+        ctx,
+        "chain",
+        &[("chain", &drawn), ("n", &(chain.len() - 1))]
+    );
     ctx.observe(
         "ancestors",
         chain
@@ -461,7 +479,8 @@ fn read_tree(ctx: &mut Ctx<'_>, tree: &Tree) -> Result<()> {
         .max()
         .unwrap_or(5)
         .max(4);
-    ctx.say(
+    say!(
+        ctx,
         "tree_header",
         &[
             ("pid", &format!("{:>width$}", "PID")),
@@ -485,7 +504,8 @@ fn read_tree(ctx: &mut Ctx<'_>, tree: &Tree) -> Result<()> {
         } else {
             ctx.name_of(*pid)
         };
-        ctx.say(
+        say!(
+            ctx,
             "tree_row",
             &[
                 ("pid", &format!("{pid:>width$}")),
@@ -498,13 +518,14 @@ fn read_tree(ctx: &mut Ctx<'_>, tree: &Tree) -> Result<()> {
         );
     }
     if let Some(j) = janitor.filter(|j| below.iter().any(|(p, _)| p == j)) {
-        ctx.say("janitor", &[("pid", &j)]);
+        say!(ctx, "janitor", &[("pid", &j)]);
     }
     // The other threads of this process: pstree shows them in braces.
     let threads = crate::sys::proc::threads(me);
     if threads > 1 {
         let braces = format!("{{{}}}", mine_comm);
-        ctx.say(
+        say!(
+            ctx,
             "threads",
             &[("n", &(threads - 1)), ("braces", &braces), ("pid", &me)],
         );
@@ -532,7 +553,8 @@ fn read_tree(ctx: &mut Ctx<'_>, tree: &Tree) -> Result<()> {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    ctx.say(
+    say!(
+        ctx,
         "grandparents",
         &[
             ("gc1", &tree.grandchildren[0]),

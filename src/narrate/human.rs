@@ -294,7 +294,7 @@ impl<W: Write + Send> Human<W> {
         writeln!(self.buf, "{}", "═".repeat(width).cyan())?;
         writeln!(self.buf, "{}", banner.bold())?;
         writeln!(self.buf, "{}", "═".repeat(width).cyan())?;
-        let legend = ui(
+        let legend = crate::ui!(
             self.lang,
             "legend",
             &[("pid", &ev.pid), ("main", &"main".cyan().bold())],
@@ -312,7 +312,7 @@ impl<W: Write + Send> Human<W> {
             writeln!(self.buf, "{line}")?;
         }
         self.history.clear();
-        let title = ui(self.lang, "observed", &[]);
+        let title = crate::ui!(self.lang, "observed", &[]);
         self.rule(&title)?;
         let name_w = self
             .observations
@@ -335,7 +335,7 @@ impl<W: Write + Send> Human<W> {
             };
             let expected = match (&o.expected, o.holds) {
                 (Some(e), Some(true)) if value.width() > 12 && restates(e) => String::new(),
-                (Some(e), Some(_)) => ui(self.lang, "expected", &[("what", e)])
+                (Some(e), Some(_)) => crate::ui!(self.lang, "expected", &[("what", e)])
                     .dimmed()
                     .to_string(),
                 _ => String::new(),
@@ -362,7 +362,7 @@ impl<W: Write + Send> Human<W> {
             }
         }
         let verdict = if ok {
-            ui(
+            crate::ui!(
                 self.lang,
                 "all_held",
                 &[("ms", &format!("{elapsed_ms:.0}"))],
@@ -370,7 +370,7 @@ impl<W: Write + Send> Human<W> {
             .green()
             .bold()
         } else {
-            ui(
+            crate::ui!(
                 self.lang,
                 "claim_failed",
                 &[("ms", &format!("{elapsed_ms:.0}"))],
@@ -543,7 +543,7 @@ impl<W: Write + Send> Human<W> {
                 .unwrap_or_default()
         };
         let width = self.width.unwrap_or(78);
-        let text = ui(
+        let text = crate::ui!(
             self.lang,
             "tour_card",
             &[
@@ -567,27 +567,27 @@ impl<W: Write + Send> Human<W> {
         for part in self.wrap(&text("question"), 2) {
             writeln!(self.buf, "  {}", part.bold())?;
         }
-        let yours = ui(lang, "quiz_your_answer", &[("answer", &text("answer"))]);
+        let yours = crate::ui!(lang, "quiz_your_answer", &[("answer", &text("answer"))]);
         for part in self.wrap(&yours, 4) {
             writeln!(self.buf, "    {part}")?;
         }
         let name = text("observation");
         let verdict = match get("right") {
-            Some(ObsValue::Bool(true)) => ui(
+            Some(ObsValue::Bool(true)) => crate::ui!(
                 lang,
                 "quiz_right",
                 &[("name", &name), ("value", &text("observed"))],
             )
             .green()
             .bold(),
-            Some(ObsValue::Bool(false)) => ui(
+            Some(ObsValue::Bool(false)) => crate::ui!(
                 lang,
                 "quiz_wrong",
                 &[("name", &name), ("value", &text("observed"))],
             )
             .red()
             .bold(),
-            _ => ui(lang, "quiz_unjudged", &[("name", &name)]).dimmed(),
+            _ => crate::ui!(lang, "quiz_unjudged", &[("name", &name)]).dimmed(),
         };
         writeln!(self.buf, "    {verdict}")?;
         for part in self.wrap(&text("explain"), 4) {
@@ -613,7 +613,7 @@ impl<W: Write + Send> Human<W> {
                     },
                 );
                 let how_words = ui(lang, &format!("how_{}", how.as_str()), &[]);
-                let text = ui(
+                let text = crate::ui!(
                     lang,
                     "spawned",
                     &[("pid", &ev.pid), ("ppid", ppid), ("how", &how_words)],
@@ -633,7 +633,7 @@ impl<W: Write + Send> Human<W> {
                 };
                 let waiting = waiting_in
                     .as_deref()
-                    .map(|w| ui(lang, "waiting_in", &[("what", &wchan_words(lang, w))]))
+                    .map(|w| crate::ui!(lang, "waiting_in", &[("what", &wchan_words(lang, w))]))
                     .unwrap_or_default();
                 self.live_state(ev.pid, to, &waiting);
                 // Asleep somewhere else now (S → S): the live view says so; the lesson's
@@ -651,7 +651,7 @@ impl<W: Write + Send> Human<W> {
                 if is_main && (to != "S" || pacing) {
                     return Ok(());
                 }
-                let text = ui(
+                let text = crate::ui!(
                     lang,
                     "state_change",
                     &[
@@ -674,7 +674,7 @@ impl<W: Write + Send> Human<W> {
                 ..
             } => {
                 self.live_gone(ev.pid);
-                let text = ui(lang, "exited", &[("code", exitcode), ("reaper", reaped_by)]);
+                let text = crate::ui!(lang, "exited", &[("code", exitcode), ("reaper", reaped_by)]);
                 self.line(ev.t_ns, ev.pid, &format!("{} {}", "✝".red(), text))?;
             }
             Kind::Say {
@@ -715,10 +715,10 @@ impl<W: Write + Send> Human<W> {
                 }
             }
             Kind::Step { n, title, hint, .. } => {
-                let head = ui(lang, "step", &[("n", n), ("title", title)]);
+                let head = crate::ui!(lang, "step", &[("n", n), ("title", title)]);
                 self.rule(&head)?;
                 if let Some(hint) = hint {
-                    let text = ui(lang, "try_this", &[("cmd", &hint.bright_white())]);
+                    let text = crate::ui!(lang, "try_this", &[("cmd", &hint.bright_white())]);
                     for part in self.wrap(&text, 3) {
                         writeln!(self.buf, "   {}", part.dimmed())?;
                     }

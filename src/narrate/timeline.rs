@@ -5,7 +5,7 @@
 //! textbook simulators, but from a real run. It fits an 80-column terminal.
 
 use crate::event::{Event, Kind};
-use crate::words::{ui, Lang};
+use crate::words::Lang;
 use colored::Colorize;
 use unicode_width::UnicodeWidthStr;
 
@@ -104,7 +104,7 @@ pub fn draw(events: &[Event], t0: u64, t1: u64, width: usize, lang: Lang) -> Vec
         (((t.saturating_sub(t0)) as f64 / span * cells as f64) as usize).min(cells - 1)
     };
     let mut out = Vec::new();
-    let title = ui(lang, "timeline", &[]);
+    let title = crate::ui!(lang, "timeline", &[]);
     out.push(String::new());
     out.push(
         format!(
@@ -173,9 +173,17 @@ pub fn draw(events: &[Event], t0: u64, t1: u64, width: usize, lang: Lang) -> Vec
         .dimmed()
         .to_string(),
     );
-    out.push(ui(lang, "timeline_legend", &[]).dimmed().to_string());
-    out.push(ui(lang, "timeline_marks", &[]).dimmed().to_string());
-    out.push(ui(lang, "timeline_marks2", &[]).dimmed().to_string());
+    out.push(
+        crate::ui!(lang, "timeline_legend", &[])
+            .dimmed()
+            .to_string(),
+    );
+    out.push(crate::ui!(lang, "timeline_marks", &[]).dimmed().to_string());
+    out.push(
+        crate::ui!(lang, "timeline_marks2", &[])
+            .dimmed()
+            .to_string(),
+    );
     out
 }
 

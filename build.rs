@@ -1,0 +1,74 @@
+//! Turns the words (`lessons/*.toml`) into a table of their keys and placeholders
+//! (`$OUT_DIR/keys.rs`), so that `say!`, `say_for!`, `step!` and `ui!` check at compile
+//! time that a key exists and that every `{placeholder}` of its line is given: a
+//! misspelled key or a forgotten argument fails `cargo build`, on the line that has it.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+/// The `{names}` of a template (the same rule as `words::placeholders`).
+fn placeholders(template: &str, into: &mut BTreeSet<String>) {
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close) => {
+                into.insert(after[..close].to_string());
+                rest = &after[close + 1..];
+            }
+            None => break,
+        }
+    }
+}
+
+/// One section (`say`, `step`, `ui`) as Rust: `&[("key", &["a", "b"]), …]`.
+fn section(words: &toml::Table, name: &str) -> String {
+    let mut out = String::from("&[");
+    if let Some(t) = words.get(name).and_then(|v| v.as_table()) {
+        for (key, line) in t {
+            let mut names = BTreeSet::new();
+            if let Some(line) = line.as_table() {
+                for field in ["en", "zh", "hint", "python", "syscall"] {
+                    if let Some(text) = line.get(field).and_then(|v| v.as_str()) {
+                        placeholders(text, &mut names);
+                    }
+                }
+            }
+            let names: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+            write!(out, "({key:?}, &[{}]), ", names.join(", ")).unwrap();
+        }
+    }
+    out.push(']');
+    out
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=lessons");
+    let mut files: Vec<_> = std::fs::read_dir("lessons")
+        .expect("the lessons directory")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut out = String::new();
+    for path in files {
+        println!("cargo:rerun-if-changed={}", path.display());
+        let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+        let src = std::fs::read_to_string(&path).unwrap();
+        // A file that does not parse is reported by the program's own parse (with
+        // line and column); here it simply has no keys.
+        let words: toml::Table = src.parse().unwrap_or_default();
+        let ident = stem.replace('-', "_").to_uppercase();
+        writeln!(
+            out,
+            "/// The keys of `lessons/{stem}.toml`.\npub const {ident}: Table = Table {{ say: {}, step: {}, ui: {} }};",
+            section(&words, "say"),
+            section(&words, "step"),
+            section(&words, "ui"),
+        )
+        .unwrap();
+    }
+    let dest = std::path::Path::new(&std::env::var("OUT_DIR").unwrap()).join("keys.rs");
+    std::fs::write(dest, out).unwrap();
+}
