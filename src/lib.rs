@@ -83,7 +83,7 @@ pub fn main() -> ExitCode {
                 Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
                 Err(e) => {
                     if !e.chain().any(|c| c.is::<child::ParentGone>()) {
-                        eprintln!("mp-demo child: error: {e:#}");
+                        procs::diag(format_args!("mp-demo child: error: {e:#}"));
                     }
                     ExitCode::from(1)
                 }
@@ -108,7 +108,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mp-demo: error: {e:#}");
+            procs::diag(format_args!("mp-demo: error: {e:#}"));
             ExitCode::from(1)
         }
     }
@@ -243,7 +243,7 @@ fn highlight_code(text: &str) -> String {
 
 /// A usage error found before anything runs: one line, exit 2.
 fn usage_error(msg: &str) -> ExitCode {
-    eprintln!("mp-demo: error: {msg}");
+    procs::diag(format_args!("mp-demo: error: {msg}"));
     ExitCode::from(2)
 }
 
@@ -273,7 +273,7 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
     let mut session = match procs::Session::start() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("mp-demo: error: {e:#}");
+            procs::diag(format_args!("mp-demo: error: {e:#}"));
             return ExitCode::from(1);
         }
     };
@@ -298,10 +298,11 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
             Box::new(human)
         });
     }
-    if let Some(f) = trace_file {
-        renders.push(Box::new(narrate::trace::Trace::new(
-            std::io::BufWriter::new(f),
-        )));
+    if let (Some(f), Some(path)) = (trace_file, &g.trace) {
+        renders.push(Box::new(narrate::Named {
+            what: format!("the trace to {}", path.display()),
+            render: narrate::trace::Trace::new(std::io::BufWriter::new(f)),
+        }));
     }
     let step_prompt = g.step.then(|| ui(lang, "step_prompt", &[]));
     let outcome = (|| -> Result<bool> {
@@ -349,30 +350,41 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
     })();
     session.cleanup();
     if let (Some(path), false) = (&g.trace, g.json) {
-        if procs::stop_reason() != Some(procs::STOP_BROKEN_PIPE) {
-            eprintln!(
+        if !matches!(
+            procs::stop_reason(),
+            Some(procs::STOP_BROKEN_PIPE | procs::STOP_OUTPUT_FAILED)
+        ) {
+            procs::diag(format_args!(
                 "{}",
                 ui(lang, "trace_written", &[("path", &path.display())])
-            );
+            ));
         }
     }
     match (procs::stop_reason(), outcome) {
         (Some(procs::STOP_BROKEN_PIPE), _) => ExitCode::SUCCESS,
+        (Some(procs::STOP_OUTPUT_FAILED), _) => {
+            let msg = procs::output_error().unwrap_or("writing the output failed");
+            procs::diag(format_args!("mp-demo: error: {msg}"));
+            ExitCode::from(1)
+        }
         (Some(sig), _) => {
             let name = nix::sys::signal::Signal::try_from(sig)
                 .map(|s| s.as_str().to_string())
                 .unwrap_or_else(|_| format!("signal {sig}"));
-            eprintln!("mp-demo: {}", ui(lang, "interrupted", &[("signal", &name)]));
+            procs::diag(format_args!(
+                "mp-demo: {}",
+                ui(lang, "interrupted", &[("signal", &name)])
+            ));
             ExitCode::from((128 + sig).clamp(0, 255) as u8)
         }
         (None, Ok(true)) => ExitCode::SUCCESS,
         (None, Ok(false)) => ExitCode::from(1),
         (None, Err(e)) if e.is::<ctx::UsageError>() => {
-            eprintln!("mp-demo: error: {e:#}");
+            procs::diag(format_args!("mp-demo: error: {e:#}"));
             ExitCode::from(2)
         }
         (None, Err(e)) => {
-            eprintln!("mp-demo: error: {e:#}");
+            procs::diag(format_args!("mp-demo: error: {e:#}"));
             ExitCode::from(1)
         }
     }

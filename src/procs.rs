@@ -31,6 +31,21 @@ use std::time::{Duration, Instant};
 static STOP: AtomicI32 = AtomicI32::new(0);
 /// The output was closed (`mp-demo … | head -1`): stop quietly.
 pub const STOP_BROKEN_PIPE: i32 = -1;
+/// The output could not be written (a full device): stop, exit 1 with [`OUTPUT_ERROR`].
+pub const STOP_OUTPUT_FAILED: i32 = -2;
+/// What failed, when the stop is [`STOP_OUTPUT_FAILED`].
+static OUTPUT_ERROR: OnceLock<String> = OnceLock::new();
+
+/// The run's output failed (`msg` names how): stop it; it ends with exit 1 and `msg`.
+pub fn output_failed(msg: String) {
+    let _ = OUTPUT_ERROR.set(msg);
+    request_stop(STOP_OUTPUT_FAILED);
+}
+
+/// The message of a [`STOP_OUTPUT_FAILED`] stop.
+pub fn output_error() -> Option<&'static str> {
+    OUTPUT_ERROR.get().map(String::as_str)
+}
 /// The janitor's pid, never killed by the sweeps (0: none).
 static JANITOR: AtomicI32 = AtomicI32::new(0);
 /// The write end of the janitor's pipe, closed by forked children.
@@ -479,8 +494,18 @@ fn hard_exit(code: i32) -> ! {
     if let Some(dir) = RUN_DIR.get() {
         let _ = std::fs::remove_dir_all(dir);
     }
-    eprintln!("mp-demo: interrupted");
+    diag(format_args!("mp-demo: interrupted"));
     std::process::exit(code)
+}
+
+/// Write one line to stderr, ignoring a failure: the diagnostic path must never panic
+/// (`eprintln!` does, on a hung-up terminal's EIO or a full device), or the thread that
+/// should end the process dies instead.
+pub fn diag(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(line).and_then(|()| err.write_all(b"\n"));
+    let _ = err.flush();
 }
 
 /// `n` random bytes from the kernel as hex: unguessable names (semaphores).
