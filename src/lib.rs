@@ -307,7 +307,7 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
     let step_prompt = g.step.then(|| ui(lang, "step_prompt", &[]));
     let outcome = (|| -> Result<bool> {
         let narrator = narrate::Narrator::start(Box::new(narrate::Tee(renders)), step_prompt)?;
-        let mut observer = observe::Observer::start(narrator.sink())?;
+        let mut observer = observe::Observer::start(narrator.sink(), lang)?;
         let mut all_ok = true;
         let mut result = Ok(());
         for (i, (def, opts)) in defs.iter().enumerate() {
@@ -352,7 +352,7 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
     if let (Some(path), false) = (&g.trace, g.json) {
         if !matches!(
             procs::stop_reason(),
-            Some(procs::STOP_BROKEN_PIPE | procs::STOP_OUTPUT_FAILED)
+            Some(procs::STOP_BROKEN_PIPE | procs::STOP_FAILED)
         ) {
             procs::diag(format_args!(
                 "{}",
@@ -362,8 +362,8 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
     }
     match (procs::stop_reason(), outcome) {
         (Some(procs::STOP_BROKEN_PIPE), _) => ExitCode::SUCCESS,
-        (Some(procs::STOP_OUTPUT_FAILED), _) => {
-            let msg = procs::output_error().unwrap_or("writing the output failed");
+        (Some(procs::STOP_FAILED), _) => {
+            let msg = procs::failure().unwrap_or("the run failed");
             procs::diag(format_args!("mp-demo: error: {msg}"));
             ExitCode::from(1)
         }

@@ -31,21 +31,63 @@ use std::time::{Duration, Instant};
 static STOP: AtomicI32 = AtomicI32::new(0);
 /// The output was closed (`mp-demo … | head -1`): stop quietly.
 pub const STOP_BROKEN_PIPE: i32 = -1;
-/// The output could not be written (a full device): stop, exit 1 with [`OUTPUT_ERROR`].
-pub const STOP_OUTPUT_FAILED: i32 = -2;
-/// What failed, when the stop is [`STOP_OUTPUT_FAILED`].
-static OUTPUT_ERROR: OnceLock<String> = OnceLock::new();
+/// The run failed from outside the lesson (its output could not be written, a child
+/// stayed stopped): stop, and exit 1 with [`failure`]'s message.
+pub const STOP_FAILED: i32 = -2;
+/// What failed, when the stop is [`STOP_FAILED`].
+static FAILURE: OnceLock<String> = OnceLock::new();
 
-/// The run's output failed (`msg` names how): stop it; it ends with exit 1 and `msg`.
-pub fn output_failed(msg: String) {
-    let _ = OUTPUT_ERROR.set(msg);
-    request_stop(STOP_OUTPUT_FAILED);
+/// End the run as failed, `msg` saying why (one line): every child is killed at once, so
+/// every wait of the lesson on one returns.
+pub fn fail_run(msg: String) {
+    let _ = FAILURE.set(msg);
+    request_stop(STOP_FAILED);
+    kill_children();
 }
 
-/// The message of a [`STOP_OUTPUT_FAILED`] stop.
-pub fn output_error() -> Option<&'static str> {
-    OUTPUT_ERROR.get().map(String::as_str)
+/// The message of a [`STOP_FAILED`] stop.
+pub fn failure() -> Option<&'static str> {
+    FAILURE.get().map(String::as_str)
 }
+
+/// Whether a `--step` pause is waiting for a key (a stopped child is no hang then).
+static PAUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_paused(on: bool) {
+    PAUSED.store(on, Ordering::SeqCst);
+}
+
+pub fn paused() -> bool {
+    PAUSED.load(Ordering::SeqCst)
+}
+
+/// Whether `pid` exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| !r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Every descendant of this process (children, theirs, …), the janitor aside.
+pub fn descendants() -> Vec<i32> {
+    let janitor = JANITOR.load(Ordering::SeqCst);
+    let mut out = Vec::new();
+    let mut next = vec![getpid().as_raw()];
+    while let Some(p) = next.pop() {
+        for c in children_of(p) {
+            if c != janitor && !out.contains(&c) && out.len() < 4096 {
+                out.push(c);
+                next.push(c);
+            }
+        }
+    }
+    out
+}
+
 /// The janitor's pid, never killed by the sweeps (0: none).
 static JANITOR: AtomicI32 = AtomicI32::new(0);
 /// The write end of the janitor's pipe, closed by forked children.
@@ -105,6 +147,21 @@ pub fn reap(pid: Pid) -> Result<i32> {
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(anyhow!("waitpid({pid}) failed: {e}")),
         }
+    }
+}
+
+/// Reap `pid` if it ends within `within` (polling `waitpid(WNOHANG)`); whether it did.
+pub fn reap_within(pid: Pid, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
+            Ok(_) | Err(_) => return true,
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -399,7 +456,12 @@ impl Session {
         }
         if let Some((pid, fd)) = self.janitor.take() {
             drop(fd); // end of file: the janitor finds the directory gone and exits
-            let _ = waitpid(pid, None);
+                      // Bounded: a janitor stopped (SIGSTOP) or slow must neither hang a finished
+                      // run nor be left behind. Its work is done (the directory is gone already).
+            if !reap_within(pid, Duration::from_millis(500)) {
+                let _ = kill(pid, Signal::SIGKILL);
+                let _ = reap_within(pid, Duration::from_secs(1));
+            }
             JANITOR.store(0, Ordering::SeqCst);
             JANITOR_FD.store(-1, Ordering::SeqCst);
         }
@@ -493,6 +555,10 @@ fn hard_exit(code: i32) -> ! {
     kill_children();
     if let Some(dir) = RUN_DIR.get() {
         let _ = std::fs::remove_dir_all(dir);
+    }
+    // The directory is gone, so the janitor's work is done; a stopped one would stay.
+    if let Some(pid) = janitor_pid() {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
     diag(format_args!("mp-demo: interrupted"));
     std::process::exit(code)

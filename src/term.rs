@@ -127,13 +127,17 @@ pub fn wait_key() -> io::Result<Option<Key>> {
 pub fn pause(prompt: &str) -> io::Result<bool> {
     let mut err = io::stderr();
     let _ = write!(err, "{prompt}").and_then(|()| err.flush());
+    crate::procs::set_paused(true);
     let go = loop {
-        match wait_key()? {
-            Some(Key::Go) => break true,
-            Some(Key::Quit) | None => break false,
-            Some(_) => {}
+        match wait_key() {
+            Ok(Some(Key::Go)) => break Ok(true),
+            Ok(Some(Key::Quit) | None) => break Ok(false),
+            Ok(Some(_)) => {}
+            Err(e) => break Err(e),
         }
     };
+    crate::procs::set_paused(false);
+    let go = go?;
     let _ = write!(err, "\r\x1b[2K").and_then(|()| err.flush());
     Ok(go)
 }

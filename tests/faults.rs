@@ -441,3 +441,119 @@ fn no_shell_is_ever_run() {
         .unwrap();
     assert!(r.success());
 }
+
+/// Every descendant of `main` (children, theirs, …), from `/proc/<pid>/task/*/children`.
+fn descendants(main: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut next = vec![main];
+    while let Some(p) = next.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let text = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            for c in text
+                .split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok())
+            {
+                if !out.contains(&c) {
+                    out.push(c);
+                    next.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Start a lesson (`--speed 0.05`: short pacing, children still alive for a while); at
+/// lesson_start note the janitor (the only child then); after `delay_ms`, at the first
+/// moment some other descendant exists, SIGSTOP every descendant but the janitor. The
+/// run and the stopped pids (empty if the lesson ended first).
+fn stop_children_after(lesson: &str, delay_ms: u64) -> (Live, Vec<i32>) {
+    let live = Live::start(&["--json", "--speed", "0.05", lesson]);
+    live.wait_for(Duration::from_secs(10), |e| e["kind"] == "lesson_start");
+    let janitor = descendants(live.pid());
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let stopped: Vec<i32> = descendants(live.pid())
+            .into_iter()
+            .filter(|p| !janitor.contains(p))
+            .filter(|&p| kill(Pid::from_raw(p), Signal::SIGSTOP).is_ok())
+            .collect();
+        if !stopped.is_empty() {
+            return (live, stopped);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    (live, Vec::new())
+}
+
+#[test]
+fn a_child_left_stopped_ends_every_lesson_on_its_own_with_one_line() {
+    for_every_lesson(|lesson, delay| {
+        let (mut live, stopped) = stop_children_after(lesson, delay / 2);
+        // 4 s stopped, then the kill and the cleanup: well inside 12 s.
+        let status = live.wait_exit(Duration::from_secs(12));
+        let err = live.stderr();
+        eprintln!("{lesson}: stopped {stopped:?}: {status:?} {}", err.trim());
+        assert!(!err.contains("panicked"), "{lesson}: {err}");
+        assert!(
+            err.lines().count() <= 1,
+            "{lesson}: one line on stderr: {err}"
+        );
+        if status.code() == Some(1) && !stopped.is_empty() {
+            assert!(
+                err.contains("stayed stopped (state T)"),
+                "{lesson}: the message names the stopped process: {err}"
+            );
+        } else {
+            assert!(
+                matches!(status.code(), Some(0 | 1)),
+                "{lesson} (stopped {stopped:?}): {status:?} {err}"
+            );
+        }
+        live.assert_clean(Duration::from_secs(2));
+    });
+}
+
+#[test]
+fn a_child_stopped_and_continued_in_time_lets_every_lesson_go_on() {
+    for_every_lesson(|lesson, delay| {
+        let (mut live, stopped) = stop_children_after(lesson, delay / 2);
+        std::thread::sleep(Duration::from_millis(1500));
+        for &p in &stopped {
+            let _ = kill(Pid::from_raw(p), Signal::SIGCONT);
+        }
+        let status = live.wait_exit(Duration::from_secs(15));
+        let err = live.stderr();
+        assert!(
+            status.success(),
+            "{lesson} (stopped {stopped:?} for 1.5 s): {status:?} {err}"
+        );
+        live.assert_clean(Duration::from_secs(2));
+    });
+}
+
+#[test]
+fn a_stopped_janitor_neither_hangs_a_run_nor_stays_behind() {
+    for_every_lesson(|lesson, delay| {
+        let live = Live::start(&["--json", "--speed", "0", lesson]);
+        live.wait_for(Duration::from_secs(10), |e| e["kind"] == "lesson_start");
+        let janitor = descendants(live.pid());
+        for &p in &janitor {
+            kill(Pid::from_raw(p), Signal::SIGSTOP).unwrap();
+        }
+        let mut live = live;
+        if delay % 2 == 1 {
+            // Ctrl-C with the janitor stopped: still nothing left.
+            let _ = kill(Pid::from_raw(live.pid()), Signal::SIGINT);
+            live.wait_exit(Duration::from_secs(5));
+        } else {
+            let status = live.wait_exit(Duration::from_secs(5));
+            assert!(status.success(), "{lesson}: {status:?} {}", live.stderr());
+        }
+        live.assert_clean(Duration::from_secs(2));
+    });
+}

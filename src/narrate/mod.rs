@@ -166,8 +166,8 @@ fn output_failed(e: &io::Error) {
             procs::request_stop(nix::libc::SIGHUP);
         }
         // A renderer that named its output (the trace file) said it all already.
-        _ if e.get_ref().is_some() => procs::output_failed(e.to_string()),
-        _ => procs::output_failed(format!("writing the narration to stdout failed: {e}")),
+        _ if e.get_ref().is_some() => procs::fail_run(e.to_string()),
+        _ => procs::fail_run(format!("writing the narration to stdout failed: {e}")),
     }
 }
 
