@@ -11,7 +11,7 @@ use crate::observe::Observer;
 use crate::procs;
 use crate::words::{fill, Args, Lang, Words};
 use anyhow::{anyhow, bail, Context, Result};
-use ipc_channel::ipc::{IpcOneShotServer, IpcSender};
+use ipc_channel::ipc::IpcSender;
 use nix::unistd::Pid;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -341,8 +341,7 @@ impl<'a> Ctx<'a> {
     /// wait (bounded) until it has connected over ipc-channel.
     pub fn spawn(&mut self, role: &str, name: &str, args: serde_json::Value) -> Result<ChildProc> {
         self.check()?;
-        let (server, server_name) =
-            IpcOneShotServer::<Up>::new().context("creating an ipc-channel server")?;
+        let (server, server_name) = procs::ipc_server::<Up>()?;
         let exe = std::env::current_exe().context("finding this program's path")?;
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("__child")

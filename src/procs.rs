@@ -424,13 +424,7 @@ impl Session {
     pub fn start() -> Result<Session> {
         #[cfg(target_os = "linux")]
         nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
-        // 0700 explicitly: tempfile's default follows the umask (0755 here, found by the
-        // fault suite), and the run's sockets must not be reachable by other users.
-        let dir = tempfile::Builder::new()
-            .prefix("mp-demo-")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .tempdir()
-            .context("creating the run's private temporary directory")?;
+        let dir = private_dir()?;
         let _ = RUN_DIR.set(dir.path().to_path_buf());
         // ipc-channel creates its sockets under the temp directory: make that ours.
         // Single-threaded here, so changing the environment is sound.
@@ -473,6 +467,89 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.cleanup();
     }
+}
+
+/// The longest path a Unix socket may have: `sun_path` is 108 bytes with its NUL.
+const SUN_PATH_MAX: usize = 107;
+/// What ipc-channel adds to `TMPDIR` for a one-shot server's socket:
+/// `/.tmpXXXXXX/socket` (tempfile's default name, then the socket's).
+const IPC_SOCKET_TAIL: usize = "/.tmpXXXXXX/socket".len();
+/// What the run adds to the base directory: `/mp-demo-XXXXXX`.
+const RUN_DIR_TAIL: usize = "/mp-demo-XXXXXX".len();
+
+/// Whether every socket of a run whose private directory is `dir` fits in `sun_path`.
+/// ipc-channel cuts a longer path silently, which put sockets outside the private
+/// directory (the fault suite found `$TMPDIR/mp-dem` left behind, mode 0755).
+pub fn sockets_fit(dir: &std::path::Path) -> bool {
+    dir.as_os_str().len() + IPC_SOCKET_TAIL <= SUN_PATH_MAX
+}
+
+/// `IpcOneShotServer::new()`, once its socket path is known to fit in `sun_path` (it
+/// lands under `TMPDIR`, the run's private directory), with the error said plainly.
+pub fn ipc_server<T>() -> Result<(ipc_channel::ipc::IpcOneShotServer<T>, String)>
+where
+    T: for<'de> serde::Deserialize<'de> + serde::Serialize,
+{
+    let tmp = std::env::temp_dir();
+    if !sockets_fit(&tmp) {
+        anyhow::bail!(
+            "creating an ipc-channel server: the socket path under {} would be longer than {SUN_PATH_MAX} bytes",
+            tmp.display()
+        );
+    }
+    ipc_channel::ipc::IpcOneShotServer::<T>::new().map_err(|e| {
+        anyhow!(
+            "creating an ipc-channel server in {}: {}",
+            tmp.display(),
+            crate::procs::plain_io(&e)
+        )
+    })
+}
+
+/// An I/O error as one plain line: the OS's words and the errno's name, never Debug.
+pub fn plain_io(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => format!(
+            "{} ({})",
+            Errno::from_raw(code).desc(),
+            Errno::from_raw(code)
+        ),
+        None => e.to_string(),
+    }
+}
+
+/// The run's private directory: `$TMPDIR/mp-demo-XXXXXX`, mode 0700 (explicitly:
+/// tempfile's default follows the umask), so the run's sockets are reachable by no other
+/// user. When `TMPDIR` is too long for the socket paths, a short private directory under
+/// `/tmp` instead, and a line on stderr says so.
+fn private_dir() -> Result<tempfile::TempDir> {
+    let make = |base: &std::path::Path| {
+        tempfile::Builder::new()
+            .prefix("mp-demo-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir_in(base)
+            .with_context(|| format!("creating the run's private directory in {}", base.display()))
+    };
+    let base = std::env::temp_dir();
+    if base.as_os_str().len() + RUN_DIR_TAIL + IPC_SOCKET_TAIL <= SUN_PATH_MAX {
+        return make(&base);
+    }
+    let short = std::path::Path::new("/tmp");
+    diag(format_args!(
+        "mp-demo: note: TMPDIR ({} characters) is too long for the run's socket paths (at most {} bytes); using a private directory in {} instead",
+        base.as_os_str().len(),
+        SUN_PATH_MAX,
+        short.display()
+    ));
+    let dir = make(short)?;
+    if !sockets_fit(dir.path()) {
+        anyhow::bail!(
+            "no directory short enough for the run's socket paths: {} is {} characters",
+            dir.path().display(),
+            dir.path().as_os_str().len()
+        );
+    }
+    Ok(dir)
 }
 
 /// Fork the janitor: it waits for end of file on a pipe (the main process died or is

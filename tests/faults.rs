@@ -557,3 +557,52 @@ fn a_stopped_janitor_neither_hangs_a_run_nor_stays_behind() {
         live.assert_clean(Duration::from_secs(2));
     });
 }
+
+/// A directory whose path is exactly `len` characters, under `base`.
+fn dir_of_length(base: &std::path::Path, len: usize) -> std::path::PathBuf {
+    let mut p = base.to_path_buf();
+    while p.as_os_str().len() < len {
+        let rem = len - p.as_os_str().len();
+        p.push("d".repeat(if rem <= 51 { rem - 1 } else { 40 }));
+    }
+    std::fs::create_dir_all(&p).unwrap();
+    assert_eq!(p.as_os_str().len(), len);
+    p
+}
+
+#[test]
+fn every_tmpdir_length_from_60_to_200_keeps_every_socket_inside_the_private_directory() {
+    let base = tempfile::tempdir().unwrap();
+    let lengths: Vec<usize> = (60..=200).collect();
+    std::thread::scope(|s| {
+        for part in lengths.chunks(lengths.len().div_ceil(4)) {
+            let base = base.path();
+            s.spawn(move || {
+                for &len in part {
+                    let tmp = dir_of_length(&base.join(len.to_string()), len);
+                    let tmp_s = tmp.to_str().unwrap();
+                    let r =
+                        common::run_env(&["--speed", "0", "--json", "fork"], &[("TMPDIR", tmp_s)]);
+                    r.assert_code(0);
+                    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+                    assert!(left.is_empty(), "TMPDIR of {len} characters: left {left:?}");
+                    // Nothing beside it either (a socket cut at 108 bytes landed there).
+                    let parent = tmp.parent().unwrap();
+                    let beside: Vec<_> = std::fs::read_dir(parent)
+                        .unwrap()
+                        .flatten()
+                        .filter(|e| e.path() != tmp)
+                        .collect();
+                    assert!(beside.is_empty(), "TMPDIR of {len}: beside it {beside:?}");
+                    if len + "/mp-demo-XXXXXX/.tmpXXXXXX/socket".len() > 107 {
+                        assert!(
+                            r.stderr.contains("too long for the run's socket paths"),
+                            "TMPDIR of {len}: the fallback is said: {}",
+                            r.stderr
+                        );
+                    }
+                }
+            });
+        }
+    });
+}

@@ -16,7 +16,7 @@ use crate::ctx::{ChildProc, Ctx, Stopped};
 use crate::event::{now_ns, How, ObsValue};
 use crate::procs::{self, Note};
 use anyhow::{anyhow, bail, Context, Result};
-use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
+use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -169,8 +169,7 @@ impl Conn {
 /// `Process` arguments; here the child opens a one-shot server, tells the parent its
 /// name, and the parent sends the end through it.
 fn receive_conn(c: &ChildCtx) -> Result<Conn> {
-    let (server, name) =
-        IpcOneShotServer::<Conn>::new().context("creating an ipc-channel server")?;
+    let (server, name) = procs::ipc_server::<Conn>()?;
     c.reply(name)?;
     // Blocks until the parent connects; if the parent dies first, so do we (PDEATHSIG).
     let (_rx, conn) = server
