@@ -46,7 +46,7 @@ impl ChildProc {
     pub fn send(&self, cmd: Down) -> Result<()> {
         self.down
             .send(cmd)
-            .map_err(|e| anyhow!("sending to {} (PID {}): {e:?}", self.name, self.pid))
+            .map_err(|e| anyhow!("sending to {} (PID {}): {e}", self.name, self.pid))
     }
 
     /// Wait for the child's next reply.

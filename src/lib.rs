@@ -11,13 +11,17 @@ pub mod event;
 pub mod lessons;
 pub mod narrate;
 pub mod observe;
+pub mod oom;
 pub mod procs;
 pub mod quiz;
 pub mod sem;
 pub mod term;
 pub mod words;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+
+#[global_allocator]
+static ALLOCATOR: oom::Watched = oom::Watched;
 use clap::FromArgMatches;
 use colored::Colorize;
 use event::{Event, Kind};
@@ -30,10 +34,7 @@ use words::{ui, Lang};
 pub fn main() -> ExitCode {
     let matches = match cli::command().try_get_matches() {
         Ok(m) => m,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
-        }
+        Err(e) => return clap_exit(&e),
     };
     let globals = match cli::Globals::from_arg_matches(&matches) {
         Ok(g) => g,
@@ -64,9 +65,11 @@ pub fn main() -> ExitCode {
             let shell = *m
                 .get_one::<clap_complete::Shell>("shell")
                 .expect("required by clap");
-            let mut out = std::io::stdout();
+            // Into a buffer, then written like any output: clap_complete's own writes
+            // panic on a full device or a closed pipe.
+            let mut out = Vec::new();
             clap_complete::generate(shell, &mut cli::command(), "mp-demo", &mut out);
-            Ok(())
+            print_out(String::from_utf8_lossy(&out).into_owned())
         }
         "__child" => {
             let get = |k: &str| m.get_one::<String>(k).cloned().unwrap_or_default();
@@ -114,6 +117,31 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// A command-line error: help and version as clap prints them; a usage error as one
+/// line (clap's, naming the option) plus its usage hint, exit 2. Write errors ignored.
+fn clap_exit(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let code = ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return code;
+    }
+    let text = e.render().to_string();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    if let Some(first) = lines.next() {
+        procs::diag(format_args!("{first}"));
+    }
+    if let Some(usage) = lines.find(|l| l.starts_with("Usage:")) {
+        procs::diag(format_args!("{usage}"));
+    }
+    code
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
@@ -123,8 +151,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn print_out(text: String) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing to stdout")?;
     Ok(())
 }
 
@@ -258,6 +287,14 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
         }
     }
     let trace_file = match &g.trace {
+        // Only a regular file (new or old): a FIFO with no reader would block open()
+        // for ever, and a device (/dev/full) is no place for a trace.
+        Some(path) if std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_file()) => {
+            return usage_error(&format!(
+                "--trace {}: not a regular file (a FIFO, device or directory cannot hold a trace)",
+                path.display()
+            ))
+        }
         Some(path) => match std::fs::File::create(path) {
             Ok(f) => Some(f),
             Err(e) => {

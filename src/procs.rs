@@ -294,14 +294,63 @@ pub unsafe fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid> {
     }
 }
 
+/// The soft limit `resource` (`RLIMIT_*`), `None` if unlimited.
+pub fn soft_limit(resource: nix::libc::__rlimit_resource_t) -> Option<u64> {
+    let mut lim = nix::libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    let r = unsafe { nix::libc::getrlimit(resource, &mut lim) };
+    (r == 0 && lim.rlim_cur != nix::libc::RLIM_INFINITY).then_some(lim.rlim_cur as u64)
+}
+
+/// Which limit an errno of a failed process, thread or descriptor creation points at,
+/// in words: EAGAIN is RLIMIT_NPROC, or RLIMIT_AS when one is set (a thread's stack that
+/// cannot be mapped is EAGAIN too); ENOMEM is memory or RLIMIT_AS; EMFILE RLIMIT_NOFILE.
+pub fn limit_hint(e: Errno) -> String {
+    let address_space = soft_limit(nix::libc::RLIMIT_AS).map(|b| {
+        format!(
+            "the address-space limit (RLIMIT_AS, `ulimit -v`: {} KiB)",
+            b / 1024
+        )
+    });
+    match e {
+        Errno::EAGAIN => match address_space {
+            Some(asl) => format!(
+                "EAGAIN: {asl} or the process limit (RLIMIT_NPROC, see `ulimit -u`) is reached"
+            ),
+            None => "EAGAIN: the process limit (RLIMIT_NPROC, see `ulimit -u`) is reached".into(),
+        },
+        Errno::ENOMEM => match address_space {
+            Some(asl) => format!("ENOMEM: out of memory: {asl} is reached"),
+            None => "ENOMEM: out of memory".into(),
+        },
+        Errno::EMFILE => format!(
+            "EMFILE: too many open files: the open-file limit (RLIMIT_NOFILE, `ulimit -n`: {}) is reached",
+            soft_limit(nix::libc::RLIMIT_NOFILE).map_or("unlimited".into(), |n| n.to_string())
+        ),
+        Errno::ENFILE => "ENFILE: the system-wide limit of open files is reached".into(),
+        e => format!("{e}: {}", e.desc()),
+    }
+}
+
 /// A clear message for a failed process creation.
 pub fn fork_error(call: &str, e: Errno) -> anyhow::Error {
-    if e == Errno::EAGAIN {
-        anyhow!(
-            "{call} failed: EAGAIN: the process limit (RLIMIT_NPROC, see `ulimit -u`) is reached"
-        )
-    } else {
-        anyhow!("{call} failed: {e}")
+    anyhow!("{call} failed: {}", limit_hint(e))
+}
+
+/// The fewest descriptors a run needs (the largest lessons hold about 40 at once).
+const MIN_NOFILE: u64 = 64;
+
+/// Refuse at once, naming RLIMIT_NOFILE, a descriptor limit too low for any lesson,
+/// instead of failing later with "Bad file descriptor" or after a timeout.
+pub fn check_nofile() -> Result<()> {
+    match soft_limit(nix::libc::RLIMIT_NOFILE) {
+        Some(n) if n < MIN_NOFILE => anyhow::bail!(
+            "the open-file limit (RLIMIT_NOFILE, `ulimit -n`) is {n}; a lesson needs at least {MIN_NOFILE} descriptors (try `ulimit -n 1024`)"
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -330,10 +379,11 @@ where
         .name(name.into())
         .spawn(f)
         .map_err(|e| match e.raw_os_error() {
-            Some(code) if code == nix::libc::EAGAIN => anyhow!(
-                "starting the {name} thread failed: EAGAIN: the process limit (RLIMIT_NPROC, which counts threads too; see `ulimit -u`) is reached"
+            Some(code) => anyhow!(
+                "starting the {name} thread failed: {}",
+                limit_hint(Errno::from_raw(code))
             ),
-            _ => anyhow!("starting the {name} thread failed: {e}"),
+            None => anyhow!("starting the {name} thread failed: {e}"),
         })
 }
 
@@ -422,6 +472,7 @@ impl Session {
     /// Set everything up. Call it before any other thread starts: the janitor is forked
     /// from a single-threaded process so it may do ordinary work.
     pub fn start() -> Result<Session> {
+        check_nofile()?;
         #[cfg(target_os = "linux")]
         nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
         let dir = private_dir()?;
@@ -497,6 +548,15 @@ where
             tmp.display()
         );
     }
+    // ipc-channel panics (an assertion in its error conversion) when its temporary
+    // directory cannot be made, e.g. no inode left in TMPDIR: find that out first.
+    tempfile::Builder::new().tempdir_in(&tmp).map_err(|e| {
+        anyhow!(
+            "creating an ipc-channel server in {}: cannot create a directory there: {}",
+            tmp.display(),
+            plain_io(&e)
+        )
+    })?;
     ipc_channel::ipc::IpcOneShotServer::<T>::new().map_err(|e| {
         anyhow!(
             "creating an ipc-channel server in {}: {}",
@@ -506,14 +566,56 @@ where
     })
 }
 
-/// An I/O error as one plain line: the OS's words and the errno's name, never Debug.
+/// Give `file` `len` bytes of real disk blocks (`posix_fallocate`), not a sparse hole
+/// (`ftruncate`): a `MAP_SHARED` mapping of a hole the filesystem cannot fill (a full
+/// tmpfs) kills the process that touches it with SIGBUS; allocated first, a full
+/// filesystem is ENOSPC here, one clear line.
+pub fn allocate(file: &std::fs::File, len: usize, path: &std::path::Path) -> Result<()> {
+    loop {
+        match nix::fcntl::posix_fallocate(file, 0, len as nix::libc::off_t) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            // A filesystem without fallocate: size it and hope, as before.
+            Err(Errno::EOPNOTSUPP | Errno::EINVAL) => {
+                return file.set_len(len as u64).map_err(|e| {
+                    anyhow!("ftruncate() of {} failed: {}", path.display(), plain_io(&e))
+                })
+            }
+            Err(e) => {
+                return Err(anyhow!(
+                    "posix_fallocate() of {} ({len} bytes) failed: {e}{}",
+                    path.display(),
+                    if e == Errno::ENOSPC {
+                        ": the filesystem of TMPDIR is full"
+                    } else {
+                        ""
+                    }
+                ))
+            }
+        }
+    }
+}
+
+/// An I/O error as one plain line: the errno's name and the OS's words (found through
+/// any context wrapped around it), never Debug; ENOSPC says it may be inodes.
 pub fn plain_io(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(code) => format!(
-            "{} ({})",
-            Errno::from_raw(code).desc(),
-            Errno::from_raw(code)
-        ),
+    let mut code = e.raw_os_error();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|r| r as _);
+    while code.is_none() {
+        let Some(err) = cur else { break };
+        code = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error);
+        cur = err.source();
+    }
+    if code.is_none() && e.kind() == std::io::ErrorKind::StorageFull {
+        code = Some(nix::libc::ENOSPC);
+    }
+    match code.map(Errno::from_raw) {
+        Some(Errno::ENOSPC) => {
+            "ENOSPC: No space left on device (no free block or no free inode: see `df -h` and `df -i`)".into()
+        }
+        Some(errno) => errno.to_string(),
         None => e.to_string(),
     }
 }

@@ -606,3 +606,296 @@ fn every_tmpdir_length_from_60_to_200_keeps_every_socket_inside_the_private_dire
         }
     });
 }
+
+/// `mp-demo <args>` with stdout and stderr as given; (exit status, stderr text).
+fn run_with(
+    args: &[&str],
+    stdout: Stdio,
+    stderr_full: bool,
+    adjust: impl FnOnce(&mut Command),
+) -> (std::process::ExitStatus, String) {
+    let err_file = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mp-demo"));
+    cmd.args(args).stdin(Stdio::null()).stdout(stdout);
+    if stderr_full {
+        cmd.stderr(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        );
+    } else {
+        cmd.stderr(err_file.reopen().unwrap());
+    }
+    adjust(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{args:?} did not end within 15 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (
+        status,
+        std::fs::read_to_string(err_file.path()).unwrap_or_default(),
+    )
+}
+
+fn dev_full() -> Stdio {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+        .into()
+}
+
+/// One line, no panic, no Debug formatting.
+fn assert_one_clear_line(what: &str, err: &str) {
+    assert_eq!(err.lines().count(), 1, "{what}: one line: {err}");
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    assert!(
+        !err.contains("Os {") && !err.contains("kind:"),
+        "{what}: Debug in {err}"
+    );
+}
+
+#[test]
+fn a_lesson_into_a_full_device_fails_with_one_line() {
+    for_every_lesson(|lesson, _| {
+        for json in [false, true] {
+            let mut args = vec!["--speed", "0", lesson];
+            if json {
+                args.insert(0, "--json");
+            }
+            let (status, err) = run_with(&args, dev_full(), false, |_| {});
+            assert_eq!(status.code(), Some(1), "{args:?}: {err}");
+            assert_one_clear_line(lesson, &err);
+            assert!(err.contains("No space left on device"), "{lesson}: {err}");
+        }
+    });
+}
+
+#[test]
+fn an_unwritable_stderr_never_turns_into_a_panic() {
+    // A usage error, a failed run, an interrupt: the codes stay 2, 1, 130.
+    let (s, _) = run_with(&["--speed", "-1", "fork"], Stdio::null(), true, |_| {});
+    assert_eq!(s.code(), Some(2));
+    let (s, _) = run_with(&["--speed", "0", "fork"], dev_full(), true, |_| {});
+    assert_eq!(s.code(), Some(1));
+    let mut live = Live::start_with(&["--json", "fork"], |c| {
+        c.stderr(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        );
+    });
+    live.wait_for(Duration::from_secs(10), |e| e["kind"] == "spawn");
+    kill(Pid::from_raw(live.pid()), Signal::SIGINT).unwrap();
+    assert_eq!(live.wait_exit(Duration::from_secs(3)).code(), Some(130));
+    live.assert_clean(Duration::from_secs(1));
+}
+
+#[test]
+fn completions_into_a_full_device_or_a_closed_pipe_never_panic() {
+    let (s, err) = run_with(&["completions", "bash"], dev_full(), false, |_| {});
+    assert_eq!(s.code(), Some(1), "{err}");
+    assert_one_clear_line("completions >/dev/full", &err);
+    for _ in 0..10 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mp-demo"))
+            .args(["completions", "bash"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+        drop(child.stdout.take()); // | head -c 16
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert!(err.is_empty(), "{err}");
+    }
+}
+
+#[test]
+fn a_trace_that_cannot_be_written_is_refused_or_fails_with_one_line() {
+    let fifo = tempfile::tempdir().unwrap();
+    let path = fifo.path().join("fifo");
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    for trace in [path.to_str().unwrap(), "/dev/full"] {
+        let (s, err) = run_with(
+            &["--speed", "0", "--trace", trace, "fork"],
+            Stdio::null(),
+            false,
+            |_| {},
+        );
+        assert_eq!(s.code(), Some(2), "--trace {trace}: {err}");
+        assert_one_clear_line(trace, &err);
+        assert!(!err.contains("written"), "{err}");
+    }
+}
+
+#[test]
+fn usage_errors_are_one_line_and_name_the_option() {
+    let (s, err) = run_with(&["--speed", "-1", "fork"], Stdio::null(), false, |_| {});
+    assert_eq!(s.code(), Some(2));
+    assert!(err.lines().next().unwrap().contains("--speed"), "{err}");
+    assert!(
+        err.lines().count() <= 2,
+        "one line and the usage hint: {err}"
+    );
+    let (s, err) = run_with(&["fork", "--no-such-option"], Stdio::null(), false, |_| {});
+    assert_eq!(s.code(), Some(2));
+    assert!(err.lines().count() <= 2, "{err}");
+    assert!(err.contains("Usage: mp-demo fork"), "{err}");
+}
+
+/// `setrlimit(resource, n)` in the child before exec.
+fn with_limit(cmd: &mut Command, resource: nix::sys::resource::Resource, n: u64) {
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::resource::setrlimit(resource, n, n).map_err(std::io::Error::from)
+        });
+    }
+}
+
+#[test]
+fn too_few_descriptors_are_named_at_once() {
+    let t = Instant::now();
+    let (s, err) = run_with(
+        &["--speed", "0", "--json", "lock"],
+        Stdio::null(),
+        false,
+        |c| with_limit(c, nix::sys::resource::Resource::RLIMIT_NOFILE, 8),
+    );
+    assert_eq!(s.code(), Some(1), "{err}");
+    assert_one_clear_line("ulimit -n 8", &err);
+    assert!(err.contains("RLIMIT_NOFILE"), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "at once, not after a timeout"
+    );
+}
+
+#[test]
+fn a_low_address_space_limit_is_named_never_an_abort() {
+    std::thread::scope(|s| {
+        for kib in [20_000u64, 30_000, 35_000, 40_000, 45_000, 60_000] {
+            s.spawn(move || {
+                let (st, err) = run_with(
+                    &["--speed", "0", "--json", "lock"],
+                    Stdio::null(),
+                    false,
+                    |c| with_limit(c, nix::sys::resource::Resource::RLIMIT_AS, kib * 1024),
+                );
+                use std::os::unix::process::ExitStatusExt;
+                assert_eq!(st.signal(), None, "ulimit -v {kib}: {st:?} {err}");
+                assert!(
+                    matches!(st.code(), Some(0 | 1)),
+                    "ulimit -v {kib}: {st:?} {err}"
+                );
+                if st.code() == Some(1) {
+                    assert_one_clear_line("ulimit -v", &err);
+                    assert!(err.contains("RLIMIT_AS"), "ulimit -v {kib}: {err}");
+                }
+            });
+        }
+    });
+}
+
+/// Run `mp-demo <args>` with TMPDIR on a fresh tmpfs mounted with `opts`, in a private
+/// mount namespace; `fill` bytes written there first. `None` (with the reason printed)
+/// where the machine does not allow it.
+fn on_tiny_tmpfs(opts: &str, fill: usize, args: &[&str]) -> Option<(i32, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let script = format!(
+        "mount -t tmpfs -o {opts} tmpfs {d} || exit 99; head -c {fill} /dev/zero > {d}/fill 2>/dev/null; cd {d} && TMPDIR={d} exec \"$0\" \"$@\""
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script, env!("CARGO_BIN_EXE_mp-demo")])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output();
+    match out {
+        Ok(o)
+            if o.status.code() == Some(99)
+                || (o.status.code() == Some(1)
+                    && String::from_utf8_lossy(&o.stderr).contains("unshare")) =>
+        {
+            eprintln!(
+                "skipped: cannot mount a tmpfs here: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            None
+        }
+        Ok(o) => Some((
+            o.status.code().unwrap_or(
+                128 + std::os::unix::process::ExitStatusExt::signal(&o.status).unwrap_or(0),
+            ),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )),
+        Err(e) => {
+            eprintln!("skipped: no unshare: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn no_free_inode_in_tmpdir_is_one_clear_line() {
+    for inodes in [2, 3, 4] {
+        for lesson in ["fork", "pipe", "event", "shared"] {
+            let Some((code, err)) = on_tiny_tmpfs(
+                &format!("size=1m,nr_inodes={inodes}"),
+                0,
+                &["--speed", "0", "--json", lesson],
+            ) else {
+                return;
+            };
+            let what = format!("{lesson} with {inodes} inodes");
+            assert!(matches!(code, 0 | 1), "{what}: exit {code}: {err}");
+            if code == 1 {
+                assert_one_clear_line(&what, &err);
+                assert!(
+                    err.contains("ENOSPC") || err.contains("No space"),
+                    "{what}: {err}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_full_tmpdir_is_enospc_never_sigbus() {
+    for lesson in ["shared", "event"] {
+        let Some((code, err)) =
+            on_tiny_tmpfs("size=64k", 1 << 20, &["--speed", "0", "--json", lesson])
+        else {
+            return;
+        };
+        assert_eq!(code, 1, "{lesson}: {err}");
+        assert_one_clear_line(lesson, &err);
+        assert!(err.contains("ENOSPC"), "{lesson}: {err}");
+    }
+    // A trace onto the full filesystem (the mount is the working directory): the
+    // error, and no "written".
+    let Some((code, err)) = on_tiny_tmpfs(
+        "size=64k",
+        1 << 20,
+        &["--speed", "0", "--trace", "t.json", "fork"],
+    ) else {
+        return;
+    };
+    assert_eq!(code, 1, "{err}");
+    assert_one_clear_line("--trace on a full filesystem", &err);
+    assert!(err.contains("writing the trace to t.json failed"), "{err}");
+}

@@ -138,7 +138,7 @@ impl Conn {
     fn send(&self, m: &Msg) -> Result<()> {
         let tx = self.tx.as_ref().ok_or_else(|| anyhow!(READ_ONLY))?;
         tx.send(m.clone())
-            .map_err(|e| anyhow!("ipc-channel send failed: {e:?}"))
+            .map_err(|e| anyhow!("ipc-channel send failed: {e}"))
     }
 
     /// `conn.recv()`: blocks in `recvmsg()` until an object comes. `None` is Python's
@@ -148,7 +148,7 @@ impl Conn {
         match rx.recv() {
             Ok(m) => Ok(Some(m)),
             Err(IpcError::Disconnected) => Ok(None),
-            Err(e) => Err(anyhow!("ipc-channel recv failed: {e:?}")),
+            Err(e) => Err(anyhow!("ipc-channel recv failed: {e}")),
         }
     }
 
@@ -160,7 +160,7 @@ impl Conn {
             Ok(m) => Ok(Some(m)),
             Err(TryRecvError::IpcError(IpcError::Disconnected)) => Ok(None),
             Err(TryRecvError::Empty) => bail!("nothing came through the pipe within {timeout:?}"),
-            Err(e) => Err(anyhow!("ipc-channel recv failed: {e:?}")),
+            Err(e) => Err(anyhow!("ipc-channel recv failed: {e}")),
         }
     }
 }
@@ -174,7 +174,7 @@ fn receive_conn(c: &ChildCtx) -> Result<Conn> {
     // Blocks until the parent connects; if the parent dies first, so do we (PDEATHSIG).
     let (_rx, conn) = server
         .accept()
-        .map_err(|e| anyhow!("receiving my end of the pipe: {e:?}"))?;
+        .map_err(|e| anyhow!("receiving my end of the pipe: {e}"))?;
     Ok(conn)
 }
 
