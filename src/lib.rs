@@ -32,6 +32,13 @@ use words::{ui, Lang};
 
 /// The program: parse, run, exit code.
 pub fn main() -> ExitCode {
+    // A re-started janitor (see procs::mind_janitor): before clap, and hidden.
+    let mut argv = std::env::args_os().skip(1);
+    if let (Some(cmd), Some(dir)) = (argv.next(), argv.next()) {
+        if cmd == "__janitor" {
+            return procs::janitor_main(&dir);
+        }
+    }
     let matches = match cli::command().try_get_matches() {
         Ok(m) => m,
         Err(e) => return clap_exit(&e),

@@ -313,6 +313,7 @@ fn run(inner: &Inner, sink: &Sink, lang: crate::words::Lang) {
                 .map(|w| (w.pid, w.name.clone()))
                 .collect();
             stopped.check(&names, sink, lang);
+            crate::procs::mind_janitor();
         }
         let mut changes = Vec::new();
         {

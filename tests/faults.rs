@@ -466,6 +466,25 @@ fn descendants(main: i32) -> Vec<i32> {
     out
 }
 
+/// The janitor among `main`'s children: the first one started (forked before any thread,
+/// before any lesson child), by its start time in `/proc/<pid>/stat`.
+fn janitor_of(main: i32) -> i32 {
+    let start = |p: i32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        after
+            .split_whitespace()
+            .nth(19)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    let text = std::fs::read_to_string(format!("/proc/{main}/task/{main}/children")).unwrap();
+    text.split_whitespace()
+        .filter_map(|c| c.parse::<i32>().ok())
+        .min_by_key(|&p| (start(p), p))
+        .expect("a janitor")
+}
+
 /// Start a lesson (`--speed 0.05`: short pacing, children still alive for a while); at
 /// lesson_start note the janitor (the only child then); after `delay_ms`, at the first
 /// moment some other descendant exists, SIGSTOP every descendant but the janitor. The
@@ -473,7 +492,7 @@ fn descendants(main: i32) -> Vec<i32> {
 fn stop_children_after(lesson: &str, delay_ms: u64) -> (Live, Vec<i32>) {
     let live = Live::start(&["--json", "--speed", "0.05", lesson]);
     live.wait_for(Duration::from_secs(10), |e| e["kind"] == "lesson_start");
-    let janitor = descendants(live.pid());
+    let janitor = [janitor_of(live.pid())];
     std::thread::sleep(Duration::from_millis(delay_ms));
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
@@ -528,9 +547,30 @@ fn a_child_stopped_and_continued_in_time_lets_every_lesson_go_on() {
         }
         let status = live.wait_exit(Duration::from_secs(15));
         let err = live.stderr();
+        // A claim about elapsed time measured across the stop may fairly fail (the
+        // stopped job took 1.5 s longer), and so may one sampled in a fixed window
+        // (`states` sees its spinners in R only while they run); every other claim must
+        // hold.
+        let failed: Vec<String> = live
+            .events
+            .try_iter()
+            .filter(|e| e["kind"] == "observation" && e["holds"] == false)
+            .map(|e| e["name"].as_str().unwrap_or("").to_string())
+            .collect();
+        let timing = |n: &str| {
+            n.ends_with("_ms")
+                || n.contains("speedup")
+                || n.contains("faster")
+                || n == "running_and_ready"
+        };
+        let only_timing =
+            status.code() == Some(1) && !failed.is_empty() && failed.iter().all(|n| timing(n));
+        if only_timing {
+            eprintln!("{lesson}: a timing claim failed across the stop: {failed:?}");
+        }
         assert!(
-            status.success(),
-            "{lesson} (stopped {stopped:?} for 1.5 s): {status:?} {err}"
+            status.success() || only_timing,
+            "{lesson} (stopped {stopped:?} for 1.5 s): {status:?} {err} failed claims {failed:?}"
         );
         live.assert_clean(Duration::from_secs(2));
     });
@@ -541,10 +581,8 @@ fn a_stopped_janitor_neither_hangs_a_run_nor_stays_behind() {
     for_every_lesson(|lesson, delay| {
         let live = Live::start(&["--json", "--speed", "0", lesson]);
         live.wait_for(Duration::from_secs(10), |e| e["kind"] == "lesson_start");
-        let janitor = descendants(live.pid());
-        for &p in &janitor {
-            kill(Pid::from_raw(p), Signal::SIGSTOP).unwrap();
-        }
+        let janitor = janitor_of(live.pid());
+        kill(Pid::from_raw(janitor), Signal::SIGSTOP).unwrap();
         let mut live = live;
         if delay % 2 == 1 {
             // Ctrl-C with the janitor stopped: still nothing left.
@@ -898,4 +936,19 @@ fn a_full_tmpdir_is_enospc_never_sigbus() {
     assert_eq!(code, 1, "{err}");
     assert_one_clear_line("--trace on a full filesystem", &err);
     assert!(err.contains("writing the trace to t.json failed"), "{err}");
+}
+
+#[test]
+fn a_sigkill_of_the_janitor_then_of_the_main_process_leaves_no_run_directory() {
+    for_every_lesson(|lesson, delay| {
+        let live = Live::start(&["--json", lesson]);
+        live.wait_for(Duration::from_secs(10), |e| e["kind"] == "lesson_start");
+        kill(Pid::from_raw(janitor_of(live.pid())), Signal::SIGKILL).unwrap();
+        // A new janitor is started within about 100 ms.
+        std::thread::sleep(Duration::from_millis(300 + delay / 4));
+        let mut live = live;
+        kill(Pid::from_raw(live.pid()), Signal::SIGKILL).unwrap();
+        live.wait_exit(Duration::from_secs(2));
+        live.assert_clean(Duration::from_secs(2));
+    });
 }
