@@ -24,7 +24,7 @@ pub struct Globals {
     pub json: bool,
 
     /// Scale the pacing delays: 1 normal, 2 slower, 0 no pacing (the demonstration still holds)
-    #[arg(long, global = true, value_name = "F", default_value = "1", value_parser = parse_speed)]
+    #[arg(long, global = true, value_name = "F", default_value = "1", value_parser = parse_speed, allow_negative_numbers = true)]
     pub speed: f64,
 
     /// Language of the narration [default: from LC_ALL, LC_MESSAGES or LANG]

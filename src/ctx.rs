@@ -12,7 +12,7 @@ use crate::procs;
 use crate::voice::Voice;
 use crate::words::{fill, Args, Lang, Words};
 use anyhow::{anyhow, bail, Context, Result};
-use ipc_channel::ipc::{IpcOneShotServer, IpcSender};
+use ipc_channel::ipc::IpcSender;
 use nix::unistd::Pid;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -41,7 +41,7 @@ impl ChildProc {
     pub fn send(&self, cmd: Down) -> Result<()> {
         self.down
             .send(cmd)
-            .map_err(|e| anyhow!("sending to {} (PID {}): {e:?}", self.name, self.pid))
+            .map_err(|e| anyhow!("sending to {} (PID {}): {e}", self.name, self.pid))
     }
 
     /// Wait for the child's next reply.
@@ -364,8 +364,7 @@ impl<'a> Ctx<'a> {
     /// wait (bounded) until it has connected over ipc-channel.
     pub fn spawn(&mut self, role: &str, name: &str, args: serde_json::Value) -> Result<ChildProc> {
         self.check()?;
-        let (server, server_name) =
-            IpcOneShotServer::<Up>::new().context("creating an ipc-channel server")?;
+        let (server, server_name) = procs::ipc_server::<Up>()?;
         let exe = std::env::current_exe().context("finding this program's path")?;
         let mut cmd = crate::child::ChildArgs {
             lesson: self.lesson.to_string(),

@@ -17,6 +17,7 @@ pub mod event;
 pub mod lessons;
 pub mod narrate;
 pub mod observe;
+pub mod oom;
 pub mod procs;
 pub mod quiz;
 pub mod sys;
@@ -24,7 +25,10 @@ pub mod term;
 pub mod voice;
 pub mod words;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+
+#[global_allocator]
+static ALLOCATOR: oom::Watched = oom::Watched;
 use clap::FromArgMatches;
 use colored::Colorize;
 use event::{Event, Kind};
@@ -35,17 +39,23 @@ use words::Lang;
 
 /// The program: parse, run, exit code.
 pub fn main() -> ExitCode {
-    // A lesson's re-executed child, before anything is parsed (see `child::CHILD_ARG`).
-    let mut argv = std::env::args();
-    if argv.nth(1).as_deref() == Some(child::CHILD_ARG) {
-        return run_child(&argv.next().unwrap_or_default());
+    // Hidden roles of this program, routed before clap parses, so that no help,
+    // completion or error message offers them: a lesson's re-executed child (see
+    // `child::CHILD_ARG`) and a re-started janitor (see `procs::mind_janitor`).
+    let mut argv = std::env::args_os().skip(1);
+    match (argv.next(), argv.next()) {
+        (Some(cmd), arg) if cmd == child::CHILD_ARG => {
+            let json = arg
+                .map(|a| a.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            return run_child(&json);
+        }
+        (Some(cmd), Some(dir)) if cmd == "__janitor" => return procs::janitor_main(&dir),
+        _ => {}
     }
     let matches = match cli::command().try_get_matches() {
         Ok(m) => m,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
-        }
+        Err(e) => return clap_exit(&e),
     };
     let globals = match cli::Globals::from_arg_matches(&matches) {
         Ok(g) => g,
@@ -77,9 +87,11 @@ pub fn main() -> ExitCode {
             let shell = *m
                 .get_one::<clap_complete::Shell>("shell")
                 .expect("required by clap");
-            let mut out = std::io::stdout();
+            // Into a buffer, then written like any output: clap_complete's own writes
+            // panic on a full device or a closed pipe.
+            let mut out = Vec::new();
             clap_complete::generate(shell, &mut cli::command(), "mp-demo", &mut out);
-            Ok(())
+            print_out(String::from_utf8_lossy(&out).into_owned())
         }
         "tour" => {
             let all: Vec<_> = lessons::LESSONS
@@ -100,10 +112,35 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mp-demo: error: {e:#}");
+            procs::diag(format_args!("mp-demo: error: {e:#}"));
             ExitCode::from(1)
         }
     }
+}
+
+/// A command-line error: help and version as clap prints them; a usage error as one
+/// line (clap's, naming the option) plus its usage hint, exit 2. Write errors ignored.
+fn clap_exit(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let code = ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return code;
+    }
+    let text = e.render().to_string();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    if let Some(first) = lines.next() {
+        procs::diag(format_args!("{first}"));
+    }
+    if let Some(usage) = lines.find(|l| l.starts_with("Usage:")) {
+        procs::diag(format_args!("{usage}"));
+    }
+    code
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -115,8 +152,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn print_out(text: String) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing to stdout")?;
     Ok(())
 }
 
@@ -269,7 +307,7 @@ fn run_child(json: &str) -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             if !e.chain().any(|c| c.is::<child::ParentGone>()) {
-                eprintln!("mp-demo child: error: {e:#}");
+                procs::diag(format_args!("mp-demo child: error: {e:#}"));
             }
             ExitCode::from(1)
         }
@@ -278,7 +316,7 @@ fn run_child(json: &str) -> ExitCode {
 
 /// A usage error found before anything runs: one line, exit 2.
 fn usage_error(msg: &str) -> ExitCode {
-    eprintln!("mp-demo: error: {msg}");
+    procs::diag(format_args!("mp-demo: error: {msg}"));
     ExitCode::from(2)
 }
 
@@ -298,6 +336,14 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
         }
     }
     let trace_file = match &g.trace {
+        // Only a regular file (new or old): a FIFO with no reader would block open()
+        // for ever, and a device (/dev/full) is no place for a trace.
+        Some(path) if std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_file()) => {
+            return usage_error(&format!(
+                "--trace {}: not a regular file (a FIFO, device or directory cannot hold a trace)",
+                path.display()
+            ))
+        }
         Some(path) => match std::fs::File::create(path) {
             Ok(f) => Some(f),
             Err(e) => {
@@ -313,7 +359,7 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
     let mut session = match procs::Session::start() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("mp-demo: error: {e:#}");
+            procs::diag(format_args!("mp-demo: error: {e:#}"));
             return ExitCode::from(1);
         }
     };
@@ -338,15 +384,16 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
             Box::new(human)
         });
     }
-    if let Some(f) = trace_file {
-        renders.push(Box::new(narrate::trace::Trace::new(
-            std::io::BufWriter::new(f),
-        )));
+    if let (Some(f), Some(path)) = (trace_file, &g.trace) {
+        renders.push(Box::new(narrate::Named {
+            what: format!("the trace to {}", path.display()),
+            render: narrate::trace::Trace::new(std::io::BufWriter::new(f)),
+        }));
     }
     let step_prompt = g.step.then(|| crate::ui!(lang, "step_prompt", &[]));
     let outcome = (|| -> Result<bool> {
         let narrator = narrate::Narrator::start(Box::new(narrate::Tee(renders)), step_prompt)?;
-        let mut observer = observe::Observer::start(narrator.sink())?;
+        let mut observer = observe::Observer::start(narrator.sink(), lang)?;
         let mut all_ok = true;
         let mut result = Ok(());
         for (i, (def, opts)) in defs.iter().enumerate() {
@@ -389,29 +436,37 @@ pub fn run_lessons(defs: &[(&'static LessonDef, Opts)], g: &cli::Globals, tour: 
     })();
     session.cleanup();
     if let (Some(path), false) = (&g.trace, g.json) {
-        if procs::stop_reason() != Some(procs::STOP_BROKEN_PIPE) {
-            eprintln!(
+        if !matches!(
+            procs::stop_reason(),
+            Some(procs::STOP_BROKEN_PIPE | procs::STOP_FAILED)
+        ) {
+            procs::diag(format_args!(
                 "{}",
                 crate::ui!(lang, "trace_written", &[("path", &path.display())])
-            );
+            ));
         }
     }
     match (procs::stop_reason(), outcome) {
         (Some(procs::STOP_BROKEN_PIPE), _) => ExitCode::SUCCESS,
+        (Some(procs::STOP_FAILED), _) => {
+            let msg = procs::failure().unwrap_or("the run failed");
+            procs::diag(format_args!("mp-demo: error: {msg}"));
+            ExitCode::from(1)
+        }
         (Some(sig), _) => {
             let name = nix::sys::signal::Signal::try_from(sig)
                 .map(|s| s.as_str().to_string())
                 .unwrap_or_else(|_| format!("signal {sig}"));
-            eprintln!(
+            procs::diag(format_args!(
                 "mp-demo: {}",
                 crate::ui!(lang, "interrupted", &[("signal", &name)])
-            );
+            ));
             ExitCode::from((128 + sig).clamp(0, 255) as u8)
         }
         (None, Ok(true)) => ExitCode::SUCCESS,
         (None, Ok(false)) => ExitCode::from(1),
         (None, Err(e)) => {
-            eprintln!("mp-demo: error: {e:#}");
+            procs::diag(format_args!("mp-demo: error: {e:#}"));
             ExitCode::from(1)
         }
     }

@@ -56,7 +56,7 @@ pub struct Observer {
 }
 
 impl Observer {
-    pub fn start(sink: Sink) -> anyhow::Result<Observer> {
+    pub fn start(sink: Sink, lang: crate::words::Lang) -> anyhow::Result<Observer> {
         let inner = Arc::new(Inner {
             watched: Mutex::new(Vec::new()),
             seen: Mutex::new(Seen::default()),
@@ -64,7 +64,7 @@ impl Observer {
             stop: AtomicBool::new(false),
         });
         let worker = inner.clone();
-        let thread = crate::procs::thread("observer", move || run(&worker, &sink))?;
+        let thread = crate::procs::thread("observer", move || run(&worker, &sink, lang))?;
         Ok(Observer {
             inner,
             thread: Some(thread),
@@ -141,15 +141,116 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Every how many samples the run's processes are checked for a stop (about 100 ms).
+const STOPPED_EVERY: u32 = 50;
+/// A process stopped this long (SIGSTOP, Ctrl-Z of its own, a debugger) is narrated.
+const STOPPED_NOTICE: Duration = Duration::from_secs(1);
+/// Stopped this long, the lesson gives up: shorter than the lessons' own 5 s bounds on
+/// a child's answer, so the message names the stopped process rather than a timeout.
+const STOPPED_GIVE_UP: Duration = Duration::from_secs(4);
+
+/// The run's processes seen stopped (`T`), and since when.
+///
+/// Every wait of a lesson on a child (a `waitpid`, a pipe read, a bootstrap) would wait
+/// as long as that child stays stopped; the kernel's `T` is a fact to narrate, not a
+/// hang: said after [`STOPPED_NOTICE`] with how to continue it, and after
+/// [`STOPPED_GIVE_UP`] the run ends (exit 1, every child killed, which ends every one
+/// of those waits). The clock does not run while a `--step` pause waits for a key: the
+/// student may be looking at that very `T`.
+#[derive(Default)]
+struct Stopped {
+    since: HashMap<i32, (Instant, bool)>,
+}
+
+impl Stopped {
+    fn check(&mut self, names: &HashMap<i32, String>, sink: &Sink, lang: crate::words::Lang) {
+        use crate::words::ui;
+        if crate::procs::paused() || crate::procs::stop_reason().is_some() {
+            self.since.clear();
+            return;
+        }
+        let main = nix::unistd::getpid().as_raw();
+        let name = |pid: i32| {
+            names
+                .get(&pid)
+                .cloned()
+                .unwrap_or_else(|| format!("pid-{pid}"))
+        };
+        let now = Instant::now();
+        let stopped: Vec<i32> = crate::procs::descendants()
+            .into_iter()
+            .filter(|&pid| matches!(crate::sys::proc::state(pid), Some('T' | 't')))
+            .collect();
+        let say = |key: &str, pid: i32| {
+            let left = (STOPPED_GIVE_UP - STOPPED_NOTICE).as_secs().to_string();
+            let (n, p, secs) = (name(pid), pid.to_string(), left);
+            let text = ui(lang, key, &[("name", &n), ("pid", &p), ("secs", &secs)]);
+            sink.emit(Event::now(
+                main,
+                Kind::Say {
+                    key: key.into(),
+                    text,
+                    python: None,
+                    syscall: None,
+                },
+            ));
+        };
+        // Continued in time: say so, and the lesson goes on.
+        let gone: Vec<i32> = self
+            .since
+            .keys()
+            .copied()
+            .filter(|p| !stopped.contains(p))
+            .collect();
+        for pid in gone {
+            if let Some((_, true)) = self.since.remove(&pid) {
+                if crate::procs::alive(pid) {
+                    say("stopped_continued", pid);
+                }
+            }
+        }
+        for pid in stopped {
+            let (since, told) = self.since.entry(pid).or_insert((now, false));
+            let for_how_long = now - *since;
+            if !*told && for_how_long >= STOPPED_NOTICE {
+                *told = true;
+                say("stopped_notice", pid);
+            }
+            if for_how_long >= STOPPED_GIVE_UP {
+                let (n, p, secs) = (
+                    name(pid),
+                    pid.to_string(),
+                    STOPPED_GIVE_UP.as_secs().to_string(),
+                );
+                crate::procs::fail_run(crate::ui!(
+                    lang,
+                    "stopped_gave_up",
+                    &[("name", &n), ("pid", &p), ("secs", &secs)],
+                ));
+                return;
+            }
+        }
+    }
+}
+
 /// Every how many samples a sleeping process's wchan is read again: a process can go
 /// from one sleep to another between two samples (S, then S somewhere else), and the
 /// live view must not keep saying "reading a socket" of one now asleep in sem_wait.
 const WCHAN_EVERY: u32 = 10;
 
-fn run(inner: &Inner, sink: &Sink) {
+fn run(inner: &Inner, sink: &Sink, lang: crate::words::Lang) {
     let mut tick = 0_u32;
+    let mut stopped = Stopped::default();
     while !inner.stop.load(Ordering::SeqCst) {
         tick = tick.wrapping_add(1);
+        if tick.is_multiple_of(STOPPED_EVERY) {
+            let names: HashMap<i32, String> = lock(&inner.watched)
+                .iter()
+                .map(|w| (w.pid, w.name.clone()))
+                .collect();
+            stopped.check(&names, sink, lang);
+            crate::procs::mind_janitor();
+        }
         let mut changes = Vec::new();
         {
             let mut watched = lock(&inner.watched);

@@ -31,6 +31,57 @@ use std::time::{Duration, Instant};
 static STOP: AtomicI32 = AtomicI32::new(0);
 /// The output was closed (`mp-demo … | head -1`): stop quietly.
 pub const STOP_BROKEN_PIPE: i32 = -1;
+/// The run failed from outside the lesson (its output could not be written, a child
+/// stayed stopped): stop, and exit 1 with [`failure`]'s message.
+pub const STOP_FAILED: i32 = -2;
+/// What failed, when the stop is [`STOP_FAILED`].
+static FAILURE: OnceLock<String> = OnceLock::new();
+
+/// End the run as failed, `msg` saying why (one line): every child is killed at once, so
+/// every wait of the lesson on one returns.
+pub fn fail_run(msg: String) {
+    let _ = FAILURE.set(msg);
+    request_stop(STOP_FAILED);
+    kill_children();
+}
+
+/// The message of a [`STOP_FAILED`] stop.
+pub fn failure() -> Option<&'static str> {
+    FAILURE.get().map(String::as_str)
+}
+
+/// Whether a `--step` pause is waiting for a key (a stopped child is no hang then).
+static PAUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_paused(on: bool) {
+    PAUSED.store(on, Ordering::SeqCst);
+}
+
+pub fn paused() -> bool {
+    PAUSED.load(Ordering::SeqCst)
+}
+
+/// Whether `pid` exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    crate::sys::proc::state(pid).is_some_and(|s| s != 'Z')
+}
+
+/// Every descendant of this process (children, theirs, …), the janitor aside.
+pub fn descendants() -> Vec<i32> {
+    let janitor = JANITOR.load(Ordering::SeqCst);
+    let mut out = Vec::new();
+    let mut next = vec![getpid().as_raw()];
+    while let Some(p) = next.pop() {
+        for c in crate::sys::proc::children(p) {
+            if c != janitor && !out.contains(&c) && out.len() < 4096 {
+                out.push(c);
+                next.push(c);
+            }
+        }
+    }
+    out
+}
+
 /// The janitor's pid, never killed by the sweeps (0: none).
 static JANITOR: AtomicI32 = AtomicI32::new(0);
 /// The write end of the janitor's pipe, closed by forked children.
@@ -97,6 +148,21 @@ pub fn reap(pid: Pid) -> Result<i32> {
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(anyhow!("waitpid({pid}) failed: {e}")),
         }
+    }
+}
+
+/// Reap `pid` if it ends within `within` (polling `waitpid(WNOHANG)`); whether it did.
+pub fn reap_within(pid: Pid, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
+            Ok(_) | Err(_) => return true,
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -233,14 +299,69 @@ pub fn guard_forked_panics() {
     }));
 }
 
+/// The type of `getrlimit`'s resource argument (glibc has its own).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub type RlimitResource = nix::libc::__rlimit_resource_t;
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub type RlimitResource = nix::libc::c_int;
+
+/// The soft limit `resource` (`RLIMIT_*`), `None` if unlimited.
+pub fn soft_limit(resource: RlimitResource) -> Option<u64> {
+    let mut lim = nix::libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    let r = unsafe { nix::libc::getrlimit(resource, &mut lim) };
+    (r == 0 && lim.rlim_cur != nix::libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+/// Which limit an errno of a failed process, thread or descriptor creation points at,
+/// in words: EAGAIN is RLIMIT_NPROC, or RLIMIT_AS when one is set (a thread's stack that
+/// cannot be mapped is EAGAIN too); ENOMEM is memory or RLIMIT_AS; EMFILE RLIMIT_NOFILE.
+pub fn limit_hint(e: Errno) -> String {
+    let address_space = soft_limit(nix::libc::RLIMIT_AS).map(|b| {
+        format!(
+            "the address-space limit (RLIMIT_AS, `ulimit -v`: {} KiB)",
+            b / 1024
+        )
+    });
+    match e {
+        Errno::EAGAIN => match address_space {
+            Some(asl) => format!(
+                "EAGAIN: {asl} or the process limit (RLIMIT_NPROC, see `ulimit -u`) is reached"
+            ),
+            None => "EAGAIN: the process limit (RLIMIT_NPROC, see `ulimit -u`) is reached".into(),
+        },
+        Errno::ENOMEM => match address_space {
+            Some(asl) => format!("ENOMEM: out of memory: {asl} is reached"),
+            None => "ENOMEM: out of memory".into(),
+        },
+        Errno::EMFILE => format!(
+            "EMFILE: too many open files: the open-file limit (RLIMIT_NOFILE, `ulimit -n`: {}) is reached",
+            soft_limit(nix::libc::RLIMIT_NOFILE).map_or("unlimited".into(), |n| n.to_string())
+        ),
+        Errno::ENFILE => "ENFILE: the system-wide limit of open files is reached".into(),
+        e => format!("{e}: {}", e.desc()),
+    }
+}
+
 /// A clear message for a failed process creation.
 pub fn fork_error(call: &str, e: Errno) -> anyhow::Error {
-    if e == Errno::EAGAIN {
-        anyhow!(
-            "{call} failed: EAGAIN: the process limit (RLIMIT_NPROC, see `ulimit -u`) is reached"
-        )
-    } else {
-        anyhow!("{call} failed: {e}")
+    anyhow!("{call} failed: {}", limit_hint(e))
+}
+
+/// The fewest descriptors a run needs (the largest lessons hold about 40 at once).
+const MIN_NOFILE: u64 = 64;
+
+/// Refuse at once, naming RLIMIT_NOFILE, a descriptor limit too low for any lesson,
+/// instead of failing later with "Bad file descriptor" or after a timeout.
+pub fn check_nofile() -> Result<()> {
+    match soft_limit(nix::libc::RLIMIT_NOFILE) {
+        Some(n) if n < MIN_NOFILE => anyhow::bail!(
+            "the open-file limit (RLIMIT_NOFILE, `ulimit -n`) is {n}; a lesson needs at least {MIN_NOFILE} descriptors (try `ulimit -n 1024`)"
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -269,10 +390,11 @@ where
         .name(name.into())
         .spawn(f)
         .map_err(|e| match e.raw_os_error() {
-            Some(code) if code == nix::libc::EAGAIN => anyhow!(
-                "starting the {name} thread failed: EAGAIN: the process limit (RLIMIT_NPROC, which counts threads too; see `ulimit -u`) is reached"
+            Some(code) => anyhow!(
+                "starting the {name} thread failed: {}",
+                limit_hint(Errno::from_raw(code))
             ),
-            _ => anyhow!("starting the {name} thread failed: {e}"),
+            None => anyhow!("starting the {name} thread failed: {e}"),
         })
 }
 
@@ -392,7 +514,13 @@ impl Note {
 /// Dropping it kills and reaps every descendant and removes every file.
 pub struct Session {
     dir: Option<tempfile::TempDir>,
-    janitor: Option<(Pid, OwnedFd)>,
+}
+
+/// The write end of the live janitor's pipe (its end of file is the janitor's signal).
+static JANITOR_PIPE: std::sync::Mutex<Option<OwnedFd>> = std::sync::Mutex::new(None);
+
+fn janitor_pipe() -> std::sync::MutexGuard<'static, Option<OwnedFd>> {
+    JANITOR_PIPE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Session {
@@ -400,25 +528,18 @@ impl Session {
     /// from a single-threaded process so it may do ordinary work.
     pub fn start() -> Result<Session> {
         guard_forked_panics();
+        check_nofile()?;
         #[cfg(target_os = "linux")]
         nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
-        // 0700 explicitly: tempfile's default follows the umask (0755 here, found by the
-        // fault suite), and the run's sockets must not be reachable by other users.
-        let dir = tempfile::Builder::new()
-            .prefix("mp-demo-")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .tempdir()
-            .context("creating the run's private temporary directory")?;
+        let dir = private_dir()?;
         let _ = RUN_DIR.set(dir.path().to_path_buf());
         // ipc-channel creates its sockets under the temp directory: make that ours.
         // Single-threaded here, so changing the environment is sound.
         std::env::set_var("TMPDIR", dir.path());
-        let janitor = spawn_janitor(dir.path().to_path_buf())?;
+        let (_, w) = spawn_janitor(dir.path().to_path_buf())?;
+        *janitor_pipe() = Some(w);
         install_signal_handlers()?;
-        Ok(Session {
-            dir: Some(dir),
-            janitor: Some(janitor),
-        })
+        Ok(Session { dir: Some(dir) })
     }
 
     /// The run's private directory (mode 0700).
@@ -432,9 +553,16 @@ impl Session {
         if let Some(dir) = self.dir.take() {
             let _ = dir.close();
         }
-        if let Some((pid, fd)) = self.janitor.take() {
+        let fd = janitor_pipe().take();
+        if let (Some(fd), Some(pid)) = (fd, janitor_pid()) {
+            let pid = Pid::from_raw(pid);
             drop(fd); // end of file: the janitor finds the directory gone and exits
-            let _ = waitpid(pid, None);
+                      // Bounded: a janitor stopped (SIGSTOP) or slow must neither hang a finished
+                      // run nor be left behind. Its work is done (the directory is gone already).
+            if !reap_within(pid, Duration::from_millis(500)) {
+                let _ = kill(pid, Signal::SIGKILL);
+                let _ = reap_within(pid, Duration::from_secs(1));
+            }
             JANITOR.store(0, Ordering::SeqCst);
             JANITOR_FD.store(-1, Ordering::SeqCst);
         }
@@ -446,6 +574,147 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.cleanup();
     }
+}
+
+/// The longest path a Unix socket may have: `sun_path` is 108 bytes with its NUL.
+const SUN_PATH_MAX: usize = 107;
+/// What ipc-channel adds to `TMPDIR` for a one-shot server's socket:
+/// `/.tmpXXXXXX/socket` (tempfile's default name, then the socket's).
+const IPC_SOCKET_TAIL: usize = "/.tmpXXXXXX/socket".len();
+/// What the run adds to the base directory: `/mp-demo-XXXXXX`.
+const RUN_DIR_TAIL: usize = "/mp-demo-XXXXXX".len();
+
+/// Whether every socket of a run whose private directory is `dir` fits in `sun_path`.
+/// ipc-channel cuts a longer path silently, which put sockets outside the private
+/// directory (the fault suite found `$TMPDIR/mp-dem` left behind, mode 0755).
+pub fn sockets_fit(dir: &std::path::Path) -> bool {
+    dir.as_os_str().len() + IPC_SOCKET_TAIL <= SUN_PATH_MAX
+}
+
+/// `IpcOneShotServer::new()`, once its socket path is known to fit in `sun_path` (it
+/// lands under `TMPDIR`, the run's private directory), with the error said plainly.
+pub fn ipc_server<T>() -> Result<(ipc_channel::ipc::IpcOneShotServer<T>, String)>
+where
+    T: for<'de> serde::Deserialize<'de> + serde::Serialize,
+{
+    let tmp = std::env::temp_dir();
+    if !sockets_fit(&tmp) {
+        anyhow::bail!(
+            "creating an ipc-channel server: the socket path under {} would be longer than {SUN_PATH_MAX} bytes",
+            tmp.display()
+        );
+    }
+    // ipc-channel panics (an assertion in its error conversion) when its temporary
+    // directory cannot be made, e.g. no inode left in TMPDIR: find that out first.
+    tempfile::Builder::new().tempdir_in(&tmp).map_err(|e| {
+        anyhow!(
+            "creating an ipc-channel server in {}: cannot create a directory there: {}",
+            tmp.display(),
+            plain_io(&e)
+        )
+    })?;
+    ipc_channel::ipc::IpcOneShotServer::<T>::new().map_err(|e| {
+        anyhow!(
+            "creating an ipc-channel server in {}: {}",
+            tmp.display(),
+            crate::procs::plain_io(&e)
+        )
+    })
+}
+
+/// Give `file` `len` bytes of real disk blocks (`posix_fallocate`), not a sparse hole
+/// (`ftruncate`): a `MAP_SHARED` mapping of a hole the filesystem cannot fill (a full
+/// tmpfs) kills the process that touches it with SIGBUS; allocated first, a full
+/// filesystem is ENOSPC here, one clear line.
+#[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+pub fn allocate(file: &std::fs::File, len: usize, path: &std::path::Path) -> Result<()> {
+    file.set_len(len as u64)
+        .map_err(|e| anyhow!("ftruncate() of {} failed: {}", path.display(), plain_io(&e)))
+}
+
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+pub fn allocate(file: &std::fs::File, len: usize, path: &std::path::Path) -> Result<()> {
+    loop {
+        match nix::fcntl::posix_fallocate(file, 0, len as nix::libc::off_t) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            // A filesystem without fallocate: size it and hope, as before.
+            Err(Errno::EOPNOTSUPP | Errno::EINVAL) => {
+                return file.set_len(len as u64).map_err(|e| {
+                    anyhow!("ftruncate() of {} failed: {}", path.display(), plain_io(&e))
+                })
+            }
+            Err(e) => {
+                return Err(anyhow!(
+                    "posix_fallocate() of {} ({len} bytes) failed: {e}{}",
+                    path.display(),
+                    if e == Errno::ENOSPC {
+                        ": the filesystem of TMPDIR is full"
+                    } else {
+                        ""
+                    }
+                ))
+            }
+        }
+    }
+}
+
+/// An I/O error as one plain line: the errno's name and the OS's words (found through
+/// any context wrapped around it), never Debug; ENOSPC says it may be inodes.
+pub fn plain_io(e: &std::io::Error) -> String {
+    let mut code = e.raw_os_error();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|r| r as _);
+    while code.is_none() {
+        let Some(err) = cur else { break };
+        code = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error);
+        cur = err.source();
+    }
+    if code.is_none() && e.kind() == std::io::ErrorKind::StorageFull {
+        code = Some(nix::libc::ENOSPC);
+    }
+    match code.map(Errno::from_raw) {
+        Some(Errno::ENOSPC) => {
+            "ENOSPC: No space left on device (no free block or no free inode: see `df -h` and `df -i`)".into()
+        }
+        Some(errno) => errno.to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// The run's private directory: `$TMPDIR/mp-demo-XXXXXX`, mode 0700 (explicitly:
+/// tempfile's default follows the umask), so the run's sockets are reachable by no other
+/// user. When `TMPDIR` is too long for the socket paths, a short private directory under
+/// `/tmp` instead, and a line on stderr says so.
+fn private_dir() -> Result<tempfile::TempDir> {
+    let make = |base: &std::path::Path| {
+        tempfile::Builder::new()
+            .prefix("mp-demo-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir_in(base)
+            .with_context(|| format!("creating the run's private directory in {}", base.display()))
+    };
+    let base = std::env::temp_dir();
+    if base.as_os_str().len() + RUN_DIR_TAIL + IPC_SOCKET_TAIL <= SUN_PATH_MAX {
+        return make(&base);
+    }
+    let short = std::path::Path::new("/tmp");
+    diag(format_args!(
+        "mp-demo: note: TMPDIR ({} characters) is too long for the run's socket paths (at most {} bytes); using a private directory in {} instead",
+        base.as_os_str().len(),
+        SUN_PATH_MAX,
+        short.display()
+    ));
+    let dir = make(short)?;
+    if !sockets_fit(dir.path()) {
+        anyhow::bail!(
+            "no directory short enough for the run's socket paths: {} is {} characters",
+            dir.path().display(),
+            dir.path().as_os_str().len()
+        );
+    }
+    Ok(dir)
 }
 
 /// Fork the janitor: it waits for end of file on a pipe (the main process died or is
@@ -495,6 +764,79 @@ fn spawn_janitor(dir: PathBuf) -> Result<(Pid, OwnedFd)> {
     }
 }
 
+/// If the janitor died (a SIGKILL aimed at it), start another at once, so a SIGKILL of
+/// the main process afterwards still leaves no run directory behind (the fault suite
+/// found it left, 3 of 3). Threads run by now, so this one is re-executed, not forked:
+/// `mp-demo __janitor <dir>` reading its pipe on stdin ([`janitor_main`]).
+pub fn mind_janitor() {
+    let Some(pid) = janitor_pid() else { return };
+    if !matches!(
+        waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)),
+        Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(Errno::ECHILD)
+    ) {
+        return;
+    }
+    let mut pipe_w = janitor_pipe();
+    JANITOR.store(0, Ordering::SeqCst);
+    JANITOR_FD.store(-1, Ordering::SeqCst);
+    *pipe_w = None;
+    let (Some(dir), Ok(exe)) = (RUN_DIR.get(), std::env::current_exe()) else {
+        return;
+    };
+    let Ok((r, w)) = self::pipe() else { return };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("__janitor")
+        .arg(dir)
+        .stdin(std::process::Stdio::from(r))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    if let Ok(child) = cmd.spawn() {
+        JANITOR.store(child.id() as i32, Ordering::SeqCst);
+        JANITOR_FD.store(w.as_raw_fd(), Ordering::SeqCst);
+        *pipe_w = Some(w);
+    }
+}
+
+/// `mp-demo __janitor <dir>`: a re-started janitor. It ignores the terminal's signals,
+/// waits for end of file on stdin (a pipe whose write end the main process holds), and
+/// removes `dir` — only a private run directory (`mp-demo-…`, 0700, ours), so the hidden
+/// command cannot be turned against any other directory.
+pub fn janitor_main(dir: &std::ffi::OsStr) -> std::process::ExitCode {
+    use nix::sys::signal::{signal, SigHandler};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        // SAFETY: ignoring a signal installs no handler code.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+    }
+    let stdin = std::io::stdin();
+    let is_pipe = std::fs::metadata("/dev/stdin").is_ok_and(|m| m.file_type().is_fifo());
+    let dir = std::path::Path::new(dir);
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let euid = unsafe { nix::libc::geteuid() };
+    let ours = dir
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("mp-demo-"))
+        && std::fs::symlink_metadata(dir).is_ok_and(|m| {
+            m.is_dir() && m.permissions().mode() & 0o777 == 0o700 && m.uid() == euid
+        });
+    if !is_pipe || !ours {
+        return std::process::ExitCode::from(2);
+    }
+    let mut byte = [0u8; 1];
+    while !matches!(
+        nix::unistd::read(&stdin, &mut byte),
+        Ok(0) | Err(Errno::EBADF)
+    ) {}
+    let _ = std::fs::remove_dir_all(dir);
+    std::process::ExitCode::SUCCESS
+}
+
 /// SIGINT, SIGTERM, SIGHUP: request a stop, kill the children so every blocking call of
 /// the lesson returns, and start a watchdog in case the main thread does not finish.
 fn install_signal_handlers() -> Result<()> {
@@ -529,9 +871,23 @@ fn hard_exit(code: i32) -> ! {
     if let Some(dir) = RUN_DIR.get() {
         let _ = std::fs::remove_dir_all(dir);
     }
-    eprintln!("mp-demo: interrupted");
+    // The directory is gone, so the janitor's work is done; a stopped one would stay.
+    if let Some(pid) = janitor_pid() {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    diag(format_args!("mp-demo: interrupted"));
     #[allow(clippy::disallowed_methods)] // the one hard exit: see clippy.toml
     std::process::exit(code)
+}
+
+/// Write one line to stderr, ignoring a failure: the diagnostic path must never panic
+/// (`eprintln!` does, on a hung-up terminal's EIO or a full device), or the thread that
+/// should end the process dies instead.
+pub fn diag(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(line).and_then(|()| err.write_all(b"\n"));
+    let _ = err.flush();
 }
 
 /// `n` random bytes from the kernel as hex: unguessable names (semaphores).

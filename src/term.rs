@@ -3,19 +3,21 @@
 //! crossterm's raw mode turns Ctrl-C into a key event (no SIGINT) and stops `\n` from
 //! returning the carriage, so raw mode is entered only around a key read, and left on
 //! every path by a guard. Key waits poll, so a stop requested meanwhile (SIGTERM from
-//! another terminal) ends them too.
+//! another terminal) ends them too, and a terminal that hung up ends the run.
 
-use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::io::{self, Write};
-use std::time::Duration;
+use std::os::fd::AsFd;
 
-/// Whether there is a terminal to read keys from (crossterm reads `/dev/tty`).
+/// Whether there is a terminal to read keys from (`/dev/tty`).
 pub fn has_terminal() -> bool {
+    open_tty().is_ok()
+}
+
+fn open_tty() -> io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/tty")
-        .is_ok()
 }
 
 /// Raw mode for as long as it lives.
@@ -46,67 +48,97 @@ pub enum Key {
     Other,
 }
 
-fn classify(k: KeyEvent) -> Key {
-    if k.modifiers.contains(KeyModifiers::CONTROL)
-        && matches!(k.code, KeyCode::Char('c') | KeyCode::Char('d'))
-    {
-        return Key::Quit;
-    }
-    match k.code {
-        KeyCode::Char(' ') | KeyCode::Enter => Key::Go,
-        KeyCode::Char('q') | KeyCode::Char('Q') | KeyCode::Esc => Key::Quit,
-        KeyCode::Char(c) if c.is_ascii_digit() => Key::Digit(c as u8 - b'0'),
+/// The key in the bytes one read returned: in raw mode a key press arrives as one read,
+/// so a lone ESC is the Esc key and ESC followed by more is an arrow or function key.
+fn classify(bytes: &[u8]) -> Key {
+    match bytes {
+        [0x1b] => Key::Quit,
+        [0x1b, ..] => Key::Other,
+        [0x03 | 0x04, ..] => Key::Quit, // Ctrl-C, Ctrl-D (raw mode: no SIGINT)
+        [b' ' | b'\r' | b'\n', ..] => Key::Go,
+        [b'q' | b'Q', ..] => Key::Quit,
+        [d @ b'0'..=b'9', ..] => Key::Digit(d - b'0'),
         _ => Key::Other,
     }
 }
 
+/// The terminal hung up (its window closed, `tmux kill-session`): stop the run as a
+/// SIGHUP would, through the signal thread, so children are killed and the watchdog set.
+fn hung_up() -> io::Result<Option<Key>> {
+    let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGHUP);
+    crate::procs::request_stop(nix::libc::SIGHUP);
+    Ok(None)
+}
+
 /// Wait for a key, in raw mode, after dropping keys pressed before the wait (so an
 /// impatient double press does not skip a step). `None` if the run is stopping.
+///
+/// The terminal is read directly (`poll` + `read` on `/dev/tty`), not through crossterm's
+/// event reader: on a hung-up terminal that reader loops for ever on `read` returning 0 or
+/// EIO (the fault suite's 100% CPU immortal process). Here end of file, EIO and POLLHUP
+/// are the hang-up they mean, and every poll is bounded, so a stop requested meanwhile
+/// (SIGTERM from another terminal) ends the wait too.
 pub fn wait_key() -> io::Result<Option<Key>> {
-    let _raw = RawMode::enter()?;
-    for _ in 0..256 {
-        if !event::poll(Duration::ZERO)? {
-            break;
-        }
-        let _ = event::read()?;
-    }
-    let mut idle = 0u32;
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let Ok(tty) = open_tty() else {
+        return hung_up();
+    };
+    let _raw = match RawMode::enter() {
+        Ok(r) => r,
+        Err(e) if e.raw_os_error() == Some(nix::libc::EIO) => return hung_up(),
+        Err(e) => return Err(e),
+    };
+    let mut buf = [0u8; 64];
+    let mut drained = false;
     loop {
         if crate::procs::stop_reason().is_some() {
             return Ok(None);
         }
-        if event::poll(Duration::from_millis(100))? {
-            match event::read()? {
-                Event::Key(k) if k.kind != KeyEventKind::Release => return Ok(Some(classify(k))),
-                _ => idle += 1,
-            }
+        let wait = if drained { 100u16 } else { 0 };
+        let mut fds = [PollFd::new(tty.as_fd(), PollFlags::POLLIN)];
+        let ready = match poll(&mut fds, PollTimeout::from(wait)) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if ready == 0 {
+            drained = true;
+            continue;
         }
-        // A terminal that hung up (its window closed) reads as endless nothing: treat it
-        // as the hang-up it is rather than spin.
-        if idle > 64 {
-            if !has_terminal() {
-                crate::procs::request_stop(nix::libc::SIGHUP);
-                return Ok(None);
-            }
-            idle = 0;
+        let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+        if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
+            && !revents.contains(PollFlags::POLLIN)
+        {
+            return hung_up();
+        }
+        match nix::unistd::read(&tty, &mut buf) {
+            Ok(0) | Err(nix::errno::Errno::EIO) => return hung_up(),
+            Ok(n) if drained => return Ok(Some(classify(&buf[..n]))),
+            Ok(_) => {} // pressed before the wait: dropped
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
 /// Show `prompt` on stderr, wait for Go or Quit, erase the prompt. True to go on.
+/// The prompt is diagnostic output: a failed write of it (stderr closed or hung up) is
+/// ignored, and the key wait finds out whether a terminal is still there.
 pub fn pause(prompt: &str) -> io::Result<bool> {
     let mut err = io::stderr();
-    write!(err, "{prompt}")?;
-    err.flush()?;
+    let _ = write!(err, "{prompt}").and_then(|()| err.flush());
+    crate::procs::set_paused(true);
     let go = loop {
-        match wait_key()? {
-            Some(Key::Go) => break true,
-            Some(Key::Quit) | None => break false,
-            Some(_) => {}
+        match wait_key() {
+            Ok(Some(Key::Go)) => break Ok(true),
+            Ok(Some(Key::Quit) | None) => break Ok(false),
+            Ok(Some(_)) => {}
+            Err(e) => break Err(e),
         }
     };
-    write!(err, "\r\x1b[2K")?;
-    err.flush()?;
+    crate::procs::set_paused(false);
+    let go = go?;
+    let _ = write!(err, "\r\x1b[2K").and_then(|()| err.flush());
     Ok(go)
 }
 

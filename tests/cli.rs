@@ -107,4 +107,3 @@ fn completions_are_generated() {
     r.assert_code(0);
     assert!(r.stdout.contains("isolation"), "{}", r.show());
 }
-

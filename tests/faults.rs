@@ -443,3 +443,514 @@ fn no_shell_is_ever_run() {
         .unwrap();
     assert!(r.success());
 }
+
+/// Every descendant of `main` (children, theirs, …), from `/proc/<pid>/task/*/children`.
+fn descendants(main: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut next = vec![main];
+    while let Some(p) = next.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let text = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            for c in text
+                .split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok())
+            {
+                if !out.contains(&c) {
+                    out.push(c);
+                    next.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The janitor among `main`'s children: the first one started (forked before any thread,
+/// before any lesson child), by its start time in `/proc/<pid>/stat`.
+fn janitor_of(main: i32) -> i32 {
+    let start = |p: i32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        after
+            .split_whitespace()
+            .nth(19)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    let text = std::fs::read_to_string(format!("/proc/{main}/task/{main}/children")).unwrap();
+    text.split_whitespace()
+        .filter_map(|c| c.parse::<i32>().ok())
+        .min_by_key(|&p| (start(p), p))
+        .expect("a janitor")
+}
+
+/// Start a lesson (`--speed 0.05`: short pacing, children still alive for a while); at
+/// lesson_start note the janitor (the only child then); after `delay_ms`, at the first
+/// moment some other descendant exists, SIGSTOP every descendant but the janitor. The
+/// run and the stopped pids (empty if the lesson ended first).
+fn stop_children_after(lesson: &str, delay_ms: u64) -> (Live, Vec<i32>) {
+    let live = Live::start(&["--json", "--speed", "0.05", lesson]);
+    live.wait_for(Duration::from_secs(10), |e| e["kind"] == "lesson_start");
+    let janitor = [janitor_of(live.pid())];
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let stopped: Vec<i32> = descendants(live.pid())
+            .into_iter()
+            .filter(|p| !janitor.contains(p))
+            .filter(|&p| kill(Pid::from_raw(p), Signal::SIGSTOP).is_ok())
+            .collect();
+        if !stopped.is_empty() {
+            return (live, stopped);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    (live, Vec::new())
+}
+
+#[test]
+fn a_child_left_stopped_ends_every_lesson_on_its_own_with_one_line() {
+    for_every_lesson(|lesson, delay| {
+        let (mut live, stopped) = stop_children_after(lesson, delay / 2);
+        // 4 s stopped, then the kill and the cleanup: well inside 12 s.
+        let status = live.wait_exit(Duration::from_secs(12));
+        let err = live.stderr();
+        eprintln!("{lesson}: stopped {stopped:?}: {status:?} {}", err.trim());
+        assert!(!err.contains("panicked"), "{lesson}: {err}");
+        assert!(
+            err.lines().count() <= 1,
+            "{lesson}: one line on stderr: {err}"
+        );
+        if status.code() == Some(1) && !stopped.is_empty() {
+            assert!(
+                err.contains("stayed stopped (state T)"),
+                "{lesson}: the message names the stopped process: {err}"
+            );
+        } else {
+            assert!(
+                matches!(status.code(), Some(0 | 1)),
+                "{lesson} (stopped {stopped:?}): {status:?} {err}"
+            );
+        }
+        live.assert_clean(Duration::from_secs(2));
+    });
+}
+
+#[test]
+fn a_child_stopped_and_continued_in_time_lets_every_lesson_go_on() {
+    for_every_lesson(|lesson, delay| {
+        let (mut live, stopped) = stop_children_after(lesson, delay / 2);
+        std::thread::sleep(Duration::from_millis(1500));
+        for &p in &stopped {
+            let _ = kill(Pid::from_raw(p), Signal::SIGCONT);
+        }
+        let status = live.wait_exit(Duration::from_secs(15));
+        let err = live.stderr();
+        // A claim about elapsed time measured across the stop may fairly fail (the
+        // stopped job took 1.5 s longer), and so may one sampled in a fixed window
+        // (`states` sees its spinners in R only while they run); every other claim must
+        // hold.
+        let failed: Vec<String> = live
+            .events
+            .try_iter()
+            .filter(|e| e["kind"] == "observation" && e["holds"] == false)
+            .map(|e| e["name"].as_str().unwrap_or("").to_string())
+            .collect();
+        let timing = |n: &str| {
+            n.ends_with("_ms")
+                || n.contains("speedup")
+                || n.contains("faster")
+                || n == "running_and_ready"
+        };
+        let only_timing =
+            status.code() == Some(1) && !failed.is_empty() && failed.iter().all(|n| timing(n));
+        if only_timing {
+            eprintln!("{lesson}: a timing claim failed across the stop: {failed:?}");
+        }
+        assert!(
+            status.success() || only_timing,
+            "{lesson} (stopped {stopped:?} for 1.5 s): {status:?} {err} failed claims {failed:?}"
+        );
+        live.assert_clean(Duration::from_secs(2));
+    });
+}
+
+#[test]
+fn a_stopped_janitor_neither_hangs_a_run_nor_stays_behind() {
+    for_every_lesson(|lesson, delay| {
+        let live = Live::start(&["--json", "--speed", "0", lesson]);
+        live.wait_for(Duration::from_secs(10), |e| e["kind"] == "lesson_start");
+        let janitor = janitor_of(live.pid());
+        kill(Pid::from_raw(janitor), Signal::SIGSTOP).unwrap();
+        let mut live = live;
+        if delay % 2 == 1 {
+            // Ctrl-C with the janitor stopped: still nothing left.
+            let _ = kill(Pid::from_raw(live.pid()), Signal::SIGINT);
+            live.wait_exit(Duration::from_secs(5));
+        } else {
+            let status = live.wait_exit(Duration::from_secs(5));
+            assert!(status.success(), "{lesson}: {status:?} {}", live.stderr());
+        }
+        live.assert_clean(Duration::from_secs(2));
+    });
+}
+
+/// A directory whose path is exactly `len` characters, under `base`.
+fn dir_of_length(base: &std::path::Path, len: usize) -> std::path::PathBuf {
+    let mut p = base.to_path_buf();
+    while p.as_os_str().len() < len {
+        let rem = len - p.as_os_str().len();
+        p.push("d".repeat(if rem <= 51 { rem - 1 } else { 40 }));
+    }
+    std::fs::create_dir_all(&p).unwrap();
+    assert_eq!(p.as_os_str().len(), len);
+    p
+}
+
+#[test]
+fn every_tmpdir_length_from_60_to_200_keeps_every_socket_inside_the_private_directory() {
+    let base = tempfile::tempdir().unwrap();
+    let lengths: Vec<usize> = (60..=200).collect();
+    std::thread::scope(|s| {
+        for part in lengths.chunks(lengths.len().div_ceil(4)) {
+            let base = base.path();
+            s.spawn(move || {
+                for &len in part {
+                    let tmp = dir_of_length(&base.join(len.to_string()), len);
+                    let tmp_s = tmp.to_str().unwrap();
+                    let r =
+                        common::run_env(&["--speed", "0", "--json", "fork"], &[("TMPDIR", tmp_s)]);
+                    r.assert_code(0);
+                    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+                    assert!(left.is_empty(), "TMPDIR of {len} characters: left {left:?}");
+                    // Nothing beside it either (a socket cut at 108 bytes landed there).
+                    let parent = tmp.parent().unwrap();
+                    let beside: Vec<_> = std::fs::read_dir(parent)
+                        .unwrap()
+                        .flatten()
+                        .filter(|e| e.path() != tmp)
+                        .collect();
+                    assert!(beside.is_empty(), "TMPDIR of {len}: beside it {beside:?}");
+                    if len + "/mp-demo-XXXXXX/.tmpXXXXXX/socket".len() > 107 {
+                        assert!(
+                            r.stderr.contains("too long for the run's socket paths"),
+                            "TMPDIR of {len}: the fallback is said: {}",
+                            r.stderr
+                        );
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// `mp-demo <args>` with stdout and stderr as given; (exit status, stderr text).
+fn run_with(
+    args: &[&str],
+    stdout: Stdio,
+    stderr_full: bool,
+    adjust: impl FnOnce(&mut Command),
+) -> (std::process::ExitStatus, String) {
+    let err_file = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mp-demo"));
+    cmd.args(args).stdin(Stdio::null()).stdout(stdout);
+    if stderr_full {
+        cmd.stderr(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        );
+    } else {
+        cmd.stderr(err_file.reopen().unwrap());
+    }
+    adjust(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{args:?} did not end within 15 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (
+        status,
+        std::fs::read_to_string(err_file.path()).unwrap_or_default(),
+    )
+}
+
+fn dev_full() -> Stdio {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+        .into()
+}
+
+/// One line, no panic, no Debug formatting.
+fn assert_one_clear_line(what: &str, err: &str) {
+    assert_eq!(err.lines().count(), 1, "{what}: one line: {err}");
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    assert!(
+        !err.contains("Os {") && !err.contains("kind:"),
+        "{what}: Debug in {err}"
+    );
+}
+
+#[test]
+fn a_lesson_into_a_full_device_fails_with_one_line() {
+    for_every_lesson(|lesson, _| {
+        for json in [false, true] {
+            let mut args = vec!["--speed", "0", lesson];
+            if json {
+                args.insert(0, "--json");
+            }
+            let (status, err) = run_with(&args, dev_full(), false, |_| {});
+            assert_eq!(status.code(), Some(1), "{args:?}: {err}");
+            assert_one_clear_line(lesson, &err);
+            assert!(err.contains("No space left on device"), "{lesson}: {err}");
+        }
+    });
+}
+
+#[test]
+fn an_unwritable_stderr_never_turns_into_a_panic() {
+    // A usage error, a failed run, an interrupt: the codes stay 2, 1, 130.
+    let (s, _) = run_with(&["--speed", "-1", "fork"], Stdio::null(), true, |_| {});
+    assert_eq!(s.code(), Some(2));
+    let (s, _) = run_with(&["--speed", "0", "fork"], dev_full(), true, |_| {});
+    assert_eq!(s.code(), Some(1));
+    let mut live = Live::start_with(&["--json", "fork"], |c| {
+        c.stderr(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        );
+    });
+    live.wait_for(Duration::from_secs(10), |e| e["kind"] == "spawn");
+    kill(Pid::from_raw(live.pid()), Signal::SIGINT).unwrap();
+    assert_eq!(live.wait_exit(Duration::from_secs(3)).code(), Some(130));
+    live.assert_clean(Duration::from_secs(1));
+}
+
+#[test]
+fn completions_into_a_full_device_or_a_closed_pipe_never_panic() {
+    let (s, err) = run_with(&["completions", "bash"], dev_full(), false, |_| {});
+    assert_eq!(s.code(), Some(1), "{err}");
+    assert_one_clear_line("completions >/dev/full", &err);
+    for _ in 0..10 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mp-demo"))
+            .args(["completions", "bash"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+        drop(child.stdout.take()); // | head -c 16
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert!(err.is_empty(), "{err}");
+    }
+}
+
+#[test]
+fn a_trace_that_cannot_be_written_is_refused_or_fails_with_one_line() {
+    let fifo = tempfile::tempdir().unwrap();
+    let path = fifo.path().join("fifo");
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    for trace in [path.to_str().unwrap(), "/dev/full"] {
+        let (s, err) = run_with(
+            &["--speed", "0", "--trace", trace, "fork"],
+            Stdio::null(),
+            false,
+            |_| {},
+        );
+        assert_eq!(s.code(), Some(2), "--trace {trace}: {err}");
+        assert_one_clear_line(trace, &err);
+        assert!(!err.contains("written"), "{err}");
+    }
+}
+
+#[test]
+fn usage_errors_are_one_line_and_name_the_option() {
+    let (s, err) = run_with(&["--speed", "-1", "fork"], Stdio::null(), false, |_| {});
+    assert_eq!(s.code(), Some(2));
+    assert!(err.lines().next().unwrap().contains("--speed"), "{err}");
+    assert!(
+        err.lines().count() <= 2,
+        "one line and the usage hint: {err}"
+    );
+    let (s, err) = run_with(&["fork", "--no-such-option"], Stdio::null(), false, |_| {});
+    assert_eq!(s.code(), Some(2));
+    assert!(err.lines().count() <= 2, "{err}");
+    assert!(err.contains("Usage: mp-demo fork"), "{err}");
+}
+
+/// `setrlimit(resource, n)` in the child before exec.
+fn with_limit(cmd: &mut Command, resource: nix::sys::resource::Resource, n: u64) {
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::resource::setrlimit(resource, n, n).map_err(std::io::Error::from)
+        });
+    }
+}
+
+#[test]
+fn too_few_descriptors_are_named_at_once() {
+    let t = Instant::now();
+    let (s, err) = run_with(
+        &["--speed", "0", "--json", "lock"],
+        Stdio::null(),
+        false,
+        |c| with_limit(c, nix::sys::resource::Resource::RLIMIT_NOFILE, 8),
+    );
+    assert_eq!(s.code(), Some(1), "{err}");
+    assert_one_clear_line("ulimit -n 8", &err);
+    assert!(err.contains("RLIMIT_NOFILE"), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "at once, not after a timeout"
+    );
+}
+
+#[test]
+fn a_low_address_space_limit_is_named_never_an_abort() {
+    std::thread::scope(|s| {
+        for kib in [20_000u64, 30_000, 35_000, 40_000, 45_000, 60_000] {
+            s.spawn(move || {
+                let (st, err) = run_with(
+                    &["--speed", "0", "--json", "lock"],
+                    Stdio::null(),
+                    false,
+                    |c| with_limit(c, nix::sys::resource::Resource::RLIMIT_AS, kib * 1024),
+                );
+                use std::os::unix::process::ExitStatusExt;
+                assert_eq!(st.signal(), None, "ulimit -v {kib}: {st:?} {err}");
+                assert!(
+                    matches!(st.code(), Some(0 | 1)),
+                    "ulimit -v {kib}: {st:?} {err}"
+                );
+                if st.code() == Some(1) {
+                    assert_one_clear_line("ulimit -v", &err);
+                    assert!(err.contains("RLIMIT_AS"), "ulimit -v {kib}: {err}");
+                }
+            });
+        }
+    });
+}
+
+/// Run `mp-demo <args>` with TMPDIR on a fresh tmpfs mounted with `opts`, in a private
+/// mount namespace; `fill` bytes written there first. `None` (with the reason printed)
+/// where the machine does not allow it.
+fn on_tiny_tmpfs(opts: &str, fill: usize, args: &[&str]) -> Option<(i32, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let script = format!(
+        "mount -t tmpfs -o {opts} tmpfs {d} || exit 99; head -c {fill} /dev/zero > {d}/fill 2>/dev/null; cd {d} && TMPDIR={d} exec \"$0\" \"$@\""
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script, env!("CARGO_BIN_EXE_mp-demo")])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output();
+    match out {
+        Ok(o)
+            if o.status.code() == Some(99)
+                || (o.status.code() == Some(1)
+                    && String::from_utf8_lossy(&o.stderr).contains("unshare")) =>
+        {
+            eprintln!(
+                "skipped: cannot mount a tmpfs here: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            None
+        }
+        Ok(o) => Some((
+            o.status.code().unwrap_or(
+                128 + std::os::unix::process::ExitStatusExt::signal(&o.status).unwrap_or(0),
+            ),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )),
+        Err(e) => {
+            eprintln!("skipped: no unshare: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn no_free_inode_in_tmpdir_is_one_clear_line() {
+    for inodes in [2, 3, 4] {
+        for lesson in ["fork", "pipe", "event", "shared"] {
+            let Some((code, err)) = on_tiny_tmpfs(
+                &format!("size=1m,nr_inodes={inodes}"),
+                0,
+                &["--speed", "0", "--json", lesson],
+            ) else {
+                return;
+            };
+            let what = format!("{lesson} with {inodes} inodes");
+            assert!(matches!(code, 0 | 1), "{what}: exit {code}: {err}");
+            if code == 1 {
+                assert_one_clear_line(&what, &err);
+                assert!(
+                    err.contains("ENOSPC") || err.contains("No space"),
+                    "{what}: {err}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_full_tmpdir_is_enospc_never_sigbus() {
+    for lesson in ["shared", "event"] {
+        let Some((code, err)) =
+            on_tiny_tmpfs("size=64k", 1 << 20, &["--speed", "0", "--json", lesson])
+        else {
+            return;
+        };
+        assert_eq!(code, 1, "{lesson}: {err}");
+        assert_one_clear_line(lesson, &err);
+        assert!(err.contains("ENOSPC"), "{lesson}: {err}");
+    }
+    // A trace onto the full filesystem (the mount is the working directory): the
+    // error, and no "written".
+    let Some((code, err)) = on_tiny_tmpfs(
+        "size=64k",
+        1 << 20,
+        &["--speed", "0", "--trace", "t.json", "fork"],
+    ) else {
+        return;
+    };
+    assert_eq!(code, 1, "{err}");
+    assert_one_clear_line("--trace on a full filesystem", &err);
+    assert!(err.contains("writing the trace to t.json failed"), "{err}");
+}
+
+#[test]
+fn a_sigkill_of_the_janitor_then_of_the_main_process_leaves_no_run_directory() {
+    for_every_lesson(|lesson, delay| {
+        let live = Live::start(&["--json", lesson]);
+        live.wait_for(Duration::from_secs(10), |e| e["kind"] == "lesson_start");
+        kill(Pid::from_raw(janitor_of(live.pid())), Signal::SIGKILL).unwrap();
+        // A new janitor is started within about 100 ms.
+        std::thread::sleep(Duration::from_millis(300 + delay / 4));
+        let mut live = live;
+        kill(Pid::from_raw(live.pid()), Signal::SIGKILL).unwrap();
+        live.wait_exit(Duration::from_secs(2));
+        live.assert_clean(Duration::from_secs(2));
+    });
+}

@@ -178,3 +178,122 @@ fn step_and_quiz_without_a_terminal_are_refused_quickly() {
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 }
+
+/// `mp-demo <args>` on a fresh pseudo-terminal that is its controlling terminal (its own
+/// session), optionally with SIGHUP blocked so the kernel's hang-up signal never arrives
+/// and only the terminal itself (EOF, EIO, POLLHUP) can tell. Reads the output until
+/// `until` appears, then closes the terminal (the master: a window closed, `tmux
+/// kill-session`) and returns how long the whole process tree took to be gone.
+fn hang_up_after(args: &[&str], until: &str, block_sighup: bool) -> Duration {
+    use std::io::Read;
+    let t = tag();
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    // The master must not be inherited, or the child itself keeps its terminal open.
+    nix::fcntl::fcntl(
+        &pty.master,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .expect("FD_CLOEXEC");
+    let slave = std::fs::File::from(pty.slave);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mp-demo"));
+    cmd.args(args)
+        .env("MP_DEMO_TEST_TAG", &t)
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap());
+    // SAFETY: between fork and exec only setsid, ioctl and sigprocmask, all
+    // async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setsid()?;
+            if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if block_sighup {
+                let mut set = nix::sys::signal::SigSet::empty();
+                set.add(nix::sys::signal::Signal::SIGHUP);
+                set.thread_block()?;
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("mp-demo on a pty");
+    drop(cmd); // it holds the slave's clones
+    drop(slave);
+    // One descriptor of the master, read here with poll: a clone kept anywhere would
+    // keep the terminal open after the drop below.
+    let mut master = std::fs::File::from(pty.master);
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    while !seen.contains(until) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        assert!(
+            Instant::now() < deadline,
+            "no {until:?} within 10 s; saw: {seen}"
+        );
+        let mut fds = [PollFd::new(
+            std::os::fd::AsFd::as_fd(&master),
+            PollFlags::POLLIN,
+        )];
+        if poll(&mut fds, PollTimeout::from(100u16)).unwrap_or(0) > 0 {
+            match master.read(&mut buf) {
+                Ok(n) if n > 0 => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                _ => panic!("the terminal ended before {until:?}; saw: {seen}"),
+            }
+        }
+    }
+    let hung = Instant::now();
+    drop(master);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let took = hung.elapsed();
+            use std::os::unix::process::ExitStatusExt;
+            assert_ne!(status.code(), Some(101), "panicked: {status:?}");
+            assert_ne!(status.signal(), Some(6), "aborted: {status:?}");
+            assert_nothing_left(&t);
+            return took;
+        }
+        if hung.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            panic!("still running 5 s after the terminal closed; saw: {seen}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_terminal_closed_at_a_step_pause_ends_the_run_within_two_seconds() {
+    let took = hang_up_after(&["--step", "fork"], "Space or Enter", false);
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+#[test]
+fn a_terminal_closed_at_a_step_pause_ends_the_run_even_without_sighup() {
+    let took = hang_up_after(&["--step", "fork"], "Space or Enter", true);
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+#[test]
+fn a_terminal_closed_at_a_quiz_prompt_ends_the_run_within_two_seconds() {
+    for block in [false, true] {
+        let took = hang_up_after(&["--quiz", "fork"], "> ", block);
+        assert!(
+            took < Duration::from_secs(2),
+            "took {took:?} (SIGHUP blocked: {block})"
+        );
+    }
+}
+
+#[test]
+fn a_terminal_closed_while_a_lesson_runs_ends_the_run_within_two_seconds() {
+    for block in [false, true] {
+        let took = hang_up_after(&["fork"], "PID", block);
+        assert!(
+            took < Duration::from_secs(2),
+            "took {took:?} (SIGHUP blocked: {block})"
+        );
+    }
+}

@@ -391,8 +391,7 @@ impl SharedEvent {
             .mode(0o600)
             .open(path)
             .with_context(|| format!("creating {}", path.display()))?;
-        file.set_len(PAGE_LEN as u64)
-            .with_context(|| format!("ftruncate() of {}", path.display()))?;
+        crate::procs::allocate(&file, PAGE_LEN, path)?;
         Self::map(&file, path)
     }
 

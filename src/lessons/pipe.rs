@@ -18,7 +18,7 @@ use crate::procs::{self, Note};
 use crate::sys::proc::{self, Call};
 use crate::{say, say_for, step};
 use anyhow::{anyhow, bail, Context, Result};
-use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
+use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -144,7 +144,7 @@ impl Conn {
     fn send(&self, m: &Msg) -> Result<()> {
         let tx = self.tx.as_ref().ok_or_else(|| anyhow!(READ_ONLY))?;
         tx.send(m.clone())
-            .map_err(|e| anyhow!("ipc-channel send failed: {e:?}"))
+            .map_err(|e| anyhow!("ipc-channel send failed: {e}"))
     }
 
     /// `conn.recv()`: blocks in `recvmsg()` until an object comes. `None` is Python's
@@ -154,7 +154,7 @@ impl Conn {
         match rx.recv() {
             Ok(m) => Ok(Some(m)),
             Err(IpcError::Disconnected) => Ok(None),
-            Err(e) => Err(anyhow!("ipc-channel recv failed: {e:?}")),
+            Err(e) => Err(anyhow!("ipc-channel recv failed: {e}")),
         }
     }
 
@@ -166,7 +166,7 @@ impl Conn {
             Ok(m) => Ok(Some(m)),
             Err(TryRecvError::IpcError(IpcError::Disconnected)) => Ok(None),
             Err(TryRecvError::Empty) => bail!("nothing came through the pipe within {timeout:?}"),
-            Err(e) => Err(anyhow!("ipc-channel recv failed: {e:?}")),
+            Err(e) => Err(anyhow!("ipc-channel recv failed: {e}")),
         }
     }
 }
@@ -175,13 +175,12 @@ impl Conn {
 /// `Process` arguments; here the child opens a one-shot server, tells the parent its
 /// name, and the parent sends the end through it.
 fn receive_conn(c: &ChildCtx) -> Result<Conn> {
-    let (server, name) =
-        IpcOneShotServer::<Conn>::new().context("creating an ipc-channel server")?;
+    let (server, name) = procs::ipc_server::<Conn>()?;
     c.reply(name)?;
     // Blocks until the parent connects; if the parent dies first, so do we (PDEATHSIG).
     let (_rx, conn) = server
         .accept()
-        .map_err(|e| anyhow!("receiving my end of the pipe: {e:?}"))?;
+        .map_err(|e| anyhow!("receiving my end of the pipe: {e}"))?;
     Ok(conn)
 }
 

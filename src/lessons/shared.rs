@@ -106,8 +106,7 @@ impl Mapping {
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
         if create {
-            file.set_len(PAGE as u64)
-                .with_context(|| format!("sizing {}", path.display()))?;
+            crate::procs::allocate(&file, PAGE, path)?;
         }
         // SAFETY: a fresh shared mapping of a file we hold open, one page long; no Rust
         // reference aliases it except through `page()`, whose fields are atomics or an

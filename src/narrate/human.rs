@@ -55,6 +55,54 @@ struct Live {
     gauges: HashMap<String, ProgressBar>,
 }
 
+/// The live panel's terminal: stdout, with write errors swallowed. indicatif unwraps
+/// the draw target's errors inside `suspend` (a panic on a hung-up terminal, then an
+/// abort on its poisoned lock); the panel is a display, not the record, and a failed
+/// write of the narration itself is still seen and reported by [`Human::commit`].
+#[derive(Debug)]
+struct PanelTerm(console::Term);
+
+impl indicatif::TermLike for PanelTerm {
+    fn width(&self) -> u16 {
+        self.0.size().1
+    }
+    fn height(&self) -> u16 {
+        self.0.size().0
+    }
+    fn move_cursor_up(&self, n: usize) -> io::Result<()> {
+        let _ = self.0.move_cursor_up(n);
+        Ok(())
+    }
+    fn move_cursor_down(&self, n: usize) -> io::Result<()> {
+        let _ = self.0.move_cursor_down(n);
+        Ok(())
+    }
+    fn move_cursor_right(&self, n: usize) -> io::Result<()> {
+        let _ = self.0.move_cursor_right(n);
+        Ok(())
+    }
+    fn move_cursor_left(&self, n: usize) -> io::Result<()> {
+        let _ = self.0.move_cursor_left(n);
+        Ok(())
+    }
+    fn write_line(&self, s: &str) -> io::Result<()> {
+        let _ = self.0.write_line(s);
+        Ok(())
+    }
+    fn write_str(&self, s: &str) -> io::Result<()> {
+        let _ = self.0.write_str(s);
+        Ok(())
+    }
+    fn clear_line(&self) -> io::Result<()> {
+        let _ = self.0.clear_line();
+        Ok(())
+    }
+    fn flush(&self) -> io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
+}
+
 pub struct Human<W: Write + Send> {
     out: W,
     /// What one event writes, handed to `out` at once (above the live panel).
@@ -92,7 +140,10 @@ impl<W: Write + Send> Human<W> {
     /// Show a live panel of processes and gauges, updated in place, on stdout.
     pub fn with_live_panel(mut self) -> Self {
         self.live = Some(Live {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::term_like_with_hz(
+                Box::new(PanelTerm(console::Term::buffered_stdout())),
+                20,
+            )),
             procs: HashMap::new(),
             gauges: HashMap::new(),
         });

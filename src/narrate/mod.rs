@@ -92,6 +92,31 @@ impl Render for Tee {
     }
 }
 
+/// A renderer whose write errors name its output ("writing the trace to t.json failed:
+/// …"), so the one error line says which output failed.
+pub struct Named<R> {
+    pub what: String,
+    pub render: R,
+}
+
+impl<R: Render> Named<R> {
+    fn name(&self, e: io::Error) -> io::Error {
+        io::Error::new(e.kind(), format!("writing {} failed: {e}", self.what))
+    }
+}
+
+impl<R: Render> Render for Named<R> {
+    fn event(&mut self, ev: &Event) -> io::Result<()> {
+        self.render.event(ev).map_err(|e| self.name(e))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.render.flush().map_err(|e| self.name(e))
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        self.render.finish().map_err(|e| self.name(e))
+    }
+}
+
 /// How long an event is held before it is rendered, so that one stamped earlier in
 /// another process (coming over a channel, a little later) is rendered before it: the
 /// narration reads in the order things happened, not the order the news arrived.
@@ -125,6 +150,24 @@ impl Held {
             render(&entry.remove())?;
         }
         Ok(())
+    }
+}
+
+/// The output failed: stop the run, for the reason the error means. A closed pipe
+/// (`| head -1`) ends it quietly; EIO is a terminal that hung up, which ends it as SIGHUP
+/// does (the signal thread kills the children); anything else (`>/dev/full`: ENOSPC) is
+/// a failed run, exit 1, with the error named.
+fn output_failed(e: &io::Error) {
+    use crate::procs;
+    match e.kind() {
+        io::ErrorKind::BrokenPipe => procs::request_stop(procs::STOP_BROKEN_PIPE),
+        _ if e.raw_os_error() == Some(nix::libc::EIO) => {
+            let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGHUP);
+            procs::request_stop(nix::libc::SIGHUP);
+        }
+        // A renderer that named its output (the trace file) said it all already.
+        _ if e.get_ref().is_some() => procs::fail_run(e.to_string()),
+        _ => procs::fail_run(format!("writing the narration to stdout failed: {e}")),
     }
 }
 
@@ -192,15 +235,19 @@ impl Narrator {
                     }
                 };
                 if let Err(e) = released.and(result) {
-                    if open && e.kind() == io::ErrorKind::BrokenPipe {
-                        crate::procs::request_stop(crate::procs::STOP_BROKEN_PIPE);
+                    if open {
+                        output_failed(&e);
                     }
                     open = false;
                 }
             }
             if open {
-                let _ = held.release(u64::MAX, &mut |ev| render.event(ev));
-                let _ = render.finish();
+                if let Err(e) = held
+                    .release(u64::MAX, &mut |ev| render.event(ev))
+                    .and_then(|()| render.finish())
+                {
+                    output_failed(&e);
+                }
             }
         })?;
         Ok(Narrator {
