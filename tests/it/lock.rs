@@ -1,6 +1,6 @@
 //! Lesson `lock`: the staged ticket race, checked from the events themselves.
 
-mod common;
+use crate::common;
 
 use common::Run;
 use serde_json::Value;

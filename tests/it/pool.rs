@@ -2,7 +2,7 @@
 //! `task_start`/`task_done` stamps, the `spawn` and `exit` events, the callbacks), on the
 //! default pool and on sizes given by options.
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

@@ -3,7 +3,7 @@
 //! seen asleep before anything was sent to it; the raw pipe's end of file came only after
 //! the parent closed its write end; grep let through exactly the 404 lines, in order.
 
-mod common;
+use crate::common;
 
 use common::Run;
 use serde_json::Value;

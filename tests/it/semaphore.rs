@@ -1,7 +1,7 @@
 //! Lesson `semaphore`: at most `permits` inside at once, recomputed from the stamps of
 //! every P and V; the rest waited, asleep.
 
-mod common;
+use crate::common;
 
 use common::Run;
 use serde_json::Value;

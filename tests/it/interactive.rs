@@ -1,7 +1,7 @@
 //! `--step` and `--quiz`, driven through a pseudo-terminal as a person would: keys pressed,
 //! pauses that really wait, `q` and Ctrl-C that stop at once with the terminal restored.
 
-mod common;
+use crate::common;
 
 use rexpect::session::{spawn_command, PtySession};
 use std::os::unix::process::CommandExt;

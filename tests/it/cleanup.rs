@@ -1,7 +1,7 @@
 //! Cleanup from day one: SIGINT, SIGTERM and SIGKILL of the main process in the middle
 //! of a lesson leave no process and no temporary file behind.
 
-mod common;
+use crate::common;
 
 use common::Live;
 use nix::sys::signal::{kill, killpg, Signal};

@@ -2,7 +2,7 @@
 //! own start and end stamps, the kernel states the observer read, the CPU-bound
 //! processes' progress stamps.
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 

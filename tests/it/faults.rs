@@ -6,7 +6,7 @@
 // Test threads may panic when they cannot start: that fails the test, as it should.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use common::Live;
 use nix::sys::signal::{kill, killpg, Signal};

@@ -3,7 +3,7 @@
 //! on every run); with the lock at most one worker is inside at a time and the writes
 //! count 1, 2, … up to the expected total.
 
-mod common;
+use crate::common;
 
 use common::Run;
 use serde_json::Value;

@@ -8,7 +8,7 @@
 // Test threads may panic when they cannot start: that fails the test, as it should.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! Lesson `queue`: the observations, and every claim recomputed from the event stream
 //! itself (stamps and pids), on the defaults and on other sizes, three times over.
 
-mod common;
+use crate::common;
 
 use common::{lesson_json, max_concurrent, Run};
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! The command line: usage errors, languages, colours, words.
 
-mod common;
+use crate::common;
 
 #[test]
 fn unknown_lesson_is_a_usage_error_with_a_suggestion() {

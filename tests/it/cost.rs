@@ -2,7 +2,7 @@
 //! observations), and that every timed process was a real child, started and reaped by
 //! the main process. No absolute timing is asserted: that lives in the benchmark.
 
-mod common;
+use crate::common;
 
 use common::Run;
 use serde_json::Value;

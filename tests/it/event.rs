@@ -1,5 +1,5 @@
 //! Lesson `event`: the observations, and the same claims recomputed from the events.
-mod common;
+use crate::common;
 
 use common::Run;
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! Lesson `fork`: the JSON contract and every observation, checked from the events.
 
-mod common;
+use crate::common;
 
 #[test]
 fn fork_observations_hold_and_match_the_events() {

@@ -1,6 +1,6 @@
 //! Lesson `isolation`: copy-on-write and MAP_SHARED, checked from the events.
 
-mod common;
+use crate::common;
 
 #[test]
 fn the_parent_keeps_100_and_the_shared_page_shows_0() {

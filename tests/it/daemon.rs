@@ -1,5 +1,5 @@
 //! Lesson `daemon`: the observations, and the same claims recomputed from the events.
-mod common;
+use crate::common;
 
 use common::{exit_of, pid_of as pid, spawn_of, t_ms as t};
 

@@ -2,7 +2,7 @@
 //! clocks the main process read (`sched`), the kernel states the observer sampled, and
 //! the exit codes `waitpid` collected, each about a real forked child.
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -1,6 +1,6 @@
 //! The teaching layer off a terminal: the tour, the trace, the timeline.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -1,6 +1,6 @@
 //! Lesson `tree`: the observations, and the same claims recomputed from the events: the
 //! tree drawn from /proc against the spawn events, the group signal against the exits.
-mod common;
+use crate::common;
 
 use common::{exit_of, pid_of as pid, spawn_of, t_ms as t};
 
