@@ -473,6 +473,27 @@ impl<'a> Ctx<'a> {
         Ok(code)
     }
 
+    /// `join()` with a bound: reap `pid` if it ends within `timeout`, else SIGKILL it and
+    /// reap it (a child that has sent its last reply and should be gone). Emits `exit`.
+    /// Its Python exitcode.
+    pub fn join_within(&mut self, pid: Pid, timeout: Duration) -> Result<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(code) = procs::try_reap(pid)? {
+                self.reaped(pid, code);
+                return Ok(code);
+            }
+            if Instant::now() >= deadline || procs::stop_reason().is_some() {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let code = procs::reap(pid)?;
+                self.reaped(pid, code);
+                self.check()?;
+                return Ok(code);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Emit `exit` for a process this process has just reaped.
     pub fn reaped(&mut self, pid: Pid, exitcode: i32) {
         self.observer.forget(pid.as_raw());

@@ -39,6 +39,7 @@ use words::Lang;
 
 /// The program: parse, run, exit code.
 pub fn main() -> ExitCode {
+    procs::fit_malloc_to_address_space();
     // Hidden roles of this program, routed before clap parses, so that no help,
     // completion or error message offers them: a lesson's re-executed child (see
     // `child::CHILD_ARG`) and a re-started janitor (see `procs::mind_janitor`).

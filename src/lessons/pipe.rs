@@ -281,7 +281,7 @@ fn duplex(ctx: &mut Ctx<'_>) -> Result<bool> {
     // Closing my end: the child's next recv() raises EOFError and it returns.
     say!(ctx, "duplex_close", &[("pid", &cpid)]);
     drop(parent_conn);
-    let code = join_within(ctx, child.pid, TIMEOUT)?;
+    let code = ctx.join_within(child.pid, TIMEOUT)?;
     say!(ctx, "duplex_joined", &[("pid", &cpid), ("code", &code)]);
     Ok(ok && code == 0)
 }
@@ -387,7 +387,7 @@ fn simplex(ctx: &mut Ctx<'_>, messages: u32) -> Result<(bool, char)> {
         ObsValue::Str(s) => s,
         other => bail!("the reader sent {other:?}"),
     };
-    let code = join_within(ctx, rpid, TIMEOUT)?;
+    let code = ctx.join_within(rpid, TIMEOUT)?;
     let in_order = got == sent.join(",");
     // Shown as "1, 2, 3": the comma-only form is for the comparison above.
     say!(
@@ -555,7 +555,7 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
             );
         }
     }
-    let writer_code = join_within(ctx, writer, TIMEOUT)?;
+    let writer_code = ctx.join_within(writer, TIMEOUT)?;
     say!(
         ctx,
         "raw_reader_got",
@@ -631,7 +631,7 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
         );
         say_for!(ctx, rpid, n.t_ns, "raw_eof", &[("total", &n.a)]);
     }
-    let reader_code = join_within(ctx, reader, TIMEOUT)?;
+    let reader_code = ctx.join_within(reader, TIMEOUT)?;
     say!(ctx, "raw_moral", &[("code", &reader_code)]);
     // Where /proc tells, the only write end left during the hang was mine, and none after.
     let ends_ok = !cfg!(target_os = "linux")
@@ -718,26 +718,6 @@ fn start_program(
     }
 }
 
-/// `waitpid` with a bound: reap `pid` if it ends within `timeout`, else SIGKILL it and
-/// reap it. Emits `exit`. Its Python exitcode.
-fn join_within(ctx: &mut Ctx<'_>, pid: Pid, timeout: Duration) -> Result<i32> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(code) = procs::try_reap(pid)? {
-            ctx.reaped(pid, code);
-            return Ok(code);
-        }
-        if Instant::now() >= deadline || procs::stop_reason().is_some() {
-            let _ = kill(pid, Signal::SIGKILL);
-            let code = procs::reap(pid)?;
-            ctx.reaped(pid, code);
-            ctx.check()?;
-            return Ok(code);
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 fn append(log: &Path, line: &str) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .append(true)
@@ -792,7 +772,7 @@ fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
     let Some(mut grep) = start_program(ctx, grep_cmd, "grep")? else {
         say!(ctx, "shell_missing", &[("program", &"grep")]);
         let _ = kill(tail_pid, Signal::SIGKILL);
-        join_within(ctx, tail_pid, TIMEOUT)?;
+        ctx.join_within(tail_pid, TIMEOUT)?;
         return Ok(());
     };
     let grep_pid = Pid::from_raw(grep.id() as i32);
@@ -882,9 +862,9 @@ fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
     step!(ctx, "shell_end", &[])?;
     say!(ctx, "shell_kill", &[("tail", &tail_pid)]);
     kill(tail_pid, Signal::SIGTERM).context("kill(tail, SIGTERM)")?;
-    let tail_code = join_within(ctx, tail_pid, TIMEOUT)?;
+    let tail_code = ctx.join_within(tail_pid, TIMEOUT)?;
     let eof = matches!(lines.next(TIMEOUT)?, Got::Eof);
-    let grep_code = join_within(ctx, grep_pid, TIMEOUT)?;
+    let grep_code = ctx.join_within(grep_pid, TIMEOUT)?;
     say!(
         ctx,
         "shell_grep_eof",

@@ -15,12 +15,10 @@ use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
 use crate::ctx::{ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
-use crate::procs;
 use crate::sys::proc::Call;
 use crate::{say, step};
 use anyhow::{bail, Context, Result};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
-use nix::unistd::Pid;
 use std::cell::UnsafeCell;
 use std::fs::File;
 use std::num::NonZeroUsize;
@@ -613,26 +611,7 @@ fn finish(ctx: &mut Ctx<'_>, procs: Vec<ChildProc>, timeout: Duration) -> Result
             .unwrap_or(0);
     }
     for p in procs {
-        join_within(ctx, p.pid)?;
+        ctx.join_within(p.pid, TIMEOUT)?;
     }
     Ok(waits)
-}
-
-/// Reap a worker that has sent its last reply (bounded: SIGKILL if it lingers).
-fn join_within(ctx: &mut Ctx<'_>, pid: Pid) -> Result<i32> {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(code) = procs::try_reap(pid)? {
-            ctx.reaped(pid, code);
-            return Ok(code);
-        }
-        if Instant::now() >= deadline || procs::stop_reason().is_some() {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            let code = procs::reap(pid)?;
-            ctx.reaped(pid, code);
-            ctx.check()?;
-            return Ok(code);
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
