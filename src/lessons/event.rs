@@ -16,16 +16,11 @@ use crate::child::{ChildCtx, Down};
 use crate::ctx::{ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
 use crate::sys::proc::{self, Call};
+use crate::sys::shared::{Shared, SharedPage};
 use crate::{say, step};
 use anyhow::{bail, Context, Result};
-use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use nix::unistd::Pid;
-use std::ffi::c_void;
-use std::fs::{File, OpenOptions};
-use std::num::NonZeroUsize;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -374,61 +369,31 @@ struct Page {
     seq: AtomicU32,
 }
 
-const PAGE_LEN: usize = 4096;
+// SAFETY: two atomics, valid when zero (the event unset), written by every process.
+unsafe impl SharedPage for Page {}
 
 /// `multiprocessing.Event`, on one page of a file mapped `MAP_SHARED` by each process.
 struct SharedEvent {
-    base: NonNull<c_void>,
+    page: Shared<Page>,
 }
 
 impl SharedEvent {
     /// Create the page (zeroed: the event starts unset) and map it.
     fn create(path: &Path) -> Result<SharedEvent> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        crate::procs::allocate(&file, PAGE_LEN, path)?;
-        Self::map(&file, path)
+        Ok(SharedEvent {
+            page: Shared::create(path)?,
+        })
     }
 
     /// Map the page another process created.
     fn open(path: &Path) -> Result<SharedEvent> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        Self::map(&file, path)
-    }
-
-    fn map(file: &File, path: &Path) -> Result<SharedEvent> {
-        let len = NonZeroUsize::new(PAGE_LEN).expect("non-zero");
-        // SAFETY: a new shared mapping of a file at least PAGE_LEN long; nothing else in
-        // this process aliases it; it is only accessed through the atomics of `Page` at
-        // its start, and unmapped in Drop. The descriptor may close: the mapping stays.
-        let base = unsafe {
-            mmap(
-                None,
-                len,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_SHARED,
-                file,
-                0,
-            )
-        }
-        .with_context(|| format!("mmap(MAP_SHARED) of {}", path.display()))?;
-        Ok(SharedEvent { base })
+        Ok(SharedEvent {
+            page: Shared::open(path)?,
+        })
     }
 
     fn page(&self) -> &Page {
-        // SAFETY: the mapping is live while `self` is, page-aligned (so aligned for
-        // `Page`), zero-initialised by the file (a valid `Page`), and only ever accessed
-        // atomically, by this and other processes.
-        unsafe { &*self.base.as_ptr().cast::<Page>() }
+        self.page.get()
     }
 
     /// The address of the futex word in this process.
@@ -479,13 +444,6 @@ impl SharedEvent {
             futex::wait(&p.seq, seq, left).context("futex(FUTEX_WAIT)")?;
         }
         Ok(self.is_set())
-    }
-}
-
-impl Drop for SharedEvent {
-    fn drop(&mut self) {
-        // SAFETY: the mapping is ours and no reference into it outlives `self`.
-        let _ = unsafe { munmap(self.base, PAGE_LEN) };
     }
 }
 

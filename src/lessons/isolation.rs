@@ -5,10 +5,9 @@
 use super::{LessonDef, Opts};
 use crate::ctx::Ctx;
 use crate::procs::{self, Note};
+use crate::sys::shared::Shared;
 use crate::{say, say_for, step};
 use anyhow::{Context, Result};
-use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
-use std::num::NonZeroUsize;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -86,35 +85,20 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     ctx.pause(2500)?;
 
     step!(ctx, "shared", &[])?;
-    let len = NonZeroUsize::new(4096).expect("non-zero");
-    // SAFETY: a fresh anonymous mapping, not aliased by any Rust reference; it is only
-    // accessed through volatile reads and writes of an i64 at its start, and unmapped
-    // below after the child has been reaped.
-    let page = unsafe {
-        mmap_anonymous(
-            None,
-            len,
-            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-            MapFlags::MAP_SHARED,
-        )
-    }
-    .context("mmap(MAP_SHARED | MAP_ANONYMOUS)")?;
-    let value = page.as_ptr().cast::<i64>();
-    // SAFETY: `value` points at the start of our live, writable, page-aligned mapping.
-    unsafe { value.write_volatile(100) };
-    let shared_addr = value as usize;
+    // Python's Value lives in a MAP_SHARED mapping too (of a /dev/shm file); here an
+    // anonymous page that fork() shares with the child, at the same address.
+    let page = Shared::<AtomicI64>::anonymous()?;
+    page.get().store(100, Ordering::SeqCst);
+    let shared_addr = page.addr();
     say!(ctx, "shared_intro", &[("addr", &hex(shared_addr))]);
     ctx.pause(1500)?;
     let (note_r, note_w) = procs::pipe()?;
     let fd = note_w.as_raw_fd();
-    let value_addr = value as usize;
+    let value = page.get();
     let child_body = move || {
-        let v = value_addr as *mut i64;
-        // SAFETY: the MAP_SHARED page this child inherited from fork, live until the
-        // parent unmaps it after reaping the child; an aligned i64.
-        unsafe { v.write_volatile(0) };
-        // SAFETY: as above.
-        Note::send(fd, unsafe { v.read_volatile() }, value_addr as i64);
+        // An atomic store and load on the shared page: async-signal-safe.
+        value.store(0, Ordering::SeqCst);
+        Note::send(fd, value.load(Ordering::SeqCst), shared_addr as i64);
         0
     };
     // SAFETY: the child writes through the shared mapping (inherited by fork) and writes
@@ -131,10 +115,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     );
     ctx.pause(1500)?;
     ctx.join(child)?;
-    // SAFETY: the mapping is still live; the child that also wrote it is gone.
-    let shared_after = unsafe { value.read_volatile() };
-    // SAFETY: nothing refers to the mapping any more.
-    unsafe { munmap(page, len.get()) }.context("munmap()")?;
+    let shared_after = value.load(Ordering::SeqCst);
+    drop(page);
     say!(ctx, "shared_after", &[("v", &shared_after)]);
     ctx.claim(
         "shared_value_after",

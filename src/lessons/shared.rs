@@ -16,14 +16,11 @@ use crate::child::{ChildCtx, Down};
 use crate::ctx::{ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
 use crate::sys::proc::Call;
+use crate::sys::shared::{Shared, SharedPage as Shareable};
 use crate::{say, step};
 use anyhow::{bail, Context, Result};
-use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use std::cell::UnsafeCell;
-use std::fs::File;
-use std::num::NonZeroUsize;
 use std::path::Path;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -61,8 +58,6 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// With the lock, each holder pauses this long between its read and its write (at
 /// `--speed 1`): the very window in which, without the lock, updates were lost.
 const WINDOW_MS: u64 = 250;
-/// The size of the shared file: one page.
-const PAGE: usize = 4096;
 
 /// What lives in the shared page: Python's `Value('i', 0)` with its lock, and
 /// `Array('i', workers)`.
@@ -83,54 +78,42 @@ struct SharedPage {
     first_holder: AtomicI32,
 }
 
-const _: () = assert!(std::mem::size_of::<SharedPage>() <= PAGE);
+// SAFETY: atomics and a `pshared` semaphore (used only through sem_* calls), all valid
+// when zero (a new page), written by every process that maps the page.
+unsafe impl Shareable for SharedPage {}
+
+// SAFETY: the `UnsafeCell` holds a POSIX semaphore, made for concurrent use through the
+// sem_* calls, which are the only way it is touched; the rest are atomics.
+unsafe impl Sync for SharedPage {}
 
 /// The shared file, mapped `MAP_SHARED` into this process.
 struct Mapping {
-    /// Kept open for `flock` where there is no process-shared `sem_init`.
-    #[cfg_attr(target_os = "linux", allow(dead_code))]
-    file: File,
-    ptr: NonNull<std::ffi::c_void>,
+    map: Shared<SharedPage>,
 }
 
 impl Mapping {
     /// Map `path` (creating it, one page of zeros, if `create`).
     fn open(path: &Path, create: bool) -> Result<Mapping> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(create)
-            .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        if create {
-            crate::procs::allocate(&file, PAGE, path)?;
-        }
-        // SAFETY: a fresh shared mapping of a file we hold open, one page long; no Rust
-        // reference aliases it except through `page()`, whose fields are atomics or an
-        // UnsafeCell, so writes by other processes are allowed.
-        let ptr = unsafe {
-            mmap(
-                None,
-                NonZeroUsize::new(PAGE).expect("non-zero"),
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_SHARED,
-                &file,
-                0,
-            )
-        }
-        .context("mmap(MAP_SHARED) of the value's file")?;
-        Ok(Mapping { file, ptr })
+        let map = if create {
+            Shared::create(path)?
+        } else {
+            Shared::open(path)?
+        };
+        Ok(Mapping { map })
     }
 
     fn page(&self) -> &SharedPage {
-        // SAFETY: the mapping is live for as long as `self`, page-aligned, large enough
-        // (checked at compile time), and SharedPage is made of atomics and an UnsafeCell.
-        unsafe { self.ptr.cast::<SharedPage>().as_ref() }
+        self.map.get()
+    }
+
+    /// Kept open for `flock` where there is no process-shared `sem_init`.
+    #[cfg(not(target_os = "linux"))]
+    fn file(&self) -> &std::fs::File {
+        self.map.file().expect("a file mapping has its file")
     }
 
     fn addr(&self) -> String {
-        format!("{:#x}", self.ptr.as_ptr() as usize)
+        format!("{:#x}", self.map.addr())
     }
 
     /// `sem_init(&lock, pshared = 1, 1)`: done once, by the process that created the page.
@@ -172,7 +155,7 @@ impl Mapping {
             // SAFETY: flock(2) on a file descriptor we own.
             let r = unsafe {
                 nix::libc::flock(
-                    self.file.as_raw_fd(),
+                    self.file().as_raw_fd(),
                     nix::libc::LOCK_EX | nix::libc::LOCK_NB,
                 )
             };
@@ -190,7 +173,7 @@ impl Mapping {
             // SAFETY: flock(2) on a file descriptor we own.
             let r = unsafe {
                 use std::os::fd::AsRawFd;
-                nix::libc::flock(self.file.as_raw_fd(), nix::libc::LOCK_EX)
+                nix::libc::flock(self.file().as_raw_fd(), nix::libc::LOCK_EX)
             };
             if r == 0 {
                 return Ok(());
@@ -210,7 +193,7 @@ impl Mapping {
         // SAFETY: flock(2) on a file descriptor we own.
         let r = unsafe {
             use std::os::fd::AsRawFd;
-            nix::libc::flock(self.file.as_raw_fd(), nix::libc::LOCK_UN)
+            nix::libc::flock(self.file().as_raw_fd(), nix::libc::LOCK_UN)
         };
         if r != 0 {
             bail!(
@@ -219,14 +202,6 @@ impl Mapping {
             );
         }
         Ok(())
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: the mapping was made by `open` with this length; `page()` borrows end
-        // with `self`.
-        let _ = unsafe { munmap(self.ptr, PAGE) };
     }
 }
 

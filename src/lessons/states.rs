@@ -473,13 +473,8 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
 /// written: the child sets `RLIMIT_CORE` to 0 and (on Linux) makes itself not dumpable
 /// first, which also keeps a core-dump helper (systemd-coredump, apport) out of it.
 fn fork_fatal(ctx: &mut Ctx<'_>, gfd: i32, nfd: i32) -> Result<Pid> {
-    use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
-    let len = std::num::NonZeroUsize::new(4096).expect("non-zero");
-    // SAFETY: a fresh private anonymous mapping with no access rights; no Rust reference
-    // points into it. Only the forked child touches it (and is killed for it).
-    let page = unsafe { mmap_anonymous(None, len, ProtFlags::PROT_NONE, MapFlags::MAP_PRIVATE) }
-        .context("mmap(PROT_NONE)")?;
-    let addr = page.as_ptr() as usize;
+    let page = crate::sys::shared::NoAccessPage::new()?;
+    let addr = page.addr();
     let child_body = move || {
         wait_for_go(gfd);
         let none = nix::libc::rlimit {
@@ -505,8 +500,7 @@ fn fork_fatal(ctx: &mut Ctx<'_>, gfd: i32, nfd: i32) -> Result<Pid> {
     // Rust allocation with a volatile write: the store really happens, and the kernel
     // ends the process with SIGSEGV at that instruction. It never returns from it.
     let child = unsafe { ctx.fork("fatal", child_body) };
-    // SAFETY: our copy of the mapping is no longer needed (the child has its own).
-    let _ = unsafe { munmap(page, 4096) };
+    drop(page); // our copy of the mapping: the child has its own
     child
 }
 

@@ -5,9 +5,11 @@
 //!   descriptors, threads, children, flocks).
 //! - [`sem`]: POSIX named semaphores.
 //! - [`flock`]: a file lock taken and given back many times.
+//! - [`shared`]: a page shared by processes (`mmap(MAP_SHARED)`), `Shared<T>`.
 //! - [`fd`]: whole reads and writes on a descriptor, and "is there anything to read?".
 
 pub mod fd;
 pub mod flock;
 pub mod proc;
 pub mod sem;
+pub mod shared;
