@@ -34,6 +34,14 @@ use anyhow::{bail, Context, Result};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+mod children;
+mod cpython;
+mod watch;
+
+use children::*;
+use cpython::*;
+use watch::*;
+
 /// This lesson's words, whose keys the word macros check at compile time.
 const WORDS: &crate::words::keys::Table = &crate::words::keys::QUEUE;
 
@@ -79,14 +87,6 @@ const STATE_TIMEOUT: Duration = Duration::from_secs(5);
 const PUT_MS: u64 = 500;
 /// Pacing: how long a consumer "works" on each item.
 const WORK_MS: u64 = 700;
-
-mod children;
-mod cpython;
-mod watch;
-
-use children::*;
-use cpython::*;
-use watch::*;
 
 // ───────────────────────────── the parent's side ─────────────────────────────
 
