@@ -234,7 +234,43 @@ fn returned(ctx: &Ctx<'_>, name: &str, job: u32) -> u64 {
     t
 }
 
+/// What the run works with, decided once: the pool's size, the tasks, the work in each
+/// task (calibrated to this CPU), and the bound on every wait for results.
+#[derive(Clone, Copy)]
+struct Plan {
+    me: i32,
+    usable: usize,
+    size: usize,
+    tasks: usize,
+    bound: Duration,
+    apply_n: u64,
+    map_n: u64,
+    timed_n: u64,
+}
+
 fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
+    let (mut pool, p) = create(ctx, opts)?;
+    let applied = apply(ctx, &mut pool, &p)?;
+    let applied_async = apply_async(ctx, &mut pool, &p)?;
+    let mapped = map(ctx, &mut pool, &p)?;
+    let mapped_async = map_async(ctx, &mut pool, &p)?;
+    let timed = speedup(ctx, &mut pool, &p)?;
+    close_join(ctx, &mut pool, &p)?;
+    let ran: Vec<&Done> = applied
+        .iter()
+        .chain(&applied_async)
+        .chain(&mapped)
+        .chain(&mapped_async)
+        .chain(&timed)
+        .collect();
+    workers_seen(ctx, &pool, &p, &ran);
+    ctx.pause(1500)?;
+    say!(ctx, "moral", &[]);
+    Ok(())
+}
+
+/// Pool(): how many workers. Create the workers: the cost a pool pays once.
+fn create(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<(Pool, Plan)> {
     let me = ctx.main_pid;
     let usable = usable_cpus();
     let online = online_cpus();
@@ -250,8 +286,6 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         + Duration::from_secs_f64(
             3.0 * (2.0 * apply_ms + (2.0 * map_ms + 12.0 * TIMED_TASK_MS) * tasks as f64) / 1000.0,
         );
-
-    // --- Pool(): how many workers.
     step!(ctx, "size", &[("main", &me)])?;
     say!(
         ctx,
@@ -269,7 +303,6 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.observe("tasks", tasks);
     ctx.pause(1500)?;
 
-    // --- Create the workers: the cost a pool pays once.
     step!(ctx, "create", &[("main", &me)])?;
     say!(ctx, "why_pool", &[]);
     ctx.pause(1500)?;
@@ -277,7 +310,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let apply_n = (rate * apply_ms).max(1.0) as u64;
     let map_n = (rate * map_ms).max(1.0) as u64;
     let timed_n = (rate * TIMED_TASK_MS).max(1.0) as u64;
-    let (mut pool, costs) = Pool::new(ctx, size)?;
+    let (pool, costs) = Pool::new(ctx, size)?;
     for (i, cost) in costs.iter().enumerate() {
         say!(
             ctx,
@@ -292,8 +325,24 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let mean_cost = costs.iter().sum::<f64>() / costs.len().max(1) as f64;
     ctx.observe("spawn_ms", (mean_cost * 1000.0).round() / 1000.0);
     ctx.pause(2000)?;
+    let p = Plan {
+        me,
+        usable,
+        size,
+        tasks,
+        bound,
+        apply_n,
+        map_n,
+        timed_n,
+    };
+    Ok((pool, p))
+}
 
-    // --- apply: blocks until the result is back.
+/// apply: blocks until the result is back.
+fn apply(ctx: &mut Ctx<'_>, pool: &mut Pool, p: &Plan) -> Result<Vec<Done>> {
+    let Plan {
+        me, bound, apply_n, ..
+    } = *p;
     step!(ctx, "apply", &[("main", &me)])?;
     say!(ctx, "apply_intro", &[("n", &apply_n)]);
     ctx.pause(1200)?;
@@ -306,7 +355,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let probe: Callback = Box::new(move |_: &[Done]| {
         let _ = st_tx.send(crate::sys::proc::state(caller).unwrap_or('?'));
     });
-    let (job, r, started) = call(ctx, &mut pool, "apply", &[apply_n], Some(probe))?;
+    let (job, r, started) = call(ctx, pool, "apply", &[apply_n], Some(probe))?;
     let apply_res = r.get(bound)?;
     let t_ret = returned(ctx, "apply", job); // right after apply returned
     let caller_state = st_rx
@@ -333,8 +382,14 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         caller_state == 'S',
     );
     ctx.pause(2000)?;
+    Ok(apply_res)
+}
 
-    // --- apply_async: returns at once; the callback runs later, in the main process.
+/// apply_async: returns at once; the callback runs later, in the main process.
+fn apply_async(ctx: &mut Ctx<'_>, pool: &mut Pool, p: &Plan) -> Result<Vec<Done>> {
+    let Plan {
+        me, bound, apply_n, ..
+    } = *p;
     step!(ctx, "apply_async", &[("main", &me)])?;
     say!(ctx, "apply_async_intro", &[("n", &apply_n)]);
     ctx.pause(1200)?;
@@ -353,7 +408,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         );
         let _ = cb_tx.send(pid);
     });
-    let (job, mut r, started) = call(ctx, &mut pool, "apply_async", &[apply_n], Some(callback))?;
+    let (job, mut r, started) = call(ctx, pool, "apply_async", &[apply_n], Some(callback))?;
     let async_ms = ms_since(started);
     returned(ctx, "apply_async", job);
     let ready = r.ready();
@@ -388,13 +443,24 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         callback_pid == me,
     );
     ctx.pause(2000)?;
+    Ok(async_res)
+}
 
-    // --- map: many tasks, few processes.
+/// map: many tasks, few processes.
+fn map(ctx: &mut Ctx<'_>, pool: &mut Pool, p: &Plan) -> Result<Vec<Done>> {
+    let Plan {
+        me,
+        tasks,
+        size,
+        bound,
+        map_n,
+        ..
+    } = *p;
     step!(ctx, "map", &[("main", &me)])?;
     say!(ctx, "map_intro", &[("tasks", &tasks), ("size", &size)]);
     ctx.pause(1500)?;
     let ns = vec![map_n; tasks];
-    let (job, r, started) = call(ctx, &mut pool, "map", &ns, None)?;
+    let (job, r, started) = call(ctx, pool, "map", &ns, None)?;
     let results = r.get(bound)?;
     returned(ctx, "map", job);
     say!(
@@ -433,12 +499,23 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         &[("tasks", &tasks), ("distinct", &map_pids.len())]
     );
     ctx.pause(2500)?;
+    Ok(results)
+}
 
-    // --- map_async: returns at once; one callback with every result.
+/// map_async: returns at once; one callback with every result.
+fn map_async(ctx: &mut Ctx<'_>, pool: &mut Pool, p: &Plan) -> Result<Vec<Done>> {
+    let Plan {
+        me,
+        tasks,
+        bound,
+        map_n,
+        ..
+    } = *p;
     step!(ctx, "map_async", &[("main", &me)])?;
     say!(ctx, "map_async_intro", &[("tasks", &tasks)]);
     ctx.pause(1200)?;
-    let cb_voice = voice.clone();
+    let cb_voice = ctx.voice();
+    let ns = vec![map_n; tasks];
     let cb_job = pool.next_job + 1;
     let (cb_tx, cb_rx) = mpsc::channel::<i32>();
     let callback: Callback = Box::new(move |results: &[Done]| {
@@ -451,7 +528,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         );
         let _ = cb_tx.send(pid);
     });
-    let (job, mut r, started) = call(ctx, &mut pool, "map_async", &ns, Some(callback))?;
+    let (job, mut r, started) = call(ctx, pool, "map_async", &ns, Some(callback))?;
     let async_ms = ms_since(started);
     returned(ctx, "map_async", job);
     let ready = r.ready();
@@ -472,8 +549,20 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         map_cb_pid == me,
     );
     ctx.pause(2000)?;
+    Ok(all)
+}
 
-    // --- The speed-up: the same CPU-bound work in one process, then on the pool.
+/// The speed-up: the same CPU-bound work in one process, then on the pool.
+fn speedup(ctx: &mut Ctx<'_>, pool: &mut Pool, p: &Plan) -> Result<Vec<Done>> {
+    let Plan {
+        me,
+        usable,
+        size,
+        tasks,
+        bound,
+        timed_n,
+        ..
+    } = *p;
     step!(ctx, "speedup", &[("main", &me)])?;
     // As many tasks as --tasks, rounded up so that each worker that can run at the same
     // time gets as many: no CPU sits idle at the end of the map.
@@ -502,7 +591,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         let serial: Vec<u64> = timed.iter().map(|&n| work(n)).collect();
         let s_cpu = procs::thread_cpu_ns().saturating_sub(cpu0) as f64 / 1e6;
         let s_ms = ms_since(started);
-        let (job, r, started) = call(ctx, &mut pool, "map", &timed, None)?;
+        let (job, r, started) = call(ctx, pool, "map", &timed, None)?;
         let results = r.get(bound)?;
         let p_ms = ms_since(started);
         returned(ctx, "map", job);
@@ -610,8 +699,14 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         );
     }
     ctx.pause(2500)?;
+    Ok(parallel)
+}
 
-    // --- close, then join.
+/// close, then join.
+fn close_join(ctx: &mut Ctx<'_>, pool: &mut Pool, p: &Plan) -> Result<()> {
+    let Plan {
+        me, size, bound, ..
+    } = *p;
     step!(ctx, "close_join", &[("main", &me)])?;
     let early = pool.join(ctx, bound);
     let early_error = match early {
@@ -632,22 +727,19 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.pause(1000)?;
     pool.join(ctx, bound)?;
     say!(ctx, "joined", &[("size", &size)]);
+    Ok(())
+}
 
-    // --- What the run showed: the workers that ran tasks, from their own replies.
-    let all_pids: BTreeSet<i32> = apply_res
-        .iter()
-        .chain(&async_res)
-        .chain(&results)
-        .chain(&all)
-        .chain(&parallel)
-        .map(|d| d.pid)
-        .collect();
-    let ran = tasks.min(size);
+/// What the run showed: the workers that ran tasks, from their own replies.
+fn workers_seen(ctx: &mut Ctx<'_>, pool: &Pool, p: &Plan, ran: &[&Done]) {
+    let Plan { size, tasks, .. } = *p;
+    let all_pids: BTreeSet<i32> = ran.iter().map(|d| d.pid).collect();
+    let busy = tasks.min(size);
     let distinct = all_pids.len();
     let pool_set: BTreeSet<i32> = pool.pids.iter().map(|p| p.as_raw()).collect();
     let only_pool = all_pids.is_subset(&pool_set);
     ctx.claim("only_pool_workers", only_pool, "== true", only_pool);
-    if ran == size {
+    if busy == size {
         ctx.claim(
             "distinct_worker_pids",
             distinct,
@@ -658,11 +750,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         ctx.claim(
             "distinct_worker_pids",
             distinct,
-            &format!("between {ran} and pool_size ({size})"),
-            (ran..=size).contains(&distinct),
+            &format!("between {busy} and pool_size ({size})"),
+            (busy..=size).contains(&distinct),
         );
     }
-    ctx.pause(1500)?;
-    say!(ctx, "moral", &[]);
-    Ok(())
 }
