@@ -175,6 +175,33 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
 
 /// `Queue(maxsize)` with producers and consumers.
 fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) -> Result<()> {
+    let staged = parts(ctx, n_prod, n_cons, maxsize)?;
+    full(ctx, &staged)?;
+    drain(ctx, &staged)?;
+    empty(ctx, &staged)?;
+    sentinels(ctx, staged)
+}
+
+/// The plain queue's processes and parts, set up by [`parts`] and used by every phase.
+struct Staged {
+    q: Queue,
+    prods: Vec<ChildProc>,
+    conss: Vec<ChildProc>,
+    /// Where consumers report each item they took (a stamped `Note`).
+    report_r: OwnedFd,
+    /// The lock files, removed when the queue is done.
+    files: LockFiles,
+    n_prod: usize,
+    n_cons: usize,
+    maxsize: usize,
+    /// Items per producer: one more than fit, so that the last put must wait.
+    per: usize,
+    n_items: usize,
+}
+
+/// The parts: a pipe, two locks, a semaphore; the producers and consumers that share
+/// them; the queue as it starts (empty, and `get_nowait` says so).
+fn parts(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) -> Result<Staged> {
     let per = maxsize + 1;
     let n_items = n_prod * per;
     let m = maxsize as i32;
@@ -303,8 +330,24 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
         empty_error == "Empty",
     );
     ctx.pause(2000)?;
+    Ok(Staged {
+        q,
+        prods,
+        conss,
+        report_r,
+        files,
+        n_prod,
+        n_cons,
+        maxsize,
+        per,
+        n_items,
+    })
+}
 
-    // ── full: producer-1 alone fills the queue and falls asleep in its next put.
+/// Full: producer-1 alone fills the queue and falls asleep in its next put.
+fn full(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
+    let Staged { q, prods, .. } = s;
+    let (maxsize, per, m) = (s.maxsize, s.per, s.maxsize as i32);
     let p1 = &prods[0];
     step!(ctx, "full", &[("pid", &p1.pid)])?;
     say!(ctx, "fill", &[("per", &per), ("maxsize", &maxsize)]);
@@ -369,23 +412,33 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
         }
     }
     ctx.pause(2000)?;
+    Ok(())
+}
 
-    // ── drain: the consumers take items out; each get lets one sleeping put in.
+/// Drain: the consumers take items out; each get lets one sleeping put in.
+fn drain(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
+    let Staged {
+        prods,
+        conss,
+        report_r,
+        ..
+    } = s;
+    let (n_prod, per, n_items) = (s.n_prod, s.per, s.n_items);
     step!(ctx, "drain", &[])?;
     say!(ctx, "consumers_go", &[]);
     ctx.pause(1500)?;
-    for c in &conss {
+    for c in conss {
         c.send(Down::Go)?;
     }
     let reports = collect_reports(
         ctx,
-        &report_r,
+        report_r,
         n_items,
         budget(ctx, WORK_MS * n_items as u64),
     )?;
     let mut got: Vec<(u64, i64)> = reports.iter().map(|n| (n.a as u64, n.b)).collect();
     let mut produced = 0;
-    for p in &prods {
+    for p in prods {
         if let Reply::Done { items } =
             p.expect(budget(ctx, 0), |r: &Reply| matches!(r, Reply::Done { .. }))?
         {
@@ -427,11 +480,15 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     ctx.say(if fifo { "fifo_kept" } else { "fifo_broken" }, &[]);
     ctx.claim("fifo_per_producer", fifo, "== true", fifo);
     ctx.pause(2000)?;
+    Ok(())
+}
 
-    // ── empty: every item is out; the consumers sleep in get().
+/// Empty: every item is out; the consumers sleep in get().
+fn empty(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
+    let Staged { q, conss, .. } = s;
     step!(ctx, "empty", &[("pid", &conss[0].pid)])?;
     let mut seen = Vec::new();
-    for c in &conss {
+    for c in conss {
         let b = wait_blocked(ctx, c.pid, &[Call::Read, Call::Flock], "item")?;
         seen.push((c, b));
     }
@@ -466,8 +523,20 @@ fn plain_queue(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) 
     let claim = all_blocked && empty;
     ctx.claim("consumers_blocked_when_empty", claim, "== true", claim);
     ctx.pause(2000)?;
+    Ok(())
+}
 
-    // ── sentinels: one None per consumer ends them.
+/// Sentinels: one None per consumer ends them.
+fn sentinels(ctx: &mut Ctx<'_>, s: Staged) -> Result<()> {
+    let Staged {
+        q,
+        prods,
+        conss,
+        files,
+        n_cons,
+        ..
+    } = s;
+    let p1 = &prods[0];
     step!(ctx, "sentinels", &[])?;
     say!(ctx, "sentinels", &[("n", &n_cons)]);
     ctx.pause(1500)?;
