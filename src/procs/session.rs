@@ -180,16 +180,7 @@ pub(super) fn spawn_janitor(dir: PathBuf) -> Result<(Pid, OwnedFd)> {
     // run does), so the child is a copy of a single-threaded process and may allocate.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
-            use nix::sys::signal::{signal, SigHandler};
-            for sig in [
-                Signal::SIGINT,
-                Signal::SIGTERM,
-                Signal::SIGHUP,
-                Signal::SIGQUIT,
-            ] {
-                // SAFETY: ignoring a signal installs no handler code.
-                let _ = unsafe { signal(sig, SigHandler::SigIgn) };
-            }
+            ignore_terminal_signals();
             drop(w);
             // Do not hold the caller's terminal or pipes open.
             if let Ok(null) = std::fs::OpenOptions::new()
@@ -252,13 +243,10 @@ pub fn mind_janitor() {
     }
 }
 
-/// `mp-demo __janitor <dir>`: a re-started janitor. It ignores the terminal's signals,
-/// waits for end of file on stdin (a pipe whose write end the main process holds), and
-/// removes `dir` — only a private run directory (`mp-demo-…`, 0700, ours), so the hidden
-/// command cannot be turned against any other directory.
-pub fn janitor_main(dir: &std::ffi::OsStr) -> std::process::ExitCode {
+/// The janitor outlives the terminal and its Ctrl-C: it ignores what the terminal sends
+/// (SIGINT, SIGTERM, SIGHUP, SIGQUIT) and ends only at the end of file it waits for.
+fn ignore_terminal_signals() {
     use nix::sys::signal::{signal, SigHandler};
-    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
     for sig in [
         Signal::SIGINT,
         Signal::SIGTERM,
@@ -268,6 +256,15 @@ pub fn janitor_main(dir: &std::ffi::OsStr) -> std::process::ExitCode {
         // SAFETY: ignoring a signal installs no handler code.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
+}
+
+/// `mp-demo __janitor <dir>`: a re-started janitor. It ignores the terminal's signals,
+/// waits for end of file on stdin (a pipe whose write end the main process holds), and
+/// removes `dir` — only a private run directory (`mp-demo-…`, 0700, ours), so the hidden
+/// command cannot be turned against any other directory.
+pub fn janitor_main(dir: &std::ffi::OsStr) -> std::process::ExitCode {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    ignore_terminal_signals();
     let stdin = std::io::stdin();
     let is_pipe = std::fs::metadata("/dev/stdin").is_ok_and(|m| m.file_type().is_fifo());
     let dir = std::path::Path::new(dir);
