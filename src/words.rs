@@ -53,6 +53,9 @@ pub struct Line {
     pub syscall: Option<String>,
     /// For steps: a command a student can run to see it from outside.
     pub hint: Option<String>,
+    /// For an event kind's label (`[ui.act_<kind>]`): its one-character mark on the
+    /// timeline; none for a kind the timeline does not mark.
+    pub mark: Option<String>,
 }
 
 impl Line {
@@ -249,6 +252,27 @@ pub fn ui(lang: Lang, key: &str, args: Args<'_>) -> String {
         Some(line) => fill(line.get(lang), args),
         None => format!("<{key}>"),
     }
+}
+
+/// A label of the stream's vocabulary (`act_<kind>`, `field_<name>`, `gauge_<name>`): the
+/// lesson's own words first (each lesson labels the event kinds and fields it adds), then
+/// the common words, else `fallback`.
+pub fn label(lang: Lang, lesson: Option<&Words>, key: &str, fallback: &str) -> String {
+    match lesson.and_then(|w| w.ui.get(key)) {
+        Some(line) => line.get(lang).to_string(),
+        None => ui_or(lang, key, fallback),
+    }
+}
+
+/// The timeline mark of event kind `act`: the lesson's `[ui.act_<kind>] mark`, then the
+/// common one.
+pub fn mark(lesson: Option<&Words>, act: &str) -> Option<char> {
+    let key = format!("act_{act}");
+    lesson
+        .and_then(|w| w.ui.get(&key))
+        .or_else(|| common().ui.get(&key))
+        .and_then(|line| line.mark.as_deref())
+        .and_then(|m| m.chars().next())
 }
 
 /// The common UI string `key` in `lang` if there is one (labels that may be missing,

@@ -114,6 +114,8 @@ pub struct Human<W: Write + Send> {
     /// Wrap lines at this width (a terminal); `None` writes lines whole.
     width: Option<usize>,
     lesson: String,
+    /// The running lesson's words: its own labels of the events it adds.
+    lesson_words: Option<crate::words::Words>,
     t0_ns: u64,
     procs: HashMap<i32, Proc>,
     next_color: usize,
@@ -130,6 +132,7 @@ impl<W: Write + Send> Human<W> {
             lang,
             width: width.map(|w| w.max(60)),
             lesson: String::new(),
+            lesson_words: None,
             t0_ns: 0,
             procs: HashMap::new(),
             next_color: 0,
@@ -231,7 +234,12 @@ impl<W: Write + Send> Human<W> {
         };
         let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let name = get("gauge").map(|v| v.to_string()).unwrap_or_default();
-        let name = words::ui_or(self.lang, &format!("gauge_{name}"), &name);
+        let name = words::label(
+            self.lang,
+            self.lesson_words.as_ref(),
+            &format!("gauge_{name}"),
+            &name,
+        );
         let value = get("value").and_then(|v| v.as_i64()).unwrap_or(0).max(0) as u64;
         let max = get("max").and_then(|v| v.as_i64()).unwrap_or(0).max(1) as u64;
         let pb = live.gauges.entry(name.clone()).or_insert_with(|| {
@@ -326,6 +334,8 @@ impl<W: Write + Send> Human<W> {
 
     fn lesson_start(&mut self, ev: &Event, lesson: &str, title: &str) -> io::Result<()> {
         self.lesson = lesson.to_string();
+        // The lesson's own words label the event kinds and fields it adds.
+        self.lesson_words = crate::lessons::find(lesson).and_then(|d| d.words().ok());
         self.t0_ns = ev.t_ns;
         self.history.clear();
         self.history.push(ev.clone());
@@ -359,7 +369,14 @@ impl<W: Write + Send> Human<W> {
     fn lesson_end(&mut self, t_ns: u64, ok: bool, elapsed_ms: f64) -> io::Result<()> {
         self.live_clear();
         let width = self.width.unwrap_or(80).min(80);
-        for line in timeline::draw(&self.history, self.t0_ns, t_ns, width, self.lang) {
+        for line in timeline::draw(
+            &self.history,
+            self.t0_ns,
+            t_ns,
+            width,
+            self.lang,
+            self.lesson_words.as_ref(),
+        ) {
             writeln!(self.buf, "{line}")?;
         }
         self.history.clear();
@@ -791,7 +808,8 @@ impl<W: Write + Send> Human<W> {
             Kind::Act { act, fields } if act == "tour_card" => self.tour_card(fields)?,
             Kind::Act { act, fields } if act == "quiz" => self.quiz_result(fields)?,
             Kind::Act { act, fields } => {
-                let label = words::ui_or(lang, &format!("act_{act}"), act);
+                let label =
+                    words::label(lang, self.lesson_words.as_ref(), &format!("act_{act}"), act);
                 // "call: apply · job 1": a field named like the act is its value.
                 let mut head = label.bold().to_string();
                 let mut detail = Vec::new();
@@ -804,7 +822,12 @@ impl<W: Write + Send> Human<W> {
                             Some(stem) => (stem.trim_end_matches('_'), " ms"),
                             None => (k.as_str(), ""),
                         };
-                        let field = words::ui_or(lang, &format!("field_{key}"), key);
+                        let field = words::label(
+                            lang,
+                            self.lesson_words.as_ref(),
+                            &format!("field_{key}"),
+                            key,
+                        );
                         detail.push(format!("{field} {v}{unit}").trim().to_string());
                     }
                 }

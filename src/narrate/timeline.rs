@@ -5,7 +5,7 @@
 //! textbook simulators, but from a real run. It fits an 80-column terminal.
 
 use crate::event::{Event, Kind};
-use crate::words::Lang;
+use crate::words::{Lang, Words};
 use colored::Colorize;
 use unicode_width::UnicodeWidthStr;
 
@@ -24,20 +24,17 @@ struct Lane {
 }
 
 /// The mark of a lesson's own event kind.
-fn mark_of(act: &str) -> Option<char> {
-    Some(match act {
-        "acquire" => 'a',
-        "release" => 'r',
-        "send" | "write" => '>',
-        "recv" | "read" => '<',
-        "put" => 'p',
-        "get" => 'g',
-        "task_start" | "job_start" => '[',
-        "task_done" | "job_done" => ']',
-        // A wait shows as the sleep that follows; a gauge is a quantity, not a moment.
-        "wait" | "gauge" | "blocked" => return None,
-        _ => '*',
-    })
+fn mark_of(lesson: Option<&Words>, act: &str) -> Option<char> {
+    if act == "gauge" {
+        return None; // a quantity, not a moment
+    }
+    match crate::words::mark(lesson, act) {
+        // A kind marked with a space is not a moment on the timeline: a wait shows as the
+        // sleep that follows, a gauge is a quantity.
+        Some(' ') => None,
+        Some(m) => Some(m),
+        None => Some('*'),
+    }
 }
 
 /// Which mark stays when two fall in one cell.
@@ -53,7 +50,14 @@ fn priority(mark: char) -> u8 {
 }
 
 /// Draw the timeline of one lesson from its events (`t0`..`t1`), at most `width` wide.
-pub fn draw(events: &[Event], t0: u64, t1: u64, width: usize, lang: Lang) -> Vec<String> {
+pub fn draw(
+    events: &[Event],
+    t0: u64,
+    t1: u64,
+    width: usize,
+    lang: Lang,
+    lesson: Option<&Words>,
+) -> Vec<String> {
     let mut lanes: Vec<Lane> = Vec::new();
     let lane = |lanes: &mut Vec<Lane>, pid: i32, name: &str, t: u64| -> usize {
         if let Some(i) = lanes.iter().position(|l| l.pid == pid) {
@@ -86,9 +90,10 @@ pub fn draw(events: &[Event], t0: u64, t1: u64, width: usize, lang: Lang) -> Vec
                 lanes[i].marks.push((ev.t_ns, 'x'));
             }
             Kind::Act { act, .. } => {
-                if let (Some(i), Some(mark)) =
-                    (lanes.iter().position(|l| l.pid == ev.pid), mark_of(act))
-                {
+                if let (Some(i), Some(mark)) = (
+                    lanes.iter().position(|l| l.pid == ev.pid),
+                    mark_of(lesson, act),
+                ) {
                     lanes[i].marks.push((ev.t_ns, mark));
                 }
             }
@@ -294,7 +299,7 @@ mod tests {
                 },
             ),
         ];
-        let lines = draw(&events, 0, 100_000_000, 80, Lang::En);
+        let lines = draw(&events, 0, 100_000_000, 80, Lang::En, None);
         let child = lines
             .iter()
             .find(|l| l.starts_with("child 2"))
