@@ -27,7 +27,7 @@ use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// This lesson's words, whose keys the word macros check at compile time.
 const WORDS: &crate::words::keys::Table = &crate::words::keys::STATES;
@@ -203,9 +203,28 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     );
     ctx.pause(1500)?;
     say!(ctx, "gate", &[]);
+    let at_gate: Vec<u64> = hogs
+        .iter()
+        .map(|p| proc::schedstat(p.as_raw()).map_or(0, |s| s.cpu_ns))
+        .collect();
     nix::unistd::write(&gate_w, b"gg").context("write() to the start gate")?;
     for &pid in &hogs {
         ctx.wait_state(pid, &['R'], TIMEOUT)?;
+    }
+    // The window starts once both have passed the gate: each seen R in a fresh read of
+    // /proc and its CPU clock past where it stood at the gate. (A hog seen R as it
+    // started, before it slept at the gate, may not have been woken yet: one run in
+    // about forty on a loaded machine caught it S in the first sample.)
+    let deadline = Instant::now() + TIMEOUT;
+    while !hogs.iter().zip(&at_gate).all(|(p, &before)| {
+        proc::state(p.as_raw()) == Some('R')
+            && proc::schedstat(p.as_raw()).is_some_and(|s| s.cpu_ns > before)
+    }) {
+        if Instant::now() > deadline {
+            break; // the samples below will show what the kernel said
+        }
+        procs::sleep(Duration::from_millis(1));
+        ctx.check()?;
     }
     say!(ctx, "both_r", &[]);
     step!(ctx, "clocks", &[("a", &hogs[0]), ("b", &hogs[1])])?;
