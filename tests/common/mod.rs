@@ -60,7 +60,12 @@ impl Run {
 
 fn truncate(s: &str) -> String {
     if s.len() > 6000 {
-        format!("{}\n…[{} more bytes]", &s[..6000], s.len() - 6000)
+        // At a character boundary: the narration is often Chinese, or box drawing.
+        let mut end = 6000;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}\n…[{} more bytes]", &s[..end], s.len() - end)
     } else {
         s.to_string()
     }

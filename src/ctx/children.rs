@@ -1,29 +1,15 @@
-//! What a lesson works with: its words, the event sink, the observer, and the calls that
-//! start, watch and reap processes while narrating them.
-//!
-//! Every call that blocks is bounded and returns [`Stopped`] once the run must stop
-//! (Ctrl-C, SIGTERM, `q` in step mode, a closed output), so a lesson never hangs.
+//! A lesson's processes: the handle on a spawned child (commands down, typed replies up,
+//! every wait bounded), and the `Ctx` calls that fork, spawn, reap and watch them.
 
+use super::*;
 use crate::child::{Down, Up};
 use crate::event::{now_ns, Event, How, Kind, ObsValue};
-use crate::narrate::Sink;
-use crate::observe::Observer;
 use crate::procs;
-use crate::voice::Voice;
-use crate::words::{fill, Args, Lang, Words};
 use anyhow::{anyhow, bail, Context, Result};
 use ipc_channel::ipc::IpcSender;
 use nix::unistd::Pid;
-use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-/// The run must stop (a signal, `q` at a step, or a closed output). `main` maps it to
-/// the exit code of the reason.
-#[derive(Debug, thiserror::Error)]
-#[error("the run was stopped")]
-pub struct Stopped;
 
 /// How long a spawned child may take to connect before it is declared dead.
 const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -149,181 +135,7 @@ pub fn reply_any(children: &[&ChildProc], timeout: Duration) -> Result<(usize, O
     }
 }
 
-/// One observation and its claim.
-#[derive(Clone, Debug)]
-pub struct Claim {
-    pub name: String,
-    pub value: ObsValue,
-    pub holds: Option<bool>,
-}
-
-/// The context of one lesson run.
-pub struct Ctx<'a> {
-    pub lesson: &'static str,
-    pub lang: Lang,
-    pub speed: f64,
-    pub main_pid: i32,
-    /// The run's private directory (mode 0700): lesson files go here.
-    pub dir: PathBuf,
-    pub words: Words,
-    sink: Sink,
-    voice: Voice,
-    observer: &'a Observer,
-    step_n: u32,
-    names: HashMap<i32, String>,
-    pub claims: Vec<Claim>,
-}
-
-impl<'a> Ctx<'a> {
-    pub fn new(
-        lesson: &'static str,
-        words: Words,
-        lang: Lang,
-        speed: f64,
-        dir: PathBuf,
-        sink: Sink,
-        observer: &'a Observer,
-    ) -> Ctx<'a> {
-        let main_pid = nix::unistd::getpid().as_raw();
-        let mut names = HashMap::new();
-        names.insert(main_pid, "main".to_string());
-        Ctx {
-            lesson,
-            lang,
-            speed,
-            main_pid,
-            dir,
-            voice: Voice::new(sink.clone(), words.clone(), lang, main_pid),
-            words,
-            sink,
-            observer,
-            step_n: 0,
-            names,
-            claims: Vec::new(),
-        }
-    }
-
-    /// Err([`Stopped`]) once the run must stop.
-    pub fn check(&self) -> Result<()> {
-        match procs::stop_reason() {
-            Some(_) => Err(Stopped.into()),
-            None => Ok(()),
-        }
-    }
-
-    pub fn emit(&self, ev: Event) {
-        self.sink.emit(ev);
-    }
-
-    /// The name a pid was given when it started.
-    pub fn name_of(&self, pid: i32) -> String {
-        self.names
-            .get(&pid)
-            .cloned()
-            .unwrap_or_else(|| format!("pid-{pid}"))
-    }
-
-    /// The main process's voice, for a thread of the lesson to narrate with.
-    pub fn voice(&self) -> Voice {
-        self.voice.clone()
-    }
-
-    /// The main process narrates a line.
-    pub fn say(&self, key: &str, args: Args<'_>) {
-        self.voice.say(key, args);
-    }
-
-    /// Narrate a line about `pid`, stamped at `t_ns` (a forked child's own stamp).
-    pub fn say_for(&self, pid: i32, t_ns: u64, key: &str, args: Args<'_>) {
-        self.voice.say_for(pid, t_ns, key, args);
-    }
-
-    /// A quantity of the lesson (tasks done, items in the queue, free permits) as it now
-    /// stands: a bar in the live panel. `gauge` names it (`ui.gauge_<gauge>` labels it).
-    pub fn gauge(&self, gauge: &str, value: i64, max: i64) {
-        self.voice.gauge(gauge, value, max);
-    }
-
-    /// A lesson's own event about `pid`, stamped at `t_ns`.
-    pub fn act_at(&self, pid: i32, t_ns: u64, act: &str, fields: &[(&str, ObsValue)]) {
-        self.voice
-            .act_at(pid, &self.name_of(pid), t_ns, act, fields);
-    }
-
-    /// A step: a title and, for a lecture, a command to see it from outside. In step mode
-    /// the lesson waits here for a key, with every process really sitting where it is.
-    pub fn step(&mut self, key: &str, args: Args<'_>) -> Result<()> {
-        self.check()?;
-        self.step_n += 1;
-        let (title, hint) = match self.words.step.get(key) {
-            Some(line) => (
-                fill(line.get(self.lang), args),
-                line.hint.as_deref().map(|h| fill(h, args)),
-            ),
-            None => (format!("<{key}>"), None),
-        };
-        self.sink.emit(Event::now(
-            self.main_pid,
-            Kind::Step {
-                n: self.step_n,
-                key: key.into(),
-                title,
-                hint,
-            },
-        ));
-        if !self.sink.pause() {
-            procs::request_stop(nix::libc::SIGINT);
-        }
-        self.check()
-    }
-
-    /// A pacing pause of `ms` milliseconds at `--speed 1`; none at `--speed 0`.
-    pub fn pause(&self, ms: u64) -> Result<()> {
-        if self.speed > 0.0 {
-            procs::sleep(Duration::from_secs_f64(ms as f64 * self.speed / 1000.0));
-        }
-        self.check()
-    }
-
-    /// Report a measured value that claims nothing.
-    pub fn observe(&mut self, name: &str, value: impl Into<ObsValue>) {
-        self.record(name, value.into(), None, None);
-    }
-
-    /// Report a measured value and whether it agrees with the lesson's claim, stated in
-    /// `expected` (e.g. `"== 0"`).
-    pub fn claim(&mut self, name: &str, value: impl Into<ObsValue>, expected: &str, holds: bool) {
-        self.record(name, value.into(), Some(expected.to_string()), Some(holds));
-    }
-
-    fn record(
-        &mut self,
-        name: &str,
-        value: ObsValue,
-        expected: Option<String>,
-        holds: Option<bool>,
-    ) {
-        self.claims.push(Claim {
-            name: name.into(),
-            value: value.clone(),
-            holds,
-        });
-        self.sink.emit(Event::now(
-            self.main_pid,
-            Kind::Observation {
-                name: name.into(),
-                value,
-                expected,
-                holds,
-            },
-        ));
-    }
-
-    /// Every claim made so far held.
-    pub fn all_held(&self) -> bool {
-        self.claims.iter().all(|c| c.holds != Some(false))
-    }
-
+impl Ctx<'_> {
     /// A process started: emit `spawn` and start watching its state.
     pub fn spawned(&mut self, pid: i32, ppid: i32, name: &str, how: How) {
         self.spawned_at(now_ns(), pid, ppid, name, how);

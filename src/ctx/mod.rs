@@ -1,0 +1,159 @@
+//! What a lesson works with: its words, the event sink, the observer, and the calls that
+//! start, watch and reap processes while narrating them. Narration is here (through the
+//! [`Voice`]), processes in [`children`], the verdict (observations and claims) in
+//! [`verdict`].
+//!
+//! Every call that blocks is bounded and returns [`Stopped`] once the run must stop
+//! (Ctrl-C, SIGTERM, `q` in step mode, a closed output), so a lesson never hangs.
+
+use crate::event::{Event, Kind, ObsValue};
+use crate::narrate::Sink;
+use crate::observe::Observer;
+use crate::procs;
+use crate::voice::Voice;
+use crate::words::{fill, Args, Lang, Words};
+use anyhow::Result;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+mod children;
+mod verdict;
+
+pub use children::{reply_any, ChildProc};
+pub use verdict::Claim;
+
+/// The run must stop (a signal, `q` at a step, or a closed output). `main` maps it to
+/// the exit code of the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("the run was stopped")]
+pub struct Stopped;
+
+/// The context of one lesson run.
+pub struct Ctx<'a> {
+    pub lesson: &'static str,
+    pub lang: Lang,
+    pub speed: f64,
+    pub main_pid: i32,
+    /// The run's private directory (mode 0700): lesson files go here.
+    pub dir: PathBuf,
+    pub words: Words,
+    sink: Sink,
+    voice: Voice,
+    observer: &'a Observer,
+    step_n: u32,
+    names: HashMap<i32, String>,
+    pub claims: Vec<Claim>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(
+        lesson: &'static str,
+        words: Words,
+        lang: Lang,
+        speed: f64,
+        dir: PathBuf,
+        sink: Sink,
+        observer: &'a Observer,
+    ) -> Ctx<'a> {
+        let main_pid = nix::unistd::getpid().as_raw();
+        let mut names = HashMap::new();
+        names.insert(main_pid, "main".to_string());
+        Ctx {
+            lesson,
+            lang,
+            speed,
+            main_pid,
+            dir,
+            voice: Voice::new(sink.clone(), words.clone(), lang, main_pid),
+            words,
+            sink,
+            observer,
+            step_n: 0,
+            names,
+            claims: Vec::new(),
+        }
+    }
+
+    /// Err([`Stopped`]) once the run must stop.
+    pub fn check(&self) -> Result<()> {
+        match procs::stop_reason() {
+            Some(_) => Err(Stopped.into()),
+            None => Ok(()),
+        }
+    }
+
+    pub fn emit(&self, ev: Event) {
+        self.sink.emit(ev);
+    }
+
+    /// The name a pid was given when it started.
+    pub fn name_of(&self, pid: i32) -> String {
+        self.names
+            .get(&pid)
+            .cloned()
+            .unwrap_or_else(|| format!("pid-{pid}"))
+    }
+
+    /// The main process's voice, for a thread of the lesson to narrate with.
+    pub fn voice(&self) -> Voice {
+        self.voice.clone()
+    }
+
+    /// The main process narrates a line.
+    pub fn say(&self, key: &str, args: Args<'_>) {
+        self.voice.say(key, args);
+    }
+
+    /// Narrate a line about `pid`, stamped at `t_ns` (a forked child's own stamp).
+    pub fn say_for(&self, pid: i32, t_ns: u64, key: &str, args: Args<'_>) {
+        self.voice.say_for(pid, t_ns, key, args);
+    }
+
+    /// A quantity of the lesson (tasks done, items in the queue, free permits) as it now
+    /// stands: a bar in the live panel. `gauge` names it (`ui.gauge_<gauge>` labels it).
+    pub fn gauge(&self, gauge: &str, value: i64, max: i64) {
+        self.voice.gauge(gauge, value, max);
+    }
+
+    /// A lesson's own event about `pid`, stamped at `t_ns`.
+    pub fn act_at(&self, pid: i32, t_ns: u64, act: &str, fields: &[(&str, ObsValue)]) {
+        self.voice
+            .act_at(pid, &self.name_of(pid), t_ns, act, fields);
+    }
+
+    /// A step: a title and, for a lecture, a command to see it from outside. In step mode
+    /// the lesson waits here for a key, with every process really sitting where it is.
+    pub fn step(&mut self, key: &str, args: Args<'_>) -> Result<()> {
+        self.check()?;
+        self.step_n += 1;
+        let (title, hint) = match self.words.step.get(key) {
+            Some(line) => (
+                fill(line.get(self.lang), args),
+                line.hint.as_deref().map(|h| fill(h, args)),
+            ),
+            None => (format!("<{key}>"), None),
+        };
+        self.sink.emit(Event::now(
+            self.main_pid,
+            Kind::Step {
+                n: self.step_n,
+                key: key.into(),
+                title,
+                hint,
+            },
+        ));
+        if !self.sink.pause() {
+            procs::request_stop(nix::libc::SIGINT);
+        }
+        self.check()
+    }
+
+    /// A pacing pause of `ms` milliseconds at `--speed 1`; none at `--speed 0`.
+    pub fn pause(&self, ms: u64) -> Result<()> {
+        if self.speed > 0.0 {
+            procs::sleep(Duration::from_secs_f64(ms as f64 * self.speed / 1000.0));
+        }
+        self.check()
+    }
+}
