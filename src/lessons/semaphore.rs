@@ -89,10 +89,17 @@ fn max_concurrent(marks: &[(u64, i32)]) -> i64 {
     max
 }
 
+/// Who is where: the workers inside and those waiting (indices into the workers), and
+/// every stamped entry (+1) and exit (-1).
+struct Rooms {
+    inside: Vec<usize>,
+    waiting: Vec<usize>,
+    marks: Vec<(u64, i32)>,
+}
+
 fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let workers = opts.get("workers") as usize;
     let permits = opts.get("permits");
-    let k = i64::from(permits);
     ctx.observe("permits", permits);
     ctx.observe("workers", workers);
 
@@ -116,8 +123,19 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
             serde_json::json!({ "permits": permits }),
         )?);
     }
+    let sem = open(ctx, &kids, permits)?;
+    let mut rooms = rush(ctx, &kids, &sem, permits)?;
+    let waited = rooms.waiting.len();
+    leave(ctx, &kids, &sem, permits, &mut rooms)?;
+    verdict(ctx, sem, &rooms.marks, workers, permits, waited)?;
+    ctx.pause(2000)?;
+    say!(ctx, "moral", &[]);
+    Ok(())
+}
 
-    // Create, let everyone open, unlink: the name exists for about a millisecond.
+/// Create, let everyone open, unlink: the name exists for about a millisecond.
+fn open(ctx: &mut Ctx<'_>, kids: &[ChildProc], permits: u32) -> Result<NamedSem> {
+    let (workers, k) = (kids.len(), i64::from(permits));
     let name = random_name()?;
     step!(ctx, "open", &[("name", &name)])?;
     let mut sem = NamedSem::create(&name, permits)?;
@@ -130,10 +148,10 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
             ("gauge", &gauge(sem.value(), k)),
         ],
     );
-    for kid in &kids {
+    for kid in kids {
         kid.send(Down::Value(name.clone().into()))?;
     }
-    for kid in &kids {
+    for kid in kids {
         kid.expect(TIMEOUT, |r: &Reply| *r == Reply::Opened)?;
     }
     sem.unlink()?;
@@ -144,12 +162,16 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         &[("workers", &workers), ("shm", &shm)],
     );
     ctx.pause(2500)?;
+    Ok(sem)
+}
 
-    // The rush: everyone at once; exactly `permits` get in, the rest sleep.
+/// The rush: everyone at once; exactly `permits` get in, the rest sleep.
+fn rush(ctx: &mut Ctx<'_>, kids: &[ChildProc], sem: &NamedSem, permits: u32) -> Result<Rooms> {
+    let (workers, k) = (kids.len(), i64::from(permits));
     let main = ctx.main_pid;
     step!(ctx, "rush", &[("main", &main)])?;
     say!(ctx, "rush", &[("workers", &workers), ("permits", &permits)]);
-    for kid in &kids {
+    for kid in kids {
         kid.send(Down::Go)?;
     }
     let mut inside: Vec<usize> = Vec::new();
@@ -212,8 +234,27 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         asleep == waited,
     );
     ctx.pause(3500)?;
+    Ok(Rooms {
+        inside,
+        waiting,
+        marks,
+    })
+}
 
-    // One by one, the parent lets a worker out: V() wakes one sleeper.
+/// One by one, the parent lets a worker out: V() wakes one sleeper.
+fn leave(
+    ctx: &mut Ctx<'_>,
+    kids: &[ChildProc],
+    sem: &NamedSem,
+    permits: u32,
+    rooms: &mut Rooms,
+) -> Result<()> {
+    let k = i64::from(permits);
+    let Rooms {
+        inside,
+        waiting,
+        marks,
+    } = rooms;
     step!(ctx, "leave", &[])?;
     say!(ctx, "leave_intro", &[]);
     ctx.pause(1500)?;
@@ -269,10 +310,23 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         }
         ctx.pause(1200)?;
     }
+    Ok(())
+}
+
+/// The verdict: never more inside than the permits, and exactly the others waited.
+fn verdict(
+    ctx: &mut Ctx<'_>,
+    sem: NamedSem,
+    marks: &[(u64, i32)],
+    workers: usize,
+    permits: u32,
+    waited: usize,
+) -> Result<()> {
+    let k = i64::from(permits);
     if marks.iter().filter(|m| m.1 == 1).count() != workers {
         return Err(anyhow!("not every worker got in"));
     }
-    let max = max_concurrent(&marks);
+    let max = max_concurrent(marks);
     let expect = k.min(workers as i64);
     let value = sem.value();
     drop(sem);
@@ -300,8 +354,6 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         &format!("== workers - permits ({want_waited})"),
         waited == want_waited,
     );
-    ctx.pause(2000)?;
-    say!(ctx, "moral", &[]);
     Ok(())
 }
 
