@@ -30,6 +30,11 @@ impl Voice {
         }
     }
 
+    /// The lesson's words.
+    pub fn words(&self) -> &Words {
+        &self.words
+    }
+
     /// Any event, as it is.
     pub fn emit(&self, ev: Event) {
         self.sink.emit(ev);

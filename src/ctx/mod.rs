@@ -37,7 +37,6 @@ pub struct Ctx<'a> {
     pub main_pid: i32,
     /// The run's private directory (mode 0700): lesson files go here.
     pub dir: PathBuf,
-    pub words: Words,
     sink: Sink,
     voice: Voice,
     observer: &'a Observer,
@@ -65,8 +64,7 @@ impl<'a> Ctx<'a> {
             speed,
             main_pid,
             dir,
-            voice: Voice::new(sink.clone(), words.clone(), lang, main_pid),
-            words,
+            voice: Voice::new(sink.clone(), words, lang, main_pid),
             sink,
             observer,
             step_n: 0,
@@ -127,7 +125,7 @@ impl<'a> Ctx<'a> {
     pub fn step(&mut self, key: &str, args: Args<'_>) -> Result<()> {
         self.check()?;
         self.step_n += 1;
-        let (title, hint) = match self.words.step.get(key) {
+        let (title, hint) = match self.voice.words().step.get(key) {
             Some(line) => (
                 fill(line.get(self.lang), args),
                 line.hint.as_deref().map(|h| fill(h, args)),
