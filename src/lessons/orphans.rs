@@ -290,8 +290,8 @@ fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.pause(2000)?;
     // Like CPython's SemLock under the fork start method: created with an unguessable
     // name and unlinked at once; the children share it because fork copies the mapping.
-    let name = format!("/mp-demo-{}", procs::random_hex(8)?);
-    let mut sem = NamedSem::create(&name, 1)?;
+    let mut sem = NamedSem::fresh("lock", 1)?;
+    let name = sem.name().to_string();
     sem.unlink()?;
     say!(
         ctx,

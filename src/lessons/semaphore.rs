@@ -51,11 +51,6 @@ pub static LESSON: LessonDef = LessonDef {
 /// either needs, so a timeout means something is broken, not slow.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// `/mp-demo-<16 random hex digits>`.
-fn random_name() -> Result<String> {
-    Ok(format!("/mp-demo-{}", crate::procs::random_hex(8)?))
-}
-
 /// The counter as rooms: `■` a free one (a unit of the counter), `□` one in use.
 fn gauge(value: i64, permits: i64) -> String {
     if value < 0 {
@@ -136,7 +131,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
 /// Create, let everyone open, unlink: the name exists for about a millisecond.
 fn open(ctx: &mut Ctx<'_>, kids: &[ChildProc], permits: u32) -> Result<NamedSem> {
     let (workers, k) = (kids.len(), i64::from(permits));
-    let name = random_name()?;
+    let name = NamedSem::fresh_name("rooms")?;
     step!(ctx, "open", &[("name", &name)])?;
     let mut sem = NamedSem::create(&name, permits)?;
     say!(

@@ -24,12 +24,14 @@ impl NamedSem {
         self.sem
     }
 
-    /// A new semaphore under a fresh, unguessable name: `/mp-demo-<random>-<what>`.
+    /// A fresh, unguessable name: `/mp-demo-<16 random hex digits>-<what>`.
+    pub fn fresh_name(what: &str) -> Result<String> {
+        Ok(format!("/mp-demo-{}-{what}", crate::procs::random_hex(8)?))
+    }
+
+    /// A new semaphore under a [fresh name](NamedSem::fresh_name).
     pub fn fresh(what: &str, value: u32) -> Result<NamedSem> {
-        NamedSem::create(
-            &format!("/mp-demo-{}-{what}", crate::procs::random_hex(6)?),
-            value,
-        )
+        NamedSem::create(&NamedSem::fresh_name(what)?, value)
     }
 
     /// Its name, for the processes that open it.
