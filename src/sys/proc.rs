@@ -84,20 +84,6 @@ impl Syscall {
     pub fn is(self, call: Call) -> bool {
         matches!(self, Syscall::In { nr, .. } if nr == call.nr())
     }
-
-    /// The number of the call it is in, if it is in one.
-    pub fn nr(self) -> Option<i64> {
-        match self {
-            Syscall::In { nr, .. } => Some(nr),
-            _ => None,
-        }
-    }
-}
-
-/// A system call's name for the narration: `futex`, or `syscall 232` for one the
-/// lessons do not name.
-pub fn call_name(nr: i64) -> String {
-    Call::from_nr(nr).map_or_else(|| format!("syscall {nr}"), |c| c.name().to_string())
 }
 
 /// The scheduler's clocks of a process (`/proc/<pid>/schedstat`).
@@ -411,7 +397,6 @@ mod tests {
         assert!(threads(me) >= 1);
         assert!(schedstat(me).is_some_and(|s| s.cpu_ns > 0));
         assert_eq!(Call::from_nr(Call::Futex.nr()), Some(Call::Futex));
-        assert_eq!(call_name(Call::Read.nr()), "read");
     }
 
     #[test]
