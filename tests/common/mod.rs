@@ -4,10 +4,19 @@
 // Test threads may panic when they cannot start: that fails the test, as it should.
 #![allow(clippy::disallowed_methods)]
 
-use serde_json::Value;
+mod event;
+
+#[allow(unused_imports)] // each test binary uses its own part
+pub use event::{
+    Act, Body, Ev, Event, Exit, How, Kind, LessonEnd, LessonStart, Observation, Quiz, Say, Spawn,
+    State, Step, Val,
+};
+
+use serde::Deserialize;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// One finished run of mp-demo.
@@ -16,11 +25,22 @@ pub struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
-    /// stdout parsed as JSON Lines (empty when it is not JSON).
-    pub events: Vec<Value>,
+    /// stdout decoded as events, on first use.
+    events: OnceLock<Vec<Event>>,
 }
 
 impl Run {
+    /// A run that printed `stdout` and `stderr` and ended with `code`.
+    pub fn new(args: &[&str], code: i32, stdout: String, stderr: String) -> Run {
+        Run {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            code,
+            stdout,
+            stderr,
+            events: OnceLock::new(),
+        }
+    }
+
     /// A description for failure messages: the command, its exit code, stdout, stderr.
     pub fn show(&self) -> String {
         format!(
@@ -32,23 +52,144 @@ impl Run {
         )
     }
 
+    /// stdout as events, one a line (none when stdout is empty). A line that is not an
+    /// event of the contract fails the test, with the line and the run shown.
+    pub fn events(&self) -> &[Event] {
+        self.events.get_or_init(|| {
+            self.stdout
+                .lines()
+                .enumerate()
+                .map(|(i, line)| {
+                    Event::decode(line).unwrap_or_else(|e| {
+                        panic!(
+                            "stdout line {} is not an event: {e}\n{line}\n{}",
+                            i + 1,
+                            self.show()
+                        )
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Every event of kind `K`, in the order of the stream.
+    pub fn all<K: Kind>(&self) -> Vec<Ev<'_, K>> {
+        self.events().iter().filter_map(Event::get).collect()
+    }
+
+    /// The one event of kind `K` (a run of one lesson has one `lesson_end`).
+    pub fn one<K: Kind>(&self) -> Ev<'_, K> {
+        let all = self.all::<K>();
+        assert_eq!(all.len(), 1, "one {} event\n{}", K::NAME, self.show());
+        all[0]
+    }
+
+    pub fn spawns(&self) -> Vec<Ev<'_, Spawn>> {
+        self.all()
+    }
+
+    pub fn exits(&self) -> Vec<Ev<'_, Exit>> {
+        self.all()
+    }
+
+    pub fn states(&self) -> Vec<Ev<'_, State>> {
+        self.all()
+    }
+
+    pub fn says(&self) -> Vec<Ev<'_, Say>> {
+        self.all()
+    }
+
+    pub fn steps(&self) -> Vec<Ev<'_, Step>> {
+        self.all()
+    }
+
+    pub fn observations(&self) -> Vec<Ev<'_, Observation>> {
+        self.all()
+    }
+
+    pub fn starts(&self) -> Vec<Ev<'_, LessonStart>> {
+        self.all()
+    }
+
+    pub fn ends(&self) -> Vec<Ev<'_, LessonEnd>> {
+        self.all()
+    }
+
+    /// The one `lesson_end` of a run of one lesson.
+    pub fn end(&self) -> Ev<'_, LessonEnd> {
+        self.one()
+    }
+
+    /// Every event of the lesson's own kind `kind` (`acquire`, `put`, …).
+    pub fn acts(&self, kind: &str) -> Vec<Ev<'_, Act>> {
+        self.events().iter().filter_map(|e| e.act(kind)).collect()
+    }
+
+    /// The one event of the lesson's own kind `kind`.
+    pub fn act(&self, kind: &str) -> Ev<'_, Act> {
+        let all = self.acts(kind);
+        assert_eq!(all.len(), 1, "one {kind} event\n{}", self.show());
+        all[0]
+    }
+
+    /// The first observation called `name`, if there is one.
+    pub fn observation(&self, name: &str) -> Option<Ev<'_, Observation>> {
+        self.observations().into_iter().find(|o| o.name == name)
+    }
+
     /// The value of observation `name` (panics with the run shown if absent).
-    pub fn obs(&self, name: &str) -> &Value {
-        self.events
-            .iter()
-            .find(|e| e["kind"] == "observation" && e["name"] == name)
-            .map(|e| &e["value"])
-            .unwrap_or_else(|| panic!("no observation {name}\n{}", self.show()))
+    pub fn obs(&self, name: &str) -> &Val {
+        let o = self
+            .observation(name)
+            .unwrap_or_else(|| panic!("no observation {name}\n{}", self.show()));
+        &o.what().value
     }
 
-    /// Every event of `kind`.
-    pub fn of_kind(&self, kind: &str) -> Vec<&Value> {
-        self.events.iter().filter(|e| e["kind"] == kind).collect()
+    /// The first line said with `key` (panics with the run shown if none).
+    pub fn say(&self, key: &str) -> Ev<'_, Say> {
+        self.says()
+            .into_iter()
+            .find(|s| s.key == key)
+            .unwrap_or_else(|| panic!("no say {key}\n{}", self.show()))
     }
 
-    /// The lesson's main process (the pid of `lesson_start`).
+    /// Whether a line was said with `key`.
+    pub fn said(&self, key: &str) -> bool {
+        self.says().iter().any(|s| s.key == key)
+    }
+
+    /// The lesson's main process (the pid of the first `lesson_start`).
     pub fn main_pid(&self) -> i64 {
-        self.of_kind("lesson_start")[0]["pid"].as_i64().unwrap()
+        self.starts()
+            .first()
+            .unwrap_or_else(|| panic!("no lesson_start\n{}", self.show()))
+            .pid
+    }
+
+    /// The one `spawn` event of the process called `name`.
+    pub fn spawn_of(&self, name: &str) -> Ev<'_, Spawn> {
+        let s: Vec<_> = self
+            .spawns()
+            .into_iter()
+            .filter(|s| s.name == name)
+            .collect();
+        assert_eq!(s.len(), 1, "one spawn named {name}\n{}", self.show());
+        s[0]
+    }
+
+    /// The one `spawn` event of `pid`.
+    pub fn spawn_of_pid(&self, pid: i64) -> Ev<'_, Spawn> {
+        let s: Vec<_> = self.spawns().into_iter().filter(|s| s.pid == pid).collect();
+        assert_eq!(s.len(), 1, "one spawn of PID {pid}\n{}", self.show());
+        s[0]
+    }
+
+    /// The one `exit` event of `pid`.
+    pub fn exit_of(&self, pid: i64) -> Ev<'_, Exit> {
+        let e: Vec<_> = self.exits().into_iter().filter(|e| e.pid == pid).collect();
+        assert_eq!(e.len(), 1, "one exit for PID {pid}\n{}", self.show());
+        e[0]
     }
 
     /// Assert the exit code, showing the run if it differs.
@@ -56,6 +197,13 @@ impl Run {
         assert_eq!(self.code, code, "unexpected exit code\n{}", self.show());
         self
     }
+}
+
+/// Events in the order of their stamps (the stream's order is the order they reached the
+/// main process).
+pub fn by_time<T>(mut v: Vec<Ev<'_, T>>) -> Vec<Ev<'_, T>> {
+    v.sort_by(|a, b| a.t_ms.total_cmp(&b.t_ms));
+    v
 }
 
 fn truncate(s: &str) -> String {
@@ -94,18 +242,12 @@ pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("mp-demo runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let events = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .collect();
-    let run = Run {
-        args: args.iter().map(|s| s.to_string()).collect(),
-        code: out.status.code().unwrap_or(-1),
-        stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        events,
-    };
+    let run = Run::new(
+        args,
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
     assert_nothing_left(&tag, &run);
     run
 }
@@ -192,77 +334,41 @@ pub fn assert_nothing_left(tag: &str, run: &Run) {
     }
 }
 
-/// DESIGN.md's JSON Lines contract, checked on every event of a run.
+/// The JSON Lines contract (`docs/events.md`), checked on every event of a run: each
+/// line decodes as an event (strictly: see `event.rs`), every `lesson_start` has its
+/// `lesson_end`, and every process started has a parent known to the lesson.
 pub fn check_contract(r: &Run) {
-    assert!(!r.events.is_empty(), "no JSON events\n{}", r.show());
-    assert_eq!(
-        r.events.len(),
-        r.stdout.lines().count(),
-        "every stdout line must be one JSON object\n{}",
-        r.show()
-    );
-    for e in &r.events {
-        assert!(e["t_ms"].is_number(), "t_ms missing: {e}");
-        assert!(e["lesson"].is_string(), "lesson missing: {e}");
-        assert!(e["kind"].is_string(), "kind missing: {e}");
-        assert!(e["pid"].is_i64(), "pid missing: {e}");
-        match e["kind"].as_str().unwrap() {
-            "spawn" => {
-                assert!(e["ppid"].is_i64() && e["name"].is_string(), "{e}");
-                assert!(e["how"] == "fork" || e["how"] == "spawn", "{e}");
-            }
-            "state" => assert!(
-                e["name"].is_string() && e["from"].is_string() && e["to"].is_string(),
-                "{e}"
-            ),
-            "exit" => assert!(e["exitcode"].is_i64() && e["reaped_by"].is_i64(), "{e}"),
-            "say" => assert!(e["key"].is_string() && e["text"].is_string(), "{e}"),
-            "observation" => assert!(e["name"].is_string() && !e["value"].is_null(), "{e}"),
-            "lesson_end" => assert!(e["ok"].is_boolean() && e["elapsed_ms"].is_number(), "{e}"),
-            _ => {}
-        }
-    }
-    let starts = r.of_kind("lesson_start");
-    let ends = r.of_kind("lesson_end");
+    assert!(!r.events().is_empty(), "no JSON events\n{}", r.show());
+    let starts = r.starts();
     assert_eq!(
         starts.len(),
-        ends.len(),
+        r.ends().len(),
         "every lesson_start has a lesson_end\n{}",
         r.show()
     );
-    // Every process the lesson started is a real child of a process of the lesson, and
-    // ended with an exit event.
-    let mut known: Vec<i64> = starts.iter().map(|e| e["pid"].as_i64().unwrap()).collect();
-    for s in r.of_kind("spawn") {
-        let ppid = s["ppid"].as_i64().unwrap();
+    // Every process the lesson started is a real child of a process of the lesson.
+    let mut known: Vec<i64> = starts.iter().map(|e| e.pid).collect();
+    for s in r.spawns() {
         assert!(
-            known.contains(&ppid),
+            known.contains(&s.ppid),
             "spawn from an unknown parent: {s}\n{}",
             r.show()
         );
-        known.push(s["pid"].as_i64().unwrap());
+        known.push(s.pid);
     }
 }
 
-/// The largest number of intervals open at once, from `open`/`close` events (matched by
-/// pid), sorted by their stamps. A close and an open at the same stamp count the close
+/// The largest number of intervals open at once, from the lesson's `open`/`close`
+/// events, sorted by their stamps. A close and an open at the same stamp count the close
 /// first: stamped intervals lie inside the real ones.
 pub fn max_concurrent(r: &Run, open: &str, close: &str) -> usize {
     let mut marks: Vec<(f64, i32)> = r
-        .events
+        .acts(open)
         .iter()
-        .filter_map(|e| {
-            let t = e["t_ms"].as_f64()?;
-            if e["kind"] == open {
-                Some((t, 1))
-            } else if e["kind"] == close {
-                Some((t, -1))
-            } else {
-                None
-            }
-        })
+        .map(|e| (e.t_ms, 1))
+        .chain(r.acts(close).iter().map(|e| (e.t_ms, -1)))
         .collect();
-    marks.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
+    marks.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let (mut cur, mut max) = (0i32, 0i32);
     for (_, d) in marks {
         cur += d;
@@ -271,18 +377,26 @@ pub fn max_concurrent(r: &Run, open: &str, close: &str) -> usize {
     max as usize
 }
 
-/// A run watched while it goes: its JSON events arrive on a channel as they are written.
+/// What the reader thread of a [`Live`] run hands over: an event, or a line that is not
+/// one (with why).
+type Line = Result<Event, String>;
+
+/// A run watched while it goes: its events, decoded as they are written.
 pub struct Live {
     pub child: std::process::Child,
-    pub events: std::sync::mpsc::Receiver<Value>,
     pub tag: String,
     /// The run's TMPDIR: empty again once the run is over.
     pub tmp: tempfile::TempDir,
+    args: Vec<String>,
+    /// `None` once [`Live::stop_reading`] closed the output.
+    events: Option<std::sync::mpsc::Receiver<Line>>,
+    /// The reader thread; it returns the first line that was not an event, if any.
+    reader: Option<std::thread::JoinHandle<Option<String>>>,
 }
 
 impl Live {
-    /// Start `mp-demo <args>` (with `--json` among them to get events) in its own process
-    /// group, with a private TMPDIR and a tag.
+    /// Start `mp-demo <args>` (with `--json` among them: its stdout must be events) in
+    /// its own process group, with a private TMPDIR and a tag.
     pub fn start(args: &[&str]) -> Live {
         Live::start_with(args, |_| {})
     }
@@ -306,21 +420,14 @@ impl Live {
         let mut child = cmd.spawn().unwrap();
         let out = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if tx.send(v).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
+        let reader = std::thread::spawn(move || read_events(out, tx));
         Live {
             child,
-            events: rx,
             tag,
             tmp,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            events: Some(rx),
+            reader: Some(reader),
         }
     }
 
@@ -328,14 +435,43 @@ impl Live {
         self.child.id() as i32
     }
 
+    /// An event, or the failure of a line that is not one, with the command shown.
+    fn decoded(&self, line: Line) -> Event {
+        line.unwrap_or_else(|e| panic!("{e}\ncommand: mp-demo {}", self.args.join(" ")))
+    }
+
+    fn receiver(&self) -> &std::sync::mpsc::Receiver<Line> {
+        self.events.as_ref().expect("the output is still read")
+    }
+
+    /// The next event, waiting at most `within`; `None` if none came (or the output is
+    /// over).
+    pub fn next(&self, within: Duration) -> Option<Event> {
+        let line = self.receiver().recv_timeout(within).ok()?;
+        Some(self.decoded(line))
+    }
+
+    /// The events that have arrived and not been taken yet, without waiting.
+    pub fn drain(&self) -> Vec<Event> {
+        let lines: Vec<Line> = self.receiver().try_iter().collect();
+        lines.into_iter().map(|l| self.decoded(l)).collect()
+    }
+
+    /// Read no more of the output: the pipe closes once the reader thread sees that
+    /// (`mp-demo … | head`).
+    pub fn stop_reading(&mut self) {
+        self.events = None;
+    }
+
     /// Wait (at most `within`) for an event that satisfies `want`; the events seen.
-    pub fn wait_for(&self, within: Duration, want: impl Fn(&Value) -> bool) -> Vec<Value> {
+    pub fn wait_for(&self, within: Duration, want: impl Fn(&Event) -> bool) -> Vec<Event> {
         let deadline = Instant::now() + within;
         let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(ev) => {
+            match self.receiver().recv_timeout(left) {
+                Ok(line) => {
+                    let ev = self.decoded(line);
                     let hit = want(&ev);
                     seen.push(ev);
                     if hit {
@@ -346,7 +482,6 @@ impl Live {
             }
         }
     }
-
     /// Wait for the exit (at most `within`); its status.
     pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;
@@ -397,8 +532,9 @@ impl Live {
         err
     }
 
-    /// No process of the run and no file in its TMPDIR after `within`.
-    pub fn assert_clean(&self, within: Duration) {
+    /// No process of the run and no file in its TMPDIR after `within`; and every line it
+    /// wrote, read or not, was an event.
+    pub fn assert_clean(&mut self, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
             let left = tagged_processes(&self.tag);
@@ -408,7 +544,7 @@ impl Live {
                 .map(|e| e.path())
                 .collect();
             if left.is_empty() && files.is_empty() {
-                return;
+                break;
             }
             if Instant::now() > deadline {
                 for (pid, _) in &left {
@@ -418,37 +554,103 @@ impl Live {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        self.assert_every_line_an_event();
+    }
+
+    /// Every line the run wrote was an event, whether or not the test took it. Waits a
+    /// moment for the reader thread to see the end of the output (every process of the
+    /// run is gone by now, so it comes at once).
+    fn assert_every_line_an_event(&mut self) {
+        let Some(reader) = self.reader.take() else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !reader.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if reader.is_finished() {
+            if let Some(bad) = reader.join().expect("the reader thread") {
+                panic!("{bad}\ncommand: mp-demo {}", self.args.join(" "));
+            }
+        }
     }
 }
 
+/// The reader thread of a [`Live`] run: each line of `out`, decoded, to `tx`, until the
+/// output ends or nobody reads any more. A last line without its newline was cut by a
+/// kill (SIGKILL of the main process) and is not taken. Returns the first line that was
+/// not an event.
+fn read_events(
+    out: std::process::ChildStdout,
+    tx: std::sync::mpsc::Sender<Line>,
+) -> Option<String> {
+    use std::io::BufRead;
+    let mut out = std::io::BufReader::new(out);
+    let mut first_bad = None;
+    loop {
+        let mut line = String::new();
+        match out.read_line(&mut line) {
+            Ok(0) => return first_bad,
+            Err(e) => {
+                return first_bad.or_else(|| Some(format!("the output is not text: {e}")));
+            }
+            Ok(_) if !line.ends_with('\n') => return first_bad,
+            Ok(_) => {}
+        }
+        let line = line.trim_end_matches('\n');
+        let ev = Event::decode(line).map_err(|e| format!("a line is not an event: {e}\n{line}"));
+        if let Err(bad) = &ev {
+            first_bad.get_or_insert_with(|| bad.clone());
+        }
+        if tx.send(ev).is_err() {
+            return first_bad;
+        }
+    }
+}
+
+/// One line of `mp-demo --json list`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listed {
+    pub lesson: String,
+    pub summary: String,
+    pub options: Vec<OptSpec>,
+}
+
+/// A lesson's option and its range.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptSpec {
+    pub name: String,
+    pub default: i64,
+    pub min: i64,
+    pub max: i64,
+}
+
 /// Every lesson with its options and their ranges, from `mp-demo --json list`.
-pub fn lessons() -> Vec<(String, Vec<Value>)> {
+pub fn lessons() -> Vec<(String, Vec<OptSpec>)> {
     let r = run(&["--json", "list"]);
     r.assert_code(0);
-    r.events
-        .iter()
-        .map(|e| {
-            (
-                e["lesson"].as_str().unwrap().to_string(),
-                e["options"].as_array().cloned().unwrap_or_default(),
-            )
+    r.stdout
+        .lines()
+        .map(|l| {
+            let e: Listed = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not a lesson of the list: {e}\n{l}\n{}", r.show()));
+            (e.lesson, e.options)
         })
         .collect()
 }
 
-/// Every line the run said is a real line of words (no `<missing key>`), with every
-/// placeholder filled (no `{name}` left).
+/// Every line the run said (and every step title) is a real line of words (no
+/// `<missing key>`), with every placeholder filled (no `{name}` left).
 pub fn assert_words_complete(r: &Run) {
-    for e in r
-        .events
+    let says = r.says();
+    let steps = r.steps();
+    let lines = says
         .iter()
-        .filter(|e| e["kind"] == "say" || e["kind"] == "step")
-    {
-        let text = e
-            .get("text")
-            .or(e.get("title"))
-            .and_then(Value::as_str)
-            .unwrap();
+        .map(|s| (s.text.as_str(), s.event))
+        .chain(steps.iter().map(|s| (s.title.as_str(), s.event)));
+    for (text, e) in lines {
         assert!(
             !(text.starts_with('<') && text.ends_with('>')),
             "missing key: {e}"
@@ -462,36 +664,4 @@ pub fn assert_words_complete(r: &Run) {
             });
         assert!(!unfilled, "unfilled placeholder: {e}");
     }
-}
-
-/// An event's stamp, in milliseconds.
-pub fn t_ms(e: &Value) -> f64 {
-    e["t_ms"].as_f64().unwrap()
-}
-
-/// The process an event is about.
-pub fn pid_of(e: &Value) -> i64 {
-    e["pid"].as_i64().unwrap()
-}
-
-/// The one `spawn` event of the process called `name`.
-pub fn spawn_of<'a>(r: &'a Run, name: &str) -> &'a Value {
-    let s: Vec<_> = r
-        .of_kind("spawn")
-        .into_iter()
-        .filter(|e| e["name"] == name)
-        .collect();
-    assert_eq!(s.len(), 1, "one spawn named {name}\n{}", r.show());
-    s[0]
-}
-
-/// The one `exit` event of `pid`.
-pub fn exit_of(r: &Run, p: i64) -> &Value {
-    let e: Vec<_> = r
-        .of_kind("exit")
-        .into_iter()
-        .filter(|e| pid_of(e) == p)
-        .collect();
-    assert_eq!(e.len(), 1, "one exit for PID {p}\n{}", r.show());
-    e[0]
 }

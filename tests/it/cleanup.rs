@@ -3,14 +3,14 @@
 
 use crate::common;
 
-use common::Live;
+use common::{Event, Live, Spawn};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use std::time::Duration;
 
 fn start(lesson: &str) -> Live {
     let live = Live::start(&["--json", "--speed", "0.25", lesson]);
-    live.wait_for(Duration::from_secs(10), |e| e["kind"] == "spawn");
+    live.wait_for(Duration::from_secs(10), Event::is::<Spawn>);
     live
 }
 

@@ -56,12 +56,11 @@ fn explain_shows_python_and_syscalls_in_both_languages() {
 fn lang_zh_narrates_in_chinese() {
     let r = common::run(&["--speed", "0", "--json", "--lang", "zh", "isolation"]);
     r.assert_code(0);
-    let say = r.of_kind("say");
+    let say = r.says();
     assert!(!say.is_empty());
     assert!(
-        say.iter().all(|e| e["text"]
-            .as_str()
-            .unwrap()
+        say.iter().all(|e| e
+            .text
             .chars()
             .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))),
         "every line is Chinese\n{}",

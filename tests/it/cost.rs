@@ -4,13 +4,8 @@
 
 use crate::common;
 
-use common::Run;
-use serde_json::Value;
+use common::{Ev, How, Run, Spawn};
 use std::collections::HashSet;
-
-fn t(e: &Value) -> f64 {
-    e["t_ms"].as_f64().unwrap()
-}
 
 fn num(r: &Run, name: &str) -> f64 {
     r.obs(name)
@@ -19,24 +14,15 @@ fn num(r: &Run, name: &str) -> f64 {
 }
 
 /// The spawn events whose name is `prefix` followed by a try number, in order.
-fn rounds_of<'a>(r: &'a Run, prefix: &str) -> Vec<&'a Value> {
-    r.of_kind("spawn")
+fn rounds_of<'a>(r: &'a Run, prefix: &str) -> Vec<Ev<'a, Spawn>> {
+    r.spawns()
         .into_iter()
         .filter(|e| {
-            e["name"]
-                .as_str()
-                .and_then(|n| n.strip_prefix(prefix))
+            e.name
+                .strip_prefix(prefix)
                 .is_some_and(|n| n.parse::<u32>().is_ok())
         })
         .collect()
-}
-
-/// The exit event of `pid`.
-fn exit_of<'a>(r: &'a Run, pid: &Value) -> &'a Value {
-    r.of_kind("exit")
-        .into_iter()
-        .find(|e| &e["pid"] == pid)
-        .unwrap_or_else(|| panic!("no exit for PID {pid}\n{}", r.show()))
 }
 
 /// Everything a run of `rounds` rounds must show.
@@ -75,26 +61,26 @@ fn check(r: &Run, rounds: usize) {
     // interval: so the median over rounds of the shorter life of each pair cannot exceed
     // the median the lesson reports (1 µs of rounding aside).
     let mut pids = HashSet::new();
-    for (prefix, how, median) in [("fork-", "fork", fork), ("spawn-", "spawn", spawn)] {
+    for (prefix, how, median) in [("fork-", How::Fork, fork), ("spawn-", How::Spawn, spawn)] {
         let started = rounds_of(r, prefix);
         assert_eq!(started.len(), 2 * rounds, "{prefix}*\n{}", r.show());
         let mut lives = Vec::new();
         let mut last_exit = f64::MIN;
         for s in started {
-            assert_eq!(s["how"], how, "{s}");
-            assert_eq!(s["ppid"], main, "{s}");
-            assert_ne!(s["pid"], main);
-            assert!(pids.insert(s["pid"].as_i64().unwrap()), "PID reused: {s}");
-            let e = exit_of(r, &s["pid"]);
-            assert_eq!(e["exitcode"], 0, "{e}");
-            assert_eq!(e["reaped_by"], main, "{e}");
+            assert_eq!(s.how, how, "{s}");
+            assert_eq!(s.ppid, main, "{s}");
+            assert_ne!(s.pid, main);
+            assert!(pids.insert(s.pid), "PID reused: {s}");
+            let e = r.exit_of(s.pid);
+            assert_eq!(e.exitcode, 0, "{e}");
+            assert_eq!(e.reaped_by, main, "{e}");
             assert!(
-                t(s) >= last_exit,
+                s.t_ms >= last_exit,
                 "{s} started before the last one was reaped"
             );
-            assert!(t(e) >= t(s), "{e} before {s}");
-            last_exit = t(e);
-            lives.push((t(e) - t(s)) * 1000.0);
+            assert!(e.t_ms >= s.t_ms, "{e} before {s}");
+            last_exit = e.t_ms;
+            lives.push((e.t_ms - s.t_ms) * 1000.0);
         }
         let mut lives: Vec<f64> = lives.chunks(2).map(|p| p[0].min(p[1])).collect();
         lives.sort_by(f64::total_cmp);
@@ -107,34 +93,31 @@ fn check(r: &Run, rounds: usize) {
     }
 
     // The pool's worker and the echo child: started once, reaped with exit code 0.
-    for (name, how) in [("worker", "spawn"), ("echo", "fork")] {
+    for (name, how) in [("worker", How::Spawn), ("echo", How::Fork)] {
         let s = r
-            .of_kind("spawn")
+            .spawns()
             .into_iter()
-            .find(|e| e["name"] == name)
+            .find(|e| e.name == name)
             .unwrap_or_else(|| panic!("no {name}\n{}", r.show()));
-        assert_eq!(s["how"], how);
-        assert_eq!(s["ppid"], main);
-        let e = exit_of(r, &s["pid"]);
-        assert_eq!(e["exitcode"], 0, "{e}");
-        assert_eq!(e["reaped_by"], main, "{e}");
+        assert_eq!(s.how, how);
+        assert_eq!(s.ppid, main);
+        let e = r.exit_of(s.pid);
+        assert_eq!(e.exitcode, 0, "{e}");
+        assert_eq!(e.reaped_by, main, "{e}");
     }
 
     // CPython: measured (a real python3 child, reaped with 0) or said why not.
-    let python = r
-        .of_kind("observation")
-        .into_iter()
-        .find(|e| e["name"] == "python_process_us");
-    let says = |key: &str| r.of_kind("say").iter().any(|e| e["key"] == key);
+    let python = r.observation("python_process_us");
+    let says = |key: &str| r.said(key);
     match python {
         Some(o) => {
-            assert!(o["value"].as_f64().unwrap() > 0.0);
+            assert!(o.value.as_f64().unwrap() > 0.0);
             let s = r
-                .of_kind("spawn")
+                .spawns()
                 .into_iter()
-                .find(|e| e["name"] == "python3")
+                .find(|e| e.name == "python3")
                 .unwrap_or_else(|| panic!("no python3 child\n{}", r.show()));
-            assert_eq!(exit_of(r, &s["pid"])["exitcode"], 0);
+            assert_eq!(r.exit_of(s.pid).exitcode, 0);
             assert!(says("row_python"), "{}", r.show());
         }
         None => assert!(
@@ -145,8 +128,8 @@ fn check(r: &Run, rounds: usize) {
     }
 
     // Every process started was reaped, and the table has its rows.
-    for s in r.of_kind("spawn") {
-        exit_of(r, &s["pid"]);
+    for s in r.spawns() {
+        r.exit_of(s.pid);
     }
     for key in [
         "row_spawn",
@@ -157,7 +140,7 @@ fn check(r: &Run, rounds: usize) {
     ] {
         assert!(says(key), "no {key}\n{}", r.show());
     }
-    assert_eq!(r.of_kind("lesson_end")[0]["ok"], true);
+    assert!(r.end().ok);
 }
 
 #[test]
@@ -184,21 +167,9 @@ fn without_python3_it_says_so_and_measures_the_rest() {
     );
     common::check_contract(&r);
     check(&r, 5);
-    assert!(
-        r.of_kind("say")
-            .iter()
-            .any(|e| e["key"] == "python_missing"),
-        "{}",
-        r.show()
-    );
-    assert!(
-        !r.of_kind("observation")
-            .iter()
-            .any(|e| e["name"] == "python_process_us"),
-        "{}",
-        r.show()
-    );
-    assert!(!r.of_kind("spawn").iter().any(|e| e["name"] == "python3"));
+    assert!(r.said("python_missing"), "{}", r.show());
+    assert!(r.observation("python_process_us").is_none(), "{}", r.show());
+    assert!(!r.spawns().iter().any(|e| e.name == "python3"));
 }
 
 #[test]
@@ -206,6 +177,6 @@ fn out_of_range_rounds_are_usage_errors() {
     for rounds in ["4", "201"] {
         let r = common::run(&["--speed", "0", "--json", "cost", "--rounds", rounds]);
         r.assert_code(2);
-        assert!(r.of_kind("spawn").is_empty(), "{}", r.show());
+        assert!(r.spawns().is_empty(), "{}", r.show());
     }
 }

@@ -1,18 +1,9 @@
 //! Lesson `daemon`: the observations, and the same claims recomputed from the events.
 use crate::common;
 
-use common::{exit_of, pid_of as pid, spawn_of, t_ms as t};
-
-use common::Run;
-use serde_json::Value;
+use common::{How, Run};
 
 const ERROR: &str = "daemonic processes are not allowed to have children";
-
-fn one<'a>(r: &'a Run, kind: &str) -> &'a Value {
-    let e = r.of_kind(kind);
-    assert_eq!(e.len(), 1, "one {kind} event\n{}", r.show());
-    e[0]
-}
 
 /// Every claim of the lesson, checked from the stream.
 fn check(r: &Run) {
@@ -26,83 +17,80 @@ fn check(r: &Run) {
     assert_eq!(r.obs("daemon_sid_differs"), true, "{}", r.show());
 
     // Python's daemon flag: two spawned children of main.
-    let daemonic = spawn_of(r, "daemonic");
-    let worker = spawn_of(r, "worker");
+    let daemonic = r.spawn_of("daemonic");
+    let worker = r.spawn_of("worker");
     for s in [daemonic, worker] {
-        assert_eq!(s["ppid"], main, "{s}");
-        assert_eq!(s["how"], "spawn", "{s}");
+        assert_eq!(s.ppid, main, "{s}");
+        assert_eq!(s.how, How::Spawn, "{s}");
     }
-    let (d, w) = (pid(daemonic), pid(worker));
+    let (d, w) = (daemonic.pid, worker.pid);
 
     // The refusal was raised in the daemonic child, and it never had a child.
-    let exc = one(r, "exception");
-    assert_eq!(pid(exc), d, "raised by the daemonic child: {exc}");
-    assert_eq!(exc["type"], "AssertionError");
-    assert_eq!(exc["message"], ERROR);
+    let exc = r.act("exception");
+    assert_eq!(exc.pid, d, "raised by the daemonic child: {exc}");
+    assert_eq!(exc.str("type"), "AssertionError");
+    assert_eq!(exc.str("message"), ERROR);
     assert_eq!(r.obs("daemon_children"), 0);
     assert!(
-        r.of_kind("spawn").iter().all(|s| s["ppid"] != d),
+        r.spawns().iter().all(|s| s.ppid != d),
         "the daemonic child started nothing\n{}",
         r.show()
     );
     // The normal child could: a forked child of the worker, reaped by the worker.
-    let kids: Vec<_> = r
-        .of_kind("spawn")
-        .into_iter()
-        .filter(|s| s["ppid"] == w)
-        .collect();
+    let kids: Vec<_> = r.spawns().into_iter().filter(|s| s.ppid == w).collect();
     assert_eq!(kids.len(), 1, "the worker started one child\n{}", r.show());
-    let kid_exit = exit_of(r, pid(kids[0]));
-    assert_eq!(kid_exit["reaped_by"], w);
-    assert_eq!(kid_exit["exitcode"], 0);
+    let kid_exit = r.exit_of(kids[0].pid);
+    assert_eq!(kid_exit.reaped_by, w);
+    assert_eq!(kid_exit.exitcode, 0);
 
     // At the main code's end: the daemonic child terminated (-15) while the worker was
     // still at work, then the worker joined (0) after its job was done.
-    let d_exit = exit_of(r, d);
-    let w_exit = exit_of(r, w);
-    assert_eq!(d_exit["exitcode"], -15);
-    assert_eq!(d_exit["reaped_by"], main);
-    assert_eq!(w_exit["exitcode"], 0);
-    assert_eq!(w_exit["reaped_by"], main);
-    let start = one(r, "task_start");
-    let done = one(r, "task_done");
-    assert_eq!(pid(start), w);
-    assert_eq!(pid(done), w);
+    let d_exit = r.exit_of(d);
+    let w_exit = r.exit_of(w);
+    assert_eq!(d_exit.exitcode, -15);
+    assert_eq!(d_exit.reaped_by, main);
+    assert_eq!(w_exit.exitcode, 0);
+    assert_eq!(w_exit.reaped_by, main);
+    let start = r.act("task_start");
+    let done = r.act("task_done");
+    assert_eq!(start.pid, w);
+    assert_eq!(done.pid, w);
     assert!(
-        t(start) < t(d_exit),
+        start.t_ms < d_exit.t_ms,
         "the worker was working when the daemonic child was terminated\n{}",
         r.show()
     );
     assert!(
-        t(d_exit) < t(w_exit),
+        d_exit.t_ms < w_exit.t_ms,
         "terminated first, joined after\n{}",
         r.show()
     );
     assert!(
-        t(done) <= t(w_exit),
+        done.t_ms <= w_exit.t_ms,
         "the worker finished its job before it exited\n{}",
         r.show()
     );
 
     // The Unix daemon: fork, setsid, fork, re-parented to main.
-    let first = spawn_of(r, "first");
-    assert_eq!(first["ppid"], main);
-    assert_eq!(first["how"], "fork");
-    let f = pid(first);
-    let setsid = one(r, "setsid");
-    assert_eq!(pid(setsid), f);
+    let first = r.spawn_of("first");
+    assert_eq!(first.ppid, main);
+    assert_eq!(first.how, How::Fork);
+    let f = first.pid;
+    let setsid = r.act("setsid");
+    assert_eq!(setsid.pid, f);
     assert_eq!(
-        setsid["sid"], f,
+        setsid.int("sid"),
+        f,
         "setsid() makes a session named after its leader"
     );
-    let daemon = spawn_of(r, "daemon");
-    assert_eq!(daemon["ppid"], f, "the daemon is the first child's child");
-    let g = pid(daemon);
-    let reparent = one(r, "reparent");
-    assert_eq!(pid(reparent), g);
-    assert_eq!(reparent["from"], f);
-    assert_eq!(reparent["to"], main, "re-parented to the subreaper");
-    assert_eq!(exit_of(r, f)["exitcode"], 0);
+    let daemon = r.spawn_of("daemon");
+    assert_eq!(daemon.ppid, f, "the daemon is the first child's child");
+    let g = daemon.pid;
+    let reparent = r.act("reparent");
+    assert_eq!(reparent.pid, g);
+    assert_eq!(reparent.int("from"), f);
+    assert_eq!(reparent.int("to"), main, "re-parented to the subreaper");
+    assert_eq!(r.exit_of(f).exitcode, 0);
     assert_eq!(
         r.obs("daemon_sid"),
         f,
@@ -111,21 +99,18 @@ fn check(r: &Run) {
     assert_ne!(r.obs("daemon_sid"), r.obs("main_sid"));
     assert_eq!(r.obs("daemon_tty_nr"), 0, "no controlling terminal");
     assert_eq!(r.obs("daemon_ppid"), main);
-    let g_exit = exit_of(r, g);
-    assert_eq!(g_exit["exitcode"], -15, "the lesson stopped its daemon");
-    assert_eq!(g_exit["reaped_by"], main);
+    let g_exit = r.exit_of(g);
+    assert_eq!(g_exit.exitcode, -15, "the lesson stopped its daemon");
+    assert_eq!(g_exit.reaped_by, main);
 
     // Every process the lesson started ended, and every narration line was found.
-    for s in r.of_kind("spawn") {
-        exit_of(r, pid(s));
+    for s in r.spawns() {
+        r.exit_of(s.pid);
     }
-    for s in r.of_kind("say") {
-        assert!(
-            !s["text"].as_str().unwrap().starts_with('<'),
-            "missing words: {s}"
-        );
+    for s in r.says() {
+        assert!(!s.text.starts_with('<'), "missing words: {s}");
     }
-    assert_eq!(one(r, "lesson_end")["ok"], true);
+    assert!(r.end().ok);
 }
 
 #[test]

@@ -1,16 +1,7 @@
 //! Lesson `event`: the observations, and the same claims recomputed from the events.
 use crate::common;
 
-use common::Run;
-use serde_json::Value;
-
-fn t(e: &Value) -> f64 {
-    e["t_ms"].as_f64().unwrap()
-}
-
-fn pid(e: &Value) -> i64 {
-    e["pid"].as_i64().unwrap()
-}
+use common::{How, Run};
 
 /// Every claim of the lesson with `n` waiters, checked from the stream.
 fn check(r: &Run, n: usize) {
@@ -24,52 +15,54 @@ fn check(r: &Run, n: usize) {
     assert_eq!(r.obs("wait_timeout_result"), false, "{}", r.show());
 
     // The waiters and the setter are spawned children of main.
-    let spawns = r.of_kind("spawn");
+    let spawns = r.spawns();
     let waiters: Vec<i64> = spawns
         .iter()
-        .filter(|s| s["name"].as_str().unwrap().starts_with("waiter-"))
+        .filter(|s| s.name.starts_with("waiter-"))
         .map(|s| {
-            assert_eq!(s["ppid"], main, "{s}");
-            assert_eq!(s["how"], "spawn", "{s}");
-            pid(s)
+            assert_eq!(s.ppid, main, "{s}");
+            assert_eq!(s.how, How::Spawn, "{s}");
+            s.pid
         })
         .collect();
     assert_eq!(waiters.len(), n, "{}", r.show());
     let setters: Vec<i64> = spawns
         .iter()
-        .filter(|s| s["name"] == "setter")
-        .map(|s| pid(s))
+        .filter(|s| s.name == "setter")
+        .map(|s| s.pid)
         .collect();
     assert_eq!(setters.len(), 1, "{}", r.show());
 
     // One set(), by the setter; the kernel woke every waiter.
-    let sets = r.of_kind("set");
-    assert_eq!(sets.len(), 1, "{}", r.show());
-    let set = sets[0];
-    assert_eq!(pid(set), setters[0], "set() called by the setter: {set}");
-    assert_eq!(set["woke"], n, "FUTEX_WAKE woke every waiter: {set}");
+    let set = r.act("set");
+    assert_eq!(set.pid, setters[0], "set() called by the setter: {set}");
+    assert_eq!(
+        set.int("woke"),
+        n as i64,
+        "FUTEX_WAKE woke every waiter: {set}"
+    );
     assert_eq!(r.obs("futex_wake_count"), n);
 
     // Before the set, every waiter had called wait() and the kernel had seen it asleep.
     for &w in &waiters {
         let wait = r
-            .of_kind("wait")
+            .acts("wait")
             .into_iter()
-            .find(|e| pid(e) == w)
+            .find(|e| e.pid == w)
             .unwrap_or_else(|| panic!("waiter {w} called wait()\n{}", r.show()));
         assert!(
-            wait.get("timeout_ms").is_none(),
+            !wait.has("timeout_ms"),
             "the first wait() has no timeout: {wait}"
         );
         assert!(
-            t(wait) < t(set),
+            wait.t_ms < set.t_ms,
             "waiter {w} waited before the set\n{}",
             r.show()
         );
         assert!(
-            r.of_kind("state")
+            r.states()
                 .iter()
-                .any(|s| pid(s) == w && s["to"] == "S" && t(s) < t(set)),
+                .any(|s| s.pid == w && s.to == "S" && s.t_ms < set.t_ms),
             "waiter {w} seen in S before the set\n{}",
             r.show()
         );
@@ -77,10 +70,10 @@ fn check(r: &Run, n: usize) {
 
     // woken_after_set, recomputed from the waiters' own stamps.
     let mut woken: Vec<i64> = r
-        .of_kind("wait_done")
+        .acts("wait_done")
         .into_iter()
-        .filter(|e| e["result"] == true && t(e) > t(set))
-        .map(pid)
+        .filter(|e| e.bool("result") && e.t_ms > set.t_ms)
+        .map(|e| e.pid)
         .collect();
     woken.sort_unstable();
     let mut expected = waiters.clone();
@@ -93,44 +86,42 @@ fn check(r: &Run, n: usize) {
     );
 
     // clear(), then a timed wait that returns False no sooner than its timeout.
-    let clears = r.of_kind("clear");
-    assert_eq!(clears.len(), 1, "{}", r.show());
-    let clear = clears[0];
-    assert!(t(clear) > t(set));
+    let clear = r.act("clear");
+    assert!(clear.t_ms > set.t_ms);
     let timed: Vec<_> = r
-        .of_kind("wait")
+        .acts("wait")
         .into_iter()
-        .filter(|e| e.get("timeout_ms").is_some())
+        .filter(|e| e.has("timeout_ms"))
         .collect();
     assert_eq!(timed.len(), 1, "{}", r.show());
     let timed = timed[0];
-    assert!(t(timed) > t(clear), "the timed wait comes after clear()");
+    assert!(
+        timed.t_ms > clear.t_ms,
+        "the timed wait comes after clear()"
+    );
     let gave_up = r
-        .of_kind("wait_done")
+        .acts("wait_done")
         .into_iter()
-        .find(|e| pid(e) == pid(timed) && t(e) > t(timed))
+        .find(|e| e.pid == timed.pid && e.t_ms > timed.t_ms)
         .unwrap_or_else(|| panic!("the timed wait returned\n{}", r.show()));
-    assert_eq!(gave_up["result"], false);
-    let timeout = timed["timeout_ms"].as_f64().unwrap();
-    assert!(t(gave_up) - t(timed) >= timeout, "{gave_up} {timed}");
+    assert!(!gave_up.bool("result"));
+    let timeout = timed.num("timeout_ms");
+    assert!(gave_up.t_ms - timed.t_ms >= timeout, "{gave_up} {timed}");
 
     // Every process ended normally, reaped by main; every line found its words.
     for s in &spawns {
         let exit = r
-            .of_kind("exit")
+            .exits()
             .into_iter()
-            .find(|e| pid(e) == pid(s))
+            .find(|e| e.pid == s.pid)
             .unwrap_or_else(|| panic!("{s} never exited\n{}", r.show()));
-        assert_eq!(exit["exitcode"], 0, "{exit}");
-        assert_eq!(exit["reaped_by"], main, "{exit}");
+        assert_eq!(exit.exitcode, 0, "{exit}");
+        assert_eq!(exit.reaped_by, main, "{exit}");
     }
-    for s in r.of_kind("say") {
-        assert!(
-            !s["text"].as_str().unwrap().starts_with('<'),
-            "missing words: {s}"
-        );
+    for s in r.says() {
+        assert!(!s.text.starts_with('<'), "missing words: {s}");
     }
-    assert_eq!(r.of_kind("lesson_end")[0]["ok"], true);
+    assert!(r.end().ok);
 }
 
 #[test]

@@ -8,7 +8,7 @@
 
 use crate::common;
 
-use common::Live;
+use common::{Event, LessonEnd, LessonStart, Live, Observation, Spawn};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use std::os::unix::process::CommandExt;
@@ -74,12 +74,12 @@ fn for_every_lesson(f: impl Fn(&str, u64) + Sync) {
 /// Returns the live run and whether the lesson had already ended (then the hit came late).
 fn hit_after(lesson: &str, delay_ms: u64, hit: impl FnOnce(i32)) -> (Live, bool) {
     let live = Live::start(&["--json", lesson]);
-    live.wait_for(Duration::from_secs(10), |e| e["kind"] == "lesson_start");
+    live.wait_for(Duration::from_secs(10), Event::is::<LessonStart>);
     let until = Instant::now() + Duration::from_millis(delay_ms);
     let mut ended = false;
     while Instant::now() < until {
-        if let Ok(ev) = live.events.recv_timeout(Duration::from_millis(5)) {
-            ended |= ev["kind"] == "lesson_end";
+        if let Some(ev) = live.next(Duration::from_millis(5)) {
+            ended |= ev.is::<LessonEnd>();
         }
     }
     hit(live.pid());
@@ -195,11 +195,8 @@ fn a_closed_output_ends_every_lesson_quietly() {
 fn tour_json_into_head_c_100_ends_quietly() {
     let mut live = Live::start(&["--json", "--speed", "0", "tour"]);
     // Read about 100 bytes, then close.
-    let _ = live.events.recv_timeout(Duration::from_secs(5));
-    drop(std::mem::replace(
-        &mut live.events,
-        std::sync::mpsc::channel().1,
-    ));
+    let _ = live.next(Duration::from_secs(5));
+    live.stop_reading();
     let status = live.wait_exit(Duration::from_secs(10));
     let err = live.stderr();
     assert!(status.code() == Some(0), "{err}");
@@ -213,8 +210,8 @@ fn tour_json_into_head_c_100_ends_quietly() {
 fn bad_option_values_are_usage_errors_for_every_lesson() {
     for (lesson, options) in common::lessons() {
         for opt in options {
-            let name = opt["name"].as_str().unwrap();
-            let (min, max) = (opt["min"].as_i64().unwrap(), opt["max"].as_i64().unwrap());
+            let name = opt.name.as_str();
+            let (min, max) = (opt.min, opt.max);
             let mut bad = vec![
                 "-1".to_string(),
                 "99999999999999".into(),
@@ -277,8 +274,8 @@ fn every_claim_holds_on_a_busy_machine() {
         let _ = h.join();
     }
     r.assert_code(0);
-    for end in r.of_kind("lesson_end") {
-        assert_eq!(end["ok"], true, "{end}\n{}", r.show());
+    for end in r.ends() {
+        assert!(end.ok, "{end}\n{}", r.show());
     }
 }
 
@@ -388,7 +385,7 @@ fn the_run_directory_is_private_and_unpredictable() {
     let mut names = Vec::new();
     for _ in 0..2 {
         let mut live = Live::start(&["--json", "--speed", "0.5", "fork"]);
-        live.wait_for(Duration::from_secs(10), |e| e["kind"] == "spawn");
+        live.wait_for(Duration::from_secs(10), Event::is::<Spawn>);
         let entries: Vec<_> = std::fs::read_dir(live.tmp.path())
             .unwrap()
             .flatten()
@@ -493,7 +490,7 @@ fn janitor_of(main: i32) -> i32 {
 /// run and the stopped pids (empty if the lesson ended first).
 fn stop_children_after(lesson: &str, delay_ms: u64) -> (Live, Vec<i32>) {
     let live = Live::start(&["--json", "--speed", "0.05", lesson]);
-    live.wait_for(Duration::from_secs(10), |e| e["kind"] == "lesson_start");
+    live.wait_for(Duration::from_secs(10), Event::is::<LessonStart>);
     let janitor = [janitor_of(live.pid())];
     std::thread::sleep(Duration::from_millis(delay_ms));
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -554,10 +551,11 @@ fn a_child_stopped_and_continued_in_time_lets_every_lesson_go_on() {
         // (`states` sees its spinners in R only while they run); every other claim must
         // hold.
         let failed: Vec<String> = live
-            .events
-            .try_iter()
-            .filter(|e| e["kind"] == "observation" && e["holds"] == false)
-            .map(|e| e["name"].as_str().unwrap_or("").to_string())
+            .drain()
+            .iter()
+            .filter_map(|e| e.get::<Observation>())
+            .filter(|o| o.holds == Some(false))
+            .map(|o| o.name.clone())
             .collect();
         let timing = |n: &str| {
             n.ends_with("_ms")
@@ -584,7 +582,7 @@ fn a_stopped_janitor_neither_hangs_a_run_nor_stays_behind() {
         // Short pacing, not none: at --speed 0 a lesson such as isolation can be over
         // before its janitor is looked up (seen in CI: "a janitor").
         let live = Live::start(&["--json", "--speed", "0.05", lesson]);
-        live.wait_for(Duration::from_secs(10), |e| e["kind"] == "lesson_start");
+        live.wait_for(Duration::from_secs(10), Event::is::<LessonStart>);
         let janitor = janitor_of(live.pid());
         kill(Pid::from_raw(janitor), Signal::SIGSTOP).unwrap();
         let mut live = live;
@@ -737,7 +735,7 @@ fn an_unwritable_stderr_never_turns_into_a_panic() {
                 .unwrap(),
         );
     });
-    live.wait_for(Duration::from_secs(10), |e| e["kind"] == "spawn");
+    live.wait_for(Duration::from_secs(10), Event::is::<Spawn>);
     kill(Pid::from_raw(live.pid()), Signal::SIGINT).unwrap();
     assert_eq!(live.wait_exit(Duration::from_secs(3)).code(), Some(130));
     live.assert_clean(Duration::from_secs(1));
@@ -946,7 +944,7 @@ fn a_full_tmpdir_is_enospc_never_sigbus() {
 fn a_sigkill_of_the_janitor_then_of_the_main_process_leaves_no_run_directory() {
     for_every_lesson(|lesson, delay| {
         let live = Live::start(&["--json", lesson]);
-        live.wait_for(Duration::from_secs(10), |e| e["kind"] == "lesson_start");
+        live.wait_for(Duration::from_secs(10), Event::is::<LessonStart>);
         kill(Pid::from_raw(janitor_of(live.pid())), Signal::SIGKILL).unwrap();
         // A new janitor is started within about 100 ms.
         std::thread::sleep(Duration::from_millis(300 + delay / 4));

@@ -2,6 +2,8 @@
 
 use crate::common;
 
+use common::How;
+
 #[test]
 fn fork_observations_hold_and_match_the_events() {
     let r = common::lesson_json("fork", &[]);
@@ -17,71 +19,58 @@ fn fork_observations_hold_and_match_the_events() {
     // a zombie before its exit event (the reap).
     let child = r.obs("child_pid").as_i64().unwrap();
     let spawn = r
-        .of_kind("spawn")
+        .spawns()
         .into_iter()
-        .find(|e| e["pid"] == child)
+        .find(|e| e.pid == child)
         .unwrap_or_else(|| panic!("no spawn of the child\n{}", r.show()));
-    assert_eq!(spawn["how"], "fork");
-    assert_eq!(spawn["ppid"], main);
-    let t = |e: &serde_json::Value| e["t_ms"].as_f64().unwrap();
+    assert_eq!(spawn.how, How::Fork);
+    assert_eq!(spawn.ppid, main);
     let zombie = r
-        .of_kind("state")
+        .states()
         .into_iter()
-        .find(|e| e["pid"] == child && e["to"] == "Z")
+        .find(|e| e.pid == child && e.to == "Z")
         .unwrap_or_else(|| panic!("no state Z for the child\n{}", r.show()));
     let exit = r
-        .of_kind("exit")
+        .exits()
         .into_iter()
-        .find(|e| e["pid"] == child)
+        .find(|e| e.pid == child)
         .unwrap_or_else(|| panic!("no exit for the child\n{}", r.show()));
-    assert!(t(zombie) <= t(exit), "Z must be seen before the reap");
-    assert_eq!(exit["exitcode"], 0);
-    assert_eq!(exit["reaped_by"], main);
+    assert!(zombie.t_ms <= exit.t_ms, "Z must be seen before the reap");
+    assert_eq!(exit.exitcode, 0);
+    assert_eq!(exit.reaped_by, main);
 
     // The terminated child's exit event says -15 too.
     let sleeper = r
-        .of_kind("spawn")
+        .spawns()
         .into_iter()
-        .find(|e| e["name"] == "sleeper")
-        .expect("a sleeper")["pid"]
-        .clone();
+        .find(|e| e.name == "sleeper")
+        .expect("a sleeper")
+        .pid;
     let sleeper_exit = r
-        .of_kind("exit")
+        .exits()
         .into_iter()
-        .find(|e| e["pid"] == sleeper)
+        .find(|e| e.pid == sleeper)
         .expect("sleeper exit");
-    assert_eq!(sleeper_exit["exitcode"], -15);
+    assert_eq!(sleeper_exit.exitcode, -15);
 
     // Both ways of starting a process appear, and every started process was reaped.
-    let hows: Vec<&str> = r
-        .of_kind("spawn")
-        .iter()
-        .map(|e| e["how"].as_str().unwrap())
-        .collect();
+    let hows: Vec<How> = r.spawns().iter().map(|e| e.how).collect();
     assert!(
-        hows.contains(&"fork") && hows.contains(&"spawn"),
+        hows.contains(&How::Fork) && hows.contains(&How::Spawn),
         "{hows:?}"
     );
-    for s in r.of_kind("spawn") {
-        assert!(
-            r.of_kind("exit").iter().any(|e| e["pid"] == s["pid"]),
-            "no exit for {s}"
-        );
+    for s in r.spawns() {
+        assert!(r.exits().iter().any(|e| e.pid == s.pid), "no exit for {s}");
     }
-    let end = r.of_kind("lesson_end");
-    assert_eq!(end[0]["ok"], true);
+    assert!(r.end().ok);
 }
 
 #[test]
 fn the_child_narrates_its_own_pid_and_parent() {
     let r = common::lesson_json("fork", &[]);
     let child = r.obs("child_pid").as_i64().unwrap();
-    let hello = r
-        .of_kind("say")
-        .into_iter()
-        .find(|e| e["key"] == "child_hello")
-        .expect("the child's hello");
-    assert_eq!(hello["pid"], child, "the child's line is about the child");
-    let text = hello["text"].as_str().unwrap();
+    let hello = r.say("child_hello");
+    assert_eq!(hello.pid, child, "the child's line is about the child");
+    let text = &hello.text;
     assert!(text.contains(&child.to_string()) && text.contains(&r.main_pid().to_string()));
 }

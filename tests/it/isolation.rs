@@ -2,6 +2,8 @@
 
 use crate::common;
 
+use common::How;
+
 #[test]
 fn the_parent_keeps_100_and_the_shared_page_shows_0() {
     let r = common::lesson_json("isolation", &[]);
@@ -14,27 +16,20 @@ fn the_parent_keeps_100_and_the_shared_page_shows_0() {
 
     // The addresses printed by parent and child are literally the same text, and the
     // child's lines come from forked children of the main process.
-    let says = r.of_kind("say");
-    let find = |key: &str| {
-        says.iter()
-            .find(|e| e["key"] == key)
-            .unwrap_or_else(|| panic!("no say {key}"))
-    };
     let addr = |text: &str| {
         text.split_whitespace()
             .find(|w| w.starts_with("0x"))
             .map(|w| w.trim_end_matches(['.', ',', ':', '。', '，']).to_string())
             .expect("an address")
     };
-    let parent_addr = addr(find("global")["text"].as_str().unwrap());
-    let child_line = find("child_set");
-    assert_eq!(addr(child_line["text"].as_str().unwrap()), parent_addr);
-    let child_pid = child_line["pid"].clone();
+    let parent_addr = addr(&r.say("global").text);
+    let child_line = r.say("child_set");
+    assert_eq!(addr(&child_line.text), parent_addr);
     let spawn = r
-        .of_kind("spawn")
+        .spawns()
         .into_iter()
-        .find(|e| e["pid"] == child_pid)
+        .find(|e| e.pid == child_line.pid)
         .expect("the child was spawned");
-    assert_eq!(spawn["how"], "fork");
-    assert_eq!(spawn["ppid"], r.main_pid());
+    assert_eq!(spawn.how, How::Fork);
+    assert_eq!(spawn.ppid, r.main_pid());
 }

@@ -2,32 +2,27 @@
 
 use crate::common;
 
-use common::Run;
-use serde_json::Value;
+use common::{Act, Ev, How, Run};
 use std::collections::HashSet;
 
 /// PIDs of the spawned buyers (real children of the main process, started by spawn).
 fn buyer_pids(r: &Run) -> HashSet<i64> {
     let main = r.main_pid();
-    r.of_kind("spawn")
+    r.spawns()
         .into_iter()
-        .filter(|s| s["name"].as_str().unwrap_or("").starts_with("buyer-"))
+        .filter(|s| s.name.starts_with("buyer-"))
         .map(|s| {
-            assert_eq!(s["ppid"], main, "a buyer is a child of main: {s}");
-            assert_eq!(s["how"], "spawn", "buyers are spawned: {s}");
-            s["pid"].as_i64().unwrap()
+            assert_eq!(s.ppid, main, "a buyer is a child of main: {s}");
+            assert_eq!(s.how, How::Spawn, "buyers are spawned: {s}");
+            s.pid
         })
         .collect()
 }
 
-fn t(e: &Value) -> f64 {
-    e["t_ms"].as_f64().unwrap()
-}
-
-fn in_phase<'a>(r: &'a Run, kind: &str, phase: &str) -> Vec<&'a Value> {
-    r.of_kind(kind)
+fn in_phase<'a>(r: &'a Run, kind: &str, phase: &str) -> Vec<Ev<'a, Act>> {
+    r.acts(kind)
         .into_iter()
-        .filter(|e| e["phase"] == phase)
+        .filter(|e| e.str("phase") == phase)
         .collect()
 }
 
@@ -40,39 +35,33 @@ fn check(r: &Run, tickets: i64, buyers: i64) {
     assert_eq!(r.obs("sold_without_lock"), buyers, "{show}");
     assert_eq!(r.obs("sold_with_lock"), tickets, "{show}");
     assert_eq!(r.obs("waiters_seen_asleep"), buyers - 1, "{show}");
-    for say in r.of_kind("say") {
-        assert!(
-            !say["text"].as_str().unwrap().starts_with('<'),
-            "missing words: {say}"
-        );
+    for say in r.says() {
+        assert!(!say.text.starts_with('<'), "missing words: {say}");
     }
 
     // Two rounds of buyers, every one a real spawned child, every one ended well.
     let pids = buyer_pids(r);
     assert_eq!(pids.len() as i64, 2 * buyers, "{show}");
     for kind in ["read", "buy", "acquire", "release", "wait"] {
-        for e in r.of_kind(kind) {
-            assert!(
-                pids.contains(&e["pid"].as_i64().unwrap()),
-                "{kind} from a non-buyer: {e}"
-            );
+        for e in r.acts(kind) {
+            assert!(pids.contains(&e.pid), "{kind} from a non-buyer: {e}");
         }
     }
-    for e in r.of_kind("exit") {
-        if pids.contains(&e["pid"].as_i64().unwrap()) {
-            assert_eq!(e["exitcode"], 0, "{e}");
+    for e in r.exits() {
+        if pids.contains(&e.pid) {
+            assert_eq!(e.exitcode, 0, "{e}");
         }
     }
-    let exited = r.of_kind("exit").len() as i64;
+    let exited = r.exits().len() as i64;
     assert_eq!(exited, 2 * buyers, "every buyer was joined\n{show}");
 
     // Without the lock: every buyer read the full count before any buyer wrote.
     let reads = in_phase(r, "read", "no_lock");
     let buys = in_phase(r, "buy", "no_lock");
     assert_eq!(reads.len() as i64, buyers, "{show}");
-    assert!(reads.iter().all(|e| e["value"] == tickets), "{show}");
-    let last_read = reads.iter().map(|e| t(e)).fold(f64::MIN, f64::max);
-    let first_buy = buys.iter().map(|e| t(e)).fold(f64::MAX, f64::min);
+    assert!(reads.iter().all(|e| e.int("value") == tickets), "{show}");
+    let last_read = reads.iter().map(|e| e.t_ms).fold(f64::MIN, f64::max);
+    let first_buy = buys.iter().map(|e| e.t_ms).fold(f64::MAX, f64::min);
     assert!(
         last_read < first_buy,
         "a buyer wrote before all had read\n{show}"
@@ -82,18 +71,15 @@ fn check(r: &Run, tickets: i64, buyers: i64) {
 
     // With the lock: one holder at a time, each buyer once, exactly `tickets` sold.
     assert_eq!(common::max_concurrent(r, "acquire", "release"), 1, "{show}");
-    let acquires = r.of_kind("acquire");
-    let releases = r.of_kind("release");
+    let acquires = r.acts("acquire");
+    let releases = r.acts("release");
     assert_eq!(acquires.len() as i64, buyers, "{show}");
     assert_eq!(releases.len() as i64, buyers, "{show}");
     assert!(acquires
         .iter()
         .chain(&releases)
-        .all(|e| e["what"] == "flock"));
-    let holders: HashSet<i64> = acquires
-        .iter()
-        .map(|e| e["pid"].as_i64().unwrap())
-        .collect();
+        .all(|e| e.str("what") == "flock"));
+    let holders: HashSet<i64> = acquires.iter().map(|e| e.pid).collect();
     assert_eq!(
         holders.len() as i64,
         buyers,
@@ -102,11 +88,10 @@ fn check(r: &Run, tickets: i64, buyers: i64) {
     let sold = in_phase(r, "buy", "lock");
     assert_eq!(sold.len() as i64, tickets, "sold with the lock\n{show}");
     for b in &sold {
-        let pid = &b["pid"];
-        let a = acquires.iter().find(|e| &e["pid"] == pid).unwrap();
-        let rel = releases.iter().find(|e| &e["pid"] == pid).unwrap();
+        let a = acquires.iter().find(|e| e.pid == b.pid).unwrap();
+        let rel = releases.iter().find(|e| e.pid == b.pid).unwrap();
         assert!(
-            t(a) <= t(b) && t(b) <= t(rel),
+            a.t_ms <= b.t_ms && b.t_ms <= rel.t_ms,
             "a sale outside the lock: {b}\n{show}"
         );
     }
@@ -114,20 +99,20 @@ fn check(r: &Run, tickets: i64, buyers: i64) {
     // While the first holder held the lock, every other buyer was seen waiting, asleep.
     let first = acquires
         .iter()
-        .min_by(|a, b| t(a).partial_cmp(&t(b)).unwrap())
+        .min_by(|a, b| a.t_ms.partial_cmp(&b.t_ms).unwrap())
         .unwrap();
-    let holder = first["pid"].as_i64().unwrap();
-    let first_release = releases.iter().find(|e| e["pid"] == holder).unwrap();
-    let waits = r.of_kind("wait");
+    let holder = first.pid;
+    let first_release = releases.iter().find(|e| e.pid == holder).unwrap();
+    let waits = r.acts("wait");
     assert_eq!(waits.len() as i64, buyers - 1, "{show}");
-    let waiters: HashSet<i64> = waits.iter().map(|e| e["pid"].as_i64().unwrap()).collect();
+    let waiters: HashSet<i64> = waits.iter().map(|e| e.pid).collect();
     assert_eq!(waiters.len() as i64, buyers - 1, "{show}");
     assert!(!waiters.contains(&holder), "{show}");
     for w in &waits {
-        assert_eq!(w["holder"], holder, "{w}");
-        assert_eq!(w["state"], "S", "{w}");
+        assert_eq!(w.int("holder"), holder, "{w}");
+        assert_eq!(w.str("state"), "S", "{w}");
         assert!(
-            t(first) < t(w) && t(w) < t(first_release),
+            first.t_ms < w.t_ms && w.t_ms < first_release.t_ms,
             "wait outside the hold: {w}"
         );
     }

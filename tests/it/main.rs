@@ -11,6 +11,7 @@ mod cleanup;
 mod cli;
 mod cost;
 mod daemon;
+mod decode;
 mod event;
 mod faults;
 mod fork;

@@ -5,50 +5,40 @@
 
 use crate::common;
 
-use common::Run;
-use serde_json::Value;
+use common::{Act, Ev, How, Run};
 
-fn t(e: &Value) -> f64 {
-    e["t_ms"].as_f64().unwrap()
-}
-
-/// The pid of the process started as `name` the way `how` (`fork` or `spawn`).
-fn spawned(r: &Run, name: &str, how: &str) -> i64 {
+/// The pid of the process started as `name` the way `how`.
+fn spawned(r: &Run, name: &str, how: How) -> i64 {
     let found: Vec<i64> = r
-        .of_kind("spawn")
+        .spawns()
         .iter()
-        .filter(|e| e["name"] == name && e["how"] == how)
-        .map(|e| e["pid"].as_i64().unwrap())
+        .filter(|e| e.name == name && e.how == how)
+        .map(|e| e.pid)
         .collect();
-    assert_eq!(found.len(), 1, "one {how} named {name}\n{}", r.show());
+    assert_eq!(found.len(), 1, "one {how:?} named {name}\n{}", r.show());
     found[0]
 }
 
 fn exitcode(r: &Run, pid: i64) -> i64 {
-    let exits: Vec<&Value> = r
-        .of_kind("exit")
-        .into_iter()
-        .filter(|e| e["pid"] == pid)
-        .collect();
-    assert_eq!(exits.len(), 1, "one exit for {pid}\n{}", r.show());
-    assert_eq!(exits[0]["reaped_by"].as_i64(), Some(r.main_pid()));
-    exits[0]["exitcode"].as_i64().unwrap()
+    let exit = r.exit_of(pid);
+    assert_eq!(exit.reaped_by, r.main_pid());
+    exit.exitcode
 }
 
 /// Objects on `channel`: each `recv` matches an earlier `send` of the same object, from
 /// the process it names, to the process that received it.
-fn check_objects<'a>(r: &'a Run, channel: &str) -> (Vec<&'a Value>, Vec<&'a Value>) {
-    let sends: Vec<&Value> = r
-        .of_kind("send")
+fn check_objects<'a>(r: &'a Run, channel: &str) -> (Vec<Ev<'a, Act>>, Vec<Ev<'a, Act>>) {
+    let sends: Vec<Ev<Act>> = r
+        .acts("send")
         .into_iter()
-        .filter(|e| e["channel"] == channel)
+        .filter(|e| e.str("channel") == channel)
         .collect();
-    let mut recvs: Vec<&Value> = r
-        .of_kind("recv")
+    let mut recvs: Vec<Ev<Act>> = r
+        .acts("recv")
         .into_iter()
-        .filter(|e| e["channel"] == channel)
+        .filter(|e| e.str("channel") == channel)
         .collect();
-    recvs.sort_by(|a, b| t(a).partial_cmp(&t(b)).unwrap());
+    recvs.sort_by(|a, b| a.t_ms.partial_cmp(&b.t_ms).unwrap());
     assert_eq!(
         sends.len(),
         recvs.len(),
@@ -58,14 +48,15 @@ fn check_objects<'a>(r: &'a Run, channel: &str) -> (Vec<&'a Value>, Vec<&'a Valu
     for rv in &recvs {
         let s = sends
             .iter()
-            .find(|s| s["obj"] == rv["obj"] && s["to"] == rv["pid"])
+            .find(|s| s.str("obj") == rv.str("obj") && s.int("to") == rv.pid)
             .unwrap_or_else(|| panic!("{channel}: recv without a send: {rv}\n{}", r.show()));
-        assert_eq!(s["pid"], rv["from"], "sent by the process recv names: {rv}");
-        assert_ne!(
-            s["pid"], rv["pid"],
-            "an object crosses between processes: {rv}"
+        assert_eq!(
+            s.pid,
+            rv.int("from"),
+            "sent by the process recv names: {rv}"
         );
-        assert!(t(s) < t(rv), "sent before received: {s} {rv}");
+        assert_ne!(s.pid, rv.pid, "an object crosses between processes: {rv}");
+        assert!(s.t_ms < rv.t_ms, "sent before received: {s} {rv}");
     }
     (sends, recvs)
 }
@@ -84,80 +75,79 @@ fn check_run(r: &Run, messages: usize) {
     assert_eq!(r.obs("reader_blocked_state"), "S", "{}", r.show());
 
     // Duplex: one object to the child, one back, between the main process and the child.
-    let child = spawned(r, "child", "spawn");
+    let child = spawned(r, "child", How::Spawn);
     let (sends, recvs) = check_objects(r, "duplex");
     assert_eq!(sends.len(), 2, "{}", r.show());
-    assert_eq!(recvs[0]["pid"], child);
-    assert_eq!(recvs[1]["pid"], main);
+    assert_eq!(recvs[0].pid, child);
+    assert_eq!(recvs[1].pid, main);
     assert!(
-        recvs[1]["obj"].as_str().unwrap().contains("'args': [12]"),
+        recvs[1].str("obj").contains("'args': [12]"),
         "the child's answer is the sum 3 + 4 + 5: {}",
         recvs[1]
     );
     assert_eq!(exitcode(r, child), 0);
 
     // One way: every object from the main process to the reader, in order.
-    let reader = spawned(r, "reader", "spawn");
+    let reader = spawned(r, "reader", How::Spawn);
     let (sends, recvs) = check_objects(r, "simplex");
     assert_eq!(recvs.len(), messages, "{}", r.show());
-    assert!(sends.iter().all(|s| s["pid"] == main && s["to"] == reader));
-    let ids: Vec<i64> = recvs.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert!(sends.iter().all(|s| s.pid == main && s.int("to") == reader));
+    let ids: Vec<i64> = recvs.iter().map(|e| e.int("id")).collect();
     assert_eq!(ids, (1..=messages as i64).collect::<Vec<_>>(), "FIFO order");
     // The reader was seen asleep in recv before the first object was sent.
-    let first_send = sends.iter().map(|s| t(s)).fold(f64::INFINITY, f64::min);
+    let first_send = sends.iter().map(|s| s.t_ms).fold(f64::INFINITY, f64::min);
     let blocked = r
-        .events
-        .iter()
-        .find(|e| e["kind"] == "say" && e["key"] == "simplex_blocked")
+        .says()
+        .into_iter()
+        .find(|e| e.key == "simplex_blocked")
         .unwrap_or_else(|| panic!("the reader was never seen blocked\n{}", r.show()));
     assert!(
-        t(blocked) < first_send,
+        blocked.t_ms < first_send,
         "seen asleep before anything was sent"
     );
     assert!(
-        r.of_kind("state")
+        r.states()
             .iter()
-            .any(|e| e["pid"] == reader && e["to"] == "S" && t(e) < first_send),
+            .any(|e| e.pid == reader && e.to == "S" && e.t_ms < first_send),
         "a state event shows the reader asleep before the first send\n{}",
         r.show()
     );
     assert_eq!(exitcode(r, reader), 0);
 
     // The raw pipe: the bytes written arrive; EOF only after the parent's close.
-    let writer = spawned(r, "writer", "fork");
-    let raw_reader = spawned(r, "reader", "fork");
-    let writes: Vec<&Value> = r
-        .of_kind("write")
+    let writer = spawned(r, "writer", How::Fork);
+    let raw_reader = spawned(r, "reader", How::Fork);
+    let writes: Vec<Ev<Act>> = r
+        .acts("write")
         .into_iter()
-        .filter(|e| e["pid"] == writer)
+        .filter(|e| e.pid == writer)
         .collect();
     assert_eq!(writes.len(), 1, "{}", r.show());
-    let reads: Vec<&Value> = r
-        .of_kind("read")
+    let reads: Vec<Ev<Act>> = r
+        .acts("read")
         .into_iter()
-        .filter(|e| e["pid"] == raw_reader)
+        .filter(|e| e.pid == raw_reader)
         .collect();
-    let data: Vec<&&Value> = reads.iter().filter(|e| e.get("eof").is_none()).collect();
-    let eofs: Vec<&&Value> = reads.iter().filter(|e| e["eof"] == true).collect();
-    let bytes: i64 = data.iter().map(|e| e["bytes"].as_i64().unwrap()).sum();
-    assert_eq!(
-        bytes,
-        writes[0]["bytes"].as_i64().unwrap(),
-        "every byte arrived"
-    );
+    let data: Vec<&Ev<Act>> = reads.iter().filter(|e| !e.has("eof")).collect();
+    let eofs: Vec<&Ev<Act>> = reads
+        .iter()
+        .filter(|e| e.has("eof") && e.bool("eof"))
+        .collect();
+    let bytes: i64 = data.iter().map(|e| e.int("bytes")).sum();
+    assert_eq!(bytes, writes[0].int("bytes"), "every byte arrived");
     assert_eq!(eofs.len(), 1, "one end of file\n{}", r.show());
-    let closes: Vec<&Value> = r
-        .of_kind("close")
+    let closes: Vec<Ev<Act>> = r
+        .acts("close")
         .into_iter()
-        .filter(|e| e["pid"] == main && e["end"] == "write")
+        .filter(|e| e.pid == main && e.str("end") == "write")
         .collect();
     assert_eq!(closes.len(), 1, "{}", r.show());
-    let last_data = data.iter().map(|e| t(e)).fold(0.0, f64::max);
-    assert!(t(eofs[0]) > t(closes[0]), "EOF only after the close");
+    let last_data = data.iter().map(|e| e.t_ms).fold(0.0, f64::max);
+    assert!(eofs[0].t_ms > closes[0].t_ms, "EOF only after the close");
     assert!(
-        t(closes[0]) - last_data >= 100.0,
+        closes[0].t_ms - last_data >= 100.0,
         "the reader waited (the staged hang) before the close: {} ms",
-        t(closes[0]) - last_data
+        closes[0].t_ms - last_data
     );
     assert_eq!(exitcode(r, writer), 0);
     assert_eq!(exitcode(r, raw_reader), 0);
@@ -166,38 +156,36 @@ fn check_run(r: &Run, messages: usize) {
     if !(on_path("tail") && on_path("grep")) {
         return;
     }
-    let tail = spawned(r, "tail", "spawn");
-    let grep = spawned(r, "grep", "spawn");
-    let logged: Vec<&Value> = r
-        .of_kind("write")
+    let tail = spawned(r, "tail", How::Spawn);
+    let grep = spawned(r, "grep", How::Spawn);
+    let logged: Vec<Ev<Act>> = r
+        .acts("write")
         .into_iter()
-        .filter(|e| e["pid"] == main && e["file"] == "access.log")
+        .filter(|e| e.pid == main && e.str("file") == "access.log")
         .collect();
-    let passed: Vec<&Value> = r
-        .of_kind("read")
+    let passed: Vec<Ev<Act>> = r
+        .acts("read")
         .into_iter()
-        .filter(|e| e["pid"] == main && e["from"] == grep)
+        .filter(|e| e.pid == main && e.int("from") == grep)
         .collect();
     assert!(
         logged.len() > passed.len() && !passed.is_empty(),
         "{}",
         r.show()
     );
-    assert!(passed
-        .iter()
-        .all(|e| e["line"].as_str().unwrap().contains("404")));
+    assert!(passed.iter().all(|e| e.str("line").contains("404")));
     // Every 404 line appended while the pipeline ran came out of grep, in order, after
     // it was written.
-    let live_404: Vec<&&Value> = logged
+    let live_404: Vec<&Ev<Act>> = logged
         .iter()
-        .filter(|e| e["line"].as_str().unwrap().contains("404"))
+        .filter(|e| e.str("line").contains("404"))
         .collect();
     let tail_of_passed = &passed[passed.len() - live_404.len()..];
     for (w, p) in live_404.iter().zip(tail_of_passed) {
-        assert_eq!(w["line"], p["line"]);
-        assert!(t(w) < t(p), "written before grep passed it on");
+        assert_eq!(w.str("line"), p.str("line"));
+        assert!(w.t_ms < p.t_ms, "written before grep passed it on");
     }
-    assert_eq!(r.obs("pipeline_lines").as_u64(), Some(passed.len() as u64));
+    assert_eq!(r.obs("pipeline_lines").as_i64(), Some(passed.len() as i64));
     assert_eq!(exitcode(r, tail), -15, "tail ended by SIGTERM");
     assert_eq!(exitcode(r, grep), 0, "grep ended by itself at EOF");
     assert_eq!(r.obs("grep_exit_at_eof"), 0);
@@ -216,9 +204,8 @@ fn objects_eof_and_the_pipeline_every_run() {
 fn every_process_is_reaped_and_every_spawn_ends() {
     let r = common::lesson_json("pipe", &[]);
     r.assert_code(0);
-    for s in r.of_kind("spawn") {
-        let pid = s["pid"].as_i64().unwrap();
-        exitcode(&r, pid);
+    for s in r.spawns() {
+        exitcode(&r, s.pid);
     }
 }
 

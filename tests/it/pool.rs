@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use serde_json::Value;
+use common::{Act, Ev, How, Observation};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The CPUs this test may use, from the kernel (`Cpus_allowed_list` in /proc): what
@@ -24,21 +24,17 @@ fn usable_cpus() -> i64 {
         .sum()
 }
 
-fn t(e: &Value) -> f64 {
-    e["t_ms"].as_f64().unwrap()
-}
-
 /// Everything the lesson claims, from the stream, for a pool of `size` and `tasks`.
 fn check(r: &common::Run, size: i64, tasks: i64) {
     // The only claim allowed to fail is the speed-up (and only on a busy machine, which
     // the lesson detects itself); every other claim must hold.
-    let failed: Vec<&Value> = r
-        .of_kind("observation")
+    let failed: Vec<Ev<Observation>> = r
+        .observations()
         .into_iter()
-        .filter(|o| o["holds"] == false)
+        .filter(|o| o.holds == Some(false))
         .collect();
     assert!(
-        failed.iter().all(|o| o["name"] == "speedup"),
+        failed.iter().all(|o| o.name == "speedup"),
         "claims failed: {failed:?}\n{}",
         r.show()
     );
@@ -53,22 +49,19 @@ fn check(r: &common::Run, size: i64, tasks: i64) {
         "ValueError: Pool is still running"
     );
     assert!(r.obs("speedup").as_f64().unwrap() > 0.0);
-    for s in r.of_kind("say") {
-        assert!(
-            !s["text"].as_str().unwrap().starts_with('<'),
-            "missing words: {s}"
-        );
+    for s in r.says() {
+        assert!(!s.text.starts_with('<'), "missing words: {s}");
     }
 
     // The workers: spawned (fork + exec) by the main process, one initializer each.
     let workers: BTreeSet<i64> = r
-        .of_kind("spawn")
+        .spawns()
         .iter()
-        .filter(|s| s["name"].as_str().unwrap().starts_with("worker-"))
+        .filter(|s| s.name.starts_with("worker-"))
         .map(|s| {
-            assert_eq!(s["how"], "spawn", "{s}");
-            assert_eq!(s["ppid"], main, "{s}");
-            s["pid"].as_i64().unwrap()
+            assert_eq!(s.how, How::Spawn, "{s}");
+            assert_eq!(s.ppid, main, "{s}");
+            s.pid
         })
         .collect();
     assert_eq!(
@@ -78,8 +71,8 @@ fn check(r: &common::Run, size: i64, tasks: i64) {
         r.show()
     );
 
-    let starts = r.of_kind("task_start");
-    let dones = r.of_kind("task_done");
+    let starts = r.acts("task_start");
+    let dones = r.acts("task_done");
     // apply, apply_async, map and map_async of `tasks` each, then three timed maps of
     // `tasks` rounded up to a multiple of the workers that can run at once.
     let timed = r.obs("timed_tasks").as_i64().unwrap();
@@ -91,7 +84,7 @@ fn check(r: &common::Run, size: i64, tasks: i64) {
         "{}",
         r.show()
     );
-    let ran: BTreeSet<i64> = starts.iter().map(|e| e["pid"].as_i64().unwrap()).collect();
+    let ran: BTreeSet<i64> = starts.iter().map(|e| e.pid).collect();
     assert!(ran.is_subset(&workers), "a task ran outside the pool");
     if tasks >= size {
         assert_eq!(ran.len() as i64, size, "every worker ran tasks");
@@ -99,42 +92,42 @@ fn check(r: &common::Run, size: i64, tasks: i64) {
     assert_eq!(r.obs("distinct_worker_pids"), ran.len() as i64);
 
     for w in &workers {
-        let inits: Vec<&Value> = r
-            .of_kind("initializer")
+        let inits: Vec<Ev<Act>> = r
+            .acts("initializer")
             .into_iter()
-            .filter(|e| e["pid"] == *w)
+            .filter(|e| e.pid == *w)
             .collect();
         assert_eq!(inits.len(), 1, "initializer once in worker {w}");
         if let Some(first) = starts
             .iter()
-            .filter(|e| e["pid"] == *w)
-            .map(|e| t(e))
+            .filter(|e| e.pid == *w)
+            .map(|e| e.t_ms)
             .reduce(f64::min)
         {
             assert!(
-                t(inits[0]) <= first,
+                inits[0].t_ms <= first,
                 "initializer before worker {w}'s first task"
             );
         }
     }
 
     // Every task started once and done once, by the same worker, in that order.
-    let mut started: BTreeMap<i64, &Value> = BTreeMap::new();
+    let mut started: BTreeMap<i64, Ev<Act>> = BTreeMap::new();
     for s in &starts {
         assert!(
-            started.insert(s["task"].as_i64().unwrap(), s).is_none(),
+            started.insert(s.int("task"), *s).is_none(),
             "task started twice: {s}"
         );
     }
     let mut finished = BTreeSet::new();
     for d in &dones {
-        let id = d["task"].as_i64().unwrap();
+        let id = d.int("task");
         assert!(finished.insert(id), "task done twice: {d}");
         let s = started
             .get(&id)
             .unwrap_or_else(|| panic!("done, never started: {d}"));
-        assert_eq!(s["pid"], d["pid"]);
-        assert!(t(s) <= t(d));
+        assert_eq!(s.pid, d.pid);
+        assert!(s.t_ms <= d.t_ms);
     }
     assert_eq!(finished.len(), started.len());
 
@@ -143,8 +136,8 @@ fn check(r: &common::Run, size: i64, tasks: i64) {
     for w in &workers {
         let mut iv: Vec<(f64, f64)> = dones
             .iter()
-            .filter(|d| d["pid"] == *w)
-            .map(|d| (t(started[&d["task"].as_i64().unwrap()]), t(d)))
+            .filter(|d| d.pid == *w)
+            .map(|d| (started[&d.int("task")].t_ms, d.t_ms))
             .collect();
         iv.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
         assert!(
@@ -155,44 +148,44 @@ fn check(r: &common::Run, size: i64, tasks: i64) {
 
     // The calls: apply returned only after its task was done; callbacks ran in the main
     // process, after every task of their call.
-    let done_of_job = |job: &Value| -> Vec<f64> {
+    let done_of_job = |job: i64| -> Vec<f64> {
         dones
             .iter()
-            .filter(|d| d["job"] == *job)
-            .map(|d| t(d))
+            .filter(|d| d.int("job") == job)
+            .map(|d| d.t_ms)
             .collect()
     };
-    let call = |name: &str, kind: &str| -> Vec<&Value> {
-        r.of_kind(kind)
+    let call = |name: &str, kind: &str| -> Vec<Ev<Act>> {
+        r.acts(kind)
             .into_iter()
-            .filter(|e| e["call"] == name)
+            .filter(|e| e.str("call") == name)
             .collect()
     };
     let apply = call("apply", "returned");
     assert_eq!(apply.len(), 1);
-    let apply_done = done_of_job(&apply[0]["job"]);
+    let apply_done = done_of_job(apply[0].int("job"));
     assert_eq!(apply_done.len(), 1);
     assert!(
-        t(apply[0]) >= apply_done[0],
+        apply[0].t_ms >= apply_done[0],
         "apply returned before its task was done"
     );
-    let callbacks = r.of_kind("callback");
+    let callbacks = r.acts("callback");
     assert_eq!(
         callbacks.len(),
         2,
         "one callback for apply_async, one for map_async"
     );
     for cb in &callbacks {
-        assert_eq!(cb["pid"], main, "a callback outside the main process: {cb}");
-        let job_done = done_of_job(&cb["job"]);
+        assert_eq!(cb.pid, main, "a callback outside the main process: {cb}");
+        let job_done = done_of_job(cb.int("job"));
         assert!(!job_done.is_empty());
         assert!(
-            job_done.iter().all(|&d| d <= t(cb)),
+            job_done.iter().all(|&d| d <= cb.t_ms),
             "callback before its tasks: {cb}"
         );
-        let ret = call(cb["call"].as_str().unwrap(), "returned");
+        let ret = call(cb.str("call"), "returned");
         assert!(
-            t(ret[0]) <= t(cb),
+            ret[0].t_ms <= cb.t_ms,
             "the async call returned after its callback: {cb}"
         );
     }
@@ -200,12 +193,12 @@ fn check(r: &common::Run, size: i64, tasks: i64) {
     // close + join: every worker exited 0, reaped by the main process.
     for w in &workers {
         let exit = r
-            .of_kind("exit")
+            .exits()
             .into_iter()
-            .find(|e| e["pid"] == *w)
+            .find(|e| e.pid == *w)
             .unwrap_or_else(|| panic!("worker {w} never exited\n{}", r.show()));
-        assert_eq!(exit["exitcode"], 0);
-        assert_eq!(exit["reaped_by"], main);
+        assert_eq!(exit.exitcode, 0);
+        assert_eq!(exit.reaped_by, main);
     }
 }
 
@@ -229,12 +222,8 @@ fn options_set_the_pool_and_the_tasks() {
     let one = common::lesson_json("pool", &["--workers", "1", "--tasks", "2"]);
     check(&one, 1, 2);
     // One worker cannot run anything in parallel: the speed-up is only reported.
-    let speedup = one
-        .of_kind("observation")
-        .into_iter()
-        .find(|o| o["name"] == "speedup")
-        .unwrap();
-    assert!(speedup.get("holds").is_none(), "{speedup}");
+    let speedup = one.observation("speedup").unwrap();
+    assert!(speedup.holds.is_none(), "{speedup}");
 }
 
 #[test]

@@ -3,8 +3,7 @@
 
 use crate::common;
 
-use common::{lesson_json, max_concurrent, Run};
-use serde_json::Value;
+use common::{lesson_json, max_concurrent, Act, Ev, How, Run};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
@@ -18,41 +17,30 @@ fn queue_run(extra: &[&str]) -> Run {
     lesson_json("queue", extra)
 }
 
-fn t(e: &Value) -> f64 {
-    e["t_ms"].as_f64().unwrap()
-}
-
-fn pid(e: &Value) -> i64 {
-    e["pid"].as_i64().unwrap()
-}
-
-fn item(e: &Value) -> &str {
-    e["item"].as_str().unwrap()
+fn item<'a>(e: &Ev<'a, Act>) -> &'a str {
+    e.what().str("item")
 }
 
 /// Pids of the processes whose spawn name starts with one of `prefixes`.
 fn pids_named(r: &Run, prefixes: &[&str]) -> HashSet<i64> {
-    r.of_kind("spawn")
+    r.spawns()
         .into_iter()
-        .filter(|e| {
-            let name = e["name"].as_str().unwrap();
-            prefixes.iter().any(|p| name.starts_with(p))
-        })
-        .map(pid)
+        .filter(|e| prefixes.iter().any(|p| e.name.starts_with(p)))
+        .map(|e| e.pid)
         .collect()
 }
 
 fn pid_of(r: &Run, name: &str) -> i64 {
-    r.of_kind("spawn")
+    r.spawns()
         .into_iter()
-        .find(|e| e["name"] == name)
-        .map(pid)
+        .find(|e| e.name == name)
+        .map(|e| e.pid)
         .unwrap_or_else(|| panic!("no process named {name}\n{}", r.show()))
 }
 
 /// Items in the queue at time `at`, from the stamps: puts before it minus gets before it.
 fn fill_at(r: &Run, at: f64) -> i64 {
-    let before = |kind: &str| r.of_kind(kind).iter().filter(|e| t(e) < at).count() as i64;
+    let before = |kind: &str| r.acts(kind).iter().filter(|e| e.t_ms < at).count() as i64;
     before("put") - before("get")
 }
 
@@ -66,44 +54,32 @@ fn check(r: &Run, producers: usize, consumers: usize, maxsize: usize) {
     let main = r.main_pid();
 
     // The observations, as DESIGN.md names them.
-    assert_eq!(r.obs("maxsize"), &Value::from(m), "{show}");
-    assert_eq!(r.obs("produced"), &Value::from(n_items), "{show}");
-    assert_eq!(r.obs("consumed"), &Value::from(n_items), "{show}");
-    assert_eq!(r.obs("fifo_per_producer"), &Value::from(true), "{show}");
-    assert_eq!(
-        r.obs("producer_blocked_when_full"),
-        &Value::from(true),
-        "{show}"
-    );
+    assert_eq!(r.obs("maxsize"), m, "{show}");
+    assert_eq!(r.obs("produced"), n_items, "{show}");
+    assert_eq!(r.obs("consumed"), n_items, "{show}");
+    assert_eq!(r.obs("fifo_per_producer"), true, "{show}");
+    assert_eq!(r.obs("producer_blocked_when_full"), true, "{show}");
     assert_eq!(r.obs("put_nowait_full_error"), "Full", "{show}");
     assert_eq!(r.obs("get_nowait_empty_error"), "Empty", "{show}");
-    assert_eq!(r.obs("join_after_all_done"), &Value::from(true), "{show}");
-    assert_eq!(
-        r.obs("consumers_blocked_when_empty"),
-        &Value::from(true),
-        "{show}"
-    );
+    assert_eq!(r.obs("join_after_all_done"), true, "{show}");
+    assert_eq!(r.obs("consumers_blocked_when_empty"), true, "{show}");
     assert_eq!(
         r.obs("task_done_extra_error"),
         "ValueError: task_done() called too many times",
         "{show}"
     );
-    assert_eq!(r.of_kind("lesson_end")[0]["ok"], true, "{show}");
+    assert!(r.end().ok, "{show}");
 
     // Every worker is a spawned (fork + exec) child of the main process, and was reaped.
     let prods = pids_named(r, &["producer"]);
     let conss = pids_named(r, &["consumer", "worker"]);
     assert_eq!(prods.len(), producers + 1, "{show}");
     assert_eq!(conss.len(), consumers * 2, "{show}");
-    for s in r.of_kind("spawn") {
-        assert_eq!(s["how"], "spawn", "{s}\n{show}");
-        assert_eq!(s["ppid"].as_i64(), Some(main), "{s}\n{show}");
+    for s in r.spawns() {
+        assert_eq!(s.how, How::Spawn, "{s}\n{show}");
+        assert_eq!(s.ppid, main, "{s}\n{show}");
     }
-    let exits: HashMap<i64, i64> = r
-        .of_kind("exit")
-        .iter()
-        .map(|e| (pid(e), e["exitcode"].as_i64().unwrap()))
-        .collect();
+    let exits: HashMap<i64, i64> = r.exits().iter().map(|e| (e.pid, e.exitcode)).collect();
     for p in prods.iter().chain(conss.iter()) {
         let workers = pids_named(r, &["worker"]);
         let want = if workers.contains(p) { -15 } else { 0 };
@@ -111,17 +87,17 @@ fn check(r: &Run, producers: usize, consumers: usize, maxsize: usize) {
     }
 
     // Puts come from producers, gets and task_done from consumers; none from main.
-    let puts = r.of_kind("put");
-    let gets = r.of_kind("get");
+    let puts = r.acts("put");
+    let gets = r.acts("get");
     for e in &puts {
         assert!(
-            prods.contains(&pid(e)),
+            prods.contains(&e.pid),
             "a put not from a producer: {e}\n{show}"
         );
     }
-    for e in gets.iter().chain(r.of_kind("task_done").iter()) {
-        assert!(conss.contains(&pid(e)), "not from a consumer: {e}\n{show}");
-        assert_ne!(pid(e), main, "{show}");
+    for e in gets.iter().chain(r.acts("task_done").iter()) {
+        assert!(conss.contains(&e.pid), "not from a consumer: {e}\n{show}");
+        assert_ne!(e.pid, main, "{show}");
     }
 
     // Every item put is got exactly once; one sentinel per consumer, each to one consumer.
@@ -143,7 +119,7 @@ fn check(r: &Run, producers: usize, consumers: usize, maxsize: usize) {
     let none_getters: Vec<i64> = gets
         .iter()
         .filter(|e| item(e) == "None")
-        .map(|e| pid(e))
+        .map(|e| e.pid)
         .collect();
     assert_eq!(none_puts, consumers, "{show}");
     assert_eq!(
@@ -154,19 +130,19 @@ fn check(r: &Run, producers: usize, consumers: usize, maxsize: usize) {
 
     // Order per producer: its items leave the queue in the order it put them.
     for p in &prods {
-        let mut mine: Vec<&Value> = puts.iter().copied().filter(|e| pid(e) == *p).collect();
-        mine.sort_by(|a, b| t(a).total_cmp(&t(b)));
+        let mut mine: Vec<Ev<Act>> = puts.iter().copied().filter(|e| e.pid == *p).collect();
+        mine.sort_by(|a, b| a.t_ms.total_cmp(&b.t_ms));
         let order: Vec<&str> = mine
             .iter()
             .map(|e| item(e))
             .filter(|&i| i != "None")
             .collect();
-        let mut out: Vec<&Value> = gets
+        let mut out: Vec<Ev<Act>> = gets
             .iter()
             .copied()
             .filter(|e| order.contains(&item(e)))
             .collect();
-        out.sort_by(|a, b| t(a).total_cmp(&t(b)));
+        out.sort_by(|a, b| a.t_ms.total_cmp(&b.t_ms));
         let out: Vec<&str> = out.iter().map(|e| item(e)).collect();
         assert_eq!(order, out, "FIFO for producer {p}\n{show}");
     }
@@ -174,7 +150,7 @@ fn check(r: &Run, producers: usize, consumers: usize, maxsize: usize) {
     // The queue never held more than maxsize: neither by the size in the events, nor by
     // counting puts and gets from their stamps.
     for e in puts.iter().chain(gets.iter()) {
-        let size = e["size"].as_i64().unwrap();
+        let size = e.int("size");
         assert!((0..=m).contains(&size), "size out of range: {e}\n{show}");
     }
     let most = max_concurrent(r, "put", "get");
@@ -185,26 +161,26 @@ fn check(r: &Run, producers: usize, consumers: usize, maxsize: usize) {
 
     // producer-1 was seen asleep with the queue full, in the put of its last item.
     let p1 = pid_of(r, "producer-1");
-    let blocked = r.of_kind("blocked");
+    let blocked = r.acts("blocked");
     let b1 = blocked
         .iter()
-        .find(|e| pid(e) == p1)
+        .find(|e| e.pid == p1)
         .unwrap_or_else(|| panic!("producer-1 never seen blocked\n{show}"));
-    assert_eq!(b1["state"], "S", "{show}");
+    assert_eq!(b1.str("state"), "S", "{show}");
     assert!(
-        b1["syscall"] == "futex" || b1["syscall"] == "?",
+        b1.str("syscall") == "futex" || b1.str("syscall") == "?",
         "{b1}\n{show}"
     );
     assert_eq!(
-        fill_at(r, t(b1)),
+        fill_at(r, b1.t_ms),
         m,
         "the queue was not full when producer-1 slept\n{show}"
     );
-    let put_t = |name: &str| t(puts.iter().find(|e| item(e) == name).unwrap());
-    assert!(put_t(&format!("p1.{}", maxsize - 1)) < t(b1), "{show}");
-    assert!(t(b1) < put_t(&format!("p1.{maxsize}")), "{show}");
+    let put_t = |name: &str| puts.iter().find(|e| item(e) == name).unwrap().t_ms;
+    assert!(put_t(&format!("p1.{}", maxsize - 1)) < b1.t_ms, "{show}");
+    assert!(b1.t_ms < put_t(&format!("p1.{maxsize}")), "{show}");
     // Its last put could only finish after a consumer freed a slot.
-    let first_get = gets.iter().map(|e| t(e)).fold(f64::MAX, f64::min);
+    let first_get = gets.iter().map(|e| e.t_ms).fold(f64::MAX, f64::min);
     assert!(put_t(&format!("p1.{maxsize}")) > first_get, "{show}");
 
     // The consumers were seen asleep with the queue empty: after the last real item was
@@ -213,24 +189,27 @@ fn check(r: &Run, producers: usize, consumers: usize, maxsize: usize) {
     let last_item_got = gets
         .iter()
         .filter(|e| item(e).starts_with('p'))
-        .map(|e| t(e))
+        .map(|e| e.t_ms)
         .fold(0.0, f64::max);
     let first_sentinel = puts
         .iter()
         .filter(|e| item(e) == "None")
-        .map(|e| t(e))
+        .map(|e| e.t_ms)
         .fold(f64::MAX, f64::min);
     let plain_consumers = pids_named(r, &["consumer"]);
     let mut calls = Vec::new();
     for c in &plain_consumers {
         let b = blocked
             .iter()
-            .find(|e| pid(e) == *c)
+            .find(|e| e.pid == *c)
             .unwrap_or_else(|| panic!("consumer {c} never seen blocked\n{show}"));
-        assert_eq!(b["state"], "S", "{show}");
-        assert!(last_item_got < t(b) && t(b) < first_sentinel, "{b}\n{show}");
-        assert_eq!(fill_at(r, t(b)), 0, "{show}");
-        calls.push(b["syscall"].as_str().unwrap().to_string());
+        assert_eq!(b.str("state"), "S", "{show}");
+        assert!(
+            last_item_got < b.t_ms && b.t_ms < first_sentinel,
+            "{b}\n{show}"
+        );
+        assert_eq!(fill_at(r, b.t_ms), 0, "{show}");
+        calls.push(b.str("syscall").to_string());
     }
     if !calls.contains(&"?".to_string()) {
         assert_eq!(
@@ -248,30 +227,27 @@ fn check(r: &Run, producers: usize, consumers: usize, maxsize: usize) {
     // JoinableQueue: join() slept while tasks were unfinished and returned only after
     // the last task_done().
     let boss = pid_of(r, "producer");
-    let task_done = r.of_kind("task_done");
+    let task_done = r.acts("task_done");
     assert_eq!(task_done.len(), maxsize, "{show}");
-    let joins = r.of_kind("queue_join");
+    let joins = r.acts("queue_join");
     assert_eq!(joins.len(), 1, "{show}");
-    assert_eq!(pid(joins[0]), boss, "{show}");
-    assert_eq!(joins[0]["unfinished"], 0, "{show}");
-    let last_done = task_done.iter().map(|e| t(e)).fold(0.0, f64::max);
+    assert_eq!(joins[0].pid, boss, "{show}");
+    assert_eq!(joins[0].int("unfinished"), 0, "{show}");
+    let last_done = task_done.iter().map(|e| e.t_ms).fold(0.0, f64::max);
     assert!(
-        t(joins[0]) > last_done,
+        joins[0].t_ms > last_done,
         "join returned before the last task_done\n{show}"
     );
     let bb = blocked
         .iter()
-        .find(|e| pid(e) == boss)
+        .find(|e| e.pid == boss)
         .unwrap_or_else(|| panic!("the JoinableQueue producer never seen blocked\n{show}"));
-    let first_done = task_done.iter().map(|e| t(e)).fold(f64::MAX, f64::min);
-    assert!(t(bb) < first_done, "{show}");
+    let first_done = task_done.iter().map(|e| e.t_ms).fold(f64::MAX, f64::min);
+    assert!(bb.t_ms < first_done, "{show}");
 
     // Every sentence the lesson said exists in its words.
-    for s in r.of_kind("say") {
-        assert!(
-            !s["text"].as_str().unwrap().starts_with('<'),
-            "missing words: {s}"
-        );
+    for s in r.says() {
+        assert!(!s.text.starts_with('<'), "missing words: {s}");
     }
 }
 
@@ -296,10 +272,10 @@ fn other_sizes_hold_too() {
 fn chinese_words_are_complete() {
     let r = queue_run(&["--lang", "zh"]);
     r.assert_code(0);
-    let says = r.of_kind("say");
+    let says = r.says();
     assert!(says.len() > 20, "{}", r.show());
     for s in says {
-        let text = s["text"].as_str().unwrap();
+        let text = &s.text;
         assert!(!text.starts_with('<'), "missing words: {s}");
         assert!(
             text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),

@@ -3,8 +3,7 @@
 
 use crate::common;
 
-use common::Run;
-use serde_json::Value;
+use common::{Act, Ev, How, Run};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
@@ -18,14 +17,6 @@ fn lesson(extra: &[&str]) -> Run {
     common::lesson_json("semaphore", extra)
 }
 
-fn t(e: &Value) -> f64 {
-    e["t_ms"].as_f64().unwrap()
-}
-
-fn pid(e: &Value) -> i64 {
-    e["pid"].as_i64().unwrap()
-}
-
 /// Every claim of a run with `workers` and `permits`, recomputed from its events.
 fn check(r: &Run, workers: i64, permits: i64) {
     r.assert_code(0);
@@ -37,34 +28,31 @@ fn check(r: &Run, workers: i64, permits: i64) {
     assert_eq!(r.obs("max_concurrent"), inside_at_most, "{show}");
     assert_eq!(r.obs("waited"), must_wait, "{show}");
     assert_eq!(r.obs("waiters_seen_asleep"), must_wait, "{show}");
-    for say in r.of_kind("say") {
-        assert!(
-            !say["text"].as_str().unwrap().starts_with('<'),
-            "missing words: {say}"
-        );
+    for say in r.says() {
+        assert!(!say.text.starts_with('<'), "missing words: {say}");
     }
     assert!(
-        r.of_kind("say").iter().any(|s| s["key"] == "unlinked"),
+        r.said("unlinked"),
         "the name was gone from /dev/shm once unlinked\n{show}"
     );
 
     // Every worker is a real spawned child of the main process, and ended well.
     let main = r.main_pid();
     let workers_pids: HashSet<i64> = r
-        .of_kind("spawn")
+        .spawns()
         .into_iter()
         .map(|s| {
-            assert_eq!(s["ppid"], main, "{s}");
-            assert_eq!(s["how"], "spawn", "{s}");
-            pid(s)
+            assert_eq!(s.ppid, main, "{s}");
+            assert_eq!(s.how, How::Spawn, "{s}");
+            s.pid
         })
         .collect();
     assert_eq!(workers_pids.len() as i64, workers, "{show}");
-    for e in r.of_kind("exit") {
-        assert!(workers_pids.contains(&pid(e)), "{e}");
-        assert_eq!(e["exitcode"], 0, "{e}");
+    for e in r.exits() {
+        assert!(workers_pids.contains(&e.pid), "{e}");
+        assert_eq!(e.exitcode, 0, "{e}");
     }
-    assert_eq!(r.of_kind("exit").len() as i64, workers, "{show}");
+    assert_eq!(r.exits().len() as i64, workers, "{show}");
 
     // The largest number inside at once, recomputed from the stamps.
     assert_eq!(
@@ -74,38 +62,38 @@ fn check(r: &Run, workers: i64, permits: i64) {
     );
 
     // Each worker: one P, then one V, both stamped in that worker.
-    let acquires = r.of_kind("acquire");
-    let releases = r.of_kind("release");
+    let acquires = r.acts("acquire");
+    let releases = r.acts("release");
     assert_eq!(acquires.len() as i64, workers, "{show}");
     assert_eq!(releases.len() as i64, workers, "{show}");
-    let acq: HashMap<i64, &Value> = acquires.iter().map(|e| (pid(e), *e)).collect();
-    let rel: HashMap<i64, &Value> = releases.iter().map(|e| (pid(e), *e)).collect();
+    let acq: HashMap<i64, Ev<Act>> = acquires.iter().map(|e| (e.pid, *e)).collect();
+    let rel: HashMap<i64, Ev<Act>> = releases.iter().map(|e| (e.pid, *e)).collect();
     assert_eq!(acq.len() as i64, workers, "one acquire each\n{show}");
     for (p, a) in &acq {
         assert!(workers_pids.contains(p), "{a}");
-        assert_eq!(a["what"], "semaphore", "{a}");
-        assert!(a["value"].as_i64().unwrap() >= 0, "{a}");
-        assert!(t(a) < t(rel[p]), "release before acquire: {a}");
+        assert_eq!(a.str("what"), "semaphore", "{a}");
+        assert!(a.int("value") >= 0, "{a}");
+        assert!(a.t_ms < rel[p].t_ms, "release before acquire: {a}");
     }
 
     // Those that found the counter at 0 said so before sleeping, and got in later.
-    let waits = r.of_kind("wait");
+    let waits = r.acts("wait");
     assert_eq!(waits.len() as i64, must_wait, "{show}");
-    let waited: HashSet<i64> = waits.iter().map(|e| pid(e)).collect();
+    let waited: HashSet<i64> = waits.iter().map(|e| e.pid).collect();
     assert_eq!(waited.len() as i64, must_wait, "{show}");
     for w in &waits {
-        assert_eq!(w["errno"], "EAGAIN", "{w}");
-        assert_eq!(w["value"], 0, "{w}");
-        let a = acq[&pid(w)];
-        assert_eq!(a["waited"], true, "{a}");
-        assert!(t(w) < t(a), "{w}");
+        assert_eq!(w.str("errno"), "EAGAIN", "{w}");
+        assert_eq!(w.int("value"), 0, "{w}");
+        let a = acq[&w.pid];
+        assert!(a.bool("waited"), "{a}");
+        assert!(w.t_ms < a.t_ms, "{w}");
     }
-    let flagged = acquires.iter().filter(|a| a["waited"] == true).count() as i64;
+    let flagged = acquires.iter().filter(|a| a.bool("waited")).count() as i64;
     assert_eq!(flagged, must_wait, "{show}");
     // A waiter only got in after somebody left.
-    let first_release = releases.iter().map(|e| t(e)).fold(f64::MAX, f64::min);
+    let first_release = releases.iter().map(|e| e.t_ms).fold(f64::MAX, f64::min);
     for p in &waited {
-        assert!(t(acq[p]) > first_release, "{}", acq[p]);
+        assert!(acq[p].t_ms > first_release, "{}", acq[p]);
     }
 }
 

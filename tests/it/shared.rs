@@ -5,18 +5,8 @@
 
 use crate::common;
 
-use common::Run;
-use serde_json::Value;
+use common::{by_time, Act, Ev, How, Run};
 use std::collections::HashMap;
-
-fn t(e: &Value) -> f64 {
-    e["t_ms"].as_f64().unwrap()
-}
-
-fn sorted(mut v: Vec<&Value>) -> Vec<&Value> {
-    v.sort_by(|a, b| t(a).partial_cmp(&t(b)).unwrap());
-    v
-}
 
 fn check(r: &Run, workers: i64, increments: i64) {
     r.assert_code(0);
@@ -30,24 +20,24 @@ fn check(r: &Run, workers: i64, increments: i64) {
 
     // The workers: spawned processes named worker-N, 2 × workers of them, all exit 0.
     let main = r.main_pid();
-    let spawns: Vec<&Value> = r.of_kind("spawn");
+    let spawns = r.spawns();
     assert_eq!(spawns.len() as i64, 2 * workers, "{}", r.show());
     let worker_pids: Vec<i64> = spawns
         .iter()
         .map(|s| {
-            assert_eq!(s["how"], "spawn");
-            assert_eq!(s["ppid"], main);
-            assert!(s["name"].as_str().unwrap().starts_with("worker-"));
-            s["pid"].as_i64().unwrap()
+            assert_eq!(s.how, How::Spawn);
+            assert_eq!(s.ppid, main);
+            assert!(s.name.starts_with("worker-"));
+            s.pid
         })
         .collect();
-    for e in r.of_kind("exit") {
-        assert_eq!(e["exitcode"], 0, "{e}");
+    for e in r.exits() {
+        assert_eq!(e.exitcode, 0, "{e}");
     }
-    assert_eq!(r.of_kind("exit").len(), worker_pids.len());
+    assert_eq!(r.exits().len(), worker_pids.len());
     for kind in ["read", "write", "acquire", "release", "wait"] {
-        for e in r.of_kind(kind) {
-            let pid = e["pid"].as_i64().unwrap();
+        for e in r.acts(kind) {
+            let pid = e.pid;
             assert!(
                 worker_pids.contains(&pid),
                 "{kind} from a worker, not {pid}"
@@ -57,18 +47,18 @@ fn check(r: &Run, workers: i64, increments: i64) {
 
     // Without the lock: every increment was written, yet the value only rose by one per
     // round: all workers read the same value before any of them wrote.
-    let pick = |kind: &str, lock: bool| -> Vec<&Value> {
-        sorted(
-            r.of_kind(kind)
+    let pick = |kind: &str, lock: bool| -> Vec<Ev<Act>> {
+        by_time(
+            r.acts(kind)
                 .into_iter()
-                .filter(|e| e["lock"] == lock)
+                .filter(|e| e.bool("lock") == lock)
                 .collect(),
         )
     };
     let (reads, writes) = (pick("read", false), pick("write", false));
     assert_eq!(writes.len() as i64, expected);
     assert_eq!(reads.len() as i64, expected);
-    let last_written = writes.last().unwrap()["value"].as_i64().unwrap();
+    let last_written = writes.last().unwrap().int("value");
     assert_eq!(last_written, without, "the value is what was written last");
     for round in 0..increments as usize {
         let n = workers as usize;
@@ -76,16 +66,16 @@ fn check(r: &Run, workers: i64, increments: i64) {
         let ws = &writes[round * n..(round + 1) * n];
         let v = round as i64;
         assert!(
-            rs.iter().all(|e| e["value"] == v),
+            rs.iter().all(|e| e.int("value") == v),
             "round {round}: all read {v}"
         );
         assert!(
-            ws.iter().all(|e| e["value"] == v + 1),
+            ws.iter().all(|e| e.int("value") == v + 1),
             "round {round}: all wrote {}",
             v + 1
         );
-        let last_read = rs.iter().map(|e| t(e)).fold(0.0, f64::max);
-        let first_write = ws.iter().map(|e| t(e)).fold(f64::INFINITY, f64::min);
+        let last_read = rs.iter().map(|e| e.t_ms).fold(0.0, f64::max);
+        let first_write = ws.iter().map(|e| e.t_ms).fold(f64::INFINITY, f64::min);
         assert!(
             last_read < first_write,
             "round {round}: every read before any write"
@@ -104,29 +94,30 @@ fn check(r: &Run, workers: i64, increments: i64) {
         "{}",
         r.show()
     );
-    let locked = sorted(
-        r.events
+    let locked = by_time(
+        r.events()
             .iter()
-            .filter(|e| e["lock"] == true && (e["kind"] == "read" || e["kind"] == "write"))
+            .filter_map(|e| e.act("read").or_else(|| e.act("write")))
+            .filter(|e| e.bool("lock"))
             .collect(),
     );
     assert_eq!(locked.len() as i64, 2 * expected);
     for (i, pair) in locked.chunks(2).enumerate() {
         let (rd, wr) = (pair[0], pair[1]);
-        assert_eq!(rd["kind"], "read");
-        assert_eq!(wr["kind"], "write");
-        assert_eq!(rd["pid"], wr["pid"], "read and write by the lock holder");
-        assert_eq!(rd["value"], i as i64);
-        assert_eq!(wr["value"], i as i64 + 1);
+        assert_eq!(rd.kind, "read");
+        assert_eq!(wr.kind, "write");
+        assert_eq!(rd.pid, wr.pid, "read and write by the lock holder");
+        assert_eq!(rd.int("value"), i as i64);
+        assert_eq!(wr.int("value"), i as i64 + 1);
     }
     let mut acquires: HashMap<i64, usize> = HashMap::new();
-    for e in r.of_kind("acquire") {
-        *acquires.entry(e["pid"].as_i64().unwrap()).or_default() += 1;
+    for e in r.acts("acquire") {
+        *acquires.entry(e.pid).or_default() += 1;
     }
     assert_eq!(acquires.len() as i64, workers, "every worker held the lock");
     assert!(acquires.values().all(|&n| n as i64 == increments));
-    assert_eq!(r.of_kind("release").len() as i64, expected);
-    assert_eq!(r.obs("lock_waits"), r.of_kind("wait").len() as i64);
+    assert_eq!(r.acts("release").len() as i64, expected);
+    assert_eq!(r.obs("lock_waits"), r.acts("wait").len() as i64);
 
     // The first holder kept the lock until every other worker was seen asleep at it: each
     // of them announced a wait before the first release.
@@ -136,16 +127,16 @@ fn check(r: &Run, workers: i64, increments: i64) {
         "{}",
         r.show()
     );
-    let releases = sorted(r.of_kind("release"));
-    let first_release = t(releases[0]);
-    let first_holder = &releases[0]["pid"];
-    let mut early_waiters: Vec<&Value> = r
-        .of_kind("wait")
+    let releases = by_time(r.acts("release"));
+    let first_release = releases[0].t_ms;
+    let first_holder = releases[0].pid;
+    let mut early_waiters: Vec<i64> = r
+        .acts("wait")
         .into_iter()
-        .filter(|e| t(e) < first_release)
-        .map(|e| &e["pid"])
+        .filter(|e| e.t_ms < first_release)
+        .map(|e| e.pid)
         .collect();
-    early_waiters.sort_by_key(|p| p.as_i64());
+    early_waiters.sort_unstable();
     early_waiters.dedup();
     assert_eq!(early_waiters.len() as i64, workers - 1, "{}", r.show());
     assert!(!early_waiters.contains(&first_holder));

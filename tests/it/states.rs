@@ -4,18 +4,8 @@
 
 use crate::common;
 
-use serde_json::Value;
+use common::{Act, Ev, How, State};
 use std::collections::BTreeMap;
-
-fn t(e: &Value) -> f64 {
-    e["t_ms"].as_f64().unwrap()
-}
-
-fn f(e: &Value, field: &str) -> f64 {
-    e[field]
-        .as_f64()
-        .unwrap_or_else(|| panic!("{field} missing: {e}"))
-}
 
 fn check(r: &common::Run) {
     r.assert_code(0);
@@ -35,13 +25,10 @@ fn check(r: &common::Run) {
     .into_iter()
     .collect();
     let mut pid_of: BTreeMap<String, i64> = BTreeMap::new();
-    for s in r.of_kind("spawn") {
-        assert_eq!(s["how"], "fork", "{s}");
-        assert_eq!(s["ppid"], main, "{s}");
-        pid_of.insert(
-            s["name"].as_str().unwrap().to_string(),
-            s["pid"].as_i64().unwrap(),
-        );
+    for s in r.spawns() {
+        assert_eq!(s.how, How::Fork, "{s}");
+        assert_eq!(s.ppid, main, "{s}");
+        pid_of.insert(s.name.clone(), s.pid);
     }
     assert_eq!(
         pid_of.keys().map(String::as_str).collect::<Vec<_>>(),
@@ -51,12 +38,12 @@ fn check(r: &common::Run) {
     );
     for (name, code) in &want {
         let exit = r
-            .of_kind("exit")
+            .exits()
             .into_iter()
-            .find(|e| e["pid"] == pid_of[*name])
+            .find(|e| e.pid == pid_of[*name])
             .unwrap_or_else(|| panic!("no exit for {name}\n{}", r.show()));
-        assert_eq!(exit["exitcode"], *code, "{name}: {exit}");
-        assert_eq!(exit["reaped_by"], main, "{exit}");
+        assert_eq!(exit.exitcode, *code, "{name}: {exit}");
+        assert_eq!(exit.reaped_by, main, "{exit}");
     }
     for (obs, name) in [
         ("exit_normal", "normal"),
@@ -70,45 +57,46 @@ fn check(r: &common::Run) {
     // Running and ready: the clocks of each CPU-bound process, as read, grew from the
     // first reading to the last, and every reading said R.
     let hogs = [pid_of["cpu-1"], pid_of["cpu-2"]];
-    let sched = r.of_kind("sched");
-    assert!(sched
-        .iter()
-        .all(|e| hogs.contains(&e["pid"].as_i64().unwrap())));
-    assert!(sched.iter().all(|e| e["state"] == "R"), "{}", r.show());
+    let sched = r.acts("sched");
+    assert!(sched.iter().all(|e| hogs.contains(&e.pid)));
+    assert!(sched.iter().all(|e| e.str("state") == "R"), "{}", r.show());
     let mut ready_sum = 0.0;
     for pid in hogs {
-        let mine: Vec<&&Value> = sched.iter().filter(|e| e["pid"] == pid).collect();
+        let mine: Vec<&Ev<Act>> = sched.iter().filter(|e| e.pid == pid).collect();
         assert!(mine.len() >= 5, "at least 5 readings of {pid}");
         for w in mine.windows(2) {
             for field in ["cpu_ms", "ready_ms", "turns"] {
-                assert!(f(w[1], field) >= f(w[0], field), "a clock went back: {w:?}");
+                assert!(
+                    w[1].num(field) >= w[0].num(field),
+                    "a clock went back: {w:?}"
+                );
             }
         }
         let (a, b) = (mine[0], mine[mine.len() - 1]);
         assert!(
-            f(b, "cpu_ms") > f(a, "cpu_ms"),
+            b.num("cpu_ms") > a.num("cpu_ms"),
             "{pid} never ran\n{}",
             r.show()
         );
         assert!(
-            f(b, "ready_ms") > f(a, "ready_ms"),
+            b.num("ready_ms") > a.num("ready_ms"),
             "{pid} never waited ready\n{}",
             r.show()
         );
-        ready_sum += f(b, "ready_ms") - f(a, "ready_ms");
+        ready_sum += b.num("ready_ms") - a.num("ready_ms");
         // The observer agrees: it last saw the process R before the first reading, and
         // saw no other letter until the last one.
-        let states: Vec<&Value> = r
-            .of_kind("state")
-            .into_iter()
-            .filter(|s| s["pid"] == pid)
-            .collect();
-        let before = states.iter().rev().find(|s| t(s) <= t(a)).expect("a state");
-        assert_eq!(before["to"], "R", "{before}");
+        let states: Vec<Ev<State>> = r.states().into_iter().filter(|s| s.pid == pid).collect();
+        let before = states
+            .iter()
+            .rev()
+            .find(|s| s.t_ms <= a.t_ms)
+            .expect("a state");
+        assert_eq!(before.to, "R", "{before}");
         assert!(states
             .iter()
-            .filter(|s| t(s) > t(a) && t(s) <= t(b))
-            .all(|s| s["to"] == "R"));
+            .filter(|s| s.t_ms > a.t_ms && s.t_ms <= b.t_ms)
+            .all(|s| s.to == "R"));
     }
     assert_eq!(r.obs("running_and_ready"), true);
     let ready_ms = r.obs("ready_ms").as_f64().unwrap();
@@ -121,24 +109,20 @@ fn check(r: &common::Run) {
     // write, and runnable after it, then a zombie.
     let reader = pid_of["reader"];
     let wake = r
-        .of_kind("say")
+        .says()
         .into_iter()
-        .find(|s| s["key"] == "wake")
+        .find(|s| s.key == "wake")
         .expect("the write");
-    let states: Vec<&Value> = r
-        .of_kind("state")
-        .into_iter()
-        .filter(|s| s["pid"] == reader)
-        .collect();
+    let states: Vec<Ev<State>> = r.states().into_iter().filter(|s| s.pid == reader).collect();
     let asleep = states
         .iter()
-        .find(|s| s["to"] == "S")
+        .find(|s| s.to == "S")
         .unwrap_or_else(|| panic!("reader never S\n{}", r.show()));
-    assert!(t(asleep) < t(wake));
+    assert!(asleep.t_ms < wake.t_ms);
     // Where it sleeps: the kernel function, when the kernel told it (a sample taken as
     // the process was just going to sleep may not have it yet).
-    for s in states.iter().filter(|s| t(s) < t(wake)) {
-        if let Some(w) = s["waiting_in"].as_str() {
+    for s in states.iter().filter(|s| s.t_ms < wake.t_ms) {
+        if let Some(w) = &s.waiting_in {
             assert!(w.contains("pipe"), "{s}");
         }
     }
@@ -147,17 +131,17 @@ fn check(r: &common::Run) {
     assert!(
         states
             .iter()
-            .filter(|s| t(s) > t(asleep) && t(s) < t(wake))
-            .all(|s| s["to"] == "S"),
+            .filter(|s| s.t_ms > asleep.t_ms && s.t_ms < wake.t_ms)
+            .all(|s| s.to == "S"),
         "the reader woke before the write\n{}",
         r.show()
     );
     let woken = states
         .iter()
-        .find(|s| s["to"] == "R" && t(s) >= t(wake))
+        .find(|s| s.to == "R" && s.t_ms >= wake.t_ms)
         .unwrap_or_else(|| panic!("reader never R after the write\n{}", r.show()));
-    let zombie = states.iter().find(|s| s["to"] == "Z").expect("a zombie");
-    assert!(t(woken) < t(zombie));
+    let zombie = states.iter().find(|s| s.to == "Z").expect("a zombie");
+    assert!(woken.t_ms < zombie.t_ms);
     assert_eq!(r.obs("blocked_state"), "S");
     assert_eq!(r.obs("woken_state"), "R");
     assert!(r.obs("woken_ready_ms").as_f64().unwrap() >= 0.0);
@@ -204,10 +188,7 @@ fn chinese_words_are_complete_and_options_are_refused() {
     let r = common::run(&["--speed", "0", "--json", "--lang", "zh", "states"]);
     r.assert_code(0);
     common::assert_words_complete(&r);
-    assert!(r
-        .of_kind("say")
-        .iter()
-        .any(|s| s["text"].as_str().unwrap().contains("就绪")));
+    assert!(r.says().iter().any(|s| s.text.contains("就绪")));
     let bad = common::run(&["states", "--workers", "2"]);
     bad.assert_code(2);
     assert!(!bad.stderr.contains("panicked"), "{}", bad.show());

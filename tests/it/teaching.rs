@@ -16,21 +16,17 @@ fn tour_json_is_one_stream_covering_every_lesson() {
     let r = common::run(&["--speed", "0", "--json", "tour"]);
     common::check_contract(&r);
     r.assert_code(0);
-    let started: Vec<String> = r
-        .of_kind("lesson_start")
-        .iter()
-        .map(|e| e["lesson"].as_str().unwrap().to_string())
-        .collect();
+    let started: Vec<String> = r.starts().iter().map(|e| e.lesson.to_string()).collect();
     assert_eq!(
         started, names,
         "the tour runs every lesson of `list`, in order"
     );
-    for end in r.of_kind("lesson_end") {
-        assert_eq!(end["ok"], true, "{end}");
+    for end in r.ends() {
+        assert!(end.ok, "{end}");
     }
     // Events carry the lesson they belong to.
-    for e in &r.events {
-        assert!(names.iter().any(|n| e["lesson"] == n.as_str()), "{e}");
+    for e in r.events() {
+        assert!(names.contains(&e.lesson), "{e}");
     }
     common::assert_words_complete(&r);
     for name in &names {
@@ -43,7 +39,7 @@ fn tour_json_is_one_stream_covering_every_lesson() {
 fn tour_speaks_chinese_throughout() {
     let r = common::run(&["--speed", "0", "--json", "--lang", "zh", "tour"]);
     r.assert_code(0);
-    assert!(!r.of_kind("say").is_empty());
+    assert!(!r.says().is_empty());
     common::assert_words_complete(&r);
 }
 
@@ -58,12 +54,12 @@ fn quiz_is_answerable_from_the_run(lesson: &str, r: &common::Run) {
         .and_then(|q| q.as_array())
         .unwrap_or_else(|| panic!("{lesson}: no [[quiz]] question"));
     assert!(!quiz.is_empty(), "{lesson}: no [[quiz]] question");
-    let observed = |name: &str| -> serde_json::Value {
-        r.events
-            .iter()
-            .find(|e| e["lesson"] == lesson && e["kind"] == "observation" && e["name"] == name)
+    let observed = |name: &str| -> common::Val {
+        r.observations()
+            .into_iter()
+            .find(|o| o.lesson == lesson && o.name == name)
             .unwrap_or_else(|| panic!("{lesson}: the quiz asks about {name}, never observed"))
-            ["value"]
+            .value
             .clone()
     };
     for q in quiz {
@@ -80,7 +76,7 @@ fn quiz_is_answerable_from_the_run(lesson: &str, r: &common::Run) {
             .unwrap()
             .iter()
             .filter(|c| {
-                let num = |v: &serde_json::Value| v.as_f64();
+                let num = |v: &common::Val| v.as_f64();
                 let mut ok = true;
                 if let Some(v) = c.get("value") {
                     ok &= match v {
@@ -130,11 +126,7 @@ fn trace_is_chrome_trace_json_with_the_runs_real_pids() {
         .filter(|e| e["ph"] == "M" && e["name"] == "process_name")
         .map(|e| e["pid"].as_i64().unwrap())
         .collect();
-    let spawned: BTreeSet<i64> = r
-        .of_kind("spawn")
-        .iter()
-        .map(|e| e["pid"].as_i64().unwrap())
-        .collect();
+    let spawned: BTreeSet<i64> = r.spawns().iter().map(|e| e.pid).collect();
     assert!(
         spawned.is_subset(&named),
         "spawned {spawned:?}, tracks {named:?}"

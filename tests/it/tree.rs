@@ -2,18 +2,10 @@
 //! tree drawn from /proc against the spawn events, the group signal against the exits.
 use crate::common;
 
-use common::{exit_of, pid_of as pid, spawn_of, t_ms as t};
-
-use common::{Live, Run};
+use common::{Event, How, Live, Run, Say};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
-use serde_json::Value;
 use std::time::Duration;
-
-/// Every `act` event called `act`.
-fn acts<'a>(r: &'a Run, act: &str) -> Vec<&'a Value> {
-    r.of_kind(act)
-}
 
 /// A row of the drawn tree: pid, ppid, pgid, state letter, name.
 struct Row {
@@ -26,11 +18,11 @@ struct Row {
 
 /// The rows of the tree the lesson drew (`tree_row` lines), in order.
 fn rows(r: &Run) -> Vec<Row> {
-    r.of_kind("say")
+    r.says()
         .into_iter()
-        .filter(|e| e["key"] == "tree_row")
+        .filter(|e| e.key == "tree_row")
         .map(|e| {
-            let text = e["text"].as_str().unwrap();
+            let text = &e.text;
             let w: Vec<&str> = text.split_whitespace().collect();
             assert!(w.len() >= 5, "a tree row: {text}");
             Row {
@@ -58,38 +50,38 @@ fn check(r: &Run) {
     assert_eq!(r.obs("root_pid"), 1, "the parent chain ends at PID 1");
 
     // The tree: two forked children of main, each with a forked child of its own.
-    let c1 = spawn_of(r, "child-1");
-    let c2 = spawn_of(r, "child-2");
-    let g1 = spawn_of(r, "gchild-1");
-    let g2 = spawn_of(r, "gchild-2");
+    let c1 = r.spawn_of("child-1");
+    let c2 = r.spawn_of("child-2");
+    let g1 = r.spawn_of("gchild-1");
+    let g2 = r.spawn_of("gchild-2");
     for s in [c1, c2, g1, g2] {
-        assert_eq!(s["how"], "fork", "{s}");
+        assert_eq!(s.how, How::Fork, "{s}");
     }
-    assert_eq!(c1["ppid"], main);
-    assert_eq!(c2["ppid"], main);
-    assert_eq!(g1["ppid"], pid(c1), "gchild-1 is child-1's child");
-    assert_eq!(g2["ppid"], pid(c2), "gchild-2 is child-2's child");
+    assert_eq!(c1.ppid, main);
+    assert_eq!(c2.ppid, main);
+    assert_eq!(g1.ppid, c1.pid, "gchild-1 is child-1's child");
+    assert_eq!(g2.ppid, c2.pid, "gchild-2 is child-2's child");
     assert!(
-        t(c1) <= t(g1) && t(c2) <= t(g2),
+        c1.t_ms <= g1.t_ms && c2.t_ms <= g2.t_ms,
         "a parent starts before its child"
     );
-    let group = pid(c1);
+    let group = c1.pid;
 
     // Each child put itself in the new group named after child-1.
-    let setpgid = acts(r, "setpgid");
+    let setpgid = r.acts("setpgid");
     assert_eq!(setpgid.len(), 3, "{}", r.show());
     let pgid_of = |p: i64| -> Vec<i64> {
         setpgid
             .iter()
-            .filter(|e| pid(e) == p)
-            .map(|e| e["pgid"].as_i64().unwrap())
+            .filter(|e| e.pid == p)
+            .map(|e| e.int("pgid"))
             .collect()
     };
-    assert_eq!(pgid_of(pid(c1)), [group]);
-    assert_eq!(pgid_of(pid(c2)), [group]);
+    assert_eq!(pgid_of(c1.pid), [group]);
+    assert_eq!(pgid_of(c2.pid), [group]);
     assert_eq!(
-        pgid_of(pid(g2)),
-        [pid(g2)],
+        pgid_of(g2.pid),
+        [g2.pid],
         "gchild-2 moved to a group of its own"
     );
 
@@ -103,10 +95,10 @@ fn check(r: &Run) {
             .unwrap_or_else(|| panic!("PID {p} in the drawn tree\n{}", r.show()))
     };
     for s in [c1, c2, g1, g2] {
-        let w = row(pid(s));
-        assert_eq!(w.ppid, s["ppid"].as_i64().unwrap(), "ppid of {s}");
+        let w = row(s.pid);
+        assert_eq!(w.ppid, s.ppid, "ppid of {s}");
         assert_eq!(w.pgid, group, "all four in one group before the move: {s}");
-        assert_eq!(w.name, s["name"].as_str().unwrap());
+        assert_eq!(w.name, s.name);
         assert_eq!(w.state, "S", "asleep in pause() or poll(): {s}");
     }
     // Below main: the four, and nothing else but mp-demo's janitor.
@@ -114,48 +106,48 @@ fn check(r: &Run) {
     assert_eq!(below.len(), 4, "{}", r.show());
     // Depth first: each grandchild is drawn right after its parent.
     let at = |p: i64| rows.iter().position(|w| w.pid == p).unwrap();
-    assert_eq!(at(pid(g1)), at(pid(c1)) + 1);
-    assert_eq!(at(pid(g2)), at(pid(c2)) + 1);
+    assert_eq!(at(g1.pid), at(c1.pid) + 1);
+    assert_eq!(at(g2.pid), at(c2.pid) + 1);
 
     // Ctrl-C by hand: one killpg to the group, then one to the survivor's group of one.
-    let killpg = acts(r, "killpg");
+    let killpg = r.acts("killpg");
     assert_eq!(killpg.len(), 2, "{}", r.show());
-    assert_eq!(killpg[0]["pgid"], group);
-    assert_eq!(killpg[0]["signal"], "SIGINT");
-    assert_eq!(killpg[1]["pgid"], pid(g2));
-    let members: Vec<i64> = vec![pid(c1), pid(c2), pid(g1)];
-    assert_eq!(killpg[0]["members"], members.len());
-    let moved = pgid_of(pid(g2));
+    assert_eq!(killpg[0].int("pgid"), group);
+    assert_eq!(killpg[0].str("signal"), "SIGINT");
+    assert_eq!(killpg[1].int("pgid"), g2.pid);
+    let members: Vec<i64> = vec![c1.pid, c2.pid, g1.pid];
+    assert_eq!(killpg[0].int("members"), members.len() as i64);
+    let moved = pgid_of(g2.pid);
     assert!(
-        t(setpgid.iter().find(|e| pid(e) == pid(g2)).unwrap()) < t(killpg[0]),
+        setpgid.iter().find(|e| e.pid == g2.pid).unwrap().t_ms < killpg[0].t_ms,
         "gchild-2 moved before the signal ({moved:?})"
     );
     // Every member ended with -2 after the group signal and was reaped by main.
     let ended = members
         .iter()
         .filter(|&&p| {
-            let e = exit_of(r, p);
-            e["exitcode"] == -2 && e["reaped_by"] == main && t(e) > t(killpg[0])
+            let e = r.exit_of(p);
+            e.exitcode == -2 && e.reaped_by == main && e.t_ms > killpg[0].t_ms
         })
         .count();
     assert_eq!(ended, members.len(), "{}", r.show());
     // The survivor outlived the group signal: re-parented to main, ended only by the
     // second signal.
-    let survivor = exit_of(r, pid(g2));
-    assert!(t(survivor) > t(killpg[1]), "{}", r.show());
-    assert_eq!(survivor["exitcode"], -2);
-    let reparent = acts(r, "reparent");
+    let survivor = r.exit_of(g2.pid);
+    assert!(survivor.t_ms > killpg[1].t_ms, "{}", r.show());
+    assert_eq!(survivor.exitcode, -2);
+    let reparent = r.acts("reparent");
     assert_eq!(reparent.len(), 1);
-    assert_eq!(pid(reparent[0]), pid(g2));
-    assert_eq!(reparent[0]["from"], pid(c2));
-    assert_eq!(reparent[0]["to"], main);
-    assert!(t(reparent[0]) < t(killpg[1]));
+    assert_eq!(reparent[0].pid, g2.pid);
+    assert_eq!(reparent[0].int("from"), c2.pid);
+    assert_eq!(reparent[0].int("to"), main);
+    assert!(reparent[0].t_ms < killpg[1].t_ms);
     // Main was not signalled: the run ended normally, with its summary.
-    assert_eq!(r.of_kind("lesson_end")[0]["ok"], true);
+    assert!(r.end().ok);
 
     // Every process the lesson started ended, and every narration line was found.
-    for s in r.of_kind("spawn") {
-        exit_of(r, pid(s));
+    for s in r.spawns() {
+        r.exit_of(s.pid);
     }
     common::assert_words_complete(r);
 }
@@ -178,9 +170,9 @@ fn the_hints_name_real_pids() {
     let r = common::lesson_json("tree", &[]);
     let main = r.main_pid();
     let hints: Vec<String> = r
-        .of_kind("step")
+        .steps()
         .into_iter()
-        .filter_map(|e| e["hint"].as_str().map(String::from))
+        .filter_map(|e| e.hint.clone())
         .collect();
     assert!(
         hints
@@ -197,16 +189,21 @@ fn an_option_it_does_not_have_is_a_usage_error() {
 }
 
 /// A test of the events: the moment has come.
-type Moment = fn(&Value) -> bool;
+type Moment = fn(&Event) -> bool;
+
+/// Whether `e` is a line said with `key`.
+fn said(e: &Event, key: &str) -> bool {
+    e.get::<Say>().is_some_and(|s| s.key == key)
+}
 
 /// The moments when the tree's processes stand in different places: all in the group
 /// (each dies with its parent), gchild-2 in its own group (it watches its parent's pipe
 /// instead), gchild-2 re-parented to main (it dies with main).
 fn moments() -> [(&'static str, Moment); 3] {
     [
-        ("built", |e| e["kind"] == "say" && e["key"] == "tree_row"),
-        ("moved", |e| e["kind"] == "say" && e["key"] == "moved"),
-        ("re-parented", |e| e["kind"] == "reparent"),
+        ("built", |e| said(e, "tree_row")),
+        ("moved", |e| said(e, "moved")),
+        ("re-parented", |e| e.act("reparent").is_some()),
     ]
 }
 
