@@ -127,8 +127,9 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
             .iter()
             .filter(|p| crate::sys::proc::state(p.as_raw()) == Some('Z'))
             .count();
-        ctx.say(
-            if gone { "reaped" } else { "reaped_not_gone" },
+        say!(
+            ctx,
+            if (gone) { "reaped" } else { "reaped_not_gone" },
             &[("pid", &kid), ("code", &code), ("left", &left)],
         );
         ctx.pause(900)?;
@@ -198,8 +199,9 @@ fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
     nix::unistd::write(&family.gc_go, b"g").context("write() to the grandchild's pipe")?;
     let zombie = ctx.wait_state(gc, &['Z'], TIMEOUT)? == Some('Z');
     let code = ctx.join(gc)?;
-    ctx.say(
-        if zombie {
+    say!(
+        ctx,
+        if (zombie) {
             "orphan_reaped"
         } else {
             "orphan_reaped_unseen"
@@ -256,8 +258,9 @@ fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
     let state = ctx.wait_state(helper, &['S', 'R'], TIMEOUT)?;
     let ppid = ppid_of(helper).unwrap_or(-1);
     let alive = matches!(state, Some(s) if s != 'Z') && ppid == me && adopted == me;
-    ctx.say(
-        if alive {
+    say!(
+        ctx,
+        if (alive) {
             "helper_alive"
         } else {
             "helper_not_alive"

@@ -181,10 +181,11 @@ fn next_acquire(ctx: &mut Ctx<'_>, lock: &Lock, holder: Pid, note_w: OwnedFd) ->
         "wait_done",
         &[("what", "lock".into()), ("result", got.into())],
     );
-    ctx.say_for(
+    say_for!(
+        ctx,
         next.as_raw(),
         waited.t_ns,
-        if got { "next_got" } else { "next_timed_out" },
+        if (got) { "next_got" } else { "next_timed_out" },
         &[("ms", &timeout_ms)],
     );
     let code = ctx.join(next)?;

@@ -450,11 +450,11 @@ fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
         match (n.kind(), index(n.pid)) {
             (Some(Said::Hello), Some(i)) => {
                 ctx.act_at(n.pid, n.t_ns, "setpgid", &[("pgid", ObsValue::Int(n.b))]);
-                let key = if i == 0 { "c1_hello" } else { "c2_hello" };
-                ctx.say_for(
+                say_for!(
+                    ctx,
                     n.pid,
                     n.t_ns,
-                    key,
+                    if (i == 0) { "c1_hello" } else { "c2_hello" },
                     &[("pid", &n.pid), ("ppid", &n.ppid), ("pgid", &n.b)],
                 );
             }

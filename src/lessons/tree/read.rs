@@ -31,8 +31,13 @@ pub(super) fn read_tree(ctx: &mut Ctx<'_>, tree: &Tree) -> Result<()> {
         );
     }
     let same_session = rows.iter().all(|(_, _, _, s)| s.sid == sid);
-    ctx.say(
-        if same_session { "session" } else { "sessions" },
+    say!(
+        ctx,
+        if (same_session) {
+            "session"
+        } else {
+            "sessions"
+        },
         &[("sid", &sid)],
     );
     ctx.pause(3000)?;
