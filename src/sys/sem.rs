@@ -18,10 +18,9 @@ pub struct NamedSem {
 }
 
 impl NamedSem {
-    /// The semaphore itself, for calls a forked child makes on it (async-signal-safe
-    /// `sem_*` functions on the same mapping).
-    pub fn as_ptr(&self) -> *mut libc::sem_t {
-        self.sem
+    /// The semaphore as a forked child uses it ([`RawSem`]): valid while this stays open.
+    pub fn raw(&self) -> RawSem {
+        RawSem(self.sem)
     }
 
     /// A fresh, unguessable name: `/mp-demo-<16 random hex digits>-<what>`.
@@ -150,5 +149,61 @@ impl Drop for NamedSem {
         }
         // SAFETY: `sem` came from a successful sem_open and is closed only here.
         unsafe { libc::sem_close(self.sem) };
+    }
+}
+
+/// A named semaphore as a forked child uses it: the `sem_open` mapping is shared
+/// (`MAP_SHARED`) and copied by fork, so the pointer is valid in the child too, and the
+/// two calls below are async-signal-safe in practice (glibc: atomic operations on the
+/// shared counter, `clock_gettime` and a futex wait; no allocation, no lock).
+#[derive(Clone, Copy)]
+pub struct RawSem(*mut libc::sem_t);
+
+// SAFETY: a POSIX semaphore is made to be used from several threads and processes at
+// once; the pointer is only used while the NamedSem it came from is open.
+unsafe impl Send for RawSem {}
+
+impl RawSem {
+    /// `lock.acquire(block=False)`: `sem_trywait`.
+    pub fn try_acquire(self) -> bool {
+        // SAFETY: `self.0` points into a live semaphore mapping (see RawSem).
+        unsafe { libc::sem_trywait(self.0) == 0 }
+    }
+
+    /// `lock.acquire(timeout=ms/1000)`: `sem_timedwait` until now + `ms`
+    /// (CLOCK_REALTIME, as POSIX says). 1 acquired, 0 timed out, -errno for any other
+    /// failure (a number, not an error: the caller is a forked child that may not
+    /// allocate).
+    #[cfg(target_os = "linux")]
+    pub fn acquire_within(self, ms: u64) -> i64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into our stack timespec; async-signal-safe.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+        ts.tv_sec += (ms / 1000) as libc::time_t;
+        ts.tv_nsec += ((ms % 1000) * 1_000_000) as libc::c_long;
+        if ts.tv_nsec >= 1_000_000_000 {
+            ts.tv_nsec -= 1_000_000_000;
+            ts.tv_sec += 1;
+        }
+        loop {
+            // SAFETY: `self.0` points into a live semaphore mapping; `ts` is valid.
+            if unsafe { libc::sem_timedwait(self.0, &ts) } == 0 {
+                return 1;
+            }
+            match Errno::last() {
+                Errno::EINTR => continue,
+                Errno::ETIMEDOUT => return 0,
+                e => return -(e as i64),
+            }
+        }
+    }
+
+    /// macOS has no `sem_timedwait`.
+    #[cfg(not(target_os = "linux"))]
+    pub fn acquire_within(self, _ms: u64) -> i64 {
+        -(Errno::ENOSYS as i64)
     }
 }

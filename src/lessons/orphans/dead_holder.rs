@@ -6,11 +6,10 @@ use super::{expect_note, letter, Said, TIMEOUT, WORDS};
 use crate::ctx::Ctx;
 use crate::procs::{self, Note};
 use crate::sys::proc::Call;
-use crate::sys::sem::NamedSem;
+use crate::sys::sem::{NamedSem, RawSem};
 use crate::{say, say_for, step};
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
-use nix::libc;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -46,7 +45,7 @@ pub(super) fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
 
     let (note_r, note_w) = procs::pipe()?;
     let lock = Lock {
-        raw: RawSem(sem.as_ptr()),
+        raw: sem.raw(),
         sem,
         note_r,
         note_fd: note_w.as_raw_fd(),
@@ -72,7 +71,7 @@ pub(super) fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
 fn take_and_hold(ctx: &mut Ctx<'_>, lock: &Lock) -> Result<Pid> {
     let (raw, note_fd) = (lock.raw, lock.note_fd);
     let child_body = move || {
-        let got = sem_try_acquire(raw);
+        let got = raw.try_acquire();
         Note::tell(note_fd, Said::Acquired, i64::from(got));
         loop {
             nix::unistd::pause();
@@ -129,7 +128,7 @@ fn next_acquire(ctx: &mut Ctx<'_>, lock: &Lock, holder: Pid, note_w: OwnedFd) ->
     step!(ctx, "next", &[("ms", &timeout_ms)])?;
     let child_body = move || {
         Note::tell(note_fd, Said::Waiting, timeout_ms as i64);
-        let got = sem_acquire_timeout(raw, timeout_ms);
+        let got = raw.acquire_within(timeout_ms);
         Note::tell(note_fd, Said::Waited, got);
         0
     };
@@ -193,56 +192,4 @@ fn next_acquire(ctx: &mut Ctx<'_>, lock: &Lock, holder: Pid, note_w: OwnedFd) ->
         bail!("the next process (PID {next}) exited with {code}");
     }
     Ok(got)
-}
-
-/// A raw semaphore pointer a forked child may use: the mapping is shared (MAP_SHARED)
-/// and copied by fork, so the pointer is valid in the child too.
-#[derive(Clone, Copy)]
-struct RawSem(*mut libc::sem_t);
-
-// SAFETY: a POSIX semaphore is made to be used from several threads and processes at
-// once; the pointer is only used while the NamedSem it came from is open.
-unsafe impl Send for RawSem {}
-
-/// `lock.acquire(block=False)`: `sem_trywait`. Async-signal-safe in practice (glibc: an
-/// atomic compare-and-swap on the shared counter).
-fn sem_try_acquire(sem: RawSem) -> bool {
-    // SAFETY: `sem` points into a live semaphore mapping (see RawSem).
-    unsafe { libc::sem_trywait(sem.0) == 0 }
-}
-
-/// `lock.acquire(timeout=ms/1000)`: `sem_timedwait` until now + `ms` (CLOCK_REALTIME, as
-/// POSIX says). 1 acquired, 0 timed out, -errno for any other failure. Async-signal-safe
-/// in practice (glibc: clock_gettime, atomic operations and a futex wait, no allocation).
-#[cfg(target_os = "linux")]
-fn sem_acquire_timeout(sem: RawSem, ms: u64) -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into our stack timespec; async-signal-safe.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec += (ms / 1000) as libc::time_t;
-    ts.tv_nsec += ((ms % 1000) * 1_000_000) as libc::c_long;
-    if ts.tv_nsec >= 1_000_000_000 {
-        ts.tv_nsec -= 1_000_000_000;
-        ts.tv_sec += 1;
-    }
-    loop {
-        // SAFETY: `sem` points into a live semaphore mapping; `ts` is a valid timespec.
-        if unsafe { libc::sem_timedwait(sem.0, &ts) } == 0 {
-            return 1;
-        }
-        match Errno::last() {
-            Errno::EINTR => continue,
-            Errno::ETIMEDOUT => return 0,
-            e => return -(e as i64),
-        }
-    }
-}
-
-/// macOS has no `sem_timedwait`.
-#[cfg(not(target_os = "linux"))]
-fn sem_acquire_timeout(_sem: RawSem, _ms: u64) -> i64 {
-    -(Errno::ENOSYS as i64)
 }
