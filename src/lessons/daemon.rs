@@ -20,14 +20,15 @@
 
 use super::{LessonDef, Opts};
 use crate::child::{ChildCtx, Down};
-use crate::ctx::Ctx;
+use crate::ctx::{ChildProc, Ctx};
 use crate::event::{now_ns, Event, How, Kind, ObsValue};
 use crate::procs::{self, Note};
+use crate::sys::proc::Ids;
 use crate::{say, say_for, step};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// This lesson's words, whose keys the word macros check at compile time.
@@ -76,8 +77,34 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     unix_daemon(ctx)
 }
 
+/// Python's two children: one daemonic, one not, and how long the normal one's job lasts.
+struct Pair {
+    daemonic: ChildProc,
+    worker: ChildProc,
+    task_ms: u64,
+}
+
 /// Part one: Python's `daemon=True`.
 fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
+    let pair = start_pair(ctx)?;
+    let me = ctx.main_pid;
+    step!(
+        ctx,
+        "children",
+        &[
+            ("main", &me),
+            ("daemonic", &pair.daemonic.pid),
+            ("worker", &pair.worker.pid),
+        ],
+    )?;
+    worker_starts_child(ctx, &pair.worker)?;
+    daemonic_refuses(ctx, &pair.daemonic)?;
+    exit_handler(ctx, pair)
+}
+
+/// The flag: two spawned children, one daemonic, one not; to the kernel both are
+/// ordinary processes, asleep alike.
+fn start_pair(ctx: &mut Ctx<'_>) -> Result<Pair> {
     let me = ctx.main_pid;
     step!(ctx, "flag", &[("main", &me)])?;
     say!(ctx, "intro", &[("pid", &me)]);
@@ -107,17 +134,16 @@ fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
         ],
     );
     ctx.pause(3000)?;
+    Ok(Pair {
+        daemonic,
+        worker,
+        task_ms,
+    })
+}
 
-    step!(
-        ctx,
-        "children",
-        &[
-            ("main", &me),
-            ("daemonic", &daemonic.pid),
-            ("worker", &worker.pid),
-        ],
-    )?;
-    // The normal child may start one.
+/// The normal child may start a child of its own: it forks one, which ends, and joins
+/// it; their events carry the worker's own stamps.
+fn worker_starts_child(ctx: &mut Ctx<'_>, worker: &ChildProc) -> Result<()> {
     worker.send(Down::Value(START_CHILD.into()))?;
     let grandchild = worker.reply_int(REPLY_TIMEOUT)?;
     let t_forked = worker.reply_int(REPLY_TIMEOUT)? as u64;
@@ -157,9 +183,12 @@ fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
         "worker_joined",
         &[("child", &grandchild), ("code", &code)],
     );
-    ctx.pause(2500)?;
+    ctx.pause(2500)
+}
 
-    // The daemonic child may not.
+/// The daemonic child may not: CPython's `start()` raises before any fork, and the
+/// kernel shows it has no child.
+fn daemonic_refuses(ctx: &mut Ctx<'_>, daemonic: &ChildProc) -> Result<()> {
     daemonic.send(Down::Value(START_CHILD.into()))?;
     let error = match daemonic.reply(REPLY_TIMEOUT)? {
         ObsValue::Str(s) => s,
@@ -178,8 +207,17 @@ fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
         error == DAEMON_CHILD_ERROR,
     );
     ctx.claim("daemon_children", kids, "== 0", kids == 0);
-    ctx.pause(3000)?;
+    ctx.pause(3000)
+}
 
+/// The main code ends and CPython's exit handler runs: `terminate()` the daemonic child
+/// (-15), then `join()` the other, which is waited for until its job is done (0).
+fn exit_handler(ctx: &mut Ctx<'_>, pair: Pair) -> Result<()> {
+    let Pair {
+        daemonic,
+        worker,
+        task_ms,
+    } = pair;
     step!(
         ctx,
         "exit",
@@ -219,13 +257,30 @@ fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     Ok(())
 }
 
+/// The Unix daemon's first child and the pipes to it: its processes' notes come up
+/// `notes`; a byte on `go` lets the first child exit.
+struct Forks {
+    first: Pid,
+    notes: OwnedFd,
+    go: OwnedFd,
+}
+
 /// Part two: the Unix daemon.
 fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
-    let me = ctx.main_pid;
+    let mine = main_ids(ctx)?;
+    let forks = fork_first(ctx)?;
+    let daemon = second_fork(ctx, &forks)?;
+    first_exits(ctx, &forks, daemon)?;
+    inspect(ctx, &mine, forks.first, daemon)?;
+    stop(ctx, daemon)
+}
+
+/// The main process's own session, process group and terminal, read from `/proc`.
+fn main_ids(ctx: &mut Ctx<'_>) -> Result<Ids> {
     step!(ctx, "unix", &[])?;
     say!(ctx, "unix_intro", &[]);
     ctx.pause(2500)?;
-    let mine = crate::sys::proc::ids(me).context("reading /proc/self/stat")?;
+    let mine = crate::sys::proc::ids(ctx.main_pid).context("reading /proc/self/stat")?;
     if mine.tty_nr == 0 {
         say!(
             ctx,
@@ -240,7 +295,12 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
         );
     }
     ctx.pause(2500)?;
+    Ok(mine)
+}
 
+/// The first fork: a child that calls `setsid()`, a new session of its own.
+fn fork_first(ctx: &mut Ctx<'_>) -> Result<Forks> {
+    let me = ctx.main_pid;
     step!(ctx, "double_fork", &[])?;
     let (note_r, note_w) = procs::pipe()?;
     let (go_r, go_w) = procs::pipe()?;
@@ -272,10 +332,20 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
         &[("sid", &note.b)]
     );
     ctx.pause(2000)?;
+    Ok(Forks {
+        first,
+        notes: note_r,
+        go: go_w,
+    })
+}
+
+/// The second fork: the first child forks the daemon, which says hello. The daemon's PID.
+fn second_fork(ctx: &mut Ctx<'_>, forks: &Forks) -> Result<Pid> {
+    let first = forks.first;
     // The first child's "I forked" and the daemon's hello come in either order.
     let (mut forked, mut hello) = (None, None);
     for _ in 0..2 {
-        let n = next_note(&note_r, "the second fork()")?;
+        let n = next_note(&forks.notes, "the second fork()")?;
         match n.kind() {
             Some(Said::Forked) => forked = Some(n),
             Some(Said::Hello) => hello = Some(n),
@@ -311,17 +381,24 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
         ],
     );
     ctx.pause(2500)?;
+    Ok(daemon)
+}
+
+/// The first child exits: the daemon is re-parented to the main process (the subreaper),
+/// then detaches from everything it inherited.
+fn first_exits(ctx: &mut Ctx<'_>, forks: &Forks, daemon: Pid) -> Result<()> {
+    let (me, first) = (ctx.main_pid, forks.first);
     say!(
         ctx,
         "first_exits",
         &[("first", &first), ("daemon", &daemon)]
     );
-    nix::unistd::write(&go_w, b"g").context("write() to the first child's pipe")?;
+    nix::unistd::write(&forks.go, b"g").context("write() to the first child's pipe")?;
     let first_code = ctx.join(first)?;
     if first_code != 0 {
         bail!("the first child (PID {first}) exited with {first_code}");
     }
-    let n = next_note(&note_r, "the daemon's re-parenting")?;
+    let n = next_note(&forks.notes, "the daemon's re-parenting")?;
     if n.kind() != Some(Said::Reparented) {
         bail!("the daemon (PID {daemon}) was not re-parented to PID {me}");
     }
@@ -334,13 +411,18 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     say_for!(ctx, n.pid, n.t_ns, "reparented", &[("ppid", &n.ppid)]);
     say_for!(ctx, n.pid, n.t_ns, "pdeathsig", &[("first", &first)]);
     ctx.pause(2000)?;
-    let n = next_note(&note_r, "the daemon's detaching")?;
+    let n = next_note(&forks.notes, "the daemon's detaching")?;
     if n.kind() != Some(Said::Detached) {
         bail!("the daemon (PID {daemon}) could not detach");
     }
     say_for!(ctx, n.pid, n.t_ns, "detach", &[]);
-    ctx.pause(2000)?;
+    ctx.pause(2000)
+}
 
+/// The daemon as the kernel sees it: another session, no terminal, the main process as
+/// its parent, `/dev/null` and `/` for its streams and directory.
+fn inspect(ctx: &mut Ctx<'_>, mine: &Ids, first: Pid, daemon: Pid) -> Result<()> {
+    let me = ctx.main_pid;
     step!(
         ctx,
         "detached",
@@ -389,8 +471,11 @@ fn unix_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
         &format!("== main_pid ({me})"),
         theirs.ppid == me,
     );
-    ctx.pause(4000)?;
+    ctx.pause(4000)
+}
 
+/// Stop the daemon as a service manager does: SIGTERM, and reap it.
+fn stop(ctx: &mut Ctx<'_>, daemon: Pid) -> Result<()> {
     step!(ctx, "stop", &[("pid", &daemon)])?;
     say!(ctx, "stop", &[("pid", &daemon)]);
     kill(daemon, Signal::SIGTERM).context("kill(SIGTERM) of the daemon")?;
