@@ -20,7 +20,7 @@ use crate::sys::shared::{Shared, SharedPage as Shareable};
 use crate::{say, step};
 use anyhow::{bail, Context, Result};
 use std::cell::UnsafeCell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -299,14 +299,58 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
 // ---------------------------------------------------------------------------------------
 // The lesson.
 
+/// What every phase knows: the sizes of the run and where the shared file is.
+struct Plan {
+    workers: u32,
+    increments: u32,
+    /// `workers × increments`: the total if no update is lost.
+    expected: i64,
+    path: PathBuf,
+}
+
+/// What the run without the lock ended with: the value, and the increments the workers
+/// counted in their own slots of the array.
+struct Race {
+    without: i32,
+    done: i64,
+}
+
+/// What the run with the lock ended with: the value, how often a worker slept at the
+/// lock, and the state letters seen for the waiters while the first holder kept it.
+struct Locked {
+    with: i32,
+    waits: i64,
+    blocked: Vec<char>,
+}
+
 fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let workers = opts.get("workers");
     let increments = opts.get("increments");
-    let expected = i64::from(workers) * i64::from(increments);
-    let path = ctx.dir.join("value.shm");
+    let plan = Plan {
+        workers,
+        increments,
+        expected: i64::from(workers) * i64::from(increments),
+        path: ctx.dir.join("value.shm"),
+    };
+    let map = create(ctx, &plan)?;
+    let race = race(ctx, &plan, &map)?;
+    let locked = with_lock(ctx, &plan, &map)?;
+    map.destroy_lock();
+    drop(map);
+    let path = &plan.path;
+    std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    ctx.pause(2500)?;
+    compare(ctx, &plan, &race, &locked)?;
+    ctx.pause(1500)?;
+    say!(ctx, "moral", &[]);
+    Ok(())
+}
 
+/// `Value('i', 0)`: the file mapped `MAP_SHARED`, its lock initialised.
+fn create(ctx: &mut Ctx<'_>, plan: &Plan) -> Result<Mapping> {
+    let path = &plan.path;
     step!(ctx, "value", &[("path", &path.display())])?;
-    let map = Mapping::open(&path, true)?;
+    let map = Mapping::open(path, true)?;
     map.init_lock()?;
     say!(
         ctx,
@@ -314,31 +358,59 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         &[("path", &path.display()), ("addr", &map.addr())],
     );
     ctx.pause(2000)?;
+    Ok(map)
+}
 
-    // Without the lock.
+/// Without the lock: `v.value += 1` as a read and a write, with every worker's read
+/// before any write (the gates), so updates are lost in every round.
+fn race(ctx: &mut Ctx<'_>, plan: &Plan, map: &Mapping) -> Result<Race> {
+    let (workers, expected) = (plan.workers, plan.expected);
     step!(ctx, "race", &[])?;
     say!(
         ctx,
         "race_intro",
         &[
             ("workers", &workers),
-            ("increments", &increments),
+            ("increments", &plan.increments),
             ("expected", &expected),
         ],
     );
     ctx.pause(2000)?;
-    let procs = start_workers(ctx, &path, workers, increments, false)?;
+    let procs = start_workers(ctx, plan, false)?;
     say!(ctx, "gate_intro", &[]);
     ctx.pause(2500)?;
     let first = procs[0].pid;
     step!(
         ctx,
         "race_run",
-        &[("pid", &first), ("path", &path.display())]
+        &[("pid", &first), ("path", &plan.path.display())]
     )?;
     go_all(&procs)?;
-    for round in 1..=increments {
-        let reads = replies(&procs)?;
+    race_rounds(ctx, plan, map, &procs)?;
+    finish(ctx, procs, TIMEOUT)?;
+    let without = map.page().value.load(Ordering::SeqCst);
+    let counts_free = counts(map, workers);
+    let done: i64 = counts_free.iter().map(|&c| i64::from(c)).sum();
+    say!(
+        ctx,
+        "race_result",
+        &[
+            ("v", &without),
+            ("expected", &expected),
+            ("counts", &format!("{counts_free:?}")),
+            ("sum", &done),
+        ],
+    );
+    ctx.pause(3000)?;
+    Ok(Race { without, done })
+}
+
+/// The rounds of the race: every worker reads the same value, then every worker writes
+/// it plus one; all but one of the round's updates are lost, and the lesson says how many.
+fn race_rounds(ctx: &mut Ctx<'_>, plan: &Plan, map: &Mapping, procs: &[ChildProc]) -> Result<()> {
+    let workers = plan.workers;
+    for round in 1..=plan.increments {
+        let reads = replies(procs)?;
         let v = reads[0];
         if round == 1 {
             say!(ctx, "round_read_first", &[("v", &v), ("n", &workers)]);
@@ -346,8 +418,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         } else {
             ctx.pause(600)?;
         }
-        go_all(&procs)?;
-        replies(&procs)?;
+        go_all(procs)?;
+        replies(procs)?;
         let now = map.page().value.load(Ordering::SeqCst);
         let lost = i64::from(workers) - i64::from(now - v);
         if round == 1 {
@@ -370,25 +442,15 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
             );
         }
         ctx.pause(if round == 1 { 2500 } else { 900 })?;
-        go_all(&procs)?;
+        go_all(procs)?;
     }
-    finish(ctx, procs, TIMEOUT)?;
-    let without = map.page().value.load(Ordering::SeqCst);
-    let counts_free = counts(&map, workers);
-    let done: i64 = counts_free.iter().map(|&c| i64::from(c)).sum();
-    say!(
-        ctx,
-        "race_result",
-        &[
-            ("v", &without),
-            ("expected", &expected),
-            ("counts", &format!("{counts_free:?}")),
-            ("sum", &done),
-        ],
-    );
-    ctx.pause(3000)?;
+    Ok(())
+}
 
-    // With the lock.
+/// With the lock: the read and the write happen together. The first holder keeps the
+/// lock until the others are seen asleep at it; then the total is exact.
+fn with_lock(ctx: &mut Ctx<'_>, plan: &Plan, map: &Mapping) -> Result<Locked> {
+    let (workers, expected) = (plan.workers, plan.expected);
     step!(ctx, "lock", &[])?;
     map.page().value.store(0, Ordering::SeqCst);
     for c in &map.page().counts {
@@ -397,10 +459,10 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     say!(ctx, "lock_intro", &[("window", &WINDOW_MS)]);
     ctx.pause(2500)?;
     map.page().first_holder.store(0, Ordering::SeqCst);
-    let procs = start_workers(ctx, &path, workers, increments, true)?;
+    let procs = start_workers(ctx, plan, true)?;
     say!(ctx, "lock_go", &[("n", &workers)]);
     go_all(&procs)?;
-    let (holder, blocked) = show_holder_and_waiters(ctx, &map, &procs)?;
+    let (holder, blocked) = show_holder_and_waiters(ctx, map, &procs)?;
     // In step mode the lesson waits here with the lock really held and the others asleep.
     step!(ctx, "lock_run", &[("pids", &pid_list(&procs))])?;
     ctx.pause(2500)?;
@@ -413,9 +475,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let slow =
         Duration::from_secs_f64(expected as f64 * (WINDOW_MS as f64 * ctx.speed + 20.0) / 1000.0);
     let waits = finish(ctx, procs, TIMEOUT + slow)?;
-    let blocked_ok = blocked.len() == workers as usize - 1 && blocked.iter().all(|&l| l == 'S');
     let with = map.page().value.load(Ordering::SeqCst);
-    let counts_locked = counts(&map, workers);
+    let counts_locked = counts(map, workers);
     say!(
         ctx,
         "lock_result",
@@ -426,11 +487,18 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
             ("counts", &format!("{counts_locked:?}")),
         ],
     );
-    map.destroy_lock();
-    drop(map);
-    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-    ctx.pause(2500)?;
+    Ok(Locked {
+        with,
+        waits,
+        blocked,
+    })
+}
 
+/// Both runs side by side, and the claims: updates lost without the lock (though every
+/// increment was made), none with it, the waiters asleep.
+fn compare(ctx: &mut Ctx<'_>, plan: &Plan, race: &Race, locked: &Locked) -> Result<()> {
+    let (workers, expected) = (plan.workers, plan.expected);
+    let (without, with) = (race.without, locked.with);
     step!(ctx, "compare", &[])?;
     say!(
         ctx,
@@ -456,10 +524,12 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     );
     ctx.claim(
         "increments_done_without_lock",
-        done,
+        race.done,
         &format!("== {expected}"),
-        done == expected,
+        race.done == expected,
     );
+    let blocked = &locked.blocked;
+    let blocked_ok = blocked.len() == workers as usize - 1 && blocked.iter().all(|&l| l == 'S');
     let letters: String = blocked.iter().collect();
     ctx.claim(
         "waiters_blocked_state",
@@ -467,9 +537,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         &format!("== {}", "S".repeat(workers as usize - 1)),
         blocked_ok,
     );
-    ctx.observe("lock_waits", waits);
-    ctx.pause(1500)?;
-    say!(ctx, "moral", &[]);
+    ctx.observe("lock_waits", locked.waits);
     Ok(())
 }
 
@@ -535,20 +603,14 @@ fn pid_list(procs: &[ChildProc]) -> String {
         .join(",")
 }
 
-/// Spawn the workers; each maps the file and reports ready.
-fn start_workers(
-    ctx: &mut Ctx<'_>,
-    path: &Path,
-    workers: u32,
-    increments: u32,
-    lock: bool,
-) -> Result<Vec<ChildProc>> {
+/// Spawn the workers (with the lock or without); each maps the file and reports ready.
+fn start_workers(ctx: &mut Ctx<'_>, plan: &Plan, lock: bool) -> Result<Vec<ChildProc>> {
     let mut procs = Vec::new();
-    for i in 0..workers {
+    for i in 0..plan.workers {
         let args = serde_json::json!({
-            "file": path.display().to_string(),
+            "file": plan.path.display().to_string(),
             "index": i,
-            "increments": increments,
+            "increments": plan.increments,
             "lock": i32::from(lock),
         });
         procs.push(ctx.spawn("worker", &format!("worker-{}", i + 1), args)?);
