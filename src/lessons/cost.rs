@@ -232,15 +232,25 @@ fn tell_each(ctx: &mut Ctx<'_>, t: &Times) -> Result<()> {
 fn table(ctx: &mut Ctx<'_>, rounds: usize, times: &Times, python: &Python) -> Result<()> {
     step!(ctx, "table", &[])?;
     say!(ctx, "table_head", &[("rounds", &rounds)]);
-    let rows: [(&str, Timing); 5] = [
-        ("row_spawn", times.spawn),
-        ("row_fork", times.fork),
-        ("row_thread", times.thread),
-        ("row_pool", times.pool),
-        ("row_pipe", times.pipe),
+    let rows = [
+        times.spawn,
+        times.fork,
+        times.thread,
+        times.pool,
+        times.pipe,
     ];
-    for (key, t) in rows {
-        ctx.say(key, &[("median", &cell(t.median)), ("min", &f1(t.min))]);
+    for (row, t) in rows.iter().enumerate() {
+        say!(
+            ctx,
+            match (row) {
+                0 => "row_spawn",
+                1 => "row_fork",
+                2 => "row_thread",
+                3 => "row_pool",
+                _ => "row_pipe",
+            },
+            &[("median", &cell(t.median)), ("min", &f1(t.min))]
+        );
     }
     if let Some((t, method)) = python {
         say!(

@@ -414,8 +414,9 @@ fn waiter(c: &mut ChildCtx) -> Result<i32> {
         let result = event.wait(timeout)?;
         let t_done = now_ns();
         c.act_at(t_done, "wait_done", &[("result", result.into())])?;
-        c.say(
-            if result { "woken" } else { "gave_up" },
+        say!(
+            c,
+            if (result) { "woken" } else { "gave_up" },
             &[("result", &python_bool(result))],
         )?;
         c.tell(&Reply::Returned(WaitDone {

@@ -211,8 +211,9 @@ fn with_lock(ctx: &mut Ctx<'_>, office: &Office) -> Result<()> {
         };
         let holder = waiting.remove(i);
         // "0 still waiting" reads like a glitch: the last holder gets its own line.
-        ctx.say(
-            if waiting.is_empty() {
+        say!(
+            ctx,
+            if (waiting.is_empty()) {
                 "holds_last"
             } else {
                 "holds"
@@ -389,7 +390,7 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
         let bought = count > 0;
         if bought {
             write_count(&path, count - 1)?;
-            tell_buy(c, count, phase, "buy")?;
+            tell_buy(c, count, phase)?;
         } else {
             say!(c, "sold_out", &[("count", &count)])?;
         }
@@ -418,7 +419,7 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
         lock.set_len(0)?;
         lock.seek(SeekFrom::Start(0))?;
         writeln!(lock, "{}", count - 1)?;
-        tell_buy(c, count, phase, "buy_locked")?;
+        tell_buy(c, count, phase)?;
     } else {
         say!(c, "sold_out_locked", &[("count", &count)])?;
     }
@@ -453,8 +454,8 @@ fn tell_read(c: &ChildCtx, count: i64, phase: &str) -> Result<()> {
     )
 }
 
-/// A buyer wrote `count - 1` back: its `buy` event, then its line `key`.
-fn tell_buy(c: &ChildCtx, count: i64, phase: &str, key: &str) -> Result<()> {
+/// A buyer wrote `count - 1` back: its `buy` event, then its line.
+fn tell_buy(c: &ChildCtx, count: i64, phase: &str) -> Result<()> {
     c.act(
         "buy",
         &[
@@ -463,5 +464,13 @@ fn tell_buy(c: &ChildCtx, count: i64, phase: &str, key: &str) -> Result<()> {
             ("wrote", (count - 1).into()),
         ],
     )?;
-    c.say(key, &[("count", &count), ("left", &(count - 1))])
+    say!(
+        c,
+        if (phase == NO_LOCK) {
+            "buy"
+        } else {
+            "buy_locked"
+        },
+        &[("count", &count), ("left", &(count - 1))]
+    )
 }

@@ -190,8 +190,9 @@ fn exit_handler(ctx: &mut Ctx<'_>, pair: Pair) -> Result<()> {
     say!(ctx, "daemonic_terminated", &[("code", &dcode)]);
     ctx.pause(1500)?;
     let busy = matches!(crate::sys::proc::state(worker.pid.as_raw()), Some(s) if s != 'Z');
-    ctx.say(
-        if busy {
+    say!(
+        ctx,
+        if (busy) {
             "join_worker_busy"
         } else {
             "join_worker_done"
@@ -218,8 +219,9 @@ pub(super) fn process(c: &mut ChildCtx) -> Result<i32> {
         .context("child argument daemon is missing")?;
     let task_ms = c.arg_i64("task_ms")?.max(0) as u64;
     let ppid = nix::unistd::getppid().as_raw();
-    c.say(
-        if daemonic { "d_hello" } else { "w_hello" },
+    say!(
+        c,
+        if (daemonic) { "d_hello" } else { "w_hello" },
         &[("pid", &c.pid), ("ppid", &ppid)],
     )?;
     c.reply(true)?;

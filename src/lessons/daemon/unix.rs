@@ -199,8 +199,9 @@ fn inspect(ctx: &mut Ctx<'_>, mine: &Ids, first: Pid, daemon: Pid) -> Result<()>
     let theirs = crate::sys::proc::ids(daemon.as_raw()).context("reading /proc/<daemon>/stat")?;
     let link =
         |what: &str| crate::sys::proc::link(daemon.as_raw(), what).unwrap_or_else(|| "?".into());
-    ctx.say(
-        if theirs.tty_nr == 0 {
+    say!(
+        ctx,
+        if (theirs.tty_nr == 0) {
             "seen"
         } else {
             "seen_tty"

@@ -540,7 +540,7 @@ fn drain(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
         "== produced",
         consumed == produced && each_once,
     );
-    ctx.say(if fifo { "fifo_kept" } else { "fifo_broken" }, &[]);
+    say!(ctx, if (fifo) { "fifo_kept" } else { "fifo_broken" }, &[]);
     ctx.claim("fifo_per_producer", fifo, "== true", fifo);
     ctx.pause(2000)?;
     Ok(())
@@ -560,14 +560,14 @@ fn empty(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
     seen.sort_by_key(|(_, b)| b.as_ref().is_none_or(|b| b.call != Some(Call::Read)));
     for (c, b) in &seen {
         let Some(b) = b else { continue };
-        let key = match b.call {
-            Some(Call::Read) => "blocked_in_read",
-            Some(Call::Flock) => "blocked_in_flock",
-            _ => "blocked_somewhere",
-        };
         let (call, target) = (b.call(), fd_target(c.pid, b.arg0));
-        ctx.say(
-            key,
+        say!(
+            ctx,
+            match (b.call) {
+                Some(Call::Read) => "blocked_in_read",
+                Some(Call::Flock) => "blocked_in_flock",
+                _ => "blocked_somewhere",
+            },
             &[
                 ("name", &c.name),
                 ("pid", &c.pid),
