@@ -33,6 +33,16 @@ impl Live {
 #[derive(Debug)]
 struct PanelTerm(console::Term);
 
+/// `TermLike` methods that hand the call to the terminal and swallow its error.
+macro_rules! swallowing {
+    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $name(&self $(, $arg: $ty)*) -> io::Result<()> {
+            let _ = self.0.$name($($arg),*);
+            Ok(())
+        }
+    )*};
+}
+
 impl indicatif::TermLike for PanelTerm {
     fn width(&self) -> u16 {
         self.0.size().1
@@ -40,37 +50,15 @@ impl indicatif::TermLike for PanelTerm {
     fn height(&self) -> u16 {
         self.0.size().0
     }
-    fn move_cursor_up(&self, n: usize) -> io::Result<()> {
-        let _ = self.0.move_cursor_up(n);
-        Ok(())
-    }
-    fn move_cursor_down(&self, n: usize) -> io::Result<()> {
-        let _ = self.0.move_cursor_down(n);
-        Ok(())
-    }
-    fn move_cursor_right(&self, n: usize) -> io::Result<()> {
-        let _ = self.0.move_cursor_right(n);
-        Ok(())
-    }
-    fn move_cursor_left(&self, n: usize) -> io::Result<()> {
-        let _ = self.0.move_cursor_left(n);
-        Ok(())
-    }
-    fn write_line(&self, s: &str) -> io::Result<()> {
-        let _ = self.0.write_line(s);
-        Ok(())
-    }
-    fn write_str(&self, s: &str) -> io::Result<()> {
-        let _ = self.0.write_str(s);
-        Ok(())
-    }
-    fn clear_line(&self) -> io::Result<()> {
-        let _ = self.0.clear_line();
-        Ok(())
-    }
-    fn flush(&self) -> io::Result<()> {
-        let _ = self.0.flush();
-        Ok(())
+    swallowing! {
+        move_cursor_up(n: usize);
+        move_cursor_down(n: usize);
+        move_cursor_right(n: usize);
+        move_cursor_left(n: usize);
+        write_line(s: &str);
+        write_str(s: &str);
+        clear_line();
+        flush();
     }
 }
 
