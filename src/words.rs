@@ -408,7 +408,7 @@ pub mod keys {
 ///
 /// - a literal: `"key"`;
 /// - one of two: `if (cond) { "key_a" } else { "key_b" }`;
-/// - one of several: `match (value) { Pattern => "key_a", _ => "key_b" }`.
+/// - one of several: `match (value) { Pattern => "key_a", _ if cond => "key_b", _ => "key_c" }`.
 ///
 /// A key is never held in a variable: what cannot be seen here cannot be checked.
 #[doc(hidden)]
@@ -445,11 +445,11 @@ macro_rules! __speak {
         said
     }};
     ([$table:expr] [$($call:tt)+] [$($pre:expr),*]
-     match ($e:expr) { $($p:pat => $k:literal),+ $(,)? },
+     match ($e:expr) { $($p:pat $(if $g:expr)? => $k:literal),+ $(,)? },
      &[$(($name:literal, $value:expr)),* $(,)?] $(,)?) => {{
         const GIVEN: &[&str] = &[$($name),*];
         let key = match $e {
-            $($p => {
+            $($p $(if $g)? => {
                 const _: () = $crate::words::keys::check($table, $k, Some(GIVEN));
                 $k
             })+

@@ -579,8 +579,9 @@ fn pin_hogs(ctx: &mut Ctx<'_>, h: &Hogs<'_>, on: &[usize; 2]) -> Result<()> {
                 .join(",")
         })
         .collect();
-    ctx.say(
-        if on[0] == on[1] {
+    say!(
+        ctx,
+        if (on[0] == on[1]) {
             "pinned_one"
         } else {
             "pinned_each"
@@ -592,12 +593,15 @@ fn pin_hogs(ctx: &mut Ctx<'_>, h: &Hogs<'_>, on: &[usize; 2]) -> Result<()> {
             ("cpu_b", &seen[1]),
         ],
     );
-    let step_key = if h.phase == "one_cpu" {
-        "pinned"
-    } else {
-        "spread_go"
-    };
-    ctx.step(step_key, &[("a", &pids[0]), ("b", &pids[1])])?;
+    step!(
+        ctx,
+        if (h.phase == "one_cpu") {
+            "pinned"
+        } else {
+            "spread_go"
+        },
+        &[("a", &pids[0]), ("b", &pids[1])]
+    )?;
     ctx.pause(1000)
 }
 

@@ -14,7 +14,7 @@ pub use text::{visible_width, wrap};
 
 use super::{timeline, Render};
 use crate::event::{Event, How, Kind, ObsValue};
-use crate::words::{self, ui, Lang};
+use crate::words::{self, Lang};
 use colored::{Color, Colorize};
 use panel::Live;
 use std::collections::HashMap;
@@ -240,31 +240,32 @@ impl<W: Write + Send> Render for Human<W> {
 /// What a sleeping process is blocked in, in words, from the kernel's wchan.
 fn wchan_words(lang: Lang, wchan: &str) -> String {
     // futex first: its wait functions are called futex_do_wait and the like.
-    let key = if wchan.contains("futex") {
-        "wchan_futex"
-    } else if wchan.contains("pipe") {
-        "wchan_pipe"
-    } else if wchan.contains("wait4") || wchan.contains("do_wait") || wchan.contains("waitid") {
-        "wchan_wait"
-    } else if wchan.contains("nanosleep") || wchan.contains("hrtimer") {
-        "wchan_timer"
-    } else if ["unix_stream", "sock", "recv", "skb"]
-        .iter()
-        .any(|w| wchan.contains(w))
-    {
-        "wchan_socket"
-    } else if wchan.contains("lock")
-        && (wchan.contains("flock") || wchan.contains("locks") || wchan.contains("file"))
-    {
-        "wchan_flock"
-    } else if wchan.contains("poll") || wchan.contains("select") || wchan.contains("epoll") {
-        "wchan_poll"
-    } else if wchan.contains("pause") || wchan.contains("sigsuspend") {
-        "wchan_pause"
-    } else {
-        "wchan_other"
-    };
-    ui(lang, key, &[("wchan", &wchan)])
+    crate::ui!(
+        lang,
+        match (()) {
+            _ if wchan.contains("futex") => "wchan_futex",
+            _ if wchan.contains("pipe") => "wchan_pipe",
+            _ if wchan.contains("wait4")
+                || wchan.contains("do_wait")
+                || wchan.contains("waitid") =>
+                "wchan_wait",
+            _ if wchan.contains("nanosleep") || wchan.contains("hrtimer") => "wchan_timer",
+            _ if ["unix_stream", "sock", "recv", "skb"]
+                .iter()
+                .any(|w| wchan.contains(w)) =>
+                "wchan_socket",
+            _ if wchan.contains("lock")
+                && (wchan.contains("flock")
+                    || wchan.contains("locks")
+                    || wchan.contains("file")) =>
+                "wchan_flock",
+            _ if wchan.contains("poll") || wchan.contains("select") || wchan.contains("epoll") =>
+                "wchan_poll",
+            _ if wchan.contains("pause") || wchan.contains("sigsuspend") => "wchan_pause",
+            _ => "wchan_other",
+        },
+        &[("wchan", &wchan)]
+    )
 }
 
 impl<W: Write + Send> Human<W> {
@@ -402,7 +403,14 @@ impl<W: Write + Send> Human<W> {
                 color,
             },
         );
-        let how_words = ui(lang, &format!("how_{}", how.as_str()), &[]);
+        let how_words = crate::ui!(
+            lang,
+            match (how) {
+                How::Fork => "how_fork",
+                How::Spawn => "how_spawn",
+            },
+            &[]
+        );
         let text = crate::ui!(
             lang,
             "spawned",
@@ -469,16 +477,15 @@ impl<W: Write + Send> Human<W> {
         let lang = self.lang;
         let mut refs = Vec::new();
         // "Python: x" but "Python：x": a full-width colon carries its own space.
-        let labelled = |key: &str, text: &str| {
-            let label = ui(lang, key, &[]);
+        let labelled = |label: String, text: &str| {
             let gap = if label.ends_with('：') { "" } else { " " };
             format!("{}{gap}{}", label.dimmed(), text.bright_white())
         };
         if let Some(py) = python {
-            refs.push(labelled("python_label", py));
+            refs.push(labelled(crate::ui!(lang, "python_label", &[]), py));
         }
         if let Some(sys) = syscall {
-            refs.push(labelled("syscall_label", sys));
+            refs.push(labelled(crate::ui!(lang, "syscall_label", &[]), sys));
         }
         if !refs.is_empty() {
             let indent = " ".repeat(TIME_W + LABEL_W);

@@ -197,8 +197,9 @@ fn verdict(ctx: &mut Ctx<'_>, p: &Plan, lanes: usize, best: &Best, m: &Measured)
         ctx.observe("speedup", speedup_r);
     } else {
         let held = speedup > SPEEDUP_CLAIM;
-        ctx.say(
-            if held {
+        say!(
+            ctx,
+            if (held) {
                 "speedup_parallel"
             } else {
                 "speedup_low"

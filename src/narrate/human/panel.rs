@@ -4,7 +4,7 @@
 
 use super::{Human, LABEL_W};
 use crate::event::ObsValue;
-use crate::words::{self, ui};
+use crate::words;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -94,7 +94,19 @@ impl<W: Write + Send> Human<W> {
         });
         let mut msg = format!(
             "{letter} {}{waiting}",
-            ui(lang, &format!("short_{letter}"), &[])
+            crate::ui!(
+                lang,
+                match (letter) {
+                    "R" => "short_R",
+                    "S" => "short_S",
+                    "D" => "short_D",
+                    "T" | "t" => "short_T",
+                    "Z" => "short_Z",
+                    "X" | "x" => "short_X",
+                    _ => "short_other",
+                },
+                &[]
+            )
         );
         if msg.width() > room {
             let mut used = 0;
