@@ -129,6 +129,33 @@ pub struct Words {
     pub ui: BTreeMap<String, Line>,
     #[serde(default)]
     pub quiz: Vec<Question>,
+    /// The event kinds this lesson adds to the `--json` stream (`[events.<kind>]`), each
+    /// with its meaning for this lesson: the contract `docs/events.md` points to.
+    #[serde(default)]
+    pub events: BTreeMap<String, EventDoc>,
+}
+
+/// One kind of event a lesson emits, as its words file documents it (in English: it is
+/// the contract for graders and developers). Every such event also carries `name`, the
+/// role of its process (`docs/events.md`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventDoc {
+    /// The process the event is about (its `pid`), e.g. "a buyer".
+    pub pid: String,
+    /// Where and when it is stamped.
+    pub stamped: String,
+    /// What it means, and what a reader may count on (staging, order, counts).
+    pub about: String,
+    /// Its own fields (besides `t_ms`, `lesson`, `kind`, `pid`, `name`) and their meaning.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// Emitted only on some runs (`about` says when).
+    #[serde(default)]
+    pub optional: bool,
+    /// Fields that only some runs carry (their meaning says when).
+    #[serde(default)]
+    pub optional_fields: Vec<String>,
 }
 
 impl Words {

@@ -12,6 +12,7 @@ mod cli;
 mod cost;
 mod daemon;
 mod event;
+mod events_doc;
 mod faults;
 mod fork;
 mod interactive;
