@@ -15,11 +15,14 @@ use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
 use crate::ctx::{ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
+#[cfg(not(target_os = "linux"))]
+use crate::sys::flock::FileLock;
 use crate::sys::proc::Call;
+#[cfg(target_os = "linux")]
+use crate::sys::sem::PageSem;
 use crate::sys::shared::{Shared, SharedPage as Shareable};
 use crate::{say, step};
 use anyhow::{bail, Context, Result};
-use std::cell::UnsafeCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
@@ -66,7 +69,7 @@ struct SharedPage {
     /// The value's lock: a semaphore initialised with `pshared = 1`, so that every
     /// process mapping the page can use it.
     #[cfg(target_os = "linux")]
-    lock: UnsafeCell<nix::libc::sem_t>,
+    lock: PageSem,
     /// `Value('i', 0)`. Read and written with separate atomic loads and stores, never an
     /// atomic read-modify-write: exactly the two steps of Python's `v.value += 1`.
     value: AtomicI32,
@@ -78,17 +81,17 @@ struct SharedPage {
     first_holder: AtomicI32,
 }
 
-// SAFETY: atomics and a `pshared` semaphore (used only through sem_* calls), all valid
-// when zero (a new page), written by every process that maps the page.
+// SAFETY: atomics and a `pshared` semaphore (a `PageSem`, used only through sem_*
+// calls), all valid when zero (a new page), written by every process that maps the page.
 unsafe impl Shareable for SharedPage {}
-
-// SAFETY: the `UnsafeCell` holds a POSIX semaphore, made for concurrent use through the
-// sem_* calls, which are the only way it is touched; the rest are atomics.
-unsafe impl Sync for SharedPage {}
 
 /// The shared file, mapped `MAP_SHARED` into this process.
 struct Mapping {
     map: Shared<SharedPage>,
+    /// Where there is no process-shared `sem_init` (macOS), the value's lock is `flock`
+    /// on the file.
+    #[cfg(not(target_os = "linux"))]
+    flock: FileLock,
 }
 
 impl Mapping {
@@ -99,109 +102,63 @@ impl Mapping {
         } else {
             Shared::open(path)?
         };
-        Ok(Mapping { map })
+        Ok(Mapping {
+            map,
+            #[cfg(not(target_os = "linux"))]
+            flock: FileLock::open(path)?,
+        })
     }
 
     fn page(&self) -> &SharedPage {
         self.map.get()
     }
 
-    /// Kept open for `flock` where there is no process-shared `sem_init`.
-    #[cfg(not(target_os = "linux"))]
-    fn file(&self) -> &std::fs::File {
-        self.map.file().expect("a file mapping has its file")
-    }
-
     fn addr(&self) -> String {
         format!("{:#x}", self.map.addr())
     }
 
-    /// `sem_init(&lock, pshared = 1, 1)`: done once, by the process that created the page.
+    /// `sem_init(&lock, pshared = 1, 1)`: done once, by the process that created the page,
+    /// before any worker is started.
     fn init_lock(&self) -> Result<()> {
         #[cfg(target_os = "linux")]
-        {
-            // SAFETY: the semaphore lies in our live shared mapping; nobody uses it yet.
-            if unsafe { nix::libc::sem_init(self.page().lock.get(), 1, 1) } != 0 {
-                return Err(std::io::Error::last_os_error()).context("sem_init(pshared=1)");
-            }
-        }
+        // SAFETY: the page is new and no worker has been told where it is yet.
+        unsafe { self.page().lock.init(1) }.context("the value's lock")?;
         Ok(())
     }
 
+    /// `sem_destroy`, once every worker is reaped.
     fn destroy_lock(&self) {
         #[cfg(target_os = "linux")]
         // SAFETY: every process that used the semaphore has been reaped.
         unsafe {
-            nix::libc::sem_destroy(self.page().lock.get());
+            self.page().lock.destroy();
         }
     }
 
     /// Take the lock without waiting; false if another process holds it.
     fn try_lock(&self) -> Result<bool> {
         #[cfg(target_os = "linux")]
-        {
-            // SAFETY: a semaphore initialised with pshared=1 in our live shared mapping.
-            if unsafe { nix::libc::sem_trywait(self.page().lock.get()) } == 0 {
-                return Ok(true);
-            }
-            match nix::errno::Errno::last() {
-                nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR => Ok(false),
-                e => bail!("sem_trywait() failed: {e}"),
-            }
-        }
+        let free = self.page().lock.try_wait();
         #[cfg(not(target_os = "linux"))]
-        {
-            use std::os::fd::AsRawFd;
-            // SAFETY: flock(2) on a file descriptor we own.
-            let r = unsafe {
-                nix::libc::flock(
-                    self.file().as_raw_fd(),
-                    nix::libc::LOCK_EX | nix::libc::LOCK_NB,
-                )
-            };
-            Ok(r == 0)
-        }
+        let free = self.flock.try_lock();
+        free.context("taking the value's lock")
     }
 
     /// Take the lock, sleeping until it is free.
     fn lock(&self) -> Result<()> {
-        loop {
-            #[cfg(target_os = "linux")]
-            // SAFETY: a semaphore initialised with pshared=1 in our live shared mapping.
-            let r = unsafe { nix::libc::sem_wait(self.page().lock.get()) };
-            #[cfg(not(target_os = "linux"))]
-            // SAFETY: flock(2) on a file descriptor we own.
-            let r = unsafe {
-                use std::os::fd::AsRawFd;
-                nix::libc::flock(self.file().as_raw_fd(), nix::libc::LOCK_EX)
-            };
-            if r == 0 {
-                return Ok(());
-            }
-            let e = nix::errno::Errno::last();
-            if e != nix::errno::Errno::EINTR {
-                bail!("taking the value's lock failed: {e}");
-            }
-        }
+        #[cfg(target_os = "linux")]
+        let taken = self.page().lock.wait();
+        #[cfg(not(target_os = "linux"))]
+        let taken = self.flock.lock();
+        taken.context("taking the value's lock")
     }
 
     fn unlock(&self) -> Result<()> {
         #[cfg(target_os = "linux")]
-        // SAFETY: we hold the semaphore, which lies in our live shared mapping.
-        let r = unsafe { nix::libc::sem_post(self.page().lock.get()) };
+        let given = self.page().lock.post();
         #[cfg(not(target_os = "linux"))]
-        // SAFETY: flock(2) on a file descriptor we own.
-        let r = unsafe {
-            use std::os::fd::AsRawFd;
-            nix::libc::flock(self.file().as_raw_fd(), nix::libc::LOCK_UN)
-        };
-        if r != 0 {
-            bail!(
-                "releasing the value's lock failed: {}",
-                nix::errno::Errno::last()
-            );
-        }
-        Ok(())
+        let given = self.flock.unlock();
+        given.context("releasing the value's lock")
     }
 }
 
