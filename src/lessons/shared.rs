@@ -22,7 +22,7 @@ use crate::sys::proc::Call;
 use crate::sys::sem::PageSem;
 use crate::sys::shared::{Shared, SharedPage as Shareable};
 use crate::{say, step};
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
@@ -61,6 +61,29 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// With the lock, each holder pauses this long between its read and its write (at
 /// `--speed 1`): the very window in which, without the lock, updates were lost.
 const WINDOW_MS: u64 = 250;
+
+/// What a worker tells the parent: it has mapped the page and waits at the start gate;
+/// it has read `value` (then waits at the gate), or, the first holder of the lock, holds
+/// it and has read `value`; it has written `value` (then waits at the gate); it is done,
+/// and slept `waited` times at the lock.
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+enum Reply {
+    Ready,
+    Read { value: i32 },
+    Holds { value: i32 },
+    Wrote { value: i32 },
+    Finished { waited: i64 },
+}
+
+/// The worker's next reply (within `timeout`), decoded.
+fn next(p: &ChildProc, timeout: Duration) -> Result<Reply> {
+    p.decode(&p.reply(timeout)?)
+}
+
+/// The worker answered `r` where the lesson waited for something else.
+fn unexpected(p: &ChildProc, r: &Reply) -> anyhow::Error {
+    anyhow!("{} (PID {}) answered {r:?}", p.name, p.pid)
+}
 
 /// What lives in the shared page: Python's `Value('i', 0)` with its lock, and
 /// `Array('i', workers)`.
@@ -192,7 +215,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
         "worker_mapped",
         &[("pid", &c.pid), ("addr", &map.addr())]
     )?;
-    c.reply("ready")?;
+    c.tell(&Reply::Ready)?;
     if !gate(c)? {
         return Ok(0);
     }
@@ -219,7 +242,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
             if first.is_ok() {
                 // The very first holder keeps the lock until the parent has seen every
                 // other worker asleep at it.
-                c.reply(v)?;
+                c.tell(&Reply::Holds { value: v })?;
                 if !gate(c)? {
                     return Ok(0);
                 }
@@ -227,7 +250,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
                 c.pause(WINDOW_MS); // the window where, without the lock, updates were lost
             }
         } else {
-            c.reply(v)?; // I have read: the gate opens once every worker has
+            c.tell(&Reply::Read { value: v })?; // the gate opens once every worker has read
             if !gate(c)? {
                 return Ok(0);
             }
@@ -243,13 +266,14 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
             c.act("release", &[("what", "lock".into())])?; // stamped right before
             map.unlock()?;
         } else {
-            c.reply(v + 1)?; // I have written: the next round waits for every worker
+            // The next round waits until every worker has written.
+            c.tell(&Reply::Wrote { value: v + 1 })?;
             if !gate(c)? {
                 return Ok(0);
             }
         }
     }
-    c.reply(waited)?;
+    c.tell(&Reply::Finished { waited })?;
     Ok(0)
 }
 
@@ -367,7 +391,10 @@ fn race(ctx: &mut Ctx<'_>, plan: &Plan, map: &Mapping) -> Result<Race> {
 fn race_rounds(ctx: &mut Ctx<'_>, plan: &Plan, map: &Mapping, procs: &[ChildProc]) -> Result<()> {
     let workers = plan.workers;
     for round in 1..=plan.increments {
-        let reads = replies(procs)?;
+        let reads = replies(procs, |r| match r {
+            Reply::Read { value } => Some(*value),
+            _ => None,
+        })?;
         let v = reads[0];
         if round == 1 {
             say!(ctx, "round_read_first", &[("v", &v), ("n", &workers)]);
@@ -376,7 +403,10 @@ fn race_rounds(ctx: &mut Ctx<'_>, plan: &Plan, map: &Mapping, procs: &[ChildProc
             ctx.pause(600)?;
         }
         go_all(procs)?;
-        replies(procs)?;
+        replies(procs, |r| match r {
+            Reply::Wrote { value } => Some(*value),
+            _ => None,
+        })?;
         let now = map.page().value.load(Ordering::SeqCst);
         let lost = i64::from(workers) - i64::from(now - v);
         if round == 1 {
@@ -516,7 +546,10 @@ fn show_holder_and_waiters(
         }
     };
     let holder = procs.get(first).context("the first holder's number")?;
-    let v = holder.reply(TIMEOUT)?;
+    let v = match next(holder, TIMEOUT)? {
+        Reply::Holds { value } => value,
+        other => return Err(unexpected(holder, &other)),
+    };
     let mut letters = Vec::new();
     let mut waiting = Vec::new();
     for p in procs.iter().filter(|p| p.pid != holder.pid) {
@@ -573,7 +606,10 @@ fn start_workers(ctx: &mut Ctx<'_>, plan: &Plan, lock: bool) -> Result<Vec<Child
         procs.push(ctx.spawn("worker", &format!("worker-{}", i + 1), args)?);
     }
     for p in &procs {
-        p.reply(TIMEOUT)?;
+        match next(p, TIMEOUT)? {
+            Reply::Ready => {}
+            other => return Err(unexpected(p, &other)),
+        }
     }
     Ok(procs)
 }
@@ -582,13 +618,14 @@ fn go_all(procs: &[ChildProc]) -> Result<()> {
     procs.iter().try_for_each(|p| p.send(Down::Go))
 }
 
-/// One integer reply from every worker, in order.
-fn replies(procs: &[ChildProc]) -> Result<Vec<i32>> {
+/// One reply from every worker, in order, each the one `pick` takes (a value read, or
+/// written): any other is an error.
+fn replies(procs: &[ChildProc], pick: impl Fn(&Reply) -> Option<i32>) -> Result<Vec<i32>> {
     procs
         .iter()
-        .map(|p| match p.reply(TIMEOUT)? {
-            ObsValue::Int(i) => Ok(i as i32),
-            other => bail!("{} (PID {}) answered {other:?}", p.name, p.pid),
+        .map(|p| {
+            let r = next(p, TIMEOUT)?;
+            pick(&r).ok_or_else(|| unexpected(p, &r))
         })
         .collect()
 }
@@ -599,10 +636,10 @@ fn finish(ctx: &mut Ctx<'_>, procs: Vec<ChildProc>, timeout: Duration) -> Result
     let mut waits = 0;
     for p in &procs {
         let left = deadline.saturating_duration_since(Instant::now());
-        waits += p
-            .reply(left.max(Duration::from_millis(1)))?
-            .as_i64()
-            .unwrap_or(0);
+        match next(p, left.max(Duration::from_millis(1)))? {
+            Reply::Finished { waited } => waits += waited,
+            other => return Err(unexpected(p, &other)),
+        }
     }
     for p in procs {
         ctx.join_within(p.pid, TIMEOUT)?;
