@@ -51,7 +51,7 @@ pub(super) fn worker(c: &mut ChildCtx) -> Result<i32> {
                     t_start,
                     t_done,
                 };
-                c.reply(serde_json::to_string(&answer)?)?;
+                c.tell(&answer)?;
             }
             Down::Stop => {
                 say!(c, "worker_exit", &[("count", &done)])?;
