@@ -71,6 +71,13 @@ print(json.dumps({"median_us": ts[len(ts) // 2], "min_us": ts[0],
                   "start_method": mp.get_start_method(), "version": sys.version.split()[0]}))
 "#;
 
+/// What the pool's worker tells the parent: task `task` is done, its answer the task's
+/// own number.
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Eq)]
+enum Reply {
+    Done { task: i64 },
+}
+
 /// Median and minimum of a set of timings, in microseconds.
 #[derive(Clone, Copy, Debug)]
 struct Timing {
@@ -418,14 +425,17 @@ fn thread_once() -> Result<f64> {
     Ok(us(t0, now_ns()))
 }
 
-/// Hand the running worker task `i` (a number) and wait for its answer (the same number).
+/// Hand the running worker task `i` (a number) and wait for its answer (a
+/// [`Reply::Done`] of the same number). The clock stops when the answer has arrived; it
+/// is decoded and checked after.
 fn pool_task(worker: &crate::ctx::ChildProc, i: i64) -> Result<f64> {
     let t0 = now_ns();
     worker.send(Down::Value(ObsValue::Int(i)))?;
     let answer = worker.reply(TIMEOUT)?;
     let t1 = now_ns();
-    if answer != ObsValue::Int(i) {
-        bail!("the worker answered {answer} to task {i}");
+    let done: Reply = worker.decode(&answer)?;
+    if done != (Reply::Done { task: i }) {
+        bail!("the worker answered {done:?} to task {i}");
     }
     Ok(us(t0, t1))
 }
@@ -607,11 +617,13 @@ fn idle(c: &mut ChildCtx) -> Result<i32> {
     }
 }
 
-/// A pool's worker: answer every task with its own number until told to stop.
+/// A pool's worker: answer every task with its own number until told to stop (a task
+/// that is not a number is an error).
 fn worker(c: &mut ChildCtx) -> Result<i32> {
     loop {
         match c.recv()? {
-            Down::Value(v) => c.reply(v)?,
+            Down::Value(ObsValue::Int(task)) => c.tell(&Reply::Done { task })?,
+            Down::Value(other) => bail!("task {other} is not a number"),
             Down::Stop => return Ok(0),
             Down::Go => {}
         }

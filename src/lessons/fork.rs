@@ -8,7 +8,7 @@
 use super::{LessonDef, Opts};
 use crate::child::ChildCtx;
 use crate::ctx::Ctx;
-use crate::event::{How, ObsValue};
+use crate::event::How;
 use crate::procs::{self, Note};
 use crate::{say, say_for, step};
 use anyhow::{Context, Result};
@@ -31,6 +31,12 @@ pub static LESSON: LessonDef = LessonDef {
 
 /// How long the kernel gets to reach a state we wait for; far more than it needs.
 const STATE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the spawned child tells the parent: it is running, and its parent is `ppid`.
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+enum Reply {
+    Hello { ppid: i32 },
+}
 
 fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     let child = fork_child(ctx)?;
@@ -206,14 +212,14 @@ fn spawn(ctx: &mut Ctx<'_>) -> Result<()> {
     say!(ctx, "spawn_intro", &[]);
     ctx.pause(1500)?;
     let spawned = ctx.spawn("spawned", "spawned", serde_json::json!({}))?;
-    let their_ppid = spawned.reply(STATE_TIMEOUT)?;
+    let Reply::Hello { ppid: their_ppid } = spawned.decode(&spawned.reply(STATE_TIMEOUT)?)?;
     let code = ctx.join(spawned.pid)?;
     say!(ctx, "spawn_done", &[("pid", &spawned.pid), ("code", &code)]);
     ctx.claim(
         "spawned_ppid",
-        their_ppid.clone(),
+        their_ppid,
         &format!("== parent_pid ({me})"),
-        their_ppid == ObsValue::from(me),
+        their_ppid == me,
     );
     ctx.pause(1500)?;
     say!(
@@ -236,6 +242,6 @@ fn spawned(c: &mut ChildCtx) -> Result<i32> {
         "spawned_hello",
         &[("pid", &c.pid), ("ppid", &ppid), ("exe", &exe)],
     )?;
-    c.reply(ppid)?;
+    c.tell(&Reply::Hello { ppid })?;
     Ok(0)
 }

@@ -16,9 +16,9 @@ use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
 use crate::ctx::{reply_any, ChildProc, Ctx};
 use crate::event::now_ns;
+use crate::sys::flock::FileLock;
 use crate::{say, step};
-use anyhow::{anyhow, bail, Context, Result};
-use nix::fcntl::{Flock, FlockArg};
+use anyhow::{bail, Context, Result};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -398,17 +398,14 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
         return Ok(0);
     }
 
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    let mut lock = Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| anyhow!("flock(LOCK_EX) on {}: {e}", path.display()))?;
+    let lock = FileLock::open(&path)?;
+    lock.lock()
+        .with_context(|| format!("flock(LOCK_EX) on {}", path.display()))?;
     c.act_at(now_ns(), "acquire", &[("what", "flock".into())])?;
+    let mut file = lock.file();
     let mut text = String::new();
-    lock.seek(SeekFrom::Start(0))?;
-    lock.read_to_string(&mut text)?;
+    file.seek(SeekFrom::Start(0))?;
+    file.read_to_string(&mut text)?;
     let count = parse_count(&text, &path)?;
     tell_read(c, count, phase)?;
     say!(c, "got_lock", &[("count", &count)])?;
@@ -416,9 +413,9 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
     c.expect_go()?; // the parent's window is over: finish and let the next one in
     let bought = count > 0;
     if bought {
-        lock.set_len(0)?;
-        lock.seek(SeekFrom::Start(0))?;
-        writeln!(lock, "{}", count - 1)?;
+        file.set_len(0)?;
+        file.seek(SeekFrom::Start(0))?;
+        writeln!(file, "{}", count - 1)?;
         tell_buy(c, count, phase)?;
     } else {
         say!(c, "sold_out_locked", &[("count", &count)])?;
@@ -429,7 +426,7 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
     c.tell(&outcome(bought))?;
     c.expect_go()?;
     lock.unlock()
-        .map_err(|(_, e)| anyhow!("flock(LOCK_UN) on {}: {e}", path.display()))?;
+        .with_context(|| format!("flock(LOCK_UN) on {}", path.display()))?;
     Ok(0)
 }
 

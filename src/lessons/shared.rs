@@ -15,11 +15,14 @@ use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
 use crate::ctx::{ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
+#[cfg(not(target_os = "linux"))]
+use crate::sys::flock::FileLock;
 use crate::sys::proc::Call;
+#[cfg(target_os = "linux")]
+use crate::sys::sem::PageSem;
 use crate::sys::shared::{Shared, SharedPage as Shareable};
 use crate::{say, step};
-use anyhow::{bail, Context, Result};
-use std::cell::UnsafeCell;
+use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
@@ -59,6 +62,29 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// `--speed 1`): the very window in which, without the lock, updates were lost.
 const WINDOW_MS: u64 = 250;
 
+/// What a worker tells the parent: it has mapped the page and waits at the start gate;
+/// it has read `value` (then waits at the gate), or, the first holder of the lock, holds
+/// it and has read `value`; it has written `value` (then waits at the gate); it is done,
+/// and slept `waited` times at the lock.
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+enum Reply {
+    Ready,
+    Read { value: i32 },
+    Holds { value: i32 },
+    Wrote { value: i32 },
+    Finished { waited: i64 },
+}
+
+/// The worker's next reply (within `timeout`), decoded.
+fn next(p: &ChildProc, timeout: Duration) -> Result<Reply> {
+    p.decode(&p.reply(timeout)?)
+}
+
+/// The worker answered `r` where the lesson waited for something else.
+fn unexpected(p: &ChildProc, r: &Reply) -> anyhow::Error {
+    anyhow!("{} (PID {}) answered {r:?}", p.name, p.pid)
+}
+
 /// What lives in the shared page: Python's `Value('i', 0)` with its lock, and
 /// `Array('i', workers)`.
 #[repr(C)]
@@ -66,7 +92,7 @@ struct SharedPage {
     /// The value's lock: a semaphore initialised with `pshared = 1`, so that every
     /// process mapping the page can use it.
     #[cfg(target_os = "linux")]
-    lock: UnsafeCell<nix::libc::sem_t>,
+    lock: PageSem,
     /// `Value('i', 0)`. Read and written with separate atomic loads and stores, never an
     /// atomic read-modify-write: exactly the two steps of Python's `v.value += 1`.
     value: AtomicI32,
@@ -78,17 +104,17 @@ struct SharedPage {
     first_holder: AtomicI32,
 }
 
-// SAFETY: atomics and a `pshared` semaphore (used only through sem_* calls), all valid
-// when zero (a new page), written by every process that maps the page.
+// SAFETY: atomics and a `pshared` semaphore (a `PageSem`, used only through sem_*
+// calls), all valid when zero (a new page), written by every process that maps the page.
 unsafe impl Shareable for SharedPage {}
-
-// SAFETY: the `UnsafeCell` holds a POSIX semaphore, made for concurrent use through the
-// sem_* calls, which are the only way it is touched; the rest are atomics.
-unsafe impl Sync for SharedPage {}
 
 /// The shared file, mapped `MAP_SHARED` into this process.
 struct Mapping {
     map: Shared<SharedPage>,
+    /// Where there is no process-shared `sem_init` (macOS), the value's lock is `flock`
+    /// on the file.
+    #[cfg(not(target_os = "linux"))]
+    flock: FileLock,
 }
 
 impl Mapping {
@@ -99,109 +125,63 @@ impl Mapping {
         } else {
             Shared::open(path)?
         };
-        Ok(Mapping { map })
+        Ok(Mapping {
+            map,
+            #[cfg(not(target_os = "linux"))]
+            flock: FileLock::open(path)?,
+        })
     }
 
     fn page(&self) -> &SharedPage {
         self.map.get()
     }
 
-    /// Kept open for `flock` where there is no process-shared `sem_init`.
-    #[cfg(not(target_os = "linux"))]
-    fn file(&self) -> &std::fs::File {
-        self.map.file().expect("a file mapping has its file")
-    }
-
     fn addr(&self) -> String {
         format!("{:#x}", self.map.addr())
     }
 
-    /// `sem_init(&lock, pshared = 1, 1)`: done once, by the process that created the page.
+    /// `sem_init(&lock, pshared = 1, 1)`: done once, by the process that created the page,
+    /// before any worker is started.
     fn init_lock(&self) -> Result<()> {
         #[cfg(target_os = "linux")]
-        {
-            // SAFETY: the semaphore lies in our live shared mapping; nobody uses it yet.
-            if unsafe { nix::libc::sem_init(self.page().lock.get(), 1, 1) } != 0 {
-                return Err(std::io::Error::last_os_error()).context("sem_init(pshared=1)");
-            }
-        }
+        // SAFETY: the page is new and no worker has been told where it is yet.
+        unsafe { self.page().lock.init(1) }.context("the value's lock")?;
         Ok(())
     }
 
+    /// `sem_destroy`, once every worker is reaped.
     fn destroy_lock(&self) {
         #[cfg(target_os = "linux")]
         // SAFETY: every process that used the semaphore has been reaped.
         unsafe {
-            nix::libc::sem_destroy(self.page().lock.get());
+            self.page().lock.destroy();
         }
     }
 
     /// Take the lock without waiting; false if another process holds it.
     fn try_lock(&self) -> Result<bool> {
         #[cfg(target_os = "linux")]
-        {
-            // SAFETY: a semaphore initialised with pshared=1 in our live shared mapping.
-            if unsafe { nix::libc::sem_trywait(self.page().lock.get()) } == 0 {
-                return Ok(true);
-            }
-            match nix::errno::Errno::last() {
-                nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR => Ok(false),
-                e => bail!("sem_trywait() failed: {e}"),
-            }
-        }
+        let free = self.page().lock.try_wait();
         #[cfg(not(target_os = "linux"))]
-        {
-            use std::os::fd::AsRawFd;
-            // SAFETY: flock(2) on a file descriptor we own.
-            let r = unsafe {
-                nix::libc::flock(
-                    self.file().as_raw_fd(),
-                    nix::libc::LOCK_EX | nix::libc::LOCK_NB,
-                )
-            };
-            Ok(r == 0)
-        }
+        let free = self.flock.try_lock();
+        free.context("taking the value's lock")
     }
 
     /// Take the lock, sleeping until it is free.
     fn lock(&self) -> Result<()> {
-        loop {
-            #[cfg(target_os = "linux")]
-            // SAFETY: a semaphore initialised with pshared=1 in our live shared mapping.
-            let r = unsafe { nix::libc::sem_wait(self.page().lock.get()) };
-            #[cfg(not(target_os = "linux"))]
-            // SAFETY: flock(2) on a file descriptor we own.
-            let r = unsafe {
-                use std::os::fd::AsRawFd;
-                nix::libc::flock(self.file().as_raw_fd(), nix::libc::LOCK_EX)
-            };
-            if r == 0 {
-                return Ok(());
-            }
-            let e = nix::errno::Errno::last();
-            if e != nix::errno::Errno::EINTR {
-                bail!("taking the value's lock failed: {e}");
-            }
-        }
+        #[cfg(target_os = "linux")]
+        let taken = self.page().lock.wait();
+        #[cfg(not(target_os = "linux"))]
+        let taken = self.flock.lock();
+        taken.context("taking the value's lock")
     }
 
     fn unlock(&self) -> Result<()> {
         #[cfg(target_os = "linux")]
-        // SAFETY: we hold the semaphore, which lies in our live shared mapping.
-        let r = unsafe { nix::libc::sem_post(self.page().lock.get()) };
+        let given = self.page().lock.post();
         #[cfg(not(target_os = "linux"))]
-        // SAFETY: flock(2) on a file descriptor we own.
-        let r = unsafe {
-            use std::os::fd::AsRawFd;
-            nix::libc::flock(self.file().as_raw_fd(), nix::libc::LOCK_UN)
-        };
-        if r != 0 {
-            bail!(
-                "releasing the value's lock failed: {}",
-                nix::errno::Errno::last()
-            );
-        }
-        Ok(())
+        let given = self.flock.unlock();
+        given.context("releasing the value's lock")
     }
 }
 
@@ -235,7 +215,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
         "worker_mapped",
         &[("pid", &c.pid), ("addr", &map.addr())]
     )?;
-    c.reply("ready")?;
+    c.tell(&Reply::Ready)?;
     if !gate(c)? {
         return Ok(0);
     }
@@ -262,7 +242,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
             if first.is_ok() {
                 // The very first holder keeps the lock until the parent has seen every
                 // other worker asleep at it.
-                c.reply(v)?;
+                c.tell(&Reply::Holds { value: v })?;
                 if !gate(c)? {
                     return Ok(0);
                 }
@@ -270,7 +250,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
                 c.pause(WINDOW_MS); // the window where, without the lock, updates were lost
             }
         } else {
-            c.reply(v)?; // I have read: the gate opens once every worker has
+            c.tell(&Reply::Read { value: v })?; // the gate opens once every worker has read
             if !gate(c)? {
                 return Ok(0);
             }
@@ -286,13 +266,14 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
             c.act("release", &[("what", "lock".into())])?; // stamped right before
             map.unlock()?;
         } else {
-            c.reply(v + 1)?; // I have written: the next round waits for every worker
+            // The next round waits until every worker has written.
+            c.tell(&Reply::Wrote { value: v + 1 })?;
             if !gate(c)? {
                 return Ok(0);
             }
         }
     }
-    c.reply(waited)?;
+    c.tell(&Reply::Finished { waited })?;
     Ok(0)
 }
 
@@ -410,7 +391,10 @@ fn race(ctx: &mut Ctx<'_>, plan: &Plan, map: &Mapping) -> Result<Race> {
 fn race_rounds(ctx: &mut Ctx<'_>, plan: &Plan, map: &Mapping, procs: &[ChildProc]) -> Result<()> {
     let workers = plan.workers;
     for round in 1..=plan.increments {
-        let reads = replies(procs)?;
+        let reads = replies(procs, |r| match r {
+            Reply::Read { value } => Some(*value),
+            _ => None,
+        })?;
         let v = reads[0];
         if round == 1 {
             say!(ctx, "round_read_first", &[("v", &v), ("n", &workers)]);
@@ -419,7 +403,10 @@ fn race_rounds(ctx: &mut Ctx<'_>, plan: &Plan, map: &Mapping, procs: &[ChildProc
             ctx.pause(600)?;
         }
         go_all(procs)?;
-        replies(procs)?;
+        replies(procs, |r| match r {
+            Reply::Wrote { value } => Some(*value),
+            _ => None,
+        })?;
         let now = map.page().value.load(Ordering::SeqCst);
         let lost = i64::from(workers) - i64::from(now - v);
         if round == 1 {
@@ -559,7 +546,10 @@ fn show_holder_and_waiters(
         }
     };
     let holder = procs.get(first).context("the first holder's number")?;
-    let v = holder.reply(TIMEOUT)?;
+    let v = match next(holder, TIMEOUT)? {
+        Reply::Holds { value } => value,
+        other => return Err(unexpected(holder, &other)),
+    };
     let mut letters = Vec::new();
     let mut waiting = Vec::new();
     for p in procs.iter().filter(|p| p.pid != holder.pid) {
@@ -616,7 +606,10 @@ fn start_workers(ctx: &mut Ctx<'_>, plan: &Plan, lock: bool) -> Result<Vec<Child
         procs.push(ctx.spawn("worker", &format!("worker-{}", i + 1), args)?);
     }
     for p in &procs {
-        p.reply(TIMEOUT)?;
+        match next(p, TIMEOUT)? {
+            Reply::Ready => {}
+            other => return Err(unexpected(p, &other)),
+        }
     }
     Ok(procs)
 }
@@ -625,13 +618,14 @@ fn go_all(procs: &[ChildProc]) -> Result<()> {
     procs.iter().try_for_each(|p| p.send(Down::Go))
 }
 
-/// One integer reply from every worker, in order.
-fn replies(procs: &[ChildProc]) -> Result<Vec<i32>> {
+/// One reply from every worker, in order, each the one `pick` takes (a value read, or
+/// written): any other is an error.
+fn replies(procs: &[ChildProc], pick: impl Fn(&Reply) -> Option<i32>) -> Result<Vec<i32>> {
     procs
         .iter()
-        .map(|p| match p.reply(TIMEOUT)? {
-            ObsValue::Int(i) => Ok(i as i32),
-            other => bail!("{} (PID {}) answered {other:?}", p.name, p.pid),
+        .map(|p| {
+            let r = next(p, TIMEOUT)?;
+            pick(&r).ok_or_else(|| unexpected(p, &r))
         })
         .collect()
 }
@@ -642,10 +636,10 @@ fn finish(ctx: &mut Ctx<'_>, procs: Vec<ChildProc>, timeout: Duration) -> Result
     let mut waits = 0;
     for p in &procs {
         let left = deadline.saturating_duration_since(Instant::now());
-        waits += p
-            .reply(left.max(Duration::from_millis(1)))?
-            .as_i64()
-            .unwrap_or(0);
+        match next(p, left.max(Duration::from_millis(1)))? {
+            Reply::Finished { waited } => waits += waited,
+            other => return Err(unexpected(p, &other)),
+        }
     }
     for p in procs {
         ctx.join_within(p.pid, TIMEOUT)?;

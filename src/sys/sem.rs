@@ -1,13 +1,61 @@
-//! POSIX named semaphores (`sem_open`), shared by the lessons that need one: `semaphore`
-//! (a counter of rooms), `orphans` (a lock a terminated holder never gives back), `queue`
-//! (CPython's `SemLock`s of a `Queue` and a `JoinableQueue`). Names are unguessable
-//! ([`NamedSem::fresh`]) and unlinked as soon as every process has it open, so nothing
-//! is left in /dev/shm.
+//! POSIX semaphores. Named ones (`sem_open`), shared by the lessons that need one:
+//! `semaphore` (a counter of rooms), `orphans` (a lock a terminated holder never gives
+//! back), `queue` (CPython's `SemLock`s of a `Queue` and a `JoinableQueue`). Names are
+//! unguessable ([`NamedSem::fresh`]) and unlinked as soon as every process has it open, so
+//! nothing is left in /dev/shm. And an unnamed one in a shared page ([`PageSem`],
+//! `sem_init` with `pshared = 1`): the `shared` lesson's lock of its value.
 
 use anyhow::{bail, Result};
 use nix::errno::Errno;
 use nix::libc;
 use std::ffi::CString;
+
+/// P without blocking: `sem_trywait`. False if the counter was 0 (EAGAIN).
+///
+/// # Safety
+/// `sem` points to a live semaphore (open, or in a live mapping) that was initialised.
+unsafe fn try_wait_at(sem: *mut libc::sem_t) -> Result<bool> {
+    loop {
+        // SAFETY: the caller's promise.
+        if unsafe { libc::sem_trywait(sem) } == 0 {
+            return Ok(true);
+        }
+        match Errno::last() {
+            Errno::EAGAIN => return Ok(false),
+            Errno::EINTR => continue,
+            e => bail!("sem_trywait failed: {e}"),
+        }
+    }
+}
+
+/// P: `sem_wait`, asleep in the kernel (`futex`) until the counter is above 0.
+///
+/// # Safety
+/// As [`try_wait_at`].
+unsafe fn wait_at(sem: *mut libc::sem_t) -> Result<()> {
+    loop {
+        // SAFETY: the caller's promise.
+        if unsafe { libc::sem_wait(sem) } == 0 {
+            return Ok(());
+        }
+        match Errno::last() {
+            Errno::EINTR => continue,
+            e => bail!("sem_wait failed: {e}"),
+        }
+    }
+}
+
+/// V: `sem_post`.
+///
+/// # Safety
+/// As [`try_wait_at`].
+unsafe fn post_at(sem: *mut libc::sem_t) -> Result<()> {
+    // SAFETY: the caller's promise.
+    if unsafe { libc::sem_post(sem) } != 0 {
+        bail!("sem_post failed: {}", Errno::last());
+    }
+    Ok(())
+}
 
 /// A POSIX named semaphore (`sem_open`), closed when dropped, and unlinked then too if
 /// this process created it and has not unlinked it yet.
@@ -89,40 +137,20 @@ impl NamedSem {
 
     /// P without blocking: `sem_trywait`. False if the counter was 0 (EAGAIN).
     pub fn try_wait(&self) -> Result<bool> {
-        loop {
-            // SAFETY: `sem` came from a successful sem_open and is not closed yet.
-            if unsafe { libc::sem_trywait(self.sem) } == 0 {
-                return Ok(true);
-            }
-            match Errno::last() {
-                Errno::EAGAIN => return Ok(false),
-                Errno::EINTR => continue,
-                e => bail!("sem_trywait failed: {e}"),
-            }
-        }
+        // SAFETY: `sem` came from a successful sem_open and is not closed yet.
+        unsafe { try_wait_at(self.sem) }
     }
 
     /// P: `sem_wait`, asleep in the kernel until the counter is above 0.
     pub fn wait(&self) -> Result<()> {
-        loop {
-            // SAFETY: `sem` came from a successful sem_open and is not closed yet.
-            if unsafe { libc::sem_wait(self.sem) } == 0 {
-                return Ok(());
-            }
-            match Errno::last() {
-                Errno::EINTR => continue,
-                e => bail!("sem_wait failed: {e}"),
-            }
-        }
+        // SAFETY: `sem` came from a successful sem_open and is not closed yet.
+        unsafe { wait_at(self.sem) }
     }
 
     /// V: `sem_post`.
     pub fn post(&self) -> Result<()> {
         // SAFETY: `sem` came from a successful sem_open and is not closed yet.
-        if unsafe { libc::sem_post(self.sem) } != 0 {
-            bail!("sem_post failed: {}", Errno::last());
-        }
-        Ok(())
+        unsafe { post_at(self.sem) }
     }
 
     /// The counter now (`sem_getvalue`), -1 where the system cannot say.
@@ -205,5 +233,90 @@ impl RawSem {
     #[cfg(not(target_os = "linux"))]
     pub fn acquire_within(self, _ms: u64) -> i64 {
         -(Errno::ENOSYS as i64)
+    }
+}
+
+/// An unnamed POSIX semaphore that lives in a page shared by processes: a field of a
+/// [`SharedPage`](super::shared::SharedPage), initialised once with `pshared = 1`
+/// ([`PageSem::init`]), so that every process that maps the page uses the same
+/// semaphore, at whatever address it mapped it (the kernel's futex is not the
+/// `_PRIVATE` kind: it finds the word through the page). Linux only: macOS has no
+/// process-shared `sem_init`.
+///
+/// It is only ever touched through the `sem_*` calls below, on a pointer into the page,
+/// which is live as long as the `&PageSem` (a `Shared` hands out no reference that
+/// outlives its mapping). All-zero bytes, a new page, are what glibc and musl read as a
+/// process-shared semaphore at 0, and `init` comes before the page is shown to any other
+/// process, so every call finds a semaphore.
+#[cfg(target_os = "linux")]
+#[repr(transparent)]
+pub struct PageSem(std::cell::UnsafeCell<libc::sem_t>);
+
+// SAFETY: a POSIX semaphore is made for concurrent use by threads and processes, and the
+// cell is only reached through the sem_* calls (see PageSem).
+#[cfg(target_os = "linux")]
+unsafe impl Sync for PageSem {}
+
+#[cfg(target_os = "linux")]
+impl PageSem {
+    /// `sem_init(&sem, pshared = 1, value)`: done once, by the process that created the
+    /// page.
+    ///
+    /// # Safety
+    /// No process uses the semaphore yet (nor until this returns).
+    pub unsafe fn init(&self, value: u32) -> Result<()> {
+        // SAFETY: the semaphore lies in a live mapping (see PageSem), unused (the
+        // caller's promise).
+        if unsafe { libc::sem_init(self.0.get(), 1, value) } != 0 {
+            bail!("sem_init(pshared=1) failed: {}", Errno::last());
+        }
+        Ok(())
+    }
+
+    /// `sem_destroy`.
+    ///
+    /// # Safety
+    /// No process uses the semaphore any more, nor will (every one that did is reaped).
+    pub unsafe fn destroy(&self) {
+        // SAFETY: a live mapping (see PageSem), unused from now on (the caller's promise).
+        unsafe { libc::sem_destroy(self.0.get()) };
+    }
+
+    /// P without blocking: `sem_trywait`. False if another process holds it.
+    pub fn try_wait(&self) -> Result<bool> {
+        // SAFETY: a semaphore in a live mapping (see PageSem).
+        unsafe { try_wait_at(self.0.get()) }
+    }
+
+    /// P: `sem_wait`, asleep in `futex()` until it is free.
+    pub fn wait(&self) -> Result<()> {
+        // SAFETY: a semaphore in a live mapping (see PageSem).
+        unsafe { wait_at(self.0.get()) }
+    }
+
+    /// V: `sem_post`.
+    pub fn post(&self) -> Result<()> {
+        // SAFETY: a semaphore in a live mapping (see PageSem).
+        unsafe { post_at(self.0.get()) }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_sem_is_a_lock() {
+        // SAFETY: all-zero bytes are a valid sem_t (see PageSem); only used below.
+        let sem: PageSem = unsafe { std::mem::zeroed() };
+        // SAFETY: nobody else uses it.
+        unsafe { sem.init(1) }.unwrap();
+        assert!(sem.try_wait().unwrap());
+        assert!(!sem.try_wait().unwrap());
+        sem.post().unwrap();
+        sem.wait().unwrap();
+        sem.post().unwrap();
+        // SAFETY: nobody uses it any more.
+        unsafe { sem.destroy() };
     }
 }

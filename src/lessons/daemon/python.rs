@@ -27,6 +27,33 @@ const JOB_MS: u64 = 7000;
 /// The command that asks a child to start a child of its own.
 const START_CHILD: &str = "start_child";
 
+/// What a Python child tells the parent: it has introduced itself (and waits for a
+/// command); asked to start a child, it started `pid` (its fork stamped `t_forked`) and
+/// joined it (`exitcode`, reaped at `t_reaped`), or CPython refused (`error`, the message
+/// of the `AssertionError`), or starting it failed (`error`); its job has started.
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+enum Reply {
+    Hello,
+    Started {
+        pid: i32,
+        t_forked: u64,
+        exitcode: i32,
+        t_reaped: u64,
+    },
+    Refused {
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
+    Working,
+}
+
+/// The child's next reply, decoded.
+fn next(child: &ChildProc) -> Result<Reply> {
+    child.decode(&child.reply(REPLY_TIMEOUT)?)
+}
+
 /// Python's two children: one daemonic, one not, and how long the normal one's job lasts.
 struct Pair {
     daemonic: ChildProc,
@@ -67,8 +94,12 @@ fn start_pair(ctx: &mut Ctx<'_>) -> Result<Pair> {
     let daemonic = ctx.spawn("process", "daemonic", args(true))?;
     let worker = ctx.spawn("process", "worker", args(false))?;
     // Each answers once it has introduced itself; then it waits for a command.
-    daemonic.reply(REPLY_TIMEOUT)?;
-    worker.reply(REPLY_TIMEOUT)?;
+    for c in [&daemonic, &worker] {
+        match next(c)? {
+            Reply::Hello => {}
+            other => bail!("{} answered {other:?} instead of its hello", c.name),
+        }
+    }
     let ds = state_letter(ctx.wait_state(daemonic.pid, &['S'], STATE_TIMEOUT)?);
     let ws = state_letter(ctx.wait_state(worker.pid, &['S'], STATE_TIMEOUT)?);
     ctx.pause(1500)?;
@@ -95,10 +126,15 @@ fn start_pair(ctx: &mut Ctx<'_>) -> Result<Pair> {
 /// it; their events carry the worker's own stamps.
 fn worker_starts_child(ctx: &mut Ctx<'_>, worker: &ChildProc) -> Result<()> {
     worker.send(Down::Value(START_CHILD.into()))?;
-    let grandchild = worker.reply_int(REPLY_TIMEOUT)?;
-    let t_forked = worker.reply_int(REPLY_TIMEOUT)? as u64;
-    let code = worker.reply_int(REPLY_TIMEOUT)?;
-    let t_reaped = worker.reply_int(REPLY_TIMEOUT)? as u64;
+    let (grandchild, t_forked, code, t_reaped) = match next(worker)? {
+        Reply::Started {
+            pid,
+            t_forked,
+            exitcode,
+            t_reaped,
+        } => (pid, t_forked, exitcode, t_reaped),
+        other => bail!("the worker answered {other:?} instead of the child it started"),
+    };
     let w = worker.pid.as_raw();
     say_for!(
         ctx,
@@ -110,7 +146,7 @@ fn worker_starts_child(ctx: &mut Ctx<'_>, worker: &ChildProc) -> Result<()> {
     // The worker started and reaped it: its events, with the worker's own stamps.
     ctx.emit(Event {
         t_ns: t_forked,
-        pid: grandchild as i32,
+        pid: grandchild,
         kind: Kind::Spawn {
             ppid: w,
             name: "child".into(),
@@ -119,10 +155,10 @@ fn worker_starts_child(ctx: &mut Ctx<'_>, worker: &ChildProc) -> Result<()> {
     });
     ctx.emit(Event {
         t_ns: t_reaped,
-        pid: grandchild as i32,
+        pid: grandchild,
         kind: Kind::Exit {
             name: "child".into(),
-            exitcode: code as i32,
+            exitcode: code,
             reaped_by: w,
         },
     });
@@ -140,9 +176,9 @@ fn worker_starts_child(ctx: &mut Ctx<'_>, worker: &ChildProc) -> Result<()> {
 /// kernel shows it has no child.
 fn daemonic_refuses(ctx: &mut Ctx<'_>, daemonic: &ChildProc) -> Result<()> {
     daemonic.send(Down::Value(START_CHILD.into()))?;
-    let error = match daemonic.reply(REPLY_TIMEOUT)? {
-        ObsValue::Str(s) => s,
-        other => bail!("the daemonic child answered {other} instead of an error"),
+    let error = match next(daemonic)? {
+        Reply::Refused { error } => error,
+        other => bail!("the daemonic child answered {other:?} instead of an error"),
     };
     let kids = crate::sys::proc::children(daemonic.pid.as_raw()).len();
     say!(
@@ -174,7 +210,10 @@ fn exit_handler(ctx: &mut Ctx<'_>, pair: Pair) -> Result<()> {
         &[("daemonic", &daemonic.pid), ("worker", &worker.pid)],
     )?;
     worker.send(Down::Go)?;
-    worker.reply(REPLY_TIMEOUT)?; // its job has started
+    match next(&worker)? {
+        Reply::Working => {} // its job has started
+        other => bail!("the worker answered {other:?} instead of starting its job"),
+    }
     say!(ctx, "main_code_ends", &[("ms", &task_ms)]);
     ctx.pause(2000)?;
     say!(ctx, "exit_handler", &[]);
@@ -224,16 +263,13 @@ pub(super) fn process(c: &mut ChildCtx) -> Result<i32> {
         if (daemonic) { "d_hello" } else { "w_hello" },
         &[("pid", &c.pid), ("ppid", &ppid)],
     )?;
-    c.reply(true)?;
+    c.tell(&Reply::Hello)?;
     loop {
         match c.recv()? {
             Down::Value(ObsValue::Str(cmd)) if cmd == START_CHILD => {
                 match start_process(daemonic) {
                     Ok(started) => {
-                        c.reply(started.pid)?;
-                        c.reply(started.t_forked as i64)?;
-                        c.reply(started.exitcode)?;
-                        c.reply(started.t_reaped as i64)?;
+                        c.tell(&started)?;
                     }
                     Err(StartError::Refused(msg)) => {
                         c.act(
@@ -248,10 +284,12 @@ pub(super) fn process(c: &mut ChildCtx) -> Result<i32> {
                             "d_refused",
                             &[("type", &DAEMON_CHILD_ERROR_TYPE), ("error", &msg)],
                         )?;
-                        c.reply(msg)?;
+                        c.tell(&Reply::Refused { error: msg.into() })?;
                     }
                     Err(StartError::Failed(e)) => {
-                        c.reply(format!("{e:#}"))?;
+                        c.tell(&Reply::Failed {
+                            error: format!("{e:#}"),
+                        })?;
                         return Err(e);
                     }
                 }
@@ -260,7 +298,7 @@ pub(super) fn process(c: &mut ChildCtx) -> Result<i32> {
                 // The job: time passing, standing in for real work.
                 c.act("task_start", &[("ms", (task_ms as i64).into())])?;
                 say!(c, "w_work", &[("ms", &task_ms)])?;
-                c.reply(true)?;
+                c.tell(&Reply::Working)?;
                 std::thread::sleep(Duration::from_millis(task_ms));
                 c.act("task_done", &[])?;
                 say!(c, "w_done", &[])?;
@@ -272,22 +310,15 @@ pub(super) fn process(c: &mut ChildCtx) -> Result<i32> {
     }
 }
 
-/// A child that was started, ran, and was joined.
-struct Started {
-    pid: i32,
-    t_forked: u64,
-    exitcode: i32,
-    t_reaped: u64,
-}
-
 enum StartError {
     /// What CPython's `start()` raises in a daemonic process.
     Refused(&'static str),
     Failed(anyhow::Error),
 }
 
-/// `Process(target=f).start()` then `join()`, in a child of the lesson.
-fn start_process(daemonic: bool) -> Result<Started, StartError> {
+/// `Process(target=f).start()` then `join()`, in a child of the lesson: a
+/// [`Reply::Started`].
+fn start_process(daemonic: bool) -> Result<Reply, StartError> {
     // CPython, BaseProcess.start():
     //     assert not _current_process._config.get('daemon'), \
     //            'daemonic processes are not allowed to have children'
@@ -295,7 +326,7 @@ fn start_process(daemonic: bool) -> Result<Started, StartError> {
     if daemonic {
         return Err(StartError::Refused(DAEMON_CHILD_ERROR));
     }
-    let go = || -> Result<Started> {
+    let go = || -> Result<Reply> {
         let (r, w) = procs::pipe()?;
         let fd = w.as_raw_fd();
         let child_body = move || {
@@ -311,7 +342,7 @@ fn start_process(daemonic: bool) -> Result<Started, StartError> {
             None => now_ns(),
         };
         let exitcode = procs::reap(pid)?;
-        Ok(Started {
+        Ok(Reply::Started {
             pid: pid.as_raw(),
             t_forked,
             exitcode,

@@ -13,7 +13,7 @@
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::ChildCtx;
 use crate::ctx::Ctx;
-use crate::event::{now_ns, ObsValue};
+use crate::event::now_ns;
 use crate::procs::{self, Note};
 use crate::sys::proc::{self, Call};
 use crate::{say, say_for, step};
@@ -48,6 +48,17 @@ pub static LESSON: LessonDef = LessonDef {
 
 /// Far more than the kernel or a child needs to get anywhere we wait for.
 const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a spawned child of the lesson tells the parent: the name of the one-shot server
+/// to send its end of the pipe to; (the reader) the error its read-only end raised on
+/// `send`, then the ids of the objects it received, in order, once `recv()` saw end of
+/// file.
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+enum Reply {
+    Server { name: String },
+    Refused { error: String },
+    Received { ids: Vec<u32> },
+}
 
 /// What the raw pipe's writer writes: bytes, not objects.
 static RAW_TEXT: &[u8] = b"GET /index.html 200\nGET /missing 404\n";
@@ -191,8 +202,8 @@ fn simplex(ctx: &mut Ctx<'_>, messages: u32) -> Result<(bool, char)> {
     hand_over(&reader, r)?;
 
     // Each end refuses the other direction, as in Python.
-    let refused_in_child = match reader.reply(TIMEOUT)? {
-        ObsValue::Str(s) => s,
+    let refused_in_child = match reader.decode(&reader.reply(TIMEOUT)?)? {
+        Reply::Refused { error } => error,
         other => bail!("the reader sent {other:?}"),
     };
     let refused_here = match w.recv_timeout(Duration::ZERO) {
@@ -239,24 +250,30 @@ fn simplex(ctx: &mut Ctx<'_>, messages: u32) -> Result<(bool, char)> {
             &msg_fields("simplex", ("to", rpid.as_raw()), &m),
         );
         w.send(&m)?;
-        sent.push(m.id.to_string());
+        sent.push(m.id);
         ctx.pause(700)?;
     }
     say!(ctx, "simplex_close", &[("n", &messages)]);
     drop(w);
-    let got = match reader.reply(TIMEOUT)? {
-        ObsValue::Str(s) => s,
+    let got = match reader.decode(&reader.reply(TIMEOUT)?)? {
+        Reply::Received { ids } => ids,
         other => bail!("the reader sent {other:?}"),
     };
     let code = ctx.join_within(rpid, TIMEOUT)?;
-    let in_order = got == sent.join(",");
-    // Shown as "1, 2, 3": the comma-only form is for the comparison above.
+    let in_order = got == sent;
+    // Shown as "1, 2, 3".
+    let shown = |ids: &[u32]| {
+        ids.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     say!(
         ctx,
         "simplex_done",
         &[
-            ("got", &got.replace(',', ", ")),
-            ("sent", &sent.join(", ")),
+            ("got", &shown(&got)),
+            ("sent", &shown(&sent)),
             ("code", &code),
         ],
     );
@@ -277,7 +294,7 @@ fn reader_child(c: &mut ChildCtx) -> Result<i32> {
         Ok(()) => "sent".into(),
     };
     say!(c, "reader_refused", &[("error", &refused)])?;
-    c.reply(refused)?;
+    c.tell(&Reply::Refused { error: refused })?;
     say!(c, "reader_waits", &[])?;
     let mut ids = Vec::new();
     while let Some(m) = r.recv()? {
@@ -286,10 +303,10 @@ fn reader_child(c: &mut ChildCtx) -> Result<i32> {
             "recv",
             &msg_fields("simplex", ("from", m.pid), &m),
         )?;
-        ids.push(m.id.to_string());
+        ids.push(m.id);
     }
     say!(c, "reader_eof", &[("n", &ids.len())])?;
-    c.reply(ids.join(","))?;
+    c.tell(&Reply::Received { ids })?;
     Ok(0)
 }
 
