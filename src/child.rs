@@ -92,18 +92,15 @@ impl ChildCtx {
             .map_err(|e| parent_gone("sending an event to the parent", e))
     }
 
-    /// Answer the lesson.
-    pub fn reply(&self, value: impl Into<ObsValue>) -> Result<()> {
-        self.up
-            .send(Up::Reply(value.into()))
-            .map_err(|e| parent_gone("replying to the parent", e))
-    }
-
-    /// A typed reply (the lesson's own `Reply` enum), carried as its JSON text, so that
-    /// the parent decodes exactly what was meant or fails with the reply in hand, never
-    /// a free-text parse that turns a garbled reply into a 0.
+    /// Answer the lesson: a typed reply (the lesson's own `Reply` enum), carried as its
+    /// JSON text, so that the parent decodes exactly what was meant or fails with the
+    /// reply in hand, never a free-text parse that turns a garbled reply into a 0. The
+    /// only way a child answers: there is no untyped reply.
     pub fn tell<R: serde::Serialize>(&self, reply: &R) -> Result<()> {
-        self.reply(ObsValue::Str(serde_json::to_string(reply)?))
+        let text = serde_json::to_string(reply)?;
+        self.up
+            .send(Up::Reply(ObsValue::Str(text)))
+            .map_err(|e| parent_gone("replying to the parent", e))
     }
 
     /// Wait for the parent's next command.

@@ -105,6 +105,13 @@ pub fn command() -> Command {
                         .long("python")
                         .action(ArgAction::SetTrue)
                         .help("Print only the runnable Python script (python3 FILE [fork|spawn|forkserver])"),
+                )
+                .arg(
+                    Arg::new("events")
+                        .long("events")
+                        .action(ArgAction::SetTrue)
+                        .conflicts_with("python")
+                        .help("Print the event kinds the lesson adds to the --json stream: process, stamp, fields"),
                 ),
         )
         .subcommand(

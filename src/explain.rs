@@ -1,10 +1,11 @@
 //! What mp-demo says about its lessons without running one: `list` (for a person and,
 //! with `--json`, for a script) and `explain` (the concept, the Python script it mirrors,
-//! the system calls; `--python` prints the script alone, to save and run).
+//! the system calls; `--python` prints the script alone, to save and run; `--events` the
+//! event kinds the lesson adds to the `--json` stream, from its words file).
 
 use crate::lessons::{self, LessonDef};
 use crate::narrate;
-use crate::words::Lang;
+use crate::words::{EventDoc, Lang};
 use anyhow::Result;
 use colored::Colorize;
 use std::io::IsTerminal;
@@ -24,9 +25,9 @@ pub(crate) fn list(lang: Lang) -> String {
     out
 }
 
-/// `mp-demo --json list`: one object per lesson, with its options and their ranges, for
-/// scripts and graders.
-pub(crate) fn list_json(lang: Lang) -> String {
+/// `mp-demo --json list`: one object per lesson, with its options and their ranges and
+/// the event kinds it adds (as its words file documents them), for scripts and graders.
+pub(crate) fn list_json(lang: Lang) -> Result<String> {
     let mut out = String::new();
     for def in lessons::LESSONS {
         let summary = def.summary(lang);
@@ -35,12 +36,49 @@ pub(crate) fn list_json(lang: Lang) -> String {
             .iter()
             .map(|o| serde_json::json!({ "name": o.name, "default": o.default, "min": o.min, "max": o.max }))
             .collect();
-        let line =
-            serde_json::json!({ "lesson": def.name, "summary": summary, "options": options });
+        let events: Vec<serde_json::Value> = def
+            .words()?
+            .events
+            .iter()
+            .map(|(kind, doc)| event_json(kind, doc))
+            .collect();
+        let line = serde_json::json!({
+            "lesson": def.name,
+            "summary": summary,
+            "options": options,
+            "events": events,
+        });
         out.push_str(&line.to_string());
         out.push('\n');
     }
-    out
+    Ok(out)
+}
+
+/// One `[events.<kind>]` of a words file as an entry of `--json list`'s `events`.
+fn event_json(kind: &str, doc: &EventDoc) -> serde_json::Value {
+    serde_json::json!({
+        "kind": kind,
+        "pid": doc.pid,
+        "about": doc.about,
+        "stamped": doc.stamped,
+        "fields": doc.fields,
+        "optional": doc.optional,
+        "optional_fields": doc.optional_fields,
+    })
+}
+
+/// The room for text: the terminal's width (20 to 100 columns), or 80 off a terminal.
+fn text_width() -> usize {
+    if std::io::stdout().is_terminal() {
+        crossterm::terminal::size()
+            .ok()
+            .map(|(w, _)| usize::from(w))
+            .filter(|&w| w > 20)
+            .unwrap_or(80)
+            .min(100)
+    } else {
+        80
+    }
 }
 
 /// `mp-demo explain <lesson>`: the concept wrapped to the terminal, `code` highlighted,
@@ -50,16 +88,7 @@ pub(crate) fn explain(def: &LessonDef, lang: Lang) -> Result<String> {
     let Some(meta) = words.meta else {
         return Ok(String::new());
     };
-    let width = if std::io::stdout().is_terminal() {
-        crossterm::terminal::size()
-            .ok()
-            .map(|(w, _)| usize::from(w))
-            .filter(|&w| w > 20)
-            .unwrap_or(80)
-            .min(100)
-    } else {
-        80
-    };
+    let width = text_width();
     let mut out = String::new();
     out.push_str(&format!(
         "{}\n{}\n\n",
@@ -105,6 +134,71 @@ pub(crate) fn python_script(def: &LessonDef) -> Result<String> {
     let words = def.words()?;
     let python = words.meta.map(|m| m.python).unwrap_or_default();
     Ok(format!("{}\n", python.trim()))
+}
+
+/// `mp-demo explain <lesson> --events`: the event kinds the lesson adds to the `--json`
+/// stream, each with its process, its stamp, its meaning and its fields, from the
+/// lesson's words file. In English, like `docs/events.md`: the contract, not narration.
+pub(crate) fn events(def: &LessonDef) -> Result<String> {
+    let words = def.words()?;
+    let width = text_width();
+    let mut out = format!(
+        "{}\n\n",
+        format!("mp-demo {} · the events it adds", def.name).bold()
+    );
+    let intro = if words.events.is_empty() {
+        format!(
+            "Lesson {} adds no kind of its own: its `--json` stream has only the core kinds \
+             of docs/events.md.",
+            def.name
+        )
+    } else {
+        "Besides the core kinds of docs/events.md, its `--json` stream has these. Each event \
+         carries `t_ms`, `lesson`, `kind`, `pid` (the process it is about) and `name` (that \
+         process's role), then the fields below."
+            .to_string()
+    };
+    push_wrapped(&mut out, "", &intro, width);
+    for (kind, doc) in &words.events {
+        out.push_str(&format!("\n{}\n", kind.bold()));
+        push_wrapped(&mut out, "  ", &doc.about, width);
+        let only = |yes: bool| if yes { " (only on some runs)" } else { "" };
+        let pid = format!("{}{}", doc.pid, only(doc.optional));
+        push_wrapped(&mut out, "  pid      ", &pid, width);
+        push_wrapped(&mut out, "  stamped  ", &doc.stamped, width);
+        let name_width = doc.fields.keys().map(String::len).max().unwrap_or(0);
+        let mut head = "  fields   ".to_string();
+        if doc.fields.is_empty() {
+            push_wrapped(&mut out, &head, "none", width);
+        }
+        for (field, meaning) in &doc.fields {
+            head.push_str(&format!("{field:<name_width$}  "));
+            let optional = doc.optional_fields.contains(field);
+            push_wrapped(
+                &mut out,
+                &head,
+                &format!("{meaning}{}", only(optional)),
+                width,
+            );
+            head = " ".repeat(11);
+        }
+    }
+    Ok(out)
+}
+
+/// `text`, its `code` highlighted, wrapped to `width`: the first line behind `head` (plain
+/// ASCII), the others behind as many spaces.
+fn push_wrapped(out: &mut String, head: &str, text: &str, width: usize) {
+    let hang = " ".repeat(head.len());
+    let room = width.saturating_sub(head.len()).max(20);
+    for (i, line) in narrate::human::wrap(&highlight_code(text), room)
+        .iter()
+        .enumerate()
+    {
+        out.push_str(if i == 0 { head } else { &hang });
+        out.push_str(line);
+        out.push('\n');
+    }
 }
 
 /// `code` spans in bright white, without the backticks (when colours are on).

@@ -72,7 +72,7 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let result = match sub {
-        "list" if globals.json => print_out(explain::list_json(lang)),
+        "list" if globals.json => explain::list_json(lang).and_then(print_out),
         "list" => print_out(explain::list(lang)),
         "explain" => {
             let name = m
@@ -83,6 +83,7 @@ pub fn main() -> ExitCode {
                 Some(def) if m.get_flag("python") => {
                     explain::python_script(def).and_then(print_out)
                 }
+                Some(def) if m.get_flag("events") => explain::events(def).and_then(print_out),
                 Some(def) => explain::explain(def, lang).and_then(print_out),
                 None => Ok(()),
             }

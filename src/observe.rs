@@ -164,7 +164,6 @@ struct Stopped {
 
 impl Stopped {
     fn check(&mut self, names: &HashMap<i32, String>, sink: &Sink, lang: crate::words::Lang) {
-        use crate::words::ui;
         if crate::procs::paused() || crate::procs::stop_reason().is_some() {
             self.since.clear();
             return;
@@ -181,10 +180,24 @@ impl Stopped {
             .into_iter()
             .filter(|&pid| matches!(crate::sys::proc::state(pid), Some('T' | 't')))
             .collect();
-        let say = |key: &str, pid: i32| {
+        // `continued`: it runs again; else it is stopped and the lesson waits.
+        let say = |continued: bool, pid: i32| {
             let left = (STOPPED_GIVE_UP - STOPPED_NOTICE).as_secs().to_string();
             let (n, p, secs) = (name(pid), pid.to_string(), left);
-            let text = ui(lang, key, &[("name", &n), ("pid", &p), ("secs", &secs)]);
+            let text = crate::ui!(
+                lang,
+                if (continued) {
+                    "stopped_continued"
+                } else {
+                    "stopped_notice"
+                },
+                &[("name", &n), ("pid", &p), ("secs", &secs)],
+            );
+            let key = if continued {
+                "stopped_continued"
+            } else {
+                "stopped_notice"
+            };
             sink.emit(Event::now(
                 main,
                 Kind::Say {
@@ -205,7 +218,7 @@ impl Stopped {
         for pid in gone {
             if let Some((_, true)) = self.since.remove(&pid) {
                 if crate::procs::alive(pid) {
-                    say("stopped_continued", pid);
+                    say(true, pid);
                 }
             }
         }
@@ -214,7 +227,7 @@ impl Stopped {
             let for_how_long = now - *since;
             if !*told && for_how_long >= STOPPED_NOTICE {
                 *told = true;
-                say("stopped_notice", pid);
+                say(false, pid);
             }
             if for_how_long >= STOPPED_GIVE_UP {
                 let (n, p, secs) = (

@@ -25,36 +25,9 @@ pub(crate) fn run_lessons(
     tour: bool,
 ) -> ExitCode {
     let lang = g.lang();
-    // Refuse what cannot work before anything starts.
-    for (def, opts) in defs {
-        if let Some(Err(msg)) = def.validate.map(|check| check(opts)) {
-            return usage_error(&msg);
-        }
-    }
-    for (flag, on) in [("--step", g.step), ("--quiz", g.quiz)] {
-        if on && !term::has_terminal() {
-            return usage_error(&crate::ui!(lang, "needs_terminal", &[("option", &flag)]));
-        }
-    }
-    let trace_file = match &g.trace {
-        // Only a regular file (new or old): a FIFO with no reader would block open()
-        // for ever, and a device (/dev/full) is no place for a trace.
-        Some(path) if std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_file()) => {
-            return usage_error(&format!(
-                "--trace {}: not a regular file (a FIFO, device or directory cannot hold a trace)",
-                path.display()
-            ))
-        }
-        Some(path) => match std::fs::File::create(path) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                return usage_error(&format!(
-                    "--trace {}: cannot write there: {e}",
-                    path.display()
-                ))
-            }
-        },
-        None => None,
+    let trace_file = match preflight(defs, g, lang) {
+        Ok(f) => f,
+        Err(code) => return code,
     };
     // Then, before any thread exists: subreaper, private directory, janitor, signals.
     let mut session = match procs::Session::start() {
@@ -64,6 +37,72 @@ pub(crate) fn run_lessons(
             return ExitCode::from(1);
         }
     };
+    let renders = renderers(g, lang, trace_file);
+    let outcome = run_all(defs, g, tour, lang, &session, renders);
+    session.cleanup();
+    if let (Some(path), false) = (&g.trace, g.json) {
+        if !matches!(
+            procs::stop_reason(),
+            Some(procs::STOP_BROKEN_PIPE | procs::STOP_FAILED)
+        ) {
+            procs::diag(format_args!(
+                "{}",
+                crate::ui!(lang, "trace_written", &[("path", &path.display())])
+            ));
+        }
+    }
+    exit_code(lang, outcome)
+}
+
+/// Refuse what cannot work before anything starts (options that do not fit together,
+/// `--step` or `--quiz` without a terminal, a trace that cannot be written): the usage
+/// error's exit code, or the trace file, opened.
+fn preflight(
+    defs: &[(&'static LessonDef, Opts)],
+    g: &cli::Globals,
+    lang: Lang,
+) -> Result<Option<std::fs::File>, ExitCode> {
+    for (def, opts) in defs {
+        if let Some(Err(msg)) = def.validate.map(|check| check(opts)) {
+            return Err(usage_error(&msg));
+        }
+    }
+    for (flag, on) in [("--step", g.step), ("--quiz", g.quiz)] {
+        if on && !term::has_terminal() {
+            return Err(usage_error(&crate::ui!(
+                lang,
+                "needs_terminal",
+                &[("option", &flag)]
+            )));
+        }
+    }
+    match &g.trace {
+        // Only a regular file (new or old): a FIFO with no reader would block open()
+        // for ever, and a device (/dev/full) is no place for a trace.
+        Some(path) if std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_file()) => {
+            Err(usage_error(&format!(
+                "--trace {}: not a regular file (a FIFO, device or directory cannot hold a trace)",
+                path.display()
+            )))
+        }
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) => Err(usage_error(&format!(
+                "--trace {}: cannot write there: {e}",
+                path.display()
+            ))),
+        },
+        None => Ok(None),
+    }
+}
+
+/// The renderers: JSON Lines, or the human narration (with the live panel on a terminal
+/// that can show it); and the trace, if one was asked for.
+fn renderers(
+    g: &cli::Globals,
+    lang: Lang,
+    trace_file: Option<std::fs::File>,
+) -> Vec<Box<dyn narrate::Render>> {
     let stdout_tty = std::io::stdout().is_terminal();
     let mut renders: Vec<Box<dyn narrate::Render>> = Vec::new();
     if g.json {
@@ -91,62 +130,66 @@ pub(crate) fn run_lessons(
             render: narrate::trace::Trace::new(std::io::BufWriter::new(f)),
         }));
     }
+    renders
+}
+
+/// The lessons in turn, under one narrator and one observer (in a tour, each after its
+/// title card and, from the second on, a pause): whether every claim held.
+fn run_all(
+    defs: &[(&'static LessonDef, Opts)],
+    g: &cli::Globals,
+    tour: bool,
+    lang: Lang,
+    session: &procs::Session,
+    renders: Vec<Box<dyn narrate::Render>>,
+) -> Result<bool> {
     let step_prompt = g.step.then(|| crate::ui!(lang, "step_prompt", &[]));
-    let outcome = (|| -> Result<bool> {
-        let narrator = narrate::Narrator::start(Box::new(narrate::Tee(renders)), step_prompt)?;
-        let mut observer = observe::Observer::start(narrator.sink(), lang)?;
-        let mut all_ok = true;
-        let mut result = Ok(());
-        for (i, (def, opts)) in defs.iter().enumerate() {
-            if tour {
-                if !g.json {
-                    narrator.sink().emit(Event::now(
-                        nix::unistd::getpid().as_raw(),
-                        Kind::Act {
-                            act: "tour_card".into(),
-                            fields: vec![
-                                ("i".into(), (i + 1).into()),
-                                ("n".into(), defs.len().into()),
-                                ("lesson".into(), def.name.into()),
-                            ],
-                        },
-                    ));
-                }
-                if i > 0 && !narrator.sink().pause() {
-                    procs::request_stop(nix::libc::SIGINT);
-                    result = Err(ctx::Stopped.into());
-                    break;
-                }
+    let narrator = narrate::Narrator::start(Box::new(narrate::Tee(renders)), step_prompt)?;
+    let mut observer = observe::Observer::start(narrator.sink(), lang)?;
+    let mut all_ok = true;
+    let mut result = Ok(());
+    for (i, (def, opts)) in defs.iter().enumerate() {
+        if tour {
+            if !g.json {
+                narrator.sink().emit(Event::now(
+                    nix::unistd::getpid().as_raw(),
+                    Kind::Act {
+                        act: "tour_card".into(),
+                        fields: vec![
+                            ("i".into(), (i + 1).into()),
+                            ("n".into(), defs.len().into()),
+                            ("lesson".into(), def.name.into()),
+                        ],
+                    },
+                ));
             }
-            let outcome = run_one(def, opts, g, lang, session.dir(), &narrator, &observer);
-            // Before anything else: a child left running (a lesson that failed half-way)
-            // would keep its reader thread, and with it the narrator, alive.
-            procs::kill_and_reap_all();
-            match outcome {
-                Ok(ok) => all_ok &= ok,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
+            if i > 0 && !narrator.sink().pause() {
+                procs::request_stop(nix::libc::SIGINT);
+                result = Err(ctx::Stopped.into());
+                break;
             }
         }
-        observer.stop();
-        drop(observer);
-        narrator.finish();
-        result.map(|()| all_ok)
-    })();
-    session.cleanup();
-    if let (Some(path), false) = (&g.trace, g.json) {
-        if !matches!(
-            procs::stop_reason(),
-            Some(procs::STOP_BROKEN_PIPE | procs::STOP_FAILED)
-        ) {
-            procs::diag(format_args!(
-                "{}",
-                crate::ui!(lang, "trace_written", &[("path", &path.display())])
-            ));
+        let outcome = run_one(def, opts, g, lang, session.dir(), &narrator, &observer);
+        // Before anything else: a child left running (a lesson that failed half-way)
+        // would keep its reader thread, and with it the narrator, alive.
+        procs::kill_and_reap_all();
+        match outcome {
+            Ok(ok) => all_ok &= ok,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
         }
     }
+    observer.stop();
+    drop(observer);
+    narrator.finish();
+    result.map(|()| all_ok)
+}
+
+/// How the run ended, as its exit code (and its one line on stderr): a closed pipe is
+/// success, a failure 1, a signal 128 + its number; else 0 if every claim held, 1 if not.
+fn exit_code(lang: Lang, outcome: Result<bool>) -> ExitCode {
     match (procs::stop_reason(), outcome) {
         (Some(procs::STOP_BROKEN_PIPE), _) => ExitCode::SUCCESS,
         (Some(procs::STOP_FAILED), _) => {
@@ -190,24 +233,7 @@ fn run_one(
         .map(|m| m.title.get(lang).to_string())
         .unwrap_or_default();
     let sink = narrator.sink();
-    // --quiz: predictions first, before anything of the lesson runs.
-    let answers = if g.quiz {
-        sink.flush();
-        let mut out: Box<dyn Write> = if g.json {
-            Box::new(std::io::stderr())
-        } else {
-            Box::new(std::io::stdout())
-        };
-        match quiz::ask(&mut out, &words.quiz, lang)? {
-            Some(a) => a,
-            None => {
-                procs::request_stop(nix::libc::SIGINT);
-                return Err(ctx::Stopped.into());
-            }
-        }
-    } else {
-        Vec::new()
-    };
+    let answers = predictions(g, &words.quiz, lang, &sink)?;
     let start = Event::now(
         nix::unistd::getpid().as_raw(),
         Kind::LessonStart {
@@ -240,7 +266,40 @@ fn run_one(
             elapsed_ms: ((end - t0) as f64 / 1e3).round() / 1e3,
         },
     });
-    for a in &answers {
+    judged(&ctx, &answers, lang, &sink);
+    sink.flush();
+    Ok(ok)
+}
+
+/// `--quiz`: the student's predictions, asked first, before anything of the lesson runs
+/// (on stderr under `--json`, whose stdout holds only events); none without `--quiz`.
+fn predictions(
+    g: &cli::Globals,
+    questions: &[crate::words::Question],
+    lang: Lang,
+    sink: &narrate::Sink,
+) -> Result<Vec<quiz::Answer>> {
+    if !g.quiz {
+        return Ok(Vec::new());
+    }
+    sink.flush();
+    let mut out: Box<dyn Write> = if g.json {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    match quiz::ask(&mut out, questions, lang)? {
+        Some(a) => Ok(a),
+        None => {
+            procs::request_stop(nix::libc::SIGINT);
+            Err(ctx::Stopped.into())
+        }
+    }
+}
+
+/// Each prediction judged against what this run observed: a `quiz` event each.
+fn judged(ctx: &ctx::Ctx<'_>, answers: &[quiz::Answer], lang: Lang, sink: &narrate::Sink) {
+    for a in answers {
         let q = &a.question;
         let choice = &q.choices[a.picked - 1];
         let observed = ctx
@@ -268,6 +327,4 @@ fn run_one(
             },
         ));
     }
-    sink.flush();
-    Ok(ok)
 }

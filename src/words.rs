@@ -129,6 +129,33 @@ pub struct Words {
     pub ui: BTreeMap<String, Line>,
     #[serde(default)]
     pub quiz: Vec<Question>,
+    /// The event kinds this lesson adds to the `--json` stream (`[events.<kind>]`), each
+    /// with its meaning for this lesson: the contract `docs/events.md` points to.
+    #[serde(default)]
+    pub events: BTreeMap<String, EventDoc>,
+}
+
+/// One kind of event a lesson emits, as its words file documents it (in English: it is
+/// the contract for graders and developers). Every such event also carries `name`, the
+/// role of its process (`docs/events.md`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventDoc {
+    /// The process the event is about (its `pid`), e.g. "a buyer".
+    pub pid: String,
+    /// Where and when it is stamped.
+    pub stamped: String,
+    /// What it means, and what a reader may count on (staging, order, counts).
+    pub about: String,
+    /// Its own fields (besides `t_ms`, `lesson`, `kind`, `pid`, `name`) and their meaning.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// Emitted only on some runs (`about` says when).
+    #[serde(default)]
+    pub optional: bool,
+    /// Fields that only some runs carry (their meaning says when).
+    #[serde(default)]
+    pub optional_fields: Vec<String>,
 }
 
 impl Words {
@@ -286,17 +313,22 @@ pub fn ui_or(lang: Lang, key: &str, fallback: &str) -> String {
 
 /// A state letter from `/proc/<pid>/stat` in words ("sleeping", "zombie", …).
 pub fn state_words(lang: Lang, letter: &str) -> String {
-    let key = match letter {
-        "R" => "state_R",
-        "S" => "state_S",
-        "D" => "state_D",
-        "T" | "t" => "state_T",
-        "Z" => "state_Z",
-        "X" | "x" => "state_X",
-        "I" => "state_I",
-        _ => return letter.to_string(),
-    };
-    ui(lang, key, &[])
+    if !matches!(letter, "R" | "S" | "D" | "T" | "t" | "Z" | "X" | "x" | "I") {
+        return letter.to_string();
+    }
+    crate::ui!(
+        lang,
+        match (letter) {
+            "R" => "state_R",
+            "S" => "state_S",
+            "D" => "state_D",
+            "T" | "t" => "state_T",
+            "Z" => "state_Z",
+            "X" | "x" => "state_X",
+            _ => "state_I",
+        },
+        &[]
+    )
 }
 
 #[cfg(test)]
@@ -397,57 +429,96 @@ pub mod keys {
     }
 }
 
+/// The key of a `say!`, `say_for!` or `step!` line, in one of three forms, each checked at
+/// compile time (the key exists, and every placeholder of its line is among the names
+/// given):
+///
+/// - a literal: `"key"`;
+/// - one of two: `if (cond) { "key_a" } else { "key_b" }`;
+/// - one of several: `match (value) { Pattern => "key_a", _ if cond => "key_b", _ => "key_c" }`.
+///
+/// A key is never held in a variable: what cannot be seen here cannot be checked.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __speak {
+    ([$table:expr] [$($call:tt)+] [$($pre:expr),*]
+     $key:literal, &[$(($name:literal, $value:expr)),* $(,)?] $(,)?) => {{
+        const _: () = $crate::words::keys::check($table, $key, Some(&[$($name),*]));
+        // The one place the unchecked call is made (clippy.toml bans it elsewhere).
+        #[allow(clippy::disallowed_methods)]
+        let said = $($call)+($($pre,)* $key, &[$(($name, $value)),*]);
+        said
+    }};
+    ([$table:expr] [$($call:tt)+] [$($pre:expr),*] $key:literal, $args:expr $(,)?) => {{
+        const _: () = $crate::words::keys::check($table, $key, None);
+        // The one place the unchecked call is made (clippy.toml bans it elsewhere).
+        #[allow(clippy::disallowed_methods)]
+        let said = $($call)+($($pre,)* $key, $args);
+        said
+    }};
+    ([$table:expr] [$($call:tt)+] [$($pre:expr),*]
+     if ($c:expr) { $a:literal } else { $b:literal },
+     &[$(($name:literal, $value:expr)),* $(,)?] $(,)?) => {{
+        let key = if $c {
+            const _: () = $crate::words::keys::check($table, $a, Some(&[$($name),*]));
+            $a
+        } else {
+            const _: () = $crate::words::keys::check($table, $b, Some(&[$($name),*]));
+            $b
+        };
+        // The one place the unchecked call is made (clippy.toml bans it elsewhere).
+        #[allow(clippy::disallowed_methods)]
+        let said = $($call)+($($pre,)* key, &[$(($name, $value)),*]);
+        said
+    }};
+    ([$table:expr] [$($call:tt)+] [$($pre:expr),*]
+     match ($e:expr) { $($p:pat $(if $g:expr)? => $k:literal),+ $(,)? },
+     &[$(($name:literal, $value:expr)),* $(,)?] $(,)?) => {{
+        const GIVEN: &[&str] = &[$($name),*];
+        let key = match $e {
+            $($p $(if $g)? => {
+                const _: () = $crate::words::keys::check($table, $k, Some(GIVEN));
+                $k
+            })+
+        };
+        // The one place the unchecked call is made (clippy.toml bans it elsewhere).
+        #[allow(clippy::disallowed_methods)]
+        let said = $($call)+($($pre,)* key, &[$(($name, $value)),*]);
+        said
+    }};
+}
+
 /// `say!(ctx, "key", &[("name", &value), …])`: `ctx.say(…)` with the key and its
 /// placeholders checked at compile time against the lesson's words (`WORDS`, declared
-/// at the top of the lesson's file). Works for `Ctx`, `ChildCtx` and `Voice`.
+/// at the top of the lesson's file). Works for `Ctx`, `ChildCtx` and `Voice`. The key
+/// may also be `if (cond) { "a" } else { "b" }` or `match (v) { P => "a", … }`, each
+/// key checked (see `__speak!`).
 #[macro_export]
 macro_rules! say {
-    ($who:expr, $key:literal, &[$(($name:literal, $value:expr)),* $(,)?] $(,)?) => {{
-        const _: () = $crate::words::keys::check(WORDS.say, $key, Some(&[$($name),*]));
-        $who.say($key, &[$(($name, $value)),*])
-    }};
-    ($who:expr, $key:literal, $args:expr $(,)?) => {{
-        const _: () = $crate::words::keys::check(WORDS.say, $key, None);
-        $who.say($key, $args)
-    }};
+    ($who:expr, $($rest:tt)+) => { $crate::__speak!([WORDS.say] [$who.say] [] $($rest)+) };
 }
 
 /// `say_for!(ctx, pid, t_ns, "key", &[…])`: [`say!`] for `Ctx::say_for`.
 #[macro_export]
 macro_rules! say_for {
-    ($who:expr, $pid:expr, $t:expr, $key:literal, &[$(($name:literal, $value:expr)),* $(,)?] $(,)?) => {{
-        const _: () = $crate::words::keys::check(WORDS.say, $key, Some(&[$($name),*]));
-        $who.say_for($pid, $t, $key, &[$(($name, $value)),*])
-    }};
-    ($who:expr, $pid:expr, $t:expr, $key:literal, $args:expr $(,)?) => {{
-        const _: () = $crate::words::keys::check(WORDS.say, $key, None);
-        $who.say_for($pid, $t, $key, $args)
-    }};
+    ($who:expr, $pid:expr, $t:expr, $($rest:tt)+) => {
+        $crate::__speak!([WORDS.say] [$who.say_for] [$pid, $t] $($rest)+)
+    };
 }
 
 /// `step!(ctx, "key", &[…])`: [`say!`] for `Ctx::step` (title and hint).
 #[macro_export]
 macro_rules! step {
-    ($who:expr, $key:literal, &[$(($name:literal, $value:expr)),* $(,)?] $(,)?) => {{
-        const _: () = $crate::words::keys::check(WORDS.step, $key, Some(&[$($name),*]));
-        $who.step($key, &[$(($name, $value)),*])
-    }};
-    ($who:expr, $key:literal, $args:expr $(,)?) => {{
-        const _: () = $crate::words::keys::check(WORDS.step, $key, None);
-        $who.step($key, $args)
-    }};
+    ($who:expr, $($rest:tt)+) => { $crate::__speak!([WORDS.step] [$who.step] [] $($rest)+) };
 }
 
-/// `ui!(lang, "key", &[…])`: [`ui`] with the key checked against `lessons/common.toml`.
+/// `ui!(lang, "key", &[…])`: [`ui`] with the key checked against `lessons/common.toml`
+/// (the same three forms of key as [`say!`]).
 #[macro_export]
 macro_rules! ui {
-    ($lang:expr, $key:literal, &[$(($name:literal, $value:expr)),* $(,)?] $(,)?) => {{
-        const _: () = $crate::words::keys::check(
-            $crate::words::keys::COMMON.ui, $key, Some(&[$($name),*]));
-        $crate::words::ui($lang, $key, &[$(($name, $value)),*])
-    }};
-    ($lang:expr, $key:literal, $args:expr $(,)?) => {{
-        const _: () = $crate::words::keys::check($crate::words::keys::COMMON.ui, $key, None);
-        $crate::words::ui($lang, $key, $args)
-    }};
+    ($lang:expr, $($rest:tt)+) => {
+        $crate::__speak!(
+            [$crate::words::keys::COMMON.ui] [$crate::words::ui] [$lang] $($rest)+
+        )
+    };
 }

@@ -84,18 +84,6 @@ impl ChildProc {
         }
     }
 
-    /// Wait for the child's next reply, which must be a number.
-    pub fn reply_int(&self, timeout: Duration) -> Result<i64> {
-        match self.reply(timeout)? {
-            ObsValue::Int(i) => Ok(i),
-            other => bail!(
-                "{} (PID {}) answered {other}, not a number",
-                self.name,
-                self.pid
-            ),
-        }
-    }
-
     /// The child's next reply if one has already arrived, without waiting.
     pub fn try_reply(&self) -> Result<Option<ObsValue>> {
         match self.replies.try_recv() {

@@ -71,6 +71,13 @@ print(json.dumps({"median_us": ts[len(ts) // 2], "min_us": ts[0],
                   "start_method": mp.get_start_method(), "version": sys.version.split()[0]}))
 "#;
 
+/// What the pool's worker tells the parent: task `task` is done, its answer the task's
+/// own number.
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Eq)]
+enum Reply {
+    Done { task: i64 },
+}
+
 /// Median and minimum of a set of timings, in microseconds.
 #[derive(Clone, Copy, Debug)]
 struct Timing {
@@ -108,11 +115,42 @@ fn cell(x: f64) -> String {
     format!("{x:>8.1}")
 }
 
+/// The medians and minimums of the five things timed.
+struct Times {
+    fork: Timing,
+    spawn: Timing,
+    thread: Timing,
+    pool: Timing,
+    pipe: Timing,
+}
+
+/// CPython's own timing and its start method, when `python3` could be run.
+type Python = Option<(Timing, String)>;
+
 fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let rounds = opts.get("rounds") as usize;
-    let main = ctx.main_pid;
     ctx.observe("rounds", rounds);
+    introduce(ctx, rounds)?;
+    let times = timed(ctx, rounds)?;
+    tell_each(ctx, &times)?;
+    step!(ctx, "python", &[])?;
+    let python = time_python(ctx, rounds, times.fork.median)?;
+    ctx.pause(2000)?;
+    ctx.observe("fork_us", tenth(times.fork.median));
+    ctx.observe("spawn_us", tenth(times.spawn.median));
+    ctx.observe("thread_us", tenth(times.thread.median));
+    ctx.observe("pool_task_us", tenth(times.pool.median));
+    ctx.observe("pipe_roundtrip_us", tenth(times.pipe.median));
+    if let Some((t, _)) = &python {
+        ctx.observe("python_process_us", tenth(t.median));
+    }
+    table(ctx, rounds, &times, &python)?;
+    verdict(ctx, rounds, &times)
+}
 
+/// What is timed, one thing a step: a fork, a spawn, a thread.
+fn introduce(ctx: &mut Ctx<'_>, rounds: usize) -> Result<()> {
+    let main = ctx.main_pid;
     step!(ctx, "intro", &[("main", &main)])?;
     say!(ctx, "intro", &[("rounds", &rounds)]);
     ctx.pause(2500)?;
@@ -125,8 +163,13 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.pause(2000)?;
     step!(ctx, "thread", &[])?;
     say!(ctx, "thread_intro", &[]);
-    ctx.pause(2000)?;
+    ctx.pause(2000)
+}
 
+/// The pool's worker and the echo child are started, the five are timed, and both are
+/// ended and reaped whatever happened.
+fn timed(ctx: &mut Ctx<'_>, rounds: usize) -> Result<Times> {
+    let main = ctx.main_pid;
     step!(ctx, "pool_task", &[("main", &main)])?;
     let worker = ctx.spawn("worker", "worker", serde_json::json!({}))?;
     say!(ctx, "pool_intro", &[("pid", &worker.pid)]);
@@ -151,65 +194,72 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     if echo_code != 0 {
         bail!("the echo child (PID {echo_pid}) exited with {echo_code}, not 0");
     }
+    Ok(Times {
+        fork,
+        spawn,
+        thread,
+        pool,
+        pipe,
+    })
+}
 
-    say!(ctx, "fork_done", &[("median", &f1(fork.median))]);
+/// Each median in turn, each against the one it is best compared with.
+fn tell_each(ctx: &mut Ctx<'_>, t: &Times) -> Result<()> {
+    let (fork, spawn, thread, pool) = (
+        t.fork.median,
+        t.spawn.median,
+        t.thread.median,
+        t.pool.median,
+    );
+    say!(ctx, "fork_done", &[("median", &f1(fork))]);
     ctx.pause(1500)?;
     say!(
         ctx,
         "spawn_done",
-        &[
-            ("median", &f1(spawn.median)),
-            ("times", &ratio(spawn.median, fork.median)),
-        ],
+        &[("median", &f1(spawn)), ("times", &ratio(spawn, fork))],
     );
     ctx.pause(1500)?;
     say!(
         ctx,
         "thread_done",
-        &[
-            ("median", &f1(thread.median)),
-            ("times", &ratio(fork.median, thread.median)),
-        ],
+        &[("median", &f1(thread)), ("times", &ratio(fork, thread))],
     );
     ctx.pause(1500)?;
     say!(
         ctx,
         "pool_done",
-        &[
-            ("median", &f1(pool.median)),
-            ("times", &ratio(spawn.median, pool.median)),
-        ],
+        &[("median", &f1(pool)), ("times", &ratio(spawn, pool))],
     );
     ctx.pause(1500)?;
-    say!(ctx, "pipe_done", &[("median", &f1(pipe.median))]);
-    ctx.pause(2000)?;
+    say!(ctx, "pipe_done", &[("median", &f1(t.pipe.median))]);
+    ctx.pause(2000)
+}
 
-    step!(ctx, "python", &[])?;
-    let python = time_python(ctx, rounds, fork.median)?;
-    ctx.pause(2000)?;
-
-    ctx.observe("fork_us", tenth(fork.median));
-    ctx.observe("spawn_us", tenth(spawn.median));
-    ctx.observe("thread_us", tenth(thread.median));
-    ctx.observe("pool_task_us", tenth(pool.median));
-    ctx.observe("pipe_roundtrip_us", tenth(pipe.median));
-    if let Some((t, _)) = &python {
-        ctx.observe("python_process_us", tenth(t.median));
-    }
-
+/// All of them in one table, CPython's row last when there is one.
+fn table(ctx: &mut Ctx<'_>, rounds: usize, times: &Times, python: &Python) -> Result<()> {
     step!(ctx, "table", &[])?;
     say!(ctx, "table_head", &[("rounds", &rounds)]);
-    let rows: [(&str, Timing); 5] = [
-        ("row_spawn", spawn),
-        ("row_fork", fork),
-        ("row_thread", thread),
-        ("row_pool", pool),
-        ("row_pipe", pipe),
+    let rows = [
+        times.spawn,
+        times.fork,
+        times.thread,
+        times.pool,
+        times.pipe,
     ];
-    for (key, t) in rows {
-        ctx.say(key, &[("median", &cell(t.median)), ("min", &f1(t.min))]);
+    for (row, t) in rows.iter().enumerate() {
+        say!(
+            ctx,
+            match (row) {
+                0 => "row_spawn",
+                1 => "row_fork",
+                2 => "row_thread",
+                3 => "row_pool",
+                _ => "row_pipe",
+            },
+            &[("median", &cell(t.median)), ("min", &f1(t.min))]
+        );
     }
-    if let Some((t, method)) = &python {
+    if let Some((t, method)) = python {
         say!(
             ctx,
             "row_python",
@@ -220,49 +270,45 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
             ],
         );
     }
-    ctx.pause(3000)?;
+    ctx.pause(3000)
+}
 
-    // The orderings that hold anywhere: exec and a fresh start-up dwarf a fork; a fork
-    // copies a whole address space's page tables where a thread shares them; a message to
-    // a running worker creates nothing at all.
-    let holds = spawn.median > fork.median;
+/// The orderings that hold anywhere: exec and a fresh start-up dwarf a fork; a fork
+/// copies a whole address space's page tables where a thread shares them; a message to
+/// a running worker creates nothing at all.
+fn verdict(ctx: &mut Ctx<'_>, rounds: usize, t: &Times) -> Result<()> {
+    let (fork, spawn, thread, pool) = (
+        t.fork.median,
+        t.spawn.median,
+        t.thread.median,
+        t.pool.median,
+    );
+    let holds = spawn > fork;
     ctx.claim(
         "spawn_costs_more_than_fork",
         holds,
-        &format!(
-            "== true (spawn_us {:.1} > fork_us {:.1})",
-            spawn.median, fork.median
-        ),
+        &format!("== true (spawn_us {spawn:.1} > fork_us {fork:.1})"),
         holds,
     );
-    let holds = fork.median > thread.median;
+    let holds = fork > thread;
     ctx.claim(
         "process_costs_more_than_thread",
         holds,
-        &format!(
-            "== true (fork_us {:.1} > thread_us {:.1})",
-            fork.median, thread.median
-        ),
+        &format!("== true (fork_us {fork:.1} > thread_us {thread:.1})"),
         holds,
     );
-    let holds = pool.median < spawn.median;
+    let holds = pool < spawn;
     ctx.claim(
         "pool_task_cheaper_than_spawn",
         holds,
-        &format!(
-            "== true (pool_task_us {:.1} < spawn_us {:.1})",
-            pool.median, spawn.median
-        ),
+        &format!("== true (pool_task_us {pool:.1} < spawn_us {spawn:.1})"),
         holds,
     );
     ctx.pause(1500)?;
     say!(
         ctx,
         "moral",
-        &[
-            ("times", &ratio(spawn.median, pool.median)),
-            ("rounds", &rounds),
-        ],
+        &[("times", &ratio(spawn, pool)), ("rounds", &rounds)],
     );
     Ok(())
 }
@@ -379,14 +425,17 @@ fn thread_once() -> Result<f64> {
     Ok(us(t0, now_ns()))
 }
 
-/// Hand the running worker task `i` (a number) and wait for its answer (the same number).
+/// Hand the running worker task `i` (a number) and wait for its answer (a
+/// [`Reply::Done`] of the same number). The clock stops when the answer has arrived; it
+/// is decoded and checked after.
 fn pool_task(worker: &crate::ctx::ChildProc, i: i64) -> Result<f64> {
     let t0 = now_ns();
     worker.send(Down::Value(ObsValue::Int(i)))?;
     let answer = worker.reply(TIMEOUT)?;
     let t1 = now_ns();
-    if answer != ObsValue::Int(i) {
-        bail!("the worker answered {answer} to task {i}");
+    let done: Reply = worker.decode(&answer)?;
+    if done != (Reply::Done { task: i }) {
+        bail!("the worker answered {done:?} to task {i}");
     }
     Ok(us(t0, t1))
 }
@@ -464,7 +513,7 @@ impl Echo {
 
 /// Time CPython's `Process(...).start(); join()` with its fixed script, if `python3` is
 /// there. Its timing and start method, or `None` (said why) when it could not be had.
-fn time_python(ctx: &mut Ctx<'_>, rounds: usize, fork_us: f64) -> Result<Option<(Timing, String)>> {
+fn time_python(ctx: &mut Ctx<'_>, rounds: usize, fork_us: f64) -> Result<Python> {
     use std::process::{Command, Stdio};
     let mut cmd = Command::new("python3");
     cmd.args(["-c", PY_SCRIPT, &rounds.to_string()])
@@ -568,11 +617,13 @@ fn idle(c: &mut ChildCtx) -> Result<i32> {
     }
 }
 
-/// A pool's worker: answer every task with its own number until told to stop.
+/// A pool's worker: answer every task with its own number until told to stop (a task
+/// that is not a number is an error).
 fn worker(c: &mut ChildCtx) -> Result<i32> {
     loop {
         match c.recv()? {
-            Down::Value(v) => c.reply(v)?,
+            Down::Value(ObsValue::Int(task)) => c.tell(&Reply::Done { task })?,
+            Down::Value(other) => bail!("task {other} is not a number"),
             Down::Stop => return Ok(0),
             Down::Go => {}
         }

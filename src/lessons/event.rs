@@ -20,7 +20,7 @@ use crate::sys::shared::{Shared, SharedPage};
 use crate::{say, step};
 use anyhow::{bail, Context, Result};
 use nix::unistd::Pid;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -51,13 +51,75 @@ fn hex(addr: usize) -> String {
     format!("{addr:#x}")
 }
 
+/// What a child tells the parent. A waiter: it is about to call `wait()` on the futex
+/// word at `addr` (in its own address space); its `wait()` returned (woken or timed out).
+/// The setter: it has mapped the page; its `set()` is done, stamped `t_set` right before,
+/// and the kernel woke `woke` sleepers.
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Eq)]
+enum Reply {
+    Waiting { addr: usize },
+    Returned(WaitDone),
+    Mapped,
+    Set { t_set: u64, woke: i64 },
+}
+
+/// The child's next reply, which must be the one `pick` takes (`what` it should have
+/// said): a reply that does not decode, or another one, is an error.
+fn next<T>(child: &ChildProc, what: &str, pick: impl FnOnce(Reply) -> Option<T>) -> Result<T> {
+    let reply: Reply = child.decode(&child.reply(REPLY_TIMEOUT)?)?;
+    let shown = format!("{reply:?}");
+    pick(reply).with_context(|| {
+        format!(
+            "{} (PID {}) answered {shown}, not {what}",
+            child.name, child.pid
+        )
+    })
+}
+
+/// What the phases share: the event's page, its path, and how many wait on it.
+struct Scene {
+    n: usize,
+    path: PathBuf,
+    /// The path as the narration shows it (and the children get it).
+    shown: String,
+    event: SharedEvent,
+}
+
+impl Scene {
+    /// The arguments of every child: where the page is.
+    fn args(&self) -> serde_json::Value {
+        serde_json::json!({ "path": self.shown })
+    }
+}
+
 fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let n = opts.get("waiters") as usize;
-    let me = ctx.main_pid;
     if !cfg!(target_os = "linux") {
         bail!("the event lesson needs Linux: it sleeps in futex(2) and reads /proc");
     }
+    let scene = create(ctx, n)?;
+    let (waiters, addrs) = start_waiters(ctx, &scene)?;
+    show_blocked(ctx, &scene, &waiters, &addrs)?;
+    set(ctx, &scene, &waiters)?;
+    clear(ctx, &scene)?;
+    timed_wait(ctx, &waiters[0])?;
+    for w in &waiters {
+        w.send(Down::Stop)?;
+    }
+    for w in &waiters {
+        ctx.join(w.pid)?;
+    }
+    let Scene {
+        path, shown, event, ..
+    } = scene;
+    drop(event);
+    std::fs::remove_file(&path).with_context(|| format!("removing {shown}"))?;
+    say!(ctx, "moral", &[]);
+    Ok(())
+}
 
+/// `Event()`: the page with the flag and the futex word, in a file of the run's directory.
+fn create(ctx: &mut Ctx<'_>, n: usize) -> Result<Scene> {
     step!(ctx, "create", &[])?;
     // The run's own directory is private and new, so a short name is unique and keeps
     // the `od` command a student is asked to type short enough for one line.
@@ -71,18 +133,45 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     );
     ctx.observe("waiters", n);
     ctx.pause(3000)?;
+    Ok(Scene {
+        n,
+        path,
+        shown,
+        event,
+    })
+}
 
+/// The waiters start and call `wait()`: each tells where its futex word is, right before
+/// it calls it. The waiters, and the address of the word in each.
+fn start_waiters(ctx: &mut Ctx<'_>, scene: &Scene) -> Result<(Vec<ChildProc>, Vec<usize>)> {
+    let n = scene.n;
     step!(ctx, "wait", &[("n", &n)])?;
-    let args = serde_json::json!({ "path": shown });
+    let args = scene.args();
     let mut waiters = Vec::with_capacity(n);
     for i in 1..=n {
         waiters.push(ctx.spawn("waiter", &format!("waiter-{i}"), args.clone())?);
     }
-    // Each waiter tells where its futex word is, right before it calls wait().
-    let mut addrs = Vec::with_capacity(n);
-    for w in &waiters {
-        addrs.push(w.reply_int(REPLY_TIMEOUT)? as usize);
-    }
+    let addrs = waiters.iter().map(waiting_at).collect::<Result<_>>()?;
+    Ok((waiters, addrs))
+}
+
+/// A waiter's word of where it is about to sleep: its futex word's address.
+fn waiting_at(w: &ChildProc) -> Result<usize> {
+    next(w, "where it waits", |r| match r {
+        Reply::Waiting { addr } => Some(addr),
+        _ => None,
+    })
+}
+
+/// The kernel's view before the `set()`: every waiter asleep (`S`) in `futex()` on its
+/// word, using no CPU.
+fn show_blocked(
+    ctx: &mut Ctx<'_>,
+    scene: &Scene,
+    waiters: &[ChildProc],
+    addrs: &[usize],
+) -> Result<()> {
+    let n = scene.n;
     let pids = waiters
         .iter()
         .map(|w| w.pid.to_string())
@@ -90,7 +179,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         .join(",");
     step!(ctx, "blocked", &[("pids", &pids)])?;
     let mut blocked_state = "S".to_string();
-    for (w, &addr) in waiters.iter().zip(&addrs) {
+    for (w, &addr) in waiters.iter().zip(addrs) {
         let seen = blocked_in_futex(ctx, w.pid, addr, STATE_TIMEOUT)?;
         if seen.in_futex && seen.state == 'S' {
             say!(
@@ -121,18 +210,27 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         "== \"S\"",
         blocked_state == "S",
     );
-    ctx.pause(3500)?;
+    ctx.pause(3500)
+}
 
-    step!(ctx, "set", &[("path", &shown)])?;
-    let setter_proc = ctx.spawn("setter", "setter", args.clone())?;
-    setter_proc.reply(REPLY_TIMEOUT)?; // it has mapped the page
+/// `set()`, from another process: one `FUTEX_WAKE` wakes every waiter, each after the
+/// setter's stamp.
+fn set(ctx: &mut Ctx<'_>, scene: &Scene, waiters: &[ChildProc]) -> Result<()> {
+    let n = scene.n;
+    step!(ctx, "set", &[("path", &scene.shown)])?;
+    let setter_proc = ctx.spawn("setter", "setter", scene.args())?;
+    next(&setter_proc, "that it has mapped the page", |r| {
+        (r == Reply::Mapped).then_some(())
+    })?;
     say!(ctx, "about_to_set", &[("pid", &setter_proc.pid), ("n", &n)]);
     ctx.pause(2000)?;
     setter_proc.send(Down::Go)?;
-    let t_set = setter_proc.reply_int(REPLY_TIMEOUT)? as u64;
-    let kernel_woke = setter_proc.reply_int(REPLY_TIMEOUT)?;
+    let (t_set, kernel_woke) = next(&setter_proc, "its set()", |r| match r {
+        Reply::Set { t_set, woke } => Some((t_set, woke)),
+        _ => None,
+    })?;
     let mut woken_after_set = 0;
-    for w in &waiters {
+    for w in waiters {
         let done = wait_result(w)?;
         if done.result && done.t_done > t_set {
             woken_after_set += 1;
@@ -155,16 +253,27 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         woken_after_set == n,
     );
     ctx.observe("futex_wake_count", kernel_woke);
-    ctx.pause(3000)?;
+    ctx.pause(3000)
+}
 
-    step!(ctx, "clear", &[("path", &shown)])?;
-    event.clear();
-    ctx.act_at(me, now_ns(), "clear", &[]);
-    say!(ctx, "cleared", &[("is_set", &python_bool(event.is_set()))]);
-    ctx.pause(2000)?;
+/// `clear()`: the flag goes down; nobody needs waking.
+fn clear(ctx: &mut Ctx<'_>, scene: &Scene) -> Result<()> {
+    step!(ctx, "clear", &[("path", &scene.shown)])?;
+    scene.event.clear();
+    ctx.act_at(ctx.main_pid, now_ns(), "clear", &[]);
+    say!(
+        ctx,
+        "cleared",
+        &[("is_set", &python_bool(scene.event.is_set()))]
+    );
+    ctx.pause(2000)
+}
+
+/// `wait(timeout)` on the cleared event: the first waiter sleeps in `futex()` again, and
+/// gives up with False once the timeout has passed.
+fn timed_wait(ctx: &mut Ctx<'_>, first: &ChildProc) -> Result<()> {
     // Long enough for the observer to see the sleep, at every speed.
     let timeout_ms = ((2000.0 * ctx.speed) as u64).max(200);
-    let first = &waiters[0];
     say!(
         ctx,
         "timed_wait",
@@ -175,7 +284,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         ],
     );
     first.send(Down::Value(ObsValue::Int(timeout_ms as i64)))?;
-    let addr = first.reply_int(REPLY_TIMEOUT)? as usize;
+    let addr = waiting_at(first)?;
     let seen = blocked_in_futex(ctx, first.pid, addr, Duration::from_millis(timeout_ms))?;
     if seen.in_futex {
         say!(
@@ -201,18 +310,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         &format!(">= timeout ({timeout_ms} ms)"),
         elapsed_ms >= timeout_ms as f64,
     );
-    ctx.pause(2500)?;
-
-    for w in &waiters {
-        w.send(Down::Stop)?;
-    }
-    for w in &waiters {
-        ctx.join(w.pid)?;
-    }
-    drop(event);
-    std::fs::remove_file(&path).with_context(|| format!("removing {shown}"))?;
-    say!(ctx, "moral", &[]);
-    Ok(())
+    ctx.pause(2500)
 }
 
 fn python_bool(b: bool) -> &'static str {
@@ -223,7 +321,9 @@ fn python_bool(b: bool) -> &'static str {
     }
 }
 
-/// What a waiter reports after its `wait()` returned: its own stamps and the result.
+/// What a waiter reports after its `wait()` returned: its own stamps (right before the
+/// call, right after it) and the result.
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Eq)]
 struct WaitDone {
     t_start: u64,
     t_done: u64,
@@ -231,16 +331,9 @@ struct WaitDone {
 }
 
 fn wait_result(w: &ChildProc) -> Result<WaitDone> {
-    let t_start = w.reply_int(REPLY_TIMEOUT)? as u64;
-    let t_done = w.reply_int(REPLY_TIMEOUT)? as u64;
-    let result = match w.reply(REPLY_TIMEOUT)? {
-        ObsValue::Bool(b) => b,
-        other => bail!("{} (PID {}) answered {other}", w.name, w.pid),
-    };
-    Ok(WaitDone {
-        t_start,
-        t_done,
-        result,
+    next(w, "what its wait() returned", |r| match r {
+        Reply::Returned(done) => Some(done),
+        _ => None,
     })
 }
 
@@ -317,17 +410,20 @@ fn waiter(c: &mut ChildCtx) -> Result<i32> {
             ),
             None => c.act_at(t_start, "wait", &[]),
         }?;
-        c.reply(addr as i64)?;
+        c.tell(&Reply::Waiting { addr })?;
         let result = event.wait(timeout)?;
         let t_done = now_ns();
         c.act_at(t_done, "wait_done", &[("result", result.into())])?;
-        c.say(
-            if result { "woken" } else { "gave_up" },
+        say!(
+            c,
+            if (result) { "woken" } else { "gave_up" },
             &[("result", &python_bool(result))],
         )?;
-        c.reply(t_start as i64)?;
-        c.reply(t_done as i64)?;
-        c.reply(result)?;
+        c.tell(&Reply::Returned(WaitDone {
+            t_start,
+            t_done,
+            result,
+        }))?;
         match c.recv()? {
             Down::Value(ObsValue::Int(ms)) => {
                 timeout = Some(Duration::from_millis(ms.max(0) as u64));
@@ -346,7 +442,7 @@ fn setter(c: &mut ChildCtx) -> Result<i32> {
         "setter_hello",
         &[("pid", &c.pid), ("addr", &hex(event.word_addr()))],
     )?;
-    c.reply(true)?;
+    c.tell(&Reply::Mapped)?;
     if c.recv()? != Down::Go {
         return Ok(0);
     }
@@ -355,8 +451,7 @@ fn setter(c: &mut ChildCtx) -> Result<i32> {
     let t_set = now_ns();
     let woke = event.set()?;
     c.act_at(t_set, "set", &[("woke", woke.into())])?;
-    c.reply(t_set as i64)?;
-    c.reply(woke)?;
+    c.tell(&Reply::Set { t_set, woke })?;
     Ok(0)
 }
 

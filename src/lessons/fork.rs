@@ -8,12 +8,13 @@
 use super::{LessonDef, Opts};
 use crate::child::ChildCtx;
 use crate::ctx::Ctx;
-use crate::event::{How, ObsValue};
+use crate::event::How;
 use crate::procs::{self, Note};
 use crate::{say, say_for, step};
 use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
-use std::os::fd::AsRawFd;
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 /// This lesson's words, whose keys the word macros check at compile time.
@@ -31,7 +32,36 @@ pub static LESSON: LessonDef = LessonDef {
 /// How long the kernel gets to reach a state we wait for; far more than it needs.
 const STATE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What the spawned child tells the parent: it is running, and its parent is `ppid`.
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+enum Reply {
+    Hello { ppid: i32 },
+}
+
 fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
+    let child = fork_child(ctx)?;
+    let zombie = alive_then_zombie(ctx, &child)?;
+    join(ctx, child.pid, zombie)?;
+    terminate(ctx)?;
+    spawn(ctx)?;
+    Ok(())
+}
+
+/// The forked child of the first phases, and the pipes to and from it.
+struct Child {
+    pid: Pid,
+    /// Its notes: the hello, then the goodbye before it exits.
+    note_r: OwnedFd,
+    /// Our copy of the write end, held until the lesson ends (a missing goodbye is waited
+    /// for, not cut short by end of file).
+    _note_w: OwnedFd,
+    /// A byte here lets it exit.
+    go_w: OwnedFd,
+}
+
+/// `Process.start()`: fork a child; both sides narrate, each line stamped where it
+/// happened; the child's parent is the main process.
+fn fork_child(ctx: &mut Ctx<'_>) -> Result<Child> {
     let me = ctx.main_pid;
     let my_parent = nix::unistd::getppid().as_raw();
     step!(ctx, "start", &[("main", &me)])?;
@@ -93,32 +123,47 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
         hello.ppid == me,
     );
     ctx.pause(2000)?;
+    Ok(Child {
+        pid: child,
+        note_r,
+        _note_w: note_w,
+        go_w,
+    })
+}
 
-    step!(ctx, "alive", &[("pid", &child)])?;
-    let state = ctx.wait_state(child, &['S'], STATE_TIMEOUT)?;
+/// `is_alive()` while it waits (`S`); told to go, it exits and is a zombie (`Z`) until
+/// joined. Whether the zombie was seen.
+fn alive_then_zombie(ctx: &mut Ctx<'_>, child: &Child) -> Result<bool> {
+    let pid = child.pid;
+    step!(ctx, "alive", &[("pid", &pid)])?;
+    let state = ctx.wait_state(pid, &['S'], STATE_TIMEOUT)?;
     say!(
         ctx,
         "is_alive",
-        &[("pid", &child), ("state", &state.map_or('?', |s| s))],
+        &[("pid", &pid), ("state", &state.map_or('?', |s| s))],
     );
     ctx.pause(2500)?;
 
-    nix::unistd::write(&go_w, b"g").context("write() to the child's pipe")?;
-    say!(ctx, "go", &[("pid", &child)]);
-    if let Some(bye) = Note::recv(&note_r, STATE_TIMEOUT)? {
+    nix::unistd::write(&child.go_w, b"g").context("write() to the child's pipe")?;
+    say!(ctx, "go", &[("pid", &pid)]);
+    if let Some(bye) = Note::recv(&child.note_r, STATE_TIMEOUT)? {
         say_for!(ctx, bye.pid, bye.t_ns, "child_exit", &[]);
     }
-    let zombie = ctx.wait_state(child, &['Z'], STATE_TIMEOUT)? == Some('Z');
+    let zombie = ctx.wait_state(pid, &['Z'], STATE_TIMEOUT)? == Some('Z');
     // The step (and its --step pause) comes once the child is a zombie, so the suggested
     // `ps` shows Z <defunct>, not the S of a child that has not exited yet.
-    step!(ctx, "zombie", &[("pid", &child)])?;
+    step!(ctx, "zombie", &[("pid", &pid)])?;
     if zombie {
-        say!(ctx, "zombie", &[("pid", &child)]);
+        say!(ctx, "zombie", &[("pid", &pid)]);
     } else {
-        say!(ctx, "no_zombie", &[("pid", &child)]);
+        say!(ctx, "no_zombie", &[("pid", &pid)]);
     }
     ctx.pause(3000)?;
+    Ok(zombie)
+}
 
+/// `join()` reaps the zombie: its `exitcode`, and the process is gone.
+fn join(ctx: &mut Ctx<'_>, child: Pid, zombie: bool) -> Result<()> {
     step!(ctx, "join", &[("pid", &child)])?;
     say!(ctx, "join", &[("pid", &child)]);
     let code = ctx.join(child)?;
@@ -128,7 +173,11 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     ctx.claim("zombie_observed", zombie, "== true", zombie);
     ctx.claim("gone_after_join", gone, "== true", gone);
     ctx.pause(2000)?;
+    Ok(())
+}
 
+/// `terminate()`: SIGTERM to a child asleep in pause(); its exitcode is -15.
+fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
     step!(ctx, "terminate", &[])?;
     let (note2_r, note2_w) = procs::pipe()?;
     let note2_fd = note2_w.as_raw_fd();
@@ -152,19 +201,25 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     say!(ctx, "terminated", &[("code", &code)]);
     ctx.claim("terminated_exitcode", code, "== -15 (SIGTERM)", code == -15);
     ctx.pause(2000)?;
+    Ok(())
+}
 
+/// The other way to start a process: spawn (fork + exec of this binary); its parent is
+/// the main process too.
+fn spawn(ctx: &mut Ctx<'_>) -> Result<()> {
+    let me = ctx.main_pid;
     step!(ctx, "spawn", &[])?;
     say!(ctx, "spawn_intro", &[]);
     ctx.pause(1500)?;
     let spawned = ctx.spawn("spawned", "spawned", serde_json::json!({}))?;
-    let their_ppid = spawned.reply(STATE_TIMEOUT)?;
+    let Reply::Hello { ppid: their_ppid } = spawned.decode(&spawned.reply(STATE_TIMEOUT)?)?;
     let code = ctx.join(spawned.pid)?;
     say!(ctx, "spawn_done", &[("pid", &spawned.pid), ("code", &code)]);
     ctx.claim(
         "spawned_ppid",
-        their_ppid.clone(),
+        their_ppid,
         &format!("== parent_pid ({me})"),
-        their_ppid == ObsValue::from(me),
+        their_ppid == me,
     );
     ctx.pause(1500)?;
     say!(
@@ -187,6 +242,6 @@ fn spawned(c: &mut ChildCtx) -> Result<i32> {
         "spawned_hello",
         &[("pid", &c.pid), ("ppid", &ppid), ("exe", &exe)],
     )?;
-    c.reply(ppid)?;
+    c.tell(&Reply::Hello { ppid })?;
     Ok(0)
 }

@@ -15,12 +15,12 @@
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
 use crate::ctx::{reply_any, ChildProc, Ctx};
-use crate::event::{now_ns, ObsValue};
+use crate::event::now_ns;
+use crate::sys::flock::FileLock;
 use crate::{say, step};
-use anyhow::{anyhow, Context, Result};
-use nix::fcntl::{Flock, FlockArg};
+use anyhow::{bail, Context, Result};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// This lesson's words, whose keys the word macros check at compile time.
@@ -69,31 +69,72 @@ fn validate(opts: &Opts) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
-    let tickets = i64::from(opts.get("tickets"));
-    let buyers = opts.get("buyers") as usize;
-    let file = ctx.dir.join("tickets");
-    let shown = file.display().to_string();
-    ctx.observe("buyers", buyers);
-    ctx.observe("tickets", tickets);
+/// What a buyer tells the parent: without the lock, it has read `count` tickets left;
+/// with it, it holds the lock and read `count`; then whether it bought one (wrote
+/// `count - 1` back) or found none left.
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Eq)]
+enum Reply {
+    Read { count: i64 },
+    Holds { count: i64 },
+    Bought,
+    SoldOut,
+}
 
-    step!(ctx, "office", &[("file", &shown)])?;
-    write_count(&file, tickets)?;
-    say!(ctx, "office", &[("tickets", &tickets), ("file", &shown)]);
+/// What every phase shares: the office's file (and how it is shown), what is for sale
+/// and how many want it.
+struct Office {
+    file: PathBuf,
+    shown: String,
+    tickets: i64,
+    buyers: usize,
+}
+
+fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
+    let file = ctx.dir.join("tickets");
+    let office = Office {
+        shown: file.display().to_string(),
+        file,
+        tickets: i64::from(opts.get("tickets")),
+        buyers: opts.get("buyers") as usize,
+    };
+    ctx.observe("buyers", office.buyers);
+    ctx.observe("tickets", office.tickets);
+
+    step!(ctx, "office", &[("file", &office.shown)])?;
+    write_count(&office.file, office.tickets)?;
+    say!(
+        ctx,
+        "office",
+        &[("tickets", &office.tickets), ("file", &office.shown)]
+    );
     ctx.pause(2000)?;
 
-    // Without a lock: every buyer reads before any buyer writes.
+    let kids = reads_without_lock(ctx, &office)?;
+    writes_without_lock(ctx, &office, &kids)?;
+    ctx.pause(3000)?;
+    with_lock(ctx, &office)?;
+    ctx.pause(2000)?;
+    say!(ctx, "moral", &[]);
+    Ok(())
+}
+
+/// Without a lock, the reads: every buyer reads the count and says so, and none writes
+/// until all have read. The buyers, waiting at the write gate.
+fn reads_without_lock(ctx: &mut Ctx<'_>, office: &Office) -> Result<Vec<ChildProc>> {
+    let Office {
+        tickets, buyers, ..
+    } = *office;
     let main = ctx.main_pid;
     step!(ctx, "no_lock", &[("main", &main)])?;
     say!(ctx, "no_lock_intro", &[("buyers", &buyers)]);
     ctx.pause(1500)?;
-    let kids = spawn_buyers(ctx, buyers, &shown, false)?;
+    let kids = spawn_buyers(ctx, buyers, &office.shown, false)?;
     say!(ctx, "gate_read", &[("buyers", &buyers)]);
     for k in &kids {
         k.send(Down::Go)?;
     }
     for k in &kids {
-        k.reply(TIMEOUT)?;
+        k.expect(TIMEOUT, |r: &Reply| matches!(r, Reply::Read { .. }))?;
     }
     ctx.pause(1000)?;
     say!(
@@ -102,21 +143,28 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         &[("buyers", &buyers), ("tickets", &tickets)]
     );
     ctx.pause(2500)?;
+    Ok(kids)
+}
+
+/// Without a lock, the writes: every buyer saw a ticket, so every buyer buys one, and the
+/// office has sold more than it had.
+fn writes_without_lock(ctx: &mut Ctx<'_>, office: &Office, kids: &[ChildProc]) -> Result<()> {
+    let tickets = office.tickets;
     step!(ctx, "writes", &[])?;
     say!(ctx, "gate_write", &[]);
-    for k in &kids {
+    for k in kids {
         k.send(Down::Go)?;
     }
     let mut sold_without = 0i64;
-    for k in &kids {
-        if k.reply(TIMEOUT)? == ObsValue::Bool(true) {
+    for k in kids {
+        if bought(k)? {
             sold_without += 1;
         }
     }
-    for k in &kids {
+    for k in kids {
         ctx.join(k.pid)?;
     }
-    let left = read_count(&file)?;
+    let left = read_count(&office.file)?;
     ctx.pause(1000)?;
     say!(
         ctx,
@@ -134,16 +182,21 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         &format!("> tickets ({tickets})"),
         sold_without > tickets,
     );
-    ctx.pause(3000)?;
+    Ok(())
+}
 
-    // With a lock: flock(LOCK_EX) around read-pause-write.
+/// With a lock: `flock(LOCK_EX)` around read-pause-write. One holder at a time, in the
+/// order the kernel lets them in; while the first holds it, the others are shown asleep
+/// in the lock table. Exactly `tickets` are sold.
+fn with_lock(ctx: &mut Ctx<'_>, office: &Office) -> Result<()> {
+    let tickets = office.tickets;
     step!(ctx, "with_lock", &[])?;
-    write_count(&file, tickets)?;
+    write_count(&office.file, tickets)?;
     say!(ctx, "lock_intro", &[("tickets", &tickets)]);
     ctx.pause(2000)?;
-    let kids = spawn_buyers(ctx, buyers, &shown, true)?;
-    let inode = inode_of(&file)?;
-    say!(ctx, "gate_lock", &[("buyers", &buyers)]);
+    let kids = spawn_buyers(ctx, office.buyers, &office.shown, true)?;
+    let inode = inode_of(&office.file)?;
+    say!(ctx, "gate_lock", &[("buyers", &office.buyers)]);
     for k in &kids {
         k.send(Down::Go)?;
     }
@@ -151,11 +204,16 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let mut sold_with = 0i64;
     let mut first = true;
     while !waiting.is_empty() {
-        let (i, read) = reply_any(&waiting, TIMEOUT)?;
+        let (i, v) = reply_any(&waiting, TIMEOUT)?;
+        let read = match waiting[i].decode(&v)? {
+            Reply::Holds { count } => count,
+            other => bail!("{} answered {other:?}", waiting[i].name),
+        };
         let holder = waiting.remove(i);
         // "0 still waiting" reads like a glitch: the last holder gets its own line.
-        ctx.say(
-            if waiting.is_empty() {
+        say!(
+            ctx,
+            if (waiting.is_empty()) {
                 "holds_last"
             } else {
                 "holds"
@@ -173,13 +231,13 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         }
         ctx.pause(900)?;
         holder.send(Down::Go)?;
-        if holder.reply(TIMEOUT)? == ObsValue::Bool(true) {
+        if bought(holder)? {
             sold_with += 1;
         }
         holder.send(Down::Go)?; // now flock(LOCK_UN)
         ctx.join(holder.pid)?;
     }
-    let left = read_count(&file)?;
+    let left = read_count(&office.file)?;
     ctx.pause(800)?;
     say!(
         ctx,
@@ -192,9 +250,15 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         &format!("== tickets ({tickets})"),
         sold_with == tickets,
     );
-    ctx.pause(2000)?;
-    say!(ctx, "moral", &[]);
     Ok(())
+}
+
+/// A buyer's last word: whether it bought a ticket (or found none left).
+fn bought(k: &ChildProc) -> Result<bool> {
+    let r = k.expect(TIMEOUT, |r: &Reply| {
+        matches!(r, Reply::Bought | Reply::SoldOut)
+    })?;
+    Ok(r == Reply::Bought)
 }
 
 /// Start `n` buyers and wait until each has connected.
@@ -310,7 +374,7 @@ fn write_count(path: &Path, n: i64) -> Result<()> {
 /// A buyer: read the count, tell the parent, wait, then buy if there was a ticket. With
 /// `lock`, all of it under `flock(LOCK_EX)` on the tickets file.
 fn buyer(c: &mut ChildCtx) -> Result<i32> {
-    let path = std::path::PathBuf::from(c.arg_str("file")?);
+    let path = PathBuf::from(c.arg_str("file")?);
     let phase = if c.arg_i64("lock")? == 1 {
         WITH_LOCK
     } else {
@@ -321,52 +385,58 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
         let count = read_count(&path)?;
         tell_read(c, count, phase)?;
         say!(c, "read", &[("count", &count)])?;
-        c.reply(count)?;
+        c.tell(&Reply::Read { count })?;
         c.expect_go()?; // the write gate: every buyer has read
         let bought = count > 0;
         if bought {
             write_count(&path, count - 1)?;
-            tell_buy(c, count, phase, "buy")?;
+            tell_buy(c, count, phase)?;
         } else {
             say!(c, "sold_out", &[("count", &count)])?;
         }
-        c.reply(bought)?;
+        c.tell(&outcome(bought))?;
         return Ok(0);
     }
 
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    let mut lock = Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| anyhow!("flock(LOCK_EX) on {}: {e}", path.display()))?;
+    let lock = FileLock::open(&path)?;
+    lock.lock()
+        .with_context(|| format!("flock(LOCK_EX) on {}", path.display()))?;
     c.act_at(now_ns(), "acquire", &[("what", "flock".into())])?;
+    let mut file = lock.file();
     let mut text = String::new();
-    lock.seek(SeekFrom::Start(0))?;
-    lock.read_to_string(&mut text)?;
+    file.seek(SeekFrom::Start(0))?;
+    file.read_to_string(&mut text)?;
     let count = parse_count(&text, &path)?;
     tell_read(c, count, phase)?;
     say!(c, "got_lock", &[("count", &count)])?;
-    c.reply(count)?;
+    c.tell(&Reply::Holds { count })?;
     c.expect_go()?; // the parent's window is over: finish and let the next one in
     let bought = count > 0;
     if bought {
-        lock.set_len(0)?;
-        lock.seek(SeekFrom::Start(0))?;
-        writeln!(lock, "{}", count - 1)?;
-        tell_buy(c, count, phase, "buy_locked")?;
+        file.set_len(0)?;
+        file.seek(SeekFrom::Start(0))?;
+        writeln!(file, "{}", count - 1)?;
+        tell_buy(c, count, phase)?;
     } else {
         say!(c, "sold_out_locked", &[("count", &count)])?;
     }
     c.act_at(now_ns(), "release", &[("what", "flock".into())])?;
     // The reply travels behind the events above: once the parent has it, they are on the
     // screen, before the acquire of the next holder.
-    c.reply(bought)?;
+    c.tell(&outcome(bought))?;
     c.expect_go()?;
     lock.unlock()
-        .map_err(|(_, e)| anyhow!("flock(LOCK_UN) on {}: {e}", path.display()))?;
+        .with_context(|| format!("flock(LOCK_UN) on {}", path.display()))?;
     Ok(0)
+}
+
+/// What a buyer says once it has written, or found none left.
+fn outcome(bought: bool) -> Reply {
+    if bought {
+        Reply::Bought
+    } else {
+        Reply::SoldOut
+    }
 }
 
 /// The `read` event of a buyer that read `count` tickets left.
@@ -381,8 +451,8 @@ fn tell_read(c: &ChildCtx, count: i64, phase: &str) -> Result<()> {
     )
 }
 
-/// A buyer wrote `count - 1` back: its `buy` event, then its line `key`.
-fn tell_buy(c: &ChildCtx, count: i64, phase: &str, key: &str) -> Result<()> {
+/// A buyer wrote `count - 1` back: its `buy` event, then its line.
+fn tell_buy(c: &ChildCtx, count: i64, phase: &str) -> Result<()> {
     c.act(
         "buy",
         &[
@@ -391,5 +461,13 @@ fn tell_buy(c: &ChildCtx, count: i64, phase: &str, key: &str) -> Result<()> {
             ("wrote", (count - 1).into()),
         ],
     )?;
-    c.say(key, &[("count", &count), ("left", &(count - 1))])
+    say!(
+        c,
+        if (phase == NO_LOCK) {
+            "buy"
+        } else {
+            "buy_locked"
+        },
+        &[("count", &count), ("left", &(count - 1))]
+    )
 }

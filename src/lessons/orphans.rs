@@ -23,8 +23,6 @@ use super::{LessonDef, OptSpec, Opts};
 use crate::ctx::Ctx;
 use crate::event::How;
 use crate::procs::{self, Note};
-use crate::sys::proc::Call;
-use crate::sys::sem::NamedSem;
 use crate::{say, say_for, step};
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
@@ -33,6 +31,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
+
+mod dead_holder;
+
+use dead_holder::dead_holder;
 
 /// This lesson's words, whose keys the word macros check at compile time.
 const WORDS: &crate::words::keys::Table = &crate::words::keys::ORPHANS;
@@ -55,11 +57,6 @@ pub static LESSON: LessonDef = LessonDef {
 /// How long the kernel gets to reach a state, or a process to write its note; far more
 /// than either needs, so a timeout means something is broken, not slow.
 const TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long the next process waits for the dead holder's lock at `--speed 1`, and at
-/// least at every speed (long enough for the observer to see it asleep).
-const ACQUIRE_TIMEOUT_MS: u64 = 2500;
-const ACQUIRE_TIMEOUT_MIN_MS: u64 = 60;
 
 crate::note_kinds! {
     /// What a note of this lesson's processes says (`Note::a`).
@@ -130,8 +127,9 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
             .iter()
             .filter(|p| crate::sys::proc::state(p.as_raw()) == Some('Z'))
             .count();
-        ctx.say(
-            if gone { "reaped" } else { "reaped_not_gone" },
+        say!(
+            ctx,
+            if (gone) { "reaped" } else { "reaped_not_gone" },
             &[("pid", &kid), ("code", &code), ("left", &left)],
         );
         ctx.pause(900)?;
@@ -201,8 +199,9 @@ fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
     nix::unistd::write(&family.gc_go, b"g").context("write() to the grandchild's pipe")?;
     let zombie = ctx.wait_state(gc, &['Z'], TIMEOUT)? == Some('Z');
     let code = ctx.join(gc)?;
-    ctx.say(
-        if zombie {
+    say!(
+        ctx,
+        if (zombie) {
             "orphan_reaped"
         } else {
             "orphan_reaped_unseen"
@@ -259,8 +258,9 @@ fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
     let state = ctx.wait_state(helper, &['S', 'R'], TIMEOUT)?;
     let ppid = ppid_of(helper).unwrap_or(-1);
     let alive = matches!(state, Some(s) if s != 'Z') && ppid == me && adopted == me;
-    ctx.say(
-        if alive {
+    say!(
+        ctx,
+        if (alive) {
             "helper_alive"
         } else {
             "helper_not_alive"
@@ -280,144 +280,6 @@ fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
     kill(helper, Signal::SIGTERM).context("kill(SIGTERM) of the helper")?;
     let code = ctx.join(helper)?;
     say!(ctx, "cleaned", &[("pid", &helper), ("code", &code)]);
-    Ok(())
-}
-
-/// Part four: a lock whose holder was terminated stays taken.
-fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
-    step!(ctx, "lock", &[])?;
-    say!(ctx, "lock_intro", &[]);
-    ctx.pause(2000)?;
-    // Like CPython's SemLock under the fork start method: created with an unguessable
-    // name and unlinked at once; the children share it because fork copies the mapping.
-    let mut sem = NamedSem::fresh("lock", 1)?;
-    let name = sem.name().to_string();
-    sem.unlink()?;
-    say!(
-        ctx,
-        "lock_created",
-        &[("name", &name), ("value", &sem.value())]
-    );
-    ctx.pause(2000)?;
-
-    let (note_r, note_w) = procs::pipe()?;
-    let note_fd = note_w.as_raw_fd();
-    let raw = RawSem(sem.as_ptr());
-    let child_body = move || {
-        let got = sem_try_acquire(raw);
-        Note::tell(note_fd, Said::Acquired, i64::from(got));
-        loop {
-            nix::unistd::pause();
-        }
-    };
-    // SAFETY: the holder only calls sem_trywait (atomic operations on the shared mapping,
-    // no allocation, no lock), Note::send (clock_gettime, getpid, getppid, write) and
-    // pause(2); a signal ends it.
-    let holder = unsafe { ctx.fork("holder", child_body) }?;
-    let note = expect_note(&note_r, Said::Acquired, "the holder's acquire")?;
-    if note.b != 1 {
-        bail!("the holder (PID {holder}) could not take a free lock");
-    }
-    ctx.act_at(
-        holder.as_raw(),
-        note.t_ns,
-        "acquire",
-        &[("what", "lock".into()), ("value", sem.value().into())],
-    );
-    say_for!(ctx, holder.as_raw(), note.t_ns, "holder_acquired", &[]);
-    let hs = letter(ctx.wait_state(holder, &['S'], TIMEOUT)?);
-    say!(ctx, "holder_holds", &[("pid", &holder), ("state", &hs)]);
-    ctx.pause(2500)?;
-
-    step!(ctx, "holder_terminated", &[("pid", &holder)])?;
-    say!(ctx, "terminate_holder", &[("pid", &holder)]);
-    kill(holder, Signal::SIGTERM).context("kill(SIGTERM) of the holder")?;
-    let code = ctx.join(holder)?;
-    let value = sem.value();
-    say!(
-        ctx,
-        "holder_gone",
-        &[("pid", &holder), ("code", &code), ("value", &value)],
-    );
-    ctx.pause(2500)?;
-
-    let timeout_ms = ((ACQUIRE_TIMEOUT_MS as f64 * ctx.speed) as u64).max(ACQUIRE_TIMEOUT_MIN_MS);
-    step!(ctx, "next", &[("ms", &timeout_ms)])?;
-    let child_body = move || {
-        Note::tell(note_fd, Said::Waiting, timeout_ms as i64);
-        let got = sem_acquire_timeout(raw, timeout_ms);
-        Note::tell(note_fd, Said::Waited, got);
-        0
-    };
-    // SAFETY: the next process only calls Note::send, sem_timedwait (clock_gettime,
-    // atomic operations on the shared mapping and a futex wait: no allocation, no lock)
-    // and returns its result to _exit.
-    let next = unsafe { ctx.fork("next", child_body) }?;
-    drop(note_w);
-    let waiting = expect_note(&note_r, Said::Waiting, "the next process")?;
-    ctx.act_at(
-        next.as_raw(),
-        waiting.t_ns,
-        "wait",
-        &[
-            ("what", "lock".into()),
-            ("timeout_ms", (timeout_ms as i64).into()),
-            ("holder", holder.as_raw().into()),
-        ],
-    );
-    say_for!(
-        ctx,
-        next.as_raw(),
-        waiting.t_ns,
-        "next_acquire",
-        &[("ms", &timeout_ms), ("s", &(timeout_ms as f64 / 1000.0))],
-    );
-    // Seen asleep inside the futex wait, by a fresh read of /proc (not a stale S). Looked
-    // for no longer than the wait lasts: on a busy machine it may end unseen.
-    let window = Duration::from_millis(timeout_ms);
-    if let Some((state, wchan)) = ctx.wait_blocked_in(next, Call::Futex, window)? {
-        say!(
-            ctx,
-            "next_asleep",
-            &[("pid", &next), ("state", &state), ("wchan", &wchan)],
-        );
-    }
-    let waited = expect_note(&note_r, Said::Waited, "the next process's acquire")?;
-    let got = match waited.b {
-        1 => true,
-        0 => false,
-        e => bail!(
-            "sem_timedwait() failed in the next process (PID {next}): {}",
-            Errno::from_raw(-e as i32)
-        ),
-    };
-    ctx.act_at(
-        next.as_raw(),
-        waited.t_ns,
-        "wait_done",
-        &[("what", "lock".into()), ("result", got.into())],
-    );
-    ctx.say_for(
-        next.as_raw(),
-        waited.t_ns,
-        if got { "next_got" } else { "next_timed_out" },
-        &[("ms", &timeout_ms)],
-    );
-    let code = ctx.join(next)?;
-    if code != 0 {
-        bail!("the next process (PID {next}) exited with {code}");
-    }
-    let value = sem.value();
-    drop(sem);
-    ctx.claim("lock_acquired_after_holder_died", got, "== false", !got);
-    ctx.observe("lock_value_after", value);
-    say!(
-        ctx,
-        "never_released",
-        &[("value", &value), ("holder", &holder)]
-    );
-    ctx.pause(2500)?;
-    say!(ctx, "flock_contrast", &[]);
     Ok(())
 }
 
@@ -645,56 +507,4 @@ fn pid_list(pids: &[Pid]) -> String {
         .map(|p| p.to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// A raw semaphore pointer a forked child may use: the mapping is shared (MAP_SHARED)
-/// and copied by fork, so the pointer is valid in the child too.
-#[derive(Clone, Copy)]
-struct RawSem(*mut libc::sem_t);
-
-// SAFETY: a POSIX semaphore is made to be used from several threads and processes at
-// once; the pointer is only used while the NamedSem it came from is open.
-unsafe impl Send for RawSem {}
-
-/// `lock.acquire(block=False)`: `sem_trywait`. Async-signal-safe in practice (glibc: an
-/// atomic compare-and-swap on the shared counter).
-fn sem_try_acquire(sem: RawSem) -> bool {
-    // SAFETY: `sem` points into a live semaphore mapping (see RawSem).
-    unsafe { libc::sem_trywait(sem.0) == 0 }
-}
-
-/// `lock.acquire(timeout=ms/1000)`: `sem_timedwait` until now + `ms` (CLOCK_REALTIME, as
-/// POSIX says). 1 acquired, 0 timed out, -errno for any other failure. Async-signal-safe
-/// in practice (glibc: clock_gettime, atomic operations and a futex wait, no allocation).
-#[cfg(target_os = "linux")]
-fn sem_acquire_timeout(sem: RawSem, ms: u64) -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into our stack timespec; async-signal-safe.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec += (ms / 1000) as libc::time_t;
-    ts.tv_nsec += ((ms % 1000) * 1_000_000) as libc::c_long;
-    if ts.tv_nsec >= 1_000_000_000 {
-        ts.tv_nsec -= 1_000_000_000;
-        ts.tv_sec += 1;
-    }
-    loop {
-        // SAFETY: `sem` points into a live semaphore mapping; `ts` is a valid timespec.
-        if unsafe { libc::sem_timedwait(sem.0, &ts) } == 0 {
-            return 1;
-        }
-        match Errno::last() {
-            Errno::EINTR => continue,
-            Errno::ETIMEDOUT => return 0,
-            e => return -(e as i64),
-        }
-    }
-}
-
-/// macOS has no `sem_timedwait`.
-#[cfg(not(target_os = "linux"))]
-fn sem_acquire_timeout(_sem: RawSem, _ms: u64) -> i64 {
-    -(Errno::ENOSYS as i64)
 }

@@ -152,8 +152,9 @@ fn open(ctx: &mut Ctx<'_>, kids: &[ChildProc], permits: u32) -> Result<NamedSem>
     sem.unlink()?;
     let shm = format!("/dev/shm/sem.{}", name.trim_start_matches('/'));
     let gone = !std::path::Path::new(&shm).exists();
-    ctx.say(
-        if gone { "unlinked" } else { "unlink_unseen" },
+    say!(
+        ctx,
+        if (gone) { "unlinked" } else { "unlink_unseen" },
         &[("workers", &workers), ("shm", &shm)],
     );
     ctx.pause(2500)?;
@@ -426,8 +427,11 @@ fn tell_acquired(c: &ChildCtx, t: u64, v: i64, permits: i64, waited: bool) -> Re
         ],
     )?;
     c.gauge("permits", v, permits)?;
-    let key = if waited { "woken" } else { "enter" };
-    c.say(key, &[("value", &v), ("gauge", &gauge(v, permits))])
+    say!(
+        c,
+        if (waited) { "woken" } else { "enter" },
+        &[("value", &v), ("gauge", &gauge(v, permits))]
+    )
 }
 
 #[cfg(test)]

@@ -15,12 +15,15 @@ use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
 use crate::ctx::{ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
+#[cfg(not(target_os = "linux"))]
+use crate::sys::flock::FileLock;
 use crate::sys::proc::Call;
+#[cfg(target_os = "linux")]
+use crate::sys::sem::PageSem;
 use crate::sys::shared::{Shared, SharedPage as Shareable};
 use crate::{say, step};
-use anyhow::{bail, Context, Result};
-use std::cell::UnsafeCell;
-use std::path::Path;
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -59,6 +62,29 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// `--speed 1`): the very window in which, without the lock, updates were lost.
 const WINDOW_MS: u64 = 250;
 
+/// What a worker tells the parent: it has mapped the page and waits at the start gate;
+/// it has read `value` (then waits at the gate), or, the first holder of the lock, holds
+/// it and has read `value`; it has written `value` (then waits at the gate); it is done,
+/// and slept `waited` times at the lock.
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+enum Reply {
+    Ready,
+    Read { value: i32 },
+    Holds { value: i32 },
+    Wrote { value: i32 },
+    Finished { waited: i64 },
+}
+
+/// The worker's next reply (within `timeout`), decoded.
+fn next(p: &ChildProc, timeout: Duration) -> Result<Reply> {
+    p.decode(&p.reply(timeout)?)
+}
+
+/// The worker answered `r` where the lesson waited for something else.
+fn unexpected(p: &ChildProc, r: &Reply) -> anyhow::Error {
+    anyhow!("{} (PID {}) answered {r:?}", p.name, p.pid)
+}
+
 /// What lives in the shared page: Python's `Value('i', 0)` with its lock, and
 /// `Array('i', workers)`.
 #[repr(C)]
@@ -66,7 +92,7 @@ struct SharedPage {
     /// The value's lock: a semaphore initialised with `pshared = 1`, so that every
     /// process mapping the page can use it.
     #[cfg(target_os = "linux")]
-    lock: UnsafeCell<nix::libc::sem_t>,
+    lock: PageSem,
     /// `Value('i', 0)`. Read and written with separate atomic loads and stores, never an
     /// atomic read-modify-write: exactly the two steps of Python's `v.value += 1`.
     value: AtomicI32,
@@ -78,17 +104,17 @@ struct SharedPage {
     first_holder: AtomicI32,
 }
 
-// SAFETY: atomics and a `pshared` semaphore (used only through sem_* calls), all valid
-// when zero (a new page), written by every process that maps the page.
+// SAFETY: atomics and a `pshared` semaphore (a `PageSem`, used only through sem_*
+// calls), all valid when zero (a new page), written by every process that maps the page.
 unsafe impl Shareable for SharedPage {}
-
-// SAFETY: the `UnsafeCell` holds a POSIX semaphore, made for concurrent use through the
-// sem_* calls, which are the only way it is touched; the rest are atomics.
-unsafe impl Sync for SharedPage {}
 
 /// The shared file, mapped `MAP_SHARED` into this process.
 struct Mapping {
     map: Shared<SharedPage>,
+    /// Where there is no process-shared `sem_init` (macOS), the value's lock is `flock`
+    /// on the file.
+    #[cfg(not(target_os = "linux"))]
+    flock: FileLock,
 }
 
 impl Mapping {
@@ -99,109 +125,63 @@ impl Mapping {
         } else {
             Shared::open(path)?
         };
-        Ok(Mapping { map })
+        Ok(Mapping {
+            map,
+            #[cfg(not(target_os = "linux"))]
+            flock: FileLock::open(path)?,
+        })
     }
 
     fn page(&self) -> &SharedPage {
         self.map.get()
     }
 
-    /// Kept open for `flock` where there is no process-shared `sem_init`.
-    #[cfg(not(target_os = "linux"))]
-    fn file(&self) -> &std::fs::File {
-        self.map.file().expect("a file mapping has its file")
-    }
-
     fn addr(&self) -> String {
         format!("{:#x}", self.map.addr())
     }
 
-    /// `sem_init(&lock, pshared = 1, 1)`: done once, by the process that created the page.
+    /// `sem_init(&lock, pshared = 1, 1)`: done once, by the process that created the page,
+    /// before any worker is started.
     fn init_lock(&self) -> Result<()> {
         #[cfg(target_os = "linux")]
-        {
-            // SAFETY: the semaphore lies in our live shared mapping; nobody uses it yet.
-            if unsafe { nix::libc::sem_init(self.page().lock.get(), 1, 1) } != 0 {
-                return Err(std::io::Error::last_os_error()).context("sem_init(pshared=1)");
-            }
-        }
+        // SAFETY: the page is new and no worker has been told where it is yet.
+        unsafe { self.page().lock.init(1) }.context("the value's lock")?;
         Ok(())
     }
 
+    /// `sem_destroy`, once every worker is reaped.
     fn destroy_lock(&self) {
         #[cfg(target_os = "linux")]
         // SAFETY: every process that used the semaphore has been reaped.
         unsafe {
-            nix::libc::sem_destroy(self.page().lock.get());
+            self.page().lock.destroy();
         }
     }
 
     /// Take the lock without waiting; false if another process holds it.
     fn try_lock(&self) -> Result<bool> {
         #[cfg(target_os = "linux")]
-        {
-            // SAFETY: a semaphore initialised with pshared=1 in our live shared mapping.
-            if unsafe { nix::libc::sem_trywait(self.page().lock.get()) } == 0 {
-                return Ok(true);
-            }
-            match nix::errno::Errno::last() {
-                nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR => Ok(false),
-                e => bail!("sem_trywait() failed: {e}"),
-            }
-        }
+        let free = self.page().lock.try_wait();
         #[cfg(not(target_os = "linux"))]
-        {
-            use std::os::fd::AsRawFd;
-            // SAFETY: flock(2) on a file descriptor we own.
-            let r = unsafe {
-                nix::libc::flock(
-                    self.file().as_raw_fd(),
-                    nix::libc::LOCK_EX | nix::libc::LOCK_NB,
-                )
-            };
-            Ok(r == 0)
-        }
+        let free = self.flock.try_lock();
+        free.context("taking the value's lock")
     }
 
     /// Take the lock, sleeping until it is free.
     fn lock(&self) -> Result<()> {
-        loop {
-            #[cfg(target_os = "linux")]
-            // SAFETY: a semaphore initialised with pshared=1 in our live shared mapping.
-            let r = unsafe { nix::libc::sem_wait(self.page().lock.get()) };
-            #[cfg(not(target_os = "linux"))]
-            // SAFETY: flock(2) on a file descriptor we own.
-            let r = unsafe {
-                use std::os::fd::AsRawFd;
-                nix::libc::flock(self.file().as_raw_fd(), nix::libc::LOCK_EX)
-            };
-            if r == 0 {
-                return Ok(());
-            }
-            let e = nix::errno::Errno::last();
-            if e != nix::errno::Errno::EINTR {
-                bail!("taking the value's lock failed: {e}");
-            }
-        }
+        #[cfg(target_os = "linux")]
+        let taken = self.page().lock.wait();
+        #[cfg(not(target_os = "linux"))]
+        let taken = self.flock.lock();
+        taken.context("taking the value's lock")
     }
 
     fn unlock(&self) -> Result<()> {
         #[cfg(target_os = "linux")]
-        // SAFETY: we hold the semaphore, which lies in our live shared mapping.
-        let r = unsafe { nix::libc::sem_post(self.page().lock.get()) };
+        let given = self.page().lock.post();
         #[cfg(not(target_os = "linux"))]
-        // SAFETY: flock(2) on a file descriptor we own.
-        let r = unsafe {
-            use std::os::fd::AsRawFd;
-            nix::libc::flock(self.file().as_raw_fd(), nix::libc::LOCK_UN)
-        };
-        if r != 0 {
-            bail!(
-                "releasing the value's lock failed: {}",
-                nix::errno::Errno::last()
-            );
-        }
-        Ok(())
+        let given = self.flock.unlock();
+        given.context("releasing the value's lock")
     }
 }
 
@@ -235,7 +215,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
         "worker_mapped",
         &[("pid", &c.pid), ("addr", &map.addr())]
     )?;
-    c.reply("ready")?;
+    c.tell(&Reply::Ready)?;
     if !gate(c)? {
         return Ok(0);
     }
@@ -262,7 +242,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
             if first.is_ok() {
                 // The very first holder keeps the lock until the parent has seen every
                 // other worker asleep at it.
-                c.reply(v)?;
+                c.tell(&Reply::Holds { value: v })?;
                 if !gate(c)? {
                     return Ok(0);
                 }
@@ -270,7 +250,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
                 c.pause(WINDOW_MS); // the window where, without the lock, updates were lost
             }
         } else {
-            c.reply(v)?; // I have read: the gate opens once every worker has
+            c.tell(&Reply::Read { value: v })?; // the gate opens once every worker has read
             if !gate(c)? {
                 return Ok(0);
             }
@@ -286,27 +266,72 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
             c.act("release", &[("what", "lock".into())])?; // stamped right before
             map.unlock()?;
         } else {
-            c.reply(v + 1)?; // I have written: the next round waits for every worker
+            // The next round waits until every worker has written.
+            c.tell(&Reply::Wrote { value: v + 1 })?;
             if !gate(c)? {
                 return Ok(0);
             }
         }
     }
-    c.reply(waited)?;
+    c.tell(&Reply::Finished { waited })?;
     Ok(0)
 }
 
 // ---------------------------------------------------------------------------------------
 // The lesson.
 
+/// What every phase knows: the sizes of the run and where the shared file is.
+struct Plan {
+    workers: u32,
+    increments: u32,
+    /// `workers × increments`: the total if no update is lost.
+    expected: i64,
+    path: PathBuf,
+}
+
+/// What the run without the lock ended with: the value, and the increments the workers
+/// counted in their own slots of the array.
+struct Race {
+    without: i32,
+    done: i64,
+}
+
+/// What the run with the lock ended with: the value, how often a worker slept at the
+/// lock, and the state letters seen for the waiters while the first holder kept it.
+struct Locked {
+    with: i32,
+    waits: i64,
+    blocked: Vec<char>,
+}
+
 fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let workers = opts.get("workers");
     let increments = opts.get("increments");
-    let expected = i64::from(workers) * i64::from(increments);
-    let path = ctx.dir.join("value.shm");
+    let plan = Plan {
+        workers,
+        increments,
+        expected: i64::from(workers) * i64::from(increments),
+        path: ctx.dir.join("value.shm"),
+    };
+    let map = create(ctx, &plan)?;
+    let race = race(ctx, &plan, &map)?;
+    let locked = with_lock(ctx, &plan, &map)?;
+    map.destroy_lock();
+    drop(map);
+    let path = &plan.path;
+    std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    ctx.pause(2500)?;
+    compare(ctx, &plan, &race, &locked)?;
+    ctx.pause(1500)?;
+    say!(ctx, "moral", &[]);
+    Ok(())
+}
 
+/// `Value('i', 0)`: the file mapped `MAP_SHARED`, its lock initialised.
+fn create(ctx: &mut Ctx<'_>, plan: &Plan) -> Result<Mapping> {
+    let path = &plan.path;
     step!(ctx, "value", &[("path", &path.display())])?;
-    let map = Mapping::open(&path, true)?;
+    let map = Mapping::open(path, true)?;
     map.init_lock()?;
     say!(
         ctx,
@@ -314,31 +339,62 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         &[("path", &path.display()), ("addr", &map.addr())],
     );
     ctx.pause(2000)?;
+    Ok(map)
+}
 
-    // Without the lock.
+/// Without the lock: `v.value += 1` as a read and a write, with every worker's read
+/// before any write (the gates), so updates are lost in every round.
+fn race(ctx: &mut Ctx<'_>, plan: &Plan, map: &Mapping) -> Result<Race> {
+    let (workers, expected) = (plan.workers, plan.expected);
     step!(ctx, "race", &[])?;
     say!(
         ctx,
         "race_intro",
         &[
             ("workers", &workers),
-            ("increments", &increments),
+            ("increments", &plan.increments),
             ("expected", &expected),
         ],
     );
     ctx.pause(2000)?;
-    let procs = start_workers(ctx, &path, workers, increments, false)?;
+    let procs = start_workers(ctx, plan, false)?;
     say!(ctx, "gate_intro", &[]);
     ctx.pause(2500)?;
     let first = procs[0].pid;
     step!(
         ctx,
         "race_run",
-        &[("pid", &first), ("path", &path.display())]
+        &[("pid", &first), ("path", &plan.path.display())]
     )?;
     go_all(&procs)?;
-    for round in 1..=increments {
-        let reads = replies(&procs)?;
+    race_rounds(ctx, plan, map, &procs)?;
+    finish(ctx, procs, TIMEOUT)?;
+    let without = map.page().value.load(Ordering::SeqCst);
+    let counts_free = counts(map, workers);
+    let done: i64 = counts_free.iter().map(|&c| i64::from(c)).sum();
+    say!(
+        ctx,
+        "race_result",
+        &[
+            ("v", &without),
+            ("expected", &expected),
+            ("counts", &format!("{counts_free:?}")),
+            ("sum", &done),
+        ],
+    );
+    ctx.pause(3000)?;
+    Ok(Race { without, done })
+}
+
+/// The rounds of the race: every worker reads the same value, then every worker writes
+/// it plus one; all but one of the round's updates are lost, and the lesson says how many.
+fn race_rounds(ctx: &mut Ctx<'_>, plan: &Plan, map: &Mapping, procs: &[ChildProc]) -> Result<()> {
+    let workers = plan.workers;
+    for round in 1..=plan.increments {
+        let reads = replies(procs, |r| match r {
+            Reply::Read { value } => Some(*value),
+            _ => None,
+        })?;
         let v = reads[0];
         if round == 1 {
             say!(ctx, "round_read_first", &[("v", &v), ("n", &workers)]);
@@ -346,8 +402,11 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         } else {
             ctx.pause(600)?;
         }
-        go_all(&procs)?;
-        replies(&procs)?;
+        go_all(procs)?;
+        replies(procs, |r| match r {
+            Reply::Wrote { value } => Some(*value),
+            _ => None,
+        })?;
         let now = map.page().value.load(Ordering::SeqCst);
         let lost = i64::from(workers) - i64::from(now - v);
         if round == 1 {
@@ -370,25 +429,15 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
             );
         }
         ctx.pause(if round == 1 { 2500 } else { 900 })?;
-        go_all(&procs)?;
+        go_all(procs)?;
     }
-    finish(ctx, procs, TIMEOUT)?;
-    let without = map.page().value.load(Ordering::SeqCst);
-    let counts_free = counts(&map, workers);
-    let done: i64 = counts_free.iter().map(|&c| i64::from(c)).sum();
-    say!(
-        ctx,
-        "race_result",
-        &[
-            ("v", &without),
-            ("expected", &expected),
-            ("counts", &format!("{counts_free:?}")),
-            ("sum", &done),
-        ],
-    );
-    ctx.pause(3000)?;
+    Ok(())
+}
 
-    // With the lock.
+/// With the lock: the read and the write happen together. The first holder keeps the
+/// lock until the others are seen asleep at it; then the total is exact.
+fn with_lock(ctx: &mut Ctx<'_>, plan: &Plan, map: &Mapping) -> Result<Locked> {
+    let (workers, expected) = (plan.workers, plan.expected);
     step!(ctx, "lock", &[])?;
     map.page().value.store(0, Ordering::SeqCst);
     for c in &map.page().counts {
@@ -397,10 +446,10 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     say!(ctx, "lock_intro", &[("window", &WINDOW_MS)]);
     ctx.pause(2500)?;
     map.page().first_holder.store(0, Ordering::SeqCst);
-    let procs = start_workers(ctx, &path, workers, increments, true)?;
+    let procs = start_workers(ctx, plan, true)?;
     say!(ctx, "lock_go", &[("n", &workers)]);
     go_all(&procs)?;
-    let (holder, blocked) = show_holder_and_waiters(ctx, &map, &procs)?;
+    let (holder, blocked) = show_holder_and_waiters(ctx, map, &procs)?;
     // In step mode the lesson waits here with the lock really held and the others asleep.
     step!(ctx, "lock_run", &[("pids", &pid_list(&procs))])?;
     ctx.pause(2500)?;
@@ -413,9 +462,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let slow =
         Duration::from_secs_f64(expected as f64 * (WINDOW_MS as f64 * ctx.speed + 20.0) / 1000.0);
     let waits = finish(ctx, procs, TIMEOUT + slow)?;
-    let blocked_ok = blocked.len() == workers as usize - 1 && blocked.iter().all(|&l| l == 'S');
     let with = map.page().value.load(Ordering::SeqCst);
-    let counts_locked = counts(&map, workers);
+    let counts_locked = counts(map, workers);
     say!(
         ctx,
         "lock_result",
@@ -426,11 +474,18 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
             ("counts", &format!("{counts_locked:?}")),
         ],
     );
-    map.destroy_lock();
-    drop(map);
-    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-    ctx.pause(2500)?;
+    Ok(Locked {
+        with,
+        waits,
+        blocked,
+    })
+}
 
+/// Both runs side by side, and the claims: updates lost without the lock (though every
+/// increment was made), none with it, the waiters asleep.
+fn compare(ctx: &mut Ctx<'_>, plan: &Plan, race: &Race, locked: &Locked) -> Result<()> {
+    let (workers, expected) = (plan.workers, plan.expected);
+    let (without, with) = (race.without, locked.with);
     step!(ctx, "compare", &[])?;
     say!(
         ctx,
@@ -456,10 +511,12 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     );
     ctx.claim(
         "increments_done_without_lock",
-        done,
+        race.done,
         &format!("== {expected}"),
-        done == expected,
+        race.done == expected,
     );
+    let blocked = &locked.blocked;
+    let blocked_ok = blocked.len() == workers as usize - 1 && blocked.iter().all(|&l| l == 'S');
     let letters: String = blocked.iter().collect();
     ctx.claim(
         "waiters_blocked_state",
@@ -467,9 +524,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         &format!("== {}", "S".repeat(workers as usize - 1)),
         blocked_ok,
     );
-    ctx.observe("lock_waits", waits);
-    ctx.pause(1500)?;
-    say!(ctx, "moral", &[]);
+    ctx.observe("lock_waits", locked.waits);
     Ok(())
 }
 
@@ -491,7 +546,10 @@ fn show_holder_and_waiters(
         }
     };
     let holder = procs.get(first).context("the first holder's number")?;
-    let v = holder.reply(TIMEOUT)?;
+    let v = match next(holder, TIMEOUT)? {
+        Reply::Holds { value } => value,
+        other => return Err(unexpected(holder, &other)),
+    };
     let mut letters = Vec::new();
     let mut waiting = Vec::new();
     for p in procs.iter().filter(|p| p.pid != holder.pid) {
@@ -535,26 +593,23 @@ fn pid_list(procs: &[ChildProc]) -> String {
         .join(",")
 }
 
-/// Spawn the workers; each maps the file and reports ready.
-fn start_workers(
-    ctx: &mut Ctx<'_>,
-    path: &Path,
-    workers: u32,
-    increments: u32,
-    lock: bool,
-) -> Result<Vec<ChildProc>> {
+/// Spawn the workers (with the lock or without); each maps the file and reports ready.
+fn start_workers(ctx: &mut Ctx<'_>, plan: &Plan, lock: bool) -> Result<Vec<ChildProc>> {
     let mut procs = Vec::new();
-    for i in 0..workers {
+    for i in 0..plan.workers {
         let args = serde_json::json!({
-            "file": path.display().to_string(),
+            "file": plan.path.display().to_string(),
             "index": i,
-            "increments": increments,
+            "increments": plan.increments,
             "lock": i32::from(lock),
         });
         procs.push(ctx.spawn("worker", &format!("worker-{}", i + 1), args)?);
     }
     for p in &procs {
-        p.reply(TIMEOUT)?;
+        match next(p, TIMEOUT)? {
+            Reply::Ready => {}
+            other => return Err(unexpected(p, &other)),
+        }
     }
     Ok(procs)
 }
@@ -563,13 +618,14 @@ fn go_all(procs: &[ChildProc]) -> Result<()> {
     procs.iter().try_for_each(|p| p.send(Down::Go))
 }
 
-/// One integer reply from every worker, in order.
-fn replies(procs: &[ChildProc]) -> Result<Vec<i32>> {
+/// One reply from every worker, in order, each the one `pick` takes (a value read, or
+/// written): any other is an error.
+fn replies(procs: &[ChildProc], pick: impl Fn(&Reply) -> Option<i32>) -> Result<Vec<i32>> {
     procs
         .iter()
-        .map(|p| match p.reply(TIMEOUT)? {
-            ObsValue::Int(i) => Ok(i as i32),
-            other => bail!("{} (PID {}) answered {other:?}", p.name, p.pid),
+        .map(|p| {
+            let r = next(p, TIMEOUT)?;
+            pick(&r).ok_or_else(|| unexpected(p, &r))
         })
         .collect()
 }
@@ -580,10 +636,10 @@ fn finish(ctx: &mut Ctx<'_>, procs: Vec<ChildProc>, timeout: Duration) -> Result
     let mut waits = 0;
     for p in &procs {
         let left = deadline.saturating_duration_since(Instant::now());
-        waits += p
-            .reply(left.max(Duration::from_millis(1)))?
-            .as_i64()
-            .unwrap_or(0);
+        match next(p, left.max(Duration::from_millis(1)))? {
+            Reply::Finished { waited } => waits += waited,
+            other => return Err(unexpected(p, &other)),
+        }
     }
     for p in procs {
         ctx.join_within(p.pid, TIMEOUT)?;

@@ -26,7 +26,7 @@ use crate::{say, say_for, step};
 use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// This lesson's words, whose keys the word macros check at compile time.
@@ -99,11 +99,73 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     step!(ctx, "three", &[])?;
     say!(ctx, "three_intro", &[("cpu", &cpu)]);
     ctx.pause(1200)?;
+    let three = fork_three(ctx, cpu)?;
+    blocked(ctx, &three)?;
+    open_gate(ctx, &three)?;
+    running_and_ready(ctx, &three)?;
+    wake(ctx, &three)?;
 
+    say!(ctx, "stop_hogs", &[]);
+    nix::unistd::write(&three.stop_w, b"s").context("write() to the stop pipe")?;
+    for &pid in &three.hogs {
+        ctx.join(pid)?;
+    }
+    ctx.pause(1500)?;
+    say!(ctx, "diagram", &[]);
+    Ok(())
+}
+
+/// What the phases of [`three_states`] share: the three children, all pinned to one CPU,
+/// and the pipes that move them on.
+struct Three {
+    cpu: usize,
+    /// Blocked in read() until a byte comes on `data_w`; then it computes, writes one
+    /// note on `note_r`'s pipe and exits.
+    reader: Pid,
+    data_w: OwnedFd,
+    note_r: OwnedFd,
+    /// The two CPU-bound processes: held until a byte on `gate_w`, computing until a byte
+    /// on `stop_w`.
+    hogs: Vec<Pid>,
+    gate_w: OwnedFd,
+    stop_w: OwnedFd,
+}
+
+/// Fork the reader and the two CPU-bound processes, each pinned to `cpu` once forked.
+fn fork_three(ctx: &mut Ctx<'_>, cpu: usize) -> Result<Three> {
     // The reader: blocked in read() on an empty pipe until we write to it.
     let (data_r, data_w) = procs::pipe()?;
     let (note_r, note_w) = procs::pipe()?;
-    let (rfd, nfd) = (data_r.as_raw_fd(), note_w.as_raw_fd());
+    let reader = fork_reader(ctx, data_r.as_raw_fd(), note_w.as_raw_fd())?;
+    drop(data_r);
+    crate::procs::pin(reader, cpu)?;
+
+    // Two CPU-bound processes, held at a start gate, computing until told to stop.
+    let (gate_r, gate_w) = procs::pipe()?;
+    let (stop_r, stop_w) = procs::pipe()?;
+    let mut hogs = Vec::new();
+    for i in 1..=2u64 {
+        let pid = fork_hog(ctx, i, gate_r.as_raw_fd(), stop_r.as_raw_fd())?;
+        crate::procs::pin(pid, cpu)?;
+        hogs.push(pid);
+    }
+    drop(gate_r);
+    drop(stop_r);
+    drop(note_w);
+    Ok(Three {
+        cpu,
+        reader,
+        data_w,
+        note_r,
+        hogs,
+        gate_w,
+        stop_w,
+    })
+}
+
+/// Fork the reader: it blocks reading one byte from `rfd`, then computes for
+/// [`WAKE_CPU_NS`] and tells `nfd` what read() returned.
+fn fork_reader(ctx: &mut Ctx<'_>, rfd: RawFd, nfd: RawFd) -> Result<Pid> {
     let child_body = move || {
         let mut byte = [0u8; 1];
         // SAFETY: read(2) into a stack buffer of the length passed; async-signal-safe.
@@ -120,48 +182,41 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     };
     // SAFETY: the child calls read(2), clock_gettime and Note::send only and computes on
     // the stack: all async-signal-safe, no allocation. It returns its status to _exit.
-    let reader = unsafe { ctx.fork("reader", child_body) }?;
-    drop(data_r);
-    crate::procs::pin(reader, cpu)?;
+    unsafe { ctx.fork("reader", child_body) }
+}
 
-    // Two CPU-bound processes, held at a start gate, computing until told to stop.
-    let (gate_r, gate_w) = procs::pipe()?;
-    let (stop_r, stop_w) = procs::pipe()?;
-    let (gfd, sfd) = (gate_r.as_raw_fd(), stop_r.as_raw_fd());
-    let mut hogs = Vec::new();
-    for i in 1..=2u64 {
-        let child_body = move || {
-            let mut byte = [0u8; 1];
-            // SAFETY: read(2) into a stack buffer of the length passed; async-signal-safe.
-            unsafe { nix::libc::read(gfd, byte.as_mut_ptr().cast(), 1) };
-            let mut x: u64 = 0x2545_F491_4F6C_DD1D ^ i;
-            loop {
-                churn(&mut x);
-                // A zero timeout: poll() never sleeps, so the process stays runnable.
-                let mut pfd = nix::libc::pollfd {
-                    fd: sfd,
-                    events: nix::libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: poll(2) on one pollfd on the stack, zero timeout; async-signal-safe.
-                if unsafe { nix::libc::poll(&mut pfd, 1, 0) } != 0 {
-                    break;
-                }
+/// Fork CPU-bound process `cpu-<i>`: it waits for a byte on `gfd`, then computes until
+/// `sfd` is readable.
+fn fork_hog(ctx: &mut Ctx<'_>, i: u64, gfd: RawFd, sfd: RawFd) -> Result<Pid> {
+    let child_body = move || {
+        let mut byte = [0u8; 1];
+        // SAFETY: read(2) into a stack buffer of the length passed; async-signal-safe.
+        unsafe { nix::libc::read(gfd, byte.as_mut_ptr().cast(), 1) };
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D ^ i;
+        loop {
+            churn(&mut x);
+            // A zero timeout: poll() never sleeps, so the process stays runnable.
+            let mut pfd = nix::libc::pollfd {
+                fd: sfd,
+                events: nix::libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll(2) on one pollfd on the stack, zero timeout; async-signal-safe.
+            if unsafe { nix::libc::poll(&mut pfd, 1, 0) } != 0 {
+                break;
             }
-            std::hint::black_box(x);
-            0
-        };
-        // SAFETY: the child calls read(2) and poll(2) only and computes on the stack: all
-        // async-signal-safe, no allocation. It returns its status to _exit.
-        let pid = unsafe { ctx.fork(&format!("cpu-{i}"), child_body) }?;
-        crate::procs::pin(pid, cpu)?;
-        hogs.push(pid);
-    }
-    drop(gate_r);
-    drop(stop_r);
-    drop(note_w);
+        }
+        std::hint::black_box(x);
+        0
+    };
+    // SAFETY: the child calls read(2) and poll(2) only and computes on the stack: all
+    // async-signal-safe, no allocation. It returns its status to _exit.
+    unsafe { ctx.fork(&format!("cpu-{i}"), child_body) }
+}
 
-    // Blocked: the kernel's word, and where it sleeps.
+/// Blocked: the kernel's word for the reader (`S`), and where it sleeps (`wchan`).
+fn blocked(ctx: &mut Ctx<'_>, three: &Three) -> Result<()> {
+    let (reader, hogs) = (three.reader, &three.hogs);
     step!(
         ctx,
         "blocked",
@@ -193,13 +248,18 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.pause(2000)?;
     say!(ctx, "blocked_own_doing", &[]);
     ctx.pause(2500)?;
+    Ok(())
+}
 
-    // Running and ready: open the gate; both are runnable, one CPU for the two.
+/// Running and ready, the start: open the gate, and wait until both CPU-bound processes
+/// have passed it: both runnable, one CPU for the two.
+fn open_gate(ctx: &mut Ctx<'_>, three: &Three) -> Result<()> {
+    let hogs = &three.hogs;
     step!(ctx, "go", &[])?;
     say!(
         ctx,
         "hogs_intro",
-        &[("a", &hogs[0]), ("b", &hogs[1]), ("cpu", &cpu)],
+        &[("a", &hogs[0]), ("b", &hogs[1]), ("cpu", &three.cpu)],
     );
     ctx.pause(1500)?;
     say!(ctx, "gate", &[]);
@@ -207,8 +267,8 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
         .iter()
         .map(|p| proc::schedstat(p.as_raw()).map_or(0, |s| s.cpu_ns))
         .collect();
-    nix::unistd::write(&gate_w, b"gg").context("write() to the start gate")?;
-    for &pid in &hogs {
+    nix::unistd::write(&three.gate_w, b"gg").context("write() to the start gate")?;
+    for &pid in hogs {
         ctx.wait_state(pid, &['R'], TIMEOUT)?;
     }
     // The window starts once both have passed the gate: each seen R in a fresh read of
@@ -227,13 +287,20 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
         ctx.check()?;
     }
     say!(ctx, "both_r", &[]);
+    Ok(())
+}
+
+/// Running and ready, the clocks: both `R` all along, and both the CPU clock and the
+/// run-queue clock of each advanced: at any moment one ran while the other was ready.
+fn running_and_ready(ctx: &mut Ctx<'_>, three: &Three) -> Result<()> {
+    let hogs = &three.hogs;
     step!(ctx, "clocks", &[("a", &hogs[0]), ("b", &hogs[1])])?;
     let sample_ms = if ctx.speed > 0.0 {
         (350.0 * ctx.speed).max(SAMPLE_MS)
     } else {
         SAMPLE_MS
     };
-    let (samples, watched_ns) = sample_clocks(ctx, &hogs, sample_ms)?;
+    let (samples, watched_ns) = sample_clocks(ctx, hogs, sample_ms)?;
     let (first, last) = (&samples[0], &samples[samples.len() - 1]);
     let all_r = samples.iter().all(|s| s.iter().all(|(st, _)| *st == 'R'));
     let mut ready_ns = 0;
@@ -257,7 +324,7 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     }
     let holds = all_r && both_moved;
     if holds {
-        say!(ctx, "running_and_ready", &[("cpu", &cpu)]);
+        say!(ctx, "running_and_ready", &[("cpu", &three.cpu)]);
     } else {
         say!(ctx, "not_running_and_ready", &[]);
     }
@@ -271,12 +338,17 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.pause(2500)?;
     say!(ctx, "scheduler_doing", &[]);
     ctx.pause(3000)?;
+    Ok(())
+}
 
-    // Blocked -> ready -> running: the data comes.
+/// Blocked -> ready -> running: the data comes, the reader is seen runnable, computes,
+/// reports and is reaped.
+fn wake(ctx: &mut Ctx<'_>, three: &Three) -> Result<()> {
+    let (reader, cpu) = (three.reader, three.cpu);
     step!(ctx, "wake", &[("pid", &reader)])?;
     let before = proc::schedstat(reader.as_raw()).unwrap_or_default();
     say!(ctx, "wake", &[("pid", &reader)]);
-    nix::unistd::write(&data_w, b"x").context("write() to the reader's pipe")?;
+    nix::unistd::write(&three.data_w, b"x").context("write() to the reader's pipe")?;
     let woken = ctx.wait_state(reader, &['R', 'Z'], TIMEOUT)?;
     let woken_state = woken.unwrap_or('?');
     if woken_state == 'R' {
@@ -288,7 +360,7 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
             &[("pid", &reader), ("state", &woken_state)],
         );
     }
-    let done = Note::recv(&note_r, TIMEOUT)?.context("the reader did not report")?;
+    let done = Note::recv(&three.note_r, TIMEOUT)?.context("the reader did not report")?;
     // Its clocks, once it has exited (a zombie keeps them until it is reaped).
     ctx.wait_state(reader, &['Z'], TIMEOUT)?;
     let after = proc::schedstat(reader.as_raw()).unwrap_or_default();
@@ -313,14 +385,6 @@ fn three_states(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.observe("woken_ready_ms", ms(woken_wait));
     ctx.join(reader)?;
     ctx.pause(2000)?;
-
-    say!(ctx, "stop_hogs", &[]);
-    nix::unistd::write(&stop_w, b"s").context("write() to the stop pipe")?;
-    for pid in hogs {
-        ctx.join(pid)?;
-    }
-    ctx.pause(1500)?;
-    say!(ctx, "diagram", &[]);
     Ok(())
 }
 

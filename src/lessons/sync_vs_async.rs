@@ -20,7 +20,7 @@ use crate::procs::{self, Note};
 use crate::{say, say_for, step};
 use anyhow::{bail, Context, Result};
 use nix::unistd::Pid;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// This lesson's words, whose keys the word macros check at compile time.
@@ -86,7 +86,6 @@ fn fmt_ms(x: f64) -> String {
 }
 
 fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
-    let me = ctx.main_pid;
     let scale = if ctx.speed > 0.0 {
         (ctx.speed * 5.0).clamp(1.0, 20.0)
     } else {
@@ -96,15 +95,26 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
         .iter()
         .map(|&m| (m as f64 * scale).round() as u64)
         .collect();
+    let sync_ms = synchronous(ctx, &jobs)?;
+    asynchronous(ctx, &jobs, sync_ms)?;
+    blocking(ctx)?;
+    nonblocking(ctx)?;
+    cpu_bound(ctx)?;
+    ctx.pause(1500)?;
+    say!(ctx, "moral", &[]);
+    Ok(())
+}
+
+/// Synchronous: the jobs (`jobs`, their lengths in ms) called one after another, each
+/// waited for; the time of the whole, about the sum of theirs.
+fn synchronous(ctx: &mut Ctx<'_>, jobs: &[u64]) -> Result<f64> {
+    let me = ctx.main_pid;
     let jobs_text = jobs
         .iter()
         .map(|m| m.to_string())
         .collect::<Vec<_>>()
         .join(", ");
     let sum: u64 = jobs.iter().sum();
-    let longest = jobs.iter().copied().max().unwrap_or(0);
-
-    // --- Synchronous: one call after another, each waited for.
     step!(ctx, "sync", &[("main", &me)])?;
     say!(ctx, "sync_intro", &[("jobs", &jobs_text)]);
     ctx.pause(1500)?;
@@ -136,8 +146,15 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     );
     ctx.observe("sync_elapsed_ms", (sync_ms * 10.0).round() / 10.0);
     ctx.pause(2500)?;
+    Ok(sync_ms)
+}
 
-    // --- Asynchronous: all started at once, told by an event as each ends.
+/// Asynchronous: the same jobs all started at once, each told by an event as it ends
+/// (a callback in the main process); the time of the whole, about the longest, against
+/// `sync_ms`.
+fn asynchronous(ctx: &mut Ctx<'_>, jobs: &[u64], sync_ms: f64) -> Result<()> {
+    let me = ctx.main_pid;
+    let longest = jobs.iter().copied().max().unwrap_or(0);
     step!(ctx, "async", &[("main", &me)])?;
     say!(ctx, "async_intro", &[]);
     ctx.pause(1500)?;
@@ -196,14 +213,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     );
     ctx.pause(1500)?;
     say!(ctx, "sync_moral", &[]);
-    ctx.pause(2500)?;
-
-    blocking(ctx)?;
-    nonblocking(ctx)?;
-    cpu_bound(ctx)?;
-    ctx.pause(1500)?;
-    say!(ctx, "moral", &[]);
-    Ok(())
+    ctx.pause(2500)
 }
 
 /// Fork job `i`: it notes its start, sleeps `len` ms (like waiting for a disk or the
@@ -461,45 +471,46 @@ fn cpu_bound(ctx: &mut Ctx<'_>) -> Result<()> {
     Ok(())
 }
 
+/// The two CPU-bound processes of one run, as the phases of [`hogs`] share them: which
+/// run this is, their PIDs, how many progress reports each makes, the write end of
+/// their start gate and the read end of their reports.
+struct Hogs<'a> {
+    phase: &'a str,
+    pids: Vec<Pid>,
+    chunks: u64,
+    gate_w: OwnedFd,
+    note_r: OwnedFd,
+}
+
 /// Fork two CPU-bound processes held at a start gate, pin process i to `on[i]`, open
 /// the gate, and follow their reports until both are done.
 fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
+    let h = fork_hogs(ctx, phase)?;
+    pin_hogs(ctx, &h, on)?;
+    let t0 = now_ns();
+    nix::unistd::write(&h.gate_w, b"gg").context("write() to the start gate")?;
+    say!(ctx, "hogs_go", &[]);
+    let (tracks, stamps) = follow_hogs(ctx, &h)?;
+    for &pid in &h.pids {
+        ctx.join(pid)?;
+    }
+    let t_end = tracks.iter().map(|t| t.end).max().unwrap_or(t0);
+    let elapsed_ms = ms(t_end.saturating_sub(t0));
+    let turns = count_turns(&stamps);
+    hog_bars(ctx, &h.pids, &tracks, t0);
+    Ok(HogRun { elapsed_ms, turns })
+}
+
+/// Fork the two CPU-bound processes, `cpu-1` and `cpu-2`, each waiting at the start
+/// gate (a pipe nobody has written to yet).
+fn fork_hogs<'a>(ctx: &mut Ctx<'_>, phase: &'a str) -> Result<Hogs<'a>> {
     let (gate_r, gate_w) = procs::pipe()?;
     let (note_r, note_w) = procs::pipe()?;
     let (gfd, nfd) = (gate_r.as_raw_fd(), note_w.as_raw_fd());
     let chunks = HOG_CPU_MS * 1_000_000 / CHUNK_NS;
     let mut pids = Vec::new();
     for i in 1..=2 {
-        let child_body = move || {
-            let mut byte = [0u8; 1];
-            // SAFETY: read(2) into a stack buffer of the length passed; async-signal-safe.
-            unsafe { nix::libc::read(gfd, byte.as_mut_ptr().cast(), 1) };
-            Note::send(nfd, HOG_STARTED, 0);
-            let start = procs::thread_cpu_ns();
-            let mut last = now_ns();
-            let mut x: u64 = 0x2545_F491_4F6C_DD1D ^ i as u64;
-            let mut next = 1u64;
-            while next <= chunks {
-                for _ in 0..200 {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                }
-                // The wall clock jumped while I was computing: I was off the CPU.
-                let now = now_ns();
-                if now - last > GAP_NS {
-                    Note::send(nfd, HOG_GAP, last as i64);
-                }
-                last = now_ns();
-                let cpu = procs::thread_cpu_ns().saturating_sub(start);
-                if cpu >= next * CHUNK_NS {
-                    Note::send(nfd, next as i64, cpu as i64);
-                    next += 1;
-                }
-            }
-            std::hint::black_box(x);
-            0
-        };
+        let child_body = move || hog(i, gfd, nfd, chunks);
         // SAFETY: the child calls read, clock_gettime and Note::send only and computes
         // on the stack: all async-signal-safe, no allocation. It returns to _exit.
         let pid = unsafe { ctx.fork(&format!("cpu-{i}"), child_body) }?;
@@ -507,6 +518,54 @@ fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
     }
     drop(note_w);
     drop(gate_r);
+    Ok(Hogs {
+        phase,
+        pids,
+        chunks,
+        gate_w,
+        note_r,
+    })
+}
+
+/// The body of CPU-bound process `i`: wait at the gate (`gfd`), then compute `chunks`
+/// chunks of CPU time, reporting on `nfd` each chunk done and each time the wall clock
+/// jumped (it was off the CPU). Async-signal-safe: read, clock_gettime, Note::send and
+/// arithmetic on the stack.
+fn hog(i: i32, gfd: RawFd, nfd: RawFd, chunks: u64) -> i32 {
+    let mut byte = [0u8; 1];
+    // SAFETY: read(2) into a stack buffer of the length passed; async-signal-safe.
+    unsafe { nix::libc::read(gfd, byte.as_mut_ptr().cast(), 1) };
+    Note::send(nfd, HOG_STARTED, 0);
+    let start = procs::thread_cpu_ns();
+    let mut last = now_ns();
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D ^ i as u64;
+    let mut next = 1u64;
+    while next <= chunks {
+        for _ in 0..200 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        // The wall clock jumped while I was computing: I was off the CPU.
+        let now = now_ns();
+        if now - last > GAP_NS {
+            Note::send(nfd, HOG_GAP, last as i64);
+        }
+        last = now_ns();
+        let cpu = procs::thread_cpu_ns().saturating_sub(start);
+        if cpu >= next * CHUNK_NS {
+            Note::send(nfd, next as i64, cpu as i64);
+            next += 1;
+        }
+    }
+    std::hint::black_box(x);
+    0
+}
+
+/// Pin each process to its CPU, show the affinity the kernel now reports for each, and
+/// stop at the step before the gate opens.
+fn pin_hogs(ctx: &mut Ctx<'_>, h: &Hogs<'_>, on: &[usize; 2]) -> Result<()> {
+    let pids = &h.pids;
     for (pid, &cpu) in pids.iter().zip(on) {
         crate::procs::pin(*pid, cpu)?;
     }
@@ -520,8 +579,9 @@ fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
                 .join(",")
         })
         .collect();
-    ctx.say(
-        if on[0] == on[1] {
+    say!(
+        ctx,
+        if (on[0] == on[1]) {
             "pinned_one"
         } else {
             "pinned_each"
@@ -533,22 +593,27 @@ fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
             ("cpu_b", &seen[1]),
         ],
     );
-    let step_key = if phase == "one_cpu" {
-        "pinned"
-    } else {
-        "spread_go"
-    };
-    ctx.step(step_key, &[("a", &pids[0]), ("b", &pids[1])])?;
-    ctx.pause(1000)?;
-    let t0 = now_ns();
-    nix::unistd::write(&gate_w, b"gg").context("write() to the start gate")?;
-    say!(ctx, "hogs_go", &[]);
+    step!(
+        ctx,
+        if (h.phase == "one_cpu") {
+            "pinned"
+        } else {
+            "spread_go"
+        },
+        &[("a", &pids[0]), ("b", &pids[1])]
+    )?;
+    ctx.pause(1000)
+}
+
+/// Follow the processes' reports until both are done: each chunk a `progress` event, and
+/// per process its start, end and the gaps it was off the CPU.
+fn follow_hogs(ctx: &Ctx<'_>, h: &Hogs<'_>) -> Result<(Vec<Track>, Vec<Stamp>)> {
     let mut stamps: Vec<Stamp> = Vec::new();
-    let mut tracks: Vec<Track> = pids.iter().map(|_| Track::default()).collect();
+    let mut tracks: Vec<Track> = h.pids.iter().map(|_| Track::default()).collect();
     let mut finished = 0;
     while finished < 2 {
-        let n = Note::recv(&note_r, TIMEOUT)?.context("a CPU-bound process did not report")?;
-        let Some(k) = pids.iter().position(|p| p.as_raw() == n.pid) else {
+        let n = Note::recv(&h.note_r, TIMEOUT)?.context("a CPU-bound process did not report")?;
+        let Some(k) = h.pids.iter().position(|p| p.as_raw() == n.pid) else {
             continue;
         };
         let track = &mut tracks[k];
@@ -561,7 +626,7 @@ fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
                     n.t_ns,
                     "progress",
                     &[
-                        ("phase", phase.into()),
+                        ("phase", h.phase.into()),
                         ("cpu_ms", ObsValue::from(n.b as f64 / 1e6)),
                     ],
                 );
@@ -569,22 +634,19 @@ fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
                     pid: n.pid,
                     t_ns: n.t_ns,
                 });
-                if chunk as u64 == chunks {
+                if chunk as u64 == h.chunks {
                     track.end = n.t_ns;
                     finished += 1;
                 }
             }
         }
     }
-    for &pid in &pids {
-        ctx.join(pid)?;
-    }
-    let t_end = tracks.iter().map(|t| t.end).max().unwrap_or(t0);
-    let elapsed_ms = ms(t_end.saturating_sub(t0));
-    let turns = count_turns(&stamps);
+    Ok((tracks, stamps))
+}
 
-    // The bars: the first BAR_COLS columns of BAR_COL_NS each; `#` where the process was
-    // on a CPU for most of the column, `.` where it was not.
+/// The bars: the first BAR_COLS columns of BAR_COL_NS each from the gate's opening at
+/// `t0`; `#` where the process was on a CPU for most of the column, `.` where it was not.
+fn hog_bars(ctx: &Ctx<'_>, pids: &[Pid], tracks: &[Track], t0: u64) {
     say!(
         ctx,
         "bars_scale",
@@ -593,7 +655,7 @@ fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
             ("col", &format!("{:.2}", ms(BAR_COL_NS))),
         ],
     );
-    for (&pid, track) in pids.iter().zip(&tracks) {
+    for (&pid, track) in pids.iter().zip(tracks) {
         let bar: String = (0..BAR_COLS)
             .map(|c| {
                 let a = t0 + c * BAR_COL_NS;
@@ -618,7 +680,6 @@ fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
             ],
         );
     }
-    Ok(HogRun { elapsed_ms, turns })
 }
 
 /// Runs of one process in the `progress` events, in stamp order, the same rule a reader

@@ -49,29 +49,25 @@ fn priority(mark: char) -> u8 {
     }
 }
 
-/// Draw the timeline of one lesson from its events (`t0`..`t1`), at most `width` wide.
-pub fn draw(
-    events: &[Event],
-    t0: u64,
-    t1: u64,
-    width: usize,
-    lang: Lang,
-    lesson: Option<&Words>,
-) -> Vec<String> {
+/// The lane of `pid` in `lanes`, added (named `name`, from `t`) if it is not there yet.
+fn lane(lanes: &mut Vec<Lane>, pid: i32, name: &str, t: u64) -> usize {
+    if let Some(i) = lanes.iter().position(|l| l.pid == pid) {
+        return i;
+    }
+    lanes.push(Lane {
+        pid,
+        name: name.to_string(),
+        states: Vec::new(),
+        start: t,
+        marks: Vec::new(),
+    });
+    lanes.len() - 1
+}
+
+/// The lanes of one lesson's events, in order of appearance: the main process from
+/// `t0`, each process from its spawn (or first sight), with its states and its marks.
+fn lanes_of(events: &[Event], t0: u64, lesson: Option<&Words>) -> Vec<Lane> {
     let mut lanes: Vec<Lane> = Vec::new();
-    let lane = |lanes: &mut Vec<Lane>, pid: i32, name: &str, t: u64| -> usize {
-        if let Some(i) = lanes.iter().position(|l| l.pid == pid) {
-            return i;
-        }
-        lanes.push(Lane {
-            pid,
-            name: name.to_string(),
-            states: Vec::new(),
-            start: t,
-            marks: Vec::new(),
-        });
-        lanes.len() - 1
-    };
     for ev in events {
         match &ev.kind {
             Kind::LessonStart { .. } => {
@@ -100,14 +96,48 @@ pub fn draw(
             _ => {}
         }
     }
+    lanes
+}
+
+/// Time across: `cells` columns over the `span` nanoseconds from `t0`.
+struct Grid {
+    t0: u64,
+    span: f64,
+    cells: usize,
+}
+
+impl Grid {
+    /// The column a moment falls in.
+    fn cell_of(&self, t: u64) -> usize {
+        (((t.saturating_sub(self.t0)) as f64 / self.span * self.cells as f64) as usize)
+            .min(self.cells - 1)
+    }
+
+    /// The start of column `c` (and, for `c + 1`, its end).
+    fn edge(&self, c: usize) -> u64 {
+        self.t0 + (self.span * c as f64 / self.cells as f64) as u64
+    }
+}
+
+/// Draw the timeline of one lesson from its events (`t0`..`t1`), at most `width` wide.
+pub fn draw(
+    events: &[Event],
+    t0: u64,
+    t1: u64,
+    width: usize,
+    lang: Lang,
+    lesson: Option<&Words>,
+) -> Vec<String> {
+    let mut lanes = lanes_of(events, t0, lesson);
     if lanes.is_empty() || t1 <= t0 {
         return Vec::new();
     }
-    let cells = width.saturating_sub(LABEL_W + 3).clamp(20, MAX_CELLS);
-    let span = (t1 - t0) as f64;
-    let cell_of = |t: u64| -> usize {
-        (((t.saturating_sub(t0)) as f64 / span * cells as f64) as usize).min(cells - 1)
+    let grid = Grid {
+        t0,
+        span: (t1 - t0) as f64,
+        cells: width.saturating_sub(LABEL_W + 3).clamp(20, MAX_CELLS),
     };
+    let cells = grid.cells;
     let mut out = Vec::new();
     let title = crate::ui!(lang, "timeline", &[]);
     out.push(String::new());
@@ -120,49 +150,9 @@ pub fn draw(
         .to_string(),
     );
     for l in &mut lanes {
-        l.states.sort_by_key(|s| s.0);
-        l.marks.sort_by_key(|m| m.0);
-        let mut row: Vec<String> = Vec::with_capacity(cells);
-        for c in 0..cells {
-            let a = t0 + (span * c as f64 / cells as f64) as u64;
-            let b = t0 + (span * (c + 1) as f64 / cells as f64) as u64;
-            row.push(cell(l, a, b));
-        }
-        let mut placed: Vec<Option<char>> = vec![None; cells];
-        for &(t, m) in &l.marks {
-            let mut c = cell_of(t);
-            // The reap comes right after the zombie: never hide the zombie under it.
-            if m == 'x' && row[c].contains('z') && c + 1 < cells {
-                c += 1;
-            }
-            // Two marks in one cell: the later one takes the next cell if it is free;
-            // else the one that matters more stays (an acquire over the read it made).
-            if let Some(there) = placed[c] {
-                if c + 1 < cells && placed[c + 1].is_none() {
-                    c += 1;
-                } else if priority(there) > priority(m) {
-                    continue;
-                }
-            }
-            placed[c] = Some(m);
-            row[c] = m.to_string().bright_white().bold().to_string();
-        }
-        let mut label = format!("{} {}", l.name, l.pid);
-        if label.width() > LABEL_W {
-            label = format!(
-                "{}…{}",
-                &l.name[..l.name.len().min(LABEL_W.saturating_sub(9))],
-                l.pid
-            );
-        }
-        out.push(format!(
-            "{label:<LABEL_W$} {}{}{}",
-            "│".dimmed(),
-            row.concat(),
-            "│".dimmed()
-        ));
+        out.push(lane_row(l, &grid));
     }
-    let total_ms = span / 1e6;
+    let total_ms = grid.span / 1e6;
     let left = "0";
     let right = if total_ms < 1000.0 {
         format!("{total_ms:.1} ms")
@@ -190,6 +180,51 @@ pub fn draw(
             .to_string(),
     );
     out
+}
+
+/// One lane's line: its label, then a cell per column (the state that lasted longest
+/// there), with its marks placed over the cells.
+fn lane_row(l: &mut Lane, grid: &Grid) -> String {
+    let cells = grid.cells;
+    l.states.sort_by_key(|s| s.0);
+    l.marks.sort_by_key(|m| m.0);
+    let mut row: Vec<String> = Vec::with_capacity(cells);
+    for c in 0..cells {
+        row.push(cell(l, grid.edge(c), grid.edge(c + 1)));
+    }
+    let mut placed: Vec<Option<char>> = vec![None; cells];
+    for &(t, m) in &l.marks {
+        let mut c = grid.cell_of(t);
+        // The reap comes right after the zombie: never hide the zombie under it.
+        if m == 'x' && row[c].contains('z') && c + 1 < cells {
+            c += 1;
+        }
+        // Two marks in one cell: the later one takes the next cell if it is free;
+        // else the one that matters more stays (an acquire over the read it made).
+        if let Some(there) = placed[c] {
+            if c + 1 < cells && placed[c + 1].is_none() {
+                c += 1;
+            } else if priority(there) > priority(m) {
+                continue;
+            }
+        }
+        placed[c] = Some(m);
+        row[c] = m.to_string().bright_white().bold().to_string();
+    }
+    let mut label = format!("{} {}", l.name, l.pid);
+    if label.width() > LABEL_W {
+        label = format!(
+            "{}…{}",
+            &l.name[..l.name.len().min(LABEL_W.saturating_sub(9))],
+            l.pid
+        );
+    }
+    format!(
+        "{label:<LABEL_W$} {}{}{}",
+        "│".dimmed(),
+        row.concat(),
+        "│".dimmed()
+    )
 }
 
 /// The glyph of one cell: the state that lasted longest in `[a, b)`; a zombie always

@@ -56,6 +56,12 @@ impl FileLock {
     pub fn unlock(&self) -> Result<()> {
         self.flock(libc::LOCK_UN).map(|_| ())
     }
+
+    /// The locked file, to read and write while the lock is held (`&File` reads, writes
+    /// and seeks).
+    pub fn file(&self) -> &std::fs::File {
+        &self.file
+    }
 }
 
 #[cfg(test)]

@@ -30,8 +30,9 @@ pub unsafe trait SharedPage: Sync {}
 /// A mapping of one page shared with other processes, unmapped when dropped.
 pub struct Shared<T: SharedPage> {
     ptr: NonNull<c_void>,
-    /// The file behind the mapping, kept open (a lock may be taken on it).
-    file: Option<File>,
+    /// The file behind the mapping, kept open while it is mapped (the mapping alone
+    /// would do; held, the file also shows among the process's descriptors).
+    _file: Option<File>,
     _page: std::marker::PhantomData<T>,
 }
 
@@ -87,7 +88,7 @@ impl<T: SharedPage> Shared<T> {
         .with_context(|| format!("mmap(MAP_SHARED) of {}", path.display()))?;
         Ok(Shared {
             ptr,
-            file: Some(file),
+            _file: Some(file),
             _page: std::marker::PhantomData,
         })
     }
@@ -108,7 +109,7 @@ impl<T: SharedPage> Shared<T> {
         .context("mmap(MAP_SHARED | MAP_ANONYMOUS)")?;
         Ok(Shared {
             ptr,
-            file: None,
+            _file: None,
             _page: std::marker::PhantomData,
         })
     }
@@ -124,11 +125,6 @@ impl<T: SharedPage> Shared<T> {
     /// The page's address in this process.
     pub fn addr(&self) -> usize {
         self.ptr.as_ptr() as usize
-    }
-
-    /// The file behind the mapping, if there is one.
-    pub fn file(&self) -> Option<&File> {
-        self.file.as_ref()
     }
 }
 

@@ -13,6 +13,7 @@ mod cost;
 mod daemon;
 mod decode;
 mod event;
+mod events_doc;
 mod faults;
 mod fork;
 mod interactive;

@@ -117,7 +117,7 @@ impl Conn {
 /// name, and the parent sends the end through it.
 pub(super) fn receive_conn(c: &ChildCtx) -> Result<Conn> {
     let (server, name) = procs::ipc_server::<Conn>()?;
-    c.reply(name)?;
+    c.tell(&Reply::Server { name })?;
     // Blocks until the parent connects; if the parent dies first, so do we (PDEATHSIG).
     let (_rx, conn) = server
         .accept()
@@ -127,8 +127,8 @@ pub(super) fn receive_conn(c: &ChildCtx) -> Result<Conn> {
 
 /// In the parent: give `child` its end of the pipe.
 pub(super) fn hand_over(child: &ChildProc, conn: Conn) -> Result<()> {
-    let name = match child.reply(TIMEOUT)? {
-        ObsValue::Str(s) => s,
+    let name = match child.decode(&child.reply(TIMEOUT)?)? {
+        Reply::Server { name } => name,
         other => bail!("{} sent {other:?}, not a server name", child.name),
     };
     let tx = IpcSender::<Conn>::connect(name).context("connecting to the child's server")?;

@@ -13,12 +13,13 @@
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::ChildCtx;
 use crate::ctx::Ctx;
-use crate::event::{now_ns, ObsValue};
+use crate::event::now_ns;
 use crate::procs::{self, Note};
 use crate::sys::proc::{self, Call};
 use crate::{say, say_for, step};
 use anyhow::{bail, Context, Result};
-use std::os::fd::{AsFd, AsRawFd};
+use nix::unistd::Pid;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
 mod conn;
@@ -47,6 +48,17 @@ pub static LESSON: LessonDef = LessonDef {
 
 /// Far more than the kernel or a child needs to get anywhere we wait for.
 const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a spawned child of the lesson tells the parent: the name of the one-shot server
+/// to send its end of the pipe to; (the reader) the error its read-only end raised on
+/// `send`, then the ids of the objects it received, in order, once `recv()` saw end of
+/// file.
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+enum Reply {
+    Server { name: String },
+    Refused { error: String },
+    Received { ids: Vec<u32> },
+}
 
 /// What the raw pipe's writer writes: bytes, not objects.
 static RAW_TEXT: &[u8] = b"GET /index.html 200\nGET /missing 404\n";
@@ -190,8 +202,8 @@ fn simplex(ctx: &mut Ctx<'_>, messages: u32) -> Result<(bool, char)> {
     hand_over(&reader, r)?;
 
     // Each end refuses the other direction, as in Python.
-    let refused_in_child = match reader.reply(TIMEOUT)? {
-        ObsValue::Str(s) => s,
+    let refused_in_child = match reader.decode(&reader.reply(TIMEOUT)?)? {
+        Reply::Refused { error } => error,
         other => bail!("the reader sent {other:?}"),
     };
     let refused_here = match w.recv_timeout(Duration::ZERO) {
@@ -238,24 +250,30 @@ fn simplex(ctx: &mut Ctx<'_>, messages: u32) -> Result<(bool, char)> {
             &msg_fields("simplex", ("to", rpid.as_raw()), &m),
         );
         w.send(&m)?;
-        sent.push(m.id.to_string());
+        sent.push(m.id);
         ctx.pause(700)?;
     }
     say!(ctx, "simplex_close", &[("n", &messages)]);
     drop(w);
-    let got = match reader.reply(TIMEOUT)? {
-        ObsValue::Str(s) => s,
+    let got = match reader.decode(&reader.reply(TIMEOUT)?)? {
+        Reply::Received { ids } => ids,
         other => bail!("the reader sent {other:?}"),
     };
     let code = ctx.join_within(rpid, TIMEOUT)?;
-    let in_order = got == sent.join(",");
-    // Shown as "1, 2, 3": the comma-only form is for the comparison above.
+    let in_order = got == sent;
+    // Shown as "1, 2, 3".
+    let shown = |ids: &[u32]| {
+        ids.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     say!(
         ctx,
         "simplex_done",
         &[
-            ("got", &got.replace(',', ", ")),
-            ("sent", &sent.join(", ")),
+            ("got", &shown(&got)),
+            ("sent", &shown(&sent)),
             ("code", &code),
         ],
     );
@@ -276,7 +294,7 @@ fn reader_child(c: &mut ChildCtx) -> Result<i32> {
         Ok(()) => "sent".into(),
     };
     say!(c, "reader_refused", &[("error", &refused)])?;
-    c.reply(refused)?;
+    c.tell(&Reply::Refused { error: refused })?;
     say!(c, "reader_waits", &[])?;
     let mut ids = Vec::new();
     while let Some(m) = r.recv()? {
@@ -285,10 +303,10 @@ fn reader_child(c: &mut ChildCtx) -> Result<i32> {
             "recv",
             &msg_fields("simplex", ("from", m.pid), &m),
         )?;
-        ids.push(m.id.to_string());
+        ids.push(m.id);
     }
     say!(c, "reader_eof", &[("n", &ids.len())])?;
-    c.reply(ids.join(","))?;
+    c.tell(&Reply::Received { ids })?;
     Ok(0)
 }
 
@@ -312,10 +330,37 @@ fn describe_ends(ctx: &Ctx<'_>, ends: &[(i32, i32)]) -> String {
         .join(", ")
 }
 
+/// What the phases of the raw pipe share: the pipe (its inode and the parent's descriptor
+/// numbers, which the children inherited), the read end of the children's notes, and the
+/// two children.
+struct RawPipe {
+    me: i32,
+    inode: u64,
+    rfd: i32,
+    wfd: i32,
+    notes: OwnedFd,
+    reader: Pid,
+    writer: Pid,
+}
+
 /// `os.pipe()`: a writer child writes bytes and exits; a reader child reads until end
 /// of file, which comes only once the parent closes its own copy of the write end.
 fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
-    let me = ctx.main_pid;
+    let (r, w, inode) = raw_open(ctx)?;
+    let raw = raw_fork(ctx, r, &w, inode)?;
+    let (delivered, early_eof) = raw_transfer(ctx, &raw)?;
+    let (ends, quiet) = raw_hang(ctx, &raw)?;
+    let (ends_after, eof) = raw_close(ctx, &raw, w)?;
+    // Where /proc tells, the only write end left during the hang was mine, and none after.
+    let ends_ok = !cfg!(target_os = "linux")
+        || (!ends.is_empty()
+            && ends.iter().all(|&(pid, _)| pid == raw.me)
+            && ends_after.is_empty());
+    Ok(quiet && !early_eof && eof && ends_ok && delivered)
+}
+
+/// The pipe made: two descriptors, one inode, no file.
+fn raw_open(ctx: &mut Ctx<'_>) -> Result<(OwnedFd, OwnedFd, u64)> {
     step!(ctx, "raw", &[])?;
     let (r, w) = procs::pipe()?;
     let inode = nix::sys::stat::fstat(r.as_fd())
@@ -331,7 +376,12 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
         ],
     );
     ctx.pause(2000)?;
+    Ok((r, w, inode))
+}
 
+/// The reader and the writer forked, each with a copy of both ends, each closing the end
+/// it does not use; the parent keeps only its write end `w`.
+fn raw_fork(ctx: &mut Ctx<'_>, r: OwnedFd, w: &OwnedFd, inode: u64) -> Result<RawPipe> {
     let (note_r, note_w) = procs::pipe()?;
     let (rfd, wfd, nfd) = (r.as_raw_fd(), w.as_raw_fd(), note_w.as_raw_fd());
     let child_body = move || {
@@ -375,15 +425,29 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
     let writer = unsafe { ctx.fork("writer", child_body) }?;
     drop(note_w);
     drop(r);
-    let (rpid, wpid) = (reader.as_raw(), writer.as_raw());
+    Ok(RawPipe {
+        me: ctx.main_pid,
+        inode,
+        rfd,
+        wfd,
+        notes: note_r,
+        reader,
+        writer,
+    })
+}
 
-    // The writer's note, then the reader's, until every byte has arrived.
+/// The writer's note, then the reader's, until every byte has arrived; the writer reaped.
+/// Whether every byte came and the writer exited 0; whether the reader saw an end of file
+/// too early.
+fn raw_transfer(ctx: &mut Ctx<'_>, raw: &RawPipe) -> Result<(bool, bool)> {
+    let (rfd, wfd) = (raw.rfd, raw.wfd);
+    let (rpid, wpid) = (raw.reader.as_raw(), raw.writer.as_raw());
     let mut read_total = 0i64;
     let mut early_eof = false;
     let mut seen_write = false;
     while !seen_write || read_total < RAW_TEXT.len() as i64 {
         let note =
-            Note::recv(&note_r, TIMEOUT)?.context("the pipe's reader or writer went silent")?;
+            Note::recv(&raw.notes, TIMEOUT)?.context("the pipe's reader or writer went silent")?;
         if note.pid == wpid {
             seen_write = true;
             ctx.act_at(
@@ -415,7 +479,7 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
             );
         }
     }
-    let writer_code = ctx.join_within(writer, TIMEOUT)?;
+    let writer_code = ctx.join_within(raw.writer, TIMEOUT)?;
     say!(
         ctx,
         "raw_reader_got",
@@ -426,11 +490,19 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
         ],
     );
     ctx.pause(2000)?;
+    Ok((
+        read_total == RAW_TEXT.len() as i64 && writer_code == 0,
+        early_eof,
+    ))
+}
 
-    // The writer is gone. The reader goes back to read(): no EOF, because I hold a write end.
+/// The writer is gone. The reader goes back to read(): no EOF, because the parent holds a
+/// write end. The write ends /proc shows, and whether nothing came in a whole window.
+fn raw_hang(ctx: &mut Ctx<'_>, raw: &RawPipe) -> Result<(Vec<(i32, i32)>, bool)> {
+    let (me, reader, rpid) = (raw.me, raw.reader, raw.reader.as_raw());
     step!(ctx, "hang", &[("pid", &rpid), ("main", &me)])?;
     let blocked = ctx.wait_blocked_in(reader, Call::Read, TIMEOUT)?;
-    let ends = proc::pipe_write_ends(inode, &lesson_pids(me));
+    let ends = proc::pipe_write_ends(raw.inode, &lesson_pids(me));
     say!(
         ctx,
         "hang_blocked",
@@ -447,8 +519,7 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
         150
     });
     say!(ctx, "hang_wait", &[("ms", &window.as_millis())]);
-    let during = Note::recv(&note_r, window)?;
-    let no_eof_while_open = during.is_none() && !early_eof;
+    let during = Note::recv(&raw.notes, window)?;
     let still = crate::sys::proc::state(rpid);
     say!(
         ctx,
@@ -460,7 +531,15 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
         ],
     );
     ctx.pause(2000)?;
+    Ok((ends, during.is_none()))
+}
 
+/// The parent closes its write end `w`: the last one, so the reader's read() returns 0
+/// and it exits. The write ends /proc shows after the close; whether the reader saw the
+/// end of file and exited 0.
+fn raw_close(ctx: &mut Ctx<'_>, raw: &RawPipe, w: OwnedFd) -> Result<(Vec<(i32, i32)>, bool)> {
+    let (me, rfd, wfd) = (raw.me, raw.rfd, raw.wfd);
+    let (reader, rpid) = (raw.reader, raw.reader.as_raw());
     step!(ctx, "close", &[("pid", &rpid)])?;
     ctx.act_at(
         me,
@@ -469,14 +548,14 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
         &[("fd", wfd.into()), ("end", "write".into())],
     );
     drop(w);
-    let ends_after = proc::pipe_write_ends(inode, &lesson_pids(me));
+    let ends_after = proc::pipe_write_ends(raw.inode, &lesson_pids(me));
     if ends_after.is_empty() {
         say!(ctx, "close_done", &[("w", &wfd)]);
     } else {
         let left = describe_ends(ctx, &ends_after);
         say!(ctx, "close_done_left", &[("w", &wfd), ("ends", &left)]);
     }
-    let eof_note = Note::recv(&note_r, TIMEOUT)?;
+    let eof_note = Note::recv(&raw.notes, TIMEOUT)?;
     let eof = eof_note.is_some_and(|n| n.b == 1);
     if let Some(n) = eof_note.filter(|n| n.b == 1) {
         ctx.act_at(
@@ -493,13 +572,5 @@ fn raw_pipe(ctx: &mut Ctx<'_>) -> Result<bool> {
     }
     let reader_code = ctx.join_within(reader, TIMEOUT)?;
     say!(ctx, "raw_moral", &[("code", &reader_code)]);
-    // Where /proc tells, the only write end left during the hang was mine, and none after.
-    let ends_ok = !cfg!(target_os = "linux")
-        || (!ends.is_empty() && ends.iter().all(|&(pid, _)| pid == me) && ends_after.is_empty());
-    Ok(no_eof_while_open
-        && eof
-        && ends_ok
-        && read_total == RAW_TEXT.len() as i64
-        && writer_code == 0
-        && reader_code == 0)
+    Ok((ends_after, eof && reader_code == 0))
 }

@@ -12,7 +12,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Lines from a file descriptor, each wait bounded.
@@ -96,9 +96,46 @@ pub(super) fn append(log: &Path, line: &str) -> Result<()> {
         .with_context(|| format!("appending to {}", log.display()))
 }
 
+/// The pipeline once both programs run: the log `tail` follows, the two processes, grep's
+/// output, and the tally of the lines that came out of it.
+struct Pipeline {
+    log: PathBuf,
+    tail: Pid,
+    grep: Pid,
+    lines: Lines,
+    /// grep's lines that were the expected ones, in order.
+    matched: usize,
+    /// The 404 lines written so far, that grep should pass on.
+    expected: usize,
+    in_order: bool,
+}
+
+impl Pipeline {
+    /// grep should pass `line` on next: read its line and count it.
+    fn expect_line(&mut self, ctx: &mut Ctx<'_>, line: &str) -> Result<()> {
+        self.expected += 1;
+        if read_grep_line(ctx, &mut self.lines, self.grep, line)? {
+            self.matched += 1;
+        } else {
+            self.in_order = false;
+        }
+        Ok(())
+    }
+}
+
 /// The shell's `tail -f access.log | grep 404`, with the pipe made here.
 pub(super) fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
-    let me = ctx.main_pid;
+    let log = write_log(ctx)?;
+    let Some(mut p) = start_pipeline(ctx, log)? else {
+        return Ok(());
+    };
+    backlog(ctx, &mut p)?;
+    live(ctx, &mut p)?;
+    end_pipeline(ctx, p)
+}
+
+/// The log as it is before `tail` starts.
+fn write_log(ctx: &mut Ctx<'_>) -> Result<PathBuf> {
     step!(ctx, "shell", &[])?;
     let log = ctx.dir.join("access.log");
     let mut text = String::new();
@@ -113,7 +150,12 @@ pub(super) fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
         &[("log", &log.display()), ("n", &LOG_BEFORE.len())],
     );
     ctx.pause(2000)?;
+    Ok(log)
+}
 
+/// The pipe made like the shell makes it for `|`, `tail -f` on its write end and grep on
+/// its read end. `None` (said) if either program is missing.
+fn start_pipeline(ctx: &mut Ctx<'_>, log: PathBuf) -> Result<Option<Pipeline>> {
     // The pipe between the two programs; ours, made like the shell makes it for `|`.
     let (pipe_r, pipe_w) = procs::pipe()?;
     let (pr, pw) = (pipe_r.as_raw_fd(), pipe_w.as_raw_fd());
@@ -126,7 +168,7 @@ pub(super) fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
         .stderr(std::process::Stdio::null());
     let Some(tail) = start_program(ctx, tail_cmd, "tail")? else {
         say!(ctx, "shell_missing", &[("program", &"tail")]);
-        return Ok(());
+        return Ok(None);
     };
     // `tail_cmd` is gone: my copy of the write end with it. Only tail holds one now.
     let mut grep_cmd = std::process::Command::new("grep");
@@ -141,15 +183,11 @@ pub(super) fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
         say!(ctx, "shell_missing", &[("program", &"grep")]);
         let _ = kill(tail_pid, Signal::SIGKILL);
         ctx.join_within(tail_pid, TIMEOUT)?;
-        return Ok(());
+        return Ok(None);
     };
     let grep_pid = Pid::from_raw(grep.id() as i32);
     let out: OwnedFd = grep.stdout.take().context("grep's standard output")?.into();
     drop((tail, grep)); // reaped with waitpid below, not by std
-    let mut lines = Lines {
-        fd: out,
-        buf: Vec::new(),
-    };
     say!(
         ctx,
         "shell_started",
@@ -161,18 +199,26 @@ pub(super) fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
         ],
     );
     ctx.pause(2500)?;
+    Ok(Some(Pipeline {
+        log,
+        tail: tail_pid,
+        grep: grep_pid,
+        lines: Lines {
+            fd: out,
+            buf: Vec::new(),
+        },
+        matched: 0,
+        expected: 0,
+        in_order: true,
+    }))
+}
 
-    let mut matched = 0usize;
-    let mut expected = 0usize;
-    let mut in_order = true;
-    // tail first prints the last lines already there; grep lets the 404 ones through.
+/// tail first prints the last lines already there; grep lets the 404 ones through, then
+/// both sleep: grep in read() on the pipe, tail waiting for the log to grow.
+fn backlog(ctx: &mut Ctx<'_>, p: &mut Pipeline) -> Result<()> {
+    let (tail_pid, grep_pid) = (p.tail, p.grep);
     for line in LOG_BEFORE.iter().filter(|l| l.contains(PATTERN)) {
-        expected += 1;
-        if read_grep_line(ctx, &mut lines, grep_pid, line)? {
-            matched += 1;
-        } else {
-            in_order = false;
-        }
+        p.expect_line(ctx, line)?;
     }
     let grep_state = ctx
         .wait_blocked_in(grep_pid, Call::Read, TIMEOUT)?
@@ -194,10 +240,15 @@ pub(super) fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
         &[("tail", &tail_pid), ("grep", &grep_pid)]
     )?;
     ctx.pause(2000)?;
+    Ok(())
+}
 
+/// Lines appended while both run: each 404 one comes out of grep as it is written.
+fn live(ctx: &mut Ctx<'_>, p: &mut Pipeline) -> Result<()> {
+    let me = ctx.main_pid;
     // The sentence after the loop is about the appended lines only; `matched` also counts
     // the 404 grep passed on from the lines already in the log.
-    let matched_before = matched;
+    let matched_before = p.matched;
     for line in LOG_LIVE {
         ctx.act_at(
             me,
@@ -205,14 +256,9 @@ pub(super) fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
             "write",
             &[("file", "access.log".into()), ("line", (*line).into())],
         );
-        append(&log, line)?;
+        append(&p.log, line)?;
         if line.contains(PATTERN) {
-            expected += 1;
-            if read_grep_line(ctx, &mut lines, grep_pid, line)? {
-                matched += 1;
-            } else {
-                in_order = false;
-            }
+            p.expect_line(ctx, line)?;
         }
         ctx.pause(1200)?;
     }
@@ -220,18 +266,23 @@ pub(super) fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
         ctx,
         "shell_filtered",
         &[
-            ("n", &(matched - matched_before)),
+            ("n", &(p.matched - matched_before)),
             ("total", &LOG_LIVE.len()),
         ],
     );
     ctx.pause(2000)?;
+    Ok(())
+}
 
-    // Ctrl-C in a shell signals both; here: end tail, and grep ends by itself at EOF.
+/// Ctrl-C in a shell signals both; here: end tail, and grep ends by itself at EOF. The
+/// claims: every 404 line came out, in order; grep exited 0 at end of file.
+fn end_pipeline(ctx: &mut Ctx<'_>, mut p: Pipeline) -> Result<()> {
+    let (tail_pid, grep_pid) = (p.tail, p.grep);
     step!(ctx, "shell_end", &[])?;
     say!(ctx, "shell_kill", &[("tail", &tail_pid)]);
     kill(tail_pid, Signal::SIGTERM).context("kill(tail, SIGTERM)")?;
     let tail_code = ctx.join_within(tail_pid, TIMEOUT)?;
-    let eof = matches!(lines.next(TIMEOUT)?, Got::Eof);
+    let eof = matches!(p.lines.next(TIMEOUT)?, Got::Eof);
     let grep_code = ctx.join_within(grep_pid, TIMEOUT)?;
     say!(
         ctx,
@@ -244,9 +295,9 @@ pub(super) fn shell_pipeline(ctx: &mut Ctx<'_>) -> Result<()> {
     );
     ctx.claim(
         "pipeline_lines",
-        matched,
-        &format!("== {expected}"),
-        in_order && matched == expected,
+        p.matched,
+        &format!("== {}", p.expected),
+        p.in_order && p.matched == p.expected,
     );
     let ended = eof && grep_code == 0;
     ctx.claim("grep_exit_at_eof", grep_code, "== 0", ended);

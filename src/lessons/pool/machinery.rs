@@ -4,10 +4,9 @@
 use super::*;
 use crate::child::Down;
 use crate::ctx::{ChildProc, Ctx, Stopped};
-use crate::event::ObsValue;
 use crate::procs;
 use crate::voice::Voice;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use nix::unistd::Pid;
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc;
@@ -27,10 +26,7 @@ pub(super) enum Msg {
         results: mpsc::Sender<Vec<Done>>,
     },
     /// A worker's answer (or why it has none).
-    Result {
-        worker: usize,
-        reply: Result<ObsValue>,
-    },
+    Result { worker: usize, reply: Result<Reply> },
     /// `close()`: no more tasks.
     Close,
 }
@@ -223,7 +219,7 @@ pub(super) fn proxy(
     while let Ok(Some(task)) = tasks.recv() {
         let reply = child
             .send(Down::Value(task.into()))
-            .and_then(|()| child.reply(WAIT_BOUND * 2));
+            .and_then(|()| child.expect(WAIT_BOUND * 2, |r: &Reply| matches!(r, Reply::Done(_))));
         let failed = reply.is_err();
         if up.send(Msg::Result { worker: w, reply }).is_err() || failed {
             return;
@@ -281,11 +277,7 @@ pub(super) fn handle(
             }
             Ok(Msg::Result { worker, reply }) => {
                 idle.push_back(worker);
-                let reply = reply?;
-                let ObsValue::Str(text) = reply else {
-                    bail!("a worker answered {reply:?}");
-                };
-                let done: Done = serde_json::from_str(&text).context("a worker's result")?;
+                let Reply::Done(done) = reply?;
                 let Some(j) = jobs.get_mut(&done.job) else {
                     bail!("a result for an unknown call {}", done.job);
                 };

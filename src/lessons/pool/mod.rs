@@ -414,13 +414,13 @@ fn apply_async(ctx: &mut Ctx<'_>, pool: &mut Pool, p: &Plan) -> Result<Vec<Done>
     let async_ms = ms_since(started);
     returned(ctx, "apply_async", job);
     let ready = r.ready();
-    let key = if ready {
-        "apply_async_returned_ready"
-    } else {
-        "apply_async_returned"
-    };
-    ctx.say(
-        key,
+    say!(
+        ctx,
+        if (ready) {
+            "apply_async_returned_ready"
+        } else {
+            "apply_async_returned"
+        },
         &[("ms", &fmt_ms(async_ms)), ("ready", &py_bool(ready))],
     );
     ctx.pause(800)?;

@@ -8,6 +8,13 @@ use crate::procs;
 use crate::say;
 use anyhow::{Context, Result};
 
+/// What a worker tells the pool: a task's result. Sent with `ChildCtx::tell`, read with
+/// `ChildProc::expect` by the worker's proxy thread.
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) enum Reply {
+    Done(Done),
+}
+
 /// A pool worker: run the initializer once, then take task after task until the sentinel.
 pub(super) fn worker(c: &mut ChildCtx) -> Result<i32> {
     // initializer(): once per worker, before any task. Its global lives as long as the
@@ -51,7 +58,7 @@ pub(super) fn worker(c: &mut ChildCtx) -> Result<i32> {
                     t_start,
                     t_done,
                 };
-                c.reply(serde_json::to_string(&answer)?)?;
+                c.tell(&Reply::Done(answer))?;
             }
             Down::Stop => {
                 say!(c, "worker_exit", &[("count", &done)])?;

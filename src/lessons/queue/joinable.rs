@@ -9,16 +9,38 @@ use crate::sys::flock::FileLock;
 use crate::sys::proc::Call;
 use crate::{say, step};
 use anyhow::{Context, Result};
-use std::os::fd::AsRawFd;
+use std::os::fd::OwnedFd;
+
+/// What the JoinableQueue's phases share: the queue, its producer (who calls `join()`)
+/// and its workers, the workers' report pipe, the lock files, and the number of tasks.
+struct Tasks {
+    q: Queue,
+    boss: ChildProc,
+    workers: Vec<ChildProc>,
+    /// Where workers report each `task_done()` (a stamped `Note`).
+    report_r: OwnedFd,
+    /// The lock files, removed when the queue is done.
+    files: LockFiles,
+    tasks: usize,
+}
 
 /// `JoinableQueue(maxsize)`: task_done() and join().
 pub(super) fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<()> {
+    let t = joinable_parts(ctx, n_cons, maxsize)?;
+    join_after_all_done(ctx, &t)?;
+    one_too_many(ctx, &t.q)?;
+    end_joinable(ctx, t)
+}
+
+/// The parts: the plain queue's pipe, locks and slots, plus a semaphore counting the
+/// unfinished tasks and a `Condition` (a lock and three semaphores); the producer and
+/// the workers that share them.
+fn joinable_parts(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<Tasks> {
     let tasks = maxsize;
     step!(ctx, "joinable", &[("maxsize", &maxsize)])?;
     say!(ctx, "joinable_intro", &[("maxsize", &maxsize)]);
     ctx.pause(2500)?;
     let (reader, writer) = procs::pipe()?;
-    let (r, w) = (reader.as_raw_fd(), writer.as_raw_fd());
     let files = LockFiles(vec![
         ctx.dir.join("jqueue.rlock"),
         ctx.dir.join("jqueue.wlock"),
@@ -27,39 +49,64 @@ pub(super) fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -
     let rlock = FileLock::open(&files.0[0])?;
     let wlock = FileLock::open(&files.0[1])?;
     let cond_lock = FileLock::open(&files.0[2])?;
-    let args = |index: usize| {
-        serde_json::json!({
-            "index": index, "items": tasks, "maxsize": maxsize,
-            "reader": r, "writer": w,
-            "rlock": files.0[0].display().to_string(),
-            "wlock": files.0[1].display().to_string(),
-            "cond": files.0[2].display().to_string(),
-        })
+    let handout = Handout {
+        reader: &reader,
+        writer: &writer,
+        files: &files,
+        items: tasks,
+        maxsize,
     };
-    let boss = spawn_sharing(ctx, "jproducer", "producer", args(0), &[&reader, &writer])?;
-    let (report_r, report_w) = procs::pipe()?;
-    let mut workers = Vec::new();
-    for i in 1..=n_cons {
-        let name = format!("worker-{i}");
-        let mut a = args(i);
-        a["report"] = report_w.as_raw_fd().into();
-        let fds = [&reader, &writer, &report_w];
-        workers.push(spawn_sharing(ctx, "jconsumer", &name, a, &fds)?);
-    }
-    drop(report_w);
+    let boss = handout.spawn(ctx, "jproducer", "producer", 0)?;
+    let (workers, report_r) = handout.spawn_consumers(ctx, "jconsumer", "worker", n_cons)?;
+    let all: Vec<&ChildProc> = std::iter::once(&boss).chain(workers.iter()).collect();
+    let (slots, joinable) = joinable_sems(ctx, &all, maxsize, cond_lock)?;
+    say!(
+        ctx,
+        "joinable_parts",
+        &[
+            ("unfinished", &joinable.unfinished.name()),
+            ("cond", &files.0[2].display()),
+        ],
+    );
+    ctx.pause(2000)?;
+    let q = Queue {
+        maxsize: maxsize as i32,
+        reader,
+        writer,
+        rlock,
+        wlock,
+        slots,
+        joinable: Some(joinable),
+    };
+    Ok(Tasks {
+        q,
+        boss,
+        workers,
+        report_r,
+        files,
+        tasks,
+    })
+}
+
+/// The five semaphores (the slots, the unfinished tasks, and the Condition's three,
+/// around its `lock`): created, opened by every child, and their names unlinked.
+fn joinable_sems(
+    ctx: &Ctx<'_>,
+    all: &[&ChildProc],
+    maxsize: usize,
+    lock: FileLock,
+) -> Result<(Sem, Joinable)> {
     let mut slots = Sem::fresh("slots", maxsize as u32)?;
     let mut unfinished = Sem::fresh("unfinished", 0)?;
     let mut sleeping = Sem::fresh("sleeping", 0)?;
     let mut woken = Sem::fresh("woken", 0)?;
     let mut wait = Sem::fresh("wait", 0)?;
-    let unfinished_name = unfinished.name().to_string();
-    let all: Vec<&ChildProc> = std::iter::once(&boss).chain(workers.iter()).collect();
     share_sems(
         ctx,
-        &all,
+        all,
         &SemNamesMsg {
             slots: slots.name().into(),
-            unfinished: Some(unfinished_name.clone()),
+            unfinished: Some(unfinished.name().into()),
             sleeping: Some(sleeping.name().into()),
             woken: Some(woken.name().into()),
             wait: Some(wait.name().into()),
@@ -72,33 +119,22 @@ pub(super) fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -
             &mut wait,
         ],
     )?;
-    say!(
-        ctx,
-        "joinable_parts",
-        &[
-            ("unfinished", &unfinished_name),
-            ("cond", &files.0[2].display()),
-        ],
-    );
-    ctx.pause(2000)?;
-    let q = Queue {
-        maxsize: maxsize as i32,
-        reader,
-        writer,
-        rlock,
-        wlock,
-        slots,
-        joinable: Some(Joinable {
-            unfinished,
-            cond: Condition {
-                lock: cond_lock,
-                sleeping,
-                woken,
-                wait,
-            },
-        }),
+    let cond = Condition {
+        lock,
+        sleeping,
+        woken,
+        wait,
     };
+    Ok((slots, Joinable { unfinished, cond }))
+}
 
+/// The producer puts every task and calls `join()`, which sleeps on the condition; the
+/// workers go, and `join()` returns only after the last `task_done()`.
+fn join_after_all_done(ctx: &mut Ctx<'_>, t: &Tasks) -> Result<()> {
+    let Tasks {
+        q, boss, workers, ..
+    } = t;
+    let tasks = t.tasks;
     boss.send(Down::Go)?;
     boss.expect(budget(ctx, PUT_MS * tasks as u64), |r: &Reply| {
         *r == Reply::Join
@@ -118,11 +154,11 @@ pub(super) fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -
     }
     ctx.pause(2000)?;
     say!(ctx, "workers_go", &[]);
-    for wk in &workers {
+    for wk in workers {
         wk.send(Down::Go)?;
     }
     let done: Vec<u64> =
-        collect_reports(ctx, &report_r, tasks, budget(ctx, WORK_MS * tasks as u64))?
+        collect_reports(ctx, &t.report_r, tasks, budget(ctx, WORK_MS * tasks as u64))?
             .iter()
             .map(|n| n.a as u64)
             .collect();
@@ -148,8 +184,11 @@ pub(super) fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -
         ],
     );
     ctx.claim("join_after_all_done", after, "== true", after);
-    ctx.pause(2000)?;
+    ctx.pause(2000)
+}
 
+/// One `task_done()` more than there were tasks: `ValueError`.
+fn one_too_many(ctx: &mut Ctx<'_>, q: &Queue) -> Result<()> {
     step!(ctx, "too_many", &[])?;
     let extra = if q.task_done()? {
         "no error".to_string()
@@ -163,10 +202,22 @@ pub(super) fn joinable_queue(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -
         "== ValueError",
         extra.starts_with("ValueError"),
     );
-    ctx.pause(2000)?;
+    ctx.pause(2000)
+}
+
+/// The end: the producer stops, the workers (still asleep in get()) are terminated, and
+/// the queue's parts go.
+fn end_joinable(ctx: &mut Ctx<'_>, t: Tasks) -> Result<()> {
+    let Tasks {
+        q,
+        boss,
+        workers,
+        files,
+        ..
+    } = t;
     boss.send(Down::Stop)?;
     ctx.join(boss.pid)?;
-    say!(ctx, "terminate_workers", &[("n", &n_cons)]);
+    say!(ctx, "terminate_workers", &[("n", &workers.len())]);
     for wk in &workers {
         nix::sys::signal::kill(wk.pid, nix::sys::signal::Signal::SIGTERM)
             .context("kill(SIGTERM)")?;

@@ -163,6 +163,64 @@ fn share_sems(
     Ok(())
 }
 
+/// What a queue's children are handed: the pipe's two ends (inherited across exec) and
+/// the lock files (each child opens its own), with the items each producer puts and the
+/// queue's size.
+struct Handout<'a> {
+    reader: &'a OwnedFd,
+    writer: &'a OwnedFd,
+    files: &'a LockFiles,
+    items: usize,
+    maxsize: usize,
+}
+
+impl Handout<'_> {
+    /// Child `index`'s arguments: the numbers, the pipe's descriptors, and the lock files
+    /// by name (`rlock`, `wlock`, and the JoinableQueue's `cond`).
+    fn args(&self, index: usize) -> serde_json::Value {
+        let mut a = serde_json::json!({
+            "index": index, "items": self.items, "maxsize": self.maxsize,
+            "reader": self.reader.as_raw_fd(), "writer": self.writer.as_raw_fd(),
+        });
+        for (key, path) in ["rlock", "wlock", "cond"].into_iter().zip(&self.files.0) {
+            a[key] = path.display().to_string().into();
+        }
+        a
+    }
+
+    /// Spawn child `index` as `role`, named `name`, sharing the pipe.
+    fn spawn(&self, ctx: &mut Ctx<'_>, role: &str, name: &str, index: usize) -> Result<ChildProc> {
+        spawn_sharing(
+            ctx,
+            role,
+            name,
+            self.args(index),
+            &[self.reader, self.writer],
+        )
+    }
+
+    /// Spawn `n` consumers as `role`, named `<prefix>-<i>`. They also get the write end of
+    /// a report pipe, on which each says what it got (the lesson's own bookkeeping, not
+    /// part of the queue). The consumers, and the report pipe's read end.
+    fn spawn_consumers(
+        &self,
+        ctx: &mut Ctx<'_>,
+        role: &str,
+        prefix: &str,
+        n: usize,
+    ) -> Result<(Vec<ChildProc>, OwnedFd)> {
+        let (report_r, report_w) = procs::pipe()?;
+        let mut out = Vec::with_capacity(n);
+        for i in 1..=n {
+            let mut a = self.args(i);
+            a["report"] = report_w.as_raw_fd().into();
+            let fds = [self.reader, self.writer, &report_w];
+            out.push(spawn_sharing(ctx, role, &format!("{prefix}-{i}"), a, &fds)?);
+        }
+        Ok((out, report_r))
+    }
+}
+
 fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     if cfg!(not(target_os = "linux")) {
         bail!("the queue lesson reads /proc: it runs on Linux only");
@@ -205,9 +263,7 @@ struct Staged {
 /// them; the queue as it starts (empty, and `get_nowait` says so).
 fn parts(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) -> Result<Staged> {
     let per = maxsize + 1;
-    let n_items = n_prod * per;
     let m = maxsize as i32;
-
     let main = ctx.main_pid;
     step!(ctx, "parts", &[("maxsize", &maxsize), ("main", &main)])?;
     say!(ctx, "intro", &[("maxsize", &maxsize)]);
@@ -232,50 +288,75 @@ fn parts(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) -> Res
     );
     ctx.pause(2000)?;
 
+    let handout = Handout {
+        reader: &reader,
+        writer: &writer,
+        files: &files,
+        items: per,
+        maxsize,
+    };
+    let (prods, conss, report_r) = spawn_children(ctx, &handout, n_prod, n_cons)?;
+    let slots = part_sem(ctx, &prods, &conss, maxsize)?;
+    let q = Queue {
+        maxsize: m,
+        reader,
+        writer,
+        rlock,
+        wlock,
+        slots,
+        joinable: None,
+    };
+    at_start(ctx, &q, maxsize)?;
+    Ok(Staged {
+        q,
+        prods,
+        conss,
+        report_r,
+        files,
+        n_prod,
+        n_cons,
+        maxsize,
+        per,
+        n_items: n_prod * per,
+    })
+}
+
+/// The producers and consumers, each handed the pipe and the lock files; the consumers
+/// also a report pipe, whose read end comes back with them.
+fn spawn_children(
+    ctx: &mut Ctx<'_>,
+    handout: &Handout<'_>,
+    n_prod: usize,
+    n_cons: usize,
+) -> Result<(Vec<ChildProc>, Vec<ChildProc>, OwnedFd)> {
+    let (r, w) = (handout.reader.as_raw_fd(), handout.writer.as_raw_fd());
     say!(
         ctx,
         "spawn_children",
         &[
             ("producers", &n_prod),
             ("consumers", &n_cons),
-            ("per", &per),
+            ("per", &handout.items),
             ("r", &r),
             ("w", &w),
         ],
     );
     ctx.pause(1500)?;
-    let args = |index: usize| {
-        serde_json::json!({
-            "index": index, "items": per, "maxsize": maxsize,
-            "reader": r, "writer": w,
-            "rlock": files.0[0].display().to_string(),
-            "wlock": files.0[1].display().to_string(),
-        })
-    };
     let mut prods = Vec::new();
     for i in 1..=n_prod {
-        let name = format!("producer-{i}");
-        prods.push(spawn_sharing(
-            ctx,
-            "producer",
-            &name,
-            args(i),
-            &[&reader, &writer],
-        )?);
+        prods.push(handout.spawn(ctx, "producer", &format!("producer-{i}"), i)?);
     }
-    // The consumers also get the write end of a report pipe, on which each says what it
-    // got (the lesson's own bookkeeping, not part of the queue).
-    let (report_r, report_w) = procs::pipe()?;
-    let mut conss = Vec::new();
-    for i in 1..=n_cons {
-        let name = format!("consumer-{i}");
-        let mut a = args(i);
-        a["report"] = report_w.as_raw_fd().into();
-        let fds = [&reader, &writer, &report_w];
-        conss.push(spawn_sharing(ctx, "consumer", &name, a, &fds)?);
-    }
-    drop(report_w);
+    let (conss, report_r) = handout.spawn_consumers(ctx, "consumer", "consumer", n_cons)?;
+    Ok((prods, conss, report_r))
+}
 
+/// The BoundedSemaphore(maxsize): created, opened by every child, and its name unlinked.
+fn part_sem(
+    ctx: &mut Ctx<'_>,
+    prods: &[ChildProc],
+    conss: &[ChildProc],
+    maxsize: usize,
+) -> Result<Sem> {
     let mut slots = Sem::fresh("slots", maxsize as u32)?;
     let slots_name = slots.name().to_string();
     say!(
@@ -293,22 +374,13 @@ fn parts(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) -> Res
         },
         &mut [&mut slots],
     )?;
-    say!(
-        ctx,
-        "unlinked",
-        &[("name", &slots_name), ("n", &(n_prod + n_cons))],
-    );
+    say!(ctx, "unlinked", &[("name", &slots_name), ("n", &all.len())]);
     ctx.pause(2000)?;
-    let q = Queue {
-        maxsize: m,
-        reader,
-        writer,
-        rlock,
-        wlock,
-        slots,
-        joinable: None,
-    };
+    Ok(slots)
+}
 
+/// The queue as it starts: empty, and `get_nowait()` raises `Empty`.
+fn at_start(ctx: &mut Ctx<'_>, q: &Queue, maxsize: usize) -> Result<()> {
     say!(
         ctx,
         "state_at_start",
@@ -332,18 +404,7 @@ fn parts(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) -> Res
         empty_error == "Empty",
     );
     ctx.pause(2000)?;
-    Ok(Staged {
-        q,
-        prods,
-        conss,
-        report_r,
-        files,
-        n_prod,
-        n_cons,
-        maxsize,
-        per,
-        n_items,
-    })
+    Ok(())
 }
 
 /// Full: producer-1 alone fills the queue and falls asleep in its next put.
@@ -479,7 +540,7 @@ fn drain(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
         "== produced",
         consumed == produced && each_once,
     );
-    ctx.say(if fifo { "fifo_kept" } else { "fifo_broken" }, &[]);
+    say!(ctx, if (fifo) { "fifo_kept" } else { "fifo_broken" }, &[]);
     ctx.claim("fifo_per_producer", fifo, "== true", fifo);
     ctx.pause(2000)?;
     Ok(())
@@ -499,14 +560,14 @@ fn empty(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
     seen.sort_by_key(|(_, b)| b.as_ref().is_none_or(|b| b.call != Some(Call::Read)));
     for (c, b) in &seen {
         let Some(b) = b else { continue };
-        let key = match b.call {
-            Some(Call::Read) => "blocked_in_read",
-            Some(Call::Flock) => "blocked_in_flock",
-            _ => "blocked_somewhere",
-        };
         let (call, target) = (b.call(), fd_target(c.pid, b.arg0));
-        ctx.say(
-            key,
+        say!(
+            ctx,
+            match (b.call) {
+                Some(Call::Read) => "blocked_in_read",
+                Some(Call::Flock) => "blocked_in_flock",
+                _ => "blocked_somewhere",
+            },
             &[
                 ("name", &c.name),
                 ("pid", &c.pid),

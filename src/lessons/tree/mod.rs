@@ -25,6 +25,7 @@ use super::{LessonDef, Opts};
 use crate::ctx::Ctx;
 use crate::event::{now_ns, How, ObsValue};
 use crate::procs::{self, Note};
+use crate::sys::proc::Ids;
 use crate::{say, say_for, step};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{killpg, Signal};
@@ -33,8 +34,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 mod forked;
+mod read;
 
 use forked::*;
+use read::*;
 
 /// This lesson's words, whose keys the word macros check at compile time.
 const WORDS: &crate::words::keys::Table = &crate::words::keys::TREE;
@@ -84,7 +87,6 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     ctx.pause(2500)?;
 
     let tree = build(ctx)?;
-    let group = tree.children[0];
     ctx.pause(2500)?;
 
     // Everyone sits in pause() (state S) before the tree is read and the step shown.
@@ -95,17 +97,57 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     read_tree(ctx, &tree)?;
     ctx.pause(4000)?;
 
+    let story = Groups {
+        group: tree.children[0],
+        survivor: tree.grandchildren[1],
+        tree,
+        mine,
+    };
+    leave_group(ctx, &story)?;
+    let members = members(ctx, &story)?;
+    ctrl_c(ctx, &story, &members)?;
+    survived(ctx, &story, &members)?;
+    end_survivor(ctx, &story, &members)?;
+
+    step!(ctx, "windows", &[])?;
+    say!(ctx, "windows", &[]);
+    Ok(())
+}
+
+/// What the phases about process groups share.
+struct Groups {
+    tree: Tree,
+    /// The main process's ids, as read at the start.
+    mine: Ids,
+    /// The children's process group (named after child-1).
+    group: Pid,
+    /// gchild-2, which leaves the group before the Ctrl-C and so survives it.
+    survivor: Pid,
+}
+
+/// The children's group as the kernel has it once gchild-2 has left it.
+struct Members {
+    /// Every descendant of the main process in the group.
+    pids: Vec<i32>,
+    /// gchild-2's process group (-1 if it could not be read).
+    survivor_pgid: i32,
+}
+
+/// The children's group, and the main process's own; gchild-2 moves to a group of its
+/// own (`setpgid(0, 0)`).
+fn leave_group(ctx: &mut Ctx<'_>, story: &Groups) -> Result<()> {
     step!(ctx, "groups", &[])?;
     say!(
         ctx,
         "groups_intro",
-        &[("group", &group), ("mine", &mine.pgid)]
+        &[("group", &story.group), ("mine", &story.mine.pgid)]
     );
     ctx.pause(4000)?;
-    let survivor = tree.grandchildren[1];
-    say!(ctx, "ask_move", &[("pid", &survivor)]);
-    nix::unistd::write(&tree.move_w, b"m").context("write() to gchild-2's pipe")?;
-    let moved = tree.note(&[Said::Moved], "gchild-2's setpgid(0, 0)")?;
+    say!(ctx, "ask_move", &[("pid", &story.survivor)]);
+    nix::unistd::write(&story.tree.move_w, b"m").context("write() to gchild-2's pipe")?;
+    let moved = story
+        .tree
+        .note(&[Said::Moved], "gchild-2's setpgid(0, 0)")?;
     ctx.act_at(
         moved.pid,
         moved.t_ns,
@@ -114,31 +156,46 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     );
     say_for!(ctx, moved.pid, moved.t_ns, "moved", &[("pgid", &moved.b)]);
     ctx.pause(2500)?;
+    Ok(())
+}
 
-    let members: Vec<i32> = descendants(me)
+/// Who is in the children's group now, read from `/proc`.
+fn members(ctx: &mut Ctx<'_>, story: &Groups) -> Result<Members> {
+    let group = story.group;
+    let pids: Vec<i32> = descendants(ctx.main_pid)
         .into_iter()
         .filter(|&(pid, _)| crate::sys::proc::ids(pid).is_some_and(|s| s.pgid == group.as_raw()))
         .map(|(pid, _)| pid)
         .collect();
-    let names = members
+    let names = pids
         .iter()
         .map(|&p| format!("{} {p}", ctx.name_of(p)))
         .collect::<Vec<_>>()
         .join(", ");
-    let survivor_pgid = crate::sys::proc::ids(survivor.as_raw()).map_or(-1, |s| s.pgid);
+    let survivor_pgid = crate::sys::proc::ids(story.survivor.as_raw()).map_or(-1, |s| s.pgid);
     say!(
         ctx,
         "members",
         &[
             ("group", &group),
-            ("n", &members.len()),
+            ("n", &pids.len()),
             ("members", &names),
-            ("mine", &mine.pgid),
+            ("mine", &story.mine.pgid),
             ("other", &survivor_pgid),
         ],
     );
     ctx.pause(3000)?;
+    Ok(Members {
+        pids,
+        survivor_pgid,
+    })
+}
 
+/// Ctrl-C by hand: `killpg(group, SIGINT)` ends every member at once (exitcode -2), but
+/// not the main process, which is in a group of its own.
+fn ctrl_c(ctx: &mut Ctx<'_>, story: &Groups, members: &Members) -> Result<()> {
+    let (me, group, mine) = (ctx.main_pid, story.group, &story.mine);
+    let members = &members.pids;
     step!(ctx, "killpg", &[("group", &group), ("sid", &mine.sid)])?;
     say!(ctx, "killpg", &[("group", &group), ("n", &members.len())]);
     ctx.pause(1500)?;
@@ -157,7 +214,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     // The children first: once a child is reaped, its children have been handed to us
     // (the subreaper), so we may wait for them too.
     let mut order: Vec<i32> = members.clone();
-    order.sort_by_key(|p| !tree.children.iter().any(|c| c.as_raw() == *p));
+    order.sort_by_key(|p| !story.tree.children.iter().any(|c| c.as_raw() == *p));
     let mut codes = Vec::new();
     for &pid in &order {
         codes.push(ctx.join(Pid::from_raw(pid))?);
@@ -193,18 +250,23 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
         main_not_signalled,
     );
     ctx.pause(2500)?;
+    Ok(())
+}
 
-    // The survivor lost its parent (child-2) and was handed to us.
-    let n = tree.note(&[Said::Reparented], "gchild-2 after its parent's end")?;
+/// The survivor lost its parent (child-2) and was handed to us; the group signal did not
+/// reach it.
+fn survived(ctx: &mut Ctx<'_>, story: &Groups, members: &Members) -> Result<()> {
+    let (survivor, survivor_pgid) = (story.survivor, members.survivor_pgid);
+    let parent = story.tree.children[1];
+    let n = story
+        .tree
+        .note(&[Said::Reparented], "gchild-2 after its parent's end")?;
     let alive = matches!(crate::sys::proc::state(survivor.as_raw()), Some(s) if s != 'Z');
     ctx.act_at(
         n.pid,
         n.t_ns,
         "reparent",
-        &[
-            ("from", tree.children[1].as_raw().into()),
-            ("to", n.ppid.into()),
-        ],
+        &[("from", parent.as_raw().into()), ("to", n.ppid.into())],
     );
     say_for!(
         ctx,
@@ -212,20 +274,25 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
         n.t_ns,
         "survived",
         &[
-            ("group", &group),
+            ("group", &story.group),
             ("pgid", &survivor_pgid),
             ("ppid", &n.ppid),
-            ("parent", &tree.children[1]),
+            ("parent", &parent),
         ],
     );
     let survived = alive && survivor_pgid == survivor.as_raw();
     ctx.claim("other_group_survived", survived, "== true", survived);
     ctx.pause(3000)?;
+    Ok(())
+}
 
+/// The survivor ends with a signal to its own group.
+fn end_survivor(ctx: &mut Ctx<'_>, story: &Groups, members: &Members) -> Result<()> {
+    let (survivor, survivor_pgid) = (story.survivor, members.survivor_pgid);
     step!(ctx, "end", &[("pid", &survivor)])?;
     say!(ctx, "end_survivor", &[("pgid", &survivor_pgid)]);
     ctx.act_at(
-        me,
+        ctx.main_pid,
         now_ns(),
         "killpg",
         &[
@@ -240,9 +307,6 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     say!(ctx, "survivor_ended", &[("code", &code)]);
     ctx.observe("survivor_exitcode", code);
     ctx.pause(2500)?;
-
-    step!(ctx, "windows", &[])?;
-    say!(ctx, "windows", &[]);
     Ok(())
 }
 
@@ -386,11 +450,11 @@ fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
         match (n.kind(), index(n.pid)) {
             (Some(Said::Hello), Some(i)) => {
                 ctx.act_at(n.pid, n.t_ns, "setpgid", &[("pgid", ObsValue::Int(n.b))]);
-                let key = if i == 0 { "c1_hello" } else { "c2_hello" };
-                ctx.say_for(
+                say_for!(
+                    ctx,
                     n.pid,
                     n.t_ns,
-                    key,
+                    if (i == 0) { "c1_hello" } else { "c2_hello" },
                     &[("pid", &n.pid), ("ppid", &n.ppid), ("pgid", &n.b)],
                 );
             }
@@ -416,169 +480,6 @@ fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
         }
     }
     Ok(tree)
-}
-
-/// Read the tree back from `/proc` and draw it; the claims about its shape.
-fn read_tree(ctx: &mut Ctx<'_>, tree: &Tree) -> Result<()> {
-    let me = ctx.main_pid;
-    let mine = crate::sys::proc::ids(me).context("reading /proc/self/stat")?;
-    let sid = mine.sid;
-    let mine_comm = mine.comm.clone();
-
-    // Up: the parent chain to PID 1.
-    let mut chain = vec![(me, mine.comm.clone())];
-    let mut ppid = mine.ppid;
-    while ppid > 0 && chain.len() < 64 {
-        match crate::sys::proc::ids(ppid) {
-            Some(s) => {
-                chain.push((ppid, s.comm));
-                ppid = s.ppid;
-            }
-            None => {
-                chain.push((ppid, "?".into()));
-                break;
-            }
-        }
-    }
-    chain.reverse();
-    let drawn = chain
-        .iter()
-        .map(|(pid, comm)| format!("{comm}({pid})"))
-        .collect::<Vec<_>>()
-        .join(" → ");
-    let root = chain.first().map_or(0, |(pid, _)| *pid);
-    say!(
-        ctx,
-        "chain",
-        &[("chain", &drawn), ("n", &(chain.len() - 1))]
-    );
-    ctx.observe(
-        "ancestors",
-        chain
-            .iter()
-            .map(|(pid, _)| pid.to_string())
-            .collect::<Vec<_>>()
-            .join(" → "),
-    );
-    ctx.observe("root_pid", root);
-    ctx.pause(3000)?;
-
-    // Down: every descendant, depth first, as the kernel has them.
-    let below = descendants(me);
-    let janitor = procs::janitor_pid();
-    let mut rows = vec![(me, 0usize, true, mine)];
-    let mut lasts = Vec::new();
-    for (i, &(pid, depth)) in below.iter().enumerate() {
-        let last = !below[i + 1..]
-            .iter()
-            .take_while(|&&(_, d)| d >= depth)
-            .any(|&(_, d)| d == depth);
-        if let Some(s) = crate::sys::proc::ids(pid) {
-            rows.push((pid, depth, last, s));
-        }
-    }
-    let width = rows
-        .iter()
-        .map(|(pid, _, _, s)| pid.to_string().len().max(s.ppid.to_string().len()))
-        .max()
-        .unwrap_or(5)
-        .max(4);
-    say!(
-        ctx,
-        "tree_header",
-        &[
-            ("pid", &format!("{:>width$}", "PID")),
-            ("ppid", &format!("{:>width$}", "PPID")),
-            ("pgid", &format!("{:>width$}", "PGID")),
-        ],
-    );
-    for (pid, depth, last, s) in &rows {
-        // The branch: for each level above, a bar if that level has more to come.
-        lasts.truncate(depth.saturating_sub(1));
-        let mut branch = String::new();
-        if *depth > 0 {
-            for &more in &lasts {
-                branch.push_str(if more { "│  " } else { "   " });
-            }
-            branch.push_str(if *last { "└─ " } else { "├─ " });
-            lasts.push(!*last);
-        }
-        let name = if Some(*pid) == janitor {
-            "janitor".to_string()
-        } else {
-            ctx.name_of(*pid)
-        };
-        say!(
-            ctx,
-            "tree_row",
-            &[
-                ("pid", &format!("{pid:>width$}")),
-                ("ppid", &format!("{:>width$}", s.ppid)),
-                ("pgid", &format!("{:>width$}", s.pgid)),
-                ("stat", &s.state),
-                ("branch", &branch),
-                ("name", &name),
-            ],
-        );
-    }
-    if let Some(j) = janitor.filter(|j| below.iter().any(|(p, _)| p == j)) {
-        say!(ctx, "janitor", &[("pid", &j)]);
-    }
-    // The other threads of this process: pstree shows them in braces.
-    let threads = crate::sys::proc::threads(me);
-    if threads > 1 {
-        let braces = format!("{{{}}}", mine_comm);
-        say!(
-            ctx,
-            "threads",
-            &[("n", &(threads - 1)), ("braces", &braces), ("pid", &me)],
-        );
-    }
-    let same_session = rows.iter().all(|(_, _, _, s)| s.sid == sid);
-    ctx.say(
-        if same_session { "session" } else { "sessions" },
-        &[("sid", &sid)],
-    );
-    ctx.pause(3000)?;
-
-    let tree_processes = below.iter().filter(|(p, _)| Some(*p) != janitor).count();
-    let ppids_ok = tree
-        .grandchildren
-        .iter()
-        .zip(&tree.children)
-        .all(|(gc, c)| crate::sys::proc::ids(gc.as_raw()).is_some_and(|s| s.ppid == c.as_raw()));
-    let gc_ppids = tree
-        .grandchildren
-        .iter()
-        .map(|gc| {
-            crate::sys::proc::ids(gc.as_raw())
-                .map_or(-1, |s| s.ppid)
-                .to_string()
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    say!(
-        ctx,
-        "grandparents",
-        &[
-            ("gc1", &tree.grandchildren[0]),
-            ("c1", &tree.children[0]),
-            ("main", &me),
-        ],
-    );
-    ctx.claim(
-        "tree_processes",
-        tree_processes,
-        "== 4 (2 children, 2 grandchildren)",
-        tree_processes == 4,
-    );
-    ctx.claim(
-        "grandchild_ppid_is_child",
-        ppids_ok,
-        &format!("== true (ppid {gc_ppids})"),
-        ppids_ok,
-    );
-    Ok(())
 }
 
 /// Every descendant of `pid` with its depth (1 for a child), depth first, children in
