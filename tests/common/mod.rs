@@ -615,6 +615,25 @@ pub struct Listed {
     pub lesson: String,
     pub summary: String,
     pub options: Vec<OptSpec>,
+    /// The kinds the lesson adds, as its words file documents them.
+    pub events: Vec<DocKind>,
+}
+
+/// A kind a lesson documents (`[events.<kind>]` in its words file).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocKind {
+    pub kind: String,
+    /// The process the event is about.
+    pub pid: String,
+    pub about: String,
+    pub stamped: String,
+    /// Field name → its meaning.
+    pub fields: std::collections::BTreeMap<String, String>,
+    /// Only some runs emit it.
+    pub optional: bool,
+    /// The fields only some runs carry.
+    pub optional_fields: Vec<String>,
 }
 
 /// A lesson's option and its range.
@@ -627,17 +646,24 @@ pub struct OptSpec {
     pub max: i64,
 }
 
-/// Every lesson with its options and their ranges, from `mp-demo --json list`.
-pub fn lessons() -> Vec<(String, Vec<OptSpec>)> {
+/// Every lesson as `mp-demo --json list` describes it.
+pub fn listed() -> Vec<Listed> {
     let r = run(&["--json", "list"]);
     r.assert_code(0);
     r.stdout
         .lines()
         .map(|l| {
-            let e: Listed = serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("not a lesson of the list: {e}\n{l}\n{}", r.show()));
-            (e.lesson, e.options)
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not a lesson of the list: {e}\n{l}\n{}", r.show()))
         })
+        .collect()
+}
+
+/// Every lesson with its options and their ranges, from `mp-demo --json list`.
+pub fn lessons() -> Vec<(String, Vec<OptSpec>)> {
+    listed()
+        .into_iter()
+        .map(|e| (e.lesson, e.options))
         .collect()
 }
 

@@ -4,49 +4,35 @@
 //! seen in a run, unless marked optional.
 
 use crate::common;
-use serde_json::Value;
+use common::{Act, DocKind};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// The kinds `docs/events.md` documents for every lesson.
-const CORE: [&str; 8] = [
-    "lesson_start",
-    "spawn",
-    "state",
-    "exit",
-    "say",
-    "step",
-    "observation",
-    "lesson_end",
-];
 
 /// The fields every lesson kind carries, documented once in `docs/events.md`.
 const COMMON_FIELDS: [&str; 5] = ["t_ms", "lesson", "kind", "pid", "name"];
 
 /// Each lesson's documented kinds, from `mp-demo --json list`: kind -> its entry.
-fn documented() -> Vec<(String, BTreeMap<String, Value>)> {
-    let list = common::run(&["--json", "list"]);
-    list.assert_code(0);
-    list.events
-        .iter()
+fn documented() -> Vec<(String, BTreeMap<String, DocKind>)> {
+    common::listed()
+        .into_iter()
         .map(|lesson| {
-            let kinds = lesson["events"]
-                .as_array()
-                .unwrap_or_else(|| panic!("no events array: {lesson}"))
-                .iter()
-                .map(|d| (d["kind"].as_str().unwrap().to_string(), d.clone()))
+            let kinds = lesson
+                .events
+                .into_iter()
+                .map(|d| (d.kind.clone(), d))
                 .collect();
-            (lesson["lesson"].as_str().unwrap().to_string(), kinds)
+            (lesson.lesson, kinds)
         })
         .collect()
 }
 
-/// The names in a documented entry's `fields` object, or in its `optional_fields` array.
-fn names(doc: &Value, key: &str) -> BTreeSet<String> {
-    match &doc[key] {
-        Value::Object(m) => m.keys().cloned().collect(),
-        Value::Array(a) => a.iter().map(|v| v.as_str().unwrap().to_string()).collect(),
-        _ => BTreeSet::new(),
-    }
+/// The names of a documented entry's fields.
+fn fields(doc: &DocKind) -> BTreeSet<String> {
+    doc.fields.keys().cloned().collect()
+}
+
+/// The names of the fields only some runs carry.
+fn optional_fields(doc: &DocKind) -> BTreeSet<String> {
+    doc.optional_fields.iter().cloned().collect()
 }
 
 #[test]
@@ -55,16 +41,20 @@ fn every_kind_and_field_a_lesson_emits_is_documented_and_seen() {
     let mut problems = BTreeSet::new();
     for (lesson, docs) in documented() {
         for (kind, doc) in &docs {
-            for key in ["pid", "stamped", "about"] {
-                if doc[key].as_str().is_none_or(str::is_empty) {
+            for (key, text) in [
+                ("pid", &doc.pid),
+                ("stamped", &doc.stamped),
+                ("about", &doc.about),
+            ] {
+                if text.is_empty() {
                     problems.insert(format!("{lesson} {kind}: no `{key}`"));
                 }
             }
-            let fields = names(doc, "fields");
+            let fields = fields(doc);
             if let Some(f) = COMMON_FIELDS.iter().find(|f| fields.contains(**f)) {
                 problems.insert(format!("{lesson} {kind}: `{f}` is common, not the kind's"));
             }
-            for f in names(doc, "optional_fields").difference(&fields) {
+            for f in optional_fields(doc).difference(&fields) {
                 problems.insert(format!(
                     "{lesson} {kind}: optional field `{f}` is not a field"
                 ));
@@ -73,17 +63,12 @@ fn every_kind_and_field_a_lesson_emits_is_documented_and_seen() {
         let run = common::lesson_json(&lesson, &[]);
         run.assert_code(0);
         let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for e in &run.events {
-            let kind = e["kind"].as_str().unwrap();
-            if CORE.contains(&kind) {
-                continue;
-            }
-            if !e["name"].is_string() {
-                problems.insert(format!("{lesson} {kind}: an event without `name`"));
-            }
-            let carried: BTreeSet<String> = e
-                .as_object()
-                .unwrap()
+        // The core kinds are the decoder's own; every other one decodes as an `Act`, and
+        // only with its `name` (an event without it fails the run's decoding).
+        for a in run.all::<Act>() {
+            let kind = a.kind.as_str();
+            let carried: BTreeSet<String> = a
+                .fields
                 .keys()
                 .filter(|k| !COMMON_FIELDS.contains(&k.as_str()))
                 .cloned()
@@ -93,7 +78,7 @@ fn every_kind_and_field_a_lesson_emits_is_documented_and_seen() {
                     problems.insert(format!("{lesson}: kind `{kind}` is not documented"));
                 }
                 Some(doc) => {
-                    for f in carried.difference(&names(doc, "fields")) {
+                    for f in carried.difference(&fields(doc)) {
                         problems.insert(format!("{lesson} {kind}: field `{f}` is not documented"));
                     }
                 }
@@ -102,13 +87,13 @@ fn every_kind_and_field_a_lesson_emits_is_documented_and_seen() {
         }
         for (kind, doc) in &docs {
             let Some(carried) = seen.get(kind) else {
-                if doc["optional"] != true {
+                if !doc.optional {
                     problems.insert(format!("{lesson}: documented kind `{kind}` never emitted"));
                 }
                 continue;
             };
-            let optional = names(doc, "optional_fields");
-            for f in names(doc, "fields") {
+            let optional = optional_fields(doc);
+            for f in fields(doc) {
                 if !carried.contains(&f) && !optional.contains(&f) {
                     problems.insert(format!(
                         "{lesson} {kind}: documented field `{f}` never seen"
