@@ -42,6 +42,9 @@ macro_rules! core_kinds {
             Act(Act),
         }
 
+        /// The names of the core kinds.
+        pub const CORE: &[&str] = &[$($name),*];
+
         impl Body {
             /// The kind's name in the stream.
             pub fn kind(&self) -> &str {
@@ -251,8 +254,13 @@ impl Event {
         K::of(&self.body).is_some()
     }
 
-    /// This event as the lesson's own kind `kind`, if it is one.
+    /// This event as the lesson's own kind `kind`, if it is one. A core kind never is
+    /// one (it has its own type): asking for one fails.
     pub fn act(&self, kind: &str) -> Option<Ev<'_, Act>> {
+        assert!(
+            !CORE.contains(&kind),
+            "`{kind}` is a core kind: read it as its own type"
+        );
         self.get::<Act>().filter(|a| a.kind == kind)
     }
 

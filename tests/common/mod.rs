@@ -121,8 +121,13 @@ impl Run {
         self.one()
     }
 
-    /// Every event of the lesson's own kind `kind` (`acquire`, `put`, …).
+    /// Every event of the lesson's own kind `kind` (`acquire`, `put`, …). A kind that no
+    /// lesson documents (a misspelled one) fails, rather than finding nothing.
     pub fn acts(&self, kind: &str) -> Vec<Ev<'_, Act>> {
+        assert!(
+            documented_kinds().contains(kind),
+            "no lesson documents a kind `{kind}` (mp-demo --json list)"
+        );
         self.events().iter().filter_map(|e| e.act(kind)).collect()
     }
 
@@ -657,6 +662,17 @@ pub fn listed() -> Vec<Listed> {
                 .unwrap_or_else(|e| panic!("not a lesson of the list: {e}\n{l}\n{}", r.show()))
         })
         .collect()
+}
+
+/// Every kind some lesson documents, from `mp-demo --json list` (read once).
+pub fn documented_kinds() -> &'static std::collections::BTreeSet<String> {
+    static KINDS: OnceLock<std::collections::BTreeSet<String>> = OnceLock::new();
+    KINDS.get_or_init(|| {
+        listed()
+            .into_iter()
+            .flat_map(|l| l.events.into_iter().map(|d| d.kind))
+            .collect()
+    })
 }
 
 /// Every lesson with its options and their ranges, from `mp-demo --json list`.

@@ -26,7 +26,7 @@ fn a_core_event_decodes_into_its_type() {
     let s = e.get::<Spawn>().expect("a spawn");
     assert_eq!((s.t_ms, s.pid, s.lesson), (1.5, 12, "fork"));
     assert_eq!((s.ppid, s.name.as_str(), s.how), (11, "child", How::Fork));
-    assert!(e.get::<Exit>().is_none() && e.act("spawn").is_none());
+    assert!(e.get::<Exit>().is_none() && e.act("acquire").is_none());
     assert_eq!(e.kind(), "spawn");
     assert_eq!(format!("{s}"), format!("{e}"), "shown as its line");
 }
@@ -121,5 +121,17 @@ fn a_run_reads_its_events_through_typed_accessors() {
     let x = r.exit_of(12);
     assert_eq!((x.exitcode, x.reaped_by, x.t_ms), (-15, 11, 4.0));
     assert_eq!(r.events().len(), 3);
-    assert!(r.acts("spawn").is_empty(), "a core kind is no act");
+    assert!(r.acts("acquire").is_empty());
+}
+
+#[test]
+#[should_panic(expected = "is a core kind")]
+fn a_core_kind_is_not_asked_for_as_a_lessons_own() {
+    decodes(SPAWN).act("spawn");
+}
+
+#[test]
+#[should_panic(expected = "no lesson documents a kind `aquire`")]
+fn a_kind_no_lesson_documents_is_not_looked_for() {
+    Run::new(&["--json", "lock"], 0, SPAWN.to_string(), String::new()).acts("aquire");
 }
