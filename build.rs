@@ -2,6 +2,10 @@
 //! (`$OUT_DIR/keys.rs`), so that `say!`, `say_for!`, `step!` and `ui!` check at compile
 //! time that a key exists and that every `{placeholder}` of its line is given: a
 //! misspelled key or a forgotten argument fails `cargo build`, on the line that has it.
+//!
+//! It also lists the integration tests' modules (`$OUT_DIR/it_mods.rs`, every
+//! `tests/it/*.rs` but `main.rs`), which `tests/it/main.rs` includes: a lesson's test file
+//! is found by being there, as its words file is.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -69,6 +73,29 @@ fn main() {
         )
         .unwrap();
     }
-    let dest = std::path::Path::new(&std::env::var("OUT_DIR").unwrap()).join("keys.rs");
-    std::fs::write(dest, out).unwrap();
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    std::fs::write(out_dir.join("keys.rs"), out).unwrap();
+    std::fs::write(out_dir.join("it_mods.rs"), test_modules()).unwrap();
+}
+
+/// `#[path = "…/tests/it/x.rs"] mod x;` for every module of the integration tests.
+fn test_modules() -> String {
+    println!("cargo:rerun-if-changed=tests/it");
+    let dir = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("tests/it");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter_map(|f| f.strip_suffix(".rs").map(str::to_string))
+                .filter(|n| n != "main")
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let mut out = String::new();
+    for n in names {
+        let path = dir.join(format!("{n}.rs"));
+        writeln!(out, "#[path = {:?}]\nmod {n};", path.display().to_string()).unwrap();
+    }
+    out
 }
