@@ -56,6 +56,7 @@ impl<'a> Ctx<'a> {
         observer: &'a Observer,
     ) -> Ctx<'a> {
         let main_pid = nix::unistd::getpid().as_raw();
+        sink.read_at(speed);
         let mut names = HashMap::new();
         names.insert(main_pid, "main".to_string());
         Ctx {
@@ -98,16 +99,27 @@ impl<'a> Ctx<'a> {
         self.voice.clone()
     }
 
-    /// The main process narrates a line (through `say!`, which checks the key).
+    /// The main process narrates a line (through `say!`, which checks the key). With a
+    /// reader far behind, it first waits (`--speed` > 0): see [`Sink::wait_until_close`].
     #[allow(clippy::disallowed_methods)] // hands a key already checked by the macro
     pub fn say(&self, key: &str, args: Args<'_>) {
+        self.let_reader_close_in();
         self.voice.say(key, args);
     }
 
-    /// Narrate a line about `pid`, stamped at `t_ns` (a forked child's own stamp).
+    /// Narrate a line about `pid`, stamped at `t_ns` (a forked child's own stamp). Never
+    /// held back for the reader: the line is stamped where it happened, earlier.
     #[allow(clippy::disallowed_methods)] // hands a key already checked by the macro
     pub fn say_for(&self, pid: i32, t_ns: u64, key: &str, args: Args<'_>) {
         self.voice.say_for(pid, t_ns, key, args);
+    }
+
+    /// Before a line: wait while the reader is far behind (pacing only; a stop ends it,
+    /// and the next blocking call returns [`Stopped`]).
+    fn let_reader_close_in(&self) {
+        if self.speed > 0.0 {
+            self.sink.wait_until_close();
+        }
     }
 
     /// A quantity of the lesson (tasks done, items in the queue, free permits) as it now
@@ -124,7 +136,13 @@ impl<'a> Ctx<'a> {
 
     /// A step: a title and, for a lecture, a command to see it from outside. In step mode
     /// the lesson waits here for a key, with every process really sitting where it is.
+    ///
+    /// Without `--step`, the reader first finishes what was said before (a step is where
+    /// a phase ends); with it, the wait for the key is the reading time.
     pub fn step(&mut self, key: &str, args: Args<'_>) -> Result<()> {
+        if !self.sink.stepping() {
+            self.settle()?;
+        }
         self.check()?;
         self.step_n += 1;
         let (title, hint) = match self.voice.words().step.get(key) {
@@ -149,11 +167,20 @@ impl<'a> Ctx<'a> {
         self.check()
     }
 
-    /// A pacing pause of `ms` milliseconds at `--speed 1`; none at `--speed 0`.
+    /// A pacing pause: `ms` milliseconds at `--speed 1`, or as long as the reader still
+    /// needs to read what was said so far, whichever is longer (both scaled by
+    /// `--speed`); none at `--speed 0`. Pacing only: nothing may rely on how long it lasts.
     pub fn pause(&self, ms: u64) -> Result<()> {
         if self.speed > 0.0 {
-            procs::sleep(Duration::from_secs_f64(ms as f64 * self.speed / 1000.0));
+            self.sink
+                .wait_for_reader(Duration::from_secs_f64(ms as f64 * self.speed / 1000.0));
         }
         self.check()
+    }
+
+    /// A settle point: wait until the reader has read what was said so far (`pause(0)`),
+    /// where a phase that waits nowhere ends.
+    pub fn settle(&self) -> Result<()> {
+        self.pause(0)
     }
 }

@@ -7,16 +7,22 @@
 //!
 //! The lesson can wait for the renderer ([`Sink::pause`]): everything emitted so far is
 //! written, and in step mode the renderer waits for a key before answering.
+//!
+//! Every narration line passes through [`Sink::emit`], wherever it was said (the main
+//! process, its threads, a forked child's report, a spawned child's channel): so the sink
+//! keeps the [`Reader`], a student who reads each line in order, and a pacing pause
+//! ([`Sink::wait_for_reader`]) waits until that reader has caught up.
 
 pub mod human;
 pub mod json;
 pub mod timeline;
 pub mod trace;
 
-use crate::event::Event;
+use crate::event::{Event, Kind};
 use std::io;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// What flows to the renderer thread.
 pub enum Msg {
@@ -28,13 +34,138 @@ pub enum Msg {
     Flush(mpsc::Sender<bool>),
 }
 
-/// Where events go. Cheap to clone; every thread of the main process has one.
+/// How long a reader takes over a line: about 250 words a minute for the Latin part,
+/// 400 characters a minute for Chinese (a mixed line is both), and never less than
+/// [`READ_FLOOR`] (a line of two words is still looked at). `tests/it/reading.rs` reads
+/// the stream by the same rule.
+pub fn reading_time(text: &str) -> Duration {
+    let is_cjk = |c: char| matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F);
+    let cjk = text.chars().filter(|&c| is_cjk(c)).count();
+    let words = text
+        .split(|c: char| c.is_whitespace() || is_cjk(c))
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+        .count();
+    let secs = words as f64 * 60.0 / WORDS_PER_MINUTE + cjk as f64 * 60.0 / CJK_PER_MINUTE;
+    Duration::from_secs_f64(secs).max(READ_FLOOR)
+}
+
+/// How much longer than it owed when it began a pause waits for lines said during it.
+const MAX_EXTRA_READING: Duration = Duration::from_secs(30);
+
+/// How far behind (at `--speed 1`) the reader may be when the lesson says its next line.
+/// The promise is 5 s; the rest is room for a child's line said meanwhile.
+pub const MAX_BEHIND: Duration = Duration::from_secs(3);
+
+/// Reading speed of English (and of the Latin words of any line).
+pub const WORDS_PER_MINUTE: f64 = 250.0;
+/// Reading speed of Chinese, in characters.
+pub const CJK_PER_MINUTE: f64 = 400.0;
+/// The least time a line is given.
+pub const READ_FLOOR: Duration = Duration::from_millis(600);
+
+/// The student the pacing waits for: reads every narration line (`say`, and a `step`'s
+/// title) in order, at [`reading_time`] scaled by `--speed`, starting each line when it
+/// appears or when the previous one is read, whichever is later.
+#[derive(Default)]
+struct Reader(Mutex<ReaderState>);
+
+#[derive(Default)]
+struct ReaderState {
+    /// `--speed`; 0 (the default, and `--speed 0`): nothing is counted, nobody waits.
+    speed: f64,
+    /// When (`CLOCK_MONOTONIC`, ns) the reader will have read every line so far.
+    done_ns: u64,
+    /// `--step`: a step waits for a key, not for the reader.
+    stepping: bool,
+}
+
+impl Reader {
+    fn state(&self) -> std::sync::MutexGuard<'_, ReaderState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A line appeared: the reader reads it after the ones before.
+    fn heard(&self, ev: &Event) {
+        let text = match &ev.kind {
+            Kind::Say { text, .. } => text,
+            Kind::Step { title, .. } => title,
+            _ => return,
+        };
+        let mut st = self.state();
+        if st.speed > 0.0 {
+            let read = reading_time(text).as_secs_f64() * st.speed * 1e9;
+            st.done_ns = st.done_ns.max(ev.t_ns) + read as u64;
+        }
+    }
+
+    /// The reader read while the program waited (for a key): nothing is owed any more.
+    fn caught_up(&self) {
+        let mut st = self.state();
+        st.done_ns = st.done_ns.min(crate::event::now_ns());
+    }
+}
+
+/// Where events go. Cheap to clone; every thread of the main process has one, and all
+/// share one [`Reader`].
 #[derive(Clone)]
-pub struct Sink(mpsc::Sender<Msg>);
+pub struct Sink(mpsc::Sender<Msg>, Arc<Reader>);
 
 impl Sink {
     pub fn emit(&self, ev: Event) {
+        self.1.heard(&ev);
         let _ = self.0.send(Msg::Event(ev));
+    }
+
+    /// Count reading time at `speed` (`--speed`) from now on; 0 counts nothing.
+    pub fn read_at(&self, speed: f64) {
+        self.1.state().speed = speed;
+    }
+
+    /// Whether a step waits for a key (`--step`) rather than for the reader.
+    pub fn stepping(&self) -> bool {
+        self.1.state().stepping
+    }
+
+    /// A pacing pause: wait `at_least`, and until the reader has read every line so far,
+    /// lines that arrive meanwhile included (a child speaks while the lesson waits), up
+    /// to [`MAX_EXTRA_READING`] (scaled) beyond what was owed when the pause began, so
+    /// that a child talking on and on cannot hold a pause forever. False if the run must
+    /// stop.
+    pub fn wait_for_reader(&self, at_least: Duration) -> bool {
+        self.wait_reader(at_least, Duration::ZERO)
+    }
+
+    /// Before a line of the lesson's own: wait while the reader is more than
+    /// [`MAX_BEHIND`] (scaled) behind, so that a line never lands on a reader far behind
+    /// even where the lesson does not pause between two lines. False if the run must
+    /// stop.
+    pub fn wait_until_close(&self) -> bool {
+        self.wait_reader(Duration::ZERO, MAX_BEHIND)
+    }
+
+    /// Wait `at_least`, and until the reader is at most `behind` (at `--speed 1`) from
+    /// having read every line so far.
+    fn wait_reader(&self, at_least: Duration, behind: Duration) -> bool {
+        let now = crate::event::now_ns();
+        let (speed, done) = {
+            let st = self.1.state();
+            (st.speed, st.done_ns)
+        };
+        let scaled = |d: Duration| (d.as_secs_f64() * speed * 1e9) as u64;
+        let first = now + at_least.as_nanos() as u64;
+        let cap = done.max(first) + scaled(MAX_EXTRA_READING);
+        loop {
+            let owed = self.1.state().done_ns.saturating_sub(scaled(behind));
+            let target = owed.max(first).min(cap);
+            let left = target.saturating_sub(crate::event::now_ns());
+            if left == 0 {
+                return true;
+            }
+            // Slices, so that a line arriving meanwhile extends the wait.
+            if !crate::procs::sleep(Duration::from_nanos(left).min(Duration::from_millis(50))) {
+                return false;
+            }
+        }
     }
 
     /// Wait until everything emitted so far is written (and, in step mode, for a key).
@@ -184,6 +315,9 @@ impl Narrator {
         step_prompt: Option<String>,
     ) -> anyhow::Result<Narrator> {
         let (tx, rx) = mpsc::channel::<Msg>();
+        let reader = Arc::new(Reader::default());
+        reader.state().stepping = step_prompt.is_some();
+        let read = reader.clone();
         let thread = crate::procs::thread("narrator", move || {
             // Once the output is closed, keep draining so senders never block, but
             // write nothing more.
@@ -216,7 +350,9 @@ impl Narrator {
                         } else {
                             render.flush().and_then(|()| match &step_prompt {
                                 Some(prompt) => {
-                                    render.suspended(&mut || crate::term::pause(prompt))
+                                    let go = render.suspended(&mut || crate::term::pause(prompt));
+                                    read.caught_up();
+                                    go
                                 }
                                 None => Ok(true),
                             })
@@ -251,7 +387,7 @@ impl Narrator {
             }
         })?;
         Ok(Narrator {
-            sink: Sink(tx),
+            sink: Sink(tx, reader),
             thread: Some(thread),
         })
     }
@@ -263,7 +399,8 @@ impl Narrator {
     /// Write everything out and end the thread (all other sinks must be dropped first).
     pub fn finish(mut self) {
         self.sink.flush();
-        drop(std::mem::replace(&mut self.sink, Sink(mpsc::channel().0)));
+        let none = Sink(mpsc::channel().0, Arc::default());
+        drop(std::mem::replace(&mut self.sink, none));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
