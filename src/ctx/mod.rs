@@ -99,12 +99,14 @@ impl<'a> Ctx<'a> {
         self.voice.clone()
     }
 
-    /// The main process narrates a line (through `say!`, which checks the key). With a
-    /// reader far behind, it first waits (`--speed` > 0): see [`Sink::wait_until_close`].
+    /// The main process narrates a line (through `say!`, which checks the key). At
+    /// `--speed` > 0 it waits, before, while the reader is far behind, and after, until
+    /// the line is mostly read: see [`Sink::wait_until_close`].
     #[allow(clippy::disallowed_methods)] // hands a key already checked by the macro
     pub fn say(&self, key: &str, args: Args<'_>) {
-        self.let_reader_close_in();
+        self.let_reader_close_in(crate::narrate::MAX_BEHIND);
         self.voice.say(key, args);
+        self.let_reader_close_in(crate::narrate::BEHIND_AFTER_LINE);
     }
 
     /// Narrate a line about `pid`, stamped at `t_ns` (a forked child's own stamp). Never
@@ -114,11 +116,11 @@ impl<'a> Ctx<'a> {
         self.voice.say_for(pid, t_ns, key, args);
     }
 
-    /// Before a line: wait while the reader is far behind (pacing only; a stop ends it,
-    /// and the next blocking call returns [`Stopped`]).
-    fn let_reader_close_in(&self) {
+    /// Wait while the reader is more than `behind` (at `--speed 1`) behind: pacing only;
+    /// a stop ends it, and the next blocking call returns [`Stopped`].
+    fn let_reader_close_in(&self, behind: Duration) {
         if self.speed > 0.0 {
-            self.sink.wait_until_close();
+            self.sink.wait_until_close(behind);
         }
     }
 

@@ -321,6 +321,7 @@ fn running_and_ready(ctx: &mut Ctx<'_>, three: &Three) -> Result<()> {
                 ("waited", &fmt_ms(waited)),
             ],
         );
+        ctx.settle()?;
     }
     let holds = all_r && both_moved;
     if holds {

@@ -55,6 +55,10 @@ const MAX_EXTRA_READING: Duration = Duration::from_secs(30);
 /// How far behind (at `--speed 1`) the reader may be when the lesson says its next line.
 /// The promise is 5 s; the rest is room for a child's line said meanwhile.
 pub const MAX_BEHIND: Duration = Duration::from_secs(3);
+/// How far behind the reader may be when the lesson goes on after one of its lines: the
+/// line is read, all but its last seconds, before the lesson acts on (a child's answer
+/// to what it does next lands on a reader at most this far behind).
+pub const BEHIND_AFTER_LINE: Duration = Duration::from_secs(2);
 
 /// Reading speed of English (and of the Latin words of any line).
 pub const WORDS_PER_MINUTE: f64 = 250.0;
@@ -135,12 +139,14 @@ impl Sink {
         self.wait_reader(at_least, Duration::ZERO)
     }
 
-    /// Before a line of the lesson's own: wait while the reader is more than
-    /// [`MAX_BEHIND`] (scaled) behind, so that a line never lands on a reader far behind
-    /// even where the lesson does not pause between two lines. False if the run must
+    /// Around a line of the lesson's own: wait while the reader is more than `behind`
+    /// (at `--speed 1`) from having read every line so far. Before the line with
+    /// [`MAX_BEHIND`], so that it never lands on a reader far behind; after it with
+    /// [`BEHIND_AFTER_LINE`], so that what the lesson does next (and a child then says)
+    /// does not either, even where the lesson does not pause. False if the run must
     /// stop.
-    pub fn wait_until_close(&self) -> bool {
-        self.wait_reader(Duration::ZERO, MAX_BEHIND)
+    pub fn wait_until_close(&self, behind: Duration) -> bool {
+        self.wait_reader(Duration::ZERO, behind)
     }
 
     /// Wait `at_least`, and until the reader is at most `behind` (at `--speed 1`) from
