@@ -39,7 +39,14 @@ pub enum Msg {
 /// [`READ_FLOOR`] (a line of two words is still looked at). `tests/it/reading.rs` reads
 /// the stream by the same rule.
 pub fn reading_time(text: &str) -> Duration {
-    let is_cjk = |c: char| matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F);
+    // The CJK ideographs (unified, extension A, compatibility, the supplementary planes).
+    let is_cjk = |c: char| {
+        let c = c as u32;
+        (0x3400..=0x4DBF).contains(&c)
+            || (0x4E00..=0x9FFF).contains(&c)
+            || (0xF900..=0xFAFF).contains(&c)
+            || (0x20000..=0x2FA1F).contains(&c)
+    };
     let cjk = text.chars().filter(|&c| is_cjk(c)).count();
     let words = text
         .split(|c: char| c.is_whitespace() || is_cjk(c))
@@ -427,6 +434,41 @@ mod tests {
                 elapsed_ms: 0.0,
             },
         }
+    }
+
+    #[test]
+    fn reading_time_counts_words_and_chinese_characters() {
+        let secs = |t: &str| reading_time(t).as_secs_f64();
+        assert!((secs(&"word ".repeat(25)) - 6.0).abs() < 1e-9);
+        assert!((secs(&"字".repeat(40)) - 6.0).abs() < 1e-9);
+        // Mixed: the Latin words and the characters; punctuation is no word.
+        assert!((secs(&format!("{} PID 4851 · →", "字".repeat(40))) - 6.48).abs() < 1e-9);
+        assert_eq!(reading_time("ok"), READ_FLOOR);
+    }
+
+    #[test]
+    fn the_reader_reads_in_order_scaled_and_only_say_and_step() {
+        let reader = Reader::default();
+        let say = |t_ns: u64| Event {
+            t_ns,
+            pid: 1,
+            kind: Kind::Say {
+                key: "k".into(),
+                text: "word ".repeat(25),
+                python: None,
+                syscall: None,
+            },
+        };
+        reader.heard(&say(1_000));
+        assert_eq!(reader.state().done_ns, 0, "--speed 0 counts nothing");
+        reader.state().speed = 0.5;
+        reader.heard(&say(1_000));
+        assert_eq!(reader.state().done_ns, 1_000 + 3_000_000_000);
+        // A line that appears while the reader is still busy is read after it.
+        reader.heard(&say(2_000));
+        assert_eq!(reader.state().done_ns, 1_000 + 6_000_000_000);
+        reader.heard(&ev(3_000, 1));
+        assert_eq!(reader.state().done_ns, 1_000 + 6_000_000_000, "not a line");
     }
 
     #[test]

@@ -21,8 +21,10 @@ const DAEMON_CHILD_ERROR_TYPE: &str = "AssertionError";
 /// How long a child gets to answer.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long the normal child's job takes at `--speed 1`, in milliseconds.
-const JOB_MS: u64 = 7000;
+/// How long the normal child's job takes at `--speed 1`, in milliseconds: longer than
+/// the reading the lesson waits for between its start and its join (~35 s in English,
+/// ~39 s in Chinese), so that join() is seen waiting.
+const JOB_MS: u64 = 45_000;
 
 /// The command that asks a child to start a child of its own.
 const START_CHILD: &str = "start_child";
@@ -87,8 +89,8 @@ fn start_pair(ctx: &mut Ctx<'_>) -> Result<Pair> {
     say!(ctx, "intro", &[("pid", &me)]);
     ctx.pause(2000)?;
     // The normal child's job lasts long enough to be still running when the main code
-    // ends and when it is joined, at every speed (the pacing from its start to its join
-    // is 5 s at --speed 1). Whether it still was is read from /proc, not assumed.
+    // ends and when it is joined, at every speed (see JOB_MS). Whether it still was is
+    // read from /proc, not assumed.
     let task_ms = ((JOB_MS as f64 * ctx.speed) as u64).max(150);
     let args = |daemon: bool| serde_json::json!({ "daemon": daemon, "task_ms": task_ms });
     let daemonic = ctx.spawn("process", "daemonic", args(true))?;
