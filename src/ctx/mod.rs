@@ -99,29 +99,19 @@ impl<'a> Ctx<'a> {
         self.voice.clone()
     }
 
-    /// The main process narrates a line (through `say!`, which checks the key). At
-    /// `--speed` > 0 it waits, before, while the reader is far behind, and after, until
-    /// the line is mostly read: see [`Sink::wait_until_close`].
+    /// The main process narrates a line (through `say!`, which checks the key). It never
+    /// waits: a lesson may time what it does across its own lines (`sync-vs-async` does),
+    /// so the reader is waited for only where the lesson paces ([`Ctx::pause`],
+    /// [`Ctx::settle`], a step).
     #[allow(clippy::disallowed_methods)] // hands a key already checked by the macro
     pub fn say(&self, key: &str, args: Args<'_>) {
-        self.let_reader_close_in(crate::narrate::MAX_BEHIND);
         self.voice.say(key, args);
-        self.let_reader_close_in(crate::narrate::BEHIND_AFTER_LINE);
     }
 
-    /// Narrate a line about `pid`, stamped at `t_ns` (a forked child's own stamp). Never
-    /// held back for the reader: the line is stamped where it happened, earlier.
+    /// Narrate a line about `pid`, stamped at `t_ns` (a forked child's own stamp).
     #[allow(clippy::disallowed_methods)] // hands a key already checked by the macro
     pub fn say_for(&self, pid: i32, t_ns: u64, key: &str, args: Args<'_>) {
         self.voice.say_for(pid, t_ns, key, args);
-    }
-
-    /// Wait while the reader is more than `behind` (at `--speed 1`) behind: pacing only;
-    /// a stop ends it, and the next blocking call returns [`Stopped`].
-    fn let_reader_close_in(&self, behind: Duration) {
-        if self.speed > 0.0 {
-            self.sink.wait_until_close(behind);
-        }
     }
 
     /// A quantity of the lesson (tasks done, items in the queue, free permits) as it now

@@ -258,6 +258,7 @@ fn table(ctx: &mut Ctx<'_>, rounds: usize, times: &Times, python: &Python) -> Re
             },
             &[("median", &cell(t.median)), ("min", &f1(t.min))]
         );
+        ctx.settle()?;
     }
     if let Some((t, method)) = python {
         say!(

@@ -168,6 +168,7 @@ fn join(ctx: &mut Ctx<'_>, child: Pid, zombie: bool) -> Result<()> {
     say!(ctx, "join", &[("pid", &child)]);
     let code = ctx.join(child)?;
     let gone = crate::sys::proc::state(child.as_raw()).is_none();
+    ctx.settle()?;
     say!(ctx, "exitcode", &[("code", &code), ("pid", &child)]);
     ctx.claim("child_exitcode", code, "== 0", code == 0);
     ctx.claim("zombie_observed", zombie, "== true", zombie);
@@ -214,6 +215,7 @@ fn spawn(ctx: &mut Ctx<'_>) -> Result<()> {
     let spawned = ctx.spawn("spawned", "spawned", serde_json::json!({}))?;
     let Reply::Hello { ppid: their_ppid } = spawned.decode(&spawned.reply(STATE_TIMEOUT)?)?;
     let code = ctx.join(spawned.pid)?;
+    ctx.settle()?;
     say!(ctx, "spawn_done", &[("pid", &spawned.pid), ("code", &code)]);
     ctx.claim(
         "spawned_ppid",

@@ -78,6 +78,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     ctx.pause(1500)?;
     let same = child_addr == addr;
     say!(ctx, "cow", &[]);
+    ctx.settle()?;
     say!(ctx, "other_methods", &[]);
     ctx.claim("child_value", note.a, "== 0", note.a == 0);
     ctx.claim("parent_value_after", after, "== 100", after == 100);

@@ -59,14 +59,6 @@ pub fn reading_time(text: &str) -> Duration {
 /// How much longer than it owed when it began a pause waits for lines said during it.
 const MAX_EXTRA_READING: Duration = Duration::from_secs(30);
 
-/// How far behind (at `--speed 1`) the reader may be when the lesson says its next line.
-/// The promise is 5 s; the rest is room for a child's line said meanwhile.
-pub const MAX_BEHIND: Duration = Duration::from_secs(3);
-/// How far behind the reader may be when the lesson goes on after one of its lines: the
-/// line is read, all but its last seconds, before the lesson acts on (a child's answer
-/// to what it does next lands on a reader at most this far behind).
-pub const BEHIND_AFTER_LINE: Duration = Duration::from_secs(2);
-
 /// Reading speed of English (and of the Latin words of any line).
 pub const WORDS_PER_MINUTE: f64 = 250.0;
 /// Reading speed of Chinese, in characters.
@@ -143,22 +135,6 @@ impl Sink {
     /// that a child talking on and on cannot hold a pause forever. False if the run must
     /// stop.
     pub fn wait_for_reader(&self, at_least: Duration) -> bool {
-        self.wait_reader(at_least, Duration::ZERO)
-    }
-
-    /// Around a line of the lesson's own: wait while the reader is more than `behind`
-    /// (at `--speed 1`) from having read every line so far. Before the line with
-    /// [`MAX_BEHIND`], so that it never lands on a reader far behind; after it with
-    /// [`BEHIND_AFTER_LINE`], so that what the lesson does next (and a child then says)
-    /// does not either, even where the lesson does not pause. False if the run must
-    /// stop.
-    pub fn wait_until_close(&self, behind: Duration) -> bool {
-        self.wait_reader(Duration::ZERO, behind)
-    }
-
-    /// Wait `at_least`, and until the reader is at most `behind` (at `--speed 1`) from
-    /// having read every line so far.
-    fn wait_reader(&self, at_least: Duration, behind: Duration) -> bool {
         let now = crate::event::now_ns();
         let (speed, done) = {
             let st = self.1.state();
@@ -168,8 +144,7 @@ impl Sink {
         let first = now + at_least.as_nanos() as u64;
         let cap = done.max(first) + scaled(MAX_EXTRA_READING);
         loop {
-            let owed = self.1.state().done_ns.saturating_sub(scaled(behind));
-            let target = owed.max(first).min(cap);
+            let target = self.1.state().done_ns.max(first).min(cap);
             let left = target.saturating_sub(crate::event::now_ns());
             if left == 0 {
                 return true;
