@@ -211,7 +211,11 @@ impl<W: Write + Send> Render for Human<W> {
     fn event(&mut self, ev: &Event) -> io::Result<()> {
         if matches!(
             ev.kind,
-            Kind::Spawn { .. } | Kind::State { .. } | Kind::Exit { .. } | Kind::Act { .. }
+            Kind::Spawn { .. }
+                | Kind::State { .. }
+                | Kind::Exit { .. }
+                | Kind::Act { .. }
+                | Kind::Step { .. }
         ) {
             self.history.push(ev.clone());
         }

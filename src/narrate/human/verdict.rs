@@ -20,7 +20,8 @@ impl<W: Write + Send> Human<W> {
     /// and the verdict.
     pub(super) fn lesson_end(&mut self, t_ns: u64, ok: bool, elapsed_ms: f64) -> io::Result<()> {
         self.live_clear();
-        let width = self.width.unwrap_or(80).min(80);
+        // The timeline takes the terminal's width (it stops at 160 columns itself).
+        let width = self.width.unwrap_or(80);
         for line in timeline::draw(
             &self.history,
             self.t0_ns,
