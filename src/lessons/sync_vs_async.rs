@@ -491,13 +491,15 @@ fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
     nix::unistd::write(&h.gate_w, b"gg").context("write() to the start gate")?;
     say!(ctx, "hogs_go", &[]);
     let (tracks, stamps) = follow_hogs(ctx, &h)?;
+    // Each bar is a line about its process: said before the process is reaped, so no
+    // event about a PID follows its exit.
+    hog_bars(ctx, &h.pids, &tracks, t0);
     for &pid in &h.pids {
         ctx.join(pid)?;
     }
     let t_end = tracks.iter().map(|t| t.end).max().unwrap_or(t0);
     let elapsed_ms = ms(t_end.saturating_sub(t0));
     let turns = count_turns(&stamps);
-    hog_bars(ctx, &h.pids, &tracks, t0);
     Ok(HogRun { elapsed_ms, turns })
 }
 
