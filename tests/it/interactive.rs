@@ -1,5 +1,6 @@
-//! `--step` and `--quiz`, driven through a pseudo-terminal as a person would: keys pressed,
-//! pauses that really wait, `q` and Ctrl-C that stop at once with the terminal restored.
+//! `--step`, `--quiz` and the tour, driven through a pseudo-terminal as a person would:
+//! keys pressed, pauses that really wait, `q` (quietly, exit 0) and Ctrl-C (exit 130) that
+//! stop at once with the terminal restored.
 
 use crate::common;
 
@@ -103,14 +104,16 @@ fn q_during_a_pause_stops_at_once_and_restores_the_terminal() {
     let asked = Instant::now();
     p.send("q").unwrap();
     p.flush().unwrap();
-    p.exp_string("interrupted").unwrap();
+    // `q` is the person's choice, not an interruption: one quiet line, exit 0.
+    let rest = p.exp_string("stopped (q)").unwrap();
+    assert!(!rest.contains("interrupted"), "{rest}");
     p.exp_eof().unwrap();
     assert!(
         asked.elapsed() < Duration::from_secs(2),
         "took {:?}",
         asked.elapsed()
     );
-    assert!(exit_code(&p).ends_with(", 130)"), "{}", exit_code(&p));
+    assert!(exit_code(&p).ends_with(", 0)"), "{}", exit_code(&p));
     assert_terminal_restored(&p);
     assert_nothing_left(&t);
 }
@@ -120,6 +123,68 @@ fn ctrl_c_during_a_pause_stops_at_once_and_restores_the_terminal() {
     let t = tag();
     let mut p = session(&["--step", "fork"], &t);
     p.exp_string("Space or Enter").unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string("interrupted").unwrap();
+    p.exp_eof().unwrap();
+    assert!(exit_code(&p).ends_with(", 130)"), "{}", exit_code(&p));
+    assert_terminal_restored(&p);
+    assert_nothing_left(&t);
+}
+
+#[test]
+fn the_tour_waits_for_enter_between_lessons_and_sums_up_at_the_end() {
+    let t = tag();
+    let mut p = session(&["--speed", "0", "tour", "isolation", "fork"], &t);
+    p.exp_string("lesson 1 of 2: isolation").unwrap();
+    // The card says what the lesson shows: its summary.
+    p.exp_string("The child sets n = 0").unwrap();
+    p.exp_string("lesson 2 of 2: fork").unwrap();
+    p.exp_string("A real fork()").unwrap();
+    p.exp_string("Enter for the next lesson, q to stop").unwrap();
+    // Waiting: the second lesson has not started while nobody presses a key.
+    let during = quiet_for(&mut p, Duration::from_millis(700));
+    assert!(
+        !during.contains("mp-demo fork"),
+        "went on without a key: {during}"
+    );
+    p.send("\r").unwrap();
+    p.flush().unwrap();
+    p.exp_string("mp-demo fork").unwrap();
+    let (_, summary) = p
+        .exp_regex(r"Tour over: 2 of 2 lessons run, (\d+) of (\d+) claims held, in [0-9.]+ s\.")
+        .unwrap();
+    let n: Vec<&str> = summary.split(' ').collect();
+    assert_eq!(n[7], n[9], "every claim held: {summary}");
+    p.exp_eof().unwrap();
+    assert!(exit_code(&p).ends_with(", 0)"), "{}", exit_code(&p));
+    assert_terminal_restored(&p);
+    assert_nothing_left(&t);
+}
+
+#[test]
+fn q_at_the_tours_prompt_ends_quietly_with_what_ran() {
+    let t = tag();
+    let mut p = session(&["--speed", "0", "tour", "--from", "shared"], &t);
+    p.exp_string("Enter for the next lesson").unwrap();
+    p.send("q").unwrap();
+    p.flush().unwrap();
+    let before = p.exp_string("Tour over: 1 of ").unwrap();
+    let rest = p.exp_string("stopped (q)").unwrap();
+    p.exp_eof().unwrap();
+    assert!(
+        !before.contains("interrupted") && !rest.contains("interrupted"),
+        "{before}{rest}"
+    );
+    assert!(exit_code(&p).ends_with(", 0)"), "{}", exit_code(&p));
+    assert_terminal_restored(&p);
+    assert_nothing_left(&t);
+}
+
+#[test]
+fn ctrl_c_at_the_tours_prompt_is_an_interrupt() {
+    let t = tag();
+    let mut p = session(&["--speed", "0", "tour", "isolation", "fork"], &t);
+    p.exp_string("Enter for the next lesson").unwrap();
     p.send_control('c').unwrap();
     p.exp_string("interrupted").unwrap();
     p.exp_eof().unwrap();
