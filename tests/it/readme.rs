@@ -26,18 +26,15 @@ fn readme_block() -> (Vec<String>, std::ops::Range<usize>) {
         .iter()
         .position(|l| l.contains(MARK))
         .unwrap_or_else(|| panic!("the README names no {MARK}"));
-    let open = mark
-        + 1
-        + lines[mark + 1..]
-            .iter()
-            .position(|l| l.starts_with("```"))
-            .expect("a block after the command");
-    let close = open
-        + 1
-        + lines[open + 1..]
-            .iter()
-            .position(|l| l.starts_with("```"))
-            .expect("the block's end");
+    let fence_after = |at: usize| {
+        at + 1
+            + lines[at + 1..]
+                .iter()
+                .position(|l| l.starts_with("```"))
+                .expect("a fenced block after the command, and its end")
+    };
+    let open = fence_after(mark);
+    let close = fence_after(open);
     (lines, open + 1..close)
 }
 
@@ -51,14 +48,8 @@ fn run_at_80_columns() -> common::Run {
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
-    // The master must not be inherited: the run's end is the end of the terminal's output.
-    nix::fcntl::fcntl(
-        &pty.master,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )
-    .expect("FD_CLOEXEC");
-    let slave = std::fs::File::from(pty.slave);
+    // The run's end is the end of the terminal's output: the master is not inherited.
+    let (mut master, slave) = crate::interactive::pty_pair(Some(&size));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mp-demo"));
     cmd.args(ARGS)
         .env("MP_DEMO_TEST_TAG", &tag)
@@ -70,7 +61,6 @@ fn run_at_80_columns() -> common::Run {
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("mp-demo on a pty");
     drop(cmd); // it holds the slave
-    let mut master = std::fs::File::from(pty.master);
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut buf = [0u8; 4096];
