@@ -121,15 +121,7 @@ fn renderers(
     if g.json {
         renders.push(Box::new(narrate::json::Json::new(std::io::stdout())));
     } else {
-        let width = if stdout_tty {
-            crossterm::terminal::size()
-                .ok()
-                .map(|(w, _)| usize::from(w))
-                .filter(|&w| w > 0)
-        } else {
-            None
-        };
-        let human = narrate::human::Human::new(std::io::stdout(), lang, width);
+        let human = narrate::human::Human::new(std::io::stdout(), lang, terminal_width());
         let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
         renders.push(if stdout_tty && !dumb && !g.no_progress {
             Box::new(human.with_live_panel())
@@ -154,6 +146,16 @@ struct Tally {
     claims: usize,
     /// The lessons' own time: the waits at the tour's prompt are not in it.
     took: Duration,
+}
+
+/// The width of the terminal stdout is, if it is one (lines are wrapped to it).
+fn terminal_width() -> Option<usize> {
+    std::io::stdout()
+        .is_terminal()
+        .then(crossterm::terminal::size)
+        .and_then(Result::ok)
+        .map(|(w, _)| usize::from(w))
+        .filter(|&w| w > 0)
 }
 
 /// The lessons in turn, under one narrator and one observer (in a tour, each after its
@@ -280,8 +282,18 @@ fn tour_summary(lang: Lang, n: usize, tally: &Tally) {
             ("time", &time),
         ]
     );
+    let lines = match terminal_width() {
+        Some(w) => narrate::human::wrap(&line, w),
+        None => vec![line],
+    };
     let mut out = std::io::stdout().lock();
-    match writeln!(out, "\n{}", line.bold()).and_then(|()| out.flush()) {
+    let written = writeln!(out).and_then(|()| {
+        lines
+            .iter()
+            .try_for_each(|l| writeln!(out, "{}", l.bold()))
+            .and_then(|()| out.flush())
+    });
+    match written {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             procs::fail_run(format!("writing the tour's summary to stdout failed: {e}"));
         }
