@@ -134,6 +134,19 @@ fn q_during_a_pause_stops_at_once_and_restores_the_terminal() {
     ended(&p, &t, 0);
 }
 
+/// `q` at `prompt` ends the run quietly: one line, no interruption, exit 0. What the run
+/// wrote after the prompt, up to that line.
+fn q_at(args: &[&str], prompt: &str) -> String {
+    let t = tag();
+    let mut p = session(args, &t);
+    press_at(&mut p, prompt, "q");
+    let before = p.exp_string("stopped (q)").unwrap();
+    assert!(!before.contains("interrupted"), "{before}");
+    p.exp_eof().unwrap();
+    ended(&p, &t, 0);
+    before
+}
+
 /// Ctrl-C at `prompt` (raw mode reads it as a byte) is an interrupt, as outside one.
 fn ctrl_c_at(args: &[&str], prompt: &str) {
     let t = tag();
@@ -174,17 +187,11 @@ fn the_tour_waits_for_enter_between_lessons_and_sums_up_at_the_end() {
 
 #[test]
 fn q_at_the_tours_prompt_ends_quietly_with_what_ran() {
-    let t = tag();
-    let mut p = session(&["--speed", "0", "tour", "--from", "shared"], &t);
-    press_at(&mut p, "Enter for the next lesson", "q");
-    let before = p.exp_string("Tour over: 1 of ").unwrap();
-    let rest = p.exp_string("stopped (q)").unwrap();
-    assert!(
-        !before.contains("interrupted") && !rest.contains("interrupted"),
-        "{before}{rest}"
+    let before = q_at(
+        &["--speed", "0", "tour", "--from", "shared"],
+        "Enter for the next lesson",
     );
-    p.exp_eof().unwrap();
-    ended(&p, &t, 0);
+    assert!(before.contains("Tour over: 1 of "), "{before}");
 }
 
 #[test]
@@ -219,6 +226,12 @@ fn quiz_asks_first_and_judges_against_the_run() {
     p.exp_eof().unwrap();
     assert!(exit_code(&p).ends_with(", 0)"), "{}", exit_code(&p));
     assert_nothing_left(&t);
+}
+
+#[test]
+fn q_at_a_quiz_question_ends_quietly_before_anything_ran() {
+    let before = q_at(&["--quiz", "--speed", "0", "isolation"], "parent print for n");
+    assert!(!before.contains("Step 1"), "{before}");
 }
 
 #[test]
