@@ -149,8 +149,8 @@ fn tour_command() -> Command {
 }
 
 /// The lessons a `tour` runs: all of them in the tour's order; from `--from` to the end;
-/// or the ones named, in the order given (the person chose that order: an instructor may
-/// want `pool` before `fork`, and the tour's order is one `--from` or `list` away).
+/// or the ones named, in the order given (the person chose that order, and may mean it:
+/// a lecture may want `pool` before `fork`; `list` shows the tour's order to copy).
 /// An unknown name, or one given twice, is a usage error: its one line.
 pub fn tour_lessons(m: &ArgMatches) -> Result<Vec<&'static LessonDef>, String> {
     let find = |name: &str| {
