@@ -144,7 +144,7 @@ impl<'a> Ctx<'a> {
             },
         ));
         if !self.sink.pause() {
-            procs::request_stop(nix::libc::SIGINT);
+            crate::term::quit(); // `q`: the person's choice, a quiet stop (Ctrl-C stays SIGINT)
         }
         self.check()
     }

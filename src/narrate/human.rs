@@ -294,6 +294,9 @@ impl<W: Write + Send> Human<W> {
         writeln!(self.buf)?;
         writeln!(self.buf, "{}", "▓".repeat(width).magenta())?;
         writeln!(self.buf, "{}", format!("  {text}").bold())?;
+        for part in self.wrap(&get("summary"), 2) {
+            writeln!(self.buf, "  {part}")?;
+        }
         writeln!(self.buf, "{}", "▓".repeat(width).magenta())?;
         Ok(())
     }
