@@ -41,6 +41,8 @@ pub struct Ctx<'a> {
     voice: Voice,
     observer: &'a Observer,
     step_n: u32,
+    /// A step was emitted and its pause (`show`) has not come yet.
+    unshown: std::cell::Cell<bool>,
     names: HashMap<i32, String>,
     pub claims: Vec<Claim>,
 }
@@ -68,6 +70,7 @@ impl<'a> Ctx<'a> {
             sink,
             observer,
             step_n: 0,
+            unshown: std::cell::Cell::new(false),
             names,
             claims: Vec::new(),
         }
@@ -122,10 +125,12 @@ impl<'a> Ctx<'a> {
             .act_at(pid, &self.name_of(pid), t_ns, act, fields);
     }
 
-    /// A step: a title and, for a lecture, a command to see it from outside. In step mode
-    /// the lesson waits here for a key, with every process really sitting where it is.
+    /// A step: its title (and hint) in the stream, at the start of the step's action.
+    /// The step's pause comes later, at [`Ctx::show`], once the action has made what the
+    /// hint names; a step not shown by then pauses at the next step.
     pub fn step(&mut self, key: &str, args: Args<'_>) -> Result<()> {
         self.check()?;
+        self.show()?;
         self.step_n += 1;
         let (title, hint) = match self.voice.words().step.get(key) {
             Some(line) => (
@@ -143,7 +148,16 @@ impl<'a> Ctx<'a> {
                 hint,
             },
         ));
-        if !self.sink.pause() {
+        self.unshown.set(true);
+        self.check()
+    }
+
+    /// The pause of the current step, once its action has run: the human view prints
+    /// the step's hint ("try this: …") here, and with `--step` the lesson waits here for
+    /// a key, with every process really sitting where the hint shows it. Nothing if the
+    /// step was shown already.
+    pub fn show(&self) -> Result<()> {
+        if self.unshown.replace(false) && !self.sink.pause() {
             procs::request_stop(nix::libc::SIGINT);
         }
         self.check()

@@ -145,7 +145,9 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         ctx.observe("python_process_us", tenth(t.median));
     }
     table(ctx, rounds, &times, &python)?;
-    verdict(ctx, rounds, &times)
+    verdict(ctx, rounds, &times)?;
+    // The last step's pause, once its story is told.
+    ctx.show()
 }
 
 /// What is timed, one thing a step: a fork, a spawn, a thread.

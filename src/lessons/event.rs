@@ -115,7 +115,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     drop(event);
     std::fs::remove_file(&path).with_context(|| format!("removing {shown}"))?;
     say!(ctx, "moral", &[]);
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show()
 }
 
 /// `Event()`: the page with the flag and the futex word, in a file of the run's directory.

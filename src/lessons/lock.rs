@@ -107,6 +107,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         "office",
         &[("tickets", &office.tickets), ("file", &office.shown)]
     );
+    ctx.show()?;
     ctx.pause(2000)?;
 
     let kids = reads_without_lock(ctx, &office)?;
@@ -115,7 +116,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     with_lock(ctx, &office)?;
     ctx.pause(2000)?;
     say!(ctx, "moral", &[]);
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show()
 }
 
 /// Without a lock, the reads: every buyer reads the count and says so, and none writes
@@ -142,6 +144,7 @@ fn reads_without_lock(ctx: &mut Ctx<'_>, office: &Office) -> Result<Vec<ChildPro
         "all_read",
         &[("buyers", &buyers), ("tickets", &tickets)]
     );
+    ctx.show()?;
     ctx.pause(2500)?;
     Ok(kids)
 }
@@ -325,6 +328,7 @@ fn show_waiters(
             ("inode", &inode),
         ],
     );
+    ctx.show()?;
     ctx.claim(
         "waiters_seen_asleep",
         asleep,

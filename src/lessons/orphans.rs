@@ -84,7 +84,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     dead_holder(ctx)?;
     ctx.pause(2000)?;
     say!(ctx, "moral", &[]);
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show()
 }
 
 /// Part one: children that exit at once are zombies until their parent waits.

@@ -125,7 +125,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     verdict(ctx, sem, &rooms.marks, workers, permits, waited)?;
     ctx.pause(2000)?;
     say!(ctx, "moral", &[]);
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show()
 }
 
 /// Create, let everyone open, unlink: the name exists for about a millisecond.

@@ -324,7 +324,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     compare(ctx, &plan, &race, &locked)?;
     ctx.pause(1500)?;
     say!(ctx, "moral", &[]);
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show()
 }
 
 /// `Value('i', 0)`: the file mapped `MAP_SHARED`, its lock initialised.

@@ -88,7 +88,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     endings(ctx)?;
     ctx.pause(1500)?;
     say!(ctx, "moral", &[]);
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show()
 }
 
 /// Running, ready and blocked, on three real processes.

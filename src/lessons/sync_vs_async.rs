@@ -102,7 +102,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     cpu_bound(ctx)?;
     ctx.pause(1500)?;
     say!(ctx, "moral", &[]);
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show()
 }
 
 /// Synchronous: the jobs (`jobs`, their lengths in ms) called one after another, each

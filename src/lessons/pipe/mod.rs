@@ -102,7 +102,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.pause(2000)?;
 
     shell_pipeline(ctx)?;
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show()
 }
 
 /// `parent_conn, child_conn = Pipe()`: a request one way, the answer the other way.

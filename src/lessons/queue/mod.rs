@@ -230,7 +230,9 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let maxsize = opts.get("maxsize") as usize;
     ctx.observe("maxsize", maxsize);
     plain_queue(ctx, producers, consumers, maxsize)?;
-    joinable_queue(ctx, consumers, maxsize)
+    joinable_queue(ctx, consumers, maxsize)?;
+    // The last step's pause, once its story is told.
+    ctx.show()
 }
 
 /// `Queue(maxsize)` with producers and consumers.
@@ -286,6 +288,7 @@ fn parts(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) -> Res
             ("wlock", &files.0[1].display()),
         ],
     );
+    ctx.show()?;
     ctx.pause(2000)?;
 
     let handout = Handout {
@@ -433,6 +436,7 @@ fn full(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
             ],
         );
     }
+    ctx.show()?;
     ctx.pause(2000)?;
     say!(
         ctx,
@@ -585,6 +589,7 @@ fn empty(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
     );
     let claim = all_blocked && empty;
     ctx.claim("consumers_blocked_when_empty", claim, "== true", claim);
+    ctx.show()?;
     ctx.pause(2000)?;
     Ok(())
 }

@@ -111,7 +111,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
 
     step!(ctx, "windows", &[])?;
     say!(ctx, "windows", &[]);
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show()
 }
 
 /// What the phases about process groups share.
