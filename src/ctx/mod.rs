@@ -163,6 +163,12 @@ impl<'a> Ctx<'a> {
         self.check()
     }
 
+    /// The janitor's pid (mp-demo's cleanup helper, a child of the main process that
+    /// every `pstree` shows), for the first hint that shows it to name it; 0 if none.
+    pub fn janitor(&self) -> i32 {
+        procs::janitor_pid().unwrap_or(0)
+    }
+
     /// A pacing pause of `ms` milliseconds at `--speed 1`; none at `--speed 0`.
     pub fn pause(&self, ms: u64) -> Result<()> {
         if self.speed > 0.0 {

@@ -153,8 +153,10 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
 /// What is timed, one thing a step: a fork, a spawn, a thread.
 fn introduce(ctx: &mut Ctx<'_>, rounds: usize) -> Result<()> {
     let main = ctx.main_pid;
-    step!(ctx, "intro", &[("main", &main)])?;
+    let janitor = ctx.janitor();
+    step!(ctx, "intro", &[("main", &main), ("janitor", &janitor)])?;
     say!(ctx, "intro", &[("rounds", &rounds)]);
+    ctx.show()?;
     ctx.pause(2500)?;
 
     step!(ctx, "fork", &[])?;
@@ -175,6 +177,7 @@ fn timed(ctx: &mut Ctx<'_>, rounds: usize) -> Result<Times> {
     step!(ctx, "pool_task", &[("main", &main)])?;
     let worker = ctx.spawn("worker", "worker", serde_json::json!({}))?;
     say!(ctx, "pool_intro", &[("pid", &worker.pid)]);
+    ctx.show()?;
     ctx.pause(2000)?;
 
     step!(ctx, "pipe", &[])?;
@@ -184,6 +187,7 @@ fn timed(ctx: &mut Ctx<'_>, rounds: usize) -> Result<Times> {
 
     step!(ctx, "measure", &[("main", &main)])?;
     say!(ctx, "measure", &[("rounds", &rounds)]);
+    ctx.show()?;
     ctx.pause(1500)?;
     let measured = measure(ctx, rounds, &worker, &echo);
     // Whatever happened, the worker and the echo child are ended and reaped here.

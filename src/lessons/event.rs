@@ -211,6 +211,7 @@ fn show_blocked(
         "== \"S\"",
         blocked_state == "S",
     );
+    ctx.show()?;
     ctx.pause(3500)
 }
 
@@ -254,6 +255,7 @@ fn set(ctx: &mut Ctx<'_>, scene: &Scene, waiters: &[ChildProc]) -> Result<()> {
         woken_after_set == n,
     );
     ctx.observe("futex_wake_count", kernel_woke);
+    ctx.show()?;
     ctx.pause(3000)
 }
 
@@ -267,6 +269,7 @@ fn clear(ctx: &mut Ctx<'_>, scene: &Scene) -> Result<()> {
         "cleared",
         &[("is_set", &python_bool(scene.event.is_set()))]
     );
+    ctx.show()?;
     ctx.pause(2000)
 }
 

@@ -64,7 +64,8 @@ struct Child {
 fn fork_child(ctx: &mut Ctx<'_>) -> Result<Child> {
     let me = ctx.main_pid;
     let my_parent = nix::unistd::getppid().as_raw();
-    step!(ctx, "start", &[("main", &me)])?;
+    let janitor = ctx.janitor();
+    step!(ctx, "start", &[("main", &me), ("janitor", &janitor)])?;
     say!(ctx, "parent_intro", &[("pid", &me), ("ppid", &my_parent)]);
     ctx.pause(1200)?;
     say!(ctx, "about_to_fork", &[]);

@@ -127,7 +127,8 @@ fn reads_without_lock(ctx: &mut Ctx<'_>, office: &Office) -> Result<Vec<ChildPro
         tickets, buyers, ..
     } = *office;
     let main = ctx.main_pid;
-    step!(ctx, "no_lock", &[("main", &main)])?;
+    let janitor = ctx.janitor();
+    step!(ctx, "no_lock", &[("main", &main), ("janitor", &janitor)])?;
     say!(ctx, "no_lock_intro", &[("buyers", &buyers)]);
     ctx.pause(1500)?;
     let kids = spawn_buyers(ctx, buyers, &office.shown, false)?;

@@ -114,7 +114,8 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
     );
     ctx.pause(3000)?;
 
-    step!(ctx, "reap", &[("main", &me)])?;
+    let janitor = ctx.janitor();
+    step!(ctx, "reap", &[("main", &me), ("janitor", &janitor)])?;
     say!(ctx, "reap_intro", &[]);
     ctx.pause(1500)?;
     let mut reaped = 0usize;
@@ -133,6 +134,10 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
             if (gone) { "reaped" } else { "reaped_not_gone" },
             &[("pid", &kid), ("code", &code), ("left", &left)],
         );
+        if i == 0 {
+            // One reaped, the others still zombies: the hint shows both.
+            ctx.show()?;
+        }
         ctx.pause(900)?;
     }
     ctx.claim(
@@ -193,12 +198,14 @@ fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
         &format!("== main_pid ({me})"),
         after == me && adopted == me,
     );
+    ctx.show()?;
     ctx.pause(3000)?;
 
     step!(ctx, "adopter_reaps", &[("gc", &gc)])?;
     say!(ctx, "adopter_reaps", &[("pid", &gc)]);
     nix::unistd::write(&family.gc_go, b"g").context("write() to the grandchild's pipe")?;
     let zombie = ctx.wait_state(gc, &['Z'], TIMEOUT)? == Some('Z');
+    ctx.show()?;
     let code = ctx.join(gc)?;
     say!(
         ctx,
@@ -274,6 +281,7 @@ fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
         ],
     );
     ctx.claim("grandchild_alive_after_terminate", alive, "== true", alive);
+    ctx.show()?;
     ctx.pause(3500)?;
 
     step!(ctx, "cleanup", &[("pid", &helper)])?;
@@ -281,7 +289,7 @@ fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
     kill(helper, Signal::SIGTERM).context("kill(SIGTERM) of the helper")?;
     let code = ctx.join(helper)?;
     say!(ctx, "cleaned", &[("pid", &helper), ("code", &code)]);
-    Ok(())
+    ctx.show()
 }
 
 /// How the grandchild of a family ends.

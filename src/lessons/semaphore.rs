@@ -144,6 +144,8 @@ fn open(ctx: &mut Ctx<'_>, kids: &[ChildProc], permits: u32) -> Result<NamedSem>
             ("gauge", &gauge(sem.value(), k)),
         ],
     );
+    // While the name exists: the hint lists it in /dev/shm.
+    ctx.show()?;
     for kid in kids {
         kid.send(Down::Value(name.clone().into()))?;
     }
@@ -166,7 +168,8 @@ fn open(ctx: &mut Ctx<'_>, kids: &[ChildProc], permits: u32) -> Result<NamedSem>
 fn rush(ctx: &mut Ctx<'_>, kids: &[ChildProc], sem: &NamedSem, permits: u32) -> Result<Rooms> {
     let (workers, k) = (kids.len(), i64::from(permits));
     let main = ctx.main_pid;
-    step!(ctx, "rush", &[("main", &main)])?;
+    let janitor = ctx.janitor();
+    step!(ctx, "rush", &[("main", &main), ("janitor", &janitor)])?;
     say!(ctx, "rush", &[("workers", &workers), ("permits", &permits)]);
     for kid in kids {
         kid.send(Down::Go)?;
@@ -195,6 +198,7 @@ fn rush(ctx: &mut Ctx<'_>, kids: &[ChildProc], sem: &NamedSem, permits: u32) -> 
             asleep += 1;
         }
     }
+    ctx.show()?;
     ctx.pause(1000)?;
     let names = |set: &[usize]| -> String {
         let list: Vec<String> = set

@@ -339,6 +339,7 @@ fn create(ctx: &mut Ctx<'_>, plan: &Plan) -> Result<Mapping> {
         "value_intro",
         &[("path", &path.display()), ("addr", &map.addr())],
     );
+    ctx.show()?;
     ctx.pause(2000)?;
     Ok(map)
 }
@@ -367,6 +368,8 @@ fn race(ctx: &mut Ctx<'_>, plan: &Plan, map: &Mapping) -> Result<Race> {
         "race_run",
         &[("pid", &first), ("path", &plan.path.display())]
     )?;
+    // The workers at the gate, the page mapped in each.
+    ctx.show()?;
     go_all(&procs)?;
     race_rounds(ctx, plan, map, &procs)?;
     finish(ctx, procs, TIMEOUT)?;
@@ -451,8 +454,9 @@ fn with_lock(ctx: &mut Ctx<'_>, plan: &Plan, map: &Mapping) -> Result<Locked> {
     say!(ctx, "lock_go", &[("n", &workers)]);
     go_all(&procs)?;
     let (holder, blocked) = show_holder_and_waiters(ctx, map, &procs)?;
-    // In step mode the lesson waits here with the lock really held and the others asleep.
     step!(ctx, "lock_run", &[("pids", &pid_list(&procs))])?;
+    // In step mode the lesson waits here with the lock really held and the others asleep.
+    ctx.show()?;
     ctx.pause(2500)?;
     say!(
         ctx,

@@ -246,6 +246,7 @@ fn blocked(ctx: &mut Ctx<'_>, three: &Three) -> Result<()> {
         blocked_state == 'S',
     );
     ctx.observe("blocked_wchan", wchan);
+    ctx.show()?;
     ctx.pause(2000)?;
     say!(ctx, "blocked_own_doing", &[]);
     ctx.pause(2500)?;
@@ -336,6 +337,7 @@ fn running_and_ready(ctx: &mut Ctx<'_>, three: &Three) -> Result<()> {
         holds,
     );
     ctx.observe("ready_ms", ms(ready_ns));
+    ctx.show()?;
     ctx.pause(2500)?;
     say!(ctx, "scheduler_doing", &[]);
     ctx.pause(3000)?;
@@ -377,6 +379,8 @@ fn wake(ctx: &mut Ctx<'_>, three: &Three) -> Result<()> {
             ("waited", &fmt_ms(woken_wait)),
         ],
     );
+    // Done, a zombie until it is reaped: the hint shows it so.
+    ctx.show()?;
     ctx.claim(
         "woken_state",
         woken_state.to_string(),
@@ -540,6 +544,8 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     say_for!(ctx, hello.pid, hello.t_ns, "killed_child", &[]);
     ctx.wait_state(victim, &['S'], TIMEOUT)?;
     step!(ctx, "kill", &[("pid", &victim)])?;
+    // The victim, asleep, before the signal that ends it.
+    ctx.show()?;
     ctx.pause(1500)?;
     say!(ctx, "kill", &[("pid", &victim)]);
     kill(victim, Signal::SIGKILL).context("kill(SIGKILL)")?;

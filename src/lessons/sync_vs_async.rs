@@ -116,7 +116,8 @@ fn synchronous(ctx: &mut Ctx<'_>, jobs: &[u64]) -> Result<f64> {
         .collect::<Vec<_>>()
         .join(", ");
     let sum: u64 = jobs.iter().sum();
-    step!(ctx, "sync", &[("main", &me)])?;
+    let janitor = ctx.janitor();
+    step!(ctx, "sync", &[("main", &me), ("janitor", &janitor)])?;
     say!(ctx, "sync_intro", &[("jobs", &jobs_text)]);
     ctx.pause(1500)?;
     let t0 = Instant::now();
@@ -124,6 +125,10 @@ fn synchronous(ctx: &mut Ctx<'_>, jobs: &[u64]) -> Result<f64> {
         let (note_r, note_w) = procs::pipe()?;
         let pid = fork_job(ctx, i, len, &note_w)?;
         drop(note_w);
+        if i == 0 {
+            // One job at a time: the hint shows the first, alone.
+            ctx.show()?;
+        }
         let call = Instant::now();
         for _ in 0..2 {
             let n = Note::recv(&note_r, TIMEOUT)?.context("a job did not report")?;
@@ -168,6 +173,7 @@ fn asynchronous(ctx: &mut Ctx<'_>, jobs: &[u64], sync_ms: f64) -> Result<()> {
     drop(note_w);
     let started_ms = t0.elapsed().as_secs_f64() * 1000.0;
     say!(ctx, "async_started", &[("ms", &format!("{started_ms:.2}"))]);
+    ctx.show()?;
     let mut ended = 0;
     while ended < jobs.len() {
         let n = Note::recv(&note_r, TIMEOUT)?.context("a job did not report")?;
@@ -288,6 +294,7 @@ fn blocking(ctx: &mut Ctx<'_>) -> Result<()> {
         state == Some('S'),
     );
     step!(ctx, "blocked", &[("pid", &reader)])?;
+    ctx.show()?;
     ctx.pause(2500)?;
     say!(ctx, "wake", &[("pid", &reader)]);
     nix::unistd::write(&data_w, b"x").context("write() to the reader's pipe")?;
@@ -603,6 +610,7 @@ fn pin_hogs(ctx: &mut Ctx<'_>, h: &Hogs<'_>, on: &[usize; 2]) -> Result<()> {
         },
         &[("a", &pids[0]), ("b", &pids[1])]
     )?;
+    ctx.show()?;
     ctx.pause(1000)
 }
 

@@ -234,6 +234,8 @@ fn simplex(ctx: &mut Ctx<'_>, messages: u32) -> Result<(bool, char)> {
         None => say!(ctx, "simplex_not_blocked", &[("pid", &rpid)]),
     }
     step!(ctx, "simplex_send", &[("pid", &rpid)])?;
+    // Before the first send: the reader asleep in recv().
+    ctx.show()?;
     ctx.pause(2500)?;
 
     let mut sent = Vec::new();
@@ -513,6 +515,7 @@ fn raw_hang(ctx: &mut Ctx<'_>, raw: &RawPipe) -> Result<(Vec<(i32, i32)>, bool)>
             ("ends", &describe_ends(ctx, &ends)),
         ],
     );
+    ctx.show()?;
     ctx.pause(1500)?;
     let window = Duration::from_millis(if ctx.speed > 0.0 {
         (3000.0 * ctx.speed) as u64

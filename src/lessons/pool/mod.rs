@@ -307,7 +307,8 @@ fn create(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<(Pool, Plan)> {
     ctx.show()?;
     ctx.pause(1500)?;
 
-    step!(ctx, "create", &[("main", &me)])?;
+    let janitor = ctx.janitor();
+    step!(ctx, "create", &[("main", &me), ("janitor", &janitor)])?;
     say!(ctx, "why_pool", &[]);
     ctx.pause(1500)?;
     let rate = rounds_per_ms();

@@ -95,6 +95,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     }
     step!(ctx, "read", &[("main", &me), ("sid", &mine.sid)])?;
     read_tree(ctx, &tree)?;
+    ctx.show()?;
     ctx.pause(4000)?;
 
     let story = Groups {
@@ -283,6 +284,8 @@ fn survived(ctx: &mut Ctx<'_>, story: &Groups, members: &Members) -> Result<()> 
     );
     let survived = alive && survivor_pgid == survivor.as_raw();
     ctx.claim("other_group_survived", survived, "== true", survived);
+    // After the group signal: the survivor, adopted, in a group of its own.
+    ctx.show()?;
     ctx.pause(3000)?;
     Ok(())
 }
@@ -291,6 +294,8 @@ fn survived(ctx: &mut Ctx<'_>, story: &Groups, members: &Members) -> Result<()> 
 fn end_survivor(ctx: &mut Ctx<'_>, story: &Groups, members: &Members) -> Result<()> {
     let (survivor, survivor_pgid) = (story.survivor, members.survivor_pgid);
     step!(ctx, "end", &[("pid", &survivor)])?;
+    // The survivor, before the signal to its own group ends it.
+    ctx.show()?;
     say!(ctx, "end_survivor", &[("pgid", &survivor_pgid)]);
     ctx.act_at(
         ctx.main_pid,
