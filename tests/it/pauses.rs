@@ -7,7 +7,7 @@
 
 use crate::common;
 
-use rexpect::session::{spawn_command, PtySession};
+use crate::interactive::session;
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -33,15 +33,6 @@ impl Pause {
             .find(|w| w.first() == Some(&pid.to_string().as_str()))
             .unwrap_or_else(|| panic!("no row of {pid} in {}", self.output))
     }
-}
-
-fn session(args: &[&str], tag: &str) -> PtySession {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mp-demo"));
-    cmd.args(args)
-        .env("MP_DEMO_TEST_TAG", tag)
-        .env("TERM", "xterm")
-        .env("NO_COLOR", "1");
-    spawn_command(cmd, Some(10_000)).expect("a pseudo-terminal")
 }
 
 /// The screen's text: rexpect hands over each byte as a char; this is the UTF-8 it was,
