@@ -130,7 +130,7 @@ impl<'a> Ctx<'a> {
     /// hint names; a step not shown by then pauses at the next step.
     pub fn step(&mut self, key: &str, args: Args<'_>) -> Result<()> {
         self.check()?;
-        self.show()?;
+        self.show(0)?;
         self.step_n += 1;
         let (title, hint) = match self.voice.words().step.get(key) {
             Some(line) => (
@@ -154,13 +154,22 @@ impl<'a> Ctx<'a> {
 
     /// The pause of the current step, once its action has run: the human view prints
     /// the step's hint ("try this: …") here, and with `--step` the lesson waits here for
-    /// a key, with every process really sitting where the hint shows it. Nothing if the
-    /// step was shown already.
-    pub fn show(&self) -> Result<()> {
+    /// a key, with every process really sitting where the hint shows it (nothing more if
+    /// the step was shown already). Then a pacing pause of `ms`, as [`Ctx::pause`].
+    pub fn show(&self, ms: u64) -> Result<()> {
         if self.unshown.replace(false) && !self.sink.pause() {
             procs::request_stop(nix::libc::SIGINT);
         }
-        self.check()
+        self.check()?;
+        self.pause(ms)
+    }
+
+    /// [`Ctx::show`] inside a timed stretch, at a moment when nothing timed runs: how
+    /// long the pause took, for the lesson to leave the student's wait out of its times.
+    pub fn show_timed(&self) -> Result<Duration> {
+        let paused = std::time::Instant::now();
+        self.show(0)?;
+        Ok(paused.elapsed())
     }
 
     /// The janitor's pid (mp-demo's cleanup helper, a child of the main process that

@@ -147,7 +147,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     table(ctx, rounds, &times, &python)?;
     verdict(ctx, rounds, &times)?;
     // The last step's pause, once its story is told.
-    ctx.show()
+    ctx.show(0)
 }
 
 /// What is timed, one thing a step: a fork, a spawn, a thread.
@@ -156,8 +156,7 @@ fn introduce(ctx: &mut Ctx<'_>, rounds: usize) -> Result<()> {
     let janitor = ctx.janitor();
     step!(ctx, "intro", &[("main", &main), ("janitor", &janitor)])?;
     say!(ctx, "intro", &[("rounds", &rounds)]);
-    ctx.show()?;
-    ctx.pause(2500)?;
+    ctx.show(2500)?;
 
     step!(ctx, "fork", &[])?;
     say!(ctx, "fork_intro", &[]);
@@ -177,8 +176,7 @@ fn timed(ctx: &mut Ctx<'_>, rounds: usize) -> Result<Times> {
     step!(ctx, "pool_task", &[("main", &main)])?;
     let worker = ctx.spawn("worker", "worker", serde_json::json!({}))?;
     say!(ctx, "pool_intro", &[("pid", &worker.pid)]);
-    ctx.show()?;
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
 
     step!(ctx, "pipe", &[])?;
     let echo = Echo::fork(ctx)?;
@@ -187,8 +185,7 @@ fn timed(ctx: &mut Ctx<'_>, rounds: usize) -> Result<Times> {
 
     step!(ctx, "measure", &[("main", &main)])?;
     say!(ctx, "measure", &[("rounds", &rounds)]);
-    ctx.show()?;
-    ctx.pause(1500)?;
+    ctx.show(1500)?;
     let measured = measure(ctx, rounds, &worker, &echo);
     // Whatever happened, the worker and the echo child are ended and reaped here.
     let _ = worker.send(Down::Stop);

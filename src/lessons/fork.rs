@@ -123,8 +123,7 @@ fn fork_child(ctx: &mut Ctx<'_>) -> Result<Child> {
         &format!("== parent_pid ({me})"),
         hello.ppid == me,
     );
-    ctx.show()?;
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
     Ok(Child {
         pid: child,
         note_r,
@@ -144,8 +143,7 @@ fn alive_then_zombie(ctx: &mut Ctx<'_>, child: &Child) -> Result<bool> {
         "is_alive",
         &[("pid", &pid), ("state", &state.map_or('?', |s| s))],
     );
-    ctx.show()?;
-    ctx.pause(2500)?;
+    ctx.show(2500)?;
 
     nix::unistd::write(&child.go_w, b"g").context("write() to the child's pipe")?;
     say!(ctx, "go", &[("pid", &pid)]);
@@ -161,8 +159,7 @@ fn alive_then_zombie(ctx: &mut Ctx<'_>, child: &Child) -> Result<bool> {
     } else {
         say!(ctx, "no_zombie", &[("pid", &pid)]);
     }
-    ctx.show()?;
-    ctx.pause(3000)?;
+    ctx.show(3000)?;
     Ok(zombie)
 }
 
@@ -176,8 +173,7 @@ fn join(ctx: &mut Ctx<'_>, child: Pid, zombie: bool) -> Result<()> {
     ctx.claim("child_exitcode", code, "== 0", code == 0);
     ctx.claim("zombie_observed", zombie, "== true", zombie);
     ctx.claim("gone_after_join", gone, "== true", gone);
-    ctx.show()?;
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
     Ok(())
 }
 
@@ -200,8 +196,7 @@ fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
         Note::recv(&note2_r, STATE_TIMEOUT)?.context("the sleeper did not write its note")?;
     say_for!(ctx, hello2.pid, hello2.t_ns, "sleeper_hello", &[]);
     ctx.wait_state(sleeper, &['S'], STATE_TIMEOUT)?;
-    ctx.show()?;
-    ctx.pause(1500)?;
+    ctx.show(1500)?;
     say!(ctx, "terminate", &[("pid", &sleeper)]);
     kill(sleeper, Signal::SIGTERM).context("kill(SIGTERM)")?;
     let code = ctx.join(sleeper)?;
@@ -237,7 +232,7 @@ fn spawn(ctx: &mut Ctx<'_>) -> Result<()> {
             ("spawn", &How::Spawn.as_str()),
         ],
     );
-    ctx.show()
+    ctx.show(0)
 }
 
 /// The spawned child: a fresh program, connected back over ipc-channel.

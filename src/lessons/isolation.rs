@@ -127,5 +127,5 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     ctx.pause(1500)?;
     say!(ctx, "moral", &[]);
     // The last step's pause, once its story is told.
-    ctx.show()
+    ctx.show(0)
 }

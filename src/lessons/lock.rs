@@ -107,8 +107,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         "office",
         &[("tickets", &office.tickets), ("file", &office.shown)]
     );
-    ctx.show()?;
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
 
     let kids = reads_without_lock(ctx, &office)?;
     writes_without_lock(ctx, &office, &kids)?;
@@ -117,7 +116,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.pause(2000)?;
     say!(ctx, "moral", &[]);
     // The last step's pause, once its story is told.
-    ctx.show()
+    ctx.show(0)
 }
 
 /// Without a lock, the reads: every buyer reads the count and says so, and none writes
@@ -145,8 +144,7 @@ fn reads_without_lock(ctx: &mut Ctx<'_>, office: &Office) -> Result<Vec<ChildPro
         "all_read",
         &[("buyers", &buyers), ("tickets", &tickets)]
     );
-    ctx.show()?;
-    ctx.pause(2500)?;
+    ctx.show(2500)?;
     Ok(kids)
 }
 
@@ -329,7 +327,7 @@ fn show_waiters(
             ("inode", &inode),
         ],
     );
-    ctx.show()?;
+    ctx.show(0)?;
     ctx.claim(
         "waiters_seen_asleep",
         asleep,

@@ -85,7 +85,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.pause(2000)?;
     say!(ctx, "moral", &[]);
     // The last step's pause, once its story is told.
-    ctx.show()
+    ctx.show(0)
 }
 
 /// Part one: children that exit at once are zombies until their parent waits.
@@ -136,7 +136,7 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
         );
         if i == 0 {
             // One reaped, the others still zombies: the hint shows both.
-            ctx.show()?;
+            ctx.show(0)?;
         }
         ctx.pause(900)?;
     }
@@ -198,14 +198,13 @@ fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
         &format!("== main_pid ({me})"),
         after == me && adopted == me,
     );
-    ctx.show()?;
-    ctx.pause(3000)?;
+    ctx.show(3000)?;
 
     step!(ctx, "adopter_reaps", &[("gc", &gc)])?;
     say!(ctx, "adopter_reaps", &[("pid", &gc)]);
     nix::unistd::write(&family.gc_go, b"g").context("write() to the grandchild's pipe")?;
     let zombie = ctx.wait_state(gc, &['Z'], TIMEOUT)? == Some('Z');
-    ctx.show()?;
+    ctx.show(0)?;
     let code = ctx.join(gc)?;
     say!(
         ctx,
@@ -281,15 +280,14 @@ fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
         ],
     );
     ctx.claim("grandchild_alive_after_terminate", alive, "== true", alive);
-    ctx.show()?;
-    ctx.pause(3500)?;
+    ctx.show(3500)?;
 
     step!(ctx, "cleanup", &[("pid", &helper)])?;
     say!(ctx, "cleanup", &[("pid", &helper)]);
     kill(helper, Signal::SIGTERM).context("kill(SIGTERM) of the helper")?;
     let code = ctx.join(helper)?;
     say!(ctx, "cleaned", &[("pid", &helper), ("code", &code)]);
-    ctx.show()
+    ctx.show(0)
 }
 
 /// How the grandchild of a family ends.

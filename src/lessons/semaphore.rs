@@ -126,7 +126,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.pause(2000)?;
     say!(ctx, "moral", &[]);
     // The last step's pause, once its story is told.
-    ctx.show()
+    ctx.show(0)
 }
 
 /// Create, let everyone open, unlink: the name exists for about a millisecond.
@@ -145,7 +145,7 @@ fn open(ctx: &mut Ctx<'_>, kids: &[ChildProc], permits: u32) -> Result<NamedSem>
         ],
     );
     // While the name exists: the hint lists it in /dev/shm.
-    ctx.show()?;
+    ctx.show(0)?;
     for kid in kids {
         kid.send(Down::Value(name.clone().into()))?;
     }
@@ -198,8 +198,7 @@ fn rush(ctx: &mut Ctx<'_>, kids: &[ChildProc], sem: &NamedSem, permits: u32) -> 
             asleep += 1;
         }
     }
-    ctx.show()?;
-    ctx.pause(1000)?;
+    ctx.show(1000)?;
     let names = |set: &[usize]| -> String {
         let list: Vec<String> = set
             .iter()

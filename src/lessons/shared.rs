@@ -325,7 +325,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.pause(1500)?;
     say!(ctx, "moral", &[]);
     // The last step's pause, once its story is told.
-    ctx.show()
+    ctx.show(0)
 }
 
 /// `Value('i', 0)`: the file mapped `MAP_SHARED`, its lock initialised.
@@ -339,8 +339,7 @@ fn create(ctx: &mut Ctx<'_>, plan: &Plan) -> Result<Mapping> {
         "value_intro",
         &[("path", &path.display()), ("addr", &map.addr())],
     );
-    ctx.show()?;
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
     Ok(map)
 }
 
@@ -369,7 +368,7 @@ fn race(ctx: &mut Ctx<'_>, plan: &Plan, map: &Mapping) -> Result<Race> {
         &[("pid", &first), ("path", &plan.path.display())]
     )?;
     // The workers at the gate, the page mapped in each.
-    ctx.show()?;
+    ctx.show(0)?;
     go_all(&procs)?;
     race_rounds(ctx, plan, map, &procs)?;
     finish(ctx, procs, TIMEOUT)?;
@@ -456,8 +455,7 @@ fn with_lock(ctx: &mut Ctx<'_>, plan: &Plan, map: &Mapping) -> Result<Locked> {
     let (holder, blocked) = show_holder_and_waiters(ctx, map, &procs)?;
     step!(ctx, "lock_run", &[("pids", &pid_list(&procs))])?;
     // In step mode the lesson waits here with the lock really held and the others asleep.
-    ctx.show()?;
-    ctx.pause(2500)?;
+    ctx.show(2500)?;
     say!(
         ctx,
         "lock_release_first",

@@ -89,7 +89,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     ctx.pause(1500)?;
     say!(ctx, "moral", &[]);
     // The last step's pause, once its story is told.
-    ctx.show()
+    ctx.show(0)
 }
 
 /// Running, ready and blocked, on three real processes.
@@ -246,8 +246,7 @@ fn blocked(ctx: &mut Ctx<'_>, three: &Three) -> Result<()> {
         blocked_state == 'S',
     );
     ctx.observe("blocked_wchan", wchan);
-    ctx.show()?;
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
     say!(ctx, "blocked_own_doing", &[]);
     ctx.pause(2500)?;
     Ok(())
@@ -337,8 +336,7 @@ fn running_and_ready(ctx: &mut Ctx<'_>, three: &Three) -> Result<()> {
         holds,
     );
     ctx.observe("ready_ms", ms(ready_ns));
-    ctx.show()?;
-    ctx.pause(2500)?;
+    ctx.show(2500)?;
     say!(ctx, "scheduler_doing", &[]);
     ctx.pause(3000)?;
     Ok(())
@@ -380,7 +378,7 @@ fn wake(ctx: &mut Ctx<'_>, three: &Three) -> Result<()> {
         ],
     );
     // Done, a zombie until it is reaped: the hint shows it so.
-    ctx.show()?;
+    ctx.show(0)?;
     ctx.claim(
         "woken_state",
         woken_state.to_string(),
@@ -545,8 +543,7 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.wait_state(victim, &['S'], TIMEOUT)?;
     step!(ctx, "kill", &[("pid", &victim)])?;
     // The victim, asleep, before the signal that ends it.
-    ctx.show()?;
-    ctx.pause(1500)?;
+    ctx.show(1500)?;
     say!(ctx, "kill", &[("pid", &victim)]);
     kill(victim, Signal::SIGKILL).context("kill(SIGKILL)")?;
     let code = ctx.join(victim)?;

@@ -102,38 +102,31 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     cpu_bound(ctx)?;
     ctx.pause(1500)?;
     say!(ctx, "moral", &[]);
-    // The last step's pause, once its story is told.
-    ctx.show()
+    Ok(())
 }
 
 /// Synchronous: the jobs (`jobs`, their lengths in ms) called one after another, each
 /// waited for; the time of the whole, about the sum of theirs.
 fn synchronous(ctx: &mut Ctx<'_>, jobs: &[u64]) -> Result<f64> {
     let me = ctx.main_pid;
-    let jobs_text = jobs
-        .iter()
-        .map(|m| m.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let jobs_text = format!("{jobs:?}").trim_matches(['[', ']']).to_string();
     let sum: u64 = jobs.iter().sum();
-    let janitor = ctx.janitor();
-    step!(ctx, "sync", &[("main", &me), ("janitor", &janitor)])?;
+    step!(ctx, "sync", &[("main", &me), ("janitor", &ctx.janitor())])?;
     say!(ctx, "sync_intro", &[("jobs", &jobs_text)]);
     ctx.pause(1500)?;
-    let t0 = Instant::now();
+    let mut t0 = Instant::now();
     for (i, &len) in jobs.iter().enumerate() {
         let (note_r, note_w) = procs::pipe()?;
         let pid = fork_job(ctx, i, len, &note_w)?;
         drop(note_w);
-        if i == 0 {
-            // One job at a time: the hint shows the first, alone.
-            ctx.show()?;
-        }
-        let call = Instant::now();
+        let mut call = Instant::now();
         for _ in 0..2 {
             let n = Note::recv(&note_r, TIMEOUT)?.context("a job did not report")?;
             job_event(ctx, &n, len, "sync");
         }
+        // Job 1 has ended, not yet reaped, and job 2 not started: the hint shows it alone.
+        let waited = ctx.show_timed()?;
+        (t0, call) = (t0 + waited, call + waited);
         ctx.join(pid)?;
         say!(
             ctx,
@@ -164,7 +157,7 @@ fn asynchronous(ctx: &mut Ctx<'_>, jobs: &[u64], sync_ms: f64) -> Result<()> {
     step!(ctx, "async", &[("main", &me)])?;
     say!(ctx, "async_intro", &[]);
     ctx.pause(1500)?;
-    let t0 = Instant::now();
+    let mut t0 = Instant::now();
     let (note_r, note_w) = procs::pipe()?;
     let mut pids = Vec::new();
     for (i, &len) in jobs.iter().enumerate() {
@@ -173,7 +166,6 @@ fn asynchronous(ctx: &mut Ctx<'_>, jobs: &[u64], sync_ms: f64) -> Result<()> {
     drop(note_w);
     let started_ms = t0.elapsed().as_secs_f64() * 1000.0;
     say!(ctx, "async_started", &[("ms", &format!("{started_ms:.2}"))]);
-    ctx.show()?;
     let mut ended = 0;
     while ended < jobs.len() {
         let n = Note::recv(&note_r, TIMEOUT)?.context("a job did not report")?;
@@ -198,6 +190,7 @@ fn asynchronous(ctx: &mut Ctx<'_>, jobs: &[u64], sync_ms: f64) -> Result<()> {
             );
         }
     }
+    t0 += ctx.show_timed()?; // every job has ended, none is reaped yet
     for pid in pids {
         ctx.join(pid)?;
     }
@@ -294,8 +287,7 @@ fn blocking(ctx: &mut Ctx<'_>) -> Result<()> {
         state == Some('S'),
     );
     step!(ctx, "blocked", &[("pid", &reader)])?;
-    ctx.show()?;
-    ctx.pause(2500)?;
+    ctx.show(2500)?;
     say!(ctx, "wake", &[("pid", &reader)]);
     nix::unistd::write(&data_w, b"x").context("write() to the reader's pipe")?;
     let done = Note::recv(&note_r, TIMEOUT)?.context("the reader did not report")?;
@@ -610,8 +602,7 @@ fn pin_hogs(ctx: &mut Ctx<'_>, h: &Hogs<'_>, on: &[usize; 2]) -> Result<()> {
         },
         &[("a", &pids[0]), ("b", &pids[1])]
     )?;
-    ctx.show()?;
-    ctx.pause(1000)
+    ctx.show(1000)
 }
 
 /// Follow the processes' reports until both are done: each chunk a `progress` event, and

@@ -12,6 +12,9 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// How long the test waits at each pause, as a student reading would.
+const READING: Duration = Duration::from_millis(300);
+
 /// One pause, as the screen showed it and as the hint's command found the processes.
 #[derive(Debug)]
 struct Pause {
@@ -63,27 +66,15 @@ fn leading_number(s: &str) -> Option<i32> {
     digits.parse().ok()
 }
 
-/// Every number of three digits or more in `s` that is not part of a path (`/proc/N`):
-/// the PIDs and inodes a command names.
+/// Every number of three digits or more in `s` outside a path (`/proc/N/fd`, a run
+/// directory with digits in its random name): the PIDs and inodes a command names.
 fn named_numbers(s: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut prev = ' ';
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() && !prev.is_ascii_digit() {
-            let mut n = c.to_string();
-            while let Some(d) = chars.next_if(char::is_ascii_digit) {
-                n.push(d);
-            }
-            if n.len() >= 3 && prev != '/' {
-                found.push(n);
-            }
-            prev = '0';
-        } else {
-            prev = c;
-        }
-    }
-    found
+    s.split_whitespace()
+        .filter(|word| !word.contains('/'))
+        .flat_map(|word| word.split(|c: char| !c.is_ascii_digit()))
+        .filter(|n| n.len() >= 3)
+        .map(str::to_string)
+        .collect()
 }
 
 /// What one line of the screen says: a step's number and title, a child started, a
@@ -134,7 +125,8 @@ fn run_hint(cmd: &str) -> (Option<i32>, String) {
 /// every hint: it exits 0; each number of three digits or more in the command, outside
 /// a path, is in its output (PIDs, an inode); a command that lists children (`--ppid`,
 /// `pstree`) shows every child still alive; a number in the hint's note (`# N is the
-/// janitor`) is in the output too. And that there were as many pauses as steps.
+/// janitor`) is in the output too. And that there were as many pauses as steps, and
+/// that every claim held ("Every claim held" is what the loop waits for at the end).
 fn step_through(args: &[&str]) -> Vec<Pause> {
     let tag = format!("mp-demo-pauses-{}-{:?}", std::process::id(), Instant::now());
     let mut p = session(args, &tag);
@@ -177,6 +169,8 @@ fn step_through(args: &[&str]) -> Vec<Pause> {
             pause.output = out;
         }
         pauses.push(pause);
+        // A student reads before going on: what the lesson times must leave this out.
+        std::thread::sleep(READING);
         p.send("\r").unwrap();
         p.flush().unwrap();
     }
@@ -254,3 +248,21 @@ fn fork_hints_show_the_child_the_zombie_its_end_and_the_sleeper() {
     assert!(term.row(sleeper)[2].starts_with('S'), "{term:#?}");
 }
 
+
+#[test]
+fn sync_vs_async_hints_show_the_jobs_and_the_timings_leave_the_pauses_out() {
+    // The jobs last 30 to 70 ms: were the 300 ms at a pause timed, async would not be
+    // faster than sync, and the claim would fail.
+    let pauses = step_through(&["--step", "--speed", "0", "sync-vs-async"]);
+    let sync = pause(&pauses, "Synchronous");
+    let asyn = pause(&pauses, "Asynchronous");
+    let jobs = |p: &Pause| {
+        p.alive
+            .iter()
+            .filter(|&&pid| p.output.contains(&format!("{pid} ")))
+            .count()
+    };
+    // One job at a time; then the three at once.
+    assert_eq!(jobs(sync), 1, "{sync:#?}");
+    assert_eq!(jobs(asyn), 3, "{asyn:#?}");
+}

@@ -46,7 +46,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     ctx.pause(2500)?;
     unix::unix_daemon(ctx)?;
     // The last step's pause, once its story is told.
-    ctx.show()
+    ctx.show(0)
 }
 
 fn state_letter(s: Option<char>) -> char {

@@ -78,7 +78,7 @@ pub(super) fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     )?;
     worker_starts_child(ctx, &pair.worker)?;
     daemonic_refuses(ctx, &pair.daemonic)?;
-    ctx.show()?;
+    ctx.show(0)?;
     exit_handler(ctx, pair)
 }
 
@@ -220,8 +220,7 @@ fn exit_handler(ctx: &mut Ctx<'_>, pair: Pair) -> Result<()> {
     say!(ctx, "main_code_ends", &[("ms", &task_ms)]);
     ctx.pause(2000)?;
     say!(ctx, "exit_handler", &[]);
-    ctx.show()?;
-    ctx.pause(1500)?;
+    ctx.show(1500)?;
     let ds = state_letter(ctx.wait_state(daemonic.pid, &['S'], STATE_TIMEOUT)?);
     say!(
         ctx,

@@ -102,7 +102,7 @@ fn take_and_hold(ctx: &mut Ctx<'_>, lock: &Lock) -> Result<Pid> {
 fn terminate_holder(ctx: &mut Ctx<'_>, lock: &Lock, holder: Pid) -> Result<()> {
     step!(ctx, "holder_terminated", &[("pid", &holder)])?;
     // The holder as it is terminated: asleep, the lock still taken.
-    ctx.show()?;
+    ctx.show(0)?;
     say!(ctx, "terminate_holder", &[("pid", &holder)]);
     kill(holder, Signal::SIGTERM).context("kill(SIGTERM) of the holder")?;
     let code = ctx.join(holder)?;

@@ -232,7 +232,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     plain_queue(ctx, producers, consumers, maxsize)?;
     joinable_queue(ctx, consumers, maxsize)?;
     // The last step's pause, once its story is told.
-    ctx.show()
+    ctx.show(0)
 }
 
 /// `Queue(maxsize)` with producers and consumers.
@@ -288,8 +288,7 @@ fn parts(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) -> Res
             ("wlock", &files.0[1].display()),
         ],
     );
-    ctx.show()?;
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
 
     let handout = Handout {
         reader: &reader,
@@ -436,8 +435,7 @@ fn full(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
             ],
         );
     }
-    ctx.show()?;
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
     say!(
         ctx,
         "full_now",
@@ -589,8 +587,7 @@ fn empty(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
     );
     let claim = all_blocked && empty;
     ctx.claim("consumers_blocked_when_empty", claim, "== true", claim);
-    ctx.show()?;
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
     Ok(())
 }
 
