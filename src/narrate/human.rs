@@ -63,6 +63,8 @@ pub struct Human<W: Write + Send> {
     procs: HashMap<i32, Proc>,
     next_color: usize,
     observations: Vec<Obs>,
+    /// The current step's command to try, printed at its pause.
+    hint: Option<String>,
 }
 
 impl<W: Write + Send> Human<W> {
@@ -80,6 +82,7 @@ impl<W: Write + Send> Human<W> {
             procs: HashMap::new(),
             next_color: 0,
             observations: Vec::new(),
+            hint: None,
         }
     }
 
@@ -224,6 +227,7 @@ impl<W: Write + Send> Render for Human<W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.hint_now()?;
         self.commit()?;
         self.out.flush()
     }
@@ -513,13 +517,20 @@ impl<W: Write + Send> Human<W> {
         Ok(())
     }
 
-    /// A step: a rule with its title, and the command to try, if it has one.
+    /// A step: a rule with its title; its command to try waits for the step's pause.
     fn step_rule(&mut self, n: u32, title: &str, hint: Option<&str>) -> io::Result<()> {
-        let lang = self.lang;
-        let head = crate::ui!(lang, "step", &[("n", &n), ("title", &title)]);
+        self.hint_now()?;
+        let head = crate::ui!(self.lang, "step", &[("n", &n), ("title", &title)]);
         self.rule(&head)?;
-        if let Some(hint) = hint {
-            let text = crate::ui!(lang, "try_this", &[("cmd", &hint.bright_white())]);
+        self.hint = hint.map(str::to_string);
+        Ok(())
+    }
+
+    /// The pending step's command to try, at its pause (the lesson's `show`), when what
+    /// it names exists.
+    fn hint_now(&mut self) -> io::Result<()> {
+        if let Some(hint) = self.hint.take() {
+            let text = crate::ui!(self.lang, "try_this", &[("cmd", &hint.bright_white())]);
             for part in self.wrap(&text, 3) {
                 writeln!(self.buf, "   {}", part.dimmed())?;
             }

@@ -13,7 +13,8 @@ fn tag() -> String {
     format!("mp-demo-pty-{}-{:?}", std::process::id(), Instant::now())
 }
 
-fn session(args: &[&str], tag: &str) -> PtySession {
+/// `mp-demo args` on a pseudo-terminal, tagged, without colours (also used by `pauses`).
+pub(crate) fn session(args: &[&str], tag: &str) -> PtySession {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mp-demo"));
     cmd.args(args)
         .env("MP_DEMO_TEST_TAG", tag)
