@@ -64,24 +64,6 @@ fn filled(template: &str, text: &str) -> bool {
     }
 }
 
-/// Text without its colours.
-fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Every claim of `lesson` (in its `--json` stream), and every observation its quiz asks
 /// about, has a sentence whose placeholders are observations of the run; returns the
 /// claims' names.
@@ -128,8 +110,8 @@ fn quiz_observations(lesson: &str) -> BTreeSet<String> {
 /// The human view of `lesson` in `lang` says each claim's sentence, filled, on the row
 /// that ends with the claim's name (the variant its mark ✓ or ✗ calls for).
 fn human_says_each(lesson: &str, lang: &str, table: &toml::Table, claims: &BTreeSet<String>) {
-    let r = common::run(&["--speed", "0", "--lang", lang, lesson]);
-    let out = plain(&r.stdout);
+    let r = common::run_env(&["--speed", "0", "--lang", lang, lesson], &[("NO_COLOR", "1")]);
+    let out = &r.stdout;
     for name in claims {
         let tail = format!("  {name}");
         let row = out.lines().find(|l| {

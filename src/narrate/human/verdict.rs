@@ -164,28 +164,24 @@ impl<W: Write + Send> Human<W> {
         let said = (self.observations.iter())
             .find(|o| o.name == name)
             .and_then(|o| self.said(o, &self.observations));
-        let (text, right) = match (right, said) {
-            (Some(ObsValue::Bool(r)), Some(what)) => (
-                crate::ui!(
-                    lang,
-                    if (r) {
-                        "quiz_right_said"
-                    } else {
-                        "quiz_wrong_said"
-                    },
-                    &[("what", &what), ("name", &name)],
-                ),
-                Some(r),
-            ),
-            (Some(ObsValue::Bool(r)), None) => (
-                crate::ui!(
-                    lang,
-                    if (r) { "quiz_right" } else { "quiz_wrong" },
-                    &[("name", &name), ("value", &observed)],
-                ),
-                Some(r),
-            ),
-            _ => (crate::ui!(lang, "quiz_unjudged", &[("name", &name)]), None),
+        let right = match right {
+            Some(ObsValue::Bool(r)) => Some(r),
+            _ => None,
+        };
+        let text = match (right, said) {
+            (Some(true), Some(what)) => {
+                crate::ui!(lang, "quiz_right_said", &[("what", &what), ("name", &name)])
+            }
+            (Some(false), Some(what)) => {
+                crate::ui!(lang, "quiz_wrong_said", &[("what", &what), ("name", &name)])
+            }
+            (Some(true), None) => {
+                crate::ui!(lang, "quiz_right", &[("name", &name), ("value", &observed)])
+            }
+            (Some(false), None) => {
+                crate::ui!(lang, "quiz_wrong", &[("name", &name), ("value", &observed)])
+            }
+            (None, _) => crate::ui!(lang, "quiz_unjudged", &[("name", &name)]),
         };
         for part in self.wrap(&text, 4) {
             let part = match right {
