@@ -63,6 +63,8 @@ pub struct Human<W: Write + Send> {
     procs: HashMap<i32, Proc>,
     next_color: usize,
     observations: Vec<Obs>,
+    /// The current step's command to try, printed at its pause.
+    hint: Option<String>,
 }
 
 impl<W: Write + Send> Human<W> {
@@ -80,6 +82,7 @@ impl<W: Write + Send> Human<W> {
             procs: HashMap::new(),
             next_color: 0,
             observations: Vec::new(),
+            hint: None,
         }
     }
 
@@ -211,7 +214,11 @@ impl<W: Write + Send> Render for Human<W> {
     fn event(&mut self, ev: &Event) -> io::Result<()> {
         if matches!(
             ev.kind,
-            Kind::Spawn { .. } | Kind::State { .. } | Kind::Exit { .. } | Kind::Act { .. }
+            Kind::Spawn { .. }
+                | Kind::State { .. }
+                | Kind::Exit { .. }
+                | Kind::Act { .. }
+                | Kind::Step { .. }
         ) {
             self.history.push(ev.clone());
         }
@@ -220,6 +227,7 @@ impl<W: Write + Send> Render for Human<W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.hint_now()?;
         self.commit()?;
         self.out.flush()
     }
@@ -290,6 +298,9 @@ impl<W: Write + Send> Human<W> {
         writeln!(self.buf)?;
         writeln!(self.buf, "{}", "▓".repeat(width).magenta())?;
         writeln!(self.buf, "{}", format!("  {text}").bold())?;
+        for part in self.wrap(&get("summary"), 2) {
+            writeln!(self.buf, "  {part}")?;
+        }
         writeln!(self.buf, "{}", "▓".repeat(width).magenta())?;
         Ok(())
     }
@@ -307,24 +318,7 @@ impl<W: Write + Send> Human<W> {
             writeln!(self.buf, "    {part}")?;
         }
         let name = text("observation");
-        let verdict = match get("right") {
-            Some(ObsValue::Bool(true)) => crate::ui!(
-                lang,
-                "quiz_right",
-                &[("name", &name), ("value", &text("observed"))],
-            )
-            .green()
-            .bold(),
-            Some(ObsValue::Bool(false)) => crate::ui!(
-                lang,
-                "quiz_wrong",
-                &[("name", &name), ("value", &text("observed"))],
-            )
-            .red()
-            .bold(),
-            _ => crate::ui!(lang, "quiz_unjudged", &[("name", &name)]).dimmed(),
-        };
-        writeln!(self.buf, "    {verdict}")?;
+        self.quiz_verdict(&name, get("right"), &text("observed"))?;
         for part in self.wrap(&text("explain"), 4) {
             writeln!(self.buf, "    {}", part.dimmed())?;
         }
@@ -506,13 +500,20 @@ impl<W: Write + Send> Human<W> {
         Ok(())
     }
 
-    /// A step: a rule with its title, and the command to try, if it has one.
+    /// A step: a rule with its title; its command to try waits for the step's pause.
     fn step_rule(&mut self, n: u32, title: &str, hint: Option<&str>) -> io::Result<()> {
-        let lang = self.lang;
-        let head = crate::ui!(lang, "step", &[("n", &n), ("title", &title)]);
+        self.hint_now()?;
+        let head = crate::ui!(self.lang, "step", &[("n", &n), ("title", &title)]);
         self.rule(&head)?;
-        if let Some(hint) = hint {
-            let text = crate::ui!(lang, "try_this", &[("cmd", &hint.bright_white())]);
+        self.hint = hint.map(str::to_string);
+        Ok(())
+    }
+
+    /// The pending step's command to try, at its pause (the lesson's `show`), when what
+    /// it names exists.
+    fn hint_now(&mut self) -> io::Result<()> {
+        if let Some(hint) = self.hint.take() {
+            let text = crate::ui!(self.lang, "try_this", &[("cmd", &hint.bright_white())]);
             for part in self.wrap(&text, 3) {
                 writeln!(self.buf, "   {}", part.dimmed())?;
             }

@@ -78,8 +78,6 @@ struct ReaderState {
     speed: f64,
     /// When (`CLOCK_MONOTONIC`, ns) the reader will have read every line so far.
     done_ns: u64,
-    /// `--step`: a step waits for a key, not for the reader.
-    stepping: bool,
 }
 
 impl Reader {
@@ -122,11 +120,6 @@ impl Sink {
     /// Count reading time at `speed` (`--speed`) from now on; 0 counts nothing.
     pub fn read_at(&self, speed: f64) {
         self.1.state().speed = speed;
-    }
-
-    /// Whether a step waits for a key (`--step`) rather than for the reader.
-    pub fn stepping(&self) -> bool {
-        self.1.state().stepping
     }
 
     /// A pacing pause: wait `at_least`, and until the reader has read every line so far,
@@ -304,7 +297,6 @@ impl Narrator {
     ) -> anyhow::Result<Narrator> {
         let (tx, rx) = mpsc::channel::<Msg>();
         let reader = Arc::new(Reader::default());
-        reader.state().stepping = step_prompt.is_some();
         let read = reader.clone();
         let thread = crate::procs::thread("narrator", move || {
             // Once the output is closed, keep draining so senders never block, but
