@@ -116,7 +116,7 @@ fn renderers(
         } else {
             None
         };
-        let human = narrate::human::Human::new(std::io::stdout(), lang, width);
+        let human = narrate::human::Human::new(std::io::stdout(), lang, width).verbose(g.verbose);
         let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
         renders.push(if stdout_tty && !dumb && !g.no_progress {
             Box::new(human.with_live_panel())

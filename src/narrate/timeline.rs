@@ -209,7 +209,7 @@ fn lane_row(l: &mut Lane, grid: &Grid) -> String {
             }
         }
         placed[c] = Some(m);
-        row[c] = m.to_string().bright_white().bold().to_string();
+        row[c] = m.to_string().bold().to_string();
     }
     let mut label = format!("{} {}", l.name, l.pid);
     if label.width() > LABEL_W {

@@ -1,0 +1,364 @@
+//! The default view: one line per thing that happened. An act that a sentence of the
+//! same process tells is folded into that sentence; the starts (and ends) of many alike
+//! children arriving together are one line; the staging's own sleeps (a child waiting on
+//! its socket for the word to start, disk waits) are not narrated. `--verbose` shows
+//! every event as it comes.
+
+use super::Human;
+use crate::event::{Event, How, Kind, ObsValue};
+use std::collections::HashMap;
+use std::io;
+
+/// An act followed this soon by a sentence of the same process is what it tells.
+const FOLD_BEFORE_NS: u64 = 5_000_000;
+/// An act this soon after a sentence of its process is what the sentence announced
+/// ("I release the lock", then the release).
+const FOLD_AFTER_NS: u64 = 1_000_000;
+/// Starts (or ends) of alike children within this time of the first make one line.
+const GROUP_NS: u64 = 2_000_000_000;
+/// At most this many values of a field are listed in a summary line; more make a range.
+const LIST_MAX: usize = 12;
+
+/// Alike acts in a row: the process, the kind, the fields of each, the first stamp.
+type Run<'a> = (i32, &'a str, Vec<&'a [(String, ObsValue)]>, u64);
+
+/// What the default view holds back a moment, to tell it as one line or not at all.
+#[derive(Default)]
+pub(super) struct Fold {
+    /// Acts waiting for a sentence of their process (then they are not shown).
+    held: Vec<Event>,
+    /// Acts of roles that do not tell their acts in words: told as one line per process
+    /// and kind (`• task done × 6 · task 2 4 6 …`) before the next thing shown.
+    quiet: Vec<Event>,
+    /// Starts or ends of alike children, waiting for their siblings.
+    group: Vec<Event>,
+    /// The stamp of each process's last sentence.
+    said: HashMap<i32, u64>,
+    /// Whether the last act of a role was told by a sentence (then its acts are held
+    /// for one; else they are summarised in order).
+    tells: HashMap<String, bool>,
+    /// The last state shown of each process: a change back to it tells nothing new.
+    shown: HashMap<i32, String>,
+}
+
+impl Fold {
+    pub(super) fn clear(&mut self) {
+        *self = Fold::default();
+    }
+}
+
+/// A child's role without its number: `buyer-3` → `buyer`.
+fn role(name: &str) -> &str {
+    match name.rsplit_once('-') {
+        Some((stem, n)) if !stem.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => stem,
+        _ => name,
+    }
+}
+
+/// What alike starts (or ends) share: the kind, the parent (or reaper), the role, how
+/// it was started (or its exit code).
+fn group_key(ev: &Event) -> Option<(u8, i32, &str, i64)> {
+    match &ev.kind {
+        Kind::Spawn { ppid, name, how } => Some((0, *ppid, role(name), (*how == How::Fork) as i64)),
+        Kind::Exit {
+            name,
+            exitcode,
+            reaped_by,
+            ..
+        } => Some((1, *reaped_by, role(name), i64::from(*exitcode))),
+        _ => None,
+    }
+}
+
+/// The values of one field over alike acts: the one value they share, or the list of
+/// them, or (durations, long lists) the range.
+fn merge(field: &str, values: &[&ObsValue]) -> String {
+    let first = values.first().map(|v| v.to_string()).unwrap_or_default();
+    if values.iter().all(|v| v.to_string() == first) {
+        return first;
+    }
+    let nums: Vec<f64> = values
+        .iter()
+        .filter_map(|v| match v {
+            ObsValue::Int(i) => Some(*i as f64),
+            ObsValue::Float(x) => Some(*x),
+            _ => None,
+        })
+        .collect();
+    let range = nums.len() == values.len() && (field.ends_with("ms") || values.len() > LIST_MAX);
+    if range {
+        let lo = nums.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = nums.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let show = |x: f64| match values[0] {
+            ObsValue::Int(_) => format!("{x:.0}"),
+            _ => format!("{x:.2}"),
+        };
+        return format!("{}–{}", show(lo), show(hi));
+    }
+    // 2 3 4 5 6 7: a run of whole numbers reads best as 2–7.
+    let ints: Vec<i64> = values
+        .iter()
+        .filter_map(|v| match v {
+            ObsValue::Int(i) => Some(*i),
+            _ => None,
+        })
+        .collect();
+    if ints.len() == values.len() && ints.len() > 2 && ints.windows(2).all(|w| w[1] == w[0] + 1) {
+        return format!("{}–{}", ints[0], ints[ints.len() - 1]);
+    }
+    let list: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+    if list.len() > LIST_MAX {
+        format!(
+            "{} … {}",
+            list[..LIST_MAX - 1].join(" "),
+            list[list.len() - 1]
+        )
+    } else {
+        list.join(" ")
+    }
+}
+
+/// A sleep of the staging, not of the story: a first sight of a process running (its
+/// start said so), a disk wait, a wait on the socket the lesson talks to its children
+/// over.
+pub(super) fn plumbing(from: &str, to: &str, waiting_in: Option<&str>) -> bool {
+    let socket = waiting_in.is_some_and(|w| {
+        ["unix_stream", "sock", "skb", "recv"]
+            .iter()
+            .any(|s| w.contains(s))
+    });
+    (from.is_empty() && to == "R") || to == "D" || socket
+}
+
+impl<W: io::Write + Send> Human<W> {
+    /// The role of a process, as named when it started.
+    fn role_of(&self, pid: i32) -> String {
+        self.procs
+            .get(&pid)
+            .map_or_else(|| "?".to_string(), |p| role(&p.name).to_string())
+    }
+
+    /// The default view of one event: held, folded away, or told (after what it
+    /// releases).
+    pub(super) fn folded(&mut self, ev: &Event) -> io::Result<()> {
+        match &ev.kind {
+            Kind::Act { act, .. } if !matches!(act.as_str(), "gauge" | "tour_card" | "quiz") => {
+                let role = self.role_of(ev.pid);
+                let told = self.fold.said.get(&ev.pid);
+                if told.is_some_and(|&t| ev.t_ns.saturating_sub(t) <= FOLD_AFTER_NS) {
+                    self.fold.tells.insert(role, true);
+                } else if self.fold.tells.get(&role) == Some(&false) {
+                    self.fold.quiet.push(ev.clone());
+                } else {
+                    self.fold.held.push(ev.clone());
+                }
+                return Ok(());
+            }
+            Kind::Spawn { .. } | Kind::Exit { .. } => {
+                let joins = self.fold.group.first().is_some_and(|first| {
+                    group_key(first) == group_key(ev)
+                        && ev.t_ns.saturating_sub(first.t_ns) <= GROUP_NS
+                });
+                if !joins {
+                    self.release(ev.t_ns)?;
+                }
+                self.arrived(ev);
+                self.fold.group.push(ev.clone());
+                return Ok(());
+            }
+            Kind::Say { .. } => {
+                let (pid, t) = (ev.pid, ev.t_ns);
+                let before = self.fold.held.len();
+                self.fold
+                    .held
+                    .retain(|a| !(a.pid == pid && t.saturating_sub(a.t_ns) <= FOLD_BEFORE_NS));
+                if self.fold.held.len() < before {
+                    let role = self.role_of(pid);
+                    self.fold.tells.insert(role, true);
+                }
+                self.fold.said.insert(pid, t);
+            }
+            _ => {}
+        }
+        // What this event says comes after what was held before it.
+        let ends = matches!(ev.kind, Kind::Step { .. } | Kind::LessonEnd { .. });
+        if ends {
+            self.release(u64::MAX)?;
+        } else if self.shows(ev) {
+            self.release(ev.t_ns)?;
+        }
+        self.render(ev)
+    }
+
+    /// Whether `ev` (not an act, a start or an end) writes a line.
+    fn shows(&self, ev: &Event) -> bool {
+        match &ev.kind {
+            Kind::Observation { .. } => false,
+            Kind::Act { act, .. } => act != "gauge",
+            Kind::State {
+                from,
+                to,
+                waiting_in,
+                ..
+            } => self.state_shown(ev.pid, from, to, waiting_in.as_deref()),
+            _ => true,
+        }
+    }
+
+    /// Tell the held group, and the held acts no sentence can fold any more (all of
+    /// them with `now == u64::MAX`), in stamp order.
+    pub(super) fn release(&mut self, now: u64) -> io::Result<()> {
+        let (old, young): (Vec<Event>, Vec<Event>) = std::mem::take(&mut self.fold.held)
+            .into_iter()
+            .partition(|a| now == u64::MAX || a.t_ns.saturating_add(FOLD_BEFORE_NS) < now);
+        self.fold.held = young;
+        for a in &old {
+            let role = self.role_of(a.pid);
+            self.fold.tells.insert(role, false);
+        }
+        let mut quiet = std::mem::take(&mut self.fold.quiet);
+        quiet.extend(old);
+        quiet.sort_by_key(|a| a.t_ns);
+        let group = std::mem::take(&mut self.fold.group);
+        let group_first = group.first().map_or(u64::MAX, |e| e.t_ns);
+        let quiet_first = quiet.first().map_or(u64::MAX, |e| e.t_ns);
+        if quiet_first < group_first {
+            self.summary(&quiet)?;
+        }
+        match group.len() {
+            0 => {}
+            1 => self.told(&group[0])?,
+            _ => self.group_line(&group)?,
+        }
+        if quiet_first >= group_first {
+            self.summary(&quiet)?;
+        }
+        Ok(())
+    }
+
+    /// Acts in a row, one line per process and kind: an act alone as it is, alike acts
+    /// as `• task done × 6` with each field's values (one, a list, or a range).
+    fn summary(&mut self, acts: &[Event]) -> io::Result<()> {
+        let mut runs: Vec<Run<'_>> = Vec::new();
+        for a in acts {
+            let Kind::Act { act, fields } = &a.kind else {
+                continue;
+            };
+            match runs
+                .iter_mut()
+                .find(|r| r.0 == a.pid && r.1 == act.as_str())
+            {
+                Some(run) => run.2.push(fields),
+                None => runs.push((a.pid, act, vec![fields], a.t_ns)),
+            }
+        }
+        for (pid, act, all, t_ns) in runs {
+            let merged: Vec<(String, String)> = all[0]
+                .iter()
+                .map(|(k, _)| {
+                    let values: Vec<&ObsValue> = all
+                        .iter()
+                        .filter_map(|f| f.iter().find(|(n, _)| n == k).map(|(_, v)| v))
+                        .collect();
+                    (k.clone(), merge(k, &values))
+                })
+                .collect();
+            self.act_line(t_ns, pid, act, all.len(), &merged)?;
+        }
+        Ok(())
+    }
+
+    /// A state change worth a line in the default view: not the staging's plumbing,
+    /// and not back to the state last shown.
+    pub(super) fn state_news(
+        &self,
+        pid: i32,
+        from: &str,
+        to: &str,
+        waiting_in: Option<&str>,
+    ) -> bool {
+        self.verbose
+            || !(plumbing(from, to, waiting_in)
+                || self.fold.shown.get(&pid).is_some_and(|s| s == to))
+    }
+
+    /// Remember the state a reader now believes a process is in: the one shown, or,
+    /// from its first sight, the one it was seen in.
+    pub(super) fn state_seen(&mut self, pid: i32, from: &str, to: &str, shown: bool) {
+        if shown || from.is_empty() {
+            self.fold.shown.insert(pid, to.to_string());
+        }
+    }
+
+    /// `+ 8 buyers started: PIDs …` (or `✝ 8 buyers gone: …`), on the parent's line.
+    fn group_line(&mut self, group: &[Event]) -> io::Result<()> {
+        let lang = self.lang;
+        let pids = group
+            .iter()
+            .map(|e| e.pid.to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let n = group.len();
+        let first = &group[0];
+        match &first.kind {
+            Kind::Spawn { ppid, name, how } => {
+                let how = self.how_words(*how);
+                let text = crate::ui!(
+                    lang,
+                    "spawned_many",
+                    &[
+                        ("n", &n),
+                        ("role", &role(name)),
+                        ("pids", &pids),
+                        ("ppid", ppid),
+                        ("how", &how)
+                    ],
+                );
+                self.line(first.t_ns, *ppid, &super::spawn_mark(&text))
+            }
+            Kind::Exit {
+                name,
+                exitcode,
+                reaped_by,
+                ..
+            } => {
+                let text = crate::ui!(
+                    lang,
+                    "exited_many",
+                    &[
+                        ("n", &n),
+                        ("role", &role(name)),
+                        ("pids", &pids),
+                        ("code", exitcode),
+                        ("reaper", reaped_by)
+                    ],
+                );
+                self.line(first.t_ns, *reaped_by, &super::exit_mark(&text))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_drop_their_number_only() {
+        assert_eq!(role("buyer-3"), "buyer");
+        assert_eq!(role("nb-reader"), "nb-reader");
+        assert_eq!(role("child"), "child");
+        assert_eq!(role("fork-12"), "fork");
+    }
+
+    #[test]
+    fn alike_values_merge_into_one_a_list_or_a_range() {
+        let (a, b, c) = (ObsValue::Int(2), ObsValue::Int(4), ObsValue::Float(1.5));
+        assert_eq!(merge("job", &[&a, &a]), "2");
+        assert_eq!(merge("task", &[&a, &b]), "2 4");
+        let run = [ObsValue::Int(2), ObsValue::Int(3), ObsValue::Int(4)];
+        assert_eq!(merge("nth", &run.iter().collect::<Vec<_>>()), "2–4");
+        assert_eq!(merge("cpu_ms", &[&c, &ObsValue::Float(2.25)]), "1.50–2.25");
+    }
+}
