@@ -6,22 +6,17 @@ use crate::common;
 use std::collections::BTreeSet;
 use unicode_width::UnicodeWidthStr;
 
-/// `text` without its colour sequences.
+/// `text` without its colour sequences (each `ESC[…m` up to its letter).
 fn plain(text: &str) -> String {
-    let mut out = String::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    text.split('\x1b')
+        .enumerate()
+        .map(|(i, piece)| match i {
+            0 => piece,
+            _ => piece
+                .find(|c: char| c.is_ascii_alphabetic())
+                .map_or("", |end| &piece[end + 1..]),
+        })
+        .collect()
 }
 
 /// The human narration of `lesson` at `columns`, colours forced.

@@ -14,7 +14,7 @@ const FOLD_BEFORE_NS: u64 = 5_000_000;
 /// An act this soon after a sentence of its process is what the sentence announced
 /// ("I release the lock", then the release).
 const FOLD_AFTER_NS: u64 = 1_000_000;
-/// Starts (or ends) of alike children within this time of the first make one line.
+/// Starts and ends of children within this time of the first are told together.
 const GROUP_NS: u64 = 2_000_000_000;
 /// At most this many values of a field are listed in a summary line; more make a range.
 const LIST_MAX: usize = 12;
@@ -30,7 +30,8 @@ pub(super) struct Fold {
     /// Acts of roles that do not tell their acts in words: told as one line per process
     /// and kind (`• task done × 6 · task 2 4 6 …`) before the next thing shown.
     quiet: Vec<Event>,
-    /// Starts or ends of alike children, waiting for their siblings.
+    /// Starts and ends of children in a row, nothing else shown between: told as one
+    /// line for each alike kind (`+ 8 buyers started`, `✝ 40 forks gone`).
     group: Vec<Event>,
     /// The stamp of each process's last sentence.
     said: HashMap<i32, u64>,
@@ -155,10 +156,11 @@ impl<W: io::Write + Send> Human<W> {
                 return Ok(());
             }
             Kind::Spawn { .. } | Kind::Exit { .. } => {
-                let joins = self.fold.group.first().is_some_and(|first| {
-                    group_key(first) == group_key(ev)
-                        && ev.t_ns.saturating_sub(first.t_ns) <= GROUP_NS
-                });
+                let joins = self
+                    .fold
+                    .group
+                    .first()
+                    .is_some_and(|first| ev.t_ns.saturating_sub(first.t_ns) <= GROUP_NS);
                 if !joins {
                     self.release(ev.t_ns)?;
                 }
@@ -225,10 +227,23 @@ impl<W: io::Write + Send> Human<W> {
         if quiet_first < group_first {
             self.summary(&quiet)?;
         }
-        match group.len() {
-            0 => {}
-            1 => self.told(&group[0])?,
-            _ => self.group_line(&group)?,
+        // Alike ones together, in the order each kind first came, starts before ends.
+        let mut kinds: Vec<Vec<Event>> = Vec::new();
+        for ev in group {
+            match kinds
+                .iter_mut()
+                .find(|k| group_key(&k[0]) == group_key(&ev))
+            {
+                Some(k) => k.push(ev),
+                None => kinds.push(vec![ev]),
+            }
+        }
+        kinds.sort_by_key(|k| matches!(k[0].kind, Kind::Exit { .. }));
+        for alike in kinds {
+            match alike.len() {
+                1 => self.told(&alike[0])?,
+                _ => self.group_line(&alike)?,
+            }
         }
         if quiet_first >= group_first {
             self.summary(&quiet)?;
@@ -290,53 +305,45 @@ impl<W: io::Write + Send> Human<W> {
         }
     }
 
-    /// `+ 8 buyers started: PIDs …` (or `✝ 8 buyers gone: …`), on the parent's line.
+    /// `+ 8 buyers started: PIDs …` on the parent's line, or `✝ 8 buyers gone: …` on
+    /// the reaper's.
     fn group_line(&mut self, group: &[Event]) -> io::Result<()> {
-        let lang = self.lang;
-        let pids = group
-            .iter()
-            .map(|e| e.pid.to_string())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let n = group.len();
         let first = &group[0];
-        match &first.kind {
-            Kind::Spawn { ppid, name, how } => {
-                let how = self.how_words(*how);
-                let text = crate::ui!(
-                    lang,
-                    "spawned_many",
-                    &[
-                        ("n", &n),
-                        ("role", &role(name)),
-                        ("pids", &pids),
-                        ("ppid", ppid),
-                        ("how", &how)
-                    ],
-                );
-                self.line(first.t_ns, *ppid, &super::spawn_mark(&text))
-            }
+        let (spawn, name, who, what) = match &first.kind {
+            Kind::Spawn { ppid, name, how } => (true, name, *ppid, self.how_words(*how)),
             Kind::Exit {
                 name,
                 exitcode,
                 reaped_by,
                 ..
-            } => {
-                let text = crate::ui!(
-                    lang,
-                    "exited_many",
-                    &[
-                        ("n", &n),
-                        ("role", &role(name)),
-                        ("pids", &pids),
-                        ("code", exitcode),
-                        ("reaper", reaped_by)
-                    ],
-                );
-                self.line(first.t_ns, *reaped_by, &super::exit_mark(&text))
-            }
-            _ => Ok(()),
+            } => (false, name, *reaped_by, exitcode.to_string()),
+            _ => return Ok(()),
+        };
+        let mut pids = String::new();
+        for e in group {
+            pids = format!("{pids} {}", e.pid);
         }
+        let text = crate::ui!(
+            self.lang,
+            if (spawn) {
+                "spawned_many"
+            } else {
+                "exited_many"
+            },
+            &[
+                ("n", &group.len()),
+                ("role", &role(name)),
+                ("pids", &pids.trim_start()),
+                ("who", &who),
+                ("what", &what)
+            ],
+        );
+        let text = if spawn {
+            super::spawn_mark(&text)
+        } else {
+            super::exit_mark(&text)
+        };
+        self.line(first.t_ns, who, &text)
     }
 }
 
