@@ -44,6 +44,9 @@ const LABEL_W: usize = 20;
 /// Below this width the time column goes and the process gets a line of its own.
 const NARROW_W: usize = 60;
 
+/// The Python line and the system call under a sentence.
+type Refs = (Option<String>, Option<String>);
+
 struct Proc {
     name: String,
     depth: usize,
@@ -72,9 +75,9 @@ pub struct Human<W: Write + Send> {
     fold: Fold,
     /// The process the last line was about (a narrow layout names it once for its lines).
     last_pid: Option<i32>,
-    /// The Python line and system call shown last: the same again under the next
-    /// sentence (eight buyers reading alike) is not repeated unless verbose.
-    last_refs: Option<(Option<String>, Option<String>)>,
+    /// The Python line and system call shown in this step under each sentence (by its
+    /// key): the same again (eight buyers reading alike) is not repeated unless verbose.
+    refs_shown: HashMap<String, Refs>,
 }
 
 impl<W: Write + Send> Human<W> {
@@ -98,7 +101,7 @@ impl<W: Write + Send> Human<W> {
             verbose: false,
             fold: Fold::default(),
             last_pid: None,
-            last_refs: None,
+            refs_shown: HashMap::new(),
         }
     }
 
@@ -211,7 +214,7 @@ impl<W: Write + Send> Human<W> {
         let width = self.width.unwrap_or(78);
         let head = format!("── {title}");
         self.last_pid = None;
-        self.last_refs = None;
+        self.refs_shown.clear();
         writeln!(self.buf)?;
         // The rule fills the title's last line.
         let parts = self.wrap(&head, 0);
@@ -237,7 +240,7 @@ impl<W: Write + Send> Human<W> {
         self.observations.clear();
         self.fold.clear();
         self.last_pid = None;
-        self.last_refs = None;
+        self.refs_shown.clear();
         self.procs.clear();
         self.next_color = 0;
         self.procs.insert(
@@ -420,12 +423,17 @@ impl<W: Write + Send> Human<W> {
                 self.told(ev)
             }
             Kind::Say {
+                key,
                 text,
                 python,
                 syscall,
-                ..
             } => {
                 self.line(ev.t_ns, ev.pid, text)?;
+                let refs = (python.clone(), syscall.clone());
+                if !self.verbose && self.refs_shown.get(key) == Some(&refs) {
+                    return Ok(());
+                }
+                self.refs_shown.insert(key.clone(), refs);
                 self.references(python.as_deref(), syscall.as_deref())
             }
             Kind::Step { n, title, hint, .. } => self.step_rule(*n, title, hint.as_deref()),
@@ -569,9 +577,11 @@ impl<W: Write + Send> Human<W> {
         let pacing = waiting_in.is_some_and(|w| {
             w.contains("nanosleep") || w.contains("hrtimer") || w.contains("futex")
         });
+        if is_main && (to != "S" || pacing) {
+            return false;
+        }
         // Asleep in nothing the kernel names: nothing to tell, unless verbose.
-        let unnamed = waiting_in.is_none() && !self.verbose;
-        if is_main && (to != "S" || pacing || unnamed) {
+        if to == "S" && waiting_in.is_none() && !self.verbose {
             return false;
         }
         self.state_news(pid, from, to, waiting_in)
@@ -581,11 +591,6 @@ impl<W: Write + Send> Human<W> {
     /// line if both fit, else one per reference, wrapped if need be.
     fn references(&mut self, python: Option<&str>, syscall: Option<&str>) -> io::Result<()> {
         let lang = self.lang;
-        let these = Some((python.map(str::to_string), syscall.map(str::to_string)));
-        if !self.verbose && these == self.last_refs {
-            return Ok(());
-        }
-        self.last_refs = these;
         let mut refs = Vec::new();
         // "Python: x" but "Python：x": a full-width colon carries its own space.
         let labelled = |label: String, text: &str| {

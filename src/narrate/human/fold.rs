@@ -170,11 +170,12 @@ impl<W: io::Write + Send> Human<W> {
             }
             Kind::Say { .. } => {
                 let (pid, t) = (ev.pid, ev.t_ns);
-                let before = self.fold.held.len();
-                self.fold
-                    .held
-                    .retain(|a| !(a.pid == pid && t.saturating_sub(a.t_ns) <= FOLD_BEFORE_NS));
-                if self.fold.held.len() < before {
+                let before = self.fold.held.len() + self.fold.quiet.len();
+                let untold =
+                    |a: &Event| !(a.pid == pid && t.saturating_sub(a.t_ns) <= FOLD_BEFORE_NS);
+                self.fold.held.retain(untold);
+                self.fold.quiet.retain(untold);
+                if self.fold.held.len() + self.fold.quiet.len() < before {
                     let role = self.role_of(pid);
                     self.fold.tells.insert(role, true);
                 }

@@ -20,30 +20,36 @@ impl<W: Write + Send> Human<W> {
     /// and the verdict.
     pub(super) fn lesson_end(&mut self, t_ns: u64, ok: bool, elapsed_ms: f64) -> io::Result<()> {
         self.live_clear();
-        let width = self.width.unwrap_or(80).min(80);
-        let draw = |w: usize| {
-            timeline::draw(
-                &self.history,
-                self.t0_ns,
-                t_ns,
-                w,
-                self.lang,
-                self.lesson_words.as_ref(),
-            )
-        };
-        // Narrower by what its rows overflow (they have a least width of their own).
-        let mut lines = draw(width);
-        let over = lines
+        self.timeline(t_ns)?;
+        self.history.clear();
+        let title = crate::ui!(self.lang, "observed", &[]);
+        self.rule(&title)?;
+        let name_w = self
+            .observations
             .iter()
-            .filter(|l| l.contains('│'))
-            .map(|l| visible_width(l).saturating_sub(width))
+            .map(|o| o.name.width())
             .max()
             .unwrap_or(0);
-        if over > 0 {
-            lines = draw(width.saturating_sub(over));
+        let obs = std::mem::take(&mut self.observations);
+        for o in &obs {
+            self.observation(o, name_w)?;
         }
+        self.verdict(ok, elapsed_ms)
+    }
+
+    /// The timeline, fitted to the width: a row too wide for its least number of cells
+    /// gives way in its label column, a rule in its marks, the legend wraps.
+    fn timeline(&mut self, t_ns: u64) -> io::Result<()> {
+        let width = self.width.unwrap_or(80).min(80);
+        let lines = timeline::draw(
+            &self.history,
+            self.t0_ns,
+            t_ns,
+            width,
+            self.lang,
+            self.lesson_words.as_ref(),
+        );
         for mut line in lines {
-            // Still over (its cells have a least number): the label column gives way.
             let over = visible_width(&line).saturating_sub(width);
             if over > 0 {
                 line = narrower(&line, over);
@@ -61,20 +67,7 @@ impl<W: Write + Send> Human<W> {
                 writeln!(self.buf, "{line}")?;
             }
         }
-        self.history.clear();
-        let title = crate::ui!(self.lang, "observed", &[]);
-        self.rule(&title)?;
-        let name_w = self
-            .observations
-            .iter()
-            .map(|o| o.name.width())
-            .max()
-            .unwrap_or(0);
-        let obs = std::mem::take(&mut self.observations);
-        for o in &obs {
-            self.observation(o, name_w)?;
-        }
-        self.verdict(ok, elapsed_ms)
+        Ok(())
     }
 
     /// One row of the table: mark, name (in a column `name_w` wide), value and claim.
