@@ -51,6 +51,8 @@ struct Proc {
     name: String,
     depth: usize,
     color: Color,
+    /// Its parent, as its start said (0 when not known).
+    ppid: i32,
 }
 
 pub struct Human<W: Write + Send> {
@@ -139,6 +141,7 @@ impl<W: Write + Send> Human<W> {
                     name: "?".into(),
                     depth: 1,
                     color,
+                    ppid: 0,
                 },
             );
         }
@@ -249,6 +252,7 @@ impl<W: Write + Send> Human<W> {
                 name: "main".into(),
                 depth: 0,
                 color: Color::Cyan,
+                ppid: 0,
             },
         );
         let width = self.width.unwrap_or(78);
@@ -476,6 +480,7 @@ impl<W: Write + Send> Human<W> {
                         name: name.to_string(),
                         depth,
                         color,
+                        ppid: *ppid,
                     },
                 );
             }

@@ -19,8 +19,14 @@ const GROUP_NS: u64 = 2_000_000_000;
 /// At most this many values of a field are listed in a summary line; more make a range.
 const LIST_MAX: usize = 12;
 
-/// Alike acts in a row: the process, the kind, the fields of each, the first stamp.
-type Run<'a> = (i32, &'a str, Vec<&'a [(String, ObsValue)]>, u64);
+/// Alike acts in a row: of one process, or of alike processes one act each (eight
+/// buyers waiting); their fields; the first stamp.
+struct Run<'a> {
+    pids: Vec<i32>,
+    act: &'a str,
+    fields: Vec<&'a [(String, ObsValue)]>,
+    t_ns: u64,
+}
 
 /// What the default view holds back a moment, to tell it as one line or not at all.
 #[derive(Default)]
@@ -260,28 +266,64 @@ impl<W: io::Write + Send> Human<W> {
             let Kind::Act { act, fields } = &a.kind else {
                 continue;
             };
-            match runs
-                .iter_mut()
-                .find(|r| r.0 == a.pid && r.1 == act.as_str())
-            {
-                Some(run) => run.2.push(fields),
-                None => runs.push((a.pid, act, vec![fields], a.t_ns)),
+            match runs.iter_mut().find(|r| r.pids == [a.pid] && r.act == act) {
+                Some(run) => run.fields.push(fields),
+                None => runs.push(Run {
+                    pids: vec![a.pid],
+                    act,
+                    fields: vec![fields],
+                    t_ns: a.t_ns,
+                }),
             }
         }
-        for (pid, act, all, t_ns) in runs {
-            let merged: Vec<(String, String)> = all[0]
-                .iter()
-                .map(|(k, _)| {
-                    let values: Vec<&ObsValue> = all
-                        .iter()
-                        .filter_map(|f| f.iter().find(|(n, _)| n == k).map(|(_, v)| v))
-                        .collect();
-                    (k.clone(), merge(k, &values))
-                })
-                .collect();
-            self.act_line(t_ns, pid, act, all.len(), &merged)?;
+        // One act each of alike processes: one line for them all.
+        let mut told: Vec<Run<'_>> = Vec::new();
+        for run in runs {
+            let role = self.role_of(run.pids[0]);
+            let alike = told.iter_mut().find(|t| {
+                run.fields.len() == 1
+                    && t.fields.len() == t.pids.len()
+                    && t.act == run.act
+                    && self.role_of(t.pids[0]) == role
+            });
+            match alike {
+                Some(t) => {
+                    t.pids.extend(run.pids);
+                    t.fields.extend(run.fields);
+                }
+                None => told.push(run),
+            }
+        }
+        for run in told {
+            self.run_line(&run)?;
         }
         Ok(())
+    }
+
+    /// One line for a run of acts: under its process, or, for several, under their
+    /// parent with their PIDs.
+    fn run_line(&mut self, run: &Run<'_>) -> io::Result<()> {
+        let all = &run.fields;
+        let mut merged: Vec<(String, String)> = all[0]
+            .iter()
+            .map(|(k, _)| {
+                let values: Vec<&ObsValue> = all
+                    .iter()
+                    .filter_map(|f| f.iter().find(|(n, _)| n == k).map(|(_, v)| v))
+                    .collect();
+                (k.clone(), merge(k, &values))
+            })
+            .collect();
+        let mut pid = run.pids[0];
+        if run.pids.len() > 1 {
+            let pids: Vec<String> = run.pids.iter().map(i32::to_string).collect();
+            merged.insert(0, ("pids".to_string(), pids.join(" ")));
+            pid = self
+                .procs
+                .get(&pid)
+                .map_or(pid, |p| if p.ppid > 0 { p.ppid } else { pid });
+        }
+        self.act_line(run.t_ns, pid, run.act, all.len(), &merged)
     }
 
     /// A state change worth a line in the default view: not the staging's plumbing,
