@@ -214,12 +214,17 @@ impl<W: io::Write + Send> Human<W> {
         }
     }
 
-    /// Tell the held group, and the held acts no sentence can fold any more (all of
-    /// them with `now == u64::MAX`), in stamp order.
+    /// Before what is shown at `now` (everything with `now == u64::MAX`): the held
+    /// group, and the held acts no sentence will fold, in stamp order.
     pub(super) fn release(&mut self, now: u64) -> io::Result<()> {
-        let (old, young): (Vec<Event>, Vec<Event>) = std::mem::take(&mut self.fold.held)
-            .into_iter()
-            .partition(|a| now == u64::MAX || a.t_ns.saturating_add(FOLD_BEFORE_NS) < now);
+        // An act stays held past what is shown now only if its role tells its acts
+        // (its sentence may still come); else it is told now, in its place.
+        let held = std::mem::take(&mut self.fold.held);
+        let (old, young): (Vec<Event>, Vec<Event>) = held.into_iter().partition(|a| {
+            now == u64::MAX
+                || a.t_ns.saturating_add(FOLD_BEFORE_NS) < now
+                || self.fold.tells.get(&self.role_of(a.pid)) != Some(&true)
+        });
         self.fold.held = young;
         for a in &old {
             let role = self.role_of(a.pid);
