@@ -93,9 +93,7 @@ pub fn command() -> Command {
     cmd = Globals::augment_args(cmd);
     cmd = cmd
         .subcommand(Command::new("list").about("List the lessons, one line each"))
-        .subcommand(
-            Command::new("tour").about("Every lesson in order, with a title card between them"),
-        )
+        .subcommand(tour_command())
         .subcommand(
             Command::new("explain")
                 .about("The concept, the Python it mirrors and the system calls underneath")
@@ -134,6 +132,85 @@ pub fn command() -> Command {
     cmd
 }
 
+/// `tour`, `tour --from lock`, `tour fork lock pool`. The names are checked by
+/// [`tour_lessons`], not by clap, so that an unknown one is one line with a suggestion.
+fn tour_command() -> Command {
+    Command::new("tour")
+        .about("Every lesson in order, with a title card between them (or some: --from LESSON, or LESSON…)")
+        .arg(
+            Arg::new("lessons")
+                .value_name("LESSON")
+                .num_args(0..)
+                .help("Only these lessons, in the order given"),
+        )
+        .arg(
+            Arg::new("from")
+                .long("from")
+                .value_name("LESSON")
+                .conflicts_with("lessons")
+                .help("From this lesson to the end of the tour"),
+        )
+}
+
+/// The lessons a `tour` runs: all of them in the tour's order; from `--from` to the end;
+/// or the ones named, in the order given (the person chose that order, and may mean it:
+/// a lecture may want `pool` before `fork`; `list` shows the tour's order to copy).
+/// An unknown name, or one given twice, is a usage error: its one line.
+pub fn tour_lessons(m: &ArgMatches) -> Result<Vec<&'static LessonDef>, String> {
+    let find = |name: &str| {
+        crate::lessons::find(name).ok_or_else(|| {
+            let near = LESSONS
+                .iter()
+                .map(|l| (edit_distance(name, l.name), l.name))
+                .filter(|&(d, l)| d <= 2.max(l.len() / 3))
+                .min();
+            match near {
+                Some((_, l)) => {
+                    format!(
+                        "no lesson named '{name}' (did you mean '{l}'? `mp-demo list` lists them)"
+                    )
+                }
+                None => format!("no lesson named '{name}' (`mp-demo list` lists them)"),
+            }
+        })
+    };
+    if let Some(from) = m.get_one::<String>("from") {
+        let first = find(from)?;
+        let at = LESSONS.iter().position(|l| std::ptr::eq(*l, first));
+        return Ok(LESSONS[at.unwrap_or(0)..].to_vec());
+    }
+    let Some(names) = m.get_many::<String>("lessons") else {
+        return Ok(LESSONS.to_vec());
+    };
+    let mut defs: Vec<&'static LessonDef> = Vec::new();
+    for name in names {
+        let def = find(name)?;
+        if defs.iter().any(|d| std::ptr::eq(*d, def)) {
+            return Err(format!("lesson '{name}' is named twice"));
+        }
+        defs.push(def);
+    }
+    Ok(defs)
+}
+
+/// How many single-character edits turn `a` into `b` (Levenshtein), for a suggestion.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
 fn lesson_command(def: &LessonDef) -> Command {
     let about = def.summary(Lang::En);
     let mut cmd = Command::new(def.name).about(about);
@@ -167,6 +244,29 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         super::command().debug_assert();
+    }
+
+    #[test]
+    fn a_near_miss_is_suggested() {
+        assert_eq!(super::edit_distance("lok", "lock"), 1);
+        assert_eq!(super::edit_distance("pool", "pool"), 0);
+        assert_eq!(super::edit_distance("", "fork"), 4);
+        let m = |args: &[&str]| {
+            let all = super::command().get_matches_from(args);
+            let (_, m) = all.subcommand().unwrap();
+            super::tour_lessons(m).map(|d| d.iter().map(|d| d.name).collect::<Vec<_>>())
+        };
+        let e = m(&["mp-demo", "tour", "lok"]).unwrap_err();
+        assert!(e.contains("did you mean 'lock'"), "{e}");
+        assert!(!m(&["mp-demo", "tour", "xyzzy"])
+            .unwrap_err()
+            .contains("mean"));
+        let some = m(&["mp-demo", "tour", "pool", "fork"]).unwrap();
+        assert_eq!(some, ["pool", "fork"]);
+        let from = m(&["mp-demo", "tour", "--from", "lock"]).unwrap();
+        assert_eq!(from[0], "lock");
+        assert_eq!(from.last(), super::LESSONS.last().map(|l| &l.name));
+        assert!(m(&["mp-demo", "tour", "fork", "fork"]).is_err());
     }
 
     #[test]

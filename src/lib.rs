@@ -34,7 +34,6 @@ use anyhow::{Context, Result};
 #[global_allocator]
 static ALLOCATOR: oom::Watched = oom::Watched;
 use clap::FromArgMatches;
-use lessons::Opts;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -98,13 +97,7 @@ pub fn main() -> ExitCode {
             clap_complete::generate(shell, &mut cli::command(), "mp-demo", &mut out);
             print_out(String::from_utf8_lossy(&out).into_owned())
         }
-        "tour" => {
-            let all: Vec<_> = lessons::LESSONS
-                .iter()
-                .map(|&def| (def, Opts::defaults(def)))
-                .collect();
-            return run::run_lessons(&all, &globals, true);
-        }
+        "tour" => return run::tour(m, &globals),
         name => match lessons::find(name) {
             Some(def) => {
                 let opts = cli::lesson_opts(def, m);

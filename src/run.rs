@@ -10,6 +10,7 @@ use crate::{cli, ctx, event, narrate, observe, procs, quiz, term};
 use anyhow::Result;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 /// A usage error found before anything runs: one line, exit 2.
 fn usage_error(msg: &str) -> ExitCode {
@@ -17,8 +18,20 @@ fn usage_error(msg: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Run lessons one after another in one session (`tour` runs them all, with a title card
-/// between them); the exit code of the whole.
+/// `mp-demo tour`, `tour --from lock`, `tour fork lock pool`: the lessons chosen, each
+/// with its defaults; a name that is no lesson is a usage error (one line, a suggestion).
+pub(crate) fn tour(m: &clap::ArgMatches, g: &cli::Globals) -> ExitCode {
+    match cli::tour_lessons(m) {
+        Ok(defs) => {
+            let all: Vec<_> = defs.into_iter().map(|d| (d, Opts::defaults(d))).collect();
+            run_lessons(&all, g, true)
+        }
+        Err(msg) => usage_error(&msg),
+    }
+}
+
+/// Run lessons one after another in one session (a tour, with a title card between them
+/// and a summary at the end); the exit code of the whole.
 pub(crate) fn run_lessons(
     defs: &[(&'static LessonDef, Opts)],
     g: &cli::Globals,
@@ -108,15 +121,8 @@ fn renderers(
     if g.json {
         renders.push(Box::new(narrate::json::Json::new(std::io::stdout())));
     } else {
-        let width = if stdout_tty {
-            crossterm::terminal::size()
-                .ok()
-                .map(|(w, _)| usize::from(w))
-                .filter(|&w| w > 0)
-        } else {
-            None
-        };
-        let human = narrate::human::Human::new(std::io::stdout(), lang, width).verbose(g.verbose);
+        let human = narrate::human::Human::new(std::io::stdout(), lang, terminal_width())
+            .verbose(g.verbose);
         let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
         renders.push(if stdout_tty && !dumb && !g.no_progress {
             Box::new(human.with_live_panel())
@@ -133,8 +139,29 @@ fn renderers(
     renders
 }
 
+/// What the lessons run so far came to, for the tour's closing summary.
+#[derive(Default)]
+struct Tally {
+    ran: usize,
+    held: usize,
+    claims: usize,
+    /// The lessons' own time: the waits at the tour's prompt are not in it.
+    took: Duration,
+}
+
+/// The width of the terminal stdout is, if it is one (lines are wrapped to it).
+fn terminal_width() -> Option<usize> {
+    std::io::stdout()
+        .is_terminal()
+        .then(crossterm::terminal::size)
+        .and_then(Result::ok)
+        .map(|(w, _)| usize::from(w))
+        .filter(|&w| w > 0)
+}
+
 /// The lessons in turn, under one narrator and one observer (in a tour, each after its
-/// title card and, from the second on, a pause): whether every claim held.
+/// title card and, from the second on, a wait; a summary at the end): whether every
+/// claim held.
 fn run_all(
     defs: &[(&'static LessonDef, Opts)],
     g: &cli::Globals,
@@ -146,35 +173,25 @@ fn run_all(
     let step_prompt = g.step.then(|| crate::ui!(lang, "step_prompt", &[]));
     let narrator = narrate::Narrator::start(Box::new(narrate::Tee(renders)), step_prompt)?;
     let mut observer = observe::Observer::start(narrator.sink(), lang)?;
-    let mut all_ok = true;
+    let mut tally = Tally::default();
     let mut result = Ok(());
     for (i, (def, opts)) in defs.iter().enumerate() {
-        if tour {
-            if !g.json {
-                narrator.sink().emit(Event::now(
-                    nix::unistd::getpid().as_raw(),
-                    Kind::Act {
-                        act: "tour_card".into(),
-                        fields: vec![
-                            ("i".into(), (i + 1).into()),
-                            ("n".into(), defs.len().into()),
-                            ("lesson".into(), def.name.into()),
-                        ],
-                    },
-                ));
-            }
-            if i > 0 && !narrator.sink().pause() {
-                procs::request_stop(nix::libc::SIGINT);
-                result = Err(ctx::Stopped.into());
-                break;
-            }
+        if tour && !tour_card(&narrator.sink(), g, lang, (i, defs.len()), def) {
+            result = Err(ctx::Stopped.into());
+            break;
         }
+        let started = Instant::now();
         let outcome = run_one(def, opts, g, lang, session.dir(), &narrator, &observer);
         // Before anything else: a child left running (a lesson that failed half-way)
         // would keep its reader thread, and with it the narrator, alive.
         procs::kill_and_reap_all();
         match outcome {
-            Ok(ok) => all_ok &= ok,
+            Ok((held, claims)) => {
+                tally.ran += 1;
+                tally.held += held;
+                tally.claims += claims;
+                tally.took += started.elapsed();
+            }
             Err(e) => {
                 result = Err(e);
                 break;
@@ -184,7 +201,105 @@ fn run_all(
     observer.stop();
     drop(observer);
     narrator.finish();
-    result.map(|()| all_ok)
+    if tour && !g.json {
+        tour_summary(lang, defs.len(), &tally);
+    }
+    result.map(|()| tally.held == tally.claims)
+}
+
+/// A tour's title card before lesson `i` of `n` (its summary says what it shows; not
+/// under `--json`, whose stream is the lessons' own), then, from the second lesson on,
+/// a wait: for Enter when a person is at the terminal (stdin and stdout both one), so
+/// that the card is read and the lesson starts when they are ready; else the `--step`
+/// pause as at any step, and none without `--step`. False if the person chose to stop.
+fn tour_card(
+    sink: &narrate::Sink,
+    g: &cli::Globals,
+    lang: Lang,
+    (i, n): (usize, usize),
+    def: &LessonDef,
+) -> bool {
+    if !g.json {
+        sink.emit(Event::now(
+            nix::unistd::getpid().as_raw(),
+            Kind::Act {
+                act: "tour_card".into(),
+                fields: vec![
+                    ("i".into(), (i + 1).into()),
+                    ("n".into(), n.into()),
+                    ("lesson".into(), def.name.into()),
+                    ("summary".into(), def.summary(lang).into()),
+                ],
+            },
+        ));
+    }
+    if i == 0 {
+        return true;
+    }
+    let person_here = !g.json
+        && std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal()
+        && term::has_terminal();
+    let go = if person_here {
+        sink.flush(); // the card is on the screen, and nothing is drawn below the prompt
+                      // A terminal that cannot be read (no raw mode) is no reason to stop: no wait.
+        term::pause(&crate::ui!(lang, "tour_prompt", &[])).unwrap_or(true)
+    } else {
+        sink.pause()
+    };
+    if !go {
+        term::quit();
+    }
+    go
+}
+
+/// The tour's last line (human view): lessons run of those chosen, claims held of those
+/// made, the lessons' time. Written once the narrator has finished (stdout is no one
+/// else's then); not when the run was interrupted, failed, or lost its output.
+fn tour_summary(lang: Lang, n: usize, tally: &Tally) {
+    use colored::Colorize;
+    if !matches!(procs::stop_reason(), None | Some(term::STOP_QUIT)) {
+        return;
+    }
+    let secs = tally.took.as_secs_f64();
+    let time = if secs < 60.0 {
+        crate::ui!(lang, "tour_time_s", &[("s", &format!("{secs:.1}"))])
+    } else {
+        let whole = secs.round() as u64;
+        crate::ui!(
+            lang,
+            "tour_time_min",
+            &[("m", &(whole / 60)), ("s", &(whole % 60))]
+        )
+    };
+    let line = crate::ui!(
+        lang,
+        "tour_summary",
+        &[
+            ("ran", &tally.ran),
+            ("n", &n),
+            ("held", &tally.held),
+            ("claims", &tally.claims),
+            ("time", &time),
+        ]
+    );
+    let lines = match terminal_width() {
+        Some(w) => narrate::human::wrap(&line, w),
+        None => vec![line],
+    };
+    let mut out = std::io::stdout().lock();
+    let written = writeln!(out).and_then(|()| {
+        lines
+            .iter()
+            .try_for_each(|l| writeln!(out, "{}", l.bold()))
+            .and_then(|()| out.flush())
+    });
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            procs::fail_run(format!("writing the tour's summary to stdout failed: {e}"));
+        }
+        _ => {}
+    }
 }
 
 /// How the run ended, as its exit code (and its one line on stderr): a closed pipe is
@@ -192,6 +307,14 @@ fn run_all(
 fn exit_code(lang: Lang, outcome: Result<bool>) -> ExitCode {
     match (procs::stop_reason(), outcome) {
         (Some(procs::STOP_BROKEN_PIPE), _) => ExitCode::SUCCESS,
+        // `q` at a prompt: the person's choice, not an interruption.
+        (Some(term::STOP_QUIT), _) => {
+            procs::diag(format_args!(
+                "mp-demo: {}",
+                crate::ui!(lang, "quit_done", &[])
+            ));
+            ExitCode::SUCCESS
+        }
         (Some(procs::STOP_FAILED), _) => {
             let msg = procs::failure().unwrap_or("the run failed");
             procs::diag(format_args!("mp-demo: error: {msg}"));
@@ -216,7 +339,8 @@ fn exit_code(lang: Lang, outcome: Result<bool>) -> ExitCode {
     }
 }
 
-/// One lesson: `lesson_start`, the story, `lesson_end`. Whether every claim held.
+/// One lesson: `lesson_start`, the story, `lesson_end`. How many claims held, of how
+/// many made (every one held when the two are equal).
 fn run_one(
     def: &'static LessonDef,
     opts: &Opts,
@@ -225,7 +349,7 @@ fn run_one(
     dir: &std::path::Path,
     narrator: &narrate::Narrator,
     observer: &observe::Observer,
-) -> Result<bool> {
+) -> Result<(usize, usize)> {
     let words = def.words()?;
     let title = words
         .meta
@@ -268,7 +392,8 @@ fn run_one(
     });
     judged(&ctx, &answers, lang, &sink);
     sink.flush();
-    Ok(ok)
+    let claims = ctx.claims.iter().filter_map(|c| c.holds);
+    Ok((claims.clone().filter(|&h| h).count(), claims.count()))
 }
 
 /// `--quiz`: the student's predictions, asked first, before anything of the lesson runs
@@ -291,7 +416,7 @@ fn predictions(
     match quiz::ask(&mut out, questions, lang)? {
         Some(a) => Ok(a),
         None => {
-            procs::request_stop(nix::libc::SIGINT);
+            term::quit(); // `q`: quietly (Ctrl-C at the prompt already stopped as SIGINT)
             Err(ctx::Stopped.into())
         }
     }

@@ -8,6 +8,17 @@
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 
+/// The stop reason when the person asked to stop at a prompt (`q`, Esc, Ctrl-D): not a
+/// signal, not a failure, so the run ends quietly with exit 0. (`procs::request_stop`
+/// takes any reason; -1 and -2 are its own.)
+pub const STOP_QUIT: i32 = -3;
+
+/// The person pressed `q` (or Esc, Ctrl-D) at a prompt: stop the run quietly. A reason
+/// already given (Ctrl-C, a signal) wins.
+pub fn quit() {
+    crate::procs::request_stop(STOP_QUIT);
+}
+
 /// Whether there is a terminal to read keys from (`/dev/tty`).
 pub fn has_terminal() -> bool {
     open_tty().is_ok()
@@ -41,8 +52,11 @@ impl Drop for RawMode {
 pub enum Key {
     /// Space or Enter: go on.
     Go,
-    /// `q`, Esc or Ctrl-C: stop.
+    /// `q`, Esc or Ctrl-D: stop, as the person chose.
     Quit,
+    /// Ctrl-C (raw mode turns it into a byte): never returned by [`wait_key`], which
+    /// stops the run as the SIGINT it stands for would.
+    Interrupt,
     /// A digit (a quiz answer).
     Digit(u8),
     Other,
@@ -54,7 +68,8 @@ fn classify(bytes: &[u8]) -> Key {
     match bytes {
         [0x1b] => Key::Quit,
         [0x1b, ..] => Key::Other,
-        [0x03 | 0x04, ..] => Key::Quit, // Ctrl-C, Ctrl-D (raw mode: no SIGINT)
+        [0x03, ..] => Key::Interrupt, // Ctrl-C (raw mode: no SIGINT)
+        [0x04, ..] => Key::Quit,      // Ctrl-D
         [b' ' | b'\r' | b'\n', ..] => Key::Go,
         [b'q' | b'Q', ..] => Key::Quit,
         [d @ b'0'..=b'9', ..] => Key::Digit(d - b'0'),
@@ -71,7 +86,8 @@ fn hung_up() -> io::Result<Option<Key>> {
 }
 
 /// Wait for a key, in raw mode, after dropping keys pressed before the wait (so an
-/// impatient double press does not skip a step). `None` if the run is stopping.
+/// impatient double press does not skip a step). `None` if the run is stopping (Ctrl-C
+/// pressed now is that: a stop for SIGINT, exit 130, as outside raw mode).
 ///
 /// The terminal is read directly (`poll` + `read` on `/dev/tty`), not through crossterm's
 /// event reader: on a hung-up terminal that reader loops for ever on `read` returning 0 or
@@ -113,7 +129,13 @@ pub fn wait_key() -> io::Result<Option<Key>> {
         }
         match nix::unistd::read(&tty, &mut buf) {
             Ok(0) | Err(nix::errno::Errno::EIO) => return hung_up(),
-            Ok(n) if drained => return Ok(Some(classify(&buf[..n]))),
+            Ok(n) if drained => match classify(&buf[..n]) {
+                Key::Interrupt => {
+                    crate::procs::request_stop(nix::libc::SIGINT);
+                    return Ok(None);
+                }
+                key => return Ok(Some(key)),
+            },
             Ok(_) => {} // pressed before the wait: dropped
             Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
             Err(e) => return Err(e.into()),

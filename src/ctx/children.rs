@@ -179,6 +179,10 @@ impl Ctx<'_> {
         cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null());
         procs::die_with_parent(&mut cmd);
+        // Stamped before the spawn, as a fork is: whatever the child says is stamped in
+        // the child, after this (stamped after `spawn()` returned, a child's first line
+        // could come before the spawn that names it).
+        let t_ns = now_ns();
         let child = cmd.spawn().map_err(|e| match e.raw_os_error() {
             Some(code) if code == nix::libc::ENOENT => anyhow!(
                 "spawning a child (fork + exec of {}) failed: ENOENT: this program's file is \
@@ -193,7 +197,7 @@ impl Ctx<'_> {
         })?;
         let pid = Pid::from_raw(child.id() as i32);
         drop(child); // reaped with waitpid by `join`, not by std
-        self.spawned(pid.as_raw(), self.main_pid, name, How::Spawn);
+        self.spawned_at(t_ns, pid.as_raw(), self.main_pid, name, How::Spawn);
 
         let (tx, rx) = mpsc::channel();
         let accept = procs::thread("ipc-accept", move || {

@@ -41,6 +41,8 @@ pub struct Ctx<'a> {
     voice: Voice,
     observer: &'a Observer,
     step_n: u32,
+    /// A step was emitted and its pause (`show`) has not come yet.
+    unshown: std::cell::Cell<bool>,
     names: HashMap<i32, String>,
     pub claims: Vec<Claim>,
 }
@@ -68,6 +70,7 @@ impl<'a> Ctx<'a> {
             sink,
             observer,
             step_n: 0,
+            unshown: std::cell::Cell::new(false),
             names,
             claims: Vec::new(),
         }
@@ -122,10 +125,12 @@ impl<'a> Ctx<'a> {
             .act_at(pid, &self.name_of(pid), t_ns, act, fields);
     }
 
-    /// A step: a title and, for a lecture, a command to see it from outside. In step mode
-    /// the lesson waits here for a key, with every process really sitting where it is.
+    /// A step: its title (and hint) in the stream, at the start of the step's action.
+    /// The step's pause comes later, at [`Ctx::show`], once the action has made what the
+    /// hint names; a step not shown by then pauses at the next step.
     pub fn step(&mut self, key: &str, args: Args<'_>) -> Result<()> {
         self.check()?;
+        self.show(0)?;
         self.step_n += 1;
         let (title, hint) = match self.voice.words().step.get(key) {
             Some(line) => (
@@ -143,10 +148,34 @@ impl<'a> Ctx<'a> {
                 hint,
             },
         ));
-        if !self.sink.pause() {
-            procs::request_stop(nix::libc::SIGINT);
-        }
+        self.unshown.set(true);
         self.check()
+    }
+
+    /// The pause of the current step, once its action has run: the human view prints
+    /// the step's hint ("try this: …") here, and with `--step` the lesson waits here for
+    /// a key, with every process really sitting where the hint shows it (nothing more if
+    /// the step was shown already). Then a pacing pause of `ms`, as [`Ctx::pause`].
+    pub fn show(&self, ms: u64) -> Result<()> {
+        if self.unshown.replace(false) && !self.sink.pause() {
+            crate::term::quit(); // `q`: the person's choice, a quiet stop (Ctrl-C stays SIGINT)
+        }
+        self.check()?;
+        self.pause(ms)
+    }
+
+    /// [`Ctx::show`] inside a timed stretch, at a moment when nothing timed runs: how
+    /// long the pause took, for the lesson to leave the student's wait out of its times.
+    pub fn show_timed(&self) -> Result<Duration> {
+        let paused = std::time::Instant::now();
+        self.show(0)?;
+        Ok(paused.elapsed())
+    }
+
+    /// The janitor's pid (mp-demo's cleanup helper, a child of the main process that
+    /// every `pstree` shows), for the first hint that shows it to name it; 0 if none.
+    pub fn janitor(&self) -> i32 {
+        procs::janitor_pid().unwrap_or(0)
     }
 
     /// A pacing pause of `ms` milliseconds at `--speed 1`; none at `--speed 0`.

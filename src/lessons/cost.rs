@@ -145,15 +145,18 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         ctx.observe("python_process_us", tenth(t.median));
     }
     table(ctx, rounds, &times, &python)?;
-    verdict(ctx, rounds, &times)
+    verdict(ctx, rounds, &times)?;
+    // The last step's pause, once its story is told.
+    ctx.show(0)
 }
 
 /// What is timed, one thing a step: a fork, a spawn, a thread.
 fn introduce(ctx: &mut Ctx<'_>, rounds: usize) -> Result<()> {
     let main = ctx.main_pid;
-    step!(ctx, "intro", &[("main", &main)])?;
+    let janitor = ctx.janitor();
+    step!(ctx, "intro", &[("main", &main), ("janitor", &janitor)])?;
     say!(ctx, "intro", &[("rounds", &rounds)]);
-    ctx.pause(2500)?;
+    ctx.show(2500)?;
 
     step!(ctx, "fork", &[])?;
     say!(ctx, "fork_intro", &[]);
@@ -173,7 +176,7 @@ fn timed(ctx: &mut Ctx<'_>, rounds: usize) -> Result<Times> {
     step!(ctx, "pool_task", &[("main", &main)])?;
     let worker = ctx.spawn("worker", "worker", serde_json::json!({}))?;
     say!(ctx, "pool_intro", &[("pid", &worker.pid)]);
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
 
     step!(ctx, "pipe", &[])?;
     let echo = Echo::fork(ctx)?;
@@ -182,7 +185,7 @@ fn timed(ctx: &mut Ctx<'_>, rounds: usize) -> Result<Times> {
 
     step!(ctx, "measure", &[("main", &main)])?;
     say!(ctx, "measure", &[("rounds", &rounds)]);
-    ctx.pause(1500)?;
+    ctx.show(1500)?;
     let measured = measure(ctx, rounds, &worker, &echo);
     // Whatever happened, the worker and the echo child are ended and reaped here.
     let _ = worker.send(Down::Stop);

@@ -115,7 +115,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     drop(event);
     std::fs::remove_file(&path).with_context(|| format!("removing {shown}"))?;
     say!(ctx, "moral", &[]);
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show(0)
 }
 
 /// `Event()`: the page with the flag and the futex word, in a file of the run's directory.
@@ -210,7 +211,7 @@ fn show_blocked(
         "== \"S\"",
         blocked_state == "S",
     );
-    ctx.pause(3500)
+    ctx.show(3500)
 }
 
 /// `set()`, from another process: one `FUTEX_WAKE` wakes every waiter, each after the
@@ -253,7 +254,7 @@ fn set(ctx: &mut Ctx<'_>, scene: &Scene, waiters: &[ChildProc]) -> Result<()> {
         woken_after_set == n,
     );
     ctx.observe("futex_wake_count", kernel_woke);
-    ctx.pause(3000)
+    ctx.show(3000)
 }
 
 /// `clear()`: the flag goes down; nobody needs waking.
@@ -266,7 +267,7 @@ fn clear(ctx: &mut Ctx<'_>, scene: &Scene) -> Result<()> {
         "cleared",
         &[("is_set", &python_bool(scene.event.is_set()))]
     );
-    ctx.pause(2000)
+    ctx.show(2000)
 }
 
 /// `wait(timeout)` on the cleared event: the first waiter sleeps in `futex()` again, and

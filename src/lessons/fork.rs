@@ -64,7 +64,8 @@ struct Child {
 fn fork_child(ctx: &mut Ctx<'_>) -> Result<Child> {
     let me = ctx.main_pid;
     let my_parent = nix::unistd::getppid().as_raw();
-    step!(ctx, "start", &[("main", &me)])?;
+    let janitor = ctx.janitor();
+    step!(ctx, "start", &[("main", &me), ("janitor", &janitor)])?;
     say!(ctx, "parent_intro", &[("pid", &me), ("ppid", &my_parent)]);
     ctx.pause(1200)?;
     say!(ctx, "about_to_fork", &[]);
@@ -122,7 +123,7 @@ fn fork_child(ctx: &mut Ctx<'_>) -> Result<Child> {
         &format!("== parent_pid ({me})"),
         hello.ppid == me,
     );
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
     Ok(Child {
         pid: child,
         note_r,
@@ -142,7 +143,7 @@ fn alive_then_zombie(ctx: &mut Ctx<'_>, child: &Child) -> Result<bool> {
         "is_alive",
         &[("pid", &pid), ("state", &state.map_or('?', |s| s))],
     );
-    ctx.pause(2500)?;
+    ctx.show(2500)?;
 
     nix::unistd::write(&child.go_w, b"g").context("write() to the child's pipe")?;
     say!(ctx, "go", &[("pid", &pid)]);
@@ -150,15 +151,15 @@ fn alive_then_zombie(ctx: &mut Ctx<'_>, child: &Child) -> Result<bool> {
         say_for!(ctx, bye.pid, bye.t_ns, "child_exit", &[]);
     }
     let zombie = ctx.wait_state(pid, &['Z'], STATE_TIMEOUT)? == Some('Z');
-    // The step (and its --step pause) comes once the child is a zombie, so the suggested
-    // `ps` shows Z <defunct>, not the S of a child that has not exited yet.
+    // The step comes once the child is a zombie, so the suggested `ps` shows
+    // Z <defunct>, not the S of a child that has not exited yet.
     step!(ctx, "zombie", &[("pid", &pid)])?;
     if zombie {
         say!(ctx, "zombie", &[("pid", &pid)]);
     } else {
         say!(ctx, "no_zombie", &[("pid", &pid)]);
     }
-    ctx.pause(3000)?;
+    ctx.show(3000)?;
     Ok(zombie)
 }
 
@@ -172,13 +173,14 @@ fn join(ctx: &mut Ctx<'_>, child: Pid, zombie: bool) -> Result<()> {
     ctx.claim("child_exitcode", code, "== 0", code == 0);
     ctx.claim("zombie_observed", zombie, "== true", zombie);
     ctx.claim("gone_after_join", gone, "== true", gone);
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
     Ok(())
 }
 
 /// `terminate()`: SIGTERM to a child asleep in pause(); its exitcode is -15.
 fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
-    step!(ctx, "terminate", &[])?;
+    let me = ctx.main_pid;
+    step!(ctx, "terminate", &[("main", &me)])?;
     let (note2_r, note2_w) = procs::pipe()?;
     let note2_fd = note2_w.as_raw_fd();
     let child_body = move || {
@@ -194,7 +196,7 @@ fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
         Note::recv(&note2_r, STATE_TIMEOUT)?.context("the sleeper did not write its note")?;
     say_for!(ctx, hello2.pid, hello2.t_ns, "sleeper_hello", &[]);
     ctx.wait_state(sleeper, &['S'], STATE_TIMEOUT)?;
-    ctx.pause(1500)?;
+    ctx.show(1500)?;
     say!(ctx, "terminate", &[("pid", &sleeper)]);
     kill(sleeper, Signal::SIGTERM).context("kill(SIGTERM)")?;
     let code = ctx.join(sleeper)?;
@@ -230,7 +232,7 @@ fn spawn(ctx: &mut Ctx<'_>) -> Result<()> {
             ("spawn", &How::Spawn.as_str()),
         ],
     );
-    Ok(())
+    ctx.show(0)
 }
 
 /// The spawned child: a fresh program, connected back over ipc-channel.

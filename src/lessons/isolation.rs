@@ -126,5 +126,6 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     );
     ctx.pause(1500)?;
     say!(ctx, "moral", &[]);
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show(0)
 }

@@ -107,7 +107,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         "office",
         &[("tickets", &office.tickets), ("file", &office.shown)]
     );
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
 
     let kids = reads_without_lock(ctx, &office)?;
     writes_without_lock(ctx, &office, &kids)?;
@@ -115,7 +115,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     with_lock(ctx, &office)?;
     ctx.pause(2000)?;
     say!(ctx, "moral", &[]);
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show(0)
 }
 
 /// Without a lock, the reads: every buyer reads the count and says so, and none writes
@@ -125,7 +126,8 @@ fn reads_without_lock(ctx: &mut Ctx<'_>, office: &Office) -> Result<Vec<ChildPro
         tickets, buyers, ..
     } = *office;
     let main = ctx.main_pid;
-    step!(ctx, "no_lock", &[("main", &main)])?;
+    let janitor = ctx.janitor();
+    step!(ctx, "no_lock", &[("main", &main), ("janitor", &janitor)])?;
     say!(ctx, "no_lock_intro", &[("buyers", &buyers)]);
     ctx.pause(1500)?;
     let kids = spawn_buyers(ctx, buyers, &office.shown, false)?;
@@ -142,7 +144,7 @@ fn reads_without_lock(ctx: &mut Ctx<'_>, office: &Office) -> Result<Vec<ChildPro
         "all_read",
         &[("buyers", &buyers), ("tickets", &tickets)]
     );
-    ctx.pause(2500)?;
+    ctx.show(2500)?;
     Ok(kids)
 }
 
@@ -325,6 +327,7 @@ fn show_waiters(
             ("inode", &inode),
         ],
     );
+    ctx.show(0)?;
     ctx.claim(
         "waiters_seen_asleep",
         asleep,

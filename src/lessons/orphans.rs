@@ -84,7 +84,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     dead_holder(ctx)?;
     ctx.pause(2000)?;
     say!(ctx, "moral", &[]);
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show(0)
 }
 
 /// Part one: children that exit at once are zombies until their parent waits.
@@ -113,7 +114,8 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
     );
     ctx.pause(3000)?;
 
-    step!(ctx, "reap", &[("main", &me)])?;
+    let janitor = ctx.janitor();
+    step!(ctx, "reap", &[("main", &me), ("janitor", &janitor)])?;
     say!(ctx, "reap_intro", &[]);
     ctx.pause(1500)?;
     let mut reaped = 0usize;
@@ -132,6 +134,10 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
             if (gone) { "reaped" } else { "reaped_not_gone" },
             &[("pid", &kid), ("code", &code), ("left", &left)],
         );
+        if i == 0 {
+            // One reaped, the others still zombies: the hint shows both.
+            ctx.show(0)?;
+        }
         ctx.pause(900)?;
     }
     ctx.claim(
@@ -192,12 +198,13 @@ fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
         &format!("== main_pid ({me})"),
         after == me && adopted == me,
     );
-    ctx.pause(3000)?;
+    ctx.show(3000)?;
 
     step!(ctx, "adopter_reaps", &[("gc", &gc)])?;
     say!(ctx, "adopter_reaps", &[("pid", &gc)]);
     nix::unistd::write(&family.gc_go, b"g").context("write() to the grandchild's pipe")?;
     let zombie = ctx.wait_state(gc, &['Z'], TIMEOUT)? == Some('Z');
+    ctx.show(0)?;
     let code = ctx.join(gc)?;
     say!(
         ctx,
@@ -273,14 +280,14 @@ fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
         ],
     );
     ctx.claim("grandchild_alive_after_terminate", alive, "== true", alive);
-    ctx.pause(3500)?;
+    ctx.show(3500)?;
 
     step!(ctx, "cleanup", &[("pid", &helper)])?;
     say!(ctx, "cleanup", &[("pid", &helper)]);
     kill(helper, Signal::SIGTERM).context("kill(SIGTERM) of the helper")?;
     let code = ctx.join(helper)?;
     say!(ctx, "cleaned", &[("pid", &helper), ("code", &code)]);
-    Ok(())
+    ctx.show(0)
 }
 
 /// How the grandchild of a family ends.

@@ -125,7 +125,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     verdict(ctx, sem, &rooms.marks, workers, permits, waited)?;
     ctx.pause(2000)?;
     say!(ctx, "moral", &[]);
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show(0)
 }
 
 /// Create, let everyone open, unlink: the name exists for about a millisecond.
@@ -143,6 +144,8 @@ fn open(ctx: &mut Ctx<'_>, kids: &[ChildProc], permits: u32) -> Result<NamedSem>
             ("gauge", &gauge(sem.value(), k)),
         ],
     );
+    // While the name exists: the hint lists it in /dev/shm.
+    ctx.show(0)?;
     for kid in kids {
         kid.send(Down::Value(name.clone().into()))?;
     }
@@ -165,7 +168,8 @@ fn open(ctx: &mut Ctx<'_>, kids: &[ChildProc], permits: u32) -> Result<NamedSem>
 fn rush(ctx: &mut Ctx<'_>, kids: &[ChildProc], sem: &NamedSem, permits: u32) -> Result<Rooms> {
     let (workers, k) = (kids.len(), i64::from(permits));
     let main = ctx.main_pid;
-    step!(ctx, "rush", &[("main", &main)])?;
+    let janitor = ctx.janitor();
+    step!(ctx, "rush", &[("main", &main), ("janitor", &janitor)])?;
     say!(ctx, "rush", &[("workers", &workers), ("permits", &permits)]);
     for kid in kids {
         kid.send(Down::Go)?;
@@ -194,7 +198,7 @@ fn rush(ctx: &mut Ctx<'_>, kids: &[ChildProc], sem: &NamedSem, permits: u32) -> 
             asleep += 1;
         }
     }
-    ctx.pause(1000)?;
+    ctx.show(1000)?;
     let names = |set: &[usize]| -> String {
         let list: Vec<String> = set
             .iter()

@@ -324,7 +324,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     compare(ctx, &plan, &race, &locked)?;
     ctx.pause(1500)?;
     say!(ctx, "moral", &[]);
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show(0)
 }
 
 /// `Value('i', 0)`: the file mapped `MAP_SHARED`, its lock initialised.
@@ -338,7 +339,7 @@ fn create(ctx: &mut Ctx<'_>, plan: &Plan) -> Result<Mapping> {
         "value_intro",
         &[("path", &path.display()), ("addr", &map.addr())],
     );
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
     Ok(map)
 }
 
@@ -366,6 +367,8 @@ fn race(ctx: &mut Ctx<'_>, plan: &Plan, map: &Mapping) -> Result<Race> {
         "race_run",
         &[("pid", &first), ("path", &plan.path.display())]
     )?;
+    // The workers at the gate, the page mapped in each.
+    ctx.show(0)?;
     go_all(&procs)?;
     race_rounds(ctx, plan, map, &procs)?;
     finish(ctx, procs, TIMEOUT)?;
@@ -450,9 +453,9 @@ fn with_lock(ctx: &mut Ctx<'_>, plan: &Plan, map: &Mapping) -> Result<Locked> {
     say!(ctx, "lock_go", &[("n", &workers)]);
     go_all(&procs)?;
     let (holder, blocked) = show_holder_and_waiters(ctx, map, &procs)?;
-    // In step mode the lesson waits here with the lock really held and the others asleep.
     step!(ctx, "lock_run", &[("pids", &pid_list(&procs))])?;
-    ctx.pause(2500)?;
+    // In step mode the lesson waits here with the lock really held and the others asleep.
+    ctx.show(2500)?;
     say!(
         ctx,
         "lock_release_first",

@@ -88,7 +88,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     endings(ctx)?;
     ctx.pause(1500)?;
     say!(ctx, "moral", &[]);
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show(0)
 }
 
 /// Running, ready and blocked, on three real processes.
@@ -245,7 +246,7 @@ fn blocked(ctx: &mut Ctx<'_>, three: &Three) -> Result<()> {
         blocked_state == 'S',
     );
     ctx.observe("blocked_wchan", wchan);
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
     say!(ctx, "blocked_own_doing", &[]);
     ctx.pause(2500)?;
     Ok(())
@@ -335,7 +336,7 @@ fn running_and_ready(ctx: &mut Ctx<'_>, three: &Three) -> Result<()> {
         holds,
     );
     ctx.observe("ready_ms", ms(ready_ns));
-    ctx.pause(2500)?;
+    ctx.show(2500)?;
     say!(ctx, "scheduler_doing", &[]);
     ctx.pause(3000)?;
     Ok(())
@@ -376,6 +377,8 @@ fn wake(ctx: &mut Ctx<'_>, three: &Three) -> Result<()> {
             ("waited", &fmt_ms(woken_wait)),
         ],
     );
+    // Done, a zombie until it is reaped: the hint shows it so.
+    ctx.show(0)?;
     ctx.claim(
         "woken_state",
         woken_state.to_string(),
@@ -539,7 +542,8 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     say_for!(ctx, hello.pid, hello.t_ns, "killed_child", &[]);
     ctx.wait_state(victim, &['S'], TIMEOUT)?;
     step!(ctx, "kill", &[("pid", &victim)])?;
-    ctx.pause(1500)?;
+    // The victim, asleep, before the signal that ends it.
+    ctx.show(1500)?;
     say!(ctx, "kill", &[("pid", &victim)]);
     kill(victim, Signal::SIGKILL).context("kill(SIGKILL)")?;
     let code = ctx.join(victim)?;

@@ -1,9 +1,8 @@
 //! Lesson `sync-vs-async`: the study notes' three distinctions, each on real processes
 //! and real clocks.
 //!
-//! - synchronous against asynchronous calls: three sleeping jobs called one after
-//!   another (the sum of their times) and all at once, told by an event as each ends
-//!   (about the longest);
+//! - synchronous against asynchronous calls: three sleeping jobs one after another (the
+//!   sum of their times), then all at once, told by an event as each ends (the longest);
 //! - blocking against non-blocking: a `read()` on an empty pipe that the kernel puts to
 //!   sleep (`S`, seen in `/proc`) and an `O_NONBLOCK` read that returns `EAGAIN` at once;
 //! - concurrency against parallelism: two CPU-bound processes pinned to one CPU with
@@ -109,25 +108,24 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
 /// waited for; the time of the whole, about the sum of theirs.
 fn synchronous(ctx: &mut Ctx<'_>, jobs: &[u64]) -> Result<f64> {
     let me = ctx.main_pid;
-    let jobs_text = jobs
-        .iter()
-        .map(|m| m.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let jobs_text = format!("{jobs:?}").trim_matches(['[', ']']).to_string();
     let sum: u64 = jobs.iter().sum();
-    step!(ctx, "sync", &[("main", &me)])?;
+    step!(ctx, "sync", &[("main", &me), ("janitor", &ctx.janitor())])?;
     say!(ctx, "sync_intro", &[("jobs", &jobs_text)]);
     ctx.pause(1500)?;
-    let t0 = Instant::now();
+    let mut t0 = Instant::now();
     for (i, &len) in jobs.iter().enumerate() {
         let (note_r, note_w) = procs::pipe()?;
         let pid = fork_job(ctx, i, len, &note_w)?;
         drop(note_w);
-        let call = Instant::now();
+        let mut call = Instant::now();
         for _ in 0..2 {
             let n = Note::recv(&note_r, TIMEOUT)?.context("a job did not report")?;
             job_event(ctx, &n, len, "sync");
         }
+        // Job 1 has ended, not yet reaped, and job 2 not started: the hint shows it alone.
+        let waited = ctx.show_timed()?;
+        (t0, call) = (t0 + waited, call + waited);
         ctx.join(pid)?;
         say!(
             ctx,
@@ -158,7 +156,7 @@ fn asynchronous(ctx: &mut Ctx<'_>, jobs: &[u64], sync_ms: f64) -> Result<()> {
     step!(ctx, "async", &[("main", &me)])?;
     say!(ctx, "async_intro", &[]);
     ctx.pause(1500)?;
-    let t0 = Instant::now();
+    let mut t0 = Instant::now();
     let (note_r, note_w) = procs::pipe()?;
     let mut pids = Vec::new();
     for (i, &len) in jobs.iter().enumerate() {
@@ -191,6 +189,7 @@ fn asynchronous(ctx: &mut Ctx<'_>, jobs: &[u64], sync_ms: f64) -> Result<()> {
             );
         }
     }
+    t0 += ctx.show_timed()?; // every job has ended, none is reaped yet
     for pid in pids {
         ctx.join(pid)?;
     }
@@ -287,7 +286,7 @@ fn blocking(ctx: &mut Ctx<'_>) -> Result<()> {
         state == Some('S'),
     );
     step!(ctx, "blocked", &[("pid", &reader)])?;
-    ctx.pause(2500)?;
+    ctx.show(2500)?;
     say!(ctx, "wake", &[("pid", &reader)]);
     nix::unistd::write(&data_w, b"x").context("write() to the reader's pipe")?;
     let done = Note::recv(&note_r, TIMEOUT)?.context("the reader did not report")?;
@@ -491,13 +490,14 @@ fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
     nix::unistd::write(&h.gate_w, b"gg").context("write() to the start gate")?;
     say!(ctx, "hogs_go", &[]);
     let (tracks, stamps) = follow_hogs(ctx, &h)?;
+    // A bar is about its process: said before the reap (no event follows an exit).
+    hog_bars(ctx, &h.pids, &tracks, t0);
     for &pid in &h.pids {
         ctx.join(pid)?;
     }
     let t_end = tracks.iter().map(|t| t.end).max().unwrap_or(t0);
     let elapsed_ms = ms(t_end.saturating_sub(t0));
     let turns = count_turns(&stamps);
-    hog_bars(ctx, &h.pids, &tracks, t0);
     Ok(HogRun { elapsed_ms, turns })
 }
 
@@ -602,7 +602,7 @@ fn pin_hogs(ctx: &mut Ctx<'_>, h: &Hogs<'_>, on: &[usize; 2]) -> Result<()> {
         },
         &[("a", &pids[0]), ("b", &pids[1])]
     )?;
-    ctx.pause(1000)
+    ctx.show(1000)
 }
 
 /// Follow the processes' reports until both are done: each chunk a `progress` event, and

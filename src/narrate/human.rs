@@ -80,6 +80,8 @@ pub struct Human<W: Write + Send> {
     /// The Python line and system call shown in this step under each sentence (by its
     /// key): the same again (eight buyers reading alike) is not repeated unless verbose.
     refs_shown: HashMap<String, Refs>,
+    /// The current step's command to try, printed at its pause.
+    hint: Option<String>,
 }
 
 impl<W: Write + Send> Human<W> {
@@ -104,6 +106,7 @@ impl<W: Write + Send> Human<W> {
             fold: Fold::default(),
             last_pid: None,
             refs_shown: HashMap::new(),
+            hint: None,
         }
     }
 
@@ -278,7 +281,11 @@ impl<W: Write + Send> Render for Human<W> {
     fn event(&mut self, ev: &Event) -> io::Result<()> {
         if matches!(
             ev.kind,
-            Kind::Spawn { .. } | Kind::State { .. } | Kind::Exit { .. } | Kind::Act { .. }
+            Kind::Spawn { .. }
+                | Kind::State { .. }
+                | Kind::Exit { .. }
+                | Kind::Act { .. }
+                | Kind::Step { .. }
         ) {
             self.history.push(ev.clone());
         }
@@ -292,6 +299,7 @@ impl<W: Write + Send> Render for Human<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.release(u64::MAX)?;
+        self.hint_now()?;
         self.commit()?;
         self.out.flush()
     }
@@ -372,6 +380,9 @@ impl<W: Write + Send> Human<W> {
         writeln!(self.buf)?;
         writeln!(self.buf, "{}", "▓".repeat(width).magenta())?;
         writeln!(self.buf, "{}", format!("  {text}").bold())?;
+        for part in self.wrap(&get("summary"), 2) {
+            writeln!(self.buf, "  {part}")?;
+        }
         writeln!(self.buf, "{}", "▓".repeat(width).magenta())?;
         Ok(())
     }
@@ -627,14 +638,20 @@ impl<W: Write + Send> Human<W> {
         Ok(())
     }
 
-    /// A step: a rule with its title, and the command to try, if it has one.
+    /// A step: a rule with its title; its command to try waits for the step's pause.
     fn step_rule(&mut self, n: u32, title: &str, hint: Option<&str>) -> io::Result<()> {
-        let lang = self.lang;
-        let head = crate::ui!(lang, "step", &[("n", &n), ("title", &title)]);
+        self.hint_now()?;
+        let head = crate::ui!(self.lang, "step", &[("n", &n), ("title", &title)]);
         self.rule(&head)?;
-        if let Some(hint) = hint {
-            // The words dim, the command in the terminal's own colour.
-            let text = crate::ui!(lang, "try_this", &[("cmd", &"\u{0}")]);
+        self.hint = hint.map(str::to_string);
+        Ok(())
+    }
+
+    /// The pending step's command to try, at its pause (the lesson's `show`), when what
+    /// it names exists: the words dim, the command in the terminal's own colour.
+    fn hint_now(&mut self) -> io::Result<()> {
+        if let Some(hint) = self.hint.take() {
+            let text = crate::ui!(self.lang, "try_this", &[("cmd", &"\u{0}")]);
             let (before, after) = text.split_once('\u{0}').unwrap_or((&text, ""));
             let text = format!("{}{hint}{}", before.dimmed(), after.dimmed());
             for part in self.wrap(&text, 3) {

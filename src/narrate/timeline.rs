@@ -2,7 +2,9 @@
 //! once. A lane per process (role and PID), time across, each cell the state the kernel
 //! reported for most of that slice of time (a zombie always shows), and marks where the
 //! process sent, received, acquired, released… Like the state tables of the classic OS
-//! textbook simulators, but from a real run. It fits an 80-column terminal.
+//! textbook simulators, but from a real run. It uses the terminal's width, up to 160
+//! columns, and fits 80. The steps are marked on its axis; the legend names the marks
+//! this run drew, in the lesson's own words.
 
 use crate::event::{Event, Kind};
 use crate::words::{Lang, Words};
@@ -11,8 +13,8 @@ use unicode_width::UnicodeWidthStr;
 
 /// Width of the lane labels.
 const LABEL_W: usize = 18;
-/// At most this many cells across (18 + 2 + 58 + 1 = 79 columns).
-const MAX_CELLS: usize = 58;
+/// At most this many columns in all (a wide terminal gets a finer chart, no wider).
+const MAX_WIDTH: usize = 160;
 
 struct Lane {
     pid: i32,
@@ -64,12 +66,25 @@ fn lane(lanes: &mut Vec<Lane>, pid: i32, name: &str, t: u64) -> usize {
     lanes.len() - 1
 }
 
-/// The lanes of one lesson's events, in order of appearance: the main process from
+/// What one lesson's events draw: a lane per process, the steps' moments, and which
+/// event kinds each mark stands for (for the legend).
+struct Chart {
+    lanes: Vec<Lane>,
+    /// (time, step number).
+    steps: Vec<(u64, u32)>,
+    /// mark -> the kinds drawn with it, in order of first appearance.
+    kinds: Vec<(char, Vec<String>)>,
+}
+
+/// The chart of one lesson's events, in order of appearance: the main process from
 /// `t0`, each process from its spawn (or first sight), with its states and its marks.
-fn lanes_of(events: &[Event], t0: u64, lesson: Option<&Words>) -> Vec<Lane> {
+fn lanes_of(events: &[Event], t0: u64, lesson: Option<&Words>) -> Chart {
     let mut lanes: Vec<Lane> = Vec::new();
+    let mut steps = Vec::new();
+    let mut kinds: Vec<(char, Vec<String>)> = Vec::new();
     for ev in events {
         match &ev.kind {
+            Kind::Step { n, .. } => steps.push((ev.t_ns, *n)),
             Kind::LessonStart { .. } => {
                 lane(&mut lanes, ev.pid, "main", t0);
             }
@@ -91,12 +106,21 @@ fn lanes_of(events: &[Event], t0: u64, lesson: Option<&Words>) -> Vec<Lane> {
                     mark_of(lesson, act),
                 ) {
                     lanes[i].marks.push((ev.t_ns, mark));
+                    match kinds.iter_mut().find(|(m, _)| *m == mark) {
+                        Some((_, ks)) if !ks.contains(act) => ks.push(act.clone()),
+                        Some(_) => {}
+                        None => kinds.push((mark, vec![act.clone()])),
+                    }
                 }
             }
             _ => {}
         }
     }
-    lanes
+    Chart {
+        lanes,
+        steps,
+        kinds,
+    }
 }
 
 /// Time across: `cells` columns over the `span` nanoseconds from `t0`.
@@ -128,14 +152,18 @@ pub fn draw(
     lang: Lang,
     lesson: Option<&Words>,
 ) -> Vec<String> {
-    let mut lanes = lanes_of(events, t0, lesson);
+    let Chart {
+        mut lanes,
+        steps,
+        kinds,
+    } = lanes_of(events, t0, lesson);
     if lanes.is_empty() || t1 <= t0 {
         return Vec::new();
     }
     let grid = Grid {
         t0,
         span: (t1 - t0) as f64,
-        cells: width.saturating_sub(LABEL_W + 3).clamp(20, MAX_CELLS),
+        cells: width.min(MAX_WIDTH).saturating_sub(LABEL_W + 3).max(20),
     };
     let cells = grid.cells;
     let mut out = Vec::new();
@@ -151,6 +179,9 @@ pub fn draw(
     );
     for l in &mut lanes {
         out.push(lane_row(l, &grid));
+    }
+    if !steps.is_empty() {
+        out.push(steps_row(&steps, &grid, lang));
     }
     let total_ms = grid.span / 1e6;
     let left = "0";
@@ -173,13 +204,67 @@ pub fn draw(
             .dimmed()
             .to_string(),
     );
-    out.push(crate::ui!(lang, "timeline_marks", &[]).dimmed().to_string());
-    out.push(
-        crate::ui!(lang, "timeline_marks2", &[])
-            .dimmed()
-            .to_string(),
-    );
+    out.extend(legend(&kinds, lang, lesson, LABEL_W + cells + 3));
     out
+}
+
+/// The step numbers under the lanes, each at the moment its step began (a later step
+/// that would overlap the one before moves right; one that does not fit is left out).
+fn steps_row(steps: &[(u64, u32)], grid: &Grid, lang: Lang) -> String {
+    let mut row = vec![' '; grid.cells];
+    let mut next_free = 0;
+    for &(t, n) in steps {
+        let digits: Vec<char> = n.to_string().chars().collect();
+        let c = grid.cell_of(t).max(next_free);
+        if c + digits.len() > grid.cells {
+            break;
+        }
+        row[c..c + digits.len()].copy_from_slice(&digits);
+        next_free = c + digits.len() + 1;
+    }
+    let label = crate::ui!(lang, "timeline_steps", &[]);
+    let pad = LABEL_W.saturating_sub(label.width());
+    // Under the lanes' cells: past the label and its `│`.
+    format!(
+        "{}{}  {}",
+        label.dimmed(),
+        " ".repeat(pad),
+        row.iter().collect::<String>().bold()
+    )
+}
+
+/// The marks this chart drew, each with the words of the kinds it stands for (the
+/// lesson's own labels first), wrapped to `width`; `x` (reaped) last.
+fn legend(
+    kinds: &[(char, Vec<String>)],
+    lang: Lang,
+    lesson: Option<&Words>,
+    width: usize,
+) -> Vec<String> {
+    let sep = if lang == Lang::Zh { "、" } else { ", " };
+    let mut items: Vec<String> = kinds
+        .iter()
+        .map(|(m, ks)| {
+            let words: Vec<String> = ks
+                .iter()
+                .map(|k| crate::words::label(lang, lesson, &format!("act_{k}"), k))
+                .collect();
+            format!("{m} {}", words.join(sep))
+        })
+        .collect();
+    items.push(crate::ui!(lang, "timeline_reaped", &[]));
+    let mut lines = Vec::new();
+    let mut line = String::from(" ");
+    for item in items {
+        if line.width() + item.width() + 2 > width && !line.trim().is_empty() {
+            lines.push(line.dimmed().to_string());
+            line = String::from(" ");
+        }
+        line.push_str("  ");
+        line.push_str(&item);
+    }
+    lines.push(line.dimmed().to_string());
+    lines
 }
 
 /// One lane's line: its label, then a cell per column (the state that lasted longest
@@ -192,24 +277,31 @@ fn lane_row(l: &mut Lane, grid: &Grid) -> String {
     for c in 0..cells {
         row.push(cell(l, grid.edge(c), grid.edge(c + 1)));
     }
+    // Marks in time order, never out of it: a mark goes to its moment's cell, or to the
+    // first cell after the mark before it (two in one cell: the later one moves right).
+    // When none is left, the one that matters more stays (an acquire over the read it
+    // made). The reap comes right after the zombie: never hide the zombie under it.
     let mut placed: Vec<Option<char>> = vec![None; cells];
+    let mut next_free = 0;
     for &(t, m) in &l.marks {
         let mut c = grid.cell_of(t);
-        // The reap comes right after the zombie: never hide the zombie under it.
         if m == 'x' && row[c].contains('z') && c + 1 < cells {
             c += 1;
         }
-        // Two marks in one cell: the later one takes the next cell if it is free;
-        // else the one that matters more stays (an acquire over the read it made).
-        if let Some(there) = placed[c] {
-            if c + 1 < cells && placed[c + 1].is_none() {
-                c += 1;
-            } else if priority(there) > priority(m) {
+        let c = if c >= next_free {
+            c
+        } else if next_free < cells {
+            next_free
+        } else {
+            let last = cells - 1;
+            if placed[last].is_some_and(|there| priority(there) > priority(m)) {
                 continue;
             }
-        }
+            last
+        };
         placed[c] = Some(m);
-        row[c] = m.to_string().bold().to_string();
+        next_free = c + 1;
+        row[c] = mark_glyph(m, state_at(l, grid.edge(c), grid.edge(c + 1)));
     }
     let mut label = format!("{} {}", l.name, l.pid);
     if label.width() > LABEL_W {
@@ -227,11 +319,11 @@ fn lane_row(l: &mut Lane, grid: &Grid) -> String {
     )
 }
 
-/// The glyph of one cell: the state that lasted longest in `[a, b)`; a zombie always
-/// shows; blank before the process existed and after it was reaped.
-fn cell(l: &Lane, a: u64, b: u64) -> String {
+/// The state of a lane in `[a, b)`: the one that lasted longest there; a zombie always
+/// wins; `None` before the process existed and after it was reaped.
+fn state_at(l: &Lane, a: u64, b: u64) -> Option<char> {
     if b <= l.start {
-        return " ".into();
+        return None;
     }
     let from = a.max(l.start);
     // The state in force at `from`: alive but not sampled yet (`·`) until the first one.
@@ -257,8 +349,31 @@ fn cell(l: &Lane, a: u64, b: u64) -> String {
         .iter()
         .max_by_key(|(_, d)| *d)
         .and_then(|(s, _)| *s);
-    let state = if zombie { Some('Z') } else { best };
+    if zombie {
+        Some('Z')
+    } else {
+        best
+    }
+}
+
+/// A mark drawn over a cell, in that cell's colour: a task start on a running process
+/// stays green, so running shows even where the marks are dense.
+fn mark_glyph(m: char, state: Option<char>) -> String {
+    let m = m.to_string().bold();
     match state {
+        Some('R') => m.green(),
+        Some('S') => m.blue(),
+        Some('D') => m.yellow(),
+        Some('Z') => m.red(),
+        _ => m,
+    }
+    .to_string()
+}
+
+/// The glyph of one cell: the state that lasted longest in `[a, b)`; a zombie always
+/// shows; blank before the process existed and after it was reaped.
+fn cell(l: &Lane, a: u64, b: u64) -> String {
+    match state_at(l, a, b) {
         None => " ".into(),
         Some('R') => "█".green().to_string(),
         Some('S') => "─".blue().to_string(),
@@ -344,5 +459,98 @@ mod tests {
         for l in &lines {
             assert!(l.width() <= 80, "too wide: {l}");
         }
+    }
+
+    fn act(t_ms: u64, pid: i32, act: &str) -> Event {
+        ev(
+            t_ms,
+            pid,
+            Kind::Act {
+                act: act.into(),
+                fields: vec![],
+            },
+        )
+    }
+
+    /// Marks crowded into the last cells keep their order: a read and a release before
+    /// the reap never show after its `x`; the steps sit on the axis; the legend names
+    /// only the marks drawn; a wide terminal gets up to 160 columns.
+    #[test]
+    fn marks_keep_their_order_steps_mark_the_axis_and_width_is_used() {
+        colored::control::set_override(false);
+        let mut events = vec![
+            ev(
+                0,
+                1,
+                Kind::LessonStart {
+                    lesson: "lock".into(),
+                    title: "t".into(),
+                },
+            ),
+            ev(
+                0,
+                1,
+                Kind::Step {
+                    n: 1,
+                    key: "a".into(),
+                    title: "a".into(),
+                    hint: None,
+                },
+            ),
+            ev(
+                1,
+                2,
+                Kind::Spawn {
+                    ppid: 1,
+                    name: "buyer".into(),
+                    how: How::Fork,
+                },
+            ),
+            ev(
+                500,
+                1,
+                Kind::Step {
+                    n: 2,
+                    key: "b".into(),
+                    title: "b".into(),
+                    hint: None,
+                },
+            ),
+        ];
+        // Within the last 1% of the run: all in one cell at 80 columns.
+        events.push(act(995, 2, "acquire"));
+        events.push(act(996, 2, "read"));
+        events.push(act(997, 2, "release"));
+        events.push(ev(
+            998,
+            2,
+            Kind::Exit {
+                name: "buyer".into(),
+                exitcode: 0,
+                reaped_by: 1,
+            },
+        ));
+        let lines = draw(&events, 0, 1_000_000_000, 80, Lang::En, None);
+        let buyer = lines.iter().find(|l| l.starts_with("buyer 2")).unwrap();
+        let marks: String = buyer.chars().filter(|c| "ar<x".contains(*c)).collect();
+        assert!(marks.ends_with('x'), "the reap is the last mark: {buyer}");
+        assert!(!buyer.contains("x<") && !buyer.contains("xr"), "{buyer}");
+        let steps = lines.iter().find(|l| l.starts_with("steps")).unwrap();
+        let col = |d: char| steps.chars().position(|c| c == d).unwrap();
+        let lane_start = buyer.chars().position(|c| c == '│').unwrap() + 1;
+        assert_eq!(col('1'), lane_start, "step 1 at 0: {steps}");
+        assert!(col('2') > col('1') + 20, "step 2 halfway: {steps}");
+        let legend = lines.join("\n");
+        assert!(legend.contains("a acquire") && legend.contains("x reaped"));
+        assert!(
+            !legend.contains("p put"),
+            "a mark not drawn is not in the legend"
+        );
+        let wide = draw(&events, 0, 1_000_000_000, 200, Lang::En, None);
+        assert!(wide.iter().all(|l| l.width() <= 160));
+        assert!(
+            wide.iter().any(|l| l.width() > 150),
+            "a wide terminal is used"
+        );
     }
 }

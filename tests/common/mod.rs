@@ -361,6 +361,25 @@ pub fn check_contract(r: &Run) {
         );
         known.push(s.pid);
     }
+    // Causes before effects: a process's `spawn` comes before every other event about
+    // it, in the stream's order and by its stamp (a spawned child's first line used to
+    // be stamped before the spawn that names it).
+    let mut spawned_at: std::collections::HashMap<i64, f64> =
+        starts.iter().map(|e| (e.pid, e.t_ms)).collect();
+    for e in r.events() {
+        if matches!(e.body, Body::Spawn(_)) {
+            spawned_at.insert(e.pid, e.t_ms);
+            continue;
+        }
+        let Some(&t) = spawned_at.get(&e.pid) else {
+            panic!("an event about a PID before its spawn: {e}\n{}", r.show());
+        };
+        assert!(
+            e.t_ms >= t,
+            "an event stamped before its process's spawn: {e}\n{}",
+            r.show()
+        );
+    }
 }
 
 /// The largest number of intervals open at once, from the lesson's `open`/`close`

@@ -1,5 +1,6 @@
-//! `--step` and `--quiz`, driven through a pseudo-terminal as a person would: keys pressed,
-//! pauses that really wait, `q` and Ctrl-C that stop at once with the terminal restored.
+//! `--step`, `--quiz` and the tour, driven through a pseudo-terminal as a person would:
+//! keys pressed, pauses that really wait, `q` (quietly, exit 0) and Ctrl-C (exit 130) that
+//! stop at once with the terminal restored.
 
 use crate::common;
 
@@ -12,7 +13,8 @@ fn tag() -> String {
     format!("mp-demo-pty-{}-{:?}", std::process::id(), Instant::now())
 }
 
-fn session(args: &[&str], tag: &str) -> PtySession {
+/// `mp-demo args` on a pseudo-terminal, tagged, without colours (also used by `pauses`).
+pub(crate) fn session(args: &[&str], tag: &str) -> PtySession {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mp-demo"));
     cmd.args(args)
         .env("MP_DEMO_TEST_TAG", tag)
@@ -64,18 +66,38 @@ fn assert_nothing_left(tag: &str) {
     }
 }
 
+/// The run waits at `prompt`: nothing of `not_yet` is written while nobody presses a key.
+fn waits_at(p: &mut PtySession, prompt: &str, not_yet: &str) {
+    p.exp_string(prompt).unwrap();
+    let during = quiet_for(p, Duration::from_millis(700));
+    assert!(
+        !during.contains(not_yet),
+        "went on without a key: {during}"
+    );
+}
+
+/// `key` pressed at `prompt`.
+fn press_at(p: &mut PtySession, prompt: &str, key: &str) {
+    p.exp_string(prompt).unwrap();
+    p.send(key).unwrap();
+    p.flush().unwrap();
+}
+
+/// The run that ended ended with exit `code`, the terminal restored and nothing of it left.
+fn ended(p: &PtySession, t: &str, code: i32) {
+    let status = exit_code(p);
+    assert!(status.ends_with(&format!(", {code})")), "{status}");
+    assert_terminal_restored(p);
+    assert_nothing_left(t);
+}
+
 #[test]
 fn step_waits_for_a_key_and_then_goes_on() {
     let t = tag();
     let mut p = session(&["--step", "--speed", "0", "isolation"], &t);
     p.exp_string("Step 1").unwrap();
-    p.exp_string("Space or Enter").unwrap();
     // Paused: nothing more is written while nobody presses a key.
-    let during = quiet_for(&mut p, Duration::from_millis(700));
-    assert!(
-        !during.contains("Step 2"),
-        "went on without a key: {during}"
-    );
+    waits_at(&mut p, "Space or Enter", "Step 2");
     p.send(" ").unwrap();
     p.flush().unwrap();
     p.exp_string("Step 2").unwrap();
@@ -86,9 +108,7 @@ fn step_waits_for_a_key_and_then_goes_on() {
     }
     p.exp_string("Every claim held").unwrap();
     p.exp_eof().unwrap();
-    let code = exit_code(&p);
-    assert!(code.contains("Exited(") && code.ends_with(", 0)"), "{code}");
-    assert_nothing_left(&t);
+    ended(&p, &t, 0);
 }
 
 #[test]
@@ -103,29 +123,84 @@ fn q_during_a_pause_stops_at_once_and_restores_the_terminal() {
     let asked = Instant::now();
     p.send("q").unwrap();
     p.flush().unwrap();
-    p.exp_string("interrupted").unwrap();
+    // `q` is the person's choice, not an interruption: one quiet line, exit 0.
+    let rest = p.exp_string("stopped (q)").unwrap();
+    assert!(!rest.contains("interrupted"), "{rest}");
     p.exp_eof().unwrap();
     assert!(
         asked.elapsed() < Duration::from_secs(2),
         "took {:?}",
         asked.elapsed()
     );
-    assert!(exit_code(&p).ends_with(", 130)"), "{}", exit_code(&p));
-    assert_terminal_restored(&p);
-    assert_nothing_left(&t);
+    ended(&p, &t, 0);
+}
+
+/// `q` at `prompt` ends the run quietly: one line, no interruption, exit 0. What the run
+/// wrote after the prompt, up to that line.
+fn q_at(args: &[&str], prompt: &str) -> String {
+    let t = tag();
+    let mut p = session(args, &t);
+    press_at(&mut p, prompt, "q");
+    let before = p.exp_string("stopped (q)").unwrap();
+    assert!(!before.contains("interrupted"), "{before}");
+    p.exp_eof().unwrap();
+    ended(&p, &t, 0);
+    before
+}
+
+/// Ctrl-C at `prompt` (raw mode reads it as a byte) is an interrupt, as outside one.
+fn ctrl_c_at(args: &[&str], prompt: &str) {
+    let t = tag();
+    let mut p = session(args, &t);
+    p.exp_string(prompt).unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string("interrupted").unwrap();
+    p.exp_eof().unwrap();
+    ended(&p, &t, 130);
 }
 
 #[test]
 fn ctrl_c_during_a_pause_stops_at_once_and_restores_the_terminal() {
+    ctrl_c_at(&["--step", "fork"], "Space or Enter");
+}
+
+#[test]
+fn the_tour_waits_for_enter_between_lessons_and_sums_up_at_the_end() {
     let t = tag();
-    let mut p = session(&["--step", "fork"], &t);
-    p.exp_string("Space or Enter").unwrap();
-    p.send_control('c').unwrap();
-    p.exp_string("interrupted").unwrap();
+    let mut p = session(&["--speed", "0", "tour", "isolation", "fork"], &t);
+    p.exp_string("lesson 1 of 2: isolation").unwrap();
+    // The card says what the lesson shows: its summary.
+    p.exp_string("The child sets n = 0").unwrap();
+    p.exp_string("lesson 2 of 2: fork").unwrap();
+    p.exp_string("A real fork()").unwrap();
+    // Waiting: the second lesson has not started while nobody presses a key.
+    waits_at(&mut p, "Enter for the next lesson, q to stop", "mp-demo fork");
+    press_at(&mut p, "", "\r");
+    p.exp_string("mp-demo fork").unwrap();
+    let (_, summary) = p
+        .exp_regex(r"Tour over: 2 of 2 lessons run, (\d+) of (\d+) claims held, in [0-9.]+ s\.")
+        .unwrap();
+    let n: Vec<&str> = summary.split(' ').collect();
+    assert_eq!(n[7], n[9], "every claim held: {summary}");
     p.exp_eof().unwrap();
-    assert!(exit_code(&p).ends_with(", 130)"), "{}", exit_code(&p));
-    assert_terminal_restored(&p);
-    assert_nothing_left(&t);
+    ended(&p, &t, 0);
+}
+
+#[test]
+fn q_at_the_tours_prompt_ends_quietly_with_what_ran() {
+    let before = q_at(
+        &["--speed", "0", "tour", "--from", "shared"],
+        "Enter for the next lesson",
+    );
+    assert!(before.contains("Tour over: 1 of "), "{before}");
+}
+
+#[test]
+fn ctrl_c_at_the_tours_prompt_is_an_interrupt() {
+    ctrl_c_at(
+        &["--speed", "0", "tour", "isolation", "fork"],
+        "Enter for the next lesson",
+    );
 }
 
 #[test]
@@ -155,6 +230,12 @@ fn quiz_asks_first_and_judges_against_the_run() {
 }
 
 #[test]
+fn q_at_a_quiz_question_ends_quietly_before_anything_ran() {
+    let before = q_at(&["--quiz", "--speed", "0", "isolation"], "parent print for n");
+    assert!(!before.contains("Step 1"), "{before}");
+}
+
+#[test]
 fn step_and_quiz_without_a_terminal_are_refused_quickly() {
     for flag in ["--step", "--quiz"] {
         let started = Instant::now();
@@ -179,6 +260,18 @@ fn step_and_quiz_without_a_terminal_are_refused_quickly() {
     }
 }
 
+/// A fresh pseudo-terminal (of `size`, if given): its master, not inherited by a child (or
+/// the child itself would keep its terminal open), and its slave.
+pub(crate) fn pty_pair(size: Option<&nix::pty::Winsize>) -> (std::fs::File, std::fs::File) {
+    let pty = nix::pty::openpty(size, None).expect("openpty");
+    nix::fcntl::fcntl(
+        &pty.master,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .expect("FD_CLOEXEC");
+    (pty.master.into(), pty.slave.into())
+}
+
 /// `mp-demo <args>` on a fresh pseudo-terminal that is its controlling terminal (its own
 /// session), optionally with SIGHUP blocked so the kernel's hang-up signal never arrives
 /// and only the terminal itself (EOF, EIO, POLLHUP) can tell. Reads the output until
@@ -187,14 +280,7 @@ fn step_and_quiz_without_a_terminal_are_refused_quickly() {
 fn hang_up_after(args: &[&str], until: &str, block_sighup: bool) -> Duration {
     use std::io::Read;
     let t = tag();
-    let pty = nix::pty::openpty(None, None).expect("openpty");
-    // The master must not be inherited, or the child itself keeps its terminal open.
-    nix::fcntl::fcntl(
-        &pty.master,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )
-    .expect("FD_CLOEXEC");
-    let slave = std::fs::File::from(pty.slave);
+    let (master, slave) = pty_pair(None);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mp-demo"));
     cmd.args(args)
         .env("MP_DEMO_TEST_TAG", &t)
@@ -224,7 +310,7 @@ fn hang_up_after(args: &[&str], until: &str, block_sighup: bool) -> Duration {
     drop(slave);
     // One descriptor of the master, read here with poll: a clone kept anywhere would
     // keep the terminal open after the drop below.
-    let mut master = std::fs::File::from(pty.master);
+    let mut master = master;
     let mut seen = String::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = [0u8; 4096];

@@ -177,3 +177,54 @@ fn every_lesson_ends_with_a_timeline_that_fits_80_columns() {
         }
     }
 }
+
+/// Off a terminal (stdin not one) the tour does not wait between lessons; it shows each
+/// lesson's card with its summary and ends with the tally of what ran.
+#[test]
+fn a_tour_off_a_terminal_runs_through_and_sums_up() {
+    let r = common::run_env(
+        &["--speed", "0", "tour", "fork", "isolation"],
+        &[("NO_COLOR", "1")],
+    );
+    r.assert_code(0);
+    for card in ["lesson 1 of 2: fork", "lesson 2 of 2: isolation"] {
+        assert!(r.stdout.contains(card), "{card}\n{}", r.show());
+    }
+    assert!(r.stdout.contains("  A real fork()"), "{}", r.show());
+    let last = r.stdout.lines().last().unwrap_or_default();
+    let words: Vec<&str> = last.split(' ').collect();
+    assert!(
+        last.starts_with("Tour over: 2 of 2 lessons run, ") && words[7] == words[9],
+        "{last}\n{}",
+        r.show()
+    );
+    let zh = common::run_env(
+        &["--speed", "0", "--lang", "zh", "tour", "fork"],
+        &[("NO_COLOR", "1")],
+    );
+    zh.assert_code(0);
+    assert!(zh.stdout.contains("巡览结束：1 课中运行了 1 课"), "{}", zh.show());
+}
+
+/// `tour --from L` runs from L to the end, in the tour's order; `tour A B` runs A then
+/// B, as given; a name that is no lesson is one line with a suggestion, exit 2.
+#[test]
+fn a_tour_runs_the_part_it_is_given() {
+    let order: Vec<String> = common::lessons().into_iter().map(|(n, _)| n).collect();
+    let from = order.iter().position(|n| n == "lock").unwrap();
+    let r = common::run(&["--speed", "0", "--json", "tour", "--from", "lock"]);
+    r.assert_code(0);
+    let ran: Vec<String> = r.starts().iter().map(|e| e.lesson.to_string()).collect();
+    assert_eq!(ran, order[from..], "{}", r.show());
+    let r = common::run(&["--speed", "0", "--json", "tour", "pool", "fork"]);
+    r.assert_code(0);
+    let ran: Vec<String> = r.starts().iter().map(|e| e.lesson.to_string()).collect();
+    assert_eq!(ran, ["pool", "fork"], "{}", r.show());
+    for bad in [&["tour", "lok"][..], &["tour", "--from", "forc"]] {
+        let r = common::run(bad);
+        r.assert_code(2);
+        assert!(r.stdout.is_empty(), "nothing ran: {}", r.show());
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.show());
+        assert!(r.stderr.contains("did you mean"), "{}", r.show());
+    }
+}

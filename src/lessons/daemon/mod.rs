@@ -44,7 +44,9 @@ const STATE_TIMEOUT: Duration = Duration::from_secs(5);
 fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     python::python_daemon(ctx)?;
     ctx.pause(2500)?;
-    unix::unix_daemon(ctx)
+    unix::unix_daemon(ctx)?;
+    // The last step's pause, once its story is told.
+    ctx.show(0)
 }
 
 fn state_letter(s: Option<char>) -> char {

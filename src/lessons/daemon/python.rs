@@ -65,17 +65,20 @@ struct Pair {
 pub(super) fn python_daemon(ctx: &mut Ctx<'_>) -> Result<()> {
     let pair = start_pair(ctx)?;
     let me = ctx.main_pid;
+    let janitor = ctx.janitor();
     step!(
         ctx,
         "children",
         &[
             ("main", &me),
+            ("janitor", &janitor),
             ("daemonic", &pair.daemonic.pid),
             ("worker", &pair.worker.pid),
         ],
     )?;
     worker_starts_child(ctx, &pair.worker)?;
     daemonic_refuses(ctx, &pair.daemonic)?;
+    ctx.show(0)?;
     exit_handler(ctx, pair)
 }
 
@@ -217,7 +220,7 @@ fn exit_handler(ctx: &mut Ctx<'_>, pair: Pair) -> Result<()> {
     say!(ctx, "main_code_ends", &[("ms", &task_ms)]);
     ctx.pause(2000)?;
     say!(ctx, "exit_handler", &[]);
-    ctx.pause(1500)?;
+    ctx.show(1500)?;
     let ds = state_letter(ctx.wait_state(daemonic.pid, &['S'], STATE_TIMEOUT)?);
     say!(
         ctx,

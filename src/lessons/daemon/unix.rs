@@ -223,6 +223,7 @@ fn inspect(ctx: &mut Ctx<'_>, mine: &Ids, first: Pid, daemon: Pid) -> Result<()>
         "compare",
         &[("msid", &mine.sid), ("sid", &theirs.sid), ("pid", &daemon)],
     );
+    ctx.show(0)?;
     let differs = theirs.sid != mine.sid;
     ctx.observe("main_sid", mine.sid);
     ctx.observe("daemon_sid", theirs.sid);
@@ -250,6 +251,7 @@ fn stop(ctx: &mut Ctx<'_>, daemon: Pid) -> Result<()> {
     let code = ctx.join(daemon)?;
     let gone = crate::sys::proc::state(daemon.as_raw()).is_none();
     say!(ctx, "stopped", &[("pid", &daemon), ("code", &code)]);
+    ctx.show(0)?;
     ctx.claim(
         "unix_daemon_exitcode",
         code,

@@ -101,6 +101,8 @@ fn take_and_hold(ctx: &mut Ctx<'_>, lock: &Lock) -> Result<Pid> {
 /// `terminate()` of the holder: it ends with the lock still taken (value 0).
 fn terminate_holder(ctx: &mut Ctx<'_>, lock: &Lock, holder: Pid) -> Result<()> {
     step!(ctx, "holder_terminated", &[("pid", &holder)])?;
+    // The holder as it is terminated: asleep, the lock still taken.
+    ctx.show(0)?;
     say!(ctx, "terminate_holder", &[("pid", &holder)]);
     kill(holder, Signal::SIGTERM).context("kill(SIGTERM) of the holder")?;
     let code = ctx.join(holder)?;

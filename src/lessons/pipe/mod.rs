@@ -102,7 +102,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     ctx.pause(2000)?;
 
     shell_pipeline(ctx)?;
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show(0)
 }
 
 /// `parent_conn, child_conn = Pipe()`: a request one way, the answer the other way.
@@ -233,7 +234,8 @@ fn simplex(ctx: &mut Ctx<'_>, messages: u32) -> Result<(bool, char)> {
         None => say!(ctx, "simplex_not_blocked", &[("pid", &rpid)]),
     }
     step!(ctx, "simplex_send", &[("pid", &rpid)])?;
-    ctx.pause(2500)?;
+    // Before the first send: the reader asleep in recv().
+    ctx.show(2500)?;
 
     let mut sent = Vec::new();
     for i in 1..=messages {
@@ -512,7 +514,7 @@ fn raw_hang(ctx: &mut Ctx<'_>, raw: &RawPipe) -> Result<(Vec<(i32, i32)>, bool)>
             ("ends", &describe_ends(ctx, &ends)),
         ],
     );
-    ctx.pause(1500)?;
+    ctx.show(1500)?;
     let window = Duration::from_millis(if ctx.speed > 0.0 {
         (3000.0 * ctx.speed) as u64
     } else {

@@ -270,7 +270,7 @@ fn live(ctx: &mut Ctx<'_>, p: &mut Pipeline) -> Result<()> {
             ("total", &LOG_LIVE.len()),
         ],
     );
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
     Ok(())
 }
 

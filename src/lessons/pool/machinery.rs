@@ -271,6 +271,12 @@ pub(super) fn handle(
                         deliver: results,
                     },
                 );
+                // The gauge counts the tasks of the calls in flight: a call made once
+                // the pool is idle starts it again (map's 12 tasks show as 0/12, not
+                // as 2/14 after apply and apply_async).
+                if finished == submitted {
+                    (submitted, finished) = (0, 0);
+                }
                 submitted += tasks.len() as i64;
                 gauge.gauge("tasks", finished, submitted);
                 queue.extend(tasks);

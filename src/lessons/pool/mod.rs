@@ -268,7 +268,8 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     workers_seen(ctx, &pool, &p, &ran);
     ctx.pause(1500)?;
     say!(ctx, "moral", &[]);
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show(0)
 }
 
 /// Pool(): how many workers. Create the workers: the cost a pool pays once.
@@ -303,9 +304,10 @@ fn create(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<(Pool, Plan)> {
     ctx.observe("cpus_usable", usable);
     ctx.observe("pool_size", size);
     ctx.observe("tasks", tasks);
-    ctx.pause(1500)?;
+    ctx.show(1500)?;
 
-    step!(ctx, "create", &[("main", &me)])?;
+    let janitor = ctx.janitor();
+    step!(ctx, "create", &[("main", &me), ("janitor", &janitor)])?;
     say!(ctx, "why_pool", &[]);
     ctx.pause(1500)?;
     let rate = rounds_per_ms();
@@ -326,7 +328,7 @@ fn create(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<(Pool, Plan)> {
     }
     let mean_cost = costs.iter().sum::<f64>() / costs.len().max(1) as f64;
     ctx.observe("spawn_ms", (mean_cost * 1000.0).round() / 1000.0);
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
     let p = Plan {
         me,
         usable,
@@ -383,7 +385,7 @@ fn apply(ctx: &mut Ctx<'_>, pool: &mut Pool, p: &Plan) -> Result<Vec<Done>> {
         "== \"S\"",
         caller_state == 'S',
     );
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
     Ok(apply_res)
 }
 
@@ -444,7 +446,7 @@ fn apply_async(ctx: &mut Ctx<'_>, pool: &mut Pool, p: &Plan) -> Result<Vec<Done>
         &format!("== main ({me})"),
         callback_pid == me,
     );
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
     Ok(async_res)
 }
 
@@ -500,7 +502,7 @@ fn map(ctx: &mut Ctx<'_>, pool: &mut Pool, p: &Plan) -> Result<Vec<Done>> {
         "reuse",
         &[("tasks", &tasks), ("distinct", &map_pids.len())]
     );
-    ctx.pause(2500)?;
+    ctx.show(2500)?;
     Ok(results)
 }
 
@@ -573,7 +575,7 @@ fn close_join(ctx: &mut Ctx<'_>, pool: &mut Pool, p: &Plan) -> Result<()> {
         "== \"ValueError: Pool is still running\"",
         early_error == "ValueError: Pool is still running",
     );
-    ctx.pause(2500)?;
+    ctx.show(2500)?;
     say!(ctx, "close", &[]);
     pool.close();
     ctx.pause(1000)?;

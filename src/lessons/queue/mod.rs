@@ -230,7 +230,9 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let maxsize = opts.get("maxsize") as usize;
     ctx.observe("maxsize", maxsize);
     plain_queue(ctx, producers, consumers, maxsize)?;
-    joinable_queue(ctx, consumers, maxsize)
+    joinable_queue(ctx, consumers, maxsize)?;
+    // The last step's pause, once its story is told.
+    ctx.show(0)
 }
 
 /// `Queue(maxsize)` with producers and consumers.
@@ -286,7 +288,7 @@ fn parts(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) -> Res
             ("wlock", &files.0[1].display()),
         ],
     );
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
 
     let handout = Handout {
         reader: &reader,
@@ -433,7 +435,7 @@ fn full(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
             ],
         );
     }
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
     say!(
         ctx,
         "full_now",
@@ -585,7 +587,7 @@ fn empty(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
     );
     let claim = all_blocked && empty;
     ctx.claim("consumers_blocked_when_empty", claim, "== true", claim);
-    ctx.pause(2000)?;
+    ctx.show(2000)?;
     Ok(())
 }
 

@@ -95,7 +95,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     }
     step!(ctx, "read", &[("main", &me), ("sid", &mine.sid)])?;
     read_tree(ctx, &tree)?;
-    ctx.pause(4000)?;
+    ctx.show(4000)?;
 
     let story = Groups {
         group: tree.children[0],
@@ -111,7 +111,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
 
     step!(ctx, "windows", &[])?;
     say!(ctx, "windows", &[]);
-    Ok(())
+    // The last step's pause, once its story is told.
+    ctx.show(0)
 }
 
 /// What the phases about process groups share.
@@ -282,7 +283,8 @@ fn survived(ctx: &mut Ctx<'_>, story: &Groups, members: &Members) -> Result<()> 
     );
     let survived = alive && survivor_pgid == survivor.as_raw();
     ctx.claim("other_group_survived", survived, "== true", survived);
-    ctx.pause(3000)?;
+    // After the group signal: the survivor, adopted, in a group of its own.
+    ctx.show(3000)?;
     Ok(())
 }
 
@@ -290,6 +292,8 @@ fn survived(ctx: &mut Ctx<'_>, story: &Groups, members: &Members) -> Result<()> 
 fn end_survivor(ctx: &mut Ctx<'_>, story: &Groups, members: &Members) -> Result<()> {
     let (survivor, survivor_pgid) = (story.survivor, members.survivor_pgid);
     step!(ctx, "end", &[("pid", &survivor)])?;
+    // The survivor, before the signal to its own group ends it.
+    ctx.show(0)?;
     say!(ctx, "end_survivor", &[("pgid", &survivor_pgid)]);
     ctx.act_at(
         ctx.main_pid,

@@ -40,7 +40,8 @@ impl<W: Write + Send> Human<W> {
     /// The timeline, fitted to the width: a row too wide for its least number of cells
     /// gives way in its label column, a rule in its marks, the legend wraps.
     fn timeline(&mut self, t_ns: u64) -> io::Result<()> {
-        let width = self.width.unwrap_or(80).min(80);
+        // The terminal's width (the timeline stops at 160 columns itself).
+        let width = self.width.unwrap_or(80);
         let lines = timeline::draw(
             &self.history,
             self.t0_ns,
