@@ -546,7 +546,7 @@ impl<W: Write + Send> Human<W> {
         waiting_in: Option<&str>,
     ) -> io::Result<()> {
         let lang = self.lang;
-        let arrow = if from.is_empty() {
+        let arrow = if from.is_empty() || from == to {
             to.to_string()
         } else {
             format!("{from} → {to}")
@@ -556,10 +556,10 @@ impl<W: Write + Send> Human<W> {
             .unwrap_or_default();
         self.live_state(ev.pid, to, &waiting);
         if !self.state_shown(ev.pid, from, to, waiting_in) {
-            self.state_seen(ev.pid, from, to, false);
+            self.state_seen(ev.pid, from, to, waiting_in, false);
             return Ok(());
         }
-        self.state_seen(ev.pid, from, to, true);
+        self.state_seen(ev.pid, from, to, waiting_in, true);
         let text = crate::ui!(
             lang,
             "state_change",
@@ -582,8 +582,9 @@ impl<W: Write + Send> Human<W> {
     /// all).
     fn state_shown(&self, pid: i32, from: &str, to: &str, waiting_in: Option<&str>) -> bool {
         // Asleep somewhere else now (S → S): the live view says so; the lesson's
-        // own narration tells the story.
-        if from == to {
+        // own narration tells the story. But a sleep first seen where the kernel
+        // named nothing is told once it names where.
+        if from == to && !(waiting_in.is_some() && self.sleep_untold(pid)) {
             return false;
         }
         // The main process wakes and sleeps all the time (pacing, its own

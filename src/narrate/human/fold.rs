@@ -14,6 +14,8 @@ const FOLD_BEFORE_NS: u64 = 5_000_000;
 /// An act this soon after a sentence of its process is what the sentence announced
 /// ("I release the lock", then the release).
 const FOLD_AFTER_NS: u64 = 1_000_000;
+/// The state remembered for a sleep not told: the kernel named nothing it waits in.
+const UNTOLD_SLEEP: &str = "S?";
 /// Starts and ends of children within this time of the first are told together.
 const GROUP_NS: u64 = 2_000_000_000;
 /// At most this many values of a field are listed in a summary line; more make a range.
@@ -346,11 +348,26 @@ impl<W: io::Write + Send> Human<W> {
     }
 
     /// Remember the state a reader now believes a process is in: the one shown, or,
-    /// from its first sight, the one it was seen in.
-    pub(super) fn state_seen(&mut self, pid: i32, from: &str, to: &str, shown: bool) {
-        if shown || from.is_empty() {
+    /// from its first sight, the one it was seen in; a sleep not told because the
+    /// kernel named nothing is remembered as untold.
+    pub(super) fn state_seen(
+        &mut self,
+        pid: i32,
+        from: &str,
+        to: &str,
+        waiting_in: Option<&str>,
+        shown: bool,
+    ) {
+        if !shown && to == "S" && waiting_in.is_none() {
+            self.fold.shown.insert(pid, UNTOLD_SLEEP.to_string());
+        } else if shown || from.is_empty() {
             self.fold.shown.insert(pid, to.to_string());
         }
+    }
+
+    /// Whether the process sleeps in a sleep not told yet (the kernel named nothing).
+    pub(super) fn sleep_untold(&self, pid: i32) -> bool {
+        !self.verbose && self.fold.shown.get(&pid).is_some_and(|s| s == UNTOLD_SLEEP)
     }
 
     /// `+ 8 buyers started: PIDs …` on the parent's line, or `✝ 8 buyers gone: …` on
