@@ -133,6 +133,43 @@ pub struct Words {
     /// with its meaning for this lesson: the contract `docs/events.md` points to.
     #[serde(default)]
     pub events: BTreeMap<String, EventDoc>,
+    /// Each claim of the lesson in words (`[verdict.<observation>]`), and each fact a
+    /// quiz asks about: what the verdict and the quiz say of it.
+    #[serde(default)]
+    pub verdict: BTreeMap<String, Verdict>,
+}
+
+/// What an observation showed, in words: its `{placeholders}` are observation names of
+/// the same run (`{tickets}`), so a sentence can say the value and what it is compared
+/// with. True whether the claim held or not (the ✓ or ✗ says which), or with a `failed`
+/// variant for when it did not.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verdict {
+    pub en: String,
+    pub zh: String,
+    /// Said instead when the claim did not hold.
+    pub failed: Option<Sentence>,
+}
+
+/// One sentence in both languages.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sentence {
+    pub en: String,
+    pub zh: String,
+}
+
+impl Verdict {
+    /// The sentence in `lang` for a claim that held (or a fact: `holds` is `None`), or
+    /// its `failed` variant, filled with the run's observations (`values`).
+    pub fn text(&self, lang: Lang, holds: Option<bool>, values: Args<'_>) -> String {
+        let (en, zh) = match (&self.failed, holds) {
+            (Some(f), Some(false)) => (&f.en, &f.zh),
+            _ => (&self.en, &self.zh),
+        };
+        fill(if lang == Lang::En { en } else { zh }, values)
+    }
 }
 
 /// One kind of event a lesson emits, as its words file documents it (in English: it is
@@ -174,6 +211,18 @@ impl Words {
                 if en != zh {
                     bail!(
                         "lessons/{name}.toml [{section}.{key}]: placeholders differ: en {en:?}, zh {zh:?}"
+                    );
+                }
+            }
+        }
+        for (key, v) in &words.verdict {
+            let pairs =
+                std::iter::once((&v.en, &v.zh)).chain(v.failed.as_ref().map(|f| (&f.en, &f.zh)));
+            for (en, zh) in pairs {
+                let (en, zh) = (placeholders(en), placeholders(zh));
+                if en != zh {
+                    bail!(
+                        "lessons/{name}.toml [verdict.{key}]: placeholders differ: en {en:?}, zh {zh:?}"
                     );
                 }
             }
@@ -348,6 +397,19 @@ mod tests {
     #[test]
     fn placeholders_are_found() {
         assert_eq!(placeholders("{b} and {a} and {b}"), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn a_verdict_says_its_failed_variant_only_when_the_claim_failed() {
+        let src = "[verdict.sold]\nen = \"{sold} of {tickets}\"\nzh = \"{tickets} 张中的 {sold} 张\"\nfailed.en = \"not {sold}\"\nfailed.zh = \"不是 {sold}\"\n";
+        let w = Words::parse("t", src).unwrap();
+        let v = &w.verdict["sold"];
+        let args: Args<'_> = &[("sold", &1), ("tickets", &2)];
+        assert_eq!(v.text(Lang::En, Some(true), args), "1 of 2");
+        assert_eq!(v.text(Lang::En, None, args), "1 of 2");
+        assert_eq!(v.text(Lang::Zh, Some(false), args), "不是 1");
+        let lost = "[verdict.x]\nen = \"{a}\"\nzh = \"{b}\"\n";
+        assert!(Words::parse("t", lost).is_err());
     }
 
     #[test]

@@ -400,24 +400,7 @@ impl<W: Write + Send> Human<W> {
             writeln!(self.buf, "    {part}")?;
         }
         let name = text("observation");
-        let verdict = match get("right") {
-            Some(ObsValue::Bool(true)) => crate::ui!(
-                lang,
-                "quiz_right",
-                &[("name", &name), ("value", &text("observed"))],
-            )
-            .green()
-            .bold(),
-            Some(ObsValue::Bool(false)) => crate::ui!(
-                lang,
-                "quiz_wrong",
-                &[("name", &name), ("value", &text("observed"))],
-            )
-            .red()
-            .bold(),
-            _ => crate::ui!(lang, "quiz_unjudged", &[("name", &name)]).dimmed(),
-        };
-        writeln!(self.buf, "    {verdict}")?;
+        self.quiz_verdict(&name, get("right"), &text("observed"))?;
         for part in self.wrap(&text("explain"), 4) {
             writeln!(self.buf, "    {}", part.dimmed())?;
         }

@@ -220,10 +220,11 @@ fn quiz_asks_first_and_judges_against_the_run() {
     p.send("2").unwrap(); // 100: wrong
     p.flush().unwrap();
     p.exp_string("Step 1").unwrap();
-    p.exp_string("Right: this run observed parent_value_after = 100")
-        .unwrap();
-    p.exp_string("Not this time: this run observed shared_value_after = 0")
-        .unwrap();
+    // Judged in the lesson's words ([verdict.*]), each with the observation's name.
+    p.exp_string("Right. In this run:").unwrap();
+    p.exp_string("(parent_value_after)").unwrap();
+    p.exp_string("Not this time. In this run:").unwrap();
+    p.exp_string("(shared_value_after)").unwrap();
     p.exp_eof().unwrap();
     assert!(exit_code(&p).ends_with(", 0)"), "{}", exit_code(&p));
     assert_nothing_left(&t);

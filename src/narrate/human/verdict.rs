@@ -24,16 +24,22 @@ impl<W: Write + Send> Human<W> {
         self.history.clear();
         let title = crate::ui!(self.lang, "observed", &[]);
         self.rule(&title)?;
-        let name_w = self
-            .observations
-            .iter()
-            .map(|o| o.name.width())
-            .max()
-            .unwrap_or(0);
+        // Kept after the end: the quiz, judged next, says its observation in words too.
         let obs = std::mem::take(&mut self.observations);
-        for o in &obs {
+        // Each claim is its sentence; what has none (a fact, or a claim without words)
+        // is a row of the compact table under them.
+        let (said, rows): (Vec<_>, Vec<_>) = obs
+            .iter()
+            .map(|o| (o, self.said(o, &obs)))
+            .partition(|(o, text)| o.holds.is_some() && text.is_some());
+        for (o, text) in &said {
+            self.claim_row(o, text.as_deref().unwrap_or_default())?;
+        }
+        let name_w = rows.iter().map(|(o, _)| o.name.width()).max().unwrap_or(0);
+        for (o, _) in &rows {
             self.observation(o, name_w)?;
         }
+        self.observations = obs;
         self.verdict(ok, elapsed_ms)
     }
 
@@ -69,6 +75,60 @@ impl<W: Write + Send> Human<W> {
             }
         }
         Ok(())
+    }
+
+    /// What observation `o` showed in the lesson's words (`[verdict.<name>]`), filled
+    /// with this run's observations `all`; `None` if the lesson has no sentence for it.
+    fn said(&self, o: &Obs, all: &[Obs]) -> Option<String> {
+        let line = self.lesson_words.as_ref()?.verdict.get(&o.name)?;
+        let values: Vec<(&str, &dyn std::fmt::Display)> = all
+            .iter()
+            .map(|a| (a.name.as_str(), &a.value as &dyn std::fmt::Display))
+            .collect();
+        Some(line.text(self.lang, o.holds, &values))
+    }
+
+    /// A claim in words: its mark, its sentence (wrapped under itself), then, dim, the
+    /// observation's name and, if it failed, what was expected.
+    fn claim_row(&mut self, o: &Obs, text: &str) -> io::Result<()> {
+        let mark = if o.holds == Some(true) {
+            "✓".green().bold().to_string()
+        } else {
+            "✗".red().bold().to_string()
+        };
+        let mut tail = o.name.clone();
+        if let (Some(e), Some(false)) = (&o.expected, o.holds) {
+            tail = format!(
+                "{tail} · {}",
+                crate::ui!(self.lang, "expected", &[("what", e)])
+            );
+        }
+        const PAD: usize = 4;
+        let mut lines = self.wrap(text, PAD);
+        let last = lines.pop().unwrap_or_default();
+        for (i, part) in lines.iter().enumerate() {
+            let lead = if i == 0 {
+                format!("  {mark} ")
+            } else {
+                " ".repeat(PAD)
+            };
+            writeln!(self.buf, "{lead}{part}")?;
+        }
+        let lead = if lines.is_empty() {
+            format!("  {mark} ")
+        } else {
+            " ".repeat(PAD)
+        };
+        let one = format!("{last}  {tail}");
+        if self.width.is_none_or(|w| PAD + visible_width(&one) <= w) {
+            writeln!(self.buf, "{lead}{last}  {}", tail.dimmed())
+        } else {
+            writeln!(self.buf, "{lead}{last}")?;
+            for part in self.wrap(&tail, PAD + 2) {
+                writeln!(self.buf, "{}{}", " ".repeat(PAD + 2), part.dimmed())?;
+            }
+            Ok(())
+        }
     }
 
     /// One row of the table: mark, name (in a column `name_w` wide), value and claim.
@@ -126,6 +186,49 @@ impl<W: Write + Send> Human<W> {
             for part in self.wrap(&expected, pad) {
                 writeln!(self.buf, "{}{part}", " ".repeat(pad))?;
             }
+        }
+        Ok(())
+    }
+
+    /// A quiz's prediction judged (`right`) against observation `name`, valued
+    /// `observed` in this run, under the answer: said in the lesson's words when it has
+    /// them, wrapped under itself.
+    pub(super) fn quiz_verdict(
+        &mut self,
+        name: &str,
+        right: Option<ObsValue>,
+        observed: &str,
+    ) -> io::Result<()> {
+        let lang = self.lang;
+        let said = (self.observations.iter())
+            .find(|o| o.name == name)
+            .and_then(|o| self.said(o, &self.observations));
+        let right = match right {
+            Some(ObsValue::Bool(r)) => Some(r),
+            _ => None,
+        };
+        let text = match (right, said) {
+            (Some(true), Some(what)) => {
+                crate::ui!(lang, "quiz_right_said", &[("what", &what), ("name", &name)])
+            }
+            (Some(false), Some(what)) => {
+                crate::ui!(lang, "quiz_wrong_said", &[("what", &what), ("name", &name)])
+            }
+            (Some(true), None) => {
+                crate::ui!(lang, "quiz_right", &[("name", &name), ("value", &observed)])
+            }
+            (Some(false), None) => {
+                crate::ui!(lang, "quiz_wrong", &[("name", &name), ("value", &observed)])
+            }
+            (None, _) => crate::ui!(lang, "quiz_unjudged", &[("name", &name)]),
+        };
+        for part in self.wrap(&text, 4) {
+            let part = match right {
+                Some(true) => part.green().bold(),
+                Some(false) => part.red().bold(),
+                None => part.dimmed(),
+            };
+            writeln!(self.buf, "    {part}")?;
         }
         Ok(())
     }
