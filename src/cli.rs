@@ -39,6 +39,10 @@ pub struct Globals {
     #[arg(long, global = true)]
     pub no_progress: bool,
 
+    /// Show every event: each act beside its sentence, each start, every kernel state
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
     /// Pause at every step until a key is pressed (Space/Enter go on, q stops); needs a terminal
     #[arg(long, global = true)]
     pub step: bool,

@@ -12,15 +12,45 @@ use std::io::IsTerminal;
 
 /// `mp-demo list`.
 pub(crate) fn list(lang: Lang) -> String {
-    let mut out = format!("{}\n", crate::ui!(lang, "list_header", &[]));
+    // The terminal's width; off a terminal, COLUMNS; else lines whole (one a lesson,
+    // for scripts).
+    let columns = if std::io::stdout().is_terminal() {
+        crossterm::terminal::size()
+            .ok()
+            .map(|(w, _)| usize::from(w))
+    } else {
+        std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok())
+    }
+    .filter(|&w| w > 0)
+    .map_or(usize::MAX / 2, |w: usize| w.max(40));
+    let mut out = String::new();
+    for line in narrate::human::wrap(&crate::ui!(lang, "list_header", &[]), columns) {
+        out.push_str(&format!("{line}\n"));
+    }
     let width = lessons::LESSONS
         .iter()
         .map(|l| l.name.len())
         .max()
         .unwrap_or(0);
+    // Each summary wrapped beside its name; below 60 columns, under it.
+    let (hang, room) = if columns < 60 {
+        (4, columns - 4)
+    } else {
+        (width + 4, columns - width - 4)
+    };
     for def in lessons::LESSONS {
-        let summary = def.summary(lang);
-        out.push_str(&format!("  {:<width$}  {summary}\n", def.name.bold()));
+        let summary = narrate::human::wrap(&def.summary(lang), room);
+        if columns < 60 {
+            out.push_str(&format!("  {}\n", def.name.bold()));
+        }
+        for (i, part) in summary.iter().enumerate() {
+            if i == 0 && columns >= 60 {
+                let pad = " ".repeat(width - def.name.len());
+                out.push_str(&format!("  {}{pad}  {part}\n", def.name.bold()));
+            } else {
+                out.push_str(&format!("{}{part}\n", " ".repeat(hang)));
+            }
+        }
     }
     out
 }

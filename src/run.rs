@@ -121,7 +121,8 @@ fn renderers(
     if g.json {
         renders.push(Box::new(narrate::json::Json::new(std::io::stdout())));
     } else {
-        let human = narrate::human::Human::new(std::io::stdout(), lang, terminal_width());
+        let human = narrate::human::Human::new(std::io::stdout(), lang, terminal_width())
+            .verbose(g.verbose);
         let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
         renders.push(if stdout_tty && !dumb && !g.no_progress {
             Box::new(human.with_live_panel())

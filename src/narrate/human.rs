@@ -6,6 +6,7 @@
 //! under the sentence that uses them. Observations are gathered and shown as a table,
 //! with a verdict, when the lesson ends.
 
+mod fold;
 mod panel;
 mod text;
 mod verdict;
@@ -16,6 +17,7 @@ use super::{timeline, Render};
 use crate::event::{Event, How, Kind, ObsValue};
 use crate::words::{self, Lang};
 use colored::{Color, Colorize};
+use fold::Fold;
 use panel::Live;
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -39,11 +41,18 @@ const PALETTE: &[Color] = &[
 const TIME_W: usize = 9;
 /// Width of the "process" column.
 const LABEL_W: usize = 20;
+/// Below this width the time column goes and the process gets a line of its own.
+const NARROW_W: usize = 60;
+
+/// The Python line and the system call under a sentence.
+type Refs = (Option<String>, Option<String>);
 
 struct Proc {
     name: String,
     depth: usize,
     color: Color,
+    /// Its parent, as its start said (0 when not known).
+    ppid: i32,
 }
 
 pub struct Human<W: Write + Send> {
@@ -63,27 +72,53 @@ pub struct Human<W: Write + Send> {
     procs: HashMap<i32, Proc>,
     next_color: usize,
     observations: Vec<Obs>,
+    /// Every event as it comes (`--verbose`), or one line per thing that happened.
+    verbose: bool,
+    fold: Fold,
+    /// The process the last line was about (a narrow layout names it once for its lines).
+    last_pid: Option<i32>,
+    /// The Python line and system call shown in this step under each sentence (by its
+    /// key): the same again (eight buyers reading alike) is not repeated unless verbose.
+    refs_shown: HashMap<String, Refs>,
     /// The current step's command to try, printed at its pause.
     hint: Option<String>,
 }
 
 impl<W: Write + Send> Human<W> {
+    /// A renderer writing to `out`, wrapped at `width` (a terminal's; off a terminal,
+    /// `COLUMNS` if set, else lines are written whole).
     pub fn new(out: W, lang: Lang, width: Option<usize>) -> Self {
+        let columns = || std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok());
         Human {
             out,
             buf: Vec::new(),
             live: None,
             history: Vec::new(),
             lang,
-            width: width.map(|w| w.max(60)),
+            width: width.or_else(columns).map(|w: usize| w.max(40)),
             lesson: String::new(),
             lesson_words: None,
             t0_ns: 0,
             procs: HashMap::new(),
             next_color: 0,
             observations: Vec::new(),
+            verbose: false,
+            fold: Fold::default(),
+            last_pid: None,
+            refs_shown: HashMap::new(),
             hint: None,
         }
+    }
+
+    /// Show every event as it comes, acts and plumbing too (`--verbose`).
+    pub fn verbose(mut self, verbose: bool) -> Self {
+        self.verbose = verbose;
+        self
+    }
+
+    /// Below 60 columns: no time column, the process on a line of its own.
+    fn narrow(&self) -> bool {
+        self.width.is_some_and(|w| w < NARROW_W)
     }
 
     /// Hand what this event wrote to the output, above the live panel.
@@ -109,6 +144,7 @@ impl<W: Write + Send> Human<W> {
                     name: "?".into(),
                     depth: 1,
                     color,
+                    ppid: 0,
                 },
             );
         }
@@ -141,8 +177,21 @@ impl<W: Write + Send> Human<W> {
         format!("{colored}{}", " ".repeat(pad))
     }
 
-    /// One narration line (wrapped on a terminal), prefixed by time and process.
+    /// One narration line (wrapped on a terminal), prefixed by time and process; in a
+    /// narrow layout the process is named on a line of its own when it changes.
     fn line(&mut self, t_ns: u64, pid: i32, text: &str) -> io::Result<()> {
+        if self.narrow() {
+            if self.last_pid != Some(pid) {
+                let label = self.label(pid);
+                writeln!(self.buf, "{}", label.trim_end())?;
+            }
+            self.last_pid = Some(pid);
+            let bar = "│".dimmed();
+            for part in self.wrap(text, 2) {
+                writeln!(self.buf, "{bar} {part}")?;
+            }
+            return Ok(());
+        }
         let time = self.time(t_ns).dimmed().to_string();
         let label = self.label(pid);
         let bar = "│".dimmed();
@@ -162,17 +211,29 @@ impl<W: Write + Send> Human<W> {
     /// Split `text` into pieces that fit after a prefix of `used` columns.
     fn wrap(&self, text: &str, used: usize) -> Vec<String> {
         match self.width {
-            Some(width) => wrap(text, width.saturating_sub(used).max(20)),
+            Some(width) => wrap(text, width.saturating_sub(used).max(10)),
             None => vec![text.to_string()],
         }
     }
 
     fn rule(&mut self, title: &str) -> io::Result<()> {
         let width = self.width.unwrap_or(78);
-        let head = format!("── {title} ");
-        let fill = width.saturating_sub(head.width());
+        let head = format!("── {title}");
+        self.last_pid = None;
+        self.refs_shown.clear();
         writeln!(self.buf)?;
-        writeln!(self.buf, "{}", format!("{head}{}", "─".repeat(fill)).bold())
+        // The rule fills the title's last line.
+        let parts = self.wrap(&head, 0);
+        for (i, part) in parts.iter().enumerate() {
+            let fill = if i + 1 == parts.len() {
+                width.saturating_sub(part.width() + 1)
+            } else {
+                0
+            };
+            let line = format!("{part} {}", "─".repeat(fill));
+            writeln!(self.buf, "{}", line.trim_end().bold())?;
+        }
+        Ok(())
     }
 
     fn lesson_start(&mut self, ev: &Event, lesson: &str, title: &str) -> io::Result<()> {
@@ -183,6 +244,9 @@ impl<W: Write + Send> Human<W> {
         self.history.clear();
         self.history.push(ev.clone());
         self.observations.clear();
+        self.fold.clear();
+        self.last_pid = None;
+        self.refs_shown.clear();
         self.procs.clear();
         self.next_color = 0;
         self.procs.insert(
@@ -191,12 +255,15 @@ impl<W: Write + Send> Human<W> {
                 name: "main".into(),
                 depth: 0,
                 color: Color::Cyan,
+                ppid: 0,
             },
         );
         let width = self.width.unwrap_or(78);
         let banner = format!(" mp-demo {lesson} · {title} ");
         writeln!(self.buf, "{}", "═".repeat(width).cyan())?;
-        writeln!(self.buf, "{}", banner.bold())?;
+        for part in self.wrap(&banner, 0) {
+            writeln!(self.buf, "{}", part.bold())?;
+        }
         writeln!(self.buf, "{}", "═".repeat(width).cyan())?;
         let legend = crate::ui!(
             self.lang,
@@ -222,11 +289,16 @@ impl<W: Write + Send> Render for Human<W> {
         ) {
             self.history.push(ev.clone());
         }
-        self.render(ev)?;
+        if self.verbose {
+            self.render(ev)?;
+        } else {
+            self.folded(ev)?;
+        }
         self.commit()
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.release(u64::MAX)?;
         self.hint_now()?;
         self.commit()?;
         self.out.flush()
@@ -243,6 +315,16 @@ impl<W: Write + Send> Render for Human<W> {
             None => f(),
         }
     }
+}
+
+/// `+ started…`: a process came.
+fn spawn_mark(text: &str) -> String {
+    format!("{} {text}", "+".green().bold())
+}
+
+/// `✝ gone…`: a process went.
+fn exit_mark(text: &str) -> String {
+    format!("{} {text}", "✝".red())
 }
 
 /// What a sleeping process is blocked in, in words, from the kernel's wchan.
@@ -328,33 +410,28 @@ impl<W: Write + Send> Human<W> {
     fn render(&mut self, ev: &Event) -> io::Result<()> {
         match &ev.kind {
             Kind::LessonStart { lesson, title } => self.lesson_start(ev, lesson, title),
-            Kind::Spawn { ppid, name, how } => self.spawned(ev, *ppid, name, *how),
             Kind::State {
                 from,
                 to,
                 waiting_in,
                 ..
             } => self.state_changed(ev, from, to, waiting_in.as_deref()),
-            Kind::Exit {
-                exitcode,
-                reaped_by,
-                ..
-            } => {
-                self.live_gone(ev.pid);
-                let text = crate::ui!(
-                    self.lang,
-                    "exited",
-                    &[("code", exitcode), ("reaper", reaped_by)]
-                );
-                self.line(ev.t_ns, ev.pid, &format!("{} {}", "✝".red(), text))
+            Kind::Spawn { .. } | Kind::Exit { .. } => {
+                self.arrived(ev);
+                self.told(ev)
             }
             Kind::Say {
+                key,
                 text,
                 python,
                 syscall,
-                ..
             } => {
                 self.line(ev.t_ns, ev.pid, text)?;
+                let refs = (python.clone(), syscall.clone());
+                if !self.verbose && self.refs_shown.get(key) == Some(&refs) {
+                    return Ok(());
+                }
+                self.refs_shown.insert(key.clone(), refs);
                 self.references(python.as_deref(), syscall.as_deref())
             }
             Kind::Step { n, title, hint, .. } => self.step_rule(*n, title, hint.as_deref()),
@@ -383,34 +460,63 @@ impl<W: Write + Send> Human<W> {
         }
     }
 
-    /// A process was started: it gets its colour and its place under its parent.
-    fn spawned(&mut self, ev: &Event, ppid: i32, name: &str, how: How) -> io::Result<()> {
+    /// A process was started: it gets its colour and its place under its parent. A
+    /// process is gone: it leaves the live panel.
+    fn arrived(&mut self, ev: &Event) {
+        match &ev.kind {
+            Kind::Spawn { ppid, name, .. } => {
+                let depth = self.procs.get(ppid).map_or(1, |p| p.depth + 1);
+                let color = PALETTE[self.next_color % PALETTE.len()];
+                self.next_color += 1;
+                self.procs.insert(
+                    ev.pid,
+                    Proc {
+                        name: name.to_string(),
+                        depth,
+                        color,
+                        ppid: *ppid,
+                    },
+                );
+            }
+            Kind::Exit { .. } => self.live_gone(ev.pid),
+            _ => {}
+        }
+    }
+
+    /// The line of a start or an end (the process has arrived or left already).
+    fn told(&mut self, ev: &Event) -> io::Result<()> {
         let lang = self.lang;
-        let depth = self.procs.get(&ppid).map_or(1, |p| p.depth + 1);
-        let color = PALETTE[self.next_color % PALETTE.len()];
-        self.next_color += 1;
-        self.procs.insert(
-            ev.pid,
-            Proc {
-                name: name.to_string(),
-                depth,
-                color,
-            },
-        );
-        let how_words = crate::ui!(
-            lang,
+        match &ev.kind {
+            Kind::Spawn { ppid, how, .. } => {
+                let how_words = self.how_words(*how);
+                let text = crate::ui!(
+                    lang,
+                    "spawned",
+                    &[("pid", &ev.pid), ("ppid", ppid), ("how", &how_words)],
+                );
+                self.line(ev.t_ns, ev.pid, &spawn_mark(&text))
+            }
+            Kind::Exit {
+                exitcode,
+                reaped_by,
+                ..
+            } => {
+                let text = crate::ui!(lang, "exited", &[("code", exitcode), ("reaper", reaped_by)]);
+                self.line(ev.t_ns, ev.pid, &exit_mark(&text))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn how_words(&self, how: How) -> String {
+        crate::ui!(
+            self.lang,
             match (how) {
                 How::Fork => "how_fork",
                 How::Spawn => "how_spawn",
             },
             &[]
-        );
-        let text = crate::ui!(
-            lang,
-            "spawned",
-            &[("pid", &ev.pid), ("ppid", &ppid), ("how", &how_words)],
-        );
-        self.line(ev.t_ns, ev.pid, &format!("{} {}", "+".green().bold(), text))
+        )
     }
 
     /// A kernel state change: always in the live panel; in the narration only when it
@@ -423,7 +529,7 @@ impl<W: Write + Send> Human<W> {
         waiting_in: Option<&str>,
     ) -> io::Result<()> {
         let lang = self.lang;
-        let arrow = if from.is_empty() {
+        let arrow = if from.is_empty() || from == to {
             to.to_string()
         } else {
             format!("{from} → {to}")
@@ -432,21 +538,11 @@ impl<W: Write + Send> Human<W> {
             .map(|w| crate::ui!(lang, "waiting_in", &[("what", &wchan_words(lang, w))]))
             .unwrap_or_default();
         self.live_state(ev.pid, to, &waiting);
-        // Asleep somewhere else now (S → S): the live view says so; the lesson's
-        // own narration tells the story.
-        if from == to {
+        if !self.state_shown(ev.pid, from, to, waiting_in) {
+            self.state_seen(ev.pid, from, to, waiting_in, false);
             return Ok(());
         }
-        // The main process wakes and sleeps all the time (pacing, its own
-        // threads): in the narration, only say where it blocks on something
-        // that matters (waitpid, a pipe…). Everything stays in the timeline.
-        let is_main = self.procs.get(&ev.pid).is_some_and(|p| p.depth == 0);
-        let pacing = waiting_in.is_some_and(|w| {
-            w.contains("nanosleep") || w.contains("hrtimer") || w.contains("futex")
-        });
-        if is_main && (to != "S" || pacing) {
-            return Ok(());
-        }
+        self.state_seen(ev.pid, from, to, waiting_in, true);
         let text = crate::ui!(
             lang,
             "state_change",
@@ -465,6 +561,32 @@ impl<W: Write + Send> Human<W> {
         )
     }
 
+    /// Whether a state change gets a line in the narration (the live panel shows them
+    /// all).
+    fn state_shown(&self, pid: i32, from: &str, to: &str, waiting_in: Option<&str>) -> bool {
+        // Asleep somewhere else now (S → S): the live view says so; the lesson's
+        // own narration tells the story. But a sleep first seen where the kernel
+        // named nothing is told once it names where.
+        if from == to && !(waiting_in.is_some() && self.sleep_untold(pid)) {
+            return false;
+        }
+        // The main process wakes and sleeps all the time (pacing, its own
+        // threads): in the narration, only say where it blocks on something
+        // that matters (waitpid, a pipe…). Everything stays in the timeline.
+        let is_main = self.procs.get(&pid).is_some_and(|p| p.depth == 0);
+        let pacing = waiting_in.is_some_and(|w| {
+            w.contains("nanosleep") || w.contains("hrtimer") || w.contains("futex")
+        });
+        if is_main && (to != "S" || pacing) {
+            return false;
+        }
+        // Asleep in nothing the kernel names: nothing to tell, unless verbose.
+        if to == "S" && waiting_in.is_none() && !self.verbose {
+            return false;
+        }
+        self.state_news(pid, from, to, waiting_in)
+    }
+
     /// The Python line and the system call under the sentence that uses them: on one
     /// line if both fit, else one per reference, wrapped if need be.
     fn references(&mut self, python: Option<&str>, syscall: Option<&str>) -> io::Result<()> {
@@ -473,7 +595,7 @@ impl<W: Write + Send> Human<W> {
         // "Python: x" but "Python：x": a full-width colon carries its own space.
         let labelled = |label: String, text: &str| {
             let gap = if label.ends_with('：') { "" } else { " " };
-            format!("{}{gap}{}", label.dimmed(), text.bright_white())
+            format!("{}{gap}{text}", label.dimmed())
         };
         if let Some(py) = python {
             refs.push(labelled(crate::ui!(lang, "python_label", &[]), py));
@@ -482,8 +604,8 @@ impl<W: Write + Send> Human<W> {
             refs.push(labelled(crate::ui!(lang, "syscall_label", &[]), sys));
         }
         if !refs.is_empty() {
-            let indent = " ".repeat(TIME_W + LABEL_W);
-            let used = TIME_W + LABEL_W + 4;
+            let indent = " ".repeat(if self.narrow() { 0 } else { TIME_W + LABEL_W });
+            let used = indent.len() + 4;
             // One line if both fit, else one per reference, wrapped if need be.
             let joined = refs.join("   ");
             let fits = self
@@ -510,12 +632,14 @@ impl<W: Write + Send> Human<W> {
     }
 
     /// The pending step's command to try, at its pause (the lesson's `show`), when what
-    /// it names exists.
+    /// it names exists: the words dim, the command in the terminal's own colour.
     fn hint_now(&mut self) -> io::Result<()> {
         if let Some(hint) = self.hint.take() {
-            let text = crate::ui!(self.lang, "try_this", &[("cmd", &hint.bright_white())]);
+            let text = crate::ui!(self.lang, "try_this", &[("cmd", &"\u{0}")]);
+            let (before, after) = text.split_once('\u{0}').unwrap_or((&text, ""));
+            let text = format!("{}{hint}{}", before.dimmed(), after.dimmed());
             for part in self.wrap(&text, 3) {
-                writeln!(self.buf, "   {}", part.dimmed())?;
+                writeln!(self.buf, "   {part}")?;
             }
         }
         Ok(())
@@ -523,14 +647,36 @@ impl<W: Write + Send> Human<W> {
 
     /// A lesson's own event: its label in the lesson's words, then its fields.
     fn act(&mut self, ev: &Event, act: &str, fields: &[(String, ObsValue)]) -> io::Result<()> {
+        let shown: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        self.act_line(ev.t_ns, ev.pid, act, 1, &shown)
+    }
+
+    /// `• read · on tickets · value 1`, or `• read × 4 · value 0 1 2 3` for `n` alike
+    /// acts told as one (their fields' values already merged).
+    fn act_line(
+        &mut self,
+        t_ns: u64,
+        pid: i32,
+        act: &str,
+        n: usize,
+        fields: &[(String, String)],
+    ) -> io::Result<()> {
         let lang = self.lang;
         let label = words::label(lang, self.lesson_words.as_ref(), &format!("act_{act}"), act);
+        let label = if n > 1 {
+            format!("{label} × {n}")
+        } else {
+            label
+        };
         // "call: apply · job 1": a field named like the act is its value.
         let mut head = label.bold().to_string();
         let mut detail = Vec::new();
         for (k, v) in fields.iter().filter(|(k, _)| k != "name") {
             if k == act {
-                head = format!("{head}: {}", v.to_string().bold());
+                head = format!("{head}: {}", v.bold());
             } else {
                 // `ms`, `cpu_ms`: the unit goes after the number.
                 let (key, unit) = match k.strip_suffix("ms") {
@@ -551,7 +697,7 @@ impl<W: Write + Send> Human<W> {
         } else {
             format!("{head} {}", format!("· {}", detail.join(" · ")).dimmed())
         };
-        self.line(ev.t_ns, ev.pid, &format!("{} {}", "•".dimmed(), text))
+        self.line(t_ns, pid, &format!("{} {}", "•".dimmed(), text))
     }
 }
 

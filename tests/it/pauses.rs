@@ -129,7 +129,10 @@ fn run_hint(cmd: &str) -> (Option<i32>, String) {
 /// that every claim held ("Every claim held" is what the loop waits for at the end).
 fn step_through(args: &[&str]) -> Vec<Pause> {
     let tag = format!("mp-demo-pauses-{}-{:?}", std::process::id(), Instant::now());
-    let mut p = session(args, &tag);
+    // Read line by line: every start and end on a line of its own (`--verbose`; the
+    // default view tells alike ones as one line).
+    let args: Vec<&str> = std::iter::once("--verbose").chain(args.iter().copied()).collect();
+    let mut p = session(&args, &tag);
     let mut seen = Seen::default();
     let mut pauses = Vec::new();
     loop {

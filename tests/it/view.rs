@@ -1,0 +1,145 @@
+//! The human view on any projector (issue 14): no bright white, and from 40 columns up
+//! every line fits and no word of the narration is cut in two.
+
+use crate::common;
+
+use std::collections::BTreeSet;
+use unicode_width::UnicodeWidthStr;
+
+/// `text` without its colour sequences (each `ESC[…m` up to its letter).
+fn plain(text: &str) -> String {
+    text.split('\x1b')
+        .enumerate()
+        .map(|(i, piece)| match i {
+            0 => piece,
+            _ => piece
+                .find(|c: char| c.is_ascii_alphabetic())
+                .map_or("", |end| &piece[end + 1..]),
+        })
+        .collect()
+}
+
+/// The human narration of `lesson` at `columns`, colours forced.
+fn human(lesson: &str, lang: &str, columns: usize, extra: &[&str]) -> String {
+    let cols = columns.to_string();
+    let mut args = vec!["--speed", "0", "--color", "always", "--lang", lang];
+    args.extend_from_slice(extra);
+    args.push(lesson);
+    let r = common::run_env(&args, &[("COLUMNS", &cols)]);
+    r.assert_code(0);
+    assert!(r.stdout.contains("\x1b["), "colours are forced: {}", r.show());
+    r.stdout
+}
+
+/// Bright white (SGR 97, alone or combined) is lost on a light background.
+fn assert_no_bright_white(lesson: &str, out: &str) {
+    for (i, line) in out.lines().enumerate() {
+        assert!(
+            !line.contains("\x1b[97m") && !line.contains(";97m") && !line.contains("[97;"),
+            "{lesson}: bright white on line {i}: {line:?}"
+        );
+    }
+}
+
+/// The words (whitespace-separated, as written) of everything the run said, from its
+/// JSON stream: the lines the view wraps.
+fn narration_words(lesson: &str) -> BTreeSet<String> {
+    let r = common::lesson_json(lesson, &[]);
+    let mut words = BTreeSet::new();
+    for say in r.says() {
+        words.extend(say.text.split_whitespace().map(String::from));
+        for r in [&say.python, &say.syscall].into_iter().flatten() {
+            words.extend(r.split_whitespace().map(String::from));
+        }
+    }
+    for step in r.steps() {
+        words.extend(step.title.split_whitespace().map(String::from));
+    }
+    words
+}
+
+/// Every line fits in `columns`, and no word is cut: a line that ends in a letter and
+/// a next line that starts with one, whose two pieces are not both words of the
+/// narration but joined make one, is a word broken in two.
+fn assert_fits_unbroken(lesson: &str, out: &str, columns: usize, words: &BTreeSet<String>) {
+    let lines: Vec<String> = out.lines().map(plain).collect();
+    for (i, line) in lines.iter().enumerate() {
+        assert!(
+            line.width() <= columns,
+            "{lesson}: line {i} is {} columns wide, more than {columns}: {line:?}",
+            line.width()
+        );
+    }
+    let frame = |c: char| c.is_whitespace() || "│└".contains(c);
+    for pair in lines.windows(2) {
+        let (Some(x), Some(y)) = (
+            pair[0].split_whitespace().last(),
+            pair[1].trim_start_matches(frame).split_whitespace().next(),
+        ) else {
+            continue;
+        };
+        let letters = x.ends_with(|c: char| c.is_ascii_alphabetic())
+            && y.starts_with(|c: char| c.is_ascii_alphabetic());
+        let joined = format!("{x}{y}");
+        let cut = letters
+            && words.contains(&joined)
+            && !(words.contains(x) && words.contains(y));
+        assert!(
+            !cut,
+            "{lesson}: {joined:?} is cut at {columns} columns:\n{}\n{}",
+            pair[0], pair[1]
+        );
+    }
+}
+
+fn lessons() -> Vec<String> {
+    common::lessons().into_iter().map(|(name, _)| name).collect()
+}
+
+#[test]
+fn no_lesson_shows_bright_white() {
+    for lesson in lessons() {
+        let out = human(&lesson, "en", 80, &[]);
+        assert_no_bright_white(&lesson, &out);
+    }
+    // Everything shown, acts and plumbing too.
+    for lesson in ["lock", "pool", "fork"] {
+        let out = human(lesson, "en", 80, &["--verbose"]);
+        assert_no_bright_white(lesson, &out);
+    }
+}
+
+#[test]
+fn english_fits_50_and_40_columns_without_cutting_a_word() {
+    for lesson in lessons() {
+        let words = narration_words(&lesson);
+        for columns in [50, 40] {
+            let out = human(&lesson, "en", columns, &[]);
+            assert_no_bright_white(&lesson, &out);
+            assert_fits_unbroken(&lesson, &out, columns, &words);
+        }
+    }
+}
+
+#[test]
+fn chinese_fits_40_columns() {
+    for lesson in lessons() {
+        let out = human(&lesson, "zh", 40, &[]);
+        let lines: Vec<String> = out.lines().map(plain).collect();
+        for (i, line) in lines.iter().enumerate() {
+            assert!(line.width() <= 40, "{lesson}: line {i}: {line:?}");
+        }
+    }
+}
+
+#[test]
+fn list_wraps_at_the_width() {
+    for columns in [40usize, 60] {
+        let cols = columns.to_string();
+        let r = common::run_env(&["list"], &[("COLUMNS", &cols)]);
+        r.assert_code(0);
+        for line in r.stdout.lines() {
+            assert!(line.width() <= columns, "{columns}: {line:?}");
+        }
+    }
+}
