@@ -20,6 +20,7 @@ pub mod trace;
 
 use crate::event::{Event, Kind};
 use std::io;
+use std::os::fd::AsFd;
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -312,7 +313,17 @@ impl Narrator {
                         (None, crate::event::now_ns())
                     }
                     Ok(msg) => (Some(msg), u64::MAX),
-                    Err(mpsc::RecvTimeoutError::Timeout) => (None, crate::event::now_ns()),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        // Quiet for a while (a reading pause): is anyone still reading?
+                        if open {
+                            if let Some(e) = crate::sys::fd::reader_gone(std::io::stdout().as_fd())
+                            {
+                                output_failed(&io::Error::from_raw_os_error(e as i32));
+                                open = false;
+                            }
+                        }
+                        (None, crate::event::now_ns())
+                    }
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 };
                 let released = held.release(until, &mut |ev| {

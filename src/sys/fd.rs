@@ -45,6 +45,25 @@ pub fn readable(fd: BorrowedFd<'_>) -> Result<bool> {
     }
 }
 
+/// Whether the reader of `fd` is gone, asked without writing (`poll` with a zero
+/// timeout): `EPIPE` for a pipe whose read end is closed (`POLLERR`), `EIO` for a
+/// terminal that hung up (`POLLHUP`); `None` while it can still be written to. So a run
+/// that is quiet for a while (a reading pause) notices `| head -1` at once, not at its
+/// next line.
+pub fn reader_gone(fd: BorrowedFd<'_>) -> Option<Errno> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+    poll(&mut fds, PollTimeout::ZERO).ok()?;
+    let got = fds[0].revents()?;
+    if got.contains(PollFlags::POLLERR) {
+        Some(Errno::EPIPE)
+    } else if got.contains(PollFlags::POLLHUP) {
+        Some(Errno::EIO)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +81,13 @@ mod tests {
         drop(w);
         let err = read_exact(r.as_fd(), &mut buf).unwrap_err();
         assert_eq!(err.to_string(), "end of file after 0 of 5 bytes");
+    }
+
+    #[test]
+    fn a_closed_reader_is_seen_without_writing() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        assert_eq!(reader_gone(w.as_fd()), None);
+        drop(r);
+        assert_eq!(reader_gone(w.as_fd()), Some(Errno::EPIPE));
     }
 }

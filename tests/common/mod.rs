@@ -726,3 +726,15 @@ pub fn assert_words_complete(r: &Run) {
         assert!(!unfilled, "unfilled placeholder: {e}");
     }
 }
+
+/// `args` with `--speed 0.2` first unless they set a speed: a run paced as a person sees
+/// it (steps, pauses, children alive for a while), in a fifth of the time. At `--speed 1`
+/// a lesson now waits for its reader (a minute or more); the tests that need pacing
+/// but not its length use this.
+pub fn paced<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    if args.contains(&"--speed") {
+        args.to_vec()
+    } else {
+        [&["--speed", "0.2"][..], args].concat()
+    }
+}

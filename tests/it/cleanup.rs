@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 use std::time::Duration;
 
 fn start(lesson: &str) -> Live {
-    let live = Live::start(&["--json", "--speed", "0.25", lesson]);
+    let live = Live::start(&["--json", "--speed", "0.05", lesson]);
     live.wait_for(Duration::from_secs(10), Event::is::<Spawn>);
     live
 }

@@ -73,7 +73,7 @@ fn for_every_lesson(f: impl Fn(&str, u64) + Sync) {
 /// Start a lesson at normal speed, let it run `delay_ms` after it began, then `hit` it.
 /// Returns the live run and whether the lesson had already ended (then the hit came late).
 fn hit_after(lesson: &str, delay_ms: u64, hit: impl FnOnce(i32)) -> (Live, bool) {
-    let live = Live::start(&["--json", lesson]);
+    let live = Live::start(&common::paced(&["--json", lesson]));
     live.wait_for(Duration::from_secs(10), Event::is::<LessonStart>);
     let until = Instant::now() + Duration::from_millis(delay_ms);
     let mut ended = false;
@@ -384,7 +384,7 @@ fn an_unprivileged_user_runs_the_same_lessons() {
 fn the_run_directory_is_private_and_unpredictable() {
     let mut names = Vec::new();
     for _ in 0..2 {
-        let mut live = Live::start(&["--json", "--speed", "0.5", "fork"]);
+        let mut live = Live::start(&["--json", "--speed", "0.1", "fork"]);
         live.wait_for(Duration::from_secs(10), Event::is::<Spawn>);
         let entries: Vec<_> = std::fs::read_dir(live.tmp.path())
             .unwrap()
@@ -489,7 +489,7 @@ fn janitor_of(main: i32) -> i32 {
 /// moment some other descendant exists, SIGSTOP every descendant but the janitor. The
 /// run and the stopped pids (empty if the lesson ended first).
 fn stop_children_after(lesson: &str, delay_ms: u64) -> (Live, Vec<i32>) {
-    let live = Live::start(&["--json", "--speed", "0.05", lesson]);
+    let live = Live::start(&["--json", "--speed", "0.01", lesson]);
     live.wait_for(Duration::from_secs(10), Event::is::<LessonStart>);
     let janitor = [janitor_of(live.pid())];
     std::thread::sleep(Duration::from_millis(delay_ms));
@@ -581,7 +581,7 @@ fn a_stopped_janitor_neither_hangs_a_run_nor_stays_behind() {
     for_every_lesson(|lesson, delay| {
         // Short pacing, not none: at --speed 0 a lesson such as isolation can be over
         // before its janitor is looked up (seen in CI: "a janitor").
-        let live = Live::start(&["--json", "--speed", "0.05", lesson]);
+        let live = Live::start(&["--json", "--speed", "0.01", lesson]);
         live.wait_for(Duration::from_secs(10), Event::is::<LessonStart>);
         let janitor = janitor_of(live.pid());
         kill(Pid::from_raw(janitor), Signal::SIGSTOP).unwrap();
@@ -727,7 +727,7 @@ fn an_unwritable_stderr_never_turns_into_a_panic() {
     assert_eq!(s.code(), Some(2));
     let (s, _) = run_with(&["--speed", "0", "fork"], dev_full(), true, |_| {});
     assert_eq!(s.code(), Some(1));
-    let mut live = Live::start_with(&["--json", "fork"], |c| {
+    let mut live = Live::start_with(&common::paced(&["--json", "fork"]), |c| {
         c.stderr(
             std::fs::OpenOptions::new()
                 .write(true)
@@ -943,7 +943,7 @@ fn a_full_tmpdir_is_enospc_never_sigbus() {
 #[test]
 fn a_sigkill_of_the_janitor_then_of_the_main_process_leaves_no_run_directory() {
     for_every_lesson(|lesson, delay| {
-        let live = Live::start(&["--json", lesson]);
+        let live = Live::start(&common::paced(&["--json", lesson]));
         live.wait_for(Duration::from_secs(10), Event::is::<LessonStart>);
         kill(Pid::from_raw(janitor_of(live.pid())), Signal::SIGKILL).unwrap();
         // A new janitor is started within about 100 ms.

@@ -16,7 +16,7 @@ fn tag() -> String {
 /// `mp-demo args` on a pseudo-terminal, tagged, without colours (also used by `pauses`).
 pub(crate) fn session(args: &[&str], tag: &str) -> PtySession {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mp-demo"));
-    cmd.args(args)
+    cmd.args(common::paced(args))
         .env("MP_DEMO_TEST_TAG", tag)
         .env("TERM", "xterm")
         .env("NO_COLOR", "1");
@@ -283,7 +283,7 @@ fn hang_up_after(args: &[&str], until: &str, block_sighup: bool) -> Duration {
     let t = tag();
     let (master, slave) = pty_pair(None);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mp-demo"));
-    cmd.args(args)
+    cmd.args(common::paced(args))
         .env("MP_DEMO_TEST_TAG", &t)
         .env("TERM", "xterm")
         .env("NO_COLOR", "1")
