@@ -82,6 +82,8 @@ pub struct Human<W: Write + Send> {
     refs_shown: HashMap<String, Refs>,
     /// The current step's command to try, printed at its pause.
     hint: Option<String>,
+    /// Whether this lesson has said who the janitor is (the first hint that shows it).
+    janitor_named: bool,
 }
 
 impl<W: Write + Send> Human<W> {
@@ -107,6 +109,7 @@ impl<W: Write + Send> Human<W> {
             last_pid: None,
             refs_shown: HashMap::new(),
             hint: None,
+            janitor_named: false,
         }
     }
 
@@ -241,6 +244,7 @@ impl<W: Write + Send> Human<W> {
         // The lesson's own words label the event kinds and fields it adds.
         self.lesson_words = crate::lessons::find(lesson).and_then(|d| d.words().ok());
         self.t0_ns = ev.t_ns;
+        self.janitor_named = false;
         self.history.clear();
         self.history.push(ev.clone());
         self.observations.clear();
@@ -634,12 +638,26 @@ impl<W: Write + Send> Human<W> {
     /// The pending step's command to try, at its pause (the lesson's `show`), when what
     /// it names exists: the words dim, the command in the terminal's own colour.
     fn hint_now(&mut self) -> io::Result<()> {
-        if let Some(hint) = self.hint.take() {
-            let text = crate::ui!(self.lang, "try_this", &[("cmd", &"\u{0}")]);
-            let (before, after) = text.split_once('\u{0}').unwrap_or((&text, ""));
-            let text = format!("{}{hint}{}", before.dimmed(), after.dimmed());
-            for part in self.wrap(&text, 3) {
-                writeln!(self.buf, "   {part}")?;
+        let Some(hint) = self.hint.take() else {
+            return Ok(());
+        };
+        // The command on a line of its own, never wrapped: it is there to be copied.
+        let text = crate::ui!(self.lang, "try_this", &[]);
+        for part in self.wrap(&text, 3) {
+            writeln!(self.buf, "   {}", part.dimmed())?;
+        }
+        writeln!(self.buf, "     {hint}")?;
+        // Its output shows mp-demo's own cleanup helper too: say once what it is.
+        let lists_children = hint.contains("pstree") || hint.contains("--ppid");
+        if let (false, true, Some(janitor)) = (
+            self.janitor_named,
+            lists_children,
+            crate::procs::janitor_pid(),
+        ) {
+            self.janitor_named = true;
+            let note = crate::ui!(self.lang, "janitor_note", &[("janitor", &janitor)]);
+            for part in self.wrap(&note, 3) {
+                writeln!(self.buf, "   {}", part.dimmed())?;
             }
         }
         Ok(())

@@ -95,8 +95,18 @@ fn read_line(line: &str, s: &mut Seen) {
             s.alive.remove(&pid);
         }
     }
-    if let Some((_, cmd)) = line.split_once("in another terminal: ") {
-        s.hint = Some(cmd.trim().to_string());
+    // The hint: a label line, then the command alone on the next line, then (the first
+    // time its output shows mp-demo's cleanup helper) a note naming it, kept as ` # note`.
+    if line.trim_end().ends_with("in another terminal:") {
+        s.hint_next = true;
+    } else if s.hint_next && !line.trim().is_empty() {
+        s.hint = Some(line.trim().to_string());
+        s.hint_next = false;
+    } else if line.contains("is the janitor") {
+        if let Some(h) = &mut s.hint {
+            h.push_str(" # ");
+            h.push_str(line.trim());
+        }
     }
 }
 
@@ -108,6 +118,8 @@ struct Seen {
     alive: BTreeSet<i32>,
     /// The hint printed since the last pause.
     hint: Option<String>,
+    /// The last line was the hint's label: the command comes next.
+    hint_next: bool,
 }
 
 /// `sh -c cmd`, bounded: its exit code and everything it printed.
