@@ -71,9 +71,15 @@ impl NamedSem {
         RawSem(self.sem)
     }
 
-    /// A fresh, unguessable name: `/mp-demo-<16 random hex digits>-<what>`.
+    /// A fresh, unguessable name: `/mp-demo-<pid>-<16 random hex digits>-<what>`, where
+    /// pid is the process that makes it (a lesson's main process): so what a run leaves
+    /// in /dev/shm, if ever, says whose it was.
     pub fn fresh_name(what: &str) -> Result<String> {
-        Ok(format!("/mp-demo-{}-{what}", crate::procs::random_hex(8)?))
+        Ok(format!(
+            "/mp-demo-{}-{}-{what}",
+            nix::unistd::getpid(),
+            crate::procs::random_hex(8)?
+        ))
     }
 
     /// A new semaphore under a [fresh name](NamedSem::fresh_name).

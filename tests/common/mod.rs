@@ -246,14 +246,16 @@ pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("mp-demo runs");
+    let child = cmd.spawn().expect("mp-demo runs");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("mp-demo's output");
     let run = Run::new(
         args,
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     );
-    assert_nothing_left(&tag, &run);
+    assert_nothing_left(&tag, Some(pid), &run);
     run
 }
 
@@ -295,7 +297,9 @@ pub fn tagged_processes(tag: &str) -> Vec<(i32, String)> {
 }
 
 /// Wait up to two seconds for every process of the run to be gone; fail otherwise.
-pub fn assert_nothing_left(tag: &str, run: &Run) {
+/// `pid`: the run's main process (mp-demo itself), whose semaphores are looked for; with
+/// `None`, every semaphore of mp-demo is.
+pub fn assert_nothing_left(tag: &str, pid: Option<u32>, run: &Run) {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let left = tagged_processes(tag);
@@ -310,15 +314,19 @@ pub fn assert_nothing_left(tag: &str, run: &Run) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    // A semaphore of mp-demo in /dev/shm now may belong to another run going on at the
-    // same time (other tests run in parallel), which unlinks it moments later; one this
-    // run left behind stays. So: each one seen now must be gone within a second.
+    // A semaphore's name carries the pid of the main process that made it
+    // (`/mp-demo-<pid>-<random>-<what>`): this run's are the ones with its pid (other
+    // tests' runs go on at the same time). Each one seen now must be gone within a second
+    // (a child may still be closing it).
+    let mine = pid
+        .map(|p| format!("sem.mp-demo-{p}-"))
+        .unwrap_or_else(|| "sem.mp-demo-".into());
     let sems = || -> Vec<String> {
         std::fs::read_dir("/dev/shm")
             .map(|d| {
                 d.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with("sem.mp-demo"))
+                    .filter(|n| n.starts_with(&mine))
                     .collect()
             })
             .unwrap_or_default()

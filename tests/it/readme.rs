@@ -89,7 +89,7 @@ fn run_at_80_columns() -> common::Run {
     }
     let stdout = String::from_utf8_lossy(&out).replace("\r\n", "\n");
     let run = common::Run::new(&ARGS, status.code().unwrap_or(-1), stdout, err);
-    common::assert_nothing_left(&tag, &run);
+    common::assert_nothing_left(&tag, Some(child.id()), &run);
     run
 }
 
@@ -121,7 +121,12 @@ fn normalized(text: &str) -> Vec<String> {
     // Entries: a line and the continuation lines under it.
     let mut entries: Vec<String> = Vec::new();
     for line in text.lines() {
-        let continues = line.starts_with(' ') && line.trim_start().starts_with('│');
+        // A wrapped note under a hint, `   (… janitor …` until its `)`, continues too.
+        let open_note = entries
+            .last()
+            .is_some_and(|l| l.starts_with("   (") && !l.trim_end().ends_with(')'));
+        let continues = line.starts_with(' ')
+            && (line.trim_start().starts_with('│') || open_note);
         match entries.last_mut() {
             Some(last) if continues => {
                 last.push(' ');
