@@ -169,8 +169,15 @@ pub enum Kind {
         expected: Option<String>,
         holds: Option<bool>,
     },
-    /// The lesson is over: `ok` is true when every claim held.
-    LessonEnd { ok: bool, elapsed_ms: f64 },
+    /// The lesson is over: `ok` is true when every claim held. A run that failed or was
+    /// stopped ends too, `ok` false, with `error` (the one-line message) or `signal`
+    /// (`SIGINT`, `SIGTERM`, `SIGHUP`, or `q` for the person's quiet stop).
+    LessonEnd {
+        ok: bool,
+        elapsed_ms: f64,
+        error: Option<String>,
+        signal: Option<String>,
+    },
     /// A lesson's own kind, named by `act`, with its fields.
     Act {
         act: String,

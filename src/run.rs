@@ -379,21 +379,52 @@ fn run_one(
     observer.watch(ctx.main_pid, "main");
     let run = (def.run)(&mut ctx, opts);
     observer.forget(ctx.main_pid);
-    run?;
-    let ok = ctx.all_held();
     let end = event::now_ns();
+    let (error, signal) = match (&run, procs::stop_reason()) {
+        (_, Some(reason)) => ended_by(reason),
+        (Err(e), None) => (Some(format!("{e:#}")), None),
+        (Ok(()), None) => (None, None),
+    };
     sink.emit(Event {
         t_ns: end,
         pid: ctx.main_pid,
         kind: Kind::LessonEnd {
-            ok,
+            ok: run.is_ok() && error.is_none() && signal.is_none() && ctx.all_held(),
             elapsed_ms: ((end - t0) as f64 / 1e3).round() / 1e3,
+            error,
+            signal,
         },
     });
+    if run.is_err() {
+        sink.flush();
+    }
+    run?;
     judged(&ctx, &answers, lang, &sink);
     sink.flush();
     let claims = ctx.claims.iter().filter_map(|c| c.holds);
     Ok((claims.clone().filter(|&h| h).count(), claims.count()))
+}
+
+/// Why a stopped run ended, for its `lesson_end`: the failure's message, or the signal
+/// (`q` for the person's quiet stop); nothing when its output is gone (it cannot be
+/// written).
+fn ended_by(reason: i32) -> (Option<String>, Option<String>) {
+    match reason {
+        procs::STOP_BROKEN_PIPE => (None, None),
+        term::STOP_QUIT => (None, Some("q".into())),
+        procs::STOP_FAILED => (
+            Some(procs::failure().unwrap_or("the run failed").to_string()),
+            None,
+        ),
+        sig => (
+            None,
+            Some(
+                nix::sys::signal::Signal::try_from(sig)
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|_| format!("signal {sig}")),
+            ),
+        ),
+    }
 }
 
 /// `--quiz`: the student's predictions, asked first, before anything of the lesson runs

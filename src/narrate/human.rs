@@ -453,7 +453,18 @@ impl<W: Write + Send> Human<W> {
                 });
                 Ok(())
             }
-            Kind::LessonEnd { ok, elapsed_ms } => self.lesson_end(ev.t_ns, *ok, *elapsed_ms),
+            Kind::LessonEnd {
+                ok,
+                elapsed_ms,
+                error: None,
+                signal: None,
+            } => self.lesson_end(ev.t_ns, *ok, *elapsed_ms),
+            // A run that failed or was stopped: the panel goes; the one line on stderr
+            // says why (no verdict of a story cut short).
+            Kind::LessonEnd { .. } => {
+                self.live_clear();
+                Ok(())
+            }
             Kind::Act { act, fields } if act == "gauge" => {
                 self.gauge(fields);
                 Ok(())

@@ -410,6 +410,8 @@ mod tests {
             kind: Kind::LessonEnd {
                 ok: true,
                 elapsed_ms: 0.0,
+                error: None,
+                signal: None,
             },
         }
     }

@@ -161,12 +161,15 @@ pub struct Observation {
     pub holds: Option<bool>,
 }
 
-/// `lesson_end`: `ok` when every claim held.
+/// `lesson_end`: `ok` when every claim held; a run that failed or was stopped ends too,
+/// `ok` false, with `error` (its message) or `signal` (`SIGINT`, …, `q`).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LessonEnd {
     pub ok: bool,
     pub elapsed_ms: f64,
+    pub error: Option<String>,
+    pub signal: Option<String>,
 }
 
 /// `quiz` (with `--quiz`, after `lesson_end`): a question, the answer picked, and the

@@ -102,6 +102,16 @@ fn interrupted_cleanly(lesson: &str, delay: u64, sig: Signal, group: bool, code:
             Some(code),
             "{lesson} after {delay} ms: {err}"
         );
+        // The stream ends anyway, saying how: its last event is the lesson's end, with
+        // the signal.
+        let rest = live.wait_for(Duration::from_secs(1), |e| e.is::<LessonEnd>());
+        let end = rest
+            .iter()
+            .rev()
+            .find_map(|e| e.get::<LessonEnd>())
+            .unwrap_or_else(|| panic!("{lesson}: no lesson_end after {sig:?}"));
+        assert!(!end.ok, "{lesson}: {end:?}");
+        assert_eq!(end.signal.as_deref(), Some(sig.as_str()), "{lesson}");
         assert_eq!(
             err.lines().count(),
             1,
@@ -350,10 +360,25 @@ fn a_process_limit_gives_a_clear_error_and_leaves_nothing() {
             assert!(!err.contains("panicked"), "{lesson}: {err}");
             match status.code() {
                 Some(0) => {}
-                Some(1) => assert!(
-                    err.contains("RLIMIT_NPROC") || err.contains("process limit"),
-                    "{lesson} (limit {limit}): the message names the limit: {err}"
-                ),
+                Some(1) => {
+                    assert!(
+                        err.contains("RLIMIT_NPROC") || err.contains("process limit"),
+                        "{lesson} (limit {limit}): the message names the limit: {err}"
+                    );
+                    // A failure after the stream began ends it too: `lesson_end`, not
+                    // ok, with the message that stderr shows.
+                    let seen = live.wait_for(Duration::from_secs(1), |e| e.is::<LessonEnd>());
+                    if !seen.is_empty() {
+                        let end = seen
+                            .iter()
+                            .rev()
+                            .find_map(|e| e.get::<LessonEnd>())
+                            .unwrap_or_else(|| panic!("{lesson}: no lesson_end: {err}"));
+                        assert!(!end.ok, "{lesson}: {end:?}");
+                        let msg = end.error.as_deref().unwrap_or_default();
+                        assert!(err.contains(msg) && !msg.is_empty(), "{lesson}: {end:?} / {err}");
+                    }
+                }
                 other => panic!("{lesson} (limit {limit}): exit {other:?}: {err}"),
             }
             live.assert_clean(Duration::from_secs(2));
