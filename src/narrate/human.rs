@@ -315,7 +315,23 @@ impl<W: Write + Send> Render for Human<W> {
 
     fn suspended(&mut self, f: &mut dyn FnMut() -> io::Result<bool>) -> io::Result<bool> {
         match &self.live {
-            Some(live) => live.suspend(f),
+            // The panel stays on the screen while the lesson waits: as lines above the
+            // prompt, since the prompt takes the panel's place.
+            Some(live) => {
+                let now = live.snapshot();
+                let head = crate::ui!(self.lang, "paused_now", &[]);
+                live.suspend(|| {
+                    if !now.is_empty() {
+                        let mut out = io::stdout().lock();
+                        let _ = writeln!(out, "  {}", head.dimmed());
+                        for line in &now {
+                            let _ = writeln!(out, "{line}");
+                        }
+                        let _ = out.flush();
+                    }
+                    f()
+                })
+            }
             None => f(),
         }
     }

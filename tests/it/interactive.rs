@@ -384,3 +384,27 @@ fn a_terminal_closed_while_a_lesson_runs_ends_the_run_within_two_seconds() {
         );
     }
 }
+
+/// The live panel stays on the screen during a pause: the room compares it with `ps`.
+/// At lock's second pause every buyer is there, asleep, as the kernel says.
+#[test]
+fn a_pause_keeps_the_panel_on_the_screen() {
+    let t = tag();
+    let mut p = session(&["--step", "lock", "--buyers", "3"], &t);
+    press_at(&mut p, "Space or Enter", " ");
+    let (before, _) = p.exp_regex("Space or Enter").unwrap();
+    let (_, panel) = before
+        .rsplit_once("now, as the kernel shows it:")
+        .unwrap_or_else(|| panic!("no panel at the pause: {before}"));
+    for n in 1..=3 {
+        let line = panel
+            .lines()
+            .find(|l| l.contains(&format!("buyer-{n} ")))
+            .unwrap_or_else(|| panic!("buyer-{n} is not in the panel: {panel}"));
+        assert!(line.contains(" S "), "buyer-{n} asleep: {line}");
+    }
+    p.send("q").unwrap();
+    p.flush().unwrap();
+    p.exp_eof().unwrap();
+    ended(&p, &t, 0);
+}

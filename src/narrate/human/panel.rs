@@ -24,6 +24,26 @@ impl Live {
     pub(super) fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
         self.multi.suspend(f)
     }
+
+    /// The panel as it stands, as plain lines (gauges first, then the processes in PID
+    /// order): what a pause leaves on the screen, for the room to compare with `ps`.
+    pub(super) fn snapshot(&self) -> Vec<String> {
+        let mut gauges: Vec<_> = self.gauges.iter().collect();
+        gauges.sort_by(|a, b| a.0.cmp(b.0));
+        let mut procs: Vec<_> = self.procs.iter().collect();
+        procs.sort_by_key(|(pid, _)| **pid);
+        let gauges = gauges.into_iter().map(|(name, pb)| {
+            format!(
+                "  {name:>18} {}/{}",
+                pb.position(),
+                pb.length().unwrap_or(0)
+            )
+        });
+        let procs = procs
+            .into_iter()
+            .map(|(_, pb)| format!("  {} {}", pb.prefix(), pb.message()));
+        gauges.chain(procs).collect()
+    }
 }
 
 /// The live panel's terminal: stdout, with write errors swallowed. indicatif unwraps
