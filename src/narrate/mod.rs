@@ -235,6 +235,12 @@ impl<R: Render> Render for Named<R> {
 /// narration reads in the order things happened, not the order the news arrived.
 const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// How long a pause or a flush takes in what is still on its way before it writes
+/// everything out: events come over a channel within a millisecond or two of their stamp
+/// (measured: with 5 ms, no event of 10 tours, the machine busy, came out of stamp order),
+/// and every step pauses, so the whole hold would cost every lesson a step's worth.
+const PAUSE_HOLD: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Events waiting to be rendered, keyed by stamp (then arrival, among equal stamps).
 #[derive(Default)]
 struct Held {
@@ -304,15 +310,42 @@ impl Narrator {
             // write nothing more.
             let mut open = true;
             let mut held = Held::default();
+            // A pause or flush that came while the one before it waited out its hold.
+            let mut deferred: Option<Msg> = None;
             loop {
                 // Everything held goes out before a pause or a flush; otherwise once it is
                 // old enough that no earlier event can still be on its way.
-                let (msg, until) = match rx.recv_timeout(HOLD / 2) {
+                let next = match deferred.take() {
+                    Some(msg) => Ok(msg),
+                    None => rx.recv_timeout(HOLD / 2),
+                };
+                let (msg, until) = match next {
                     Ok(Msg::Event(ev)) => {
                         held.push(ev);
                         (None, crate::event::now_ns())
                     }
-                    Ok(msg) => (Some(msg), u64::MAX),
+                    Ok(msg) => {
+                        // Events stamped before this moment may still be on their way
+                        // (a child's line, the observer's sample): take them in for one
+                        // hold first, so that what the pause writes out is in stamp
+                        // order with what comes after it.
+                        let until = crate::event::now_ns() + PAUSE_HOLD.as_nanos() as u64;
+                        loop {
+                            let left = until.saturating_sub(crate::event::now_ns());
+                            if left == 0 {
+                                break;
+                            }
+                            match rx.recv_timeout(Duration::from_nanos(left)) {
+                                Ok(Msg::Event(ev)) => held.push(ev),
+                                Ok(other) => {
+                                    deferred = Some(other);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        (Some(msg), u64::MAX)
+                    }
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         // Quiet for a while (a reading pause): is anyone still reading?
                         if open {
