@@ -137,7 +137,8 @@ pub(crate) fn explain(def: &LessonDef, lang: Lang) -> Result<String> {
         crate::ui!(lang, "explain_python", &[]).bold()
     ));
     for line in meta.python.trim_end().lines() {
-        out.push_str(&format!("    {}\n", line.bright_white()));
+        // The terminal's own foreground: bright white vanishes on a light background.
+        out.push_str(&format!("    {line}\n"));
     }
     out.push('\n');
     let file = def.name.replace('-', "_");
@@ -239,7 +240,7 @@ fn highlight_code(text: &str) -> String {
     let mut out = String::new();
     for (i, part) in text.split('`').enumerate() {
         if i % 2 == 1 {
-            out.push_str(&part.bright_white().bold().to_string());
+            out.push_str(&part.bold().to_string());
         } else {
             out.push_str(part);
         }

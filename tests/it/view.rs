@@ -155,3 +155,14 @@ fn list_wraps_at_the_width() {
         }
     }
 }
+
+/// `explain` too: its Python script and inline code in the terminal's own colour.
+#[test]
+fn explain_shows_no_bright_white() {
+    for lesson in lessons() {
+        let r = common::run(&["--color", "always", "explain", &lesson]);
+        r.assert_code(0);
+        assert!(r.stdout.contains("\x1b["), "{lesson}: colour was asked for");
+        assert_no_bright_white(&lesson, &r.stdout);
+    }
+}
