@@ -321,9 +321,7 @@ fn exit_code(lang: Lang, outcome: Result<bool>) -> ExitCode {
             ExitCode::from(1)
         }
         (Some(sig), _) => {
-            let name = nix::sys::signal::Signal::try_from(sig)
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_else(|_| format!("signal {sig}"));
+            let name = signal_name(sig);
             procs::diag(format_args!(
                 "mp-demo: {}",
                 crate::ui!(lang, "interrupted", &[("signal", &name)])
@@ -405,6 +403,13 @@ fn run_one(
     Ok((claims.clone().filter(|&h| h).count(), claims.count()))
 }
 
+/// `SIGINT` for 2: the name of a stop signal, as stderr and `lesson_end` say it.
+fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {sig}"))
+}
+
 /// Why a stopped run ended, for its `lesson_end`: the failure's message, or the signal
 /// (`q` for the person's quiet stop); nothing when its output is gone (it cannot be
 /// written).
@@ -416,14 +421,7 @@ fn ended_by(reason: i32) -> (Option<String>, Option<String>) {
             Some(procs::failure().unwrap_or("the run failed").to_string()),
             None,
         ),
-        sig => (
-            None,
-            Some(
-                nix::sys::signal::Signal::try_from(sig)
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_else(|_| format!("signal {sig}")),
-            ),
-        ),
+        sig => (None, Some(signal_name(sig))),
     }
 }
 

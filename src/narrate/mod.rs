@@ -272,6 +272,25 @@ impl Held {
     }
 }
 
+/// Before a pause or a flush writes everything out: events stamped before this moment
+/// may still be on their way (a child's line, the observer's sample), so take them in
+/// for [`PAUSE_HOLD`] first, and what the pause writes is in stamp order with what comes
+/// after it. A pause or flush that comes meanwhile is handed back, for its turn.
+fn take_in_flight(rx: &mpsc::Receiver<Msg>, held: &mut Held) -> Option<Msg> {
+    let until = crate::event::now_ns() + PAUSE_HOLD.as_nanos() as u64;
+    loop {
+        let left = until.saturating_sub(crate::event::now_ns());
+        if left == 0 {
+            return None;
+        }
+        match rx.recv_timeout(Duration::from_nanos(left)) {
+            Ok(Msg::Event(ev)) => held.push(ev),
+            Ok(other) => return Some(other),
+            Err(_) => return None,
+        }
+    }
+}
+
 /// The output failed: stop the run, for the reason the error means. A closed pipe
 /// (`| head -1`) ends it quietly; EIO is a terminal that hung up, which ends it as SIGHUP
 /// does (the signal thread kills the children); anything else (`>/dev/full`: ENOSPC) is
@@ -325,25 +344,7 @@ impl Narrator {
                         (None, crate::event::now_ns())
                     }
                     Ok(msg) => {
-                        // Events stamped before this moment may still be on their way
-                        // (a child's line, the observer's sample): take them in for one
-                        // hold first, so that what the pause writes out is in stamp
-                        // order with what comes after it.
-                        let until = crate::event::now_ns() + PAUSE_HOLD.as_nanos() as u64;
-                        loop {
-                            let left = until.saturating_sub(crate::event::now_ns());
-                            if left == 0 {
-                                break;
-                            }
-                            match rx.recv_timeout(Duration::from_nanos(left)) {
-                                Ok(Msg::Event(ev)) => held.push(ev),
-                                Ok(other) => {
-                                    deferred = Some(other);
-                                    break;
-                                }
-                                Err(_) => break,
-                            }
-                        }
+                        deferred = take_in_flight(&rx, &mut held);
                         (Some(msg), u64::MAX)
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {
