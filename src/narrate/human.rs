@@ -37,10 +37,11 @@ const PALETTE: &[Color] = &[
     Color::BrightBlue,
     Color::BrightRed,
 ];
-/// Width of the "time" column.
-const TIME_W: usize = 9;
-/// Width of the "process" column.
-const LABEL_W: usize = 20;
+/// Width of the "time" column (`121.3ms`, `12.345s`, and a space).
+const TIME_W: usize = 8;
+/// Width of the "process" column (`└ consumer-2 4337` and a space); a deeper or
+/// longer label pushes its line's text a little to the right.
+pub(super) const LABEL_W: usize = 18;
 /// Below this width the time column goes and the process gets a line of its own.
 const NARROW_W: usize = 60;
 
@@ -80,6 +81,8 @@ pub struct Human<W: Write + Send> {
     /// The Python line and system call shown in this step under each sentence (by its
     /// key): the same again (eight buyers reading alike) is not repeated unless verbose.
     refs_shown: HashMap<String, Refs>,
+    /// The start methods explained in full so far in this lesson.
+    how_told: std::collections::HashSet<&'static str>,
     /// The current step's command to try, printed at its pause.
     hint: Option<String>,
     /// Whether this lesson has said who the janitor is (the first hint that shows it).
@@ -108,6 +111,7 @@ impl<W: Write + Send> Human<W> {
             fold: Fold::default(),
             last_pid: None,
             refs_shown: HashMap::new(),
+            how_told: Default::default(),
             hint: None,
             janitor_named: false,
         }
@@ -164,14 +168,25 @@ impl<W: Write + Send> Human<W> {
         format!("{s:>w$}", w = TIME_W - 1)
     }
 
+    /// How deep under the main process `pid` is (0: the main process itself).
+    pub(super) fn proc_depth(&self, pid: i32) -> usize {
+        self.procs.get(&pid).map_or(1, |p| p.depth)
+    }
+
     fn label(&mut self, pid: i32) -> String {
+        let who = format!("{} {pid}", self.proc_of(pid).name);
+        self.label_as(pid, &who)
+    }
+
+    /// The process column for `pid`'s place and colour, naming it `who`.
+    fn label_as(&mut self, pid: i32, who: &str) -> String {
         let p = self.proc_of(pid);
         let text = if p.depth == 0 {
-            format!("{} {pid}", p.name)
+            who.to_string()
         } else {
-            format!("{}└ {} {pid}", "  ".repeat(p.depth - 1), p.name)
+            format!("{}└ {who}", "  ".repeat(p.depth - 1))
         };
-        let pad = LABEL_W.saturating_sub(text.width());
+        let pad = LABEL_W.saturating_sub(text.width()).max(1);
         let colored = if p.depth == 0 {
             text.color(p.color).bold().to_string()
         } else {
@@ -183,9 +198,14 @@ impl<W: Write + Send> Human<W> {
     /// One narration line (wrapped on a terminal), prefixed by time and process; in a
     /// narrow layout the process is named on a line of its own when it changes.
     fn line(&mut self, t_ns: u64, pid: i32, text: &str) -> io::Result<()> {
+        let label = self.label(pid);
+        self.line_as(t_ns, pid, label, text)
+    }
+
+    /// [`Self::line`] under the process column `label`.
+    fn line_as(&mut self, t_ns: u64, pid: i32, label: String, text: &str) -> io::Result<()> {
         if self.narrow() {
             if self.last_pid != Some(pid) {
-                let label = self.label(pid);
                 writeln!(self.buf, "{}", label.trim_end())?;
             }
             self.last_pid = Some(pid);
@@ -196,7 +216,6 @@ impl<W: Write + Send> Human<W> {
             return Ok(());
         }
         let time = self.time(t_ns).dimmed().to_string();
-        let label = self.label(pid);
         let bar = "│".dimmed();
         let indent = " ".repeat(TIME_W + LABEL_W);
         let mut first = true;
@@ -251,6 +270,7 @@ impl<W: Write + Send> Human<W> {
         self.fold.clear();
         self.last_pid = None;
         self.refs_shown.clear();
+        self.how_told.clear();
         self.procs.clear();
         self.next_color = 0;
         self.procs.insert(
@@ -311,6 +331,13 @@ impl<W: Write + Send> Render for Human<W> {
     fn finish(&mut self) -> io::Result<()> {
         self.live_clear();
         self.flush()
+    }
+
+    fn tick(&mut self, now_ns: u64) -> io::Result<()> {
+        if !self.verbose {
+            self.quiet_at(now_ns)?;
+        }
+        self.commit()
     }
 
     fn suspended(&mut self, f: &mut dyn FnMut() -> io::Result<bool>) -> io::Result<bool> {
@@ -447,12 +474,7 @@ impl<W: Write + Send> Human<W> {
                 syscall,
             } => {
                 self.line(ev.t_ns, ev.pid, text)?;
-                let refs = (python.clone(), syscall.clone());
-                if !self.verbose && self.refs_shown.get(key) == Some(&refs) {
-                    return Ok(());
-                }
-                self.refs_shown.insert(key.clone(), refs);
-                self.references(python.as_deref(), syscall.as_deref())
+                self.say_refs(key, python, syscall)
             }
             Kind::Step { n, title, hint, .. } => self.step_rule(*n, title, hint.as_deref()),
             Kind::Observation {
@@ -489,6 +511,58 @@ impl<W: Write + Send> Human<W> {
             Kind::Act { act, fields } if act == "quiz" => self.quiz_result(fields),
             Kind::Act { act, fields } => self.act(ev, act, fields),
         }
+    }
+
+    /// A sentence's Python line and system call, unless the last sentence of the same
+    /// key showed the same ones (the default view).
+    fn say_refs(
+        &mut self,
+        key: &str,
+        python: &Option<String>,
+        syscall: &Option<String>,
+    ) -> io::Result<()> {
+        let refs = (python.clone(), syscall.clone());
+        if !self.verbose && self.refs_shown.get(key) == Some(&refs) {
+            return Ok(());
+        }
+        self.refs_shown.insert(key.to_string(), refs);
+        self.references(python.as_deref(), syscall.as_deref())
+    }
+
+    /// One sentence said by several alike processes at once: one line, under their
+    /// first, naming how many and their PIDs.
+    pub(super) fn says_line(&mut self, says: &[Event]) -> io::Result<()> {
+        let first = &says[0];
+        let Kind::Say {
+            key,
+            text,
+            python,
+            syscall,
+        } = &first.kind
+        else {
+            return Ok(());
+        };
+        let name = self.proc_of(first.pid).name.clone();
+        let pids: Vec<String> = says.iter().map(|e| e.pid.to_string()).collect();
+        let lang = self.lang;
+        let who = crate::ui!(
+            lang,
+            "said_by_many",
+            &[
+                ("n", &says.len()),
+                ("roles", &fold::roles(lang, fold::role(&name)))
+            ]
+        );
+        let label = self.label_as(first.pid, &who);
+        let by = crate::ui!(lang, "said_by_pids", &[("pids", &pids.join(" "))]);
+        self.line_as(
+            first.t_ns,
+            first.pid,
+            label,
+            &format!("{text} {}", by.dimmed()),
+        )?;
+        self.last_pid = None;
+        self.say_refs(key, python, syscall)
     }
 
     /// A process was started: it gets its colour and its place under its parent. A
@@ -539,7 +613,16 @@ impl<W: Write + Send> Human<W> {
         }
     }
 
-    fn how_words(&self, how: How) -> String {
+    /// How a process was started: said in full the first time in a lesson, then by the
+    /// start method's name alone.
+    fn how_words(&mut self, how: How) -> String {
+        let name = match how {
+            How::Fork => "fork",
+            How::Spawn => "spawn",
+        };
+        if !self.how_told.insert(name) && !self.verbose {
+            return name.to_string();
+        }
         crate::ui!(
             self.lang,
             match (how) {
@@ -757,6 +840,7 @@ mod tests {
         for e in events {
             h.event(e).unwrap();
         }
+        h.flush().unwrap();
         String::from_utf8(h.out).unwrap()
     }
 

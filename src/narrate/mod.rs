@@ -79,6 +79,10 @@ struct ReaderState {
     speed: f64,
     /// When (`CLOCK_MONOTONIC`, ns) the reader will have read every line so far.
     done_ns: u64,
+    /// The last sentence read, and who said it: the same sentence from another process
+    /// next is the same line on the screen (eight buyers reading at once are told as one
+    /// line), read once.
+    last_say: Option<(i32, String)>,
 }
 
 impl Reader {
@@ -88,12 +92,25 @@ impl Reader {
 
     /// A line appeared: the reader reads it after the ones before.
     fn heard(&self, ev: &Event) {
+        let mut st = self.state();
         let text = match &ev.kind {
-            Kind::Say { text, .. } => text,
-            Kind::Step { title, .. } => title,
+            Kind::Say { text, .. } => {
+                let again = st
+                    .last_say
+                    .as_ref()
+                    .is_some_and(|(pid, last)| *pid != ev.pid && last == text);
+                st.last_say = Some((ev.pid, text.clone()));
+                if again {
+                    return;
+                }
+                text
+            }
+            Kind::Step { title, .. } => {
+                st.last_say = None;
+                title
+            }
             _ => return,
         };
-        let mut st = self.state();
         if st.speed > 0.0 {
             let read = reading_time(text).as_secs_f64() * st.speed * 1e9;
             st.done_ns = st.done_ns.max(ev.t_ns) + read as u64;
@@ -182,6 +199,11 @@ pub trait Render: Send {
     fn suspended(&mut self, f: &mut dyn FnMut() -> io::Result<bool>) -> io::Result<bool> {
         f()
     }
+    /// Nothing came for a while (`now_ns`, `CLOCK_MONOTONIC`): write what was held back
+    /// to be told with what might follow, once nothing alike can follow any more.
+    fn tick(&mut self, _now_ns: u64) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Several renderers fed the same events (the narration and a trace file).
@@ -196,6 +218,9 @@ impl Render for Tee {
     }
     fn finish(&mut self) -> io::Result<()> {
         self.0.iter_mut().try_for_each(|r| r.finish())
+    }
+    fn tick(&mut self, now_ns: u64) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|r| r.tick(now_ns))
     }
     fn suspended(&mut self, f: &mut dyn FnMut() -> io::Result<bool>) -> io::Result<bool> {
         match self.0.first_mut() {
@@ -227,6 +252,9 @@ impl<R: Render> Render for Named<R> {
     }
     fn finish(&mut self) -> io::Result<()> {
         self.render.finish().map_err(|e| self.name(e))
+    }
+    fn tick(&mut self, now_ns: u64) -> io::Result<()> {
+        self.render.tick(now_ns).map_err(|e| self.name(e))
     }
 }
 
@@ -338,6 +366,7 @@ impl Narrator {
                     Some(msg) => Ok(msg),
                     None => rx.recv_timeout(HOLD / 2),
                 };
+                let quiet = matches!(next, Err(mpsc::RecvTimeoutError::Timeout));
                 let (msg, until) = match next {
                     Ok(Msg::Event(ev)) => {
                         held.push(ev);
@@ -360,13 +389,18 @@ impl Narrator {
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 };
-                let released = held.release(until, &mut |ev| {
-                    if open {
-                        render.event(ev)
-                    } else {
-                        Ok(())
-                    }
-                });
+                let released = held
+                    .release(until, &mut |ev| {
+                        if open {
+                            render.event(ev)
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .and_then(|()| match (open && quiet, held.events.is_empty()) {
+                        (true, true) => render.tick(until),
+                        _ => Ok(()),
+                    });
                 let result = match msg {
                     None | Some(Msg::Event(_)) => Ok(()),
                     Some(Msg::Pause(ack)) => {

@@ -10,6 +10,9 @@
 //! `--speed 1`, and the stream's last stamp divided by `S` estimates the lesson's length
 //! at `--speed 1` (an over-estimate: the few waits that do not scale count too).
 //!
+//! The same sentence said next by another process (8 buyers, each "I read the file: 1
+//! left") is one line on the screen (`└ 8 buyers │ …`), read once.
+//!
 //! The rule of the reader is written here again, on the test's own terms, rather than
 //! borrowed from `src/narrate`: the test checks the promise, it does not share it.
 
@@ -96,12 +99,22 @@ fn reader(r: &Run) -> Reading {
         length: 0.0,
         reading: 0.0,
     };
+    // The last sentence, and its process: the same sentence from another process next
+    // is one line on the screen (eight buyers reading at once), read once.
+    let mut last: Option<(i64, &str)> = None;
     for e in r.events() {
         let t = e.t_ms / 1000.0;
         out.length = out.length.max(t / S);
         let (what, text) = if let Some(s) = e.get::<common::Say>() {
-            (format!("say {} (PID {}) at {:.1} s", s.key, e.pid, t / S), s.what().text.as_str())
+            let text = s.what().text.as_str();
+            let again = last.is_some_and(|(pid, l)| pid != e.pid && l == text);
+            last = Some((e.pid, text));
+            if again {
+                continue;
+            }
+            (format!("say {} (PID {}) at {:.1} s", s.key, e.pid, t / S), text)
         } else if let Some(s) = e.get::<common::Step>() {
+            last = None;
             (format!("step {} at {:.1} s", s.key, t / S), s.what().title.as_str())
         } else {
             continue;

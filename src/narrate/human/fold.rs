@@ -18,6 +18,9 @@ const FOLD_AFTER_NS: u64 = 1_000_000;
 const UNTOLD_SLEEP: &str = "S?";
 /// Starts and ends of children within this time of the first are told together.
 const GROUP_NS: u64 = 2_000_000_000;
+/// The same sentence of another process this soon after the last one joins its line;
+/// later, the line is written (on the next event, or when nothing comes).
+const SAYS_NS: u64 = 250_000_000;
 /// At most this many values of a field are listed in a summary line; more make a range.
 const LIST_MAX: usize = 12;
 
@@ -48,6 +51,9 @@ pub(super) struct Fold {
     tells: HashMap<String, bool>,
     /// The last state shown of each process: a change back to it tells nothing new.
     shown: HashMap<i32, String>,
+    /// A child's sentence, and the same sentence of other processes after it, nothing
+    /// shown between: told as one line (`└ 8 buyers │ I read the file: 1 left.`).
+    says: Vec<Event>,
 }
 
 impl Fold {
@@ -57,10 +63,25 @@ impl Fold {
 }
 
 /// A child's role without its number: `buyer-3` → `buyer`.
-fn role(name: &str) -> &str {
+pub(super) fn role(name: &str) -> &str {
     match name.rsplit_once('-') {
         Some((stem, n)) if !stem.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => stem,
         _ => name,
+    }
+}
+
+/// Several processes of one role, as a count names them: `buyers`, `children`; in
+/// Chinese the role as it is (`8 个 buyer`).
+pub(super) fn roles(lang: crate::words::Lang, role: &str) -> String {
+    if lang == crate::words::Lang::Zh {
+        return role.to_string();
+    }
+    if role.ends_with("child") {
+        format!("{role}ren")
+    } else if ["s", "x", "sh", "ch"].iter().any(|e| role.ends_with(e)) {
+        format!("{role}es")
+    } else {
+        format!("{role}s")
     }
 }
 
@@ -136,7 +157,15 @@ pub(super) fn plumbing(from: &str, to: &str, waiting_in: Option<&str>) -> bool {
             .iter()
             .any(|s| w.contains(s))
     });
-    (from.is_empty() && to == "R") || to == "D" || socket
+    (from.is_empty() && to == "R") || to == "D" || socket || told_otherwise(to)
+}
+
+/// A change the story tells without it: waking up (`R`: the lesson's next sentence
+/// says what the process does, the live panel and the timeline show it run), and
+/// becoming a zombie (`Z`: its end comes next, `✝ gone … reaped by`, and a lesson about
+/// zombies says so in words).
+fn told_otherwise(to: &str) -> bool {
+    matches!(to, "R" | "Z")
 }
 
 impl<W: io::Write + Send> Human<W> {
@@ -188,6 +217,10 @@ impl<W: io::Write + Send> Human<W> {
                     self.fold.tells.insert(role, true);
                 }
                 self.fold.said.insert(pid, t);
+                if self.says_join(ev) {
+                    self.fold.says.push(ev.clone());
+                    return Ok(());
+                }
             }
             _ => {}
         }
@@ -197,8 +230,56 @@ impl<W: io::Write + Send> Human<W> {
             self.release(u64::MAX)?;
         } else if self.shows(ev) {
             self.release(ev.t_ns)?;
+        } else if self.says_old(ev.t_ns) {
+            self.release_says()?;
+        }
+        // A child's sentence waits a moment for the same sentence of its siblings.
+        if matches!(ev.kind, Kind::Say { .. }) && self.proc_depth(ev.pid) > 0 {
+            self.fold.says.push(ev.clone());
+            return Ok(());
         }
         self.render(ev)
+    }
+
+    /// Whether `ev`, a sentence, is the one held, said again by another process soon
+    /// after.
+    fn says_join(&self, ev: &Event) -> bool {
+        let (Some(first), Some(last)) = (self.fold.says.first(), self.fold.says.last()) else {
+            return false;
+        };
+        let text = |e: &Event| match &e.kind {
+            Kind::Say { text, .. } => Some(text.clone()),
+            _ => None,
+        };
+        text(first) == text(ev)
+            && ev.t_ns.saturating_sub(last.t_ns) <= SAYS_NS
+            && self.fold.says.iter().all(|e| e.pid != ev.pid)
+    }
+
+    /// Whether the sentence held is older than anything alike that may still join it.
+    fn says_old(&self, now: u64) -> bool {
+        self.fold
+            .says
+            .last()
+            .is_some_and(|last| now.saturating_sub(last.t_ns) > SAYS_NS)
+    }
+
+    /// The sentence held: as it is when one process said it, else one line for all.
+    pub(super) fn release_says(&mut self) -> io::Result<()> {
+        let says = std::mem::take(&mut self.fold.says);
+        match says.as_slice() {
+            [] => Ok(()),
+            [one] => self.render(one),
+            many => self.says_line(many),
+        }
+    }
+
+    /// Nothing came for a while: what is held and can no longer be joined goes out.
+    pub(super) fn quiet_at(&mut self, now: u64) -> io::Result<()> {
+        if self.says_old(now) {
+            self.release_says()?;
+        }
+        Ok(())
     }
 
     /// Whether `ev` (not an act, a start or an end) writes a line.
@@ -238,6 +319,10 @@ impl<W: io::Write + Send> Human<W> {
         let group = std::mem::take(&mut self.fold.group);
         let group_first = group.first().map_or(u64::MAX, |e| e.t_ns);
         let quiet_first = quiet.first().map_or(u64::MAX, |e| e.t_ns);
+        let says_first = self.fold.says.first().map_or(u64::MAX, |e| e.t_ns);
+        if says_first <= group_first.min(quiet_first) {
+            self.release_says()?;
+        }
         if quiet_first < group_first {
             self.summary(&quiet)?;
         }
@@ -262,7 +347,7 @@ impl<W: io::Write + Send> Human<W> {
         if quiet_first >= group_first {
             self.summary(&quiet)?;
         }
-        Ok(())
+        self.release_says()
     }
 
     /// Acts in a row, one line per process and kind: an act alone as it is, alike acts
@@ -397,7 +482,7 @@ impl<W: io::Write + Send> Human<W> {
             },
             &[
                 ("n", &group.len()),
-                ("role", &role(name)),
+                ("roles", &roles(self.lang, role(name))),
                 ("pids", &pids.trim_start()),
                 ("who", &who),
                 ("what", &what)
