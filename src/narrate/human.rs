@@ -313,6 +313,9 @@ impl<W: Write + Send> Render for Human<W> {
         ) {
             self.history.push(ev.clone());
         }
+        if let Kind::Act { act, fields } = &ev.kind {
+            self.live_mark(ev.pid, act, fields);
+        }
         if self.verbose {
             self.render(ev)?;
         } else {

@@ -386,7 +386,8 @@ fn a_terminal_closed_while_a_lesson_runs_ends_the_run_within_two_seconds() {
 }
 
 /// The live panel stays on the screen during a pause: the room compares it with `ps`.
-/// At lock's second pause every buyer is there, asleep, as the kernel says.
+/// At lock's second pause every buyer is there, asleep, as the kernel says; at its
+/// fourth, the one holding the lock and the two waiting for it are marked so.
 #[test]
 fn a_pause_keeps_the_panel_on_the_screen() {
     let t = tag();
@@ -403,6 +404,17 @@ fn a_pause_keeps_the_panel_on_the_screen() {
             .unwrap_or_else(|| panic!("buyer-{n} is not in the panel: {panel}"));
         assert!(line.contains(" S "), "buyer-{n} asleep: {line}");
     }
+    // Pause 4, the lock taken: its holder is marked, and so is each waiter.
+    p.send(" ").unwrap();
+    p.flush().unwrap();
+    press_at(&mut p, "Space or Enter", " ");
+    let (before, _) = p.exp_regex("Space or Enter").unwrap();
+    let (_, panel) = before
+        .rsplit_once("now, as the kernel shows it:")
+        .unwrap_or_else(|| panic!("no panel at the pause: {before}"));
+    let marked = |mark: &str| panel.lines().filter(|l| l.contains(mark)).count();
+    assert_eq!(marked("holds the lock"), 1, "one holder: {panel}");
+    assert_eq!(marked("waits for the lock"), 2, "two waiters: {panel}");
     p.send("q").unwrap();
     p.flush().unwrap();
     p.exp_eof().unwrap();

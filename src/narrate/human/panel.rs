@@ -17,6 +17,38 @@ pub(super) struct Live {
     multi: MultiProgress,
     procs: HashMap<i32, ProgressBar>,
     gauges: HashMap<String, ProgressBar>,
+    /// Each process's state line as last read, and what it holds or waits for (from
+    /// its `acquire`, `wait` and `release`): `S sleeping · waits for the lock`.
+    states: HashMap<i32, String>,
+    marks: HashMap<i32, String>,
+}
+
+impl Live {
+    /// A process's line: its state, then its mark, cut to `room` columns.
+    fn show(&self, pid: i32, room: usize) {
+        let Some(pb) = self.procs.get(&pid) else {
+            return;
+        };
+        let state = self.states.get(&pid).cloned().unwrap_or_default();
+        // The mark right after the state's letter, where a cut line still shows it.
+        let mut msg = match (self.marks.get(&pid), state.split_once(' ')) {
+            (Some(mark), Some((letter, words))) => format!("{letter} {mark} · {words}"),
+            (Some(mark), None) => format!("{state} {mark}"),
+            (None, _) => state,
+        };
+        if msg.width() > room {
+            let mut used = 0;
+            msg = msg
+                .chars()
+                .take_while(|c| {
+                    used += c.width().unwrap_or(0);
+                    used < room
+                })
+                .collect::<String>()
+                + "…";
+        }
+        pb.set_message(msg);
+    }
 }
 
 impl Live {
@@ -92,6 +124,8 @@ impl<W: Write + Send> Human<W> {
             )),
             procs: HashMap::new(),
             gauges: HashMap::new(),
+            states: HashMap::new(),
+            marks: HashMap::new(),
         });
         self
     }
@@ -104,7 +138,7 @@ impl<W: Write + Send> Human<W> {
         let Some(live) = &mut self.live else {
             return;
         };
-        let bar = live.procs.entry(pid).or_insert_with(|| {
+        live.procs.entry(pid).or_insert_with(|| {
             let pb = live.multi.add(ProgressBar::new_spinner());
             pb.set_style(
                 ProgressStyle::with_template("  {prefix} {msg}").expect("a valid template"),
@@ -112,7 +146,7 @@ impl<W: Write + Send> Human<W> {
             pb.set_prefix(label);
             pb
         });
-        let mut msg = format!(
+        let msg = format!(
             "{letter} {}{waiting}",
             crate::ui!(
                 lang,
@@ -128,23 +162,57 @@ impl<W: Write + Send> Human<W> {
                 &[]
             )
         );
-        if msg.width() > room {
-            let mut used = 0;
-            msg = msg
-                .chars()
-                .take_while(|c| {
-                    used += c.width().unwrap_or(0);
-                    used < room
-                })
-                .collect::<String>()
-                + "…";
-        }
-        bar.set_message(msg);
+        live.states.insert(pid, msg);
+        live.show(pid, room);
+    }
+
+    /// A lesson's act, for the panel: an `acquire` marks its process as holding the
+    /// lock (or a permit) until its `release`; a `wait`, as waiting for it.
+    pub(super) fn live_mark(&mut self, pid: i32, act: &str, fields: &[(String, ObsValue)]) {
+        let lang = self.lang;
+        let room = self.width.unwrap_or(80).saturating_sub(LABEL_W + 4);
+        let Some(live) = &mut self.live else {
+            return;
+        };
+        let what = fields
+            .iter()
+            .find(|(k, _)| k == "what" || k == "for")
+            .map(|(_, v)| v.to_string());
+        let permit = what.as_deref() == Some("semaphore");
+        let mark = match act {
+            "acquire" => Some(crate::ui!(
+                lang,
+                if (permit) {
+                    "mark_holds_permit"
+                } else {
+                    "mark_holds_lock"
+                },
+                &[]
+            )),
+            "wait" => Some(crate::ui!(
+                lang,
+                match (what.as_deref()) {
+                    Some("semaphore") => "mark_waits_permit",
+                    None => "mark_waits_event",
+                    _ => "mark_waits_lock",
+                },
+                &[]
+            )),
+            "release" => None,
+            _ => return,
+        };
+        match mark {
+            Some(m) => live.marks.insert(pid, m),
+            None => live.marks.remove(&pid),
+        };
+        live.show(pid, room);
     }
 
     /// A process is gone: its line goes.
     pub(super) fn live_gone(&mut self, pid: i32) {
         if let Some(live) = &mut self.live {
+            live.states.remove(&pid);
+            live.marks.remove(&pid);
             if let Some(pb) = live.procs.remove(&pid) {
                 pb.finish_and_clear();
                 live.multi.remove(&pb);
@@ -155,6 +223,8 @@ impl<W: Write + Send> Human<W> {
     /// The lesson is over: the panel goes.
     pub(super) fn live_clear(&mut self) {
         if let Some(live) = &mut self.live {
+            live.states.clear();
+            live.marks.clear();
             for pb in live
                 .procs
                 .drain()
