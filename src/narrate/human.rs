@@ -562,7 +562,13 @@ impl<W: Write + Send> Human<W> {
             first.t_ns,
             first.pid,
             label,
-            &format!("{text} {}", by.dimmed()),
+            // "… writing. (each of PIDs …)" but "…停一下。（PID …）": a full-width
+            // bracket carries its own space.
+            &format!(
+                "{text}{}{}",
+                if by.starts_with('（') { "" } else { " " },
+                by.dimmed()
+            ),
         )?;
         self.last_pid = None;
         self.say_refs(key, python, syscall)
