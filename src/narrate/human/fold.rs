@@ -247,10 +247,12 @@ impl<W: io::Write + Send> Human<W> {
         let (Some(first), Some(last)) = (self.fold.says.first(), self.fold.says.last()) else {
             return false;
         };
-        let text = |e: &Event| match &e.kind {
-            Kind::Say { text, .. } => Some(text.clone()),
-            _ => None,
-        };
+        fn text(e: &Event) -> Option<&str> {
+            match &e.kind {
+                Kind::Say { text, .. } => Some(text),
+                _ => None,
+            }
+        }
         text(first) == text(ev)
             && ev.t_ns.saturating_sub(last.t_ns) <= SAYS_NS
             && self.fold.says.iter().all(|e| e.pid != ev.pid)
