@@ -29,6 +29,15 @@ pub use verdict::Claim;
 #[error("the run was stopped")]
 pub struct Stopped;
 
+/// A timed stretch of the lesson ([`Ctx::timing`]); it ends when dropped.
+pub struct Timing(std::rc::Rc<std::cell::Cell<u32>>);
+
+impl Drop for Timing {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
 /// The context of one lesson run.
 pub struct Ctx<'a> {
     pub lesson: &'static str,
@@ -43,6 +52,8 @@ pub struct Ctx<'a> {
     step_n: u32,
     /// A step was emitted and its pause (`show`) has not come yet.
     unshown: std::cell::Cell<bool>,
+    /// Timed stretches open ([`Ctx::timing`]).
+    timing: std::rc::Rc<std::cell::Cell<u32>>,
     names: HashMap<i32, String>,
     pub claims: Vec<Claim>,
 }
@@ -72,6 +83,7 @@ impl<'a> Ctx<'a> {
             observer,
             step_n: 0,
             unshown: std::cell::Cell::new(false),
+            timing: Default::default(),
             names,
             claims: Vec::new(),
         }
@@ -102,19 +114,42 @@ impl<'a> Ctx<'a> {
         self.voice.clone()
     }
 
-    /// The main process narrates a line (through `say!`, which checks the key). It never
-    /// waits: a lesson may time what it does across its own lines (`sync-vs-async` does),
-    /// so the reader is waited for only where the lesson paces ([`Ctx::pause`],
-    /// [`Ctx::settle`], a step).
+    /// The main process narrates a line (through `say!`, which checks the key), at
+    /// reading pace: before it, and again after it, it waits until the reader is at most
+    /// [`crate::narrate::SAY_AHEAD`] behind, so that lines said in a row, and what the
+    /// children say in answer to the lesson's next act, come no faster than they are
+    /// read. Not inside a timed stretch ([`Ctx::timing`]), where a wait would count in
+    /// what the lesson measures.
     #[allow(clippy::disallowed_methods)] // hands a key already checked by the macro
     pub fn say(&self, key: &str, args: Args<'_>) {
+        self.keep_up();
         self.voice.say(key, args);
+        self.keep_up();
     }
 
-    /// Narrate a line about `pid`, stamped at `t_ns` (a forked child's own stamp).
+    /// Narrate a line about `pid`, stamped at `t_ns` (a forked child's own stamp). Paced
+    /// as [`Ctx::say`], but only after the line: a wait before it would print it after
+    /// events stamped later.
     #[allow(clippy::disallowed_methods)] // hands a key already checked by the macro
     pub fn say_for(&self, pid: i32, t_ns: u64, key: &str, args: Args<'_>) {
         self.voice.say_for(pid, t_ns, key, args);
+        self.keep_up();
+    }
+
+    /// The reading pace of [`Ctx::say`]. A stop ends the wait; the lesson's next bounded
+    /// call returns [`Stopped`].
+    fn keep_up(&self) {
+        if self.timing.get() == 0 {
+            let _ = self.sink.keep_up();
+        }
+    }
+
+    /// A timed stretch: until the guard is dropped, [`Ctx::say`] does not wait for the
+    /// reader (the lesson measures across its own lines; it paces with
+    /// [`Ctx::show_timed`] at moments when nothing timed runs).
+    pub fn timing(&self) -> Timing {
+        self.timing.set(self.timing.get() + 1);
+        Timing(self.timing.clone())
     }
 
     /// A quantity of the lesson (tasks done, items in the queue, free permits) as it now

@@ -113,6 +113,7 @@ fn synchronous(ctx: &mut Ctx<'_>, jobs: &[u64]) -> Result<f64> {
     step!(ctx, "sync", &[("main", &me), ("janitor", &ctx.janitor())])?;
     say!(ctx, "sync_intro", &[("jobs", &jobs_text)]);
     ctx.pause(1500)?;
+    let timing = ctx.timing();
     let mut t0 = Instant::now();
     for (i, &len) in jobs.iter().enumerate() {
         let (note_r, note_w) = procs::pipe()?;
@@ -137,6 +138,7 @@ fn synchronous(ctx: &mut Ctx<'_>, jobs: &[u64]) -> Result<f64> {
         );
     }
     let sync_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    drop(timing);
     say!(
         ctx,
         "sync_total",
@@ -156,6 +158,7 @@ fn asynchronous(ctx: &mut Ctx<'_>, jobs: &[u64], sync_ms: f64) -> Result<()> {
     step!(ctx, "async", &[("main", &me)])?;
     say!(ctx, "async_intro", &[]);
     ctx.pause(1500)?;
+    let timing = ctx.timing();
     let mut t0 = Instant::now();
     let (note_r, note_w) = procs::pipe()?;
     let mut pids = Vec::new();
@@ -194,6 +197,7 @@ fn asynchronous(ctx: &mut Ctx<'_>, jobs: &[u64], sync_ms: f64) -> Result<()> {
         ctx.join(pid)?;
     }
     let async_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    drop(timing);
     say!(
         ctx,
         "async_total",
@@ -486,10 +490,12 @@ struct Hogs<'a> {
 fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
     let h = fork_hogs(ctx, phase)?;
     pin_hogs(ctx, &h, on)?;
+    let timing = ctx.timing(); // the hogs' reports are read as they come
     let t0 = now_ns();
     nix::unistd::write(&h.gate_w, b"gg").context("write() to the start gate")?;
     say!(ctx, "hogs_go", &[]);
     let (tracks, stamps) = follow_hogs(ctx, &h)?;
+    drop(timing);
     // A bar is about its process: said before the reap (no event follows an exit).
     hog_bars(ctx, &h.pids, &tracks, t0);
     for &pid in &h.pids {

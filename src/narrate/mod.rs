@@ -60,6 +60,11 @@ pub fn reading_time(text: &str) -> Duration {
 /// How much longer than it owed when it began a pause waits for lines said during it.
 const MAX_EXTRA_READING: Duration = Duration::from_secs(30);
 
+/// How far behind the screen the reader may be when the main process says its next line
+/// ([`Sink::keep_up`]): the promise is 5 s at `--speed 1`; the rest is room for what the
+/// children say meanwhile.
+pub const SAY_AHEAD: Duration = Duration::from_secs(2);
+
 /// Reading speed of English (and of the Latin words of any line).
 pub const WORDS_PER_MINUTE: f64 = 250.0;
 /// Reading speed of Chinese, in characters.
@@ -161,6 +166,29 @@ impl Sink {
                 return true;
             }
             // Slices, so that a line arriving meanwhile extends the wait.
+            if !crate::procs::sleep(Duration::from_nanos(left).min(Duration::from_millis(50))) {
+                return false;
+            }
+        }
+    }
+
+    /// Before the main process says a line: wait until the reader is at most
+    /// [`SAY_AHEAD`] (scaled) behind, so that a lesson saying several lines in a row never
+    /// leaves them on the screen faster than they are read. Bounded like a pause; false
+    /// if the run must stop.
+    pub fn keep_up(&self) -> bool {
+        let speed = self.1.state().speed;
+        if speed <= 0.0 {
+            return true;
+        }
+        let ahead = (SAY_AHEAD.as_secs_f64() * speed * 1e9) as u64;
+        let cap = crate::event::now_ns() + (MAX_EXTRA_READING.as_secs_f64() * speed * 1e9) as u64;
+        loop {
+            let target = self.1.state().done_ns.saturating_sub(ahead).min(cap);
+            let left = target.saturating_sub(crate::event::now_ns());
+            if left == 0 {
+                return true;
+            }
             if !crate::procs::sleep(Duration::from_nanos(left).min(Duration::from_millis(50))) {
                 return false;
             }
