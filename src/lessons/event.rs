@@ -399,7 +399,7 @@ fn waiter(c: &mut ChildCtx) -> Result<i32> {
     let path = c.arg_str("path")?;
     let event = SharedEvent::open(Path::new(&path))?;
     let addr = event.word_addr();
-    say!(c, "waiter_hello", &[("pid", &c.pid), ("addr", &hex(addr))])?;
+    say!(c, "waiter_hello", &[("addr", &hex(addr))])?;
     let mut timeout: Option<Duration> = None;
     loop {
         let t_start = now_ns();

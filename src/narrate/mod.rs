@@ -63,7 +63,7 @@ const MAX_EXTRA_READING: Duration = Duration::from_secs(30);
 /// How far behind the screen the reader may be when the main process says its next line
 /// ([`Sink::keep_up`]): the promise is 5 s at `--speed 1`; the rest is room for what the
 /// children say meanwhile.
-pub const SAY_AHEAD: Duration = Duration::from_secs(2);
+pub const SAY_AHEAD: Duration = Duration::from_secs(1);
 
 /// Reading speed of English (and of the Latin words of any line).
 pub const WORDS_PER_MINUTE: f64 = 250.0;
