@@ -127,18 +127,19 @@ impl<'a> Ctx<'a> {
         self.keep_up();
     }
 
-    /// Narrate a line about `pid`, stamped at `t_ns` (a forked child's own stamp). Paced
-    /// as [`Ctx::say`], but only after the line: a wait before it would print it after
-    /// events stamped later.
+    /// Narrate a line about `pid`, stamped at `t_ns` (a forked child's own stamp). It
+    /// never waits: its stamp is often in the past, and a wait before or after it would
+    /// print it, or the next such line, after events stamped later. A lesson that says
+    /// lines stamped now through it paces them with [`Ctx::keep_up`].
     #[allow(clippy::disallowed_methods)] // hands a key already checked by the macro
     pub fn say_for(&self, pid: i32, t_ns: u64, key: &str, args: Args<'_>) {
         self.voice.say_for(pid, t_ns, key, args);
-        self.keep_up();
     }
 
-    /// The reading pace of [`Ctx::say`]. A stop ends the wait; the lesson's next bounded
-    /// call returns [`Stopped`].
-    fn keep_up(&self) {
+    /// The reading pace of [`Ctx::say`]: wait until the reader is at most
+    /// [`crate::narrate::SAY_AHEAD`] behind (not inside a timed stretch). A stop ends the
+    /// wait; the lesson's next bounded call returns [`Stopped`].
+    pub fn keep_up(&self) {
         if self.timing.get() == 0 {
             let _ = self.sink.keep_up();
         }

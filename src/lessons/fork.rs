@@ -145,8 +145,9 @@ fn alive_then_zombie(ctx: &mut Ctx<'_>, child: &Child) -> Result<bool> {
     );
     ctx.show(2500)?;
 
-    nix::unistd::write(&child.go_w, b"g").context("write() to the child's pipe")?;
+    // Said before the write: the child's answer comes at once, and is told after it.
     say!(ctx, "go", &[("pid", &pid)]);
+    nix::unistd::write(&child.go_w, b"g").context("write() to the child's pipe")?;
     if let Some(bye) = Note::recv(&child.note_r, STATE_TIMEOUT)? {
         say_for!(ctx, bye.pid, bye.t_ns, "child_exit", &[]);
     }

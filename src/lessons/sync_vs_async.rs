@@ -672,6 +672,7 @@ fn hog_bars(ctx: &Ctx<'_>, pids: &[Pid], tracks: &[Track], t0: u64) {
                 }
             })
             .collect();
+        ctx.keep_up(); // stamped now: it may wait before, at reading pace
         say_for!(
             ctx,
             pid.as_raw(),
