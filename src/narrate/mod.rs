@@ -65,6 +65,11 @@ const MAX_EXTRA_READING: Duration = Duration::from_secs(30);
 /// children say meanwhile.
 pub const SAY_AHEAD: Duration = Duration::from_secs(1);
 
+/// `d` at `--speed` `speed`, in nanoseconds.
+fn scaled(d: Duration, speed: f64) -> u64 {
+    (d.as_secs_f64() * speed * 1e9) as u64
+}
+
 /// Reading speed of English (and of the Latin words of any line).
 pub const WORDS_PER_MINUTE: f64 = 250.0;
 /// Reading speed of Chinese, in characters.
@@ -117,8 +122,7 @@ impl Reader {
             _ => return,
         };
         if st.speed > 0.0 {
-            let read = reading_time(text).as_secs_f64() * st.speed * 1e9;
-            st.done_ns = st.done_ns.max(ev.t_ns) + read as u64;
+            st.done_ns = st.done_ns.max(ev.t_ns) + scaled(reading_time(text), st.speed);
         }
     }
 
@@ -156,35 +160,31 @@ impl Sink {
             let st = self.1.state();
             (st.speed, st.done_ns)
         };
-        let scaled = |d: Duration| (d.as_secs_f64() * speed * 1e9) as u64;
         let first = now + at_least.as_nanos() as u64;
-        let cap = done.max(first) + scaled(MAX_EXTRA_READING);
-        loop {
-            let target = self.1.state().done_ns.max(first).min(cap);
-            let left = target.saturating_sub(crate::event::now_ns());
-            if left == 0 {
-                return true;
-            }
-            // Slices, so that a line arriving meanwhile extends the wait.
-            if !crate::procs::sleep(Duration::from_nanos(left).min(Duration::from_millis(50))) {
-                return false;
-            }
-        }
+        let cap = done.max(first) + scaled(MAX_EXTRA_READING, speed);
+        self.wait_reader(|done| done.max(first).min(cap))
     }
 
-    /// Before the main process says a line: wait until the reader is at most
-    /// [`SAY_AHEAD`] (scaled) behind, so that a lesson saying several lines in a row never
-    /// leaves them on the screen faster than they are read. Bounded like a pause; false
-    /// if the run must stop.
+    /// Where the main process says a line (before it, and after it): wait until the
+    /// reader is at most [`SAY_AHEAD`] (scaled) behind, so that a lesson saying several
+    /// lines in a row never leaves them on the screen faster than they are read. Bounded
+    /// like a pause; false if the run must stop.
     pub fn keep_up(&self) -> bool {
         let speed = self.1.state().speed;
         if speed <= 0.0 {
             return true;
         }
-        let ahead = (SAY_AHEAD.as_secs_f64() * speed * 1e9) as u64;
-        let cap = crate::event::now_ns() + (MAX_EXTRA_READING.as_secs_f64() * speed * 1e9) as u64;
+        let ahead = scaled(SAY_AHEAD, speed);
+        let cap = crate::event::now_ns() + scaled(MAX_EXTRA_READING, speed);
+        self.wait_reader(|done| done.saturating_sub(ahead).min(cap))
+    }
+
+    /// Sleep until `until(done)`, `done` being when the reader will have read every line
+    /// so far; in slices, so that a line arriving meanwhile moves the end. False if the
+    /// run must stop.
+    fn wait_reader(&self, until: impl Fn(u64) -> u64) -> bool {
         loop {
-            let target = self.1.state().done_ns.saturating_sub(ahead).min(cap);
+            let target = until(self.1.state().done_ns);
             let left = target.saturating_sub(crate::event::now_ns());
             if left == 0 {
                 return true;
