@@ -6,7 +6,7 @@
 //! under the sentence that uses them. Observations are gathered and shown as a table,
 //! with a verdict, when the lesson ends.
 
-mod fold;
+pub(crate) mod fold;
 mod panel;
 mod text;
 mod verdict;

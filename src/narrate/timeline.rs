@@ -144,6 +144,8 @@ impl Grid {
 }
 
 /// Draw the timeline of one lesson from its events (`t0`..`t1`), at most `width` wide.
+/// With `fold`, neighbouring lanes drawn alike (cost's 40 rounds of fork and spawn, the
+/// 8 buyers who all read at once) are one lane, labelled with how many they are.
 pub fn draw(
     events: &[Event],
     t0: u64,
@@ -151,6 +153,7 @@ pub fn draw(
     width: usize,
     lang: Lang,
     lesson: Option<&Words>,
+    fold: bool,
 ) -> Vec<String> {
     let Chart {
         mut lanes,
@@ -177,8 +180,26 @@ pub fn draw(
         .bold()
         .to_string(),
     );
-    for l in &mut lanes {
-        out.push(lane_row(l, &grid));
+    let rows: Vec<(String, String)> = lanes.iter_mut().map(|l| lane_row(l, &grid)).collect();
+    let mut i = 0;
+    while i < rows.len() {
+        let alike = if fold {
+            rows[i..].iter().take_while(|r| r.1 == rows[i].1).count()
+        } else {
+            1
+        };
+        let label = if alike > 1 {
+            alike_label(&lanes[i..i + alike], lang)
+        } else {
+            rows[i].0.clone()
+        };
+        out.push(format!(
+            "{label:<LABEL_W$} {}{}{}",
+            "│".dimmed(),
+            rows[i].1,
+            "│".dimmed()
+        ));
+        i += alike;
     }
     if !steps.is_empty() {
         out.push(steps_row(&steps, &grid, lang));
@@ -269,7 +290,39 @@ fn legend(
 
 /// One lane's line: its label, then a cell per column (the state that lasted longest
 /// there), with its marks placed over the cells.
-fn lane_row(l: &mut Lane, grid: &Grid) -> String {
+/// The label of lanes drawn alike: `8 buyers` when they share a role, `31 × fork/spawn`
+/// when they have a few, else `78 processes`.
+fn alike_label(lanes: &[Lane], lang: Lang) -> String {
+    use crate::narrate::human::fold::{role, roles};
+    let n = lanes.len();
+    let mut kinds: Vec<&str> = Vec::new();
+    for l in lanes {
+        if !kinds.contains(&role(&l.name)) {
+            kinds.push(role(&l.name));
+        }
+    }
+    kinds.sort_unstable();
+    let label = match kinds.as_slice() {
+        [one] => crate::ui!(
+            lang,
+            "said_by_many",
+            &[("n", &n), ("roles", &roles(lang, one))]
+        ),
+        few => crate::ui!(
+            lang,
+            "timeline_alike",
+            &[("n", &n), ("roles", &few.join("/"))]
+        ),
+    };
+    if label.width() <= LABEL_W {
+        label
+    } else {
+        crate::ui!(lang, "timeline_alike_many", &[("n", &n)])
+    }
+}
+
+/// A lane's label and its cells.
+fn lane_row(l: &mut Lane, grid: &Grid) -> (String, String) {
     let cells = grid.cells;
     l.states.sort_by_key(|s| s.0);
     l.marks.sort_by_key(|m| m.0);
@@ -311,12 +364,7 @@ fn lane_row(l: &mut Lane, grid: &Grid) -> String {
             l.pid
         );
     }
-    format!(
-        "{label:<LABEL_W$} {}{}{}",
-        "│".dimmed(),
-        row.concat(),
-        "│".dimmed()
-    )
+    (label, row.concat())
 }
 
 /// The state of a lane in `[a, b)`: the one that lasted longest there; a zombie always
@@ -449,7 +497,7 @@ mod tests {
                 },
             ),
         ];
-        let lines = draw(&events, 0, 100_000_000, 80, Lang::En, None);
+        let lines = draw(&events, 0, 100_000_000, 80, Lang::En, None, true);
         let child = lines
             .iter()
             .find(|l| l.starts_with("child 2"))
@@ -530,7 +578,7 @@ mod tests {
                 reaped_by: 1,
             },
         ));
-        let lines = draw(&events, 0, 1_000_000_000, 80, Lang::En, None);
+        let lines = draw(&events, 0, 1_000_000_000, 80, Lang::En, None, true);
         let buyer = lines.iter().find(|l| l.starts_with("buyer 2")).unwrap();
         let marks: String = buyer.chars().filter(|c| "ar<x".contains(*c)).collect();
         assert!(marks.ends_with('x'), "the reap is the last mark: {buyer}");
@@ -546,11 +594,70 @@ mod tests {
             !legend.contains("p put"),
             "a mark not drawn is not in the legend"
         );
-        let wide = draw(&events, 0, 1_000_000_000, 200, Lang::En, None);
+        let wide = draw(&events, 0, 1_000_000_000, 200, Lang::En, None, true);
         assert!(wide.iter().all(|l| l.width() <= 160));
         assert!(
             wide.iter().any(|l| l.width() > 150),
             "a wide terminal is used"
+        );
+    }
+
+    #[test]
+    fn lanes_drawn_alike_are_one_lane_unless_verbose() {
+        colored::control::set_override(false);
+        let mut events = vec![ev(
+            0,
+            1,
+            Kind::LessonStart {
+                lesson: "lock".into(),
+                title: "t".into(),
+            },
+        )];
+        for (pid, name) in [
+            (2, "buyer-1"),
+            (3, "buyer-2"),
+            (4, "fork-1"),
+            (5, "spawn-1"),
+        ] {
+            let name = name.to_string();
+            let how = How::Fork;
+            events.push(ev(
+                10,
+                pid,
+                Kind::Spawn {
+                    ppid: 1,
+                    name: name.clone(),
+                    how,
+                },
+            ));
+            let (exitcode, reaped_by) = (0, 1);
+            let t = if pid < 4 { 40 } else { 80 };
+            events.push(ev(
+                t,
+                pid,
+                Kind::Exit {
+                    name,
+                    exitcode,
+                    reaped_by,
+                },
+            ));
+        }
+        let folded = draw(&events, 0, 100_000_000, 80, Lang::En, None, true);
+        let labels: Vec<&str> = folded
+            .iter()
+            .filter(|l| l.contains('│'))
+            .map(|l| l.split('│').next().unwrap_or("").trim())
+            .collect();
+        assert_eq!(
+            labels,
+            ["main 1", "2 buyers", "2 × fork/spawn"],
+            "{folded:#?}"
+        );
+        let all = draw(&events, 0, 100_000_000, 80, Lang::En, None, false);
+        assert_eq!(
+            all.iter().filter(|l| l.contains('│')).count(),
+            5,
+            "{all:#?}"
         );
     }
 }

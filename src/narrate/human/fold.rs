@@ -63,7 +63,7 @@ impl Fold {
 }
 
 /// A child's role without its number: `buyer-3` → `buyer`.
-pub(super) fn role(name: &str) -> &str {
+pub(crate) fn role(name: &str) -> &str {
     match name.rsplit_once('-') {
         Some((stem, n)) if !stem.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => stem,
         _ => name,
@@ -72,7 +72,7 @@ pub(super) fn role(name: &str) -> &str {
 
 /// Several processes of one role, as a count names them: `buyers`, `children`; in
 /// Chinese the role as it is (`8 个 buyer`).
-pub(super) fn roles(lang: crate::words::Lang, role: &str) -> String {
+pub(crate) fn roles(lang: crate::words::Lang, role: &str) -> String {
     if lang == crate::words::Lang::Zh {
         return role.to_string();
     }

@@ -55,6 +55,7 @@ impl<W: Write + Send> Human<W> {
             width,
             self.lang,
             self.lesson_words.as_ref(),
+            !self.verbose,
         );
         for mut line in lines {
             let over = visible_width(&line).saturating_sub(width);
