@@ -212,23 +212,20 @@ fn with_lock(ctx: &mut Ctx<'_>, office: &Office) -> Result<()> {
             other => bail!("{} answered {other:?}", waiting[i].name),
         };
         let holder = waiting.remove(i);
-        // "0 still waiting" reads like a glitch: the last holder gets its own line.
-        say!(
-            ctx,
-            if (waiting.is_empty()) {
-                "holds_last"
-            } else {
-                "holds"
-            },
-            &[
-                ("name", &holder.name),
-                ("pid", &holder.pid),
-                ("count", &read),
-                ("waiting", &waiting.len()),
-            ],
-        );
+        // The first holder is told with the waiters behind it; the others say their own
+        // turn (the panel shows who waits).
         if first {
             first = false;
+            say!(
+                ctx,
+                "holds",
+                &[
+                    ("name", &holder.name),
+                    ("pid", &holder.pid),
+                    ("count", &read),
+                    ("waiting", &waiting.len()),
+                ],
+            );
             show_waiters(ctx, holder, &waiting, inode)?;
         }
         ctx.pause(900)?;
