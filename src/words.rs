@@ -114,6 +114,12 @@ pub struct Meta {
     pub python_checks: BTreeMap<String, Vec<String>>,
     /// The system calls underneath, e.g. `["fork(2)", "waitpid(2)"]`.
     pub syscalls: Vec<String>,
+    /// Where this lesson's processes sleep for the staging, not for the story: kernel
+    /// wait channels (`waiting_in` of a `state` event, e.g. `anon_pipe_read` for a gate
+    /// the children wait at), each a prefix. The default view does not narrate a sleep
+    /// there (`--verbose` does); the stream still carries it.
+    #[serde(default)]
+    pub staging: Vec<String>,
 }
 
 /// All the words of one lesson (or the common words of the program).

@@ -181,11 +181,16 @@ impl<W: Write + Send> Human<W> {
     /// The process column for `pid`'s place and colour, naming it `who`.
     fn label_as(&mut self, pid: i32, who: &str) -> String {
         let p = self.proc_of(pid);
-        let text = if p.depth == 0 {
+        // Two columns a level; one when that would not fit the column (a grandchild with
+        // a five-digit PID), so that the bar after it stays in line.
+        let mut text = if p.depth == 0 {
             who.to_string()
         } else {
             format!("{}└ {who}", "  ".repeat(p.depth - 1))
         };
+        if text.width() >= LABEL_W && p.depth > 1 {
+            text = format!("{}└ {who}", " ".repeat(p.depth - 1));
+        }
         let pad = LABEL_W.saturating_sub(text.width()).max(1);
         let colored = if p.depth == 0 {
             text.color(p.color).bold().to_string()

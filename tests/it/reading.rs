@@ -49,7 +49,6 @@ const PENDING: &[(&str, f64)] = &[
     ("pipe", 12.0),
     ("semaphore", 8.0),
     ("states", 13.0),
-    ("tree", 55.0),
 ];
 
 /// How long a reader takes over `text`, in seconds at `--speed 1`.

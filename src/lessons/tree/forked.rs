@@ -6,10 +6,17 @@ use super::*;
 use crate::procs::Note;
 use std::os::fd::RawFd;
 
-/// A child: join process group `group` (0: a new one, named after itself), fork a
-/// grandchild, wait for a signal. `mover`: the pipe on which the grandchild will be asked
-/// to leave the group (only child-2's grandchild has one).
-pub(super) fn child(group: i32, main: i32, note_fd: RawFd, mover: Option<RawFd>) -> i32 {
+/// A child: join process group `group` (0: a new one, named after itself), say hello,
+/// wait at the gate (one byte on `gate_fd`), fork a grandchild, wait for a signal.
+/// `mover`: the pipe on which the grandchild will be asked to leave the group (only
+/// child-2's grandchild has one).
+pub(super) fn child(
+    group: i32,
+    main: i32,
+    note_fd: RawFd,
+    gate_fd: RawFd,
+    mover: Option<RawFd>,
+) -> i32 {
     use nix::libc;
     // SAFETY: setpgid(2) and getpgrp(2) are async-signal-safe.
     if unsafe { libc::setpgid(0, group) } != 0 {
@@ -22,6 +29,20 @@ pub(super) fn child(group: i32, main: i32, note_fd: RawFd, mover: Option<RawFd>)
     }
     // SAFETY: as above.
     Note::tell(note_fd, Said::Hello, i64::from(unsafe { libc::getpgrp() }));
+    // The gate: the main process writes one byte once my hello has been read. End of
+    // file (the main process is gone) or an error: end here.
+    let mut byte = [0u8; 1];
+    loop {
+        // SAFETY: read(2) into a stack buffer; async-signal-safe.
+        let n = unsafe { libc::read(gate_fd, byte.as_mut_ptr().cast(), 1) };
+        if n == 1 {
+            break;
+        }
+        if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
+            continue;
+        }
+        return 5;
+    }
     let me = nix::unistd::getpid().as_raw();
     // For the grandchild that will outlive this process: a pipe whose write end only this
     // process holds, so the grandchild reads end of file the moment this process ends.

@@ -106,7 +106,8 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     leave_group(ctx, &story)?;
     let members = members(ctx, &story)?;
     ctrl_c(ctx, &story, &members)?;
-    survived(ctx, &story, &members)?;
+    // After the group signal: the survivor, adopted, in a group of its own.
+    ctx.show(3000)?;
     end_survivor(ctx, &story, &members)?;
 
     step!(ctx, "windows", &[])?;
@@ -196,6 +197,7 @@ fn members(ctx: &mut Ctx<'_>, story: &Groups) -> Result<Members> {
 /// not the main process, which is in a group of its own.
 fn ctrl_c(ctx: &mut Ctx<'_>, story: &Groups, members: &Members) -> Result<()> {
     let (me, group, mine) = (ctx.main_pid, story.group, &story.mine);
+    let survivor_pgid = members.survivor_pgid;
     let members = &members.pids;
     step!(ctx, "killpg", &[("group", &group), ("sid", &mine.sid)])?;
     say!(ctx, "killpg", &[("group", &group), ("n", &members.len())]);
@@ -221,6 +223,8 @@ fn ctrl_c(ctx: &mut Ctx<'_>, story: &Groups, members: &Members) -> Result<()> {
         codes.push(ctx.join(Pid::from_raw(pid))?);
     }
     let took_ms = sent.elapsed().as_secs_f64() * 1000.0;
+    // The survivor was handed to us while we reaped its parent: it says so first.
+    survived(ctx, story, survivor_pgid)?;
     let ended = codes.iter().filter(|&&c| c == -2).count();
     say!(
         ctx,
@@ -256,8 +260,8 @@ fn ctrl_c(ctx: &mut Ctx<'_>, story: &Groups, members: &Members) -> Result<()> {
 
 /// The survivor lost its parent (child-2) and was handed to us; the group signal did not
 /// reach it.
-fn survived(ctx: &mut Ctx<'_>, story: &Groups, members: &Members) -> Result<()> {
-    let (survivor, survivor_pgid) = (story.survivor, members.survivor_pgid);
+fn survived(ctx: &mut Ctx<'_>, story: &Groups, survivor_pgid: i32) -> Result<()> {
+    let survivor = story.survivor;
     let parent = story.tree.children[1];
     let n = story
         .tree
@@ -283,8 +287,6 @@ fn survived(ctx: &mut Ctx<'_>, story: &Groups, members: &Members) -> Result<()> 
     );
     let survived = alive && survivor_pgid == survivor.as_raw();
     ctx.claim("other_group_survived", survived, "== true", survived);
-    // After the group signal: the survivor, adopted, in a group of its own.
-    ctx.show(3000)?;
     Ok(())
 }
 
@@ -369,121 +371,126 @@ fn check_note(n: &Note) -> Result<()> {
     }
 }
 
-/// Fork the two children (each forks a grandchild), narrate what each did, with its own
-/// stamp, in the order it happened.
+/// Fork the two children (each forks a grandchild), one after the other, and narrate
+/// what each did with its own stamp: a child says hello and waits at a gate until the
+/// reader has read it; then it forks, and its child says hello. So no two lines come at
+/// once.
 fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
     let (note_r, note_w) = procs::pipe()?;
     let (move_r, move_w) = procs::pipe()?;
-    let (note_fd, move_fd) = (note_w.as_raw_fd(), move_r.as_raw_fd());
+    let (gate_r, gate_w) = procs::pipe()?;
+    let (note_fd, move_fd, gate_fd) = (note_w.as_raw_fd(), move_r.as_raw_fd(), gate_r.as_raw_fd());
     let main = ctx.main_pid;
-
-    // Ctx::fork stamps each spawn right before fork(), not after it returned: the child
-    // may run (and fork its own child) before its parent is scheduled again, and a stream
-    // must never show a grandchild started before its parent.
-    let child_body = move || child(0, main, note_fd, None);
-    // SAFETY: `child` only makes async-signal-safe calls (setpgid, getpgrp, getpid,
-    // fork, pipe, close, pause, and Note::send's clock_gettime/getpid/getppid/write), and
-    // so does the grandchild it forks (see `grandchild`); nothing allocates.
-    let c1 = unsafe { ctx.fork(CHILDREN[0], child_body) }?;
-    // As a shell does: the parent calls setpgid too, so that the group exists before
-    // anything else happens, whichever of the two runs first. The child's own call is the
-    // one that counts; if it fails, its note says why (so the parent's error is ignored).
-    let _ = nix::unistd::setpgid(c1, c1);
-    let group = c1.as_raw();
-    let child_body = move || child(group, main, note_fd, Some(move_fd));
-    // SAFETY: as above.
-    let c2 = unsafe { ctx.fork(CHILDREN[1], child_body) }?;
-    let _ = nix::unistd::setpgid(c2, c1);
+    let mut tree = Tree {
+        children: [Pid::from_raw(0); 2],
+        grandchildren: [Pid::from_raw(0); 2],
+        note_r,
+        move_w,
+    };
+    for i in 0..2 {
+        // Child-1 leads a new group (0: named after itself); child-2 joins it.
+        let group = if i == 0 { 0 } else { tree.children[0].as_raw() };
+        let mover = (i == 1).then_some(move_fd);
+        let child_body = move || child(group, main, note_fd, gate_fd, mover);
+        // Ctx::fork stamps the spawn right before fork(), not after it returned: the
+        // child may run (and fork its own child) before its parent is scheduled again,
+        // and a stream must never show a grandchild started before its parent.
+        // SAFETY: `child` only makes async-signal-safe calls (setpgid, getpgrp, getpid,
+        // read, fork, pipe, close, pause, and Note::send's clock_gettime/getpid/getppid/
+        // write), and so does the grandchild it forks (see `grandchild`); nothing
+        // allocates.
+        let c = unsafe { ctx.fork(CHILDREN[i], child_body) }?;
+        tree.children[i] = c;
+        // As a shell does: the parent calls setpgid too, so that the group exists before
+        // anything else happens, whichever of the two runs first. The child's own call is
+        // the one that counts; if it fails, its note says why (so the parent's error is
+        // ignored).
+        let _ = nix::unistd::setpgid(c, Pid::from_raw(if i == 0 { c.as_raw() } else { group }));
+        let hello = tree.note(&[Said::Hello], CHILDREN[i])?;
+        ctx.act_at(
+            hello.pid,
+            hello.t_ns,
+            "setpgid",
+            &[("pgid", ObsValue::Int(hello.b))],
+        );
+        say_for!(
+            ctx,
+            hello.pid,
+            hello.t_ns,
+            if (i == 0) { "c1_hello" } else { "c2_hello" },
+            &[
+                ("pid", &hello.pid),
+                ("ppid", &hello.ppid),
+                ("pgid", &hello.b)
+            ],
+        );
+        ctx.keep_up();
+        // The gate: one byte lets this child fork.
+        nix::unistd::write(&gate_w, &[1]).context("write() to the children's gate")?;
+        tree.grandchildren[i] = grandchild_of(ctx, &tree, i)?;
+        ctx.keep_up();
+    }
     drop(note_w);
     drop(move_r);
+    drop(gate_r);
+    let [c1, c2] = tree.children;
+    let group = c1.as_raw();
     say!(
         ctx,
         "parent_setpgid",
         &[("c1", &c1), ("c2", &c2), ("group", &group)],
     );
+    Ok(tree)
+}
 
-    // Six notes, in any order: each child's hello and fork, each grandchild's hello.
-    let children = [c1, c2];
-    let mut tree = Tree {
-        children,
-        grandchildren: [Pid::from_raw(0); 2],
-        note_r,
-        move_w,
-    };
-    let mut notes = Vec::new();
-    for _ in 0..6 {
-        notes.push(tree.note(&[Said::Hello, Said::Forked], "the new processes")?);
-    }
+/// The two notes of child `i`'s fork, in any order (its fork's result, its child's
+/// hello); the grandchild's PID.
+fn grandchild_of(ctx: &mut Ctx<'_>, tree: &Tree, i: usize) -> Result<Pid> {
+    let child = tree.children[i].as_raw();
+    let what = format!("{} and its child", CHILDREN[i]);
+    let mut notes = vec![
+        tree.note(&[Said::Hello, Said::Forked], &what)?,
+        tree.note(&[Said::Hello, Said::Forked], &what)?,
+    ];
     notes.sort_by_key(|n| n.t_ns);
-    let index = |pid: i32| children.iter().position(|c| c.as_raw() == pid);
-    for n in notes.iter().filter(|n| n.kind() == Some(Said::Forked)) {
-        if let Some(i) = index(n.pid) {
-            tree.grandchildren[i] = Pid::from_raw(n.b as i32);
-        }
-    }
-    for (i, gc) in tree.grandchildren.iter().enumerate() {
-        if gc.as_raw() <= 0 {
+    let Some(gc) = notes
+        .iter()
+        .find(|n| n.pid == child && n.kind() == Some(Said::Forked))
+        .map(|n| n.b as i32)
+    else {
+        bail!("{} (PID {child}) did not report its fork", CHILDREN[i]);
+    };
+    // The grandchild started when its parent's fork() returned or it said hello,
+    // whichever was stamped first.
+    let t = notes.iter().map(|n| n.t_ns).min().unwrap_or_else(now_ns);
+    ctx.spawned_at(t, gc, child, GRANDCHILDREN[i], How::Fork);
+    // The child's fork shows as the grandchild's start; the grandchild says hello.
+    for n in &notes {
+        if n.pid == child {
+            continue;
+        } else if n.pid == gc {
+            let parent = ctx.name_of(n.ppid);
+            say_for!(
+                ctx,
+                n.pid,
+                n.t_ns,
+                "gc_hello",
+                &[
+                    ("pid", &n.pid),
+                    ("ppid", &n.ppid),
+                    ("parent", &parent),
+                    ("pgid", &n.b),
+                ],
+            );
+        } else {
             bail!(
-                "{} (PID {}) did not report its fork",
-                CHILDREN[i],
-                tree.children[i]
+                "a note from PID {}, neither {} nor its child",
+                n.pid,
+                CHILDREN[i]
             );
         }
     }
-    // A grandchild started when its parent's fork() returned or it said hello, whichever
-    // was stamped first.
-    for (i, gc) in tree.grandchildren.iter().enumerate() {
-        let t = notes
-            .iter()
-            .filter(|n| {
-                n.pid == gc.as_raw()
-                    || (n.kind() == Some(Said::Forked) && n.b == gc.as_raw() as i64)
-            })
-            .map(|n| n.t_ns)
-            .min()
-            .unwrap_or_else(now_ns);
-        ctx.spawned_at(
-            t,
-            gc.as_raw(),
-            tree.children[i].as_raw(),
-            GRANDCHILDREN[i],
-            How::Fork,
-        );
-    }
-    for n in &notes {
-        match (n.kind(), index(n.pid)) {
-            (Some(Said::Hello), Some(i)) => {
-                ctx.act_at(n.pid, n.t_ns, "setpgid", &[("pgid", ObsValue::Int(n.b))]);
-                say_for!(
-                    ctx,
-                    n.pid,
-                    n.t_ns,
-                    if (i == 0) { "c1_hello" } else { "c2_hello" },
-                    &[("pid", &n.pid), ("ppid", &n.ppid), ("pgid", &n.b)],
-                );
-            }
-            (Some(Said::Forked), Some(_)) => {
-                say_for!(ctx, n.pid, n.t_ns, "c_forked", &[("child", &n.b)]);
-            }
-            (Some(Said::Hello), None) => {
-                let parent = ctx.name_of(n.ppid);
-                say_for!(
-                    ctx,
-                    n.pid,
-                    n.t_ns,
-                    "gc_hello",
-                    &[
-                        ("pid", &n.pid),
-                        ("ppid", &n.ppid),
-                        ("parent", &parent),
-                        ("pgid", &n.b),
-                    ],
-                );
-            }
-            _ => {}
-        }
-    }
-    Ok(tree)
+    Ok(Pid::from_raw(gc))
 }
 
 /// Every descendant of `pid` with its depth (1 for a child), depth first, children in

@@ -431,7 +431,18 @@ impl<W: io::Write + Send> Human<W> {
     ) -> bool {
         self.verbose
             || !(plumbing(from, to, waiting_in)
+                || self.staging(waiting_in)
                 || self.fold.shown.get(&pid).is_some_and(|s| s == to))
+    }
+
+    /// A sleep the lesson names as its staging (`[meta] staging`: a gate).
+    fn staging(&self, waiting_in: Option<&str>) -> bool {
+        let staging = self
+            .lesson_words
+            .as_ref()
+            .and_then(|w| w.meta.as_ref())
+            .map_or(&[][..], |m| m.staging.as_slice());
+        waiting_in.is_some_and(|w| staging.iter().any(|s| w.starts_with(s.as_str())))
     }
 
     /// Remember the state a reader now believes a process is in: the one shown, or,
