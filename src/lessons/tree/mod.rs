@@ -387,7 +387,7 @@ fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
         note_r,
         move_w,
     };
-    for i in 0..2 {
+    for (i, name) in CHILDREN.iter().enumerate() {
         // Child-1 leads a new group (0: named after itself); child-2 joins it.
         let group = if i == 0 { 0 } else { tree.children[0].as_raw() };
         let mover = (i == 1).then_some(move_fd);
@@ -399,14 +399,14 @@ fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
         // read, fork, pipe, close, pause, and Note::send's clock_gettime/getpid/getppid/
         // write), and so does the grandchild it forks (see `grandchild`); nothing
         // allocates.
-        let c = unsafe { ctx.fork(CHILDREN[i], child_body) }?;
+        let c = unsafe { ctx.fork(name, child_body) }?;
         tree.children[i] = c;
         // As a shell does: the parent calls setpgid too, so that the group exists before
         // anything else happens, whichever of the two runs first. The child's own call is
         // the one that counts; if it fails, its note says why (so the parent's error is
         // ignored).
         let _ = nix::unistd::setpgid(c, Pid::from_raw(if i == 0 { c.as_raw() } else { group }));
-        let hello = tree.note(&[Said::Hello], CHILDREN[i])?;
+        let hello = tree.note(&[Said::Hello], name)?;
         ctx.act_at(
             hello.pid,
             hello.t_ns,
