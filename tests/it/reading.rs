@@ -43,7 +43,6 @@ const JITTER_S: f64 = 0.5;
 ///
 /// A lesson that meets the promise should leave this list (the test says when it did).
 const PENDING: &[(&str, f64)] = &[
-    ("daemon", 35.0),
     ("event", 10.0),
     ("orphans", 10.0),
     ("pipe", 12.0),

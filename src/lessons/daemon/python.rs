@@ -96,15 +96,17 @@ fn start_pair(ctx: &mut Ctx<'_>) -> Result<Pair> {
     // read from /proc, not assumed.
     let task_ms = ((JOB_MS as f64 * ctx.speed) as u64).max(150);
     let args = |daemon: bool| serde_json::json!({ "daemon": daemon, "task_ms": task_ms });
+    // One after the other: each answers once it has introduced itself (then it waits for
+    // a command), and the next starts once the reader has read that.
+    let hello = |c: &ChildProc| match next(c)? {
+        Reply::Hello => Ok(()),
+        other => bail!("{} answered {other:?} instead of its hello", c.name),
+    };
     let daemonic = ctx.spawn("process", "daemonic", args(true))?;
+    hello(&daemonic)?;
+    ctx.keep_up();
     let worker = ctx.spawn("process", "worker", args(false))?;
-    // Each answers once it has introduced itself; then it waits for a command.
-    for c in [&daemonic, &worker] {
-        match next(c)? {
-            Reply::Hello => {}
-            other => bail!("{} answered {other:?} instead of its hello", c.name),
-        }
-    }
+    hello(&worker)?;
     let ds = state_letter(ctx.wait_state(daemonic.pid, &['S'], STATE_TIMEOUT)?);
     let ws = state_letter(ctx.wait_state(worker.pid, &['S'], STATE_TIMEOUT)?);
     ctx.pause(1500)?;

@@ -81,6 +81,8 @@ fn fork_first(ctx: &mut Ctx<'_>) -> Result<Forks> {
     drop(note_w);
     drop(go_r);
     say!(ctx, "fork1", &[("pid", &first)]);
+    // Each step of the children waits at the gate until the reader has read the last.
+    gate(&go_w)?;
     let note = next_note(&note_r, "setsid() in the first child")?;
     ctx.act_at(
         note.pid,
@@ -109,6 +111,8 @@ fn fork_first(ctx: &mut Ctx<'_>) -> Result<Forks> {
 /// The second fork: the first child forks the daemon, which says hello. The daemon's PID.
 fn second_fork(ctx: &mut Ctx<'_>, forks: &Forks) -> Result<Pid> {
     let first = forks.first;
+    ctx.keep_up();
+    gate(&forks.go)?;
     // The first child's "I forked" and the daemon's hello come in either order.
     let (mut forked, mut hello) = (None, None);
     for _ in 0..2 {
@@ -160,7 +164,7 @@ fn first_exits(ctx: &mut Ctx<'_>, forks: &Forks, daemon: Pid) -> Result<()> {
         "first_exits",
         &[("first", &first), ("daemon", &daemon)]
     );
-    nix::unistd::write(&forks.go, b"g").context("write() to the first child's pipe")?;
+    gate(&forks.go)?;
     let first_code = ctx.join(first)?;
     if first_code != 0 {
         bail!("the first child (PID {first}) exited with {first_code}");
@@ -176,8 +180,11 @@ fn first_exits(ctx: &mut Ctx<'_>, forks: &Forks, daemon: Pid) -> Result<()> {
         &[("from", first.as_raw().into()), ("to", n.ppid.into())],
     );
     say_for!(ctx, n.pid, n.t_ns, "reparented", &[("ppid", &n.ppid)]);
-    say_for!(ctx, n.pid, n.t_ns, "pdeathsig", &[("first", &first)]);
+    // What the daemon did at once when it was adopted (await_adoption), told by me.
+    say!(ctx, "pdeathsig", &[("first", &first), ("daemon", &daemon)]);
     ctx.pause(2000)?;
+    ctx.keep_up();
+    gate(&forks.go)?;
     let n = next_note(&forks.notes, "the daemon's detaching")?;
     if n.kind() != Some(Said::Detached) {
         bail!("the daemon (PID {daemon}) could not detach");
@@ -261,13 +268,40 @@ fn stop(ctx: &mut Ctx<'_>, daemon: Pid) -> Result<()> {
     Ok(())
 }
 
+/// One byte on the children's gate: the next of them may take its next step.
+fn gate(go: &OwnedFd) -> Result<()> {
+    nix::unistd::write(go, b"g").context("write() to the daemon's gate")?;
+    Ok(())
+}
+
+/// Wait at the gate (one byte on `go_fd`): false on end of file (the main process is
+/// gone) or an error.
+fn wait_gate(go_fd: RawFd) -> bool {
+    let mut byte = [0u8; 1];
+    loop {
+        // SAFETY: read(2) into a stack buffer; async-signal-safe.
+        let n = unsafe { nix::libc::read(go_fd, byte.as_mut_ptr().cast(), 1) };
+        if n == 1 {
+            return true;
+        }
+        if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
+            continue;
+        }
+        return false;
+    }
+}
+
 fn next_note(r: &std::os::fd::OwnedFd, what: &str) -> Result<Note> {
     Note::recv(r, STATE_TIMEOUT)?.with_context(|| format!("no word from {what}"))
 }
 
-/// The first child: a new session, then the second fork. Waits for the lesson's word
-/// before exiting, so that the daemon's hello shows its first parent.
+/// The first child: a new session, then the second fork, then its exit, each at the
+/// lesson's word (the gate), so that the reader has read one before the next comes and
+/// the daemon's hello shows its first parent.
 fn first_child(main: i32, note_fd: RawFd, go_fd: RawFd) -> i32 {
+    if !wait_gate(go_fd) {
+        return 4;
+    }
     let sid = match nix::unistd::setsid() {
         Ok(sid) => i64::from(sid.as_raw()),
         Err(_) => -1,
@@ -275,6 +309,9 @@ fn first_child(main: i32, note_fd: RawFd, go_fd: RawFd) -> i32 {
     Note::tell(note_fd, Said::Setsid, sid);
     if sid < 0 {
         return 2;
+    }
+    if !wait_gate(go_fd) {
+        return 4;
     }
     // A pipe whose write end only this process holds: its child reads end of file the
     // moment this process exits, without polling.
@@ -289,15 +326,13 @@ fn first_child(main: i32, note_fd: RawFd, go_fd: RawFd) -> i32 {
         Ok(nix::unistd::ForkResult::Child) => {
             // SAFETY: close(2) of our copy of the write end; async-signal-safe.
             unsafe { nix::libc::close(alive[1]) };
-            daemon_child(main, note_fd, alive[0])
+            daemon_child(main, note_fd, go_fd, alive[0])
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             // SAFETY: close(2) of our copy of the read end; async-signal-safe.
             unsafe { nix::libc::close(alive[0]) };
             Note::tell(note_fd, Said::Forked, i64::from(child.as_raw()));
-            let mut byte = [0u8; 1];
-            // SAFETY: read(2) into a stack buffer; async-signal-safe.
-            unsafe { nix::libc::read(go_fd, byte.as_mut_ptr().cast(), 1) };
+            wait_gate(go_fd);
             0
         }
         Err(errno) => {
@@ -307,9 +342,10 @@ fn first_child(main: i32, note_fd: RawFd, go_fd: RawFd) -> i32 {
     }
 }
 
-/// The daemon: say hello, wait to be re-parented, detach, then wait for a signal.
-/// `creator_alive` reads end of file once the first child has exited.
-fn daemon_child(main: i32, note_fd: RawFd, creator_alive: RawFd) -> ! {
+/// The daemon: say hello, wait to be re-parented, detach (at the lesson's word on
+/// `go_fd`), then wait for a signal. `creator_alive` reads end of file once the first
+/// child has exited.
+fn daemon_child(main: i32, note_fd: RawFd, go_fd: RawFd, creator_alive: RawFd) -> ! {
     use nix::libc;
     let creator = nix::unistd::getppid().as_raw();
     let sid = nix::unistd::getsid(None).map_or(-1, |s| i64::from(s.as_raw()));
@@ -334,6 +370,10 @@ fn daemon_child(main: i32, note_fd: RawFd, creator_alive: RawFd) -> ! {
     }
     crate::procs::await_adoption(creator, main);
     Note::tell(note_fd, Said::Reparented, 0);
+    if !wait_gate(go_fd) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(4) };
+    }
     // Detach from everything inherited: the working directory, the file mode mask, the
     // terminal or pipes on the standard streams, every other descriptor.
     // SAFETY: chdir, umask, open, dup2 and close are async-signal-safe; the paths are
