@@ -83,6 +83,9 @@ pub struct Human<W: Write + Send> {
     refs_shown: HashMap<String, Refs>,
     /// The start methods explained in full so far in this lesson.
     how_told: std::collections::HashSet<&'static str>,
+    /// The kernel states whose meaning a line has said in this lesson: after the first
+    /// `S: sleeping: blocked, waiting for something`, an `S` line is just `S (where)`.
+    states_told: std::collections::HashSet<String>,
     /// The current step's command to try, printed at its pause.
     hint: Option<String>,
     /// Whether this lesson has said who the janitor is (the first hint that shows it).
@@ -112,6 +115,7 @@ impl<W: Write + Send> Human<W> {
             last_pid: None,
             refs_shown: HashMap::new(),
             how_told: Default::default(),
+            states_told: Default::default(),
             hint: None,
             janitor_named: false,
         }
@@ -276,6 +280,7 @@ impl<W: Write + Send> Human<W> {
         self.last_pid = None;
         self.refs_shown.clear();
         self.how_told.clear();
+        self.states_told.clear();
         self.procs.clear();
         self.next_color = 0;
         self.procs.insert(
@@ -671,17 +676,25 @@ impl<W: Write + Send> Human<W> {
             return Ok(());
         }
         self.state_seen(ev.pid, from, to, waiting_in, true);
-        let text = crate::ui!(
-            lang,
-            "state_change",
-            &[
-                ("change", &arrow.bold()),
-                (
-                    "words",
-                    &format!("{}{waiting}", words::state_words(lang, to)),
-                ),
-            ],
-        );
+        let text = if self.states_told.insert(to.to_string()) || self.verbose {
+            crate::ui!(
+                lang,
+                "state_change",
+                &[
+                    ("change", &arrow.bold()),
+                    (
+                        "words",
+                        &format!("{}{waiting}", words::state_words(lang, to)),
+                    ),
+                ],
+            )
+        } else {
+            crate::ui!(
+                lang,
+                "state_change_again",
+                &[("change", &arrow.bold()), ("waiting", &waiting)],
+            )
+        };
         self.line(
             ev.t_ns,
             ev.pid,
