@@ -917,4 +917,40 @@ mod tests {
             assert!(line.width() <= 30, "{line}");
         }
     }
+
+    #[test]
+    fn the_main_process_s_acts_right_after_its_sentence_are_what_it_told() {
+        let ev = |t_ms: u64, pid: i32, kind: Kind| Event {
+            t_ns: t_ms * 1_000_000,
+            pid,
+            kind,
+        };
+        let say = |text: &str| Kind::Say {
+            key: "k".into(),
+            text: text.into(),
+            python: None,
+            syscall: None,
+        };
+        let act = |act: &str, n: i64| Kind::Act {
+            act: act.into(),
+            fields: vec![("id".into(), ObsValue::Int(n))],
+        };
+        let start = Kind::LessonStart {
+            lesson: "pipe".into(),
+            title: "t".into(),
+        };
+        // The sentence, then (after the reader's wait) two sends it announced, then a
+        // close it did not.
+        let events = vec![
+            ev(0, 10, start),
+            ev(1, 10, say("I send two objects.")),
+            ev(200, 10, act("send", 1)),
+            ev(201, 10, act("send", 2)),
+            ev(202, 10, act("close", 3)),
+        ];
+        let out = render(&events, Lang::En);
+        assert!(out.contains("I send two objects."), "{out}");
+        assert!(!out.contains("• send"), "{out}");
+        assert!(out.contains("• close"), "{out}");
+    }
 }

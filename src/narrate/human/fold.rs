@@ -46,6 +46,11 @@ pub(super) struct Fold {
     group: Vec<Event>,
     /// The stamp of each process's last sentence.
     said: HashMap<i32, u64>,
+    /// The main process's acts since its last sentence: none yet (`Some(None)`), or
+    /// only acts of one kind (`Some(Some(act))`). The main process waits for the reader
+    /// after a sentence, so the act it announced ("I send …", then the send) comes
+    /// later than [`FOLD_AFTER_NS`]; the acts right after it, alike, are what it told.
+    main_after_say: Option<Option<String>>,
     /// Whether the last act of a role was told by a sentence (then its acts are held
     /// for one; else they are summarised in order).
     tells: HashMap<String, bool>,
@@ -183,6 +188,16 @@ impl<W: io::Write + Send> Human<W> {
             Kind::Act { act, .. } if !matches!(act.as_str(), "gauge" | "tour_card" | "quiz") => {
                 let role = self.role_of(ev.pid);
                 let told = self.fold.said.get(&ev.pid);
+                let announced = self.proc_depth(ev.pid) == 0
+                    && match self.fold.main_after_say.take() {
+                        Some(None) => true,
+                        Some(Some(last)) => &last == act,
+                        None => false,
+                    };
+                if announced {
+                    self.fold.main_after_say = Some(Some(act.clone()));
+                    return Ok(());
+                }
                 if told.is_some_and(|&t| ev.t_ns.saturating_sub(t) <= FOLD_AFTER_NS) {
                     self.fold.tells.insert(role, true);
                 } else if self.fold.tells.get(&role) == Some(&false) {
@@ -217,6 +232,9 @@ impl<W: io::Write + Send> Human<W> {
                     self.fold.tells.insert(role, true);
                 }
                 self.fold.said.insert(pid, t);
+                if self.proc_depth(pid) == 0 {
+                    self.fold.main_after_say = Some(None);
+                }
                 if self.says_join(ev) {
                     self.fold.says.push(ev.clone());
                     return Ok(());
@@ -227,6 +245,7 @@ impl<W: io::Write + Send> Human<W> {
         // What this event says comes after what was held before it.
         let ends = matches!(ev.kind, Kind::Step { .. } | Kind::LessonEnd { .. });
         if ends {
+            self.fold.main_after_say = None;
             self.release(u64::MAX)?;
         } else if self.shows(ev) {
             self.release(ev.t_ns)?;
