@@ -66,9 +66,15 @@ fn gauge(value: i64, permits: i64) -> String {
 #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Eq)]
 enum Reply {
     Opened,
+    /// Said its line of the rush (told once the parent lets it speak).
+    Spoke,
     Waiting,
-    Inside { t_ns: u64 },
-    Left { t_ns: u64 },
+    Inside {
+        t_ns: u64,
+    },
+    Left {
+        t_ns: u64,
+    },
 }
 
 /// The largest number of intervals open at once, from `(acquire, release)` stamps; a
@@ -189,6 +195,18 @@ fn rush(ctx: &mut Ctx<'_>, kids: &[ChildProc], sem: &NamedSem, permits: u32) -> 
             }
             Reply::Waiting => waiting.push(i),
             other => bail!("{} answered {other:?}", kids[i].name),
+        }
+    }
+    // They all called P() at once; they tell what they found in two turns, those inside
+    // (one line for all, alike), then those asleep, so that the reader reads one before
+    // the other comes.
+    for group in [&inside, &waiting] {
+        ctx.keep_up();
+        for &i in group.iter() {
+            kids[i].send(Down::Go)?;
+        }
+        for &i in group.iter() {
+            kids[i].expect(TIMEOUT, |r: &Reply| *r == Reply::Spoke)?;
         }
     }
     let waited = waiting.len();
@@ -373,11 +391,32 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
     }
 
     let got = sem.try_wait()?;
-    let t_in = if got {
+    if got {
         let t = now_ns();
-        tell_acquired(c, t, sem.value(), permits, false)?;
-        t
+        let v = sem.value();
+        c.act_at(
+            t,
+            "acquire",
+            &[
+                ("what", "semaphore".into()),
+                ("value", v.into()),
+                ("waited", false.into()),
+            ],
+        )?;
+        c.gauge("permits", v, permits)?;
+        c.tell(&Reply::Inside { t_ns: t })?;
+        // My turn to say so.
+        if c.recv()? != Down::Go {
+            bail!("expected Go to speak");
+        }
+        say!(c, "enter", &[])?;
+        c.tell(&Reply::Spoke)?;
     } else {
+        c.tell(&Reply::Waiting)?;
+        if c.recv()? != Down::Go {
+            bail!("expected Go to speak");
+        }
+        // The wait begins now: after my line, sem_wait() (sem_trywait() found no room).
         let v = sem.value();
         c.act(
             "wait",
@@ -388,13 +427,12 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
             ],
         )?;
         say!(c, "must_wait", &[])?;
-        c.tell(&Reply::Waiting)?;
+        c.tell(&Reply::Spoke)?;
         sem.wait()?;
         let t = now_ns();
-        tell_acquired(c, t, sem.value(), permits, true)?;
-        t
-    };
-    c.tell(&Reply::Inside { t_ns: t_in })?;
+        tell_woken(c, t, sem.value(), permits)?;
+        c.tell(&Reply::Inside { t_ns: t })?;
+    }
 
     if c.recv()? != Down::Go {
         bail!("expected Go to leave");
@@ -418,24 +456,20 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
     Ok(0)
 }
 
-/// A worker got in at `t` (the semaphore now at `v`), at once or after `waited`: its
-/// stamped `acquire`, the permits bar, and its line.
-fn tell_acquired(c: &ChildCtx, t: u64, v: i64, permits: i64, waited: bool) -> Result<()> {
+/// A worker woken in sem_wait() got in at `t` (the semaphore now at `v`): its stamped
+/// `acquire`, the permits bar, and its line.
+fn tell_woken(c: &ChildCtx, t: u64, v: i64, permits: i64) -> Result<()> {
     c.act_at(
         t,
         "acquire",
         &[
             ("what", "semaphore".into()),
             ("value", v.into()),
-            ("waited", waited.into()),
+            ("waited", true.into()),
         ],
     )?;
     c.gauge("permits", v, permits)?;
-    say!(
-        c,
-        if (waited) { "woken" } else { "enter" },
-        &[("value", &v), ("gauge", &gauge(v, permits))]
-    )
+    say!(c, "woken", &[("value", &v), ("gauge", &gauge(v, permits))])
 }
 
 #[cfg(test)]
