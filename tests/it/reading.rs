@@ -33,22 +33,13 @@ const MAX_LAG_S: f64 = 5.0;
 const JITTER_S: f64 = 0.5;
 
 /// Lessons still over the promise, each with a bound at `--speed 1`, seconds (the worst
-/// of a few runs at 0.01, and about half again as room, since a lag varies with the
-/// order lines come in), so that each may only get better. The main process says its
-/// lines at reading pace (`Ctx::say` waits for the reader before and after a line), so
-/// what is left is several children saying different lines at the same moment (the
-/// tree's children and grandchildren, the daemon's double fork, a woken waiter and its
-/// setter): those lessons need their children's lines shorter, or alike so that they
-/// are told as one.
+/// of a few runs at 0.01, and about half again as room), so that each may only get
+/// better. None is left: the main process says its lines at reading pace (`Ctx::say`
+/// waits for the reader before and after a line), and where several children would
+/// speak at once, they speak in turns (tree, daemon, semaphore) or alike, as one line.
 ///
 /// A lesson that meets the promise should leave this list (the test says when it did).
-const PENDING: &[(&str, f64)] = &[
-    ("event", 10.0),
-    ("orphans", 10.0),
-    ("pipe", 12.0),
-    ("semaphore", 8.0),
-    ("states", 13.0),
-];
+const PENDING: &[(&str, f64)] = &[];
 
 /// How long a reader takes over `text`, in seconds at `--speed 1`.
 fn reading_s(text: &str) -> f64 {
