@@ -393,17 +393,7 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
     let got = sem.try_wait()?;
     if got {
         let t = now_ns();
-        let v = sem.value();
-        c.act_at(
-            t,
-            "acquire",
-            &[
-                ("what", "semaphore".into()),
-                ("value", v.into()),
-                ("waited", false.into()),
-            ],
-        )?;
-        c.gauge("permits", v, permits)?;
+        acquired(c, t, sem.value(), permits, false)?;
         c.tell(&Reply::Inside { t_ns: t })?;
         // My turn to say so.
         if c.recv()? != Down::Go {
@@ -456,19 +446,25 @@ fn worker(c: &mut ChildCtx) -> Result<i32> {
     Ok(0)
 }
 
-/// A worker woken in sem_wait() got in at `t` (the semaphore now at `v`): its stamped
-/// `acquire`, the permits bar, and its line.
-fn tell_woken(c: &ChildCtx, t: u64, v: i64, permits: i64) -> Result<()> {
+/// A worker got in at `t` (the semaphore now at `v`), at once or after it `waited`: its
+/// stamped `acquire` and the permits bar.
+fn acquired(c: &ChildCtx, t: u64, v: i64, permits: i64, waited: bool) -> Result<()> {
     c.act_at(
         t,
         "acquire",
         &[
             ("what", "semaphore".into()),
             ("value", v.into()),
-            ("waited", true.into()),
+            ("waited", waited.into()),
         ],
     )?;
-    c.gauge("permits", v, permits)?;
+    c.gauge("permits", v, permits)
+}
+
+/// A worker woken in sem_wait() got in at `t` (the semaphore now at `v`): its acquire,
+/// and its line.
+fn tell_woken(c: &ChildCtx, t: u64, v: i64, permits: i64) -> Result<()> {
+    acquired(c, t, v, permits, true)?;
     say!(c, "woken", &[("value", &v), ("gauge", &gauge(v, permits))])
 }
 

@@ -254,6 +254,23 @@ impl Note {
     }
 }
 
+/// For a forked child: wait for one byte on `fd` (a gate the parent opens by writing
+/// one). False on end of file (every writer gone) or an error. Async-signal-safe.
+pub fn wait_byte(fd: std::os::fd::RawFd) -> bool {
+    let mut byte = [0u8; 1];
+    loop {
+        // SAFETY: read(2) into a stack buffer; async-signal-safe.
+        let n = unsafe { nix::libc::read(fd, byte.as_mut_ptr().cast(), 1) };
+        if n == 1 {
+            return true;
+        }
+        if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
+            continue;
+        }
+        return false;
+    }
+}
+
 /// `PR_SET_PDEATHSIG` (SIGKILL) for this process, then `_exit(1)` if its parent is no
 /// longer `parent` (the race the flag alone cannot close). Async-signal-safe.
 pub fn die_with_parent_now(parent: i32) {

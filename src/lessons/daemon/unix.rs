@@ -274,23 +274,6 @@ fn gate(go: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
-/// Wait at the gate (one byte on `go_fd`): false on end of file (the main process is
-/// gone) or an error.
-fn wait_gate(go_fd: RawFd) -> bool {
-    let mut byte = [0u8; 1];
-    loop {
-        // SAFETY: read(2) into a stack buffer; async-signal-safe.
-        let n = unsafe { nix::libc::read(go_fd, byte.as_mut_ptr().cast(), 1) };
-        if n == 1 {
-            return true;
-        }
-        if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
-            continue;
-        }
-        return false;
-    }
-}
-
 fn next_note(r: &std::os::fd::OwnedFd, what: &str) -> Result<Note> {
     Note::recv(r, STATE_TIMEOUT)?.with_context(|| format!("no word from {what}"))
 }
@@ -299,7 +282,7 @@ fn next_note(r: &std::os::fd::OwnedFd, what: &str) -> Result<Note> {
 /// lesson's word (the gate), so that the reader has read one before the next comes and
 /// the daemon's hello shows its first parent.
 fn first_child(main: i32, note_fd: RawFd, go_fd: RawFd) -> i32 {
-    if !wait_gate(go_fd) {
+    if !procs::wait_byte(go_fd) {
         return 4;
     }
     let sid = match nix::unistd::setsid() {
@@ -310,7 +293,7 @@ fn first_child(main: i32, note_fd: RawFd, go_fd: RawFd) -> i32 {
     if sid < 0 {
         return 2;
     }
-    if !wait_gate(go_fd) {
+    if !procs::wait_byte(go_fd) {
         return 4;
     }
     // A pipe whose write end only this process holds: its child reads end of file the
@@ -332,7 +315,7 @@ fn first_child(main: i32, note_fd: RawFd, go_fd: RawFd) -> i32 {
             // SAFETY: close(2) of our copy of the read end; async-signal-safe.
             unsafe { nix::libc::close(alive[0]) };
             Note::tell(note_fd, Said::Forked, i64::from(child.as_raw()));
-            wait_gate(go_fd);
+            procs::wait_byte(go_fd);
             0
         }
         Err(errno) => {
@@ -370,7 +353,7 @@ fn daemon_child(main: i32, note_fd: RawFd, go_fd: RawFd, creator_alive: RawFd) -
     }
     crate::procs::await_adoption(creator, main);
     Note::tell(note_fd, Said::Reparented, 0);
-    if !wait_gate(go_fd) {
+    if !procs::wait_byte(go_fd) {
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(4) };
     }

@@ -31,16 +31,7 @@ pub(super) fn child(
     Note::tell(note_fd, Said::Hello, i64::from(unsafe { libc::getpgrp() }));
     // The gate: the main process writes one byte once my hello has been read. End of
     // file (the main process is gone) or an error: end here.
-    let mut byte = [0u8; 1];
-    loop {
-        // SAFETY: read(2) into a stack buffer; async-signal-safe.
-        let n = unsafe { libc::read(gate_fd, byte.as_mut_ptr().cast(), 1) };
-        if n == 1 {
-            break;
-        }
-        if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
-            continue;
-        }
+    if !crate::procs::wait_byte(gate_fd) {
         return 5;
     }
     let me = nix::unistd::getpid().as_raw();
