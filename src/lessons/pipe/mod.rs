@@ -543,19 +543,29 @@ fn raw_close(ctx: &mut Ctx<'_>, raw: &RawPipe, w: OwnedFd) -> Result<(Vec<(i32, 
     let (me, rfd, wfd) = (raw.me, raw.rfd, raw.wfd);
     let (reader, rpid) = (raw.reader, raw.reader.as_raw());
     step!(ctx, "close", &[("pid", &rpid)])?;
+    // The close line is stamped at the close (the /proc read after it confirms what it
+    // says), so that the reader's end of file, which the close causes, comes after it.
+    ctx.keep_up();
+    let t_close = now_ns();
     ctx.act_at(
         me,
-        now_ns(),
+        t_close,
         "close",
         &[("fd", wfd.into()), ("end", "write".into())],
     );
     drop(w);
     let ends_after = proc::pipe_write_ends(raw.inode, &lesson_pids(me));
     if ends_after.is_empty() {
-        say!(ctx, "close_done", &[("w", &wfd)]);
+        say_for!(ctx, me, t_close, "close_done", &[("w", &wfd)]);
     } else {
         let left = describe_ends(ctx, &ends_after);
-        say!(ctx, "close_done_left", &[("w", &wfd), ("ends", &left)]);
+        say_for!(
+            ctx,
+            me,
+            t_close,
+            "close_done_left",
+            &[("w", &wfd), ("ends", &left)]
+        );
     }
     let eof_note = Note::recv(&raw.notes, TIMEOUT)?;
     let eof = eof_note.is_some_and(|n| n.b == 1);
