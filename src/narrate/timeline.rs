@@ -180,26 +180,31 @@ pub fn draw(
         .bold()
         .to_string(),
     );
-    let rows: Vec<(String, String)> = lanes.iter_mut().map(|l| lane_row(l, &grid)).collect();
+    let rows: Vec<(String, Vec<String>)> = lanes.iter_mut().map(|l| lane_row(l, &grid)).collect();
     let mut i = 0;
     while i < rows.len() {
-        let alike = if fold {
-            rows[i..].iter().take_while(|r| r.1 == rows[i].1).count()
-        } else {
-            1
+        // Lanes drawn alike; else a run of brief lanes (a process that lived a cell or
+        // two: cost's rounds), drawn in one row, each where it was.
+        let alike = rows[i..].iter().take_while(|r| r.1 == rows[i].1).count();
+        let brief = rows[i..].iter().take_while(|r| brief(&r.1)).count();
+        let n = match fold {
+            false => 1,
+            true if alike == 1 && brief >= 3 => brief,
+            true => alike,
         };
-        let label = if alike > 1 {
-            alike_label(&lanes[i..i + alike], lang)
+        let label = if n > 1 {
+            alike_label(&lanes[i..i + n], lang)
         } else {
             rows[i].0.clone()
         };
+        let cells = merged(rows[i..i + n].iter().map(|r| r.1.as_slice()));
         out.push(format!(
             "{label:<LABEL_W$} {}{}{}",
             "│".dimmed(),
-            rows[i].1,
+            cells.concat(),
             "│".dimmed()
         ));
-        i += alike;
+        i += n;
     }
     if !steps.is_empty() {
         out.push(steps_row(&steps, &grid, lang));
@@ -321,8 +326,40 @@ fn alike_label(lanes: &[Lane], lang: Lang) -> String {
     }
 }
 
+/// Whether a lane's process shows in at most two cells.
+fn brief(cells: &[String]) -> bool {
+    cells.iter().filter(|c| c.as_str() != " ").count() <= 2
+}
+
+/// Lanes in one row: each cell the first drawn of theirs, a zombie or a reap before
+/// anything else.
+fn merged<'a>(rows: impl Iterator<Item = &'a [String]>) -> Vec<String> {
+    let rows: Vec<&[String]> = rows.collect();
+    let width = rows.first().map_or(0, |r| r.len());
+    let rank = |c: &str| {
+        if c.contains('z') {
+            0
+        } else if c.contains('x') {
+            1
+        } else if c == " " {
+            3
+        } else {
+            2
+        }
+    };
+    (0..width)
+        .map(|c| {
+            rows.iter()
+                .map(|r| &r[c])
+                .min_by_key(|cell| rank(cell))
+                .cloned()
+                .unwrap_or_else(|| " ".into())
+        })
+        .collect()
+}
+
 /// A lane's label and its cells.
-fn lane_row(l: &mut Lane, grid: &Grid) -> (String, String) {
+fn lane_row(l: &mut Lane, grid: &Grid) -> (String, Vec<String>) {
     let cells = grid.cells;
     l.states.sort_by_key(|s| s.0);
     l.marks.sort_by_key(|m| m.0);
@@ -364,7 +401,7 @@ fn lane_row(l: &mut Lane, grid: &Grid) -> (String, String) {
             l.pid
         );
     }
-    (label, row.concat())
+    (label, row)
 }
 
 /// The state of a lane in `[a, b)`: the one that lasted longest there; a zombie always
@@ -659,5 +696,48 @@ mod tests {
             5,
             "{all:#?}"
         );
+    }
+
+    #[test]
+    fn brief_lanes_in_a_row_share_one_row_each_where_it_was() {
+        colored::control::set_override(false);
+        let mut events = vec![ev(
+            0,
+            1,
+            Kind::LessonStart {
+                lesson: "cost".into(),
+                title: "t".into(),
+            },
+        )];
+        for (k, pid) in (2..6).enumerate() {
+            let name = format!("fork-{}", k + 1);
+            let t = 10 + 20 * k as u64;
+            let how = How::Fork;
+            events.push(ev(
+                t,
+                pid,
+                Kind::Spawn {
+                    ppid: 1,
+                    name: name.clone(),
+                    how,
+                },
+            ));
+            let (exitcode, reaped_by) = (0, 1);
+            events.push(ev(
+                t + 1,
+                pid,
+                Kind::Exit {
+                    name,
+                    exitcode,
+                    reaped_by,
+                },
+            ));
+        }
+        let lines = draw(&events, 0, 100_000_000, 80, Lang::En, None, true);
+        let row = lines
+            .iter()
+            .find(|l| l.starts_with("4 forks"))
+            .unwrap_or_else(|| panic!("one row for the four: {lines:#?}"));
+        assert_eq!(row.matches('x').count(), 4, "{row}");
     }
 }

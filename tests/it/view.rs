@@ -176,7 +176,7 @@ const MAX_LINES: usize = 150;
 /// is mostly not narration: start, state and reap lines, hints, the timeline, the
 /// verdict.
 const LINES_PENDING: &[(&str, usize)] = &[
-    ("cost", 260),
+    ("cost", 230),
     ("daemon", 245),
     ("fork", 172),
     ("lock", 205),
