@@ -178,7 +178,7 @@ const MAX_LINES: usize = 150;
 const LINES_PENDING: &[(&str, usize)] = &[
     ("cost", 230),
     ("daemon", 245),
-    ("fork", 172),
+    ("fork", 160),
     ("lock", 205),
     ("orphans", 210),
     ("pool", 225),
