@@ -778,12 +778,17 @@ impl<W: Write + Send> Human<W> {
         let Some(hint) = self.hint.take() else {
             return Ok(());
         };
-        // The command on a line of its own, never wrapped: it is there to be copied.
+        // The command whole, never wrapped: it is there to be copied. After its label
+        // when both fit the line, else on a line of its own.
         let text = crate::ui!(self.lang, "try_this", &[]);
-        for part in self.wrap(&text, 3) {
-            writeln!(self.buf, "   {}", part.dimmed())?;
+        if 3 + text.width() + 1 + hint.width() <= self.width.unwrap_or(80) {
+            writeln!(self.buf, "   {} {hint}", text.dimmed())?;
+        } else {
+            for part in self.wrap(&text, 3) {
+                writeln!(self.buf, "   {}", part.dimmed())?;
+            }
+            writeln!(self.buf, "     {hint}")?;
         }
-        writeln!(self.buf, "     {hint}")?;
         // Its output shows mp-demo's own cleanup helper too: say once what it is.
         let lists_children = hint.contains("pstree") || hint.contains("--ppid");
         if let (false, true, Some(janitor)) = (

@@ -95,10 +95,13 @@ fn read_line(line: &str, s: &mut Seen) {
             s.alive.remove(&pid);
         }
     }
-    // The hint: a label line, then the command alone on the next line, then (the first
+    // The hint: a label line, then the command alone on the next line (or after the
+    // label, on its line, when both fit), then (the first
     // time its output shows mp-demo's cleanup helper) a note naming it, kept as ` # note`.
     if line.trim_end().ends_with("in another terminal:") {
         s.hint_next = true;
+    } else if let Some((_, cmd)) = line.split_once("in another terminal: ") {
+        s.hint = Some(cmd.trim().to_string());
     } else if s.hint_next && !line.trim().is_empty() {
         s.hint = Some(line.trim().to_string());
         s.hint_next = false;
