@@ -639,38 +639,27 @@ mod tests {
         );
     }
 
-    #[test]
-    fn lanes_drawn_alike_are_one_lane_unless_verbose() {
-        colored::control::set_override(false);
-        let mut events = vec![ev(
-            0,
-            1,
-            Kind::LessonStart {
-                lesson: "lock".into(),
-                title: "t".into(),
-            },
-        )];
-        for (pid, name) in [
-            (2, "buyer-1"),
-            (3, "buyer-2"),
-            (4, "fork-1"),
-            (5, "spawn-1"),
-        ] {
-            let name = name.to_string();
-            let how = How::Fork;
+    /// A lesson's start, and children of PID 1 started and reaped at the times given.
+    fn lives(lesson: &str, kids: &[(i32, &str, u64, u64)]) -> Vec<Event> {
+        let start = Kind::LessonStart {
+            lesson: lesson.into(),
+            title: "t".into(),
+        };
+        let mut events = vec![ev(0, 1, start)];
+        for &(pid, name, born, reaped) in kids {
+            let (name, how, ppid) = (name.to_string(), How::Fork, 1);
             events.push(ev(
-                10,
+                born,
                 pid,
                 Kind::Spawn {
-                    ppid: 1,
+                    ppid,
                     name: name.clone(),
                     how,
                 },
             ));
             let (exitcode, reaped_by) = (0, 1);
-            let t = if pid < 4 { 40 } else { 80 };
             events.push(ev(
-                t,
+                reaped,
                 pid,
                 Kind::Exit {
                     name,
@@ -679,6 +668,19 @@ mod tests {
                 },
             ));
         }
+        events
+    }
+
+    #[test]
+    fn lanes_drawn_alike_are_one_lane_unless_verbose() {
+        colored::control::set_override(false);
+        let kids = [
+            (2, "buyer-1", 10, 40),
+            (3, "buyer-2", 10, 40),
+            (4, "fork-1", 10, 80),
+            (5, "spawn-1", 10, 80),
+        ];
+        let events = lives("lock", &kids);
         let folded = draw(&events, 0, 100_000_000, 80, Lang::En, None, true);
         let labels: Vec<&str> = folded
             .iter()
@@ -701,39 +703,21 @@ mod tests {
     #[test]
     fn brief_lanes_in_a_row_share_one_row_each_where_it_was() {
         colored::control::set_override(false);
-        let mut events = vec![ev(
+        let kids = [
+            (2, "fork-1", 10, 11),
+            (3, "fork-2", 30, 31),
+            (4, "fork-3", 50, 51),
+            (5, "fork-4", 70, 71),
+        ];
+        let lines = draw(
+            &lives("cost", &kids),
             0,
-            1,
-            Kind::LessonStart {
-                lesson: "cost".into(),
-                title: "t".into(),
-            },
-        )];
-        for (k, pid) in (2..6).enumerate() {
-            let name = format!("fork-{}", k + 1);
-            let t = 10 + 20 * k as u64;
-            let how = How::Fork;
-            events.push(ev(
-                t,
-                pid,
-                Kind::Spawn {
-                    ppid: 1,
-                    name: name.clone(),
-                    how,
-                },
-            ));
-            let (exitcode, reaped_by) = (0, 1);
-            events.push(ev(
-                t + 1,
-                pid,
-                Kind::Exit {
-                    name,
-                    exitcode,
-                    reaped_by,
-                },
-            ));
-        }
-        let lines = draw(&events, 0, 100_000_000, 80, Lang::En, None, true);
+            100_000_000,
+            80,
+            Lang::En,
+            None,
+            true,
+        );
         let row = lines
             .iter()
             .find(|l| l.starts_with("4 forks"))
