@@ -466,9 +466,7 @@ fn grandchild_of(ctx: &mut Ctx<'_>, tree: &Tree, i: usize) -> Result<Pid> {
     ctx.spawned_at(t, gc, child, GRANDCHILDREN[i], How::Fork);
     // The child's fork shows as the grandchild's start; the grandchild says hello.
     for n in &notes {
-        if n.pid == child {
-            continue;
-        } else if n.pid == gc {
+        if n.pid == gc {
             let parent = ctx.name_of(n.ppid);
             say_for!(
                 ctx,
@@ -482,7 +480,7 @@ fn grandchild_of(ctx: &mut Ctx<'_>, tree: &Tree, i: usize) -> Result<Pid> {
                     ("pgid", &n.b),
                 ],
             );
-        } else {
+        } else if n.pid != child {
             bail!(
                 "a note from PID {}, neither {} nor its child",
                 n.pid,
