@@ -254,6 +254,12 @@ impl Note {
     }
 }
 
+/// Let one forked child waiting at the gate `w` (in [`wait_byte`]) take its next step.
+pub fn open_gate(w: &OwnedFd) -> Result<()> {
+    nix::unistd::write(w, &[1]).context("write() to the children's gate")?;
+    Ok(())
+}
+
 /// For a forked child: wait for one byte on `fd` (a gate the parent opens by writing
 /// one). False on end of file (every writer gone) or an error. Async-signal-safe.
 pub fn wait_byte(fd: std::os::fd::RawFd) -> bool {

@@ -82,7 +82,7 @@ fn fork_first(ctx: &mut Ctx<'_>) -> Result<Forks> {
     drop(go_r);
     say!(ctx, "fork1", &[("pid", &first)]);
     // Each step of the children waits at the gate until the reader has read the last.
-    gate(&go_w)?;
+    procs::open_gate(&go_w)?;
     let note = next_note(&note_r, "setsid() in the first child")?;
     ctx.act_at(
         note.pid,
@@ -112,7 +112,7 @@ fn fork_first(ctx: &mut Ctx<'_>) -> Result<Forks> {
 fn second_fork(ctx: &mut Ctx<'_>, forks: &Forks) -> Result<Pid> {
     let first = forks.first;
     ctx.keep_up();
-    gate(&forks.go)?;
+    procs::open_gate(&forks.go)?;
     // The first child's "I forked" and the daemon's hello come in either order.
     let (mut forked, mut hello) = (None, None);
     for _ in 0..2 {
@@ -164,7 +164,7 @@ fn first_exits(ctx: &mut Ctx<'_>, forks: &Forks, daemon: Pid) -> Result<()> {
         "first_exits",
         &[("first", &first), ("daemon", &daemon)]
     );
-    gate(&forks.go)?;
+    procs::open_gate(&forks.go)?;
     let first_code = ctx.join(first)?;
     if first_code != 0 {
         bail!("the first child (PID {first}) exited with {first_code}");
@@ -184,7 +184,7 @@ fn first_exits(ctx: &mut Ctx<'_>, forks: &Forks, daemon: Pid) -> Result<()> {
     say!(ctx, "pdeathsig", &[("first", &first), ("daemon", &daemon)]);
     ctx.pause(2000)?;
     ctx.keep_up();
-    gate(&forks.go)?;
+    procs::open_gate(&forks.go)?;
     let n = next_note(&forks.notes, "the daemon's detaching")?;
     if n.kind() != Some(Said::Detached) {
         bail!("the daemon (PID {daemon}) could not detach");
@@ -265,12 +265,6 @@ fn stop(ctx: &mut Ctx<'_>, daemon: Pid) -> Result<()> {
         "== -15 (SIGTERM)",
         code == -15 && gone,
     );
-    Ok(())
-}
-
-/// One byte on the children's gate: the next of them may take its next step.
-fn gate(go: &OwnedFd) -> Result<()> {
-    nix::unistd::write(go, b"g").context("write() to the daemon's gate")?;
     Ok(())
 }
 

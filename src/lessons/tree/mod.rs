@@ -426,7 +426,7 @@ fn build(ctx: &mut Ctx<'_>) -> Result<Tree> {
         );
         ctx.keep_up();
         // The gate: one byte lets this child fork.
-        nix::unistd::write(&gate_w, &[1]).context("write() to the children's gate")?;
+        procs::open_gate(&gate_w)?;
         tree.grandchildren[i] = grandchild_of(ctx, &tree, i)?;
         ctx.keep_up();
     }
