@@ -314,8 +314,13 @@ fn nonblocking(ctx: &mut Ctx<'_>) -> Result<()> {
     // the descriptor, so it must not touch the blocking reader's pipe.
     let (data_r, data_w) = procs::pipe()?;
     let (note_r, note_w) = procs::pipe()?;
-    let (rfd, nfd) = (data_r.as_raw_fd(), note_w.as_raw_fd());
+    // A gate: the child reads once my line about it has been said, not before.
+    let (gate_r, gate_w) = procs::pipe()?;
+    let (rfd, nfd, gfd) = (data_r.as_raw_fd(), note_w.as_raw_fd(), gate_r.as_raw_fd());
     let child_body = move || {
+        if !procs::wait_byte(gfd) {
+            return 5;
+        }
         // SAFETY: fcntl(2) on a descriptor this child owns; async-signal-safe.
         let flags = unsafe { nix::libc::fcntl(rfd, nix::libc::F_GETFL) };
         // SAFETY: fcntl(2) on a descriptor this child owns; async-signal-safe.
@@ -333,11 +338,15 @@ fn nonblocking(ctx: &mut Ctx<'_>) -> Result<()> {
         Note::send(nfd, i64::from(errno), took as i64);
         0
     };
-    // SAFETY: the child calls fcntl, clock_gettime, read and Note::send only, all
-    // async-signal-safe (errno is a thread-local read), then returns to _exit.
+    // SAFETY: the child calls read (the gate's, then the pipe's), fcntl, clock_gettime
+    // and Note::send only, all async-signal-safe (errno is a thread-local read), then
+    // returns to _exit.
     let reader = unsafe { ctx.fork("nb-reader", child_body) }?;
     drop(note_w);
+    drop(gate_r);
     say!(ctx, "nonblocking_intro", &[("pid", &reader)]);
+    ctx.keep_up();
+    procs::open_gate(&gate_w)?;
     let n = Note::recv(&note_r, TIMEOUT)?.context("the non-blocking reader did not report")?;
     let eagain = n.a == i64::from(nix::libc::EAGAIN);
     let us = format!("{:.1}", n.b as f64 / 1e3);
