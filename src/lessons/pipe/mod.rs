@@ -55,9 +55,17 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// file.
 #[derive(serde::Serialize, serde::Deserialize, Debug)]
 enum Reply {
-    Server { name: String },
-    Refused { error: String },
-    Received { ids: Vec<u32> },
+    Server {
+        name: String,
+    },
+    /// The duplex child has said it holds its end (its line is on the screen first).
+    HasConn,
+    Refused {
+        error: String,
+    },
+    Received {
+        ids: Vec<u32>,
+    },
 }
 
 /// What the raw pipe's writer writes: bytes, not objects.
@@ -116,6 +124,9 @@ fn duplex(ctx: &mut Ctx<'_>) -> Result<bool> {
     let child = ctx.spawn("duplex", "child", serde_json::json!({}))?;
     let cpid = child.pid.as_raw();
     hand_over(&child, child_conn)?;
+    // The child says it has its end before I say so and send: else, on a busy machine,
+    // its line and its answer come at once.
+    child.expect(TIMEOUT, |r: &Reply| matches!(r, Reply::HasConn))?;
     say!(ctx, "duplex_handed", &[("pid", &cpid)]);
     ctx.pause(1500)?;
 
@@ -163,6 +174,7 @@ fn duplex(ctx: &mut Ctx<'_>) -> Result<bool> {
 fn duplex_child(c: &mut ChildCtx) -> Result<i32> {
     let conn = receive_conn(c)?;
     say!(c, "child_has_conn", &[])?;
+    c.tell(&Reply::HasConn)?;
     loop {
         let Some(req) = conn.recv()? else {
             say!(c, "child_eof", &[])?;
