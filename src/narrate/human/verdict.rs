@@ -59,13 +59,17 @@ impl<W: Write + Send> Human<W> {
         );
         for mut line in lines {
             let over = visible_width(&line).saturating_sub(width);
-            if over > 0 {
+            // A legend line too wide wraps, two columns in (its colour kept at its
+            // head); the rows of the chart (lanes, steps, axis) give way instead.
+            let legend = over > 0
+                && !line.contains('│')
+                && !line.contains("──")
+                && line[colour_lead(&line).len()..].starts_with("  ");
+            if over > 0 && !legend {
                 line = narrower(&line, over);
             }
-            // The legend wraps, two columns in (its colour kept at its head).
             let lead = colour_lead(&line);
             let text = &line[lead.len()..];
-            let legend = !line.contains('│') && !line.contains("──");
             let parts = self.wrap(text.trim_start(), 2);
             if legend && parts.len() > 1 {
                 for (i, part) in parts.iter().enumerate() {
