@@ -56,6 +56,12 @@ pub struct Line {
     /// For an event kind's label (`[ui.act_<kind>]`): its one-character mark on the
     /// timeline; none for a kind the timeline does not mark.
     pub mark: Option<String>,
+    /// For steps that repeat something many times (timed rounds): what the step's own
+    /// sentences sum up, so the default view does not tell it one by one (`--verbose`
+    /// does; the stream and the timeline carry all of it): act kinds (`task_start`),
+    /// and `children` for the processes the step starts (their start, states and end).
+    #[serde(default)]
+    pub sums_up: Vec<String>,
 }
 
 impl Line {

@@ -6,7 +6,7 @@
 
 use super::Human;
 use crate::event::{Event, How, Kind, ObsValue};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 
 /// An act followed this soon by a sentence of the same process is what it tells.
@@ -59,6 +59,10 @@ pub(super) struct Fold {
     /// A child's sentence, and the same sentence of other processes after it, nothing
     /// shown between: told as one line (`└ 8 buyers │ I read the file: 1 left.`).
     says: Vec<Event>,
+    /// What the current step sums up in its own sentences (`[step.*] sums_up`).
+    sums_up: Vec<String>,
+    /// The processes started in a step that sums up its `children`: not told.
+    summed: HashSet<i32>,
 }
 
 impl Fold {
@@ -184,6 +188,9 @@ impl<W: io::Write + Send> Human<W> {
     /// The default view of one event: held, folded away, or told (after what it
     /// releases).
     pub(super) fn folded(&mut self, ev: &Event) -> io::Result<()> {
+        if self.summed_up(ev) {
+            return Ok(());
+        }
         match &ev.kind {
             Kind::Act { act, .. } if !matches!(act.as_str(), "gauge" | "tour_card" | "quiz") => {
                 let role = self.role_of(ev.pid);
@@ -437,6 +444,30 @@ impl<W: io::Write + Send> Human<W> {
                 .map_or(pid, |p| if p.ppid > 0 { p.ppid } else { pid });
         }
         self.act_line(run.t_ns, pid, run.act, all.len(), &merged)
+    }
+
+    /// Whether the current step sums `ev` up in its own sentences (then it is not told
+    /// by itself); a step event makes its own list the current one.
+    fn summed_up(&mut self, ev: &Event) -> bool {
+        let f = &mut self.fold;
+        match &ev.kind {
+            Kind::Step { key, .. } => {
+                f.sums_up = self
+                    .lesson_words
+                    .as_ref()
+                    .and_then(|w| w.step.get(key))
+                    .map(|l| l.sums_up.clone())
+                    .unwrap_or_default();
+                false
+            }
+            Kind::Act { act, .. } => f.sums_up.contains(act),
+            Kind::Spawn { .. } if f.sums_up.iter().any(|k| k == "children") => {
+                f.summed.insert(ev.pid);
+                true
+            }
+            Kind::State { .. } | Kind::Exit { .. } => f.summed.contains(&ev.pid),
+            _ => false,
+        }
     }
 
     /// A state change worth a line in the default view: not the staging's plumbing,
