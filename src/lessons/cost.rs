@@ -336,7 +336,9 @@ fn measure(
     echo.roundtrip(ctx)?;
     let mut times: [Vec<f64>; 5] = Default::default();
     let mut tries = 0;
-    for _ in 0..rounds {
+    for round in 0..rounds {
+        // The live panel's bar: the rounds go by too fast to tell one by one.
+        ctx.gauge("rounds", round as i64, rounds as i64);
         let mut best = [f64::INFINITY; 5];
         for _ in 0..2 {
             ctx.check()?;
@@ -356,6 +358,7 @@ fn measure(
             v.push(b);
         }
     }
+    ctx.gauge("rounds", rounds as i64, rounds as i64);
     Ok(times.map(Timing::of))
 }
 
