@@ -94,7 +94,8 @@ impl<W: Write + Send> Human<W> {
     }
 
     /// A claim in words: its mark, its sentence (wrapped under itself), then, dim, the
-    /// observation's name and, if it failed, what was expected.
+    /// observation's name (of a claim that held: where it fits, or `--verbose`) and, if
+    /// it failed, what was expected.
     fn claim_row(&mut self, o: &Obs, text: &str) -> io::Result<()> {
         let mark = if o.holds == Some(true) {
             "✓".green().bold().to_string()
@@ -127,6 +128,10 @@ impl<W: Write + Send> Human<W> {
         let one = format!("{last}  {tail}");
         if self.width.is_none_or(|w| PAD + visible_width(&one) <= w) {
             writeln!(self.buf, "{lead}{last}  {}", tail.dimmed())
+        } else if o.holds == Some(true) && !self.verbose {
+            // The sentence says it; the name (for the stream's reader) only where it
+            // fits, unless verbose: a line of its own under every row is a wall.
+            writeln!(self.buf, "{lead}{last}")
         } else {
             writeln!(self.buf, "{lead}{last}")?;
             for part in self.wrap(&tail, PAD + 2) {
