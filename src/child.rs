@@ -70,6 +70,39 @@ impl ChildCtx {
         self.act_at(now_ns(), act, fields)
     }
 
+    /// A child I forked, into the stream: `pid`, named `name`, stamped `t_ns` (taken
+    /// right before or right after the `fork()`), before anything else about it is sent.
+    pub fn forked_at(&self, t_ns: u64, pid: i32, name: &str) -> Result<()> {
+        self.send_about(
+            t_ns,
+            pid,
+            Kind::Spawn {
+                ppid: self.pid,
+                name: name.into(),
+                how: crate::event::How::Fork,
+            },
+        )
+    }
+
+    /// A child of mine I reaped, stamped `t_ns` (right after `waitpid()` returned).
+    pub fn reaped_at(&self, t_ns: u64, pid: i32, name: &str, exitcode: i32) -> Result<()> {
+        self.send_about(
+            t_ns,
+            pid,
+            Kind::Exit {
+                name: name.into(),
+                exitcode,
+                reaped_by: self.pid,
+            },
+        )
+    }
+
+    fn send_about(&self, t_ns: u64, pid: i32, kind: Kind) -> Result<()> {
+        self.up
+            .send(Up::Event(Event { t_ns, pid, kind }))
+            .map_err(|e| parent_gone("sending an event to the parent", e))
+    }
+
     /// A quantity of the lesson as this process sees it now: a bar in the live panel
     /// (see `Ctx::gauge`).
     pub fn gauge(&self, gauge: &str, value: i64, max: i64) -> Result<()> {

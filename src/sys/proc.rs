@@ -156,6 +156,10 @@ mod linux {
         process(pid)?.stat().ok().map(|s| s.state)
     }
 
+    pub(crate) fn rss_kib(pid: i32) -> Option<u64> {
+        process(pid)?.status().ok()?.vmrss
+    }
+
     pub(crate) fn ids(pid: i32) -> Option<Ids> {
         let stat = process(pid)?.stat().ok()?;
         let (major, minor) = stat.tty_nr();
@@ -318,6 +322,9 @@ mod linux {
     pub fn threads(_: i32) -> usize {
         0
     }
+    pub fn rss_kib(_: i32) -> Option<u64> {
+        None
+    }
     pub fn children(_: i32) -> Vec<i32> {
         Vec::new()
     }
@@ -367,6 +374,11 @@ pub fn pipe_write_ends(inode: u64, pids: &[i32]) -> Vec<(i32, i32)> {
 /// How many threads `pid` has (`/proc/<pid>/task`); 0 once it is gone.
 pub fn threads(pid: i32) -> usize {
     linux::threads(pid)
+}
+
+/// The memory `pid` has in RAM now, in KiB (`VmRSS` of `/proc/<pid>/status`).
+pub fn rss_kib(pid: i32) -> Option<u64> {
+    linux::rss_kib(pid)
 }
 
 /// The children of `pid`, sorted.

@@ -8,7 +8,7 @@
 //! all-zero bytes are a valid value (a new file, or a new anonymous page, is zeros).
 
 use anyhow::{Context, Result};
-use nix::sys::mman::{mmap, mmap_anonymous, munmap, MapFlags, ProtFlags};
+use nix::sys::mman::{madvise, mmap, mmap_anonymous, munmap, MapFlags, MmapAdvise, ProtFlags};
 use std::ffi::c_void;
 use std::fs::File;
 use std::num::NonZeroUsize;
@@ -173,6 +173,51 @@ impl Drop for NoAccessPage {
 
 // SAFETY: an atomic is valid when zero and may be written by others through `&`.
 unsafe impl SharedPage for std::sync::atomic::AtomicI64 {}
+
+/// Private memory of this process, every page of it written once, so that the kernel
+/// really holds it (and a `fork()` has its page tables to copy): what a parent that has
+/// grown to that size looks like. In small pages (`MADV_NOHUGEPAGE`), one page-table
+/// entry each, as most of a heap is. Unmapped when dropped.
+pub struct Touched {
+    ptr: NonNull<c_void>,
+    len: usize,
+}
+
+impl Touched {
+    pub fn new(bytes: usize) -> Result<Touched> {
+        let len = NonZeroUsize::new(bytes.max(PAGE)).expect("non-zero");
+        // SAFETY: a fresh private anonymous mapping, zero-filled by the kernel, aliased by
+        // nothing; only this struct refers into it.
+        let ptr = unsafe {
+            mmap_anonymous(
+                None,
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_PRIVATE,
+            )
+        }
+        .context("mmap(MAP_PRIVATE | MAP_ANONYMOUS)")?;
+        let len = len.get();
+        // Small pages; a kernel without transparent huge pages refuses the advice, and
+        // then every page is small anyway.
+        // SAFETY: advice on the whole of the mapping just made.
+        let _ = unsafe { madvise(ptr, len, MmapAdvise::MADV_NOHUGEPAGE) };
+        let bytes = ptr.as_ptr().cast::<u8>();
+        for offset in (0..len).step_by(PAGE) {
+            // SAFETY: `offset` < `len`, inside the writable mapping; a volatile write so
+            // that the store (and the page it makes the kernel allocate) is not elided.
+            unsafe { bytes.add(offset).write_volatile(1) };
+        }
+        Ok(Touched { ptr, len })
+    }
+}
+
+impl Drop for Touched {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made with `len` bytes; nothing refers into it.
+        let _ = unsafe { munmap(self.ptr, self.len) };
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -17,12 +17,11 @@
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
 use crate::ctx::{Ctx, Stopped};
-use crate::event::{now_ns, Event, How, Kind, ObsValue};
+use crate::event::{now_ns, How, ObsValue};
 use crate::procs;
 use crate::{say, step};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use nix::unistd::Pid;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// This lesson's words, whose keys the word macros check at compile time.
@@ -30,7 +29,7 @@ const WORDS: &crate::words::keys::Table = &crate::words::keys::COST;
 
 pub static LESSON: LessonDef = LessonDef {
     name: "cost",
-    words_src: include_str!("../../lessons/cost.toml"),
+    words_src: include_str!("../../../lessons/cost.toml"),
     options: &[OptSpec {
         name: "rounds",
         default: 20,
@@ -40,7 +39,7 @@ pub static LESSON: LessonDef = LessonDef {
     }],
     run,
     validate: None,
-    roles: &[("idle", idle), ("worker", worker)],
+    roles: &[("idle", idle), ("worker", worker), ("timer", timer::timer)],
 };
 
 /// How long a worker or a child may take to answer; far more than either needs, so a
@@ -71,11 +70,37 @@ print(json.dumps({"median_us": ts[len(ts) // 2], "min_us": ts[0],
                   "start_method": mp.get_start_method(), "version": sys.version.split()[0]}))
 "#;
 
-/// What the pool's worker tells the parent: task `task` is done, its answer the task's
-/// own number.
-#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Eq)]
+mod timer;
+
+/// The sizes of memory the timer grows to before it forks (MiB).
+const GROWN_MIB: [i64; 3] = [1, 64, 512];
+
+/// What the children tell the lesson: the pool's worker, task `task` done (its answer
+/// the task's own number); the timer, its echo child and its own size, each round's
+/// times, each grown size's forks, and its echo child's end.
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
 enum Reply {
-    Done { task: i64 },
+    Done {
+        task: i64,
+    },
+    TimerReady {
+        echo: i32,
+        threads: usize,
+        rss_kib: u64,
+    },
+    Round {
+        fork_us: Vec<f64>,
+        thread_us: Vec<f64>,
+        pipe_us: Vec<f64>,
+    },
+    Grown {
+        mib: i64,
+        rss_kib: u64,
+        fork_us: Vec<f64>,
+    },
+    TimerEnded {
+        echo_exitcode: i32,
+    },
 }
 
 /// Median and minimum of a set of timings, in microseconds.
@@ -131,8 +156,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let rounds = opts.get("rounds") as usize;
     ctx.observe("rounds", rounds);
     introduce(ctx, rounds)?;
-    let times = timed(ctx, rounds)?;
-    tell_each(ctx, &times)?;
+    let (times, grown) = timed(ctx, rounds)?;
     step!(ctx, "python", &[])?;
     let python = time_python(ctx, rounds, times.fork.median)?;
     ctx.pause(2000)?;
@@ -145,7 +169,7 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
         ctx.observe("python_process_us", tenth(t.median));
     }
     table(ctx, rounds, &times, &python)?;
-    verdict(ctx, rounds, &times)?;
+    verdict(ctx, rounds, &times, &grown)?;
     // The last step's pause, once its story is told.
     ctx.show(0)
 }
@@ -169,41 +193,95 @@ fn introduce(ctx: &mut Ctx<'_>, rounds: usize) -> Result<()> {
     ctx.pause(2000)
 }
 
-/// The pool's worker and the echo child are started, the five are timed, and both are
-/// ended and reaped whatever happened.
-fn timed(ctx: &mut Ctx<'_>, rounds: usize) -> Result<Times> {
+/// The pool's worker and the timer (with its echo child) are started, the five are
+/// timed, the timer forks grown, and all are ended and reaped whatever happened.
+fn timed(ctx: &mut Ctx<'_>, rounds: usize) -> Result<(Times, Vec<Grown>)> {
     let main = ctx.main_pid;
     step!(ctx, "pool_task", &[("main", &main)])?;
     let worker = ctx.spawn("worker", "worker", serde_json::json!({}))?;
     say!(ctx, "pool_intro", &[("pid", &worker.pid)]);
     ctx.show(2000)?;
 
-    step!(ctx, "pipe", &[])?;
-    let echo = Echo::fork(ctx)?;
-    say!(ctx, "pipe_intro", &[("pid", &echo.pid)]);
-    ctx.pause(2000)?;
-
-    step!(ctx, "measure", &[("main", &main)])?;
-    say!(ctx, "measure", &[("rounds", &rounds)]);
-    ctx.show(1500)?;
-    let measured = measure(ctx, rounds, &worker, &echo);
-    // Whatever happened, the worker and the echo child are ended and reaped here.
+    step!(ctx, "pipe", &[("main", &main)])?;
+    let timer = ctx.spawn("timer", "timer", serde_json::json!({}))?;
+    let measured = timer_ready(ctx, &timer).and_then(|echo| {
+        ctx.show(2000)?;
+        step!(ctx, "measure", &[("main", &main)])?;
+        say!(ctx, "measure", &[("rounds", &rounds)]);
+        ctx.show(1500)?;
+        let [fork, spawn, thread, pool, pipe] = measure(ctx, rounds, &worker, &timer)?;
+        let times = Times {
+            fork,
+            spawn,
+            thread,
+            pool,
+            pipe,
+        };
+        tell_each(ctx, &times)?;
+        let grown = grow(ctx, &timer)?;
+        Ok((echo, times, grown))
+    });
+    // Whatever happened, the worker and the timer are ended and reaped here (the timer
+    // reaps its echo child; a timer that died leaves it to the subreaper, this process).
     let _ = worker.send(Down::Stop);
     ctx.join(worker.pid)?;
-    let echo_pid = echo.pid;
-    drop(echo); // end of file on its pipe: the echo child returns and exits
-    let echo_code = ctx.join(echo_pid)?;
-    let [fork, spawn, thread, pool, pipe] = measured?;
-    if echo_code != 0 {
-        bail!("the echo child (PID {echo_pid}) exited with {echo_code}, not 0");
+    let ended = timer
+        .send(Down::Stop)
+        .and_then(|()| timer.decode::<Reply>(&timer.reply(TIMEOUT)?));
+    let timer_code = ctx.join(timer.pid)?;
+    let (echo, times, grown) = measured?;
+    match ended? {
+        Reply::TimerEnded { echo_exitcode } => {
+            if echo_exitcode != 0 {
+                bail!("the echo child (PID {echo}) exited with {echo_exitcode}, not 0");
+            }
+        }
+        other => bail!("the timer answered {other:?} to Stop"),
     }
-    Ok(Times {
-        fork,
-        spawn,
-        thread,
-        pool,
-        pipe,
-    })
+    if timer_code != 0 {
+        bail!(
+            "the timer (PID {}) exited with {timer_code}, not 0",
+            timer.pid
+        );
+    }
+    Ok((times, grown))
+}
+
+/// The timer's first word: its echo child (told as a child of the timer) and its size
+/// against this process's, said and observed. The echo child's PID.
+fn timer_ready(ctx: &mut Ctx<'_>, timer: &crate::ctx::ChildProc) -> Result<i32> {
+    let Reply::TimerReady {
+        echo,
+        threads,
+        rss_kib,
+    } = timer.decode(&timer.reply(TIMEOUT)?)?
+    else {
+        bail!("the timer (PID {}) did not start as it should", timer.pid);
+    };
+    let main = ctx.main_pid;
+    let main_threads = crate::sys::proc::threads(main);
+    let main_rss = crate::sys::proc::rss_kib(main).unwrap_or(0);
+    say!(
+        ctx,
+        "timer_intro",
+        &[
+            ("pid", &timer.pid),
+            ("threads", &threads),
+            ("mib", &mib_of(rss_kib)),
+            ("main", &main),
+            ("main_threads", &main_threads),
+            ("main_mib", &mib_of(main_rss)),
+        ],
+    );
+    ctx.observe("timer_threads", threads);
+    ctx.observe("main_threads", main_threads);
+    say!(ctx, "pipe_intro", &[("pid", &echo)]);
+    Ok(echo)
+}
+
+/// KiB as MiB with one decimal.
+fn mib_of(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
 }
 
 /// Each median in turn, each against the one it is best compared with.
@@ -280,7 +358,7 @@ fn table(ctx: &mut Ctx<'_>, rounds: usize, times: &Times, python: &Python) -> Re
 /// The orderings that hold anywhere: exec and a fresh start-up dwarf a fork; a fork
 /// copies a whole address space's page tables where a thread shares them; a message to
 /// a running worker creates nothing at all.
-fn verdict(ctx: &mut Ctx<'_>, rounds: usize, t: &Times) -> Result<()> {
+fn verdict(ctx: &mut Ctx<'_>, rounds: usize, t: &Times, grown: &[Grown]) -> Result<()> {
     let (fork, spawn, thread, pool) = (
         t.fork.median,
         t.spawn.median,
@@ -308,6 +386,19 @@ fn verdict(ctx: &mut Ctx<'_>, rounds: usize, t: &Times) -> Result<()> {
         &format!("== true (pool_task_us {pool:.1} < spawn_us {spawn:.1})"),
         holds,
     );
+    // The largest parent against the smallest: tens of times the page tables to copy.
+    if let (Some(small), Some(large)) = (grown.first(), grown.last()) {
+        let holds = large.median_us > small.median_us;
+        ctx.claim(
+            "fork_dearer_with_memory",
+            holds,
+            &format!(
+                "== true (fork_{}mib_us {:.1} > fork_{}mib_us {:.1})",
+                large.mib, large.median_us, small.mib, small.median_us
+            ),
+            holds,
+        );
+    }
     ctx.pause(1500)?;
     say!(
         ctx,
@@ -317,49 +408,116 @@ fn verdict(ctx: &mut Ctx<'_>, rounds: usize, t: &Times) -> Result<()> {
     Ok(())
 }
 
-/// Time the five in turns: each round tries one fork, one spawn, one thread, one task for
-/// the worker and one pipe round trip, one after the other, twice, and keeps the faster
-/// try of each. A busy moment of the machine (another program holding the CPU) then falls
-/// on all five alike, not on one of them; and since it can only make a try slower, two
-/// tries a pass apart (a few ms, longer than such a moment) keep it out of the round.
-/// Without the second try, a fork was seen slower than a thread now and then on a
-/// two-core machine kept busy by other sessions' compilers. The medians and minimums of
-/// the rounds, in that order.
+/// Time the five in turns. Each round, the timer tries a fork, a thread and a pipe round
+/// trip, twice each; then this process tries a spawn and a task for the worker, twice
+/// each; each keeps the faster try. A busy moment of the machine (another program
+/// holding the CPU) then falls on all five alike, not on one of them; and since it can
+/// only make a try slower, two tries a pass apart keep it out of the round. Without the
+/// second try, a fork was seen slower than a thread now and then on a two-core machine
+/// kept busy by other sessions' compilers. The medians and minimums of the rounds, in
+/// the order fork, spawn, thread, pool task, pipe.
 fn measure(
     ctx: &mut Ctx<'_>,
     rounds: usize,
     worker: &crate::ctx::ChildProc,
-    echo: &Echo,
+    timer: &crate::ctx::ChildProc,
 ) -> Result<[Timing; 5]> {
-    // One untimed task and one untimed byte: the first trip of each warms its path up.
+    // One untimed task: the first trip warms its path up (the timer warms its own).
     pool_task(worker, 0)?;
-    echo.roundtrip(ctx)?;
     let mut times: [Vec<f64>; 5] = Default::default();
     let mut tries = 0;
     for round in 0..rounds {
         // The live panel's bar: the rounds go by too fast to tell one by one.
         ctx.gauge("rounds", round as i64, rounds as i64);
-        let mut best = [f64::INFINITY; 5];
+        ctx.check()?;
+        timer.send(Down::Go)?;
+        let Reply::Round {
+            fork_us,
+            thread_us,
+            pipe_us,
+        } = timer.decode(&timer.reply(TIMEOUT)?)?
+        else {
+            bail!(
+                "the timer (PID {}) answered Go with something else",
+                timer.pid
+            );
+        };
+        let (mut spawn_best, mut pool_best) = (f64::INFINITY, f64::INFINITY);
         for _ in 0..2 {
             ctx.check()?;
             tries += 1;
-            let this = [
-                fork_once(ctx, tries)?,
-                spawn_once(ctx, tries)?,
-                thread_once()?,
-                pool_task(worker, tries as i64)?,
-                echo.roundtrip(ctx)?,
-            ];
-            for (b, t) in best.iter_mut().zip(this) {
-                *b = b.min(t);
-            }
+            spawn_best = spawn_best.min(spawn_once(ctx, tries)?);
+            pool_best = pool_best.min(pool_task(worker, tries as i64)?);
         }
-        for (v, b) in times.iter_mut().zip(best) {
+        let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        let this = [
+            best(&fork_us),
+            spawn_best,
+            best(&thread_us),
+            pool_best,
+            best(&pipe_us),
+        ];
+        for (v, b) in times.iter_mut().zip(this) {
             v.push(b);
         }
     }
     ctx.gauge("rounds", rounds as i64, rounds as i64);
     Ok(times.map(Timing::of))
+}
+
+/// One size the timer grew to: MiB written, and the median of its forks at that size.
+struct Grown {
+    mib: i64,
+    median_us: f64,
+}
+
+/// The timer writes 1, 64, then 512 MiB and forks at each size: fork() copies the page
+/// tables and marks every page copy-on-write, so it costs more the larger the parent.
+fn grow(ctx: &mut Ctx<'_>, timer: &crate::ctx::ChildProc) -> Result<Vec<Grown>> {
+    step!(ctx, "memory", &[("pid", &timer.pid)])?;
+    say!(
+        ctx,
+        "memory_intro",
+        &[("pid", &timer.pid), ("forks", &timer::GROWN_FORKS)],
+    );
+    ctx.pause(1500)?;
+    let mut grown: Vec<Grown> = Vec::new();
+    for mib in GROWN_MIB {
+        ctx.check()?;
+        timer.send(Down::Value(ObsValue::Int(mib)))?;
+        let Reply::Grown {
+            mib: got,
+            rss_kib,
+            fork_us,
+        } = timer.decode(&timer.reply(TIMEOUT)?)?
+        else {
+            bail!(
+                "the timer (PID {}) answered a size with something else",
+                timer.pid
+            );
+        };
+        if got != mib {
+            bail!("the timer grew to {got} MiB, not {mib}");
+        }
+        let median_us = Timing::of(fork_us).median;
+        let smallest = grown.first().map_or(median_us, |g| g.median_us);
+        say!(
+            ctx,
+            "memory_row",
+            &[
+                ("mib", &mib),
+                ("rss", &mib_of(rss_kib)),
+                ("median", &f1(median_us)),
+                ("times", &ratio(median_us, smallest)),
+            ],
+        );
+        ctx.observe(&format!("fork_{mib}mib_us"), tenth(median_us));
+        ctx.settle()?;
+        grown.push(Grown { mib, median_us });
+    }
+    say!(ctx, "memory_moral", &[]);
+    ctx.pause(2000)?;
+    Ok(grown)
 }
 
 /// `a / b` in words: "12" or "1.5" (one decimal under 10).
@@ -373,34 +531,6 @@ fn ratio(a: f64, b: f64) -> String {
     } else {
         format!("{r:.1}")
     }
-}
-
-/// `fork()` a child that `_exit`s at once, and reap it. Only the fork, the exit and the
-/// `waitpid` are inside the clock; the `spawn` and `exit` events (stamped when `fork()`
-/// returned and when `waitpid()` did) are emitted after it stopped.
-fn fork_once(ctx: &mut Ctx<'_>, i: usize) -> Result<f64> {
-    let t0 = now_ns();
-    let child_body = || 0;
-    // SAFETY: the child does nothing at all: it returns 0 to `_exit`.
-    let pid = unsafe { procs::fork_child(child_body) }?;
-    let forked = now_ns();
-    let code = procs::reap(pid)?;
-    let t1 = now_ns();
-    let name = format!("fork-{i}");
-    ctx.spawned_at(forked, pid.as_raw(), ctx.main_pid, &name, How::Fork);
-    ctx.emit(Event {
-        t_ns: t1,
-        pid: pid.as_raw(),
-        kind: Kind::Exit {
-            name,
-            exitcode: code,
-            reaped_by: ctx.main_pid,
-        },
-    });
-    if code != 0 {
-        bail!("the forked child (PID {pid}) exited with {code}, not 0");
-    }
-    Ok(us(t0, t1))
 }
 
 /// Spawn this binary as an `idle` child (which says hello and waits to be told to end),
@@ -422,16 +552,6 @@ fn spawn_once(ctx: &mut Ctx<'_>, i: usize) -> Result<f64> {
     Ok(us(t0, t1))
 }
 
-/// Start a thread that does nothing, and join it.
-fn thread_once() -> Result<f64> {
-    let t0 = now_ns();
-    let handle = procs::thread("cost-thread", || ())?;
-    handle
-        .join()
-        .map_err(|_| anyhow!("the timed thread panicked"))?;
-    Ok(us(t0, now_ns()))
-}
-
 /// Hand the running worker task `i` (a number) and wait for its answer (a
 /// [`Reply::Done`] of the same number). The clock stops when the answer has arrived; it
 /// is decoded and checked after.
@@ -445,77 +565,6 @@ fn pool_task(worker: &crate::ctx::ChildProc, i: i64) -> Result<f64> {
         bail!("the worker answered {done:?} to task {i}");
     }
     Ok(us(t0, t1))
-}
-
-/// A forked child that answers every byte on one pipe with a byte on another. Dropping
-/// it closes the parent's write end: the child sees end of file and exits (join it).
-struct Echo {
-    pid: Pid,
-    to_child: OwnedFd,
-    from_child: OwnedFd,
-}
-
-impl Echo {
-    fn fork(ctx: &mut Ctx<'_>) -> Result<Echo> {
-        let (to_child_r, to_child_w) = procs::pipe()?;
-        let (from_child_r, from_child_w) = procs::pipe()?;
-        let (rd, wr, theirs) = (
-            to_child_r.as_raw_fd(),
-            from_child_w.as_raw_fd(),
-            to_child_w.as_raw_fd(),
-        );
-        let child_body = move || {
-            // Our copy of the parent's write end, closed: once the parent closes its
-            // own, the read below sees end of file.
-            // SAFETY: close(2) of a descriptor this forked child owns; async-signal-safe.
-            unsafe { nix::libc::close(theirs) };
-            let mut byte = [0u8; 1];
-            loop {
-                // SAFETY: read(2) into a stack buffer of the length passed; async-signal-safe.
-                if unsafe { nix::libc::read(rd, byte.as_mut_ptr().cast(), 1) } != 1 {
-                    return 0;
-                }
-                // SAFETY: write(2) from a live buffer of the length passed; async-signal-safe.
-                if unsafe { nix::libc::write(wr, byte.as_ptr().cast(), 1) } != 1 {
-                    return 1;
-                }
-            }
-        };
-        // SAFETY: the child only calls close(2), read(2) and write(2) on descriptors it
-        // inherited, with a stack buffer, all async-signal-safe, and returns its status.
-        let pid = unsafe { ctx.fork("echo", child_body) }?;
-        Ok(Echo {
-            pid,
-            to_child: to_child_w,
-            from_child: from_child_r,
-        })
-    }
-
-    /// One byte there and one back. Bounded: if the echo child dies (a stop kills it),
-    /// the read sees end of file, since this process holds no write end of that pipe.
-    fn roundtrip(&self, ctx: &Ctx<'_>) -> Result<f64> {
-        let mut byte = [0u8; 1];
-        let t0 = now_ns();
-        loop {
-            match nix::unistd::write(&self.to_child, b"x") {
-                Ok(_) => break,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(anyhow!("write() to the echo child's pipe: {e}")),
-            }
-        }
-        loop {
-            match nix::unistd::read(&self.from_child, &mut byte) {
-                Ok(1) => break,
-                Ok(_) => {
-                    ctx.check()?;
-                    bail!("the echo child (PID {}) closed its pipe", self.pid);
-                }
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(anyhow!("read() from the echo child's pipe: {e}")),
-            }
-        }
-        Ok(us(t0, now_ns()))
-    }
 }
 
 /// Time CPython's `Process(...).start(); join()` with its fixed script, if `python3` is
