@@ -59,7 +59,8 @@ pub struct Line {
     /// For steps that repeat something many times (timed rounds): what the step's own
     /// sentences sum up, so the default view does not tell it one by one (`--verbose`
     /// does; the stream and the timeline carry all of it): act kinds (`task_start`),
-    /// and `children` for the processes the step starts (their start, states and end).
+    /// `children` for the processes the step starts (their start, states and end), and
+    /// `states` for every process's changes of state while the step lasts.
     #[serde(default)]
     pub sums_up: Vec<String>,
 }

@@ -465,6 +465,7 @@ impl<W: io::Write + Send> Human<W> {
                 f.summed.insert(ev.pid);
                 true
             }
+            Kind::State { .. } if f.sums_up.iter().any(|k| k == "states") => true,
             Kind::State { .. } | Kind::Exit { .. } => f.summed.contains(&ev.pid),
             _ => false,
         }
