@@ -18,9 +18,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod children;
+mod python;
 mod verdict;
 
 pub use children::{reply_any, ChildProc};
+pub use python::{NoPython, PyOut};
 pub use verdict::Claim;
 
 /// The run must stop (a signal, `q` at a step, or a closed output). `main` maps it to

@@ -16,13 +16,11 @@
 
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
-use crate::ctx::{Ctx, Stopped};
-use crate::event::{now_ns, How, ObsValue};
-use crate::procs;
+use crate::ctx::{Ctx, NoPython};
+use crate::event::{now_ns, ObsValue};
 use crate::{say, step};
-use anyhow::{bail, Context, Result};
-use nix::unistd::Pid;
-use std::time::{Duration, Instant};
+use anyhow::{bail, Result};
+use std::time::Duration;
 
 /// This lesson's words, whose keys the word macros check at compile time.
 const WORDS: &crate::words::keys::Table = &crate::words::keys::COST;
@@ -570,62 +568,22 @@ fn pool_task(worker: &crate::ctx::ChildProc, i: i64) -> Result<f64> {
 /// Time CPython's `Process(...).start(); join()` with its fixed script, if `python3` is
 /// there. Its timing and start method, or `None` (said why) when it could not be had.
 fn time_python(ctx: &mut Ctx<'_>, rounds: usize, fork_us: f64) -> Result<Python> {
-    use std::process::{Command, Stdio};
-    let mut cmd = Command::new("python3");
-    cmd.args(["-c", PY_SCRIPT, &rounds.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    procs::die_with_parent(&mut cmd);
-    let child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let started = |ctx: &mut Ctx<'_>, pid: i32| {
+        say!(ctx, "python_intro", &[("pid", &pid), ("rounds", &rounds)]);
+    };
+    let output = match ctx.python(PY_SCRIPT, &[&rounds.to_string()], PYTHON_TIMEOUT, started)? {
+        Ok(out) => out,
+        Err(NoPython::Missing) => {
             say!(ctx, "python_missing", &[]);
             return Ok(None);
         }
-        Err(e) => {
-            say!(ctx, "python_failed", &[("why", &e)]);
+        Err(NoPython::Failed(why)) => {
+            say!(ctx, "python_failed", &[("why", &why)]);
             return Ok(None);
         }
     };
-    let pid = Pid::from_raw(child.id() as i32);
-    ctx.spawned(pid.as_raw(), ctx.main_pid, "python3", How::Spawn);
-    say!(ctx, "python_intro", &[("pid", &pid), ("rounds", &rounds)]);
-    // The output is read (and the child reaped) on a thread, so that this one can give up
-    // when the run is stopped or CPython takes far too long.
-    let (tx, rx) = std::sync::mpsc::channel();
-    if let Err(e) = procs::thread("python3-wait", move || {
-        let _ = tx.send(child.wait_with_output());
-    }) {
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        let _ = ctx.join(pid);
-        return Err(e);
-    }
-    let deadline = Instant::now() + PYTHON_TIMEOUT;
-    let output = loop {
-        match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(out) => break out,
-            Err(_) if procs::stop_reason().is_some() => {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                return Err(Stopped.into());
-            }
-            Err(_) if Instant::now() > deadline => {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            }
-            Err(_) => {}
-        }
-    };
-    let output = output.context("waiting for python3")?;
-    let code = {
-        use std::os::unix::process::ExitStatusExt;
-        output
-            .status
-            .code()
-            .or_else(|| output.status.signal().map(|s| -s))
-            .unwrap_or(-1)
-    };
-    ctx.reaped(pid, code);
-    let parsed: Option<serde_json::Value> = serde_json::from_slice(&output.stdout).ok();
+    let code = output.exitcode;
+    let parsed: Option<serde_json::Value> = serde_json::from_str(&output.stdout).ok();
     let field = |name: &str| parsed.as_ref().and_then(|v| v.get(name)).cloned();
     let timing = match (
         code,
