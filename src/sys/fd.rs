@@ -52,8 +52,8 @@ pub fn readable_within(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> Resu
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32)
-            .unwrap_or(PollTimeout::NONE);
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::NONE);
         let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
         match poll(&mut fds, ms) {
             Ok(n) => return Ok(n > 0),

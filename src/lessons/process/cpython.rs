@@ -147,8 +147,7 @@ pub(super) fn mistakes(ctx: &mut Ctx<'_>) -> Result<()> {
     };
     ctx.reaped(pid, code);
     let report = parse(&String::from_utf8_lossy(&output.stdout));
-    let (Some(join), Some(group), Some(args), 0) =
-        (report.join, report.group, report.args, code)
+    let (Some(join), Some(group), Some(args), 0) = (report.join, report.group, report.args, code)
     else {
         say!(
             ctx,

@@ -82,9 +82,9 @@ fn send_key(fd: RawFd, key: &[u8; 32]) {
 struct Child {
     pid: Pid,
     notes: OwnedFd,
-    /// One byte: fork your child; a second: finish your work.
+    /// One byte: fork your child; a second: your key; a third: finish your work.
     gate: OwnedFd,
-    /// One byte: the grandchild may end.
+    /// One byte: the grandchild's key; a second: it may end.
     grand_gate: OwnedFd,
     /// CPython's `p.sentinel`: end of file once the child is gone.
     sentinel: OwnedFd,
@@ -225,7 +225,8 @@ fn start(ctx: &mut Ctx<'_>, key: [u8; 32]) -> Result<Child> {
     };
     let c = pid.as_raw();
     child.read_until("its hello", |seen| {
-        seen.iter().any(|n| n.pid == c && n.kind() == Some(Said::Hello))
+        seen.iter()
+            .any(|n| n.pid == c && n.kind() == Some(Said::Hello))
     })?;
     let hello = child.first(c, Said::Hello).context("no hello")?;
     say_for!(
@@ -245,8 +246,10 @@ fn start(ctx: &mut Ctx<'_>, key: [u8; 32]) -> Result<Child> {
     Ok(child)
 }
 
-/// The started process: hello and key; at the gate, fork `Process-1:1` and join it; at
-/// the gate again, end. Async-signal-safe only (it is a fork of a threaded program).
+/// The started process: hello; at the gate, fork `Process-1:1`; at the gate again, its
+/// key, then join its child; at the gate a third time, end. The grandchild: hello; at
+/// its gate, its key; at its gate again, end. Async-signal-safe only (forks of a
+/// threaded program).
 fn child_process(
     note_fd: RawFd,
     gate_fd: RawFd,
@@ -256,7 +259,6 @@ fn child_process(
 ) -> i32 {
     use nix::libc;
     Note::tell(note_fd, Said::Hello, 0);
-    send_key(note_fd, key);
     if !procs::wait_byte(gate_fd) {
         return 5;
     }
@@ -270,8 +272,13 @@ fn child_process(
             unsafe { libc::close(sentinel_fd) };
             procs::die_with_parent_now(me);
             Note::tell(note_fd, Said::Hello, 0);
-            send_key(note_fd, key);
-            let code = if procs::wait_byte(grand_fd) { 0 } else { 5 };
+            let mut code = 5;
+            if procs::wait_byte(grand_fd) {
+                send_key(note_fd, key);
+                if procs::wait_byte(grand_fd) {
+                    code = 0;
+                }
+            }
             // SAFETY: _exit is async-signal-safe and ends only the grandchild.
             unsafe { libc::_exit(code) }
         }
@@ -282,6 +289,10 @@ fn child_process(
         }
     };
     Note::tell(note_fd, Said::Forked, i64::from(grand.as_raw()));
+    if !procs::wait_byte(gate_fd) {
+        return 5;
+    }
+    send_key(note_fd, key);
     // Python's g.join(): waitpid(2), async-signal-safe.
     let code = loop {
         match nix::sys::wait::waitpid(grand, None) {
@@ -313,7 +324,8 @@ fn name(ctx: &mut Ctx<'_>, child: &mut Child) -> Result<i32> {
         match forked {
             Some(f) if f.kind() == Some(Said::Forked) => {
                 let g = f.b as i32;
-                seen.iter().any(|n| n.pid == g && n.kind() == Some(Said::Hello))
+                seen.iter()
+                    .any(|n| n.pid == g && n.kind() == Some(Said::Hello))
             }
             Some(_) => true,
             None => false,
@@ -354,8 +366,8 @@ fn name(ctx: &mut Ctx<'_>, child: &mut Child) -> Result<i32> {
         &[("child", &c), ("grand", &g), ("comm", &shown)],
     );
     ctx.observe("comm", shown.as_str());
-    let named = child_comm.as_deref() == Some(CHILD_NAME)
-        || grand_comm.as_deref() == Some(GRANDCHILD_NAME);
+    let named =
+        child_comm.as_deref() == Some(CHILD_NAME) || grand_comm.as_deref() == Some(GRANDCHILD_NAME);
     let read = child_comm.is_some() && grand_comm.is_some();
     ctx.claim(
         "comm_is_name",
@@ -384,6 +396,8 @@ fn authkey_inherited(
     step!(ctx, "authkey", &[])?;
     say!(ctx, "authkey_main", &[("key", &hex(&key[..8]))]);
     ctx.pause(1500)?;
+    procs::open_gate(&child.gate)?;
+    procs::open_gate(&child.grand_gate)?;
     child.read_until("their authkeys", |seen| {
         key_in(seen, c).is_some() && key_in(seen, grand).is_some()
     })?;
@@ -409,14 +423,17 @@ fn authkey_inherited(
         same &= theirs == *key;
     }
     ctx.observe("authkey_len", key.len());
-    ctx.claim(
-        "authkey_inherited",
-        same,
-        "== true (all 32 bytes)",
-        same,
-    );
+    ctx.claim("authkey_inherited", same, "== true (all 32 bytes)", same);
     ctx.pause(1500)?;
-    say!(ctx, if (same) { "authkey_same" } else { "authkey_differs" }, &[]);
+    say!(
+        ctx,
+        if (same) {
+            "authkey_same"
+        } else {
+            "authkey_differs"
+        },
+        &[]
+    );
     ctx.show(2500)
 }
 
