@@ -80,8 +80,7 @@ fn run_is_the_main_pid_start_a_new_one_and_join_timeout_leaves_it_running() {
     let running = r
         .states()
         .into_iter()
-        .filter(|s| s.pid == child && s.t_ms <= gave_up.t_ms)
-        .next_back()
+        .rfind(|s| s.pid == child && s.t_ms <= gave_up.t_ms)
         .unwrap_or_else(|| panic!("no state of the child before the timeout\n{}", r.show()));
     assert!(matches!(running.to.as_str(), "R" | "S"), "{running}");
     assert!(gave_up.text.contains(&format!("says {}", running.to)), "{}", gave_up.text);
