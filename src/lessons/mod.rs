@@ -17,6 +17,7 @@ pub mod lock;
 pub mod orphans;
 pub mod pipe;
 pub mod pool;
+pub mod process;
 pub mod queue;
 pub mod semaphore;
 pub mod shared;
@@ -100,6 +101,7 @@ impl LessonDef {
 /// Every lesson, in the order of the tour.
 pub static LESSONS: &[&LessonDef] = &[
     &fork::LESSON,
+    &process::LESSON,
     &isolation::LESSON,
     &states::LESSON,
     &tree::LESSON,

@@ -45,6 +45,24 @@ pub fn readable(fd: BorrowedFd<'_>) -> Result<bool> {
     }
 }
 
+/// Whether `fd` becomes readable (bytes, or end of file) within `timeout`: `poll` with
+/// that timeout, Python's `multiprocessing.connection.wait([fd], timeout)`.
+pub fn readable_within(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::NONE);
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(n) => return Ok(n > 0),
+            Err(Errno::EINTR) => {}
+            Err(e) => bail!("poll() failed: {e}"),
+        }
+    }
+}
+
 /// Whether the reader of `fd` is gone, asked without writing (`poll` with a zero
 /// timeout): `EPIPE` for a pipe whose read end is closed (`POLLERR`), `EIO` for a
 /// terminal that hung up (`POLLHUP`); `None` while it can still be written to. So a run

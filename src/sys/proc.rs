@@ -265,6 +265,10 @@ mod linux {
         out
     }
 
+    pub(crate) fn myself() -> Option<i32> {
+        Process::myself().ok().map(|p| p.pid)
+    }
+
     pub(crate) fn link(pid: i32, what: &str) -> Option<String> {
         std::fs::read_link(format!("/proc/{pid}/{what}"))
             .ok()
@@ -331,6 +335,9 @@ mod linux {
     pub fn link(_: i32, _: &str) -> Option<String> {
         None
     }
+    pub fn myself() -> Option<i32> {
+        None
+    }
     pub fn flocks(_: u64) -> (Vec<i32>, Vec<i32>) {
         (Vec::new(), Vec::new())
     }
@@ -389,6 +396,11 @@ pub fn children(pid: i32) -> Vec<i32> {
 /// Where the link `/proc/<pid>/<what>` points (`cwd`, `fd/0`, …).
 pub fn link(pid: i32, what: &str) -> Option<String> {
     linux::link(pid, what)
+}
+
+/// The PID `/proc/self` names: the process that reads it, as the kernel says.
+pub fn myself() -> Option<i32> {
+    linux::myself()
 }
 
 /// The `flock`s on the file with `inode`, from `/proc/locks`: the pids holding one, and

@@ -268,6 +268,23 @@ fn fork_hints_show_the_child_the_zombie_its_end_and_the_sleeper() {
 
 
 #[test]
+fn process_hints_show_both_names_as_the_program_and_the_child_running_after_join_timeout() {
+    let pauses = step_through(&["--step", "--speed", "0", "process"]);
+    let start = pause(&pauses, "p.start()");
+    assert_eq!(start.alive.len(), 1, "{start:#?}");
+    let child = *start.alive.first().unwrap();
+    // pstree of Process-1 draws it and Process-1:1 by the program's name.
+    let name = pause(&pauses, "p.name");
+    assert_eq!(name.alive.len(), 2, "{name:#?}");
+    assert_eq!(name.output.matches("mp-demo(").count(), 2, "{name:#?}");
+    // After join(0.2) gave up, the child is still there, asleep in its work.
+    let timed_out = pause(&pauses, "p.join(0.2)");
+    assert!(timed_out.row(child)[2].starts_with('S'), "{timed_out:#?}");
+    let join = pause(&pauses, "p.join():");
+    assert!(join.output.contains("gone"), "{join:#?}");
+}
+
+#[test]
 fn sync_vs_async_hints_show_the_jobs_and_the_timings_leave_the_pauses_out() {
     // The jobs last 30 to 70 ms: were the 300 ms at a pause timed, async would not be
     // faster than sync, and the claim would fail.
