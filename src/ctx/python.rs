@@ -1,7 +1,7 @@
-//! CPython itself, run by a lesson: `python3 -c SCRIPT ARGS…` as a real child of the
+//! CPython itself, run by a lesson: `python3 ARGS…` as a real child of the
 //! lesson (in the stream, reaped, killed at its bound or when the run stops), its output
 //! handed back to the lesson to tell. Lessons that show what CPython does (`cost`'s
-//! timing, `start-methods`' defaults) run it here, once, the same way.
+//! timing, `process`'s mistakes) run it here, once, the same way.
 
 use super::{Ctx, Stopped};
 use crate::event::How;
@@ -30,21 +30,21 @@ pub enum NoPython {
 }
 
 impl Ctx<'_> {
-    /// Run `python3 -c script args…` as a child named `python3`, killed once `bound` has
+    /// Run `python3 args…` (`-c SCRIPT …`, or a script written to `self.dir`), in the
+    /// run's directory and writing no bytecode there, as a child named `python3`, killed once `bound` has
     /// passed (its exit code is then `-9`), and the run stopped if the run must stop.
     /// `started` is called once it runs, with its PID (the lesson says what it runs).
     /// `Ok(Err(_))` when there is no `python3` to run: the lesson says so.
     pub fn python(
         &mut self,
-        script: &str,
-        args: &[&str],
+        args: &[&std::ffi::OsStr],
         bound: Duration,
         started: impl FnOnce(&mut Self, i32),
     ) -> Result<std::result::Result<PyOut, NoPython>> {
         let mut cmd = Command::new("python3");
-        cmd.arg("-c")
-            .arg(script)
-            .args(args)
+        cmd.args(args)
+            .current_dir(&self.dir)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -571,7 +571,15 @@ fn time_python(ctx: &mut Ctx<'_>, rounds: usize, fork_us: f64) -> Result<Python>
     let started = |ctx: &mut Ctx<'_>, pid: i32| {
         say!(ctx, "python_intro", &[("pid", &pid), ("rounds", &rounds)]);
     };
-    let output = match ctx.python(PY_SCRIPT, &[&rounds.to_string()], PYTHON_TIMEOUT, started)? {
+    let output = match ctx.python(
+        &[
+            "-c".as_ref(),
+            PY_SCRIPT.as_ref(),
+            rounds.to_string().as_ref(),
+        ],
+        PYTHON_TIMEOUT,
+        started,
+    )? {
         Ok(out) => out,
         Err(NoPython::Missing) => {
             say!(ctx, "python_missing", &[]);

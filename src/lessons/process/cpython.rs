@@ -7,8 +7,7 @@
 //! the lesson says so: these cannot be shown here.
 
 use super::*;
-use crate::ctx::Stopped;
-use crate::event::How;
+use crate::ctx::NoPython;
 
 /// How long CPython may take before it is given up on (it needs well under a second).
 const PYTHON_TIMEOUT: Duration = Duration::from_secs(20);
@@ -87,66 +86,22 @@ fn last_line(stderr: &str) -> String {
 
 /// Run the script in `python3` when it is there, and tell what CPython did.
 pub(super) fn mistakes(ctx: &mut Ctx<'_>) -> Result<()> {
-    use std::process::{Command, Stdio};
     step!(ctx, "mistakes", &[])?;
     let file = ctx.dir.join("process_mistakes.py");
     std::fs::write(&file, SCRIPT).with_context(|| format!("writing {}", file.display()))?;
-    let mut cmd = Command::new("python3");
-    cmd.arg(&file)
-        .current_dir(&ctx.dir)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    procs::die_with_parent(&mut cmd);
-    let child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let output = match ctx.python(&[file.as_os_str()], PYTHON_TIMEOUT, |_, _| {})? {
+        Ok(out) => out,
+        Err(NoPython::Missing) => {
             say!(ctx, "python_missing", &[]);
             return ctx.show(1500);
         }
-        Err(e) => {
-            say!(ctx, "python_failed", &[("why", &e)]);
+        Err(NoPython::Failed(why)) => {
+            say!(ctx, "python_failed", &[("why", &why)]);
             return ctx.show(1500);
         }
     };
-    let pid = Pid::from_raw(child.id() as i32);
-    ctx.spawned(pid.as_raw(), ctx.main_pid, "python3", How::Spawn);
-    // Read (and reaped) on a thread, so that this one can give up when the run is
-    // stopped or CPython takes far too long.
-    let (tx, rx) = std::sync::mpsc::channel();
-    if let Err(e) = procs::thread("python3-wait", move || {
-        let _ = tx.send(child.wait_with_output());
-    }) {
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        let _ = ctx.join(pid);
-        return Err(e);
-    }
-    let deadline = Instant::now() + PYTHON_TIMEOUT;
-    let output = loop {
-        match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(out) => break out,
-            Err(_) if procs::stop_reason().is_some() => {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                return Err(Stopped.into());
-            }
-            Err(_) if Instant::now() > deadline => {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            }
-            Err(_) => {}
-        }
-    };
-    let output = output.context("waiting for python3")?;
-    let code = {
-        use std::os::unix::process::ExitStatusExt;
-        output
-            .status
-            .code()
-            .or_else(|| output.status.signal().map(|s| -s))
-            .unwrap_or(-1)
-    };
-    ctx.reaped(pid, code);
-    let report = parse(&String::from_utf8_lossy(&output.stdout));
+    let (pid, code) = (output.pid, output.exitcode);
+    let report = parse(&output.stdout);
     let (Some(join), Some(group), Some(args), 0) = (report.join, report.group, report.args, code)
     else {
         say!(
@@ -172,7 +127,7 @@ pub(super) fn mistakes(ctx: &mut Ctx<'_>) -> Result<()> {
     say!(ctx, "py_group", &[("error", &group)]);
     ctx.observe("group_error", group.as_str());
     ctx.pause(1500)?;
-    let last = last_line(&String::from_utf8_lossy(&output.stderr));
+    let last = last_line(&output.stderr);
     say!(ctx, "py_args", &[("last", &last), ("code", &args)]);
     ctx.claim("args_str_exitcode", args, "== 1", args == 1);
     ctx.show(2500)
