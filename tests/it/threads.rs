@@ -19,7 +19,7 @@ fn one_pid_shared_memory_two_cpus_and_a_daemon_thread_left_behind() {
     assert_eq!(tids.len(), 3);
     assert_eq!(r.obs("tids"), 3);
     assert!(tids.iter().all(|t| t.pid == pid));
-    assert!(tids.iter().any(|t| t.int("tid") == pid as i64));
+    assert!(tids.iter().any(|t| t.int("tid") == pid));
 
     // The thread wrote 0 where the main thread then read 0: the same address.
     let write = r.acts("write").into_iter().next().expect("a write");
@@ -28,7 +28,7 @@ fn one_pid_shared_memory_two_cpus_and_a_daemon_thread_left_behind() {
     assert_eq!(read.int("value"), 0);
     assert_eq!(write.str("addr"), read.str("addr"));
     assert_ne!(write.int("tid"), read.int("tid"));
-    assert_eq!(read.int("tid"), pid as i64);
+    assert_eq!(read.int("tid"), pid);
     assert_eq!(r.obs("thread_write_seen"), true);
     assert_eq!(r.obs("same_address"), true);
 
