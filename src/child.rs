@@ -111,7 +111,11 @@ impl ChildCtx {
 
     /// A lesson's own event stamped at `t_ns` (taken right where the call returned).
     pub fn act_at(&self, t_ns: u64, act: &str, fields: &[(&str, ObsValue)]) -> Result<()> {
-        self.link().act_at(t_ns, act, fields)
+        self.up
+            .send(Up::Event(act_event(
+                self.pid, &self.name, t_ns, act, fields,
+            )))
+            .map_err(|e| parent_gone("sending an event to the parent", e))
     }
 
     /// A link to the parent for a thread of this role: its own events and replies,
@@ -129,7 +133,10 @@ impl ChildCtx {
     /// reply in hand, never a free-text parse that turns a garbled reply into a 0. The
     /// only way a child answers: there is no untyped reply.
     pub fn tell<R: serde::Serialize>(&self, reply: &R) -> Result<()> {
-        self.link().tell(reply)
+        let text = serde_json::to_string(reply)?;
+        self.up
+            .send(Up::Reply(ObsValue::Str(text)))
+            .map_err(|e| parent_gone("replying to the parent", e))
     }
 
     /// Wait for the parent's next command.
@@ -189,17 +196,10 @@ pub struct ThreadLink {
 impl ThreadLink {
     /// A lesson's own event stamped at `t_ns`, with the process's name.
     pub fn act_at(&self, t_ns: u64, act: &str, fields: &[(&str, ObsValue)]) -> Result<()> {
-        let mut all = vec![("name".to_string(), ObsValue::from(self.name.as_str()))];
-        all.extend(fields.iter().map(|(k, v)| (k.to_string(), v.clone())));
         self.up
-            .send(Up::Event(Event {
-                t_ns,
-                pid: self.pid,
-                kind: Kind::Act {
-                    act: act.into(),
-                    fields: all,
-                },
-            }))
+            .send(Up::Event(act_event(
+                self.pid, &self.name, t_ns, act, fields,
+            )))
             .map_err(|e| parent_gone("sending an event to the parent", e))
     }
 
@@ -209,6 +209,20 @@ impl ThreadLink {
         self.up
             .send(Up::Reply(ObsValue::Str(text)))
             .map_err(|e| parent_gone("replying to the parent", e))
+    }
+}
+
+/// A lesson's own event about process `pid`, named `name`, stamped at `t_ns`.
+fn act_event(pid: i32, name: &str, t_ns: u64, act: &str, fields: &[(&str, ObsValue)]) -> Event {
+    let mut all = vec![("name".to_string(), ObsValue::from(name))];
+    all.extend(fields.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    Event {
+        t_ns,
+        pid,
+        kind: Kind::Act {
+            act: act.into(),
+            fields: all,
+        },
     }
 }
 
