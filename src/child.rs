@@ -111,18 +111,21 @@ impl ChildCtx {
 
     /// A lesson's own event stamped at `t_ns` (taken right where the call returned).
     pub fn act_at(&self, t_ns: u64, act: &str, fields: &[(&str, ObsValue)]) -> Result<()> {
-        let mut all = vec![("name".to_string(), ObsValue::from(self.name.as_str()))];
-        all.extend(fields.iter().map(|(k, v)| (k.to_string(), v.clone())));
         self.up
-            .send(Up::Event(Event {
-                t_ns,
-                pid: self.pid,
-                kind: Kind::Act {
-                    act: act.into(),
-                    fields: all,
-                },
-            }))
+            .send(Up::Event(act_event(
+                self.pid, &self.name, t_ns, act, fields,
+            )))
             .map_err(|e| parent_gone("sending an event to the parent", e))
+    }
+
+    /// A link to the parent for a thread of this role: its own events and replies,
+    /// sent from that thread the moment they happen.
+    pub fn link(&self) -> ThreadLink {
+        ThreadLink {
+            pid: self.pid,
+            name: self.name.clone(),
+            up: self.up.clone(),
+        }
     }
 
     /// Answer the lesson: a typed reply (the lesson's own `Reply` enum), carried as its
@@ -177,6 +180,49 @@ impl ChildCtx {
             .and_then(|v| v.as_str())
             .map(String::from)
             .with_context(|| format!("child argument {name} is missing"))
+    }
+}
+
+/// What a thread of a role sends its parent, without the role's `ChildCtx` (which has
+/// the one receiver of commands): events stamped in that thread, and typed replies.
+/// The threads lesson's threads report through it, each on its own.
+#[derive(Clone)]
+pub struct ThreadLink {
+    pid: i32,
+    name: String,
+    up: IpcSender<Up>,
+}
+
+impl ThreadLink {
+    /// A lesson's own event stamped at `t_ns`, with the process's name.
+    pub fn act_at(&self, t_ns: u64, act: &str, fields: &[(&str, ObsValue)]) -> Result<()> {
+        self.up
+            .send(Up::Event(act_event(
+                self.pid, &self.name, t_ns, act, fields,
+            )))
+            .map_err(|e| parent_gone("sending an event to the parent", e))
+    }
+
+    /// A typed reply to the lesson (see [`ChildCtx::tell`]).
+    pub fn tell<R: serde::Serialize>(&self, reply: &R) -> Result<()> {
+        let text = serde_json::to_string(reply)?;
+        self.up
+            .send(Up::Reply(ObsValue::Str(text)))
+            .map_err(|e| parent_gone("replying to the parent", e))
+    }
+}
+
+/// A lesson's own event about process `pid`, named `name`, stamped at `t_ns`.
+fn act_event(pid: i32, name: &str, t_ns: u64, act: &str, fields: &[(&str, ObsValue)]) -> Event {
+    let mut all = vec![("name".to_string(), ObsValue::from(name))];
+    all.extend(fields.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    Event {
+        t_ns,
+        pid,
+        kind: Kind::Act {
+            act: act.into(),
+            fields: all,
+        },
     }
 }
 

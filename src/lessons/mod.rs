@@ -23,6 +23,7 @@ pub mod semaphore;
 pub mod shared;
 pub mod states;
 pub mod sync_vs_async;
+pub mod threads;
 pub mod tree;
 
 /// A size option of a lesson (`--workers`, `--buyers`, …) with its range.
@@ -116,6 +117,7 @@ pub static LESSONS: &[&LessonDef] = &[
     &cost::LESSON,
     &pool::LESSON,
     &sync_vs_async::LESSON,
+    &threads::LESSON,
 ];
 
 /// The lesson called `name`.

@@ -113,6 +113,15 @@ pub struct Ids {
     pub tty: String,
 }
 
+/// One thread of a process as `/proc/<pid>/task/<tid>/stat` shows it: its state letter
+/// and the CPU it last ran on (field 39, `processor`; `-1` when the kernel did not say).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskStat {
+    pub tid: i32,
+    pub state: char,
+    pub cpu: i32,
+}
+
 /// A process kept open for sampling its state again and again (the observer's loop):
 /// one `/proc/<pid>` directory opened once instead of a path walk each time.
 pub struct Handle {
@@ -145,7 +154,7 @@ impl Handle {
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use super::{Ids, Sched, Syscall};
+    use super::{Ids, Sched, Syscall, TaskStat};
     use procfs::process::{FDTarget, Process};
 
     fn process(pid: i32) -> Option<Process> {
@@ -248,6 +257,28 @@ mod linux {
             .map_or(0, |t| t.flatten().count())
     }
 
+    pub(crate) fn tasks(pid: i32) -> Vec<TaskStat> {
+        let Some(tasks) = process(pid).and_then(|p| p.tasks().ok()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<TaskStat> = tasks.flatten().filter_map(|t| task_of(&t)).collect();
+        out.sort_unstable_by_key(|t| t.tid);
+        out
+    }
+
+    pub(crate) fn task(pid: i32, tid: i32) -> Option<TaskStat> {
+        task_of(&process(pid)?.task_from_tid(tid).ok()?)
+    }
+
+    fn task_of(t: &procfs::process::Task) -> Option<TaskStat> {
+        let stat = t.stat().ok()?;
+        Some(TaskStat {
+            tid: t.tid,
+            state: stat.state,
+            cpu: stat.processor.unwrap_or(-1),
+        })
+    }
+
     pub(crate) fn children(pid: i32) -> Vec<i32> {
         // Each thread's `children` lists the children it created; a re-parented orphan
         // appears under the main thread.
@@ -301,7 +332,13 @@ mod linux {
 
 #[cfg(not(target_os = "linux"))]
 mod linux {
-    use super::{Ids, Sched, Syscall};
+    use super::{Ids, Sched, Syscall, TaskStat};
+    pub fn tasks(_: i32) -> Vec<TaskStat> {
+        Vec::new()
+    }
+    pub fn task(_: i32, _: i32) -> Option<TaskStat> {
+        None
+    }
     pub fn state(_: i32) -> Option<char> {
         None
     }
@@ -383,6 +420,17 @@ pub fn threads(pid: i32) -> usize {
     linux::threads(pid)
 }
 
+/// Every thread of `pid` (`/proc/<pid>/task`), by TID, with its state and CPU; empty
+/// once it is gone.
+pub fn tasks(pid: i32) -> Vec<TaskStat> {
+    linux::tasks(pid)
+}
+
+/// Thread `tid` of `pid` (`/proc/<pid>/task/<tid>/stat`); `None` once it is gone.
+pub fn task(pid: i32, tid: i32) -> Option<TaskStat> {
+    linux::task(pid, tid)
+}
+
 /// The memory `pid` has in RAM now, in KiB (`VmRSS` of `/proc/<pid>/status`).
 pub fn rss_kib(pid: i32) -> Option<u64> {
     linux::rss_kib(pid)
@@ -419,6 +467,9 @@ mod tests {
         assert!(matches!(state(me), Some('R' | 'S')));
         assert_eq!(ids(me).unwrap().ppid, nix::unistd::getppid().as_raw());
         assert!(threads(me) >= 1);
+        let tasks = tasks(me);
+        assert!(tasks.iter().any(|t| t.tid == me && t.cpu >= 0));
+        assert_eq!(task(me, me).map(|t| t.tid), Some(me));
         assert!(schedstat(me).is_some_and(|s| s.cpu_ns > 0));
         assert_eq!(Call::from_nr(Call::Futex.nr()), Some(Call::Futex));
     }

@@ -1,0 +1,202 @@
+//! CPython's GIL, timed: when `python3` is on the `PATH`, a fixed script runs a
+//! CPU-bound function twice, one call after the other, in two threads, and in two
+//! processes, and prints the times. The sequential time is CPU time (a busy machine
+//! cannot stretch it), the others wall time, each the best of [`ROUNDS`]: a busy moment
+//! can only make threads or processes look slower, never make threads look faster than
+//! the GIL lets them be.
+
+use super::WORDS;
+use crate::ctx::{Ctx, Stopped};
+use crate::event::How;
+use crate::procs;
+use crate::say;
+use anyhow::{Context, Result};
+use nix::unistd::Pid;
+use std::time::{Duration, Instant};
+
+/// Rounds of the three, and the length of one call (seconds of CPU): ~0.6 s in all.
+const ROUNDS: u32 = 3;
+const CALL_S: f64 = 0.03;
+/// How long CPython may take before it is given up on.
+const PYTHON_TIMEOUT: Duration = Duration::from_secs(20);
+/// The claim about threads, with room for noise: with the GIL, two threads together
+/// run no faster than one after the other (about 1.0×).
+pub(super) const GIL_BOUND: f64 = 1.3;
+
+/// The script, fixed text, written into the run's directory and run as a file (under
+/// `spawn` and `forkserver` a child re-imports the main module, which `-c` has not).
+const GIL_PY: &str = r#"
+import json, multiprocessing as mp, os, sys, threading, time
+
+def burn(n):
+    x = 0
+    for i in range(n):
+        x += i * i
+    return x
+
+def both(start):
+    ws = [start(target=burn, args=(N,)) for _ in range(2)]
+    for w in ws: w.start()
+    for w in ws: w.join()
+
+if __name__ == "__main__":
+    call_s, rounds = float(sys.argv[1]), int(sys.argv[2])
+    n = 20_000
+    while True:
+        t = time.process_time(); burn(n); took = time.process_time() - t
+        if took > 0.01: break
+        n *= 2
+    N = max(1, int(n * call_s / took))
+    seq, thr, pro = [], [], []
+    for _ in range(rounds):
+        t = time.process_time(); burn(N); burn(N); seq.append(time.process_time() - t)
+        t = time.perf_counter(); both(threading.Thread); thr.append(time.perf_counter() - t)
+        t = time.perf_counter(); both(mp.Process); pro.append(time.perf_counter() - t)
+    gil = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else True  # 3.13+
+    print(json.dumps({"seq_ms": min(seq) * 1e3, "threads_ms": min(thr) * 1e3,
+                      "processes_ms": min(pro) * 1e3, "gil": gil,
+                      "version": sys.version.split()[0], "start_method": mp.get_start_method(),
+                      "switch_ms": sys.getswitchinterval() * 1e3}))
+"#;
+
+/// What the script printed.
+#[derive(serde::Deserialize, Debug)]
+struct Timings {
+    seq_ms: f64,
+    threads_ms: f64,
+    processes_ms: f64,
+    gil: bool,
+    version: String,
+    start_method: String,
+    switch_ms: f64,
+}
+
+/// The GIL part: run the script, say what it measured, claim what holds anywhere.
+pub(super) fn gil(ctx: &mut Ctx<'_>, cpus: usize) -> Result<()> {
+    let Some(t) = run_script(ctx)? else {
+        return Ok(());
+    };
+    let threads = t.seq_ms / t.threads_ms.max(1e-3);
+    let processes = t.seq_ms / t.processes_ms.max(1e-3);
+    let f0 = |x: f64| format!("{x:.0}");
+    let f1 = |x: f64| format!("{x:.1}");
+    say!(
+        ctx,
+        "gil_rows",
+        &[
+            ("seq", &f0(t.seq_ms)),
+            ("thr", &f0(t.threads_ms)),
+            ("x", &f1(threads)),
+            ("pro", &f0(t.processes_ms)),
+            ("y", &f1(processes)),
+            ("method", &t.start_method),
+        ],
+    );
+    ctx.observe("processes_speedup", (processes * 100.0).round() / 100.0);
+    ctx.observe("python_gil_enabled", t.gil);
+    ctx.pause(2500)?;
+    if t.gil {
+        say!(
+            ctx,
+            "gil_threads",
+            &[("x", &f1(threads)), ("switch", &f0(t.switch_ms))],
+        );
+        ctx.claim(
+            "gil_threads_speedup",
+            (threads * 100.0).round() / 100.0,
+            &format!("< {GIL_BOUND} (the GIL: one thread at a time)"),
+            threads < GIL_BOUND,
+        );
+        ctx.pause(2000)?;
+        say!(
+            ctx,
+            "gil_processes",
+            &[("y", &f1(processes)), ("cpus", &cpus)],
+        );
+    } else {
+        ctx.observe("gil_threads_speedup", (threads * 100.0).round() / 100.0);
+        say!(
+            ctx,
+            "gil_off",
+            &[("version", &t.version), ("x", &f1(threads))],
+        );
+    }
+    ctx.pause(2000)?;
+    say!(ctx, "free_threaded", &[]);
+    ctx.pause(2500)
+}
+
+/// Run the script with `python3`, bounded; `None` (said why) when it could not be had.
+fn run_script(ctx: &mut Ctx<'_>) -> Result<Option<Timings>> {
+    use std::process::{Command, Stdio};
+    let file = ctx.dir.join("gil.py");
+    std::fs::write(&file, GIL_PY).with_context(|| format!("writing {}", file.display()))?;
+    let mut cmd = Command::new("python3");
+    cmd.arg(&file)
+        .args([CALL_S.to_string(), ROUNDS.to_string()])
+        .current_dir(&ctx.dir)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    procs::die_with_parent(&mut cmd);
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            say!(ctx, "python_missing", &[]);
+            return Ok(None);
+        }
+        Err(e) => {
+            say!(ctx, "python_failed", &[("why", &e)]);
+            return Ok(None);
+        }
+    };
+    let pid = Pid::from_raw(child.id() as i32);
+    ctx.spawned(pid.as_raw(), ctx.main_pid, "python3", How::Spawn);
+    say!(ctx, "python_intro", &[("pid", &pid), ("rounds", &ROUNDS)]);
+    // The output is read (and the child reaped) on a thread, so that this one can give up
+    // when the run is stopped or CPython takes far too long.
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Err(e) = procs::thread("python3-wait", move || {
+        let _ = tx.send(child.wait_with_output());
+    }) {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = ctx.join(pid);
+        return Err(e);
+    }
+    let deadline = Instant::now() + PYTHON_TIMEOUT;
+    let output = loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(out) => break out,
+            Err(_) if procs::stop_reason().is_some() => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                return Err(Stopped.into());
+            }
+            Err(_) if Instant::now() > deadline => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            Err(_) => {}
+        }
+    };
+    let output = output.context("waiting for python3")?;
+    let code = {
+        use std::os::unix::process::ExitStatusExt;
+        output
+            .status
+            .code()
+            .or_else(|| output.status.signal().map(|s| -s))
+            .unwrap_or(-1)
+    };
+    ctx.reaped(pid, code);
+    match serde_json::from_slice::<Timings>(&output.stdout) {
+        Ok(t) if code == 0 => Ok(Some(t)),
+        _ => {
+            say!(
+                ctx,
+                "python_failed",
+                &[("why", &format!("exitcode {code}"))]
+            );
+            Ok(None)
+        }
+    }
+}
