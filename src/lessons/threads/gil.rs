@@ -6,13 +6,10 @@
 //! the GIL lets them be.
 
 use super::WORDS;
-use crate::ctx::{Ctx, Stopped};
-use crate::event::How;
-use crate::procs;
+use crate::ctx::{Ctx, NoPython};
 use crate::say;
 use anyhow::{Context, Result};
-use nix::unistd::Pid;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Rounds of the three, and the length of one call (seconds of CPU): ~0.6 s in all.
 const ROUNDS: u32 = 3;
@@ -128,67 +125,26 @@ pub(super) fn gil(ctx: &mut Ctx<'_>, cpus: usize) -> Result<()> {
 
 /// Run the script with `python3`, bounded; `None` (said why) when it could not be had.
 fn run_script(ctx: &mut Ctx<'_>) -> Result<Option<Timings>> {
-    use std::process::{Command, Stdio};
     let file = ctx.dir.join("gil.py");
     std::fs::write(&file, GIL_PY).with_context(|| format!("writing {}", file.display()))?;
-    let mut cmd = Command::new("python3");
-    cmd.arg(&file)
-        .args([CALL_S.to_string(), ROUNDS.to_string()])
-        .current_dir(&ctx.dir)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    procs::die_with_parent(&mut cmd);
-    let child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let (call_s, rounds) = (CALL_S.to_string(), ROUNDS.to_string());
+    let started = |ctx: &mut Ctx<'_>, pid: i32| {
+        say!(ctx, "python_intro", &[("pid", &pid), ("rounds", &ROUNDS)]);
+    };
+    let args = [file.as_os_str(), call_s.as_ref(), rounds.as_ref()];
+    let output = match ctx.python(&args, PYTHON_TIMEOUT, started)? {
+        Ok(out) => out,
+        Err(NoPython::Missing) => {
             say!(ctx, "python_missing", &[]);
             return Ok(None);
         }
-        Err(e) => {
-            say!(ctx, "python_failed", &[("why", &e)]);
+        Err(NoPython::Failed(why)) => {
+            say!(ctx, "python_failed", &[("why", &why)]);
             return Ok(None);
         }
     };
-    let pid = Pid::from_raw(child.id() as i32);
-    ctx.spawned(pid.as_raw(), ctx.main_pid, "python3", How::Spawn);
-    say!(ctx, "python_intro", &[("pid", &pid), ("rounds", &ROUNDS)]);
-    // The output is read (and the child reaped) on a thread, so that this one can give up
-    // when the run is stopped or CPython takes far too long.
-    let (tx, rx) = std::sync::mpsc::channel();
-    if let Err(e) = procs::thread("python3-wait", move || {
-        let _ = tx.send(child.wait_with_output());
-    }) {
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        let _ = ctx.join(pid);
-        return Err(e);
-    }
-    let deadline = Instant::now() + PYTHON_TIMEOUT;
-    let output = loop {
-        match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(out) => break out,
-            Err(_) if procs::stop_reason().is_some() => {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                return Err(Stopped.into());
-            }
-            Err(_) if Instant::now() > deadline => {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            }
-            Err(_) => {}
-        }
-    };
-    let output = output.context("waiting for python3")?;
-    let code = {
-        use std::os::unix::process::ExitStatusExt;
-        output
-            .status
-            .code()
-            .or_else(|| output.status.signal().map(|s| -s))
-            .unwrap_or(-1)
-    };
-    ctx.reaped(pid, code);
-    match serde_json::from_slice::<Timings>(&output.stdout) {
+    let code = output.exitcode;
+    match serde_json::from_str::<Timings>(&output.stdout) {
         Ok(t) if code == 0 => Ok(Some(t)),
         _ => {
             say!(
