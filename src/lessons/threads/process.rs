@@ -126,17 +126,26 @@ fn write_n(c: &ChildCtx) -> Result<()> {
     })
 }
 
-/// Two threads that spin, each on whatever CPU the kernel gives it, until told to stop
+/// Two threads that spin, each kept on a CPU of its own (`sched_setaffinity` of its TID:
+/// on a busy machine the kernel may otherwise stack both on one CPU for seconds, and the
+/// lesson would show only a queue), until told to stop
 /// (at least [`SPIN_MIN`], at most [`SPIN_MAX`]); then their CPU times against the wall.
 fn spin(c: &ChildCtx) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::channel();
     let started = Instant::now();
+    let cpus = procs::allowed_cpus(nix::unistd::Pid::from_raw(0));
     let mut threads = Vec::new();
     for i in 1..=2 {
         let (stop, tx) = (stop.clone(), tx.clone());
+        let cpu = cpus.get(i - 1).copied();
         threads.push(procs::thread(&format!("spin-{i}"), move || {
-            let _ = tx.send(tid());
+            let me = tid();
+            if let Some(cpu) = cpu {
+                // Best effort: unpinned, the demonstration may only take longer to see.
+                let _ = procs::pin(nix::unistd::Pid::from_raw(me), cpu);
+            }
+            let _ = tx.send(me);
             let t0 = Instant::now();
             let mut x: u64 = 1;
             loop {
