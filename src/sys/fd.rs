@@ -34,15 +34,7 @@ pub fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<()> {
 
 /// Whether `fd` has bytes to read now (`poll` with a zero timeout).
 pub fn readable(fd: BorrowedFd<'_>) -> Result<bool> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    loop {
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::ZERO) {
-            Ok(n) => return Ok(n > 0),
-            Err(Errno::EINTR) => {}
-            Err(e) => bail!("poll() failed: {e}"),
-        }
-    }
+    readable_within(fd, std::time::Duration::ZERO)
 }
 
 /// Whether `fd` becomes readable (bytes, or end of file) within `timeout`: `poll` with
