@@ -111,11 +111,7 @@ impl ChildCtx {
 
     /// A lesson's own event stamped at `t_ns` (taken right where the call returned).
     pub fn act_at(&self, t_ns: u64, act: &str, fields: &[(&str, ObsValue)]) -> Result<()> {
-        self.up
-            .send(Up::Event(act_event(
-                self.pid, &self.name, t_ns, act, fields,
-            )))
-            .map_err(|e| parent_gone("sending an event to the parent", e))
+        send_act(&self.up, self.pid, &self.name, t_ns, act, fields)
     }
 
     /// A link to the parent for a thread of this role: its own events and replies,
@@ -133,10 +129,7 @@ impl ChildCtx {
     /// reply in hand, never a free-text parse that turns a garbled reply into a 0. The
     /// only way a child answers: there is no untyped reply.
     pub fn tell<R: serde::Serialize>(&self, reply: &R) -> Result<()> {
-        let text = serde_json::to_string(reply)?;
-        self.up
-            .send(Up::Reply(ObsValue::Str(text)))
-            .map_err(|e| parent_gone("replying to the parent", e))
+        send_reply(&self.up, reply)
     }
 
     /// Wait for the parent's next command.
@@ -196,34 +189,39 @@ pub struct ThreadLink {
 impl ThreadLink {
     /// A lesson's own event stamped at `t_ns`, with the process's name.
     pub fn act_at(&self, t_ns: u64, act: &str, fields: &[(&str, ObsValue)]) -> Result<()> {
-        self.up
-            .send(Up::Event(act_event(
-                self.pid, &self.name, t_ns, act, fields,
-            )))
-            .map_err(|e| parent_gone("sending an event to the parent", e))
+        send_act(&self.up, self.pid, &self.name, t_ns, act, fields)
     }
 
     /// A typed reply to the lesson (see [`ChildCtx::tell`]).
     pub fn tell<R: serde::Serialize>(&self, reply: &R) -> Result<()> {
-        let text = serde_json::to_string(reply)?;
-        self.up
-            .send(Up::Reply(ObsValue::Str(text)))
-            .map_err(|e| parent_gone("replying to the parent", e))
+        send_reply(&self.up, reply)
     }
 }
 
-/// A lesson's own event about process `pid`, named `name`, stamped at `t_ns`.
-fn act_event(pid: i32, name: &str, t_ns: u64, act: &str, fields: &[(&str, ObsValue)]) -> Event {
+/// A lesson's own event about process `pid`, named `name`, stamped at `t_ns`, sent up.
+fn send_act(
+    up: &IpcSender<Up>,
+    pid: i32,
+    name: &str,
+    t_ns: u64,
+    act: &str,
+    fields: &[(&str, ObsValue)],
+) -> Result<()> {
     let mut all = vec![("name".to_string(), ObsValue::from(name))];
     all.extend(fields.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    Event {
-        t_ns,
-        pid,
-        kind: Kind::Act {
-            act: act.into(),
-            fields: all,
-        },
-    }
+    let kind = Kind::Act {
+        act: act.into(),
+        fields: all,
+    };
+    up.send(Up::Event(Event { t_ns, pid, kind }))
+        .map_err(|e| parent_gone("sending an event to the parent", e))
+}
+
+/// A typed reply, carried as its JSON text (see [`ChildCtx::tell`]), sent up.
+fn send_reply<R: serde::Serialize>(up: &IpcSender<Up>, reply: &R) -> Result<()> {
+    let text = serde_json::to_string(reply)?;
+    up.send(Up::Reply(ObsValue::Str(text)))
+        .map_err(|e| parent_gone("replying to the parent", e))
 }
 
 /// The argument that makes this program a lesson's child: `mp-demo __child <JSON>`. It is
