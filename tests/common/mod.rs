@@ -211,17 +211,29 @@ pub fn by_time<T>(mut v: Vec<Ev<'_, T>>) -> Vec<Ev<'_, T>> {
     v
 }
 
+/// A long output cut in the middle: its beginning, and its end (where a lesson's
+/// verdict and a failed claim are: seen in CI, a cut end hid which claim failed).
 fn truncate(s: &str) -> String {
-    if s.len() > 6000 {
-        // At a character boundary: the narration is often Chinese, or box drawing.
-        let mut end = 6000;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}\n…[{} more bytes]", &s[..end], s.len() - end)
-    } else {
-        s.to_string()
+    const HEAD: usize = 2000;
+    const TAIL: usize = 5000;
+    if s.len() <= HEAD + TAIL {
+        return s.to_string();
     }
+    // At character boundaries: the narration is often Chinese, or box drawing.
+    let mut head = HEAD;
+    while !s.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = s.len() - TAIL;
+    while !s.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{}\n…[{} bytes left out]…\n{}",
+        &s[..head],
+        tail - head,
+        &s[tail..]
+    )
 }
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);

@@ -60,6 +60,8 @@ enum Reply {
     },
     /// The duplex child has said it holds its end (its line is on the screen first).
     HasConn,
+    /// The duplex child has said what it answers (its line is heard before my next one).
+    Answered,
     Refused {
         error: String,
     },
@@ -147,6 +149,9 @@ fn duplex(ctx: &mut Ctx<'_>) -> Result<bool> {
     let answer = parent_conn
         .recv_timeout(TIMEOUT)?
         .context("the child closed its end without answering")?;
+    // Its answer can come before its line about it: wait for the line, so that mine is
+    // paced after it (on a busy machine, else, both were on the screen at once).
+    child.expect(TIMEOUT, |r: &Reply| matches!(r, Reply::Answered))?;
     ctx.act_at(
         me,
         now_ns(),
@@ -192,6 +197,7 @@ fn duplex_child(c: &mut ChildCtx) -> Result<i32> {
             pid: c.pid,
         };
         say!(c, "child_answers", &[("got", &req), ("obj", &answer)])?;
+        c.tell(&Reply::Answered)?;
         c.act_at(
             now_ns(),
             "send",
