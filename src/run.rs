@@ -309,7 +309,7 @@ fn exit_code(lang: Lang, outcome: Result<bool>) -> ExitCode {
         (Some(procs::STOP_BROKEN_PIPE), _) => ExitCode::SUCCESS,
         // `q` at a prompt: the person's choice, not an interruption.
         (Some(term::STOP_QUIT), _) => {
-            procs::diag(format_args!(
+            procs::last_word(format_args!(
                 "mp-demo: {}",
                 crate::ui!(lang, "quit_done", &[])
             ));
@@ -317,12 +317,12 @@ fn exit_code(lang: Lang, outcome: Result<bool>) -> ExitCode {
         }
         (Some(procs::STOP_FAILED), _) => {
             let msg = procs::failure().unwrap_or("the run failed");
-            procs::diag(format_args!("mp-demo: error: {msg}"));
+            procs::last_word(format_args!("mp-demo: error: {msg}"));
             ExitCode::from(1)
         }
         (Some(sig), _) => {
             let name = signal_name(sig);
-            procs::diag(format_args!(
+            procs::last_word(format_args!(
                 "mp-demo: {}",
                 crate::ui!(lang, "interrupted", &[("signal", &name)])
             ));
@@ -331,7 +331,7 @@ fn exit_code(lang: Lang, outcome: Result<bool>) -> ExitCode {
         (None, Ok(true)) => ExitCode::SUCCESS,
         (None, Ok(false)) => ExitCode::from(1),
         (None, Err(e)) => {
-            procs::diag(format_args!("mp-demo: error: {e:#}"));
+            procs::last_word(format_args!("mp-demo: error: {e:#}"));
             ExitCode::from(1)
         }
     }

@@ -115,9 +115,22 @@ pub(super) fn hard_exit(code: i32) -> ! {
     if let Some(pid) = janitor_pid() {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
-    diag(format_args!("mp-demo: interrupted"));
+    // The main thread may have said how the run ended already, and be slow to exit only
+    // (seen in CI: 10 lessons at once, each in D in the kernel's exit for 2 s): one line.
+    last_word(format_args!("mp-demo: interrupted"));
     #[allow(clippy::disallowed_methods)] // the one hard exit: see clippy.toml
     std::process::exit(code)
+}
+
+/// Whether the run's last line on stderr, the one saying how it ended, is written.
+static SPOKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The line saying how the run ended: written once, by the main thread or by the
+/// watchdog's [`hard_exit`], whichever comes first; the other says nothing.
+pub fn last_word(line: std::fmt::Arguments<'_>) {
+    if !SPOKEN.swap(true, Ordering::SeqCst) {
+        diag(line);
+    }
 }
 
 /// Write one line to stderr, ignoring a failure: the diagnostic path must never panic
