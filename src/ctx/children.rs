@@ -216,7 +216,7 @@ impl Ctx<'_> {
                         let reader = procs::thread(&format!("from-{name}"), move || {
                             while let Ok(msg) = receiver.recv() {
                                 match msg {
-                                    Up::Event(ev) => sink.emit(ev),
+                                    Up::Event(ev) => sink.emit_arrived(ev),
                                     Up::Reply(v) => {
                                         let _ = reply_tx.send(v);
                                     }

@@ -81,7 +81,26 @@ pub const READ_FLOOR: Duration = Duration::from_millis(600);
 /// title) in order, at [`reading_time`] scaled by `--speed`, starting each line when it
 /// appears or when the previous one is read, whichever is later.
 #[derive(Default)]
-struct Reader(Mutex<ReaderState>);
+struct Reader(Mutex<ReaderState>, Late);
+
+/// The most an event from a child has arrived after its stamp, in this run (ns): the
+/// narrator holds events at least that long (and half again), up to [`MAX_HOLD`], so that
+/// a machine whose children's news comes late still prints it in stamp order.
+#[derive(Default)]
+struct Late(std::sync::atomic::AtomicU64);
+
+impl Late {
+    fn note(&self, t_ns: u64) {
+        let late = crate::event::now_ns().saturating_sub(t_ns);
+        self.0.fetch_max(late, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long to hold, at least `floor`.
+    fn hold(&self, floor: Duration) -> u64 {
+        let late = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        (floor.as_nanos() as u64).max((late + late / 2).min(MAX_HOLD.as_nanos() as u64))
+    }
+}
 
 #[derive(Default)]
 struct ReaderState {
@@ -142,6 +161,13 @@ impl Sink {
     pub fn emit(&self, ev: Event) {
         self.1.heard(&ev);
         let _ = self.0.send(Msg::Event(ev));
+    }
+
+    /// An event that came from a child, over its channel: how late it came is noted, and
+    /// events are held that long from now on (see [`Late`]).
+    pub fn emit_arrived(&self, ev: Event) {
+        self.1 .1.note(ev.t_ns);
+        self.emit(ev);
     }
 
     /// Count reading time at `speed` (`--speed`) from now on; 0 counts nothing.
@@ -300,6 +326,10 @@ const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 /// step's worth.
 const PAUSE_HOLD: std::time::Duration = std::time::Duration::from_millis(12);
 
+/// The most either hold grows to when children's events come late (see [`Late`]): seen in
+/// CI, under the suite's load, a pool worker's `task_start` came 44 ms after its stamp.
+const MAX_HOLD: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Events waiting to be rendered, keyed by stamp (then arrival, among equal stamps).
 #[derive(Default)]
 struct Held {
@@ -313,14 +343,14 @@ impl Held {
         self.events.insert((ev.t_ns, self.seq), ev);
     }
 
-    /// Hand `render`, in stamp order, every event stamped at least `HOLD` before `now`
+    /// Hand `render`, in stamp order, every event stamped at least `hold` ns before `now`
     /// (all of them with `now == u64::MAX`).
     fn release(
         &mut self,
         now: u64,
+        hold: u64,
         render: &mut dyn FnMut(&Event) -> io::Result<()>,
     ) -> io::Result<()> {
-        let hold = HOLD.as_nanos() as u64;
         while let Some(entry) = self.events.first_entry() {
             if now != u64::MAX && entry.key().0.saturating_add(hold) > now {
                 break;
@@ -335,8 +365,8 @@ impl Held {
 /// may still be on their way (a child's line, the observer's sample), so take them in
 /// for [`PAUSE_HOLD`] first, and what the pause writes is in stamp order with what comes
 /// after it. A pause or flush that comes meanwhile is handed back, for its turn.
-fn take_in_flight(rx: &mpsc::Receiver<Msg>, held: &mut Held) -> Option<Msg> {
-    let until = crate::event::now_ns() + PAUSE_HOLD.as_nanos() as u64;
+fn take_in_flight(rx: &mpsc::Receiver<Msg>, held: &mut Held, hold: u64) -> Option<Msg> {
+    let until = crate::event::now_ns() + hold;
     loop {
         let left = until.saturating_sub(crate::event::now_ns());
         if left == 0 {
@@ -404,7 +434,7 @@ impl Narrator {
                         (None, crate::event::now_ns())
                     }
                     Ok(msg) => {
-                        deferred = take_in_flight(&rx, &mut held);
+                        deferred = take_in_flight(&rx, &mut held, read.1.hold(PAUSE_HOLD));
                         (Some(msg), u64::MAX)
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -421,7 +451,7 @@ impl Narrator {
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 };
                 let released = held
-                    .release(until, &mut |ev| {
+                    .release(until, read.1.hold(HOLD), &mut |ev| {
                         if open {
                             render.event(ev)
                         } else {
@@ -469,7 +499,7 @@ impl Narrator {
             }
             if open {
                 if let Err(e) = held
-                    .release(u64::MAX, &mut |ev| render.event(ev))
+                    .release(u64::MAX, 0, &mut |ev| render.event(ev))
                     .and_then(|()| render.finish())
                 {
                     output_failed(&e);
@@ -559,13 +589,13 @@ mod tests {
         held.push(ev(1_000, 1));
         held.push(ev(1_000 + hold + 500, 3));
         let mut out = Vec::new();
-        held.release(2_000 + hold, &mut |e| {
+        held.release(2_000 + hold, hold, &mut |e| {
             out.push(e.pid);
             Ok(())
         })
         .unwrap();
         assert_eq!(out, vec![1, 2]);
-        held.release(u64::MAX, &mut |e| {
+        held.release(u64::MAX, hold, &mut |e| {
             out.push(e.pid);
             Ok(())
         })
