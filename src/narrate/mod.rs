@@ -81,7 +81,7 @@ pub const READ_FLOOR: Duration = Duration::from_millis(600);
 /// title) in order, at [`reading_time`] scaled by `--speed`, starting each line when it
 /// appears or when the previous one is read, whichever is later.
 #[derive(Default)]
-struct Reader(Mutex<ReaderState>, Late);
+struct Reader(Mutex<ReaderState>);
 
 /// The most an event from a child has arrived after its stamp, in this run (ns): the
 /// narrator holds events at least that long (and half again), up to [`MAX_HOLD`], so that
@@ -155,7 +155,7 @@ impl Reader {
 /// Where events go. Cheap to clone; every thread of the main process has one, and all
 /// share one [`Reader`].
 #[derive(Clone)]
-pub struct Sink(mpsc::Sender<Msg>, Arc<Reader>);
+pub struct Sink(mpsc::Sender<Msg>, Arc<Reader>, Arc<Late>);
 
 impl Sink {
     pub fn emit(&self, ev: Event) {
@@ -166,7 +166,7 @@ impl Sink {
     /// An event that came from a child, over its channel: how late it came is noted, and
     /// events are held that long from now on (see [`Late`]).
     pub fn emit_arrived(&self, ev: Event) {
-        self.1 .1.note(ev.t_ns);
+        self.2.note(ev.t_ns);
         self.emit(ev);
     }
 
@@ -363,7 +363,7 @@ impl Held {
 
 /// Before a pause or a flush writes everything out: events stamped before this moment
 /// may still be on their way (a child's line, the observer's sample), so take them in
-/// for [`PAUSE_HOLD`] first, and what the pause writes is in stamp order with what comes
+/// for `hold` ns first ([`PAUSE_HOLD`], longer when children's news has come late), and what the pause writes is in stamp order with what comes
 /// after it. A pause or flush that comes meanwhile is handed back, for its turn.
 fn take_in_flight(rx: &mpsc::Receiver<Msg>, held: &mut Held, hold: u64) -> Option<Msg> {
     let until = crate::event::now_ns() + hold;
@@ -413,6 +413,8 @@ impl Narrator {
         let (tx, rx) = mpsc::channel::<Msg>();
         let reader = Arc::new(Reader::default());
         let read = reader.clone();
+        let late = Arc::new(Late::default());
+        let held_for = late.clone();
         let thread = crate::procs::thread("narrator", move || {
             // Once the output is closed, keep draining so senders never block, but
             // write nothing more.
@@ -434,7 +436,7 @@ impl Narrator {
                         (None, crate::event::now_ns())
                     }
                     Ok(msg) => {
-                        deferred = take_in_flight(&rx, &mut held, read.1.hold(PAUSE_HOLD));
+                        deferred = take_in_flight(&rx, &mut held, held_for.hold(PAUSE_HOLD));
                         (Some(msg), u64::MAX)
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -451,7 +453,7 @@ impl Narrator {
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 };
                 let released = held
-                    .release(until, read.1.hold(HOLD), &mut |ev| {
+                    .release(until, held_for.hold(HOLD), &mut |ev| {
                         if open {
                             render.event(ev)
                         } else {
@@ -507,7 +509,7 @@ impl Narrator {
             }
         })?;
         Ok(Narrator {
-            sink: Sink(tx, reader),
+            sink: Sink(tx, reader, late),
             thread: Some(thread),
         })
     }
@@ -519,7 +521,7 @@ impl Narrator {
     /// Write everything out and end the thread (all other sinks must be dropped first).
     pub fn finish(mut self) {
         self.sink.flush();
-        let none = Sink(mpsc::channel().0, Arc::default());
+        let none = Sink(mpsc::channel().0, Arc::default(), Arc::default());
         drop(std::mem::replace(&mut self.sink, none));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
