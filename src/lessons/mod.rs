@@ -21,6 +21,7 @@ pub mod process;
 pub mod queue;
 pub mod semaphore;
 pub mod shared;
+pub mod start_methods;
 pub mod states;
 pub mod sync_vs_async;
 pub mod threads;
@@ -104,6 +105,7 @@ pub static LESSONS: &[&LessonDef] = &[
     &fork::LESSON,
     &process::LESSON,
     &isolation::LESSON,
+    &start_methods::LESSON,
     &states::LESSON,
     &tree::LESSON,
     &orphans::LESSON,
