@@ -38,7 +38,7 @@ pub static LESSON: LessonDef = LessonDef {
     words_src: include_str!("../../../lessons/start-methods.toml"),
     options: &[OptSpec {
         name: "rounds",
-        default: 5,
+        default: 3,
         min: 3,
         max: 50,
         help: "How many children each start method starts to be timed (the median is reported)",
@@ -298,21 +298,13 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
 fn intro(ctx: &mut Ctx<'_>) -> Result<Holder> {
     let main = ctx.main_pid;
     step!(ctx, "intro", &[("main", &main)])?;
-    say!(ctx, "intro", &[("pid", &main)]);
-    ctx.pause(1500)?;
     let holder = hold_lock()?;
-    let threads = crate::sys::proc::threads(main);
-    say!(
-        ctx,
-        "holder",
-        &[("tid", &holder.tid), ("threads", &threads)]
-    );
-    ctx.observe("main_threads", threads);
+    say!(ctx, "intro", &[("pid", &main), ("tid", &holder.tid)]);
     ctx.show(2500)?;
     Ok(holder)
 }
 
-/// What a child said it saw, in its own voice, stamped when it looked.
+/// What a child said it saw, in its own voice, stamped when it looked: one line.
 fn tell_seen(ctx: &mut Ctx<'_>, method: &str, seen: &Seen) {
     let (pid, t, ppid) = (seen.pid, seen.t_ns, seen.ppid);
     let setting = setting_name(seen.setting);
@@ -322,15 +314,11 @@ fn tell_seen(ctx: &mut Ctx<'_>, method: &str, seen: &Seen) {
         ("ppid", &ppid),
         ("setting", &setting),
     ];
-    if seen.setting == CHANGED {
-        say_for!(ctx, pid, t, "sees_changed", args);
-    } else {
-        say_for!(ctx, pid, t, "sees_module", args);
-    }
-    if seen.lock_held {
-        say_for!(ctx, pid, t, "lock_held", &[]);
-    } else {
-        say_for!(ctx, pid, t, "lock_free", &[]);
+    match (seen.setting == CHANGED, seen.lock_held) {
+        (true, true) => say_for!(ctx, pid, t, "seen_changed_held", args),
+        (true, false) => say_for!(ctx, pid, t, "seen_changed_free", args),
+        (false, true) => say_for!(ctx, pid, t, "seen_module_held", args),
+        (false, false) => say_for!(ctx, pid, t, "seen_module_free", args),
     }
 }
 
@@ -374,7 +362,7 @@ fn by_fork(ctx: &mut Ctx<'_>) -> Result<(Shown, Waiting)> {
         &format!("== the main process ({main})"),
         shown.ppid == Some(main),
     );
-    ctx.pause(1500)?;
+    ctx.pause(1000)?;
     say!(ctx, "fork_after", &[("ppid", &ppid)]);
     ctx.show(2500)?;
     Ok((shown, gate))
@@ -394,13 +382,6 @@ fn by_spawn(ctx: &mut Ctx<'_>) -> Result<(ChildProc, Shown)> {
     };
     tell_seen(ctx, "spawn", &seen);
     let shown = observe_child(ctx, "spawn", &seen);
-    let ppid = shown.ppid.unwrap_or(0);
-    ctx.claim(
-        "spawn_child_ppid",
-        ppid,
-        &format!("== the main process ({main})"),
-        shown.ppid == Some(main),
-    );
     ctx.pause(1500)?;
     say!(ctx, "spawn_after", &[]);
     ctx.show(2500)?;
@@ -459,8 +440,6 @@ fn served_and_after(
     );
     ctx.observe("server_threads", threads);
     ctx.pause(2500)?;
-    say!(ctx, "server_forks", &[("pid", &spid)]);
-    ctx.pause(1500)?;
     server.send(Down::Value(ObsValue::Str(SHOW.into())))?;
     let seen = match server.decode(&server.reply(TIMEOUT)?)? {
         Reply::Seen(seen) => seen,
@@ -498,9 +477,9 @@ fn served_and_after(
         ],
     );
     ctx.claim("main_waitpid_served", errno, "== ECHILD", echild);
-    ctx.show(2500)?;
-    drop(holder);
+    ctx.pause(2000)?;
     side_by_side(ctx, server, fork, spawn, served)?;
+    drop(holder);
     cost(ctx, rounds, server)
 }
 
@@ -508,8 +487,9 @@ fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
 
-/// The three in a table; then each is let go and its exit learnt: the forked and the
-/// spawned by `waitpid`, the served one from the server.
+/// The three in a table, and the step's pause with all three alive; then each is let go
+/// and its exit learnt: the forked and the spawned by `waitpid`, the served one from
+/// the server.
 fn side_by_side(
     ctx: &mut Ctx<'_>,
     server: &ChildProc,
@@ -517,11 +497,13 @@ fn side_by_side(
     (spawn_child, spawned): (ChildProc, Shown),
     served: Shown,
 ) -> Result<()> {
-    step!(ctx, "compare", &[])?;
     say!(ctx, "table_head", &[]);
     for (method, shown) in METHODS.iter().zip([&forked, &spawned, &served]) {
         let ppid = shown.ppid.unwrap_or(0);
-        let setting = setting_name(shown.seen.setting);
+        let setting = format!(
+            "{:<10}",
+            format!("\"{}\"", setting_name(shown.seen.setting))
+        );
         let args: crate::words::Args<'_> = &[
             ("method", &format!("{method:<10}")),
             ("ppid", &format!("{ppid:>7}")),
@@ -533,7 +515,7 @@ fn side_by_side(
             say!(ctx, "row_free", args);
         }
     }
-    ctx.pause(3000)?;
+    ctx.show(3000)?;
     procs::open_gate(&fork_gate.gate)?;
     let fork_code = ctx.join_within(fork_gate.pid, TIMEOUT)?;
     spawn_child.send(Down::Go)?;
