@@ -172,7 +172,12 @@ fn one_pid(ctx: &mut Ctx<'_>, child: &ChildProc) -> Result<()> {
             ("states", &states),
         ],
     );
-    let holds = seen.len() == 3 && seen == tids && seen.first() == Some(&pid);
+    // As sets: /proc lists the TIDs in increasing order, and after the PIDs wrap
+    // around (at pid_max, 32768 by default) a thread's TID can be lower than its PID.
+    let (mut kernel, mut told) = (seen.clone(), tids.clone());
+    kernel.sort_unstable();
+    told.sort_unstable();
+    let holds = seen.len() == 3 && kernel == told && seen.contains(&pid);
     ctx.claim(
         "tids",
         seen.len(),
