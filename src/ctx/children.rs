@@ -144,6 +144,14 @@ impl Ctx<'_> {
         self.observer.watch(pid, name);
     }
 
+    /// A process one of the run's children started and has told the stream of (its
+    /// `spawn` already sent, by `ChildCtx::forked_at`): watch its state too, and know it
+    /// by `name`, as the processes the lesson starts itself.
+    pub fn watch(&mut self, pid: i32, name: &str) {
+        self.names.insert(pid, name.to_string());
+        self.observer.watch(pid, name);
+    }
+
     /// `fork()` a child named `name` that runs `child` and `_exit`s with its return.
     ///
     /// # Safety

@@ -445,6 +445,7 @@ fn served_and_after(
         Reply::Seen(seen) => seen,
         other => bail!("the server (PID {spid}) answered {other:?}"),
     };
+    ctx.watch(seen.pid, "served");
     tell_seen(ctx, "forkserver", &seen);
     let served = observe_child(ctx, "forkserver", &seen);
     let ppid = served.ppid.unwrap_or(0);
