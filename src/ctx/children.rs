@@ -162,9 +162,11 @@ impl Ctx<'_> {
         // Stamped before the fork: whatever the child does (fork a grandchild, say
         // something) is stamped after the spawn that names it.
         let t_ns = now_ns();
+        let expecting = self.sink.expect(t_ns);
         // SAFETY: the caller's promise about `child`.
         let pid = unsafe { procs::fork_child(child) }?;
         self.spawned_at(t_ns, pid.as_raw(), self.main_pid, name, How::Fork);
+        drop(expecting);
         Ok(pid)
     }
 
@@ -191,6 +193,9 @@ impl Ctx<'_> {
         // the child, after this (stamped after `spawn()` returned, a child's first line
         // could come before the spawn that names it).
         let t_ns = now_ns();
+        // Command::spawn returns once the exec has succeeded (tens of ms under load):
+        // what happens meanwhile is held until the spawn is in the stream.
+        let expecting = self.sink.expect(t_ns);
         let child = cmd.spawn().map_err(|e| match e.raw_os_error() {
             Some(code) if code == nix::libc::ENOENT => anyhow!(
                 "spawning a child (fork + exec of {}) failed: ENOENT: this program's file is \
@@ -206,6 +211,7 @@ impl Ctx<'_> {
         let pid = Pid::from_raw(child.id() as i32);
         drop(child); // reaped with waitpid by `join`, not by std
         self.spawned_at(t_ns, pid.as_raw(), self.main_pid, name, How::Spawn);
+        drop(expecting);
 
         let (tx, rx) = mpsc::channel();
         let accept = procs::thread("ipc-accept", move || {

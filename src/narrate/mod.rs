@@ -33,6 +33,12 @@ pub enum Msg {
     Pause(mpsc::Sender<bool>),
     /// Write out everything so far, then answer.
     Flush(mpsc::Sender<bool>),
+    /// An event stamped at this moment will come once a slow call returns (a spawn is
+    /// stamped before its fork + exec): hold everything stamped from then on until it
+    /// has come ([`Sink::expect`]).
+    Expect(u64),
+    /// The event expected at this stamp has been sent (or never will be).
+    Expected(u64),
 }
 
 /// How long a reader takes over a line: about 250 words a minute for the Latin part,
@@ -152,6 +158,16 @@ impl Reader {
     }
 }
 
+/// See [`Sink::expect`]: sends `Expected` when dropped, after the expected event (on the
+/// same channel, so the narrator has it in hand by then).
+pub struct Expecting(mpsc::Sender<Msg>, u64);
+
+impl Drop for Expecting {
+    fn drop(&mut self) {
+        let _ = self.0.send(Msg::Expected(self.1));
+    }
+}
+
 /// Where events go. Cheap to clone; every thread of the main process has one, and all
 /// share one [`Reader`].
 #[derive(Clone)]
@@ -168,6 +184,16 @@ impl Sink {
     pub fn emit_arrived(&self, ev: Event) {
         self.2.note(ev.t_ns);
         self.emit(ev);
+    }
+
+    /// An event stamped `t_ns` will be emitted once a slow call returns (a spawn, stamped
+    /// before `Command::spawn`, which can take tens of milliseconds under load): until the
+    /// guard is dropped, right after that event is emitted, nothing stamped from `t_ns`
+    /// on is rendered, so that what happened meanwhile (the observer's sample of this
+    /// process asleep in the spawn) comes after it.
+    pub fn expect(&self, t_ns: u64) -> Expecting {
+        let _ = self.0.send(Msg::Expect(t_ns));
+        Expecting(self.0.clone(), t_ns)
     }
 
     /// Count reading time at `speed` (`--speed`) from now on; 0 counts nothing.
@@ -330,17 +356,55 @@ const PAUSE_HOLD: std::time::Duration = std::time::Duration::from_millis(12);
 /// CI, under the suite's load, a pool worker's `task_start` came 44 ms after its stamp.
 const MAX_HOLD: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Events waiting to be rendered, keyed by stamp (then arrival, among equal stamps).
+/// The longest an expected event ([`Sink::expect`]) holds the narration back: a call
+/// that takes longer is broken, and its bound will end the run.
+const MAX_EXPECT: Duration = Duration::from_secs(5);
+
+/// Events waiting to be rendered, keyed by stamp (then arrival, among equal stamps), and
+/// the stamps of events still expected (with how many at each).
 #[derive(Default)]
 struct Held {
     events: std::collections::BTreeMap<(u64, u64), Event>,
     seq: u64,
+    expected: std::collections::BTreeMap<u64, usize>,
 }
 
 impl Held {
     fn push(&mut self, ev: Event) {
         self.seq += 1;
         self.events.insert((ev.t_ns, self.seq), ev);
+    }
+
+    /// Take in a message that is not a pause or a flush; false for those.
+    fn take(&mut self, msg: &mut Option<Msg>) -> bool {
+        match msg.take() {
+            Some(Msg::Event(ev)) => self.push(ev),
+            Some(Msg::Expect(t)) => *self.expected.entry(t).or_default() += 1,
+            Some(Msg::Expected(t)) => {
+                if let Some(n) = self.expected.get_mut(&t) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.expected.remove(&t);
+                    }
+                }
+            }
+            other => {
+                *msg = other;
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The first stamp not to render yet: the oldest event still expected (unless it is
+    /// older than [`MAX_EXPECT`]).
+    fn bound(&self, now_ns: u64) -> u64 {
+        self.expected
+            .keys()
+            .next()
+            .filter(|&&t| now_ns.saturating_sub(t) < MAX_EXPECT.as_nanos() as u64)
+            .copied()
+            .unwrap_or(u64::MAX)
     }
 
     /// Hand `render`, in stamp order, every event stamped at least `hold` ns before `now`
@@ -351,8 +415,12 @@ impl Held {
         hold: u64,
         render: &mut dyn FnMut(&Event) -> io::Result<()>,
     ) -> io::Result<()> {
+        let bound = self.bound(crate::event::now_ns());
         while let Some(entry) = self.events.first_entry() {
             if now != u64::MAX && entry.key().0.saturating_add(hold) > now {
+                break;
+            }
+            if entry.key().0 >= bound {
                 break;
             }
             render(&entry.remove())?;
@@ -373,8 +441,12 @@ fn take_in_flight(rx: &mpsc::Receiver<Msg>, held: &mut Held, hold: u64) -> Optio
             return None;
         }
         match rx.recv_timeout(Duration::from_nanos(left)) {
-            Ok(Msg::Event(ev)) => held.push(ev),
-            Ok(other) => return Some(other),
+            Ok(msg) => {
+                let mut msg = Some(msg);
+                if !held.take(&mut msg) {
+                    return msg;
+                }
+            }
             Err(_) => return None,
         }
     }
@@ -431,8 +503,8 @@ impl Narrator {
                 };
                 let quiet = matches!(next, Err(mpsc::RecvTimeoutError::Timeout));
                 let (msg, until) = match next {
-                    Ok(Msg::Event(ev)) => {
-                        held.push(ev);
+                    Ok(msg @ (Msg::Event(_) | Msg::Expect(_) | Msg::Expected(_))) => {
+                        held.take(&mut Some(msg));
                         (None, crate::event::now_ns())
                     }
                     Ok(msg) => {
@@ -465,7 +537,7 @@ impl Narrator {
                         _ => Ok(()),
                     });
                 let result = match msg {
-                    None | Some(Msg::Event(_)) => Ok(()),
+                    None | Some(Msg::Event(_) | Msg::Expect(_) | Msg::Expected(_)) => Ok(()),
                     Some(Msg::Pause(ack)) => {
                         let go = if !open {
                             Ok(true)
@@ -500,6 +572,8 @@ impl Narrator {
                 }
             }
             if open {
+                // The end: nothing more can come, expected or not.
+                held.expected.clear();
                 if let Err(e) = held
                     .release(u64::MAX, 0, &mut |ev| render.event(ev))
                     .and_then(|()| render.finish())
@@ -603,5 +677,44 @@ mod tests {
         })
         .unwrap();
         assert_eq!(out, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn nothing_stamped_after_an_expected_event_comes_out_before_it() {
+        let mut held = Held::default();
+        let now = crate::event::now_ns();
+        let mut out = Vec::new();
+        let take = |held: &mut Held, msg: Msg| assert!(held.take(&mut Some(msg)));
+        // A spawn stamped at `now` is expected; the observer's sample at now + 1 comes
+        // first, and stays held even by a pause (which releases everything else).
+        take(&mut held, Msg::Expect(now));
+        take(&mut held, Msg::Event(ev(now - 1, 1)));
+        take(&mut held, Msg::Event(ev(now + 1, 3)));
+        held.release(u64::MAX, 0, &mut |e| {
+            out.push(e.pid);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(out, vec![1]);
+        take(&mut held, Msg::Event(ev(now, 2)));
+        take(&mut held, Msg::Expected(now));
+        held.release(u64::MAX, 0, &mut |e| {
+            out.push(e.pid);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(out, vec![1, 2, 3]);
+        // An expectation never met holds nothing back once it is MAX_EXPECT old.
+        take(
+            &mut held,
+            Msg::Expect(now - MAX_EXPECT.as_nanos() as u64 - 1),
+        );
+        take(&mut held, Msg::Event(ev(now, 4)));
+        held.release(u64::MAX, 0, &mut |e| {
+            out.push(e.pid);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(out, vec![1, 2, 3, 4]);
     }
 }
