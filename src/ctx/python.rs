@@ -21,6 +21,28 @@ pub struct PyOut {
     pub stderr: String,
 }
 
+/// [`Ctx::python`], with the lesson's line that says why there is no CPython to show
+/// said here: `python_missing` (no `python3` on the `PATH`) or `python_failed` (with
+/// `{why}`), keys of the calling lesson's words, checked at compile time like any
+/// `say!`. `Some(output)` when it ran; `None` when it could not (said); `?` on errors.
+/// `python_or_say!(ctx, &args, bound, started)`.
+#[macro_export]
+macro_rules! python_or_say {
+    ($ctx:expr, $args:expr, $bound:expr, $started:expr $(,)?) => {
+        match $ctx.python($args, $bound, $started)? {
+            Ok(out) => Some(out),
+            Err($crate::ctx::NoPython::Missing) => {
+                $crate::say!($ctx, "python_missing", &[]);
+                None
+            }
+            Err($crate::ctx::NoPython::Failed(why)) => {
+                $crate::say!($ctx, "python_failed", &[("why", &why)]);
+                None
+            }
+        }
+    };
+}
+
 /// Why there is no [`PyOut`]: not there, or could not be started.
 pub enum NoPython {
     /// No `python3` on `PATH`.

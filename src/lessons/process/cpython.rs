@@ -7,7 +7,7 @@
 //! the lesson says so: these cannot be shown here.
 
 use super::*;
-use crate::ctx::NoPython;
+use crate::python_or_say;
 
 /// How long CPython may take before it is given up on (it needs well under a second).
 const PYTHON_TIMEOUT: Duration = Duration::from_secs(20);
@@ -89,16 +89,8 @@ pub(super) fn mistakes(ctx: &mut Ctx<'_>) -> Result<()> {
     step!(ctx, "mistakes", &[])?;
     let file = ctx.dir.join("process_mistakes.py");
     std::fs::write(&file, SCRIPT).with_context(|| format!("writing {}", file.display()))?;
-    let output = match ctx.python(&[file.as_os_str()], PYTHON_TIMEOUT, |_, _| {})? {
-        Ok(out) => out,
-        Err(NoPython::Missing) => {
-            say!(ctx, "python_missing", &[]);
-            return ctx.show(1500);
-        }
-        Err(NoPython::Failed(why)) => {
-            say!(ctx, "python_failed", &[("why", &why)]);
-            return ctx.show(1500);
-        }
+    let Some(output) = python_or_say!(ctx, &[file.as_os_str()], PYTHON_TIMEOUT, |_, _| {}) else {
+        return ctx.show(1500);
     };
     let (pid, code) = (output.pid, output.exitcode);
     let report = parse(&output.stdout);

@@ -19,10 +19,10 @@
 
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
-use crate::ctx::{ChildProc, Ctx, NoPython};
+use crate::ctx::{ChildProc, Ctx};
 use crate::event::{now_ns, ObsValue};
 use crate::procs::{self, Note};
-use crate::{say, say_for, step};
+use crate::{python_or_say, say, say_for, step};
 use anyhow::{bail, Context, Result};
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -642,17 +642,12 @@ fn defaults(ctx: &mut Ctx<'_>) -> Result<()> {
     step!(ctx, "defaults", &[])?;
     say!(ctx, "defaults", &[]);
     ctx.pause(3000)?;
-    let output = match ctx.python(&["-c".as_ref(), PY_ASK.as_ref()], PYTHON_TIMEOUT, |_, _| {})? {
-        Ok(out) => Some(out),
-        Err(NoPython::Missing) => {
-            say!(ctx, "python_missing", &[]);
-            None
-        }
-        Err(NoPython::Failed(why)) => {
-            say!(ctx, "python_failed", &[("why", &why)]);
-            None
-        }
-    };
+    let output = python_or_say!(
+        ctx,
+        &["-c".as_ref(), PY_ASK.as_ref()],
+        PYTHON_TIMEOUT,
+        |_, _| {}
+    );
     if let Some(out) = output {
         let parsed: Option<serde_json::Value> = serde_json::from_str(&out.stdout).ok();
         let field = |name: &str| {

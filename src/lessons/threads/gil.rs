@@ -6,7 +6,8 @@
 //! the GIL lets them be.
 
 use super::WORDS;
-use crate::ctx::{Ctx, NoPython};
+use crate::ctx::Ctx;
+use crate::python_or_say;
 use crate::say;
 use anyhow::{Context, Result};
 use std::time::Duration;
@@ -142,16 +143,8 @@ fn run_script(ctx: &mut Ctx<'_>) -> Result<Option<Timings>> {
         say!(ctx, "python_intro", &[("pid", &pid), ("rounds", &ROUNDS)]);
     };
     let args = [file.as_os_str(), call_s.as_ref(), rounds.as_ref()];
-    let output = match ctx.python(&args, PYTHON_TIMEOUT, started)? {
-        Ok(out) => out,
-        Err(NoPython::Missing) => {
-            say!(ctx, "python_missing", &[]);
-            return Ok(None);
-        }
-        Err(NoPython::Failed(why)) => {
-            say!(ctx, "python_failed", &[("why", &why)]);
-            return Ok(None);
-        }
+    let Some(output) = python_or_say!(ctx, &args, PYTHON_TIMEOUT, started) else {
+        return Ok(None);
     };
     let code = output.exitcode;
     match serde_json::from_str::<Timings>(&output.stdout) {
