@@ -75,6 +75,19 @@ fn parse_speed(s: &str) -> Result<f64, String> {
     Ok(x)
 }
 
+/// A lesson's size option: a whole number from `min` to `max`, the range said in words
+/// (not Rust's `2..=64`).
+fn parse_count(s: &str, min: u32, max: u32) -> Result<u32, String> {
+    let n: u32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number from {min} to {max}"))?;
+    if !(min..=max).contains(&n) {
+        return Err(format!("{n} is out of range: it goes from {min} to {max}"));
+    }
+    Ok(n)
+}
+
 /// The whole command line.
 pub fn command() -> Command {
     let lesson_names: Vec<&'static str> = LESSONS.iter().map(|l| l.name).collect();
@@ -219,10 +232,14 @@ fn lesson_command(def: &LessonDef) -> Command {
             Arg::new(o.name)
                 .long(o.name)
                 .value_name("N")
+                .allow_negative_numbers(true)
                 .help_heading("Lesson options")
                 .help(format!("{} ({}–{})", o.help, o.min, o.max))
                 .default_value(o.default.to_string())
-                .value_parser(value_parser!(u32).range(i64::from(o.min)..=i64::from(o.max))),
+                .value_parser({
+                    let (min, max) = (o.min, o.max);
+                    move |s: &str| parse_count(s, min, max)
+                }),
         );
     }
     cmd

@@ -106,3 +106,18 @@ fn completions_are_generated() {
     r.assert_code(0);
     assert!(r.stdout.contains("isolation"), "{}", r.show());
 }
+
+#[test]
+fn a_size_out_of_range_says_its_range_in_words_on_one_line() {
+    for (value, says) in [
+        ("99", "99 is out of range: it goes from 2 to 64"),
+        ("-1", "\"-1\" is not a whole number from 2 to 64"),
+        ("x", "\"x\" is not a whole number from 2 to 64"),
+    ] {
+        let r = common::run(&["lock", "--buyers", value]);
+        r.assert_code(2);
+        assert!(r.stderr.contains(says), "{}", r.show());
+        assert!(!r.stderr.contains("..="), "{}", r.show());
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.show());
+    }
+}
