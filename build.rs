@@ -17,7 +17,9 @@ fn placeholders(template: &str, into: &mut BTreeSet<String>) {
         let after = &rest[open + 1..];
         match after.find('}') {
             Some(close) => {
-                into.insert(after[..close].to_string());
+                // `{n|waiter|waiters}` names `n` (the English plural, see words::fill).
+                let name = &after[..close];
+                into.insert(name.split('|').next().unwrap_or(name).to_string());
                 rest = &after[close + 1..];
             }
             None => break,

@@ -285,7 +285,8 @@ pub fn placeholders(template: &str) -> Vec<String> {
         let after = &rest[open + 1..];
         match after.find('}') {
             Some(close) => {
-                out.push(after[..close].to_string());
+                let name = &after[..close];
+                out.push(name.split('|').next().unwrap_or(name).to_string());
                 rest = &after[close + 1..];
             }
             None => break,
@@ -300,6 +301,8 @@ pub fn placeholders(template: &str) -> Vec<String> {
 pub type Args<'a> = &'a [(&'a str, &'a dyn Display)];
 
 /// Fill `{name}` placeholders from `args`; an unknown placeholder is left as it is.
+/// `{name|one|many}` is a word that agrees with the number `name`: `one` when it is 1,
+/// else `many` (`{n} {n|waiter|waiters} asleep`); Chinese needs none.
 pub fn fill(template: &str, args: Args<'_>) -> String {
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;
@@ -311,8 +314,16 @@ pub fn fill(template: &str, args: Args<'_>) -> String {
             return out;
         };
         let name = &after[..close];
-        match args.iter().find(|(k, _)| *k == name) {
-            Some((_, v)) => out.push_str(&v.to_string()),
+        let mut forms = name.split('|');
+        let var = forms.next().unwrap_or(name);
+        let (one, many) = (forms.next(), forms.next());
+        match args.iter().find(|(k, _)| *k == var) {
+            Some((_, v)) => match (one, many) {
+                (Some(one), Some(many)) => {
+                    out.push_str(if v.to_string() == "1" { one } else { many })
+                }
+                _ => out.push_str(&v.to_string()),
+            },
             None => {
                 out.push('{');
                 out.push_str(name);
@@ -410,6 +421,14 @@ mod tests {
     #[test]
     fn placeholders_are_found() {
         assert_eq!(placeholders("{b} and {a} and {b}"), vec!["a", "b"]);
+        assert_eq!(placeholders("{n} {n|waiter|waiters}"), vec!["n"]);
+    }
+
+    #[test]
+    fn a_word_agrees_with_its_number() {
+        let t = "{n} {n|waiter|waiters} asleep";
+        assert_eq!(fill(t, &[("n", &1)]), "1 waiter asleep");
+        assert_eq!(fill(t, &[("n", &3)]), "3 waiters asleep");
     }
 
     #[test]
