@@ -90,6 +90,9 @@ fn preflight(
         }
     }
     match &g.trace {
+        Some(path) if path.as_os_str() == "-" => Err(usage_error(
+            "--trace -: the trace needs a file (stdout carries the narration): give it a name, e.g. --trace run.json",
+        )),
         // Only a regular file (new or old): a FIFO with no reader would block open()
         // for ever, and a device (/dev/full) is no place for a trace.
         Some(path) if std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_file()) => {

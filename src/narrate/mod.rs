@@ -296,8 +296,17 @@ impl Render for Tee {
     fn flush(&mut self) -> io::Result<()> {
         self.0.iter_mut().try_for_each(|r| r.flush())
     }
+    /// Every renderer finishes, even after one failed (a closed stdout must not cost
+    /// the trace file its contents); the first error is the answer.
     fn finish(&mut self) -> io::Result<()> {
-        self.0.iter_mut().try_for_each(|r| r.finish())
+        let mut first = Ok(());
+        for r in &mut self.0 {
+            let result = r.finish();
+            if first.is_ok() {
+                first = result;
+            }
+        }
+        first
     }
     fn tick(&mut self, now_ns: u64) -> io::Result<()> {
         self.0.iter_mut().try_for_each(|r| r.tick(now_ns))
@@ -580,6 +589,11 @@ impl Narrator {
                 {
                     output_failed(&e);
                 }
+            } else {
+                // The narration's output closed (`| head -1`) or failed, and the run
+                // stopped for it: the trace file still gets what was rendered so far
+                // (the narration's own finish fails again, and says nothing more).
+                let _ = render.finish();
             }
         })?;
         Ok(Narrator {

@@ -140,6 +140,44 @@ fn trace_is_chrome_trace_json_with_the_runs_real_pids() {
 }
 
 #[test]
+fn a_trace_is_written_even_when_the_narration_is_cut_short_by_head() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.json");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mp-demo"))
+        .args(["--speed", "0", "--trace", path.to_str().unwrap(), "lock"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // `| head -1`: one line read, then the pipe closed.
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!first.is_empty() && status.code().is_some(), "{status:?}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let trace: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    assert!(!trace["traceEvents"].as_array().unwrap().is_empty(), "{text}");
+}
+
+#[test]
+fn trace_dash_is_refused_and_makes_no_file_named_dash() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mp-demo"))
+        .args(["--speed", "0", "--trace", "-", "fork"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    assert!(!dir.path().join("-").exists());
+}
+
+#[test]
 fn an_unwritable_trace_path_is_refused_before_the_lesson_starts() {
     let r = common::run(&["--trace", "/nonexistent-dir/x/trace.json", "fork"]);
     r.assert_code(2);
