@@ -380,6 +380,11 @@ fn run_one(
     observer.watch(ctx.main_pid, "main");
     let run = (def.run)(&mut ctx, opts);
     observer.forget(ctx.main_pid);
+    // The quiz is judged inside the lesson's stream, before its end (a grader reading
+    // up to `lesson_end` has it all); the human view tells it after the verdict.
+    if run.is_ok() && procs::stop_reason().is_none() {
+        judged(&ctx, &answers, lang, &sink);
+    }
     let end = event::now_ns();
     let (error, signal) = match (&run, procs::stop_reason()) {
         (_, Some(reason)) => ended_by(reason),
@@ -400,7 +405,6 @@ fn run_one(
         sink.flush();
     }
     run?;
-    judged(&ctx, &answers, lang, &sink);
     sink.flush();
     let claims = ctx.claims.iter().filter_map(|c| c.holds);
     Ok((claims.clone().filter(|&h| h).count(), claims.count()))

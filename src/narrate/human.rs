@@ -60,6 +60,9 @@ pub struct Human<W: Write + Send> {
     out: W,
     /// What one event writes, handed to `out` at once (above the live panel).
     buf: Vec<u8>,
+    /// The quiz's judgements, which the stream has before `lesson_end`: told after the
+    /// verdict, which they refer to.
+    quizzes: Vec<Vec<(String, ObsValue)>>,
     live: Option<Live>,
     /// This lesson's events, for the timeline.
     history: Vec<Event>,
@@ -100,6 +103,7 @@ impl<W: Write + Send> Human<W> {
         Human {
             out,
             buf: Vec::new(),
+            quizzes: Vec::new(),
             live: None,
             history: Vec::new(),
             lang,
@@ -509,10 +513,17 @@ impl<W: Write + Send> Human<W> {
                 elapsed_ms,
                 error: None,
                 signal: None,
-            } => self.lesson_end(ev.t_ns, *ok, *elapsed_ms),
+            } => {
+                self.lesson_end(ev.t_ns, *ok, *elapsed_ms)?;
+                for fields in std::mem::take(&mut self.quizzes) {
+                    self.quiz_result(&fields)?;
+                }
+                Ok(())
+            }
             // A run that failed or was stopped: the panel goes; the one line on stderr
             // says why (no verdict of a story cut short).
             Kind::LessonEnd { .. } => {
+                self.quizzes.clear();
                 self.live_clear();
                 Ok(())
             }
@@ -521,7 +532,10 @@ impl<W: Write + Send> Human<W> {
                 Ok(())
             }
             Kind::Act { act, fields } if act == "tour_card" => self.tour_card(fields),
-            Kind::Act { act, fields } if act == "quiz" => self.quiz_result(fields),
+            Kind::Act { act, fields } if act == "quiz" => {
+                self.quizzes.push(fields.clone());
+                Ok(())
+            }
             Kind::Act { act, fields } => self.act(ev, act, fields),
         }
     }

@@ -220,13 +220,32 @@ fn quiz_asks_first_and_judges_against_the_run() {
     p.send("2").unwrap(); // 100: wrong
     p.flush().unwrap();
     p.exp_string("Step 1").unwrap();
-    // Judged in the lesson's words ([verdict.*]), each with the observation's name.
+    // Judged after the verdict it refers to, in the lesson's words ([verdict.*]), each
+    // with the observation's name.
+    p.exp_string("What this run observed").unwrap();
     p.exp_string("Right. In this run:").unwrap();
     p.exp_string("(parent_value_after)").unwrap();
     p.exp_string("Not this time. In this run:").unwrap();
     p.exp_string("(shared_value_after)").unwrap();
     p.exp_eof().unwrap();
     assert!(exit_code(&p).ends_with(", 0)"), "{}", exit_code(&p));
+    assert_nothing_left(&t);
+}
+
+#[test]
+fn the_quiz_is_judged_in_the_stream_before_lesson_end() {
+    let t = tag();
+    let mut p = session(&["--quiz", "--json", "--speed", "0", "isolation"], &t);
+    p.exp_string("parent print for n").unwrap();
+    p.send("2").unwrap();
+    p.flush().unwrap();
+    p.exp_string("MAP_SHARED").unwrap();
+    p.send("1").unwrap();
+    p.flush().unwrap();
+    let (stream, _) = p.exp_regex(r#""kind":"lesson_end"[^\n]*"#).unwrap();
+    let quizzes = stream.matches(r#""kind":"quiz""#).count();
+    assert_eq!(quizzes, 2, "both judged before lesson_end: {stream}");
+    p.exp_eof().unwrap();
     assert_nothing_left(&t);
 }
 
