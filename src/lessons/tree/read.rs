@@ -17,9 +17,6 @@ pub(super) fn read_tree(ctx: &mut Ctx<'_>, tree: &Tree) -> Result<()> {
     let janitor = procs::janitor_pid();
     let rows = rows(me, mine, &below);
     draw(ctx, &rows, janitor);
-    if let Some(j) = janitor.filter(|j| below.iter().any(|(p, _)| p == j)) {
-        say!(ctx, "janitor", &[("pid", &j)]);
-    }
     // The other threads of this process: pstree shows them in braces.
     let threads = crate::sys::proc::threads(me);
     if threads > 1 {
