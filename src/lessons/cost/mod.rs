@@ -16,9 +16,9 @@
 
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
-use crate::ctx::{Ctx, NoPython};
+use crate::ctx::Ctx;
 use crate::event::{now_ns, ObsValue};
-use crate::{say, step};
+use crate::{python_or_say, say, step};
 use anyhow::{bail, Result};
 use std::time::Duration;
 
@@ -571,24 +571,10 @@ fn time_python(ctx: &mut Ctx<'_>, rounds: usize, fork_us: f64) -> Result<Python>
     let started = |ctx: &mut Ctx<'_>, pid: i32| {
         say!(ctx, "python_intro", &[("pid", &pid), ("rounds", &rounds)]);
     };
-    let output = match ctx.python(
-        &[
-            "-c".as_ref(),
-            PY_SCRIPT.as_ref(),
-            rounds.to_string().as_ref(),
-        ],
-        PYTHON_TIMEOUT,
-        started,
-    )? {
-        Ok(out) => out,
-        Err(NoPython::Missing) => {
-            say!(ctx, "python_missing", &[]);
-            return Ok(None);
-        }
-        Err(NoPython::Failed(why)) => {
-            say!(ctx, "python_failed", &[("why", &why)]);
-            return Ok(None);
-        }
+    let rounds_arg = rounds.to_string();
+    let args = ["-c".as_ref(), PY_SCRIPT.as_ref(), rounds_arg.as_ref()];
+    let Some(output) = python_or_say!(ctx, &args, PYTHON_TIMEOUT, started) else {
+        return Ok(None);
     };
     let code = output.exitcode;
     let parsed: Option<serde_json::Value> = serde_json::from_str(&output.stdout).ok();
