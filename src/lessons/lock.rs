@@ -194,7 +194,11 @@ fn with_lock(ctx: &mut Ctx<'_>, office: &Office) -> Result<()> {
     let tickets = office.tickets;
     step!(ctx, "with_lock", &[])?;
     write_count(&office.file, tickets)?;
-    say!(ctx, "lock_intro", &[("tickets", &tickets)]);
+    say!(
+        ctx,
+        "lock_intro",
+        &[("tickets", &tickets), ("buyers", &office.buyers)]
+    );
     ctx.pause(2000)?;
     let kids = spawn_buyers(ctx, office.buyers, &office.shown, true)?;
     let inode = inode_of(&office.file)?;
@@ -234,7 +238,11 @@ fn with_lock(ctx: &mut Ctx<'_>, office: &Office) -> Result<()> {
             sold_with += 1;
         }
         holder.send(Down::Go)?; // now flock(LOCK_UN)
-        ctx.join(holder.pid)?;
+    }
+    // Joined once all have bought, like the script's `for p in buyers: p.join()`: their
+    // ends are then one line, not one between each turn.
+    for k in &kids {
+        ctx.join(k.pid)?;
     }
     let left = read_count(&office.file)?;
     ctx.pause(800)?;
@@ -408,7 +416,10 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
     file.read_to_string(&mut text)?;
     let count = parse_count(&text, &path)?;
     tell_read(c, count, phase)?;
-    say!(c, "got_lock", &[("count", &count)])?;
+    // A buyer that finds none left says so in one line, once it lets go (`sold_out_locked`).
+    if count > 0 {
+        say!(c, "got_lock", &[("count", &count)])?;
+    }
     c.tell(&Reply::Holds { count })?;
     c.expect_go()?; // the parent's window is over: finish and let the next one in
     let bought = count > 0;

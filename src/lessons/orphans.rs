@@ -91,7 +91,12 @@ fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
 /// Part one: children that exit at once are zombies until their parent waits.
 fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
     let me = ctx.main_pid;
-    step!(ctx, "zombies", &[("n", &n)])?;
+    let janitor = ctx.janitor();
+    step!(
+        ctx,
+        "zombies",
+        &[("n", &n), ("main", &me), ("janitor", &janitor)]
+    )?;
     say!(ctx, "zombies_intro", &[("n", &n)]);
     ctx.pause(2000)?;
     let mut kids = Vec::with_capacity(n);
@@ -114,8 +119,7 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
     );
     ctx.pause(3000)?;
 
-    let janitor = ctx.janitor();
-    step!(ctx, "reap", &[("main", &me), ("janitor", &janitor)])?;
+    // The reaping belongs to the same step, whose hint shows one reaped, the rest Z.
     say!(ctx, "reap_intro", &[]);
     ctx.pause(1500)?;
     let mut reaped = 0usize;
@@ -129,11 +133,15 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
             .iter()
             .filter(|p| crate::sys::proc::state(p.as_raw()) == Some('Z'))
             .count();
-        say!(
-            ctx,
-            if (gone) { "reaped" } else { "reaped_not_gone" },
-            &[("pid", &kid), ("code", &code), ("left", &left)],
-        );
+        // The exit lines tell each reap (and the verdict that /proc lost them all); a
+        // sentence only for one still in /proc.
+        if !gone {
+            say!(
+                ctx,
+                "reaped_not_gone",
+                &[("pid", &kid), ("code", &code), ("left", &left)],
+            );
+        }
         if i == 0 {
             // One reaped, the others still zombies: the hint shows both.
             ctx.show(0)?;
@@ -178,8 +186,8 @@ fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
     step!(ctx, "adopted", &[("child", &child), ("gc", &gc)])?;
     say!(ctx, "child_exits", &[("child", &child), ("gc", &gc)]);
     nix::unistd::write(&family.go, b"g").context("write() to the child's pipe")?;
-    let code = ctx.join(child)?;
-    say!(ctx, "child_joined", &[("child", &child), ("code", &code)]);
+    // Its end (exitcode, reaped by main) is the exit line: no sentence of its own.
+    ctx.join(child)?;
     let adopted = reparented(ctx, &family)?;
     let after = ppid_of(gc).context("reading the grandchild's /proc/<pid>/stat")?;
     say!(
@@ -198,9 +206,10 @@ fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
         &format!("== main_pid ({me})"),
         after == me && adopted == me,
     );
-    ctx.show(3000)?;
+    ctx.pause(3000)?;
 
-    step!(ctx, "adopter_reaps", &[("gc", &gc)])?;
+    // The adopter's reaping belongs to the same step: its hint shows the orphan as a
+    // zombie of its new parent, and its old parent gone.
     say!(ctx, "adopter_reaps", &[("pid", &gc)]);
     nix::unistd::write(&family.gc_go, b"g").context("write() to the grandchild's pipe")?;
     let zombie = ctx.wait_state(gc, &['Z'], TIMEOUT)? == Some('Z');
@@ -282,11 +291,11 @@ fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.claim("grandchild_alive_after_terminate", alive, "== true", alive);
     ctx.show(3500)?;
 
-    step!(ctx, "cleanup", &[("pid", &helper)])?;
+    // The orphan's end belongs to the same step: the lesson ends it itself.
     say!(ctx, "cleanup", &[("pid", &helper)]);
     kill(helper, Signal::SIGTERM).context("kill(SIGTERM) of the helper")?;
-    let code = ctx.join(helper)?;
-    say!(ctx, "cleaned", &[("pid", &helper), ("code", &code)]);
+    // Reaped by main, its adopter: the exit line says so.
+    ctx.join(helper)?;
     ctx.show(0)
 }
 

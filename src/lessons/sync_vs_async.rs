@@ -506,7 +506,7 @@ fn hogs(ctx: &mut Ctx<'_>, phase: &str, on: &[usize; 2]) -> Result<HogRun> {
     let (tracks, stamps) = follow_hogs(ctx, &h)?;
     drop(timing);
     // A bar is about its process: said before the reap (no event follows an exit).
-    hog_bars(ctx, &h.pids, &tracks, t0);
+    hog_bars(ctx, &h.pids, &tracks, t0, h.phase == "one_cpu");
     for &pid in &h.pids {
         ctx.join(pid)?;
     }
@@ -661,15 +661,18 @@ fn follow_hogs(ctx: &Ctx<'_>, h: &Hogs<'_>) -> Result<(Vec<Track>, Vec<Stamp>)> 
 
 /// The bars: the first BAR_COLS columns of BAR_COL_NS each from the gate's opening at
 /// `t0`; `#` where the process was on a CPU for most of the column, `.` where it was not.
-fn hog_bars(ctx: &Ctx<'_>, pids: &[Pid], tracks: &[Track], t0: u64) {
-    say!(
-        ctx,
-        "bars_scale",
-        &[
-            ("window", &fmt_ms(ms(BAR_COL_NS * BAR_COLS))),
-            ("col", &format!("{:.2}", ms(BAR_COL_NS))),
-        ],
-    );
+fn hog_bars(ctx: &Ctx<'_>, pids: &[Pid], tracks: &[Track], t0: u64, first: bool) {
+    // The scale is the same for both runs: told once, before the first bars.
+    if first {
+        say!(
+            ctx,
+            "bars_scale",
+            &[
+                ("window", &fmt_ms(ms(BAR_COL_NS * BAR_COLS))),
+                ("col", &format!("{:.2}", ms(BAR_COL_NS))),
+            ],
+        );
+    }
     for (&pid, track) in pids.iter().zip(tracks) {
         let bar: String = (0..BAR_COLS)
             .map(|c| {

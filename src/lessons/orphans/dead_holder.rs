@@ -127,7 +127,7 @@ const ACQUIRE_TIMEOUT_MIN_MS: u64 = 60;
 fn next_acquire(ctx: &mut Ctx<'_>, lock: &Lock, holder: Pid, note_w: OwnedFd) -> Result<bool> {
     let (raw, note_fd) = (lock.raw, lock.note_fd);
     let timeout_ms = ((ACQUIRE_TIMEOUT_MS as f64 * ctx.speed) as u64).max(ACQUIRE_TIMEOUT_MIN_MS);
-    step!(ctx, "next", &[("ms", &timeout_ms)])?;
+    // The next process is part of the same step: the lock its holder never gave back.
     let child_body = move || {
         Note::tell(note_fd, Said::Waiting, timeout_ms as i64);
         let got = raw.acquire_within(timeout_ms);
