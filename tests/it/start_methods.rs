@@ -81,7 +81,7 @@ fn fork_copies_spawn_and_forkserver_start_fresh_and_the_server_is_the_parent() {
     for (prefix, parent, how) in [
         ("fork-", main, How::Fork),
         ("spawn-", main, How::Spawn),
-        ("server-fork-", server.pid, How::Fork),
+        ("child-", server.pid, How::Fork),
     ] {
         let timed: Vec<_> = r
             .spawns()

@@ -187,7 +187,7 @@ fn server(c: &mut ChildCtx) -> Result<i32> {
                     "served".to_string()
                 } else {
                     timed += 1;
-                    format!("server-fork-{timed}")
+                    format!("child-{timed}")
                 };
                 let fork = |body: &dyn Fn() -> i32| {
                     let t0 = now_ns();
