@@ -103,6 +103,14 @@ impl<'a> Ctx<'a> {
         self.sink.emit(ev);
     }
 
+    /// Events about to be learnt late, stamped from now on (a grandchild's `spawn`, read
+    /// from a note after the child forked it): until the guard is dropped, once they are
+    /// emitted, nothing stamped from now on is rendered, so they keep their place in
+    /// stamp order ([`crate::narrate::Sink::expect`]).
+    pub fn expect_news(&self) -> crate::narrate::Expecting {
+        self.sink.expect(crate::event::now_ns())
+    }
+
     /// The name a pid was given when it started.
     pub fn name_of(&self, pid: i32) -> String {
         self.names

@@ -132,6 +132,8 @@ fn start_pair(ctx: &mut Ctx<'_>) -> Result<Pair> {
 /// The normal child may start a child of its own: it forks one, which ends, and joins
 /// it; their events carry the worker's own stamps.
 fn worker_starts_child(ctx: &mut Ctx<'_>, worker: &ChildProc) -> Result<()> {
+    // The child's spawn and exit are learnt from the worker's answer, after they happened.
+    let news = ctx.expect_news();
     worker.send(Down::Value(START_CHILD.into()))?;
     let (grandchild, t_forked, code, t_reaped) = match next(worker)? {
         Reply::Started {
@@ -176,6 +178,7 @@ fn worker_starts_child(ctx: &mut Ctx<'_>, worker: &ChildProc) -> Result<()> {
         "worker_joined",
         &[("child", &grandchild), ("code", &code)],
     );
+    drop(news);
     ctx.pause(2500)
 }
 

@@ -112,6 +112,8 @@ fn fork_first(ctx: &mut Ctx<'_>) -> Result<Forks> {
 fn second_fork(ctx: &mut Ctx<'_>, forks: &Forks) -> Result<Pid> {
     let first = forks.first;
     ctx.keep_up();
+    // The daemon's spawn is learnt from the notes, after it happened.
+    let news = ctx.expect_news();
     procs::open_gate(&forks.go)?;
     // The first child's "I forked" and the daemon's hello come in either order.
     let (mut forked, mut hello) = (None, None);
@@ -140,6 +142,7 @@ fn second_fork(ctx: &mut Ctx<'_>, forks: &Forks) -> Result<Pid> {
         "daemon",
         How::Fork,
     );
+    drop(news);
     say_for!(
         ctx,
         hello.pid,
@@ -184,12 +187,15 @@ fn first_exits(ctx: &mut Ctx<'_>, forks: &Forks, daemon: Pid) -> Result<()> {
     say!(ctx, "pdeathsig", &[("first", &first), ("daemon", &daemon)]);
     ctx.pause(2000)?;
     ctx.keep_up();
+    // What the daemon does is learnt from its note, after it happened.
+    let news = ctx.expect_news();
     procs::open_gate(&forks.go)?;
     let n = next_note(&forks.notes, "the daemon's detaching")?;
     if n.kind() != Some(Said::Detached) {
         bail!("the daemon (PID {daemon}) could not detach");
     }
     say_for!(ctx, n.pid, n.t_ns, "detach", &[]);
+    drop(news);
     ctx.pause(2000)
 }
 
