@@ -152,6 +152,13 @@ impl Ctx<'_> {
         self.observer.watch(pid, name);
     }
 
+    /// Stop watching `pid`, a process another process will reap (see [`Ctx::watch`]):
+    /// called before it is let go, so that no sample of it is stamped after its reaper's
+    /// `exit`, which this process cannot order against.
+    pub fn unwatch(&mut self, pid: i32) {
+        self.observer.forget(pid);
+    }
+
     /// `fork()` a child named `name` that runs `child` and `_exit`s with its return.
     ///
     /// # Safety

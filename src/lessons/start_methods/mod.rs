@@ -322,8 +322,15 @@ fn tell_seen(ctx: &mut Ctx<'_>, method: &str, seen: &Seen) {
     }
 }
 
-/// Its parent, from the kernel, and the method's observations.
-fn observe_child(ctx: &mut Ctx<'_>, method: &str, seen: &Seen) -> Shown {
+/// What the child saw, said in its voice; its parent, from the kernel; the method's
+/// claims.
+fn observe_child(
+    ctx: &mut Ctx<'_>,
+    method: &str,
+    seen: &Seen,
+    parent: Option<(i32, String)>,
+) -> Shown {
+    tell_seen(ctx, method, seen);
     let ppid = crate::sys::proc::ids(seen.pid).map(|i| i.ppid);
     let changed = seen.setting == CHANGED;
     let (want_change, want_held) = (method == "fork", method == "fork");
@@ -339,6 +346,15 @@ fn observe_child(ctx: &mut Ctx<'_>, method: &str, seen: &Seen) -> Shown {
         &format!("== {want_held}"),
         seen.lock_held == want_held,
     );
+    // Its parent, as the kernel says, against the one it must have.
+    if let Some((want, expected)) = parent {
+        ctx.claim(
+            &format!("{method}_child_ppid"),
+            ppid.unwrap_or(0),
+            &expected,
+            ppid == Some(want),
+        );
+    }
     Shown { seen: *seen, ppid }
 }
 
@@ -353,15 +369,9 @@ fn by_fork(ctx: &mut Ctx<'_>) -> Result<(Shown, Waiting)> {
         unsafe { ctx.fork("forked", body) }
     };
     let (seen, gate) = fork_looker(fork, true)?;
-    tell_seen(ctx, "fork", &seen);
-    let shown = observe_child(ctx, "fork", &seen);
+    let parent = (main, format!("== the main process ({main})"));
+    let shown = observe_child(ctx, "fork", &seen, Some(parent));
     let ppid = shown.ppid.unwrap_or(0);
-    ctx.claim(
-        "fork_child_ppid",
-        ppid,
-        &format!("== the main process ({main})"),
-        shown.ppid == Some(main),
-    );
     ctx.pause(1000)?;
     say!(ctx, "fork_after", &[("ppid", &ppid)]);
     ctx.show(2500)?;
@@ -380,8 +390,7 @@ fn by_spawn(ctx: &mut Ctx<'_>) -> Result<(ChildProc, Shown)> {
         Reply::Seen(seen) => seen,
         other => bail!("the spawned child (PID {pid}) answered {other:?}"),
     };
-    tell_seen(ctx, "spawn", &seen);
-    let shown = observe_child(ctx, "spawn", &seen);
+    let shown = observe_child(ctx, "spawn", &seen, None);
     ctx.pause(1500)?;
     say!(ctx, "spawn_after", &[]);
     ctx.show(2500)?;
@@ -446,15 +455,13 @@ fn served_and_after(
         other => bail!("the server (PID {spid}) answered {other:?}"),
     };
     ctx.watch(seen.pid, "served");
-    tell_seen(ctx, "forkserver", &seen);
-    let served = observe_child(ctx, "forkserver", &seen);
-    let ppid = served.ppid.unwrap_or(0);
-    ctx.claim(
-        "forkserver_child_ppid",
-        ppid,
-        &format!("== the server ({spid}), != the main process ({main})"),
-        served.ppid == Some(spid) && spid != main,
+    // The server is not the main process (a spawn of it), so == server is != main.
+    let parent = (
+        spid,
+        format!("== the server ({spid}), != the main process ({main})"),
     );
+    let served = observe_child(ctx, "forkserver", &seen, Some(parent));
+    let ppid = served.ppid.unwrap_or(0);
     // waitpid() on a process that is not my child: ECHILD, however long I wait.
     let answer = nix::sys::wait::waitpid(
         Pid::from_raw(seen.pid),
@@ -521,6 +528,8 @@ fn side_by_side(
     let fork_code = ctx.join_within(fork_gate.pid, TIMEOUT)?;
     spawn_child.send(Down::Go)?;
     let spawn_code = ctx.join_within(spawn_child.pid, TIMEOUT)?;
+    // The server reaps it: no sample of it may come after the server's `exit`.
+    ctx.unwatch(served.seen.pid);
     server.send(Down::Go)?;
     let served_code = match server.decode(&server.reply(TIMEOUT)?)? {
         Reply::Exited { pid, exitcode } if pid == served.seen.pid => exitcode,
