@@ -246,6 +246,15 @@ fn spawned(c: &mut ChildCtx) -> Result<i32> {
     Ok(0)
 }
 
+/// What a child (the spawned one, or the server about its child) reports it saw: its
+/// next reply, which must be `Seen`.
+fn seen_of(child: &ChildProc) -> Result<Seen> {
+    match child.decode(&child.reply(TIMEOUT)?)? {
+        Reply::Seen(seen) => Ok(seen),
+        other => bail!("{} (PID {}) answered {other:?}", child.name, child.pid),
+    }
+}
+
 /// The main process's second thread, holding [`LOCK`] until this is dropped.
 struct Holder {
     tid: i32,
@@ -385,11 +394,7 @@ fn by_spawn(ctx: &mut Ctx<'_>) -> Result<(ChildProc, Shown)> {
     say!(ctx, "spawn_intro", &[]);
     ctx.pause(2000)?;
     let child = ctx.spawn("spawned", "spawned", serde_json::json!({}))?;
-    let pid = child.pid.as_raw();
-    let seen = match child.decode(&child.reply(TIMEOUT)?)? {
-        Reply::Seen(seen) => seen,
-        other => bail!("the spawned child (PID {pid}) answered {other:?}"),
-    };
+    let seen = seen_of(&child)?;
     let shown = observe_child(ctx, "spawn", &seen, None);
     ctx.pause(1500)?;
     say!(ctx, "spawn_after", &[]);
@@ -450,10 +455,7 @@ fn served_and_after(
     ctx.observe("server_threads", threads);
     ctx.pause(2500)?;
     server.send(Down::Value(ObsValue::Str(SHOW.into())))?;
-    let seen = match server.decode(&server.reply(TIMEOUT)?)? {
-        Reply::Seen(seen) => seen,
-        other => bail!("the server (PID {spid}) answered {other:?}"),
-    };
+    let seen = seen_of(server)?;
     ctx.watch(seen.pid, "served");
     // The server is not the main process (a spawn of it), so == server is != main.
     let parent = (
@@ -587,21 +589,15 @@ fn cost(ctx: &mut Ctx<'_>, rounds: usize, server: &ChildProc) -> Result<()> {
 
         let t0 = now_ns();
         let child = ctx.spawn("spawned", &format!("spawn-{round}"), serde_json::json!({}))?;
-        let seen = match child.decode(&child.reply(TIMEOUT)?) {
-            Ok(Reply::Seen(seen)) => Ok(seen),
-            Ok(other) => Err(anyhow::anyhow!("PID {} answered {other:?}", child.pid)),
-            Err(e) => Err(e),
-        };
+        // Let go and joined whatever it answered.
+        let seen = seen_of(&child);
         let _ = child.send(Down::Go);
         ctx.join_within(child.pid, TIMEOUT)?;
         spawn_us.push(us(t0, seen?.t_ns));
 
         let t0 = now_ns();
         server.send(Down::Value(ObsValue::Str(TIME.into())))?;
-        let seen = match server.decode(&server.reply(TIMEOUT)?)? {
-            Reply::Seen(seen) => seen,
-            other => bail!("the server (PID {}) answered {other:?}", server.pid),
-        };
+        let seen = seen_of(server)?;
         served_us.push(us(t0, seen.t_ns));
         match server.decode(&server.reply(TIMEOUT)?)? {
             Reply::Exited { exitcode: 0, .. } => {}
