@@ -4,7 +4,6 @@
 use super::*;
 use crate::child::{ChildCtx, Down};
 use crate::event::{now_ns, ObsValue};
-use crate::procs::Note;
 use crate::say;
 use crate::sys::flock::FileLock;
 use anyhow::{bail, Context, Result};
@@ -134,12 +133,11 @@ pub(super) fn producer(c: &mut ChildCtx) -> Result<i32> {
 }
 
 /// A consumer: `while (item := q.get()) is not None: work(item)`. After working on an
-/// item it reports it to the parent on the report pipe (the item and its get stamp): so
+/// item it reports it to the parent (the item and its get stamp, [`Reply::Got`]): so
 /// when the parent has heard of every item, every consumer is on its way back into `get()`.
 pub(super) fn consumer(c: &mut ChildCtx) -> Result<i32> {
     let q = attach(c)?;
     let index = c.arg_i64("index")?;
-    let report = inherited_pipe_end(c, "report")?;
     c.expect_go()?;
     let mut got = 0;
     loop {
@@ -162,7 +160,10 @@ pub(super) fn consumer(c: &mut ChildCtx) -> Result<i32> {
         }
         c.pause(WORK_MS);
         got += 1;
-        Note::send(report.as_raw_fd(), t_ns as i64, item_code(&item));
+        c.tell(&Reply::Got {
+            t_ns,
+            item: item_code(&item),
+        })?;
     }
 }
 
@@ -207,7 +208,6 @@ pub(super) fn jproducer(c: &mut ChildCtx) -> Result<i32> {
 /// it, as Python ends daemon workers).
 pub(super) fn jconsumer(c: &mut ChildCtx) -> Result<i32> {
     let q = attach(c)?;
-    let report = inherited_pipe_end(c, "report")?;
     c.expect_go()?;
     loop {
         let item = py_item(get_and_tell(c, &q)?.item.as_deref());
@@ -217,6 +217,9 @@ pub(super) fn jconsumer(c: &mut ChildCtx) -> Result<i32> {
         if !q.task_done()? {
             bail!("ValueError: task_done() called too many times");
         }
-        Note::send(report.as_raw_fd(), t as i64, item_code(&item));
+        c.tell(&Reply::Got {
+            t_ns: t,
+            item: item_code(&item),
+        })?;
     }
 }

@@ -255,12 +255,28 @@ impl Queue {
 #[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
 pub(super) enum Reply {
     Opened,
-    Put { k: i64 },
-    Done { items: i64 },
+    Put {
+        k: i64,
+    },
+    Done {
+        items: i64,
+    },
     Sentinels,
-    Stop { got: i64 },
+    Stop {
+        got: i64,
+    },
+    /// A consumer took `item` (its code, [`super::children::item_code`]) at `t_ns`; a
+    /// JoinableQueue worker called `task_done()` for it at `t_ns`. On the same channel as
+    /// the child's events, after them: when the lesson has this, the narrator has the
+    /// event it follows, and what the lesson says next comes after it in the stream.
+    Got {
+        t_ns: u64,
+        item: i64,
+    },
     Join,
-    Joined { t_ns: u64 },
+    Joined {
+        t_ns: u64,
+    },
 }
 
 /// The semaphore names a child must open, sent to it once it is running.

@@ -9,16 +9,13 @@ use crate::sys::flock::FileLock;
 use crate::sys::proc::Call;
 use crate::{say, step};
 use anyhow::{Context, Result};
-use std::os::fd::OwnedFd;
 
 /// What the JoinableQueue's phases share: the queue, its producer (who calls `join()`)
-/// and its workers, the workers' report pipe, the lock files, and the number of tasks.
+/// and its workers, the lock files, and the number of tasks.
 struct Tasks {
     q: Queue,
     boss: ChildProc,
     workers: Vec<ChildProc>,
-    /// Where workers report each `task_done()` (a stamped `Note`).
-    report_r: OwnedFd,
     /// The lock files, removed when the queue is done.
     files: LockFiles,
     tasks: usize,
@@ -57,7 +54,7 @@ fn joinable_parts(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<Ta
         maxsize,
     };
     let boss = handout.spawn(ctx, "jproducer", "producer", 0)?;
-    let (workers, report_r) = handout.spawn_consumers(ctx, "jconsumer", "worker", n_cons)?;
+    let workers = handout.spawn_consumers(ctx, "jconsumer", "worker", n_cons)?;
     let all: Vec<&ChildProc> = std::iter::once(&boss).chain(workers.iter()).collect();
     let (slots, joinable) = joinable_sems(ctx, &all, maxsize, cond_lock)?;
     say!(
@@ -82,7 +79,6 @@ fn joinable_parts(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<Ta
         q,
         boss,
         workers,
-        report_r,
         files,
         tasks,
     })
@@ -157,11 +153,10 @@ fn join_after_all_done(ctx: &mut Ctx<'_>, t: &Tasks) -> Result<()> {
     for wk in workers {
         wk.send(Down::Go)?;
     }
-    let done: Vec<u64> =
-        collect_reports(ctx, &t.report_r, tasks, budget(ctx, WORK_MS * tasks as u64))?
-            .iter()
-            .map(|n| n.a as u64)
-            .collect();
+    let done: Vec<u64> = collect_reports(workers, tasks, budget(ctx, WORK_MS * tasks as u64))?
+        .iter()
+        .map(|&(t_ns, _)| t_ns)
+        .collect();
     let Reply::Joined { t_ns: joined_at } = boss.expect(budget(ctx, 0), |r: &Reply| {
         matches!(r, Reply::Joined { .. })
     })?

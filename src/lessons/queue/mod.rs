@@ -24,9 +24,9 @@
 
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::Down;
-use crate::ctx::{ChildProc, Ctx};
+use crate::ctx::{reply_any, ChildProc, Ctx};
 use crate::event::ObsValue;
-use crate::procs::{self, Note};
+use crate::procs;
 use crate::sys::flock::FileLock;
 use crate::sys::proc::Call;
 use crate::{say, step};
@@ -92,7 +92,7 @@ const WORK_MS: u64 = 700;
 
 // ───────────────────────────── the parent's side ─────────────────────────────
 
-/// Spawn a role that inherits `fds` (the queue's pipe, a report pipe): clear FD_CLOEXEC
+/// Spawn a role that inherits `fds` (the queue's pipe): clear FD_CLOEXEC
 /// on them just for this spawn (only this thread starts processes), so that they stay
 /// open across exec, as CPython's spawn keeps them with `passfds`.
 fn spawn_sharing(
@@ -118,25 +118,19 @@ fn budget(ctx: &Ctx<'_>, ms: u64) -> Duration {
     STATE_TIMEOUT + Duration::from_secs_f64(ms as f64 * ctx.speed / 1000.0)
 }
 
-/// Read `n` reports from a report pipe, asleep in `poll` until each comes.
-fn collect_reports(
-    ctx: &Ctx<'_>,
-    report: &OwnedFd,
-    n: usize,
-    timeout: Duration,
-) -> Result<Vec<Note>> {
+/// Wait for `n` reports ([`Reply::Got`]) from any of `children`: each (stamp, item).
+/// They come on each child's own channel, after the events they follow.
+fn collect_reports(children: &[ChildProc], n: usize, timeout: Duration) -> Result<Vec<(u64, i64)>> {
     let deadline = Instant::now() + timeout;
+    let all: Vec<&ChildProc> = children.iter().collect();
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let left = deadline.saturating_duration_since(Instant::now());
-        match Note::recv(report, left)? {
-            Some(note) => out.push(note),
-            // `Note::recv` waits at most a minute at a time.
-            None if left > Duration::from_secs(60) => {}
-            None => {
-                ctx.check()?;
-                bail!("only {} of {n} reports came in time", out.len());
-            }
+        let (i, v) = reply_any(&all, left)
+            .with_context(|| format!("only {} of {n} reports came in time", out.len()))?;
+        match all[i].decode::<Reply>(&v)? {
+            Reply::Got { t_ns, item } => out.push((t_ns, item)),
+            other => bail!("{}: unexpected reply {other:?}", all[i].name),
         }
     }
     Ok(out)
@@ -199,25 +193,17 @@ impl Handout<'_> {
         )
     }
 
-    /// Spawn `n` consumers as `role`, named `<prefix>-<i>`. They also get the write end of
-    /// a report pipe, on which each says what it got (the lesson's own bookkeeping, not
-    /// part of the queue). The consumers, and the report pipe's read end.
+    /// Spawn `n` consumers as `role`, named `<prefix>-<i>`.
     fn spawn_consumers(
         &self,
         ctx: &mut Ctx<'_>,
         role: &str,
         prefix: &str,
         n: usize,
-    ) -> Result<(Vec<ChildProc>, OwnedFd)> {
-        let (report_r, report_w) = procs::pipe()?;
-        let mut out = Vec::with_capacity(n);
-        for i in 1..=n {
-            let mut a = self.args(i);
-            a["report"] = report_w.as_raw_fd().into();
-            let fds = [self.reader, self.writer, &report_w];
-            out.push(spawn_sharing(ctx, role, &format!("{prefix}-{i}"), a, &fds)?);
-        }
-        Ok((out, report_r))
+    ) -> Result<Vec<ChildProc>> {
+        (1..=n)
+            .map(|i| self.spawn(ctx, role, &format!("{prefix}-{i}"), i))
+            .collect()
     }
 }
 
@@ -249,8 +235,6 @@ struct Staged {
     q: Queue,
     prods: Vec<ChildProc>,
     conss: Vec<ChildProc>,
-    /// Where consumers report each item they took (a stamped `Note`).
-    report_r: OwnedFd,
     /// The lock files, removed when the queue is done.
     files: LockFiles,
     n_prod: usize,
@@ -297,7 +281,7 @@ fn parts(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) -> Res
         items: per,
         maxsize,
     };
-    let (prods, conss, report_r) = spawn_children(ctx, &handout, n_prod, n_cons)?;
+    let (prods, conss) = spawn_children(ctx, &handout, n_prod, n_cons)?;
     let slots = part_sem(ctx, &prods, &conss, maxsize)?;
     let q = Queue {
         maxsize: m,
@@ -313,7 +297,6 @@ fn parts(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) -> Res
         q,
         prods,
         conss,
-        report_r,
         files,
         n_prod,
         n_cons,
@@ -323,14 +306,13 @@ fn parts(ctx: &mut Ctx<'_>, n_prod: usize, n_cons: usize, maxsize: usize) -> Res
     })
 }
 
-/// The producers and consumers, each handed the pipe and the lock files; the consumers
-/// also a report pipe, whose read end comes back with them.
+/// The producers and consumers, each handed the pipe and the lock files.
 fn spawn_children(
     ctx: &mut Ctx<'_>,
     handout: &Handout<'_>,
     n_prod: usize,
     n_cons: usize,
-) -> Result<(Vec<ChildProc>, Vec<ChildProc>, OwnedFd)> {
+) -> Result<(Vec<ChildProc>, Vec<ChildProc>)> {
     let (r, w) = (handout.reader.as_raw_fd(), handout.writer.as_raw_fd());
     say!(
         ctx,
@@ -348,8 +330,8 @@ fn spawn_children(
     for i in 1..=n_prod {
         prods.push(handout.spawn(ctx, "producer", &format!("producer-{i}"), i)?);
     }
-    let (conss, report_r) = handout.spawn_consumers(ctx, "consumer", "consumer", n_cons)?;
-    Ok((prods, conss, report_r))
+    let conss = handout.spawn_consumers(ctx, "consumer", "consumer", n_cons)?;
+    Ok((prods, conss))
 }
 
 /// The BoundedSemaphore(maxsize): created, opened by every child, and its name unlinked.
@@ -482,12 +464,7 @@ fn full(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
 
 /// Drain: the consumers take items out; each get lets one sleeping put in.
 fn drain(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
-    let Staged {
-        prods,
-        conss,
-        report_r,
-        ..
-    } = s;
+    let Staged { prods, conss, .. } = s;
     let (n_prod, per, n_items) = (s.n_prod, s.per, s.n_items);
     step!(ctx, "drain", &[])?;
     say!(ctx, "consumers_go", &[]);
@@ -495,13 +472,7 @@ fn drain(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
     for c in conss {
         c.send(Down::Go)?;
     }
-    let reports = collect_reports(
-        ctx,
-        report_r,
-        n_items,
-        budget(ctx, WORK_MS * n_items as u64),
-    )?;
-    let mut got: Vec<(u64, i64)> = reports.iter().map(|n| (n.a as u64, n.b)).collect();
+    let mut got = collect_reports(conss, n_items, budget(ctx, WORK_MS * n_items as u64))?;
     let mut produced = 0;
     for p in prods {
         if let Reply::Done { items } =
