@@ -27,10 +27,11 @@ fn soak(rounds: usize) {
     );
 }
 
-/// The tour several times in a row: all pass, nothing accumulates.
+/// The tour twice in a row: both pass, nothing accumulates (a second round is what
+/// shows a leak; the thirty rounds below are the soak proper).
 #[test]
-fn soak_the_tour_a_few_times() {
-    soak(3);
+fn soak_the_tour_twice() {
+    soak(2);
 }
 
 /// The full soak: `cargo test --release --test soak -- --ignored`.

@@ -13,10 +13,11 @@ pub use event::{
 };
 
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// One finished run of mp-demo.
@@ -273,6 +274,60 @@ pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
 
 pub fn run(args: &[&str]) -> Run {
     run_env(args, &[])
+}
+
+/// A run that several tests read and none changes: `mp-demo <args>` with `env`, run
+/// the first time a test asks for it and shared by every later test of this binary
+/// that asks for the same. The suite runs each lesson many ways; the ways that are
+/// only read (a lesson's stream, its human view at a width) run once, which halves
+/// the suite's time on 2 cores. A run that fails its checks is not kept: the next test
+/// that asks runs it again.
+pub fn shared_env(args: &[&str], env: &[(&str, &str)]) -> &'static Run {
+    type Key = (Vec<String>, Vec<(String, String)>);
+    static RUNS: OnceLock<Mutex<HashMap<Key, &'static OnceLock<Run>>>> = OnceLock::new();
+    let key: Key = (
+        args.iter().map(|a| a.to_string()).collect(),
+        env.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    let cell: &'static OnceLock<Run> = RUNS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry(key)
+        .or_insert_with(|| Box::leak(Box::default()));
+    cell.get_or_init(|| run_env(args, env))
+}
+
+/// [`lesson_json`] with no options, shared (see [`shared_env`]).
+pub fn lesson_json_shared(lesson: &str) -> &'static Run {
+    let r = shared_env(&["--speed", "0", "--json", lesson], &[]);
+    check_contract(r);
+    r
+}
+
+/// The human view of `lesson` in `lang` at `columns`, colours forced, at `--speed 0`,
+/// shared (see [`shared_env`]); `extra` options go before the lesson.
+pub fn human_shared(lesson: &str, lang: &str, columns: usize, extra: &[&str]) -> &'static Run {
+    let cols = columns.to_string();
+    let mut args = vec!["--speed", "0", "--color", "always", "--lang", lang];
+    args.extend_from_slice(extra);
+    args.push(lesson);
+    shared_env(&args, &[("COLUMNS", &cols)])
+}
+
+/// `text` without its colour sequences (each `ESC[…m` up to its letter).
+pub fn plain(text: &str) -> String {
+    text.split('\x1b')
+        .enumerate()
+        .map(|(i, piece)| match i {
+            0 => piece,
+            _ => piece
+                .find(|c: char| c.is_ascii_alphabetic())
+                .map_or("", |end| &piece[end + 1..]),
+        })
+        .collect()
 }
 
 /// `mp-demo --speed 0 --json <lesson> <extra…>`, checked against the JSON contract.

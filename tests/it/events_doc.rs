@@ -60,7 +60,7 @@ fn every_kind_and_field_a_lesson_emits_is_documented_and_seen() {
                 ));
             }
         }
-        let run = common::lesson_json(&lesson, &[]);
+        let run = common::lesson_json_shared(&lesson);
         run.assert_code(0);
         let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         // The core kinds are the decoder's own; every other one decodes as an `Act`, and

@@ -188,13 +188,31 @@ fn check_lesson(
     let script = common::run(&["explain", lesson, "--python"]);
     script.assert_code(0);
     // Never `queue.py`: it would hide the standard `queue` module from multiprocessing.
-    let file = dir.join(format!("{}_demo.py", lesson.replace('-', "_")));
-    std::fs::write(&file, &script.stdout).unwrap();
-    let live = common::lesson_json(lesson, &[]);
+    // A directory for each start method: the snippets of lock and pipe make their files
+    // (`tickets`, `access.log`) in the directory they run in.
+    let files: Vec<std::path::PathBuf> = METHODS
+        .iter()
+        .map(|method| {
+            let sub = dir.join(format!("{lesson}-{method}"));
+            std::fs::create_dir_all(&sub).unwrap();
+            let file = sub.join(format!("{}_demo.py", lesson.replace('-', "_")));
+            std::fs::write(&file, &script.stdout).unwrap();
+            file
+        })
+        .collect();
+    let live = common::lesson_json_shared(lesson);
     live.assert_code(0);
     let mut compared = 0;
-    for method in METHODS {
-        let py = run_snippet(&file, method);
+    // The three start methods at once: each run is mostly its processes sleeping.
+    let runs: Vec<PyRun> = std::thread::scope(|s| {
+        let handles: Vec<_> = METHODS
+            .iter()
+            .zip(&files)
+            .map(|(&method, file)| s.spawn(move || run_snippet(file, method)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for ((method, py), file) in METHODS.into_iter().zip(runs).zip(&files) {
         let shown = py.show(&file.display().to_string());
         if py.code != Some(0) {
             failures.push(format!(

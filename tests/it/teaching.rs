@@ -34,14 +34,8 @@ fn tour_json_is_one_stream_covering_every_lesson() {
     }
 }
 
-/// The whole tour in Chinese: every line exists and every placeholder is filled.
-#[test]
-fn tour_speaks_chinese_throughout() {
-    let r = common::run(&["--speed", "0", "--json", "--lang", "zh", "tour"]);
-    r.assert_code(0);
-    assert!(!r.says().is_empty());
-    common::assert_words_complete(&r);
-}
+// The whole tour in Chinese (every line exists, every placeholder is filled) is run
+// once, on a busy machine: `faults::every_claim_holds_on_a_busy_machine_in_chinese`.
 
 /// Every lesson has a quiz (issue 6), and this run can judge it: the observation each
 /// question is about, and those its choices compare with, are in the run's stream, and
@@ -249,15 +243,17 @@ fn a_tour_off_a_terminal_runs_through_and_sums_up() {
 #[test]
 fn a_tour_runs_the_part_it_is_given() {
     let order: Vec<String> = common::lessons().into_iter().map(|(n, _)| n).collect();
-    let from = order.iter().position(|n| n == "lock").unwrap();
-    let r = common::run(&["--speed", "0", "--json", "tour", "--from", "lock"]);
+    // From pool: the last three lessons, not the second half of the tour (seconds).
+    let from = order.iter().position(|n| n == "pool").unwrap();
+    assert!(order.len() - from >= 2, "{order:?}");
+    let r = common::run(&["--speed", "0", "--json", "tour", "--from", "pool"]);
     r.assert_code(0);
     let ran: Vec<String> = r.starts().iter().map(|e| e.lesson.to_string()).collect();
     assert_eq!(ran, order[from..], "{}", r.show());
-    let r = common::run(&["--speed", "0", "--json", "tour", "pool", "fork"]);
+    let r = common::run(&["--speed", "0", "--json", "tour", "isolation", "fork"]);
     r.assert_code(0);
     let ran: Vec<String> = r.starts().iter().map(|e| e.lesson.to_string()).collect();
-    assert_eq!(ran, ["pool", "fork"], "{}", r.show());
+    assert_eq!(ran, ["isolation", "fork"], "{}", r.show());
     for bad in [&["tour", "lok"][..], &["tour", "--from", "forc"]] {
         let r = common::run(bad);
         r.assert_code(2);

@@ -68,7 +68,7 @@ fn filled(template: &str, text: &str) -> bool {
 /// about, has a sentence whose placeholders are observations of the run; returns the
 /// claims' names.
 fn every_claim_has_words(lesson: &str, table: &toml::Table) -> BTreeSet<String> {
-    let r = common::lesson_json(lesson, &[]);
+    let r = common::lesson_json_shared(lesson);
     let names: BTreeSet<String> = r.observations().iter().map(|o| o.name.clone()).collect();
     // The claims, and the observations the quiz judges in words too.
     let quizzed = quiz_observations(lesson);

@@ -6,29 +6,15 @@ use crate::common;
 use std::collections::BTreeSet;
 use unicode_width::UnicodeWidthStr;
 
-/// `text` without its colour sequences (each `ESC[…m` up to its letter).
-fn plain(text: &str) -> String {
-    text.split('\x1b')
-        .enumerate()
-        .map(|(i, piece)| match i {
-            0 => piece,
-            _ => piece
-                .find(|c: char| c.is_ascii_alphabetic())
-                .map_or("", |end| &piece[end + 1..]),
-        })
-        .collect()
-}
+use common::plain;
 
-/// The human narration of `lesson` at `columns`, colours forced.
-fn human(lesson: &str, lang: &str, columns: usize, extra: &[&str]) -> String {
-    let cols = columns.to_string();
-    let mut args = vec!["--speed", "0", "--color", "always", "--lang", lang];
-    args.extend_from_slice(extra);
-    args.push(lesson);
-    let r = common::run_env(&args, &[("COLUMNS", &cols)]);
+/// The human narration of `lesson` at `columns`, colours forced (run once for all the
+/// tests that read it).
+fn human(lesson: &str, lang: &str, columns: usize, extra: &[&str]) -> &'static str {
+    let r = common::human_shared(lesson, lang, columns, extra);
     r.assert_code(0);
     assert!(r.stdout.contains("\x1b["), "colours are forced: {}", r.show());
-    r.stdout
+    &r.stdout
 }
 
 /// Bright white (SGR 97, alone or combined) is lost on a light background.
@@ -44,7 +30,7 @@ fn assert_no_bright_white(lesson: &str, out: &str) {
 /// The words (whitespace-separated, as written) of everything the run said, from its
 /// JSON stream: the lines the view wraps.
 fn narration_words(lesson: &str) -> BTreeSet<String> {
-    let r = common::lesson_json(lesson, &[]);
+    let r = common::lesson_json_shared(lesson);
     let mut words = BTreeSet::new();
     for say in r.says() {
         words.extend(say.text.split_whitespace().map(String::from));
@@ -109,12 +95,12 @@ fn lessons() -> Vec<String> {
 fn no_lesson_shows_bright_white() {
     for lesson in lessons() {
         let out = human(&lesson, "en", 80, &[]);
-        assert_no_bright_white(&lesson, &out);
+        assert_no_bright_white(&lesson, out);
     }
     // Everything shown, acts and plumbing too.
     for lesson in ["lock", "pool", "fork"] {
         let out = human(lesson, "en", 80, &["--verbose"]);
-        assert_no_bright_white(lesson, &out);
+        assert_no_bright_white(lesson, out);
     }
 }
 
@@ -124,8 +110,8 @@ fn english_fits_50_and_40_columns_without_cutting_a_word() {
         let words = narration_words(&lesson);
         for columns in [50, 40] {
             let out = human(&lesson, "en", columns, &[]);
-            assert_no_bright_white(&lesson, &out);
-            assert_fits_unbroken(&lesson, &out, columns, &words);
+            assert_no_bright_white(&lesson, out);
+            assert_fits_unbroken(&lesson, out, columns, &words);
         }
     }
 }
