@@ -279,10 +279,11 @@ pub fn run(args: &[&str]) -> Run {
 /// A run that several tests read and none changes: `mp-demo <args>` with `env`, run
 /// the first time a test asks for it and shared by every later test of this binary
 /// that asks for the same. The suite runs each lesson many ways; the ways that are
-/// only read (a lesson's stream, its human view at a width) run once, which halves
-/// the suite's time on 2 cores. A run that fails its checks is not kept: the next test
-/// that asks runs it again.
-pub fn shared_env(args: &[&str], env: &[(&str, &str)]) -> &'static Run {
+/// only read (a lesson's stream, its human view at a width) run once. `check` runs on
+/// it once, when it is made: a run that fails it fails the test that made it and is
+/// not kept (the next test that asks runs it again), so that one bad run is one
+/// failure, not one in every test that reads it.
+pub fn shared_env(args: &[&str], env: &[(&str, &str)], check: fn(&Run)) -> &'static Run {
     type Key = (Vec<String>, Vec<(String, String)>);
     static RUNS: OnceLock<Mutex<HashMap<Key, &'static OnceLock<Run>>>> = OnceLock::new();
     let key: Key = (
@@ -297,14 +298,16 @@ pub fn shared_env(args: &[&str], env: &[(&str, &str)]) -> &'static Run {
         .unwrap()
         .entry(key)
         .or_insert_with(|| Box::leak(Box::default()));
-    cell.get_or_init(|| run_env(args, env))
+    cell.get_or_init(|| {
+        let r = run_env(args, env);
+        check(&r);
+        r
+    })
 }
 
 /// [`lesson_json`] with no options, shared (see [`shared_env`]).
 pub fn lesson_json_shared(lesson: &str) -> &'static Run {
-    let r = shared_env(&["--speed", "0", "--json", lesson], &[]);
-    check_contract(r);
-    r
+    shared_env(&["--speed", "0", "--json", lesson], &[], check_contract)
 }
 
 /// The human view of `lesson` in `lang` at `columns`, colours forced, at `--speed 0`,
@@ -314,7 +317,7 @@ pub fn human_shared(lesson: &str, lang: &str, columns: usize, extra: &[&str]) ->
     let mut args = vec!["--speed", "0", "--color", "always", "--lang", lang];
     args.extend_from_slice(extra);
     args.push(lesson);
-    shared_env(&args, &[("COLUMNS", &cols)])
+    shared_env(&args, &[("COLUMNS", &cols)], |_| {})
 }
 
 /// `text` without its colour sequences (each `ESC[…m` up to its letter).
