@@ -187,9 +187,12 @@ pub fn draw(
         // two: cost's rounds), drawn in one row, each where it was.
         let alike = rows[i..].iter().take_while(|r| r.1 == rows[i].1).count();
         let brief = rows[i..].iter().take_while(|r| brief(&r.1)).count();
+        // The longer of the two runs: a few alike brief lanes inside a longer run of
+        // brief ones must not split it (cost's rounds came out as 1 to 9 rows, the
+        // lesson 141 to 157 lines long, from run to run).
         let n = match fold {
             false => 1,
-            true if alike == 1 && brief >= 3 => brief,
+            true if brief >= 3 && brief > alike => brief,
             true => alike,
         };
         let label = if n > 1 {
@@ -326,9 +329,10 @@ fn alike_label(lanes: &[Lane], lang: Lang) -> String {
     }
 }
 
-/// Whether a lane's process shows in at most two cells.
+/// Whether a lane's process shows in at most three cells (`·zx`: sampled once, a
+/// zombie, reaped).
 fn brief(cells: &[String]) -> bool {
-    cells.iter().filter(|c| c.as_str() != " ").count() <= 2
+    cells.iter().filter(|c| c.as_str() != " ").count() <= 3
 }
 
 /// Lanes in one row: each cell the first drawn of theirs, a zombie or a reap before

@@ -162,8 +162,7 @@ const MAX_LINES: usize = 150;
 /// is mostly not narration: start, state and reap lines, hints, the timeline, the
 /// verdict.
 const LINES_PENDING: &[(&str, usize)] = &[
-    // cost and orphans are at 144-150: the timeline's rows of quick children vary.
-    ("cost", 155),
+    // orphans is at 148-152 (its timeline's rows of quick children vary).
     ("daemon", 245),
     ("orphans", 155),
     ("sync-vs-async", 175),
