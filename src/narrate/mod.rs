@@ -33,6 +33,11 @@ pub enum Msg {
     Pause(mpsc::Sender<bool>),
     /// Write out everything so far, then answer.
     Flush(mpsc::Sender<bool>),
+    /// A pause with no key to wait for (no `--step`), at this stamp: what it shows (the
+    /// human view's hint) is written in stamp order, like an event, once everything
+    /// stamped before it is. Nothing waits for it: a pause that wrote everything out at
+    /// once let a child's event stamped before it, still on its way, come after it.
+    Mark(u64),
     /// An event stamped at this moment will come once a slow call returns (a spawn is
     /// stamped before its fork + exec): hold everything stamped from then on until it
     /// has come ([`Sink::expect`]).
@@ -118,6 +123,9 @@ struct ReaderState {
     /// next is the same line on the screen (eight buyers reading at once are told as one
     /// line), read once.
     last_say: Option<(i32, String)>,
+    /// With `--step`: a pause waits for a key ([`Msg::Pause`]); else it is a mark in the
+    /// stream ([`Msg::Mark`]).
+    prompting: bool,
 }
 
 impl Reader {
@@ -250,6 +258,10 @@ impl Sink {
     /// Wait until everything emitted so far is written (and, in step mode, for a key).
     /// False if the student asked to stop.
     pub fn pause(&self) -> bool {
+        if !self.1.state().prompting {
+            let _ = self.0.send(Msg::Mark(crate::event::now_ns()));
+            return true;
+        }
         self.ask(Msg::Pause)
     }
 
@@ -381,7 +393,8 @@ const MAX_EXPECT: Duration = Duration::from_secs(5);
 /// the stamps of events still expected (with how many at each).
 #[derive(Default)]
 struct Held {
-    events: std::collections::BTreeMap<(u64, u64), Event>,
+    /// `None`: a pause's mark ([`Msg::Mark`]).
+    events: std::collections::BTreeMap<(u64, u64), Option<Event>>,
     seq: u64,
     expected: std::collections::BTreeMap<u64, usize>,
 }
@@ -389,13 +402,17 @@ struct Held {
 impl Held {
     fn push(&mut self, ev: Event) {
         self.seq += 1;
-        self.events.insert((ev.t_ns, self.seq), ev);
+        self.events.insert((ev.t_ns, self.seq), Some(ev));
     }
 
     /// Take in a message that is not a pause or a flush; false for those.
     fn take(&mut self, msg: &mut Option<Msg>) -> bool {
         match msg.take() {
             Some(Msg::Event(ev)) => self.push(ev),
+            Some(Msg::Mark(t)) => {
+                self.seq += 1;
+                self.events.insert((t, self.seq), None);
+            }
             Some(Msg::Expect(t)) => *self.expected.entry(t).or_default() += 1,
             Some(Msg::Expected(t)) => {
                 if let Some(n) = self.expected.get_mut(&t) {
@@ -425,12 +442,12 @@ impl Held {
     }
 
     /// Hand `render`, in stamp order, every event stamped at least `hold` ns before `now`
-    /// (all of them with `now == u64::MAX`).
+    /// (all of them with `now == u64::MAX`), and `None` for each pause's mark among them.
     fn release(
         &mut self,
         now: u64,
         hold: u64,
-        render: &mut dyn FnMut(&Event) -> io::Result<()>,
+        render: &mut dyn FnMut(Option<&Event>) -> io::Result<()>,
     ) -> io::Result<()> {
         let bound = self.bound(crate::event::now_ns());
         while let Some(entry) = self.events.first_entry() {
@@ -440,7 +457,7 @@ impl Held {
             if entry.key().0 >= bound {
                 break;
             }
-            render(&entry.remove())?;
+            render(entry.remove().as_ref())?;
         }
         Ok(())
     }
@@ -501,6 +518,7 @@ impl Narrator {
     ) -> anyhow::Result<Narrator> {
         let (tx, rx) = mpsc::channel::<Msg>();
         let reader = Arc::new(Reader::default());
+        reader.state().prompting = step_prompt.is_some();
         let read = reader.clone();
         let late = Arc::new(Late::default());
         let held_for = late.clone();
@@ -520,7 +538,9 @@ impl Narrator {
                 };
                 let quiet = matches!(next, Err(mpsc::RecvTimeoutError::Timeout));
                 let (msg, until) = match next {
-                    Ok(msg @ (Msg::Event(_) | Msg::Expect(_) | Msg::Expected(_))) => {
+                    Ok(
+                        msg @ (Msg::Event(_) | Msg::Expect(_) | Msg::Expected(_) | Msg::Mark(_)),
+                    ) => {
                         held.take(&mut Some(msg));
                         (None, crate::event::now_ns())
                     }
@@ -542,19 +562,21 @@ impl Narrator {
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 };
                 let released = held
-                    .release(until, held_for.hold(HOLD), &mut |ev| {
-                        if open {
-                            render.event(ev)
-                        } else {
-                            Ok(())
-                        }
+                    .release(until, held_for.hold(HOLD), &mut |ev| match (open, ev) {
+                        (false, _) => Ok(()),
+                        (true, Some(ev)) => render.event(ev),
+                        // A pause with no key to wait for: what it shows, in its place.
+                        (true, None) => render.flush(),
                     })
                     .and_then(|()| match (open && quiet, held.events.is_empty()) {
                         (true, true) => render.tick(until),
                         _ => Ok(()),
                     });
                 let result = match msg {
-                    None | Some(Msg::Event(_) | Msg::Expect(_) | Msg::Expected(_)) => Ok(()),
+                    None
+                    | Some(Msg::Event(_) | Msg::Expect(_) | Msg::Expected(_) | Msg::Mark(_)) => {
+                        Ok(())
+                    }
                     Some(Msg::Pause(ack)) => {
                         let go = if !open {
                             Ok(true)
@@ -592,7 +614,10 @@ impl Narrator {
                 // The end: nothing more can come, expected or not.
                 held.expected.clear();
                 if let Err(e) = held
-                    .release(u64::MAX, 0, &mut |ev| render.event(ev))
+                    .release(u64::MAX, 0, &mut |ev| match ev {
+                        Some(ev) => render.event(ev),
+                        None => render.flush(),
+                    })
                     .and_then(|()| render.finish())
                 {
                     output_failed(&e);
@@ -688,13 +713,13 @@ mod tests {
         held.push(ev(1_000 + hold + 500, 3));
         let mut out = Vec::new();
         held.release(2_000 + hold, hold, &mut |e| {
-            out.push(e.pid);
+            out.extend(e.map(|e| e.pid));
             Ok(())
         })
         .unwrap();
         assert_eq!(out, vec![1, 2]);
         held.release(u64::MAX, hold, &mut |e| {
-            out.push(e.pid);
+            out.extend(e.map(|e| e.pid));
             Ok(())
         })
         .unwrap();
@@ -713,7 +738,7 @@ mod tests {
         take(&mut held, Msg::Event(ev(now - 1, 1)));
         take(&mut held, Msg::Event(ev(now + 1, 3)));
         held.release(u64::MAX, 0, &mut |e| {
-            out.push(e.pid);
+            out.extend(e.map(|e| e.pid));
             Ok(())
         })
         .unwrap();
@@ -721,7 +746,7 @@ mod tests {
         take(&mut held, Msg::Event(ev(now, 2)));
         take(&mut held, Msg::Expected(now));
         held.release(u64::MAX, 0, &mut |e| {
-            out.push(e.pid);
+            out.extend(e.map(|e| e.pid));
             Ok(())
         })
         .unwrap();
@@ -733,7 +758,7 @@ mod tests {
         );
         take(&mut held, Msg::Event(ev(now, 4)));
         held.release(u64::MAX, 0, &mut |e| {
-            out.push(e.pid);
+            out.extend(e.map(|e| e.pid));
             Ok(())
         })
         .unwrap();

@@ -322,7 +322,7 @@ fn alike_label(lanes: &[Lane], lang: Lang) -> String {
             &[("n", &n), ("roles", &few.join("/"))]
         ),
     };
-    if label.width() <= LABEL_W {
+    if label.width() < LABEL_W {
         label
     } else {
         crate::ui!(lang, "timeline_alike_many", &[("n", &n)])
