@@ -1,7 +1,14 @@
 //! `--trace FILE`: the run as Chrome trace events, to open in Perfetto or
 //! `chrome://tracing`. One track per real PID, named by its role; a span for every state
 //! the kernel reported; an instant for every spawn, exit, narration line and lesson event
-//! (send, receive, acquire, release…).
+//! (send, receive, acquire, release…); a flow arrow from parent to child at each spawn
+//! and from each `send` to the `recv` of the same message; each gauge one counter track
+//! of its lesson's main process.
+//!
+//! Chrome's JSON Array Format, streamed: `[`, then each event on its own line as soon as
+//! it is made, then `]` at the end. A run killed on the way (SIGKILL) leaves every event
+//! rendered so far, which Perfetto and `chrome://tracing` load without the closing
+//! bracket; a run whose narration was cut short (`| head -1`) still ends it.
 
 use super::Render;
 use crate::event::{Event, Kind};
@@ -11,6 +18,10 @@ use std::io::{self, Write};
 
 pub struct Trace<W: Write + Send> {
     out: Option<W>,
+    /// Whether `[` and a first event are written: the next one needs a comma.
+    begun: bool,
+    /// The current lesson's main process: its gauges' track.
+    main: i32,
     /// The first lesson's start: time zero of the trace.
     t0_ns: Option<u64>,
     lesson: String,
@@ -24,6 +35,8 @@ impl<W: Write + Send> Trace<W> {
     pub fn new(out: W) -> Self {
         Trace {
             out: Some(out),
+            begun: false,
+            main: 0,
             t0_ns: None,
             lesson: String::new(),
             events: Vec::new(),
@@ -59,6 +72,32 @@ impl<W: Write + Send> Trace<W> {
         }
     }
 
+    /// Write out what is made so far, one event a line, and hand it to the kernel (so
+    /// that a SIGKILL keeps it).
+    fn write_out(&mut self) -> io::Result<()> {
+        let Some(out) = self.out.as_mut() else {
+            self.events.clear();
+            return Ok(());
+        };
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        for ev in self.events.drain(..) {
+            out.write_all(if self.begun { b",\n" } else { b"[\n" })?;
+            self.begun = true;
+            serde_json::to_writer(&mut *out, &ev)?;
+        }
+        out.flush()
+    }
+
+    /// A flow arrow's end (`s` its start, `f` its finish) at `pid`, `ts`.
+    fn flow(&mut self, ph: &str, pid: i32, ts: f64, name: &str, id: &str) {
+        self.events.push(json!({
+            "ph": ph, "name": name, "cat": "flow", "id": id, "bp": "e",
+            "pid": pid, "tid": pid, "ts": ts,
+        }));
+    }
+
     fn instant(&mut self, pid: i32, ts: f64, name: &str, cat: &str, args: Value) {
         self.events.push(json!({
             "ph": "i", "s": "t", "name": name, "cat": cat,
@@ -88,6 +127,7 @@ impl<W: Write + Send> Render for Trace<W> {
         match &ev.kind {
             Kind::LessonStart { lesson, title } => {
                 self.lesson = lesson.clone();
+                self.main = pid;
                 self.named.remove(&pid);
                 self.name_track(pid, "main");
                 self.events.push(json!({
@@ -104,6 +144,10 @@ impl<W: Write + Send> Render for Trace<W> {
                     "process",
                     json!({ "ppid": ppid, "how": how.as_str() }),
                 );
+                // Parent → child (ids carry the lesson: a PID may come again in a tour).
+                let id = format!("{}-spawn-{pid}", self.lesson);
+                self.flow("s", *ppid, ts, "spawn", &id);
+                self.flow("f", pid, ts, "spawn", &id);
             }
             Kind::State { name, to, .. } => {
                 self.name_track(pid, name);
@@ -160,8 +204,10 @@ impl<W: Write + Send> Render for Trace<W> {
                         .map(|(_, v)| v.to_json())
                 };
                 let name = get("gauge").and_then(|v| v.as_str().map(String::from));
+                // One level, whoever changed it (each worker's own track would show
+                // each worker's last word): on the lesson's main process.
                 self.events.push(json!({
-                    "ph": "C", "name": name.unwrap_or_default(), "pid": pid, "ts": ts,
+                    "ph": "C", "name": name.unwrap_or_default(), "pid": self.main, "ts": ts,
                     "args": { "value": get("value"), "max": get("max") },
                 }));
             }
@@ -170,23 +216,36 @@ impl<W: Write + Send> Render for Trace<W> {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.to_json()))
                     .collect();
+                let id = args.get("id").map(|v| v.to_string());
+                let from = args.get("from").map(|v| v.to_string());
+                let channel = args.get("channel").map_or(String::new(), |v| v.to_string());
                 self.instant(pid, ts, act, "act", Value::Object(args));
+                // A message from its `send` to its `recv`: the same `id` from the same
+                // sender on the same channel (each sender numbers its own, per channel).
+                let key = format!("{}-msg-{}", self.lesson, channel.trim_matches('"'));
+                let flow = match (act.as_str(), id, from) {
+                    ("send", Some(id), _) => Some(("s", format!("{key}-{pid}-{id}"))),
+                    ("recv", Some(id), Some(from)) => Some(("f", format!("{key}-{from}-{id}"))),
+                    _ => None,
+                };
+                if let Some((ph, id)) = flow {
+                    self.flow(ph, pid, ts, "message", &id);
+                }
             }
         }
-        Ok(())
+        self.write_out()
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.write_out()
     }
 
     fn finish(&mut self) -> io::Result<()> {
+        self.write_out()?;
         let Some(mut out) = self.out.take() else {
             return Ok(());
         };
-        let doc = json!({ "traceEvents": self.events, "displayTimeUnit": "ms" });
-        serde_json::to_writer(&mut out, &doc)?;
-        out.write_all(b"\n")?;
+        out.write_all(if self.begun { b"\n]\n" } else { b"[]\n" })?;
         out.flush()
     }
 }

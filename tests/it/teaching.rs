@@ -112,9 +112,7 @@ fn trace_is_chrome_trace_json_with_the_runs_real_pids() {
         "fork",
     ]);
     r.assert_code(0);
-    let trace: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let events = trace["traceEvents"].as_array().expect("traceEvents");
+    let events = trace_events(&std::fs::read_to_string(&path).unwrap(), true);
     let named: BTreeSet<i64> = events
         .iter()
         .filter(|e| e["ph"] == "M" && e["name"] == "process_name")
@@ -131,6 +129,93 @@ fn trace_is_chrome_trace_json_with_the_runs_real_pids() {
     assert!(events
         .iter()
         .any(|e| e["ph"] == "X" && e["pid"] == child && e["args"]["state"] == "Z"));
+    // A flow arrow from parent to child for every spawn.
+    for sp in r.spawns() {
+        let id = format!("fork-spawn-{}", sp.pid);
+        let end = |ph: &str, pid: i64| {
+            events
+                .iter()
+                .any(|e| e["ph"] == ph && e["id"] == id.as_str() && e["pid"] == pid)
+        };
+        assert!(end("s", sp.ppid) && end("f", sp.pid), "no flow for {sp}");
+    }
+}
+
+/// A trace file: Chrome's JSON Array Format, one event a line; `closed`: it must end
+/// with its `]` (a killed run's may not).
+fn trace_events(text: &str, closed: bool) -> Vec<serde_json::Value> {
+    assert!(text.starts_with("[\n"), "{text:?}");
+    let body = match text.strip_suffix("\n]\n") {
+        Some(body) => body,
+        None => {
+            assert!(!closed, "no closing bracket: {:?}", &text[text.len().saturating_sub(200)..]);
+            text
+        }
+    };
+    serde_json::from_str(&format!("{body}\n]")).unwrap_or_else(|e| panic!("{e}: {text:?}"))
+}
+
+/// Each message's `send` → `recv` is an arrow (pipe), and a gauge is one counter of the
+/// lesson's main process, whichever child moved it (queue).
+#[test]
+fn trace_draws_messages_as_arrows_and_a_gauge_on_one_track() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.json");
+    let p = path.to_str().unwrap();
+    let r = common::run(&["--speed", "0", "--json", "--trace", p, "pipe"]);
+    r.assert_code(0);
+    let events = trace_events(&std::fs::read_to_string(&path).unwrap(), true);
+    let ids = |ph: &str| -> BTreeSet<String> {
+        events
+            .iter()
+            .filter(|e| e["ph"] == ph && e["name"] == "message")
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let recvs = r.acts("recv").iter().filter(|a| a.has("id")).count();
+    assert!(recvs > 0, "{}", r.show());
+    assert_eq!(ids("f").len(), recvs, "one arrow per message received");
+    assert!(ids("f").is_subset(&ids("s")), "every arrow starts at a send");
+    let r = common::run(&["--speed", "0", "--json", "--trace", p, "queue"]);
+    r.assert_code(0);
+    let events = trace_events(&std::fs::read_to_string(&path).unwrap(), true);
+    let gauges: BTreeSet<i64> = events
+        .iter()
+        .filter(|e| e["ph"] == "C")
+        .map(|e| e["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(gauges, BTreeSet::from([r.main_pid()]), "{}", r.show());
+}
+
+/// A SIGKILL of the main process mid-lesson leaves a trace of everything rendered so far
+/// that loads once its missing `]` is added, as Perfetto does.
+#[test]
+fn a_killed_run_leaves_a_loadable_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("killed.json");
+    let mut live = common::Live::start(&common::paced(&[
+        "--json",
+        "--trace",
+        path.to_str().unwrap(),
+        "lock",
+    ]));
+    // Well into the lesson: its buyers started.
+    live.wait_for(std::time::Duration::from_secs(20), |e| {
+        e.is::<common::Spawn>() && e.get::<common::Spawn>().is_some_and(|s| s.name.starts_with("buyer"))
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(live.pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    live.wait_exit(std::time::Duration::from_secs(5));
+    live.assert_clean(std::time::Duration::from_secs(2));
+    let events = trace_events(&std::fs::read_to_string(&path).unwrap(), false);
+    assert!(
+        events.iter().any(|e| e["name"] == "lesson lock"),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|e| e["name"] == "spawn"), "{events:?}");
 }
 
 #[test]
@@ -152,9 +237,7 @@ fn a_trace_is_written_even_when_the_narration_is_cut_short_by_head() {
     let status = child.wait().unwrap();
     assert!(!first.is_empty() && status.code().is_some(), "{status:?}");
     let text = std::fs::read_to_string(&path).unwrap();
-    let trace: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
-    assert!(!trace["traceEvents"].as_array().unwrap().is_empty(), "{text}");
+    assert!(!trace_events(&text, true).is_empty(), "{text}");
 }
 
 #[test]
