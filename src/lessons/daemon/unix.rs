@@ -182,9 +182,8 @@ fn first_exits(ctx: &mut Ctx<'_>, forks: &Forks, daemon: Pid) -> Result<()> {
         "reparent",
         &[("from", first.as_raw().into()), ("to", n.ppid.into())],
     );
+    // Its new parent, and what it did at once when adopted (await_adoption).
     say_for!(ctx, n.pid, n.t_ns, "reparented", &[("ppid", &n.ppid)]);
-    // What the daemon did at once when it was adopted (await_adoption), told by me.
-    say!(ctx, "pdeathsig", &[("first", &first), ("daemon", &daemon)]);
     ctx.pause(2000)?;
     ctx.keep_up();
     // What the daemon does is learnt from its note, after it happened.
@@ -231,11 +230,7 @@ fn inspect(ctx: &mut Ctx<'_>, mine: &Ids, first: Pid, daemon: Pid) -> Result<()>
             ("state", &state),
         ],
     );
-    say!(
-        ctx,
-        "compare",
-        &[("msid", &mine.sid), ("sid", &theirs.sid), ("pid", &daemon)],
-    );
+    say!(ctx, "compare", &[("msid", &mine.sid), ("sid", &theirs.sid)],);
     ctx.show(0)?;
     let differs = theirs.sid != mine.sid;
     ctx.observe("main_sid", mine.sid);
