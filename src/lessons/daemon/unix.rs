@@ -68,7 +68,6 @@ fn main_ids(ctx: &mut Ctx<'_>) -> Result<Ids> {
 /// The first fork: a child that calls `setsid()`, a new session of its own.
 fn fork_first(ctx: &mut Ctx<'_>) -> Result<Forks> {
     let me = ctx.main_pid;
-    step!(ctx, "double_fork", &[])?;
     let (note_r, note_w) = procs::pipe()?;
     let (go_r, go_w) = procs::pipe()?;
     let (note_fd, go_fd) = (note_w.as_raw_fd(), go_r.as_raw_fd());
