@@ -22,9 +22,9 @@ const DAEMON_CHILD_ERROR_TYPE: &str = "AssertionError";
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the normal child's job takes at `--speed 1`, in milliseconds: longer than
-/// the reading the lesson waits for between its start and its join (~35 s in English,
-/// ~39 s in Chinese), so that join() is seen waiting.
-const JOB_MS: u64 = 45_000;
+/// the reading the lesson waits for between its start and its join (~16 s in English,
+/// ~20 s in Chinese), so that join() is seen waiting, ~10 s more.
+const JOB_MS: u64 = 30_000;
 
 /// The command that asks a child to start a child of its own.
 const START_CHILD: &str = "start_child";
