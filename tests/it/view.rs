@@ -163,7 +163,6 @@ const MAX_LINES: usize = 150;
 /// verdict.
 const LINES_PENDING: &[(&str, usize)] = &[
     // orphans is at 148-152 (its timeline's rows of quick children vary).
-    ("daemon", 245),
     ("orphans", 155),
     ("sync-vs-async", 175),
 ];

@@ -22,9 +22,9 @@ const DAEMON_CHILD_ERROR_TYPE: &str = "AssertionError";
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the normal child's job takes at `--speed 1`, in milliseconds: longer than
-/// the reading the lesson waits for between its start and its join (~35 s in English,
-/// ~39 s in Chinese), so that join() is seen waiting.
-const JOB_MS: u64 = 45_000;
+/// the reading the lesson waits for between its start and its join (~16 s in English,
+/// ~20 s in Chinese), so that join() is seen waiting, ~10 s more.
+const JOB_MS: u64 = 30_000;
 
 /// The command that asks a child to start a child of its own.
 const START_CHILD: &str = "start_child";
@@ -56,11 +56,10 @@ fn next(child: &ChildProc) -> Result<Reply> {
     child.decode(&child.reply(REPLY_TIMEOUT)?)
 }
 
-/// Python's two children: one daemonic, one not, and how long the normal one's job lasts.
+/// Python's two children: one daemonic, one not.
 struct Pair {
     daemonic: ChildProc,
     worker: ChildProc,
-    task_ms: u64,
 }
 
 /// Part one: Python's `daemon=True`.
@@ -122,11 +121,7 @@ fn start_pair(ctx: &mut Ctx<'_>) -> Result<Pair> {
         ],
     );
     ctx.pause(3000)?;
-    Ok(Pair {
-        daemonic,
-        worker,
-        task_ms,
-    })
+    Ok(Pair { daemonic, worker })
 }
 
 /// The normal child may start a child of its own: it forks one, which ends, and joins
@@ -150,7 +145,7 @@ fn worker_starts_child(ctx: &mut Ctx<'_>, worker: &ChildProc) -> Result<()> {
         w,
         t_forked,
         "worker_started",
-        &[("child", &grandchild), ("pid", &w)],
+        &[("child", &grandchild)],
     );
     // The worker started and reaped it: its events, with the worker's own stamps.
     ctx.emit(Event {
@@ -171,13 +166,7 @@ fn worker_starts_child(ctx: &mut Ctx<'_>, worker: &ChildProc) -> Result<()> {
             reaped_by: w,
         },
     });
-    say_for!(
-        ctx,
-        w,
-        t_reaped,
-        "worker_joined",
-        &[("child", &grandchild), ("code", &code)],
-    );
+    say_for!(ctx, w, t_reaped, "worker_joined", &[("child", &grandchild)],);
     drop(news);
     ctx.pause(2500)
 }
@@ -209,11 +198,7 @@ fn daemonic_refuses(ctx: &mut Ctx<'_>, daemonic: &ChildProc) -> Result<()> {
 /// The main code ends and CPython's exit handler runs: `terminate()` the daemonic child
 /// (-15), then `join()` the other, which is waited for until its job is done (0).
 fn exit_handler(ctx: &mut Ctx<'_>, pair: Pair) -> Result<()> {
-    let Pair {
-        daemonic,
-        worker,
-        task_ms,
-    } = pair;
+    let Pair { daemonic, worker } = pair;
     step!(
         ctx,
         "exit",
@@ -224,9 +209,7 @@ fn exit_handler(ctx: &mut Ctx<'_>, pair: Pair) -> Result<()> {
         Reply::Working => {} // its job has started
         other => bail!("the worker answered {other:?} instead of starting its job"),
     }
-    say!(ctx, "main_code_ends", &[("ms", &task_ms)]);
-    ctx.pause(2000)?;
-    say!(ctx, "exit_handler", &[]);
+    say!(ctx, "main_code_ends", &[]);
     ctx.show(1500)?;
     let ds = state_letter(ctx.wait_state(daemonic.pid, &['S'], STATE_TIMEOUT)?);
     say!(

@@ -68,7 +68,6 @@ fn main_ids(ctx: &mut Ctx<'_>) -> Result<Ids> {
 /// The first fork: a child that calls `setsid()`, a new session of its own.
 fn fork_first(ctx: &mut Ctx<'_>) -> Result<Forks> {
     let me = ctx.main_pid;
-    step!(ctx, "double_fork", &[])?;
     let (note_r, note_w) = procs::pipe()?;
     let (go_r, go_w) = procs::pipe()?;
     let (note_fd, go_fd) = (note_w.as_raw_fd(), go_r.as_raw_fd());
@@ -182,9 +181,8 @@ fn first_exits(ctx: &mut Ctx<'_>, forks: &Forks, daemon: Pid) -> Result<()> {
         "reparent",
         &[("from", first.as_raw().into()), ("to", n.ppid.into())],
     );
+    // Its new parent, and what it did at once when adopted (await_adoption).
     say_for!(ctx, n.pid, n.t_ns, "reparented", &[("ppid", &n.ppid)]);
-    // What the daemon did at once when it was adopted (await_adoption), told by me.
-    say!(ctx, "pdeathsig", &[("first", &first), ("daemon", &daemon)]);
     ctx.pause(2000)?;
     ctx.keep_up();
     // What the daemon does is learnt from its note, after it happened.
@@ -231,11 +229,7 @@ fn inspect(ctx: &mut Ctx<'_>, mine: &Ids, first: Pid, daemon: Pid) -> Result<()>
             ("state", &state),
         ],
     );
-    say!(
-        ctx,
-        "compare",
-        &[("msid", &mine.sid), ("sid", &theirs.sid), ("pid", &daemon)],
-    );
+    say!(ctx, "compare", &[("msid", &mine.sid), ("sid", &theirs.sid)],);
     ctx.show(0)?;
     let differs = theirs.sid != mine.sid;
     ctx.observe("main_sid", mine.sid);
