@@ -576,11 +576,17 @@ fn sentinels(ctx: &mut Ctx<'_>, s: Staged) -> Result<()> {
     step!(ctx, "sentinels", &[])?;
     say!(ctx, "sentinels", &[("n", &n_cons)]);
     ctx.pause(1500)?;
+    // Each consumer's get of its None comes before its Stop, on its channel; but the
+    // joins of the others are stamped meanwhile, and a consumer slow to send lost its
+    // place (seen 9 ms out of stamp order with the suite at four threads): until every
+    // Stop is in, nothing stamped after the sentinels are sent is written.
+    let news = ctx.expect_news();
     p1.send(Down::Value(ObsValue::Int(n_cons as i64)))?;
     for c in &conss {
         c.expect(budget(ctx, 0), |r: &Reply| matches!(r, Reply::Stop { .. }))?;
         ctx.join(c.pid)?;
     }
+    drop(news);
     p1.expect(budget(ctx, 0), |r: &Reply| *r == Reply::Sentinels)?;
     ctx.join(p1.pid)?;
     say!(ctx, "all_joined", &[("size", &q.qsize()?)]);
