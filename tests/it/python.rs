@@ -77,6 +77,21 @@ impl PyRun {
     }
 }
 
+/// Whether a process of group `pgid` is still running (not a zombie: orphans of the
+/// snippet wait for this machine's init to reap them, over a second here).
+fn alive_in_group(pgid: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.filter_map(Result::ok).any(|e| {
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // After the command's `)`: state, ppid, pgrp.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f.len() > 2 && f[0] != "Z" && f[2] == pgid.to_string()
+    })
+}
+
 /// Run `python3 file method` in a process group of its own; kill the group at the bound.
 fn run_snippet(file: &std::path::Path, method: &'static str) -> PyRun {
     let start = Instant::now();
@@ -115,12 +130,20 @@ fn run_snippet(file: &std::path::Path, method: &'static str) -> PyRun {
         std::thread::sleep(Duration::from_millis(20));
     };
     let elapsed = start.elapsed();
-    // Whatever is left of the snippet's processes (all of them, on a timeout).
-    let _ = nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(pgid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    // Whatever is left of the snippet's processes (all of them, on a timeout): SIGTERM
+    // first, which CPython's resource tracker ignores, so that it still sees its client
+    // gone and unlinks the semaphores it tracks (a SIGKILL of the whole group at once
+    // left six `/dev/shm/sem.mp-*` behind a snippet that timed out); SIGKILL for what is
+    // left after 2 s.
+    use nix::sys::signal::{killpg, Signal};
+    let group = nix::unistd::Pid::from_raw(pgid);
+    let _ = killpg(group, Signal::SIGTERM);
     let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while alive_in_group(pgid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = killpg(group, Signal::SIGKILL);
     PyRun {
         method,
         code,
