@@ -166,7 +166,7 @@ fn worker_starts_child(ctx: &mut Ctx<'_>, worker: &ChildProc) -> Result<()> {
             reaped_by: w,
         },
     });
-    say_for!(ctx, w, t_reaped, "worker_joined", &[("child", &grandchild)],);
+    say_for!(ctx, w, t_reaped, "worker_joined", &[("child", &grandchild)]);
     drop(news);
     ctx.pause(2500)
 }

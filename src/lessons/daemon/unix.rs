@@ -229,7 +229,7 @@ fn inspect(ctx: &mut Ctx<'_>, mine: &Ids, first: Pid, daemon: Pid) -> Result<()>
             ("state", &state),
         ],
     );
-    say!(ctx, "compare", &[("msid", &mine.sid), ("sid", &theirs.sid)],);
+    say!(ctx, "compare", &[("msid", &mine.sid), ("sid", &theirs.sid)]);
     ctx.show(0)?;
     let differs = theirs.sid != mine.sid;
     ctx.observe("main_sid", mine.sid);
