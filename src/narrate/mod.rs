@@ -401,18 +401,20 @@ struct Held {
 
 impl Held {
     fn push(&mut self, ev: Event) {
+        self.insert(ev.t_ns, Some(ev));
+    }
+
+    /// An event, or a pause's mark (`None`), at stamp `t`, after any already there.
+    fn insert(&mut self, t: u64, item: Option<Event>) {
         self.seq += 1;
-        self.events.insert((ev.t_ns, self.seq), Some(ev));
+        self.events.insert((t, self.seq), item);
     }
 
     /// Take in a message that is not a pause or a flush; false for those.
     fn take(&mut self, msg: &mut Option<Msg>) -> bool {
         match msg.take() {
             Some(Msg::Event(ev)) => self.push(ev),
-            Some(Msg::Mark(t)) => {
-                self.seq += 1;
-                self.events.insert((t, self.seq), None);
-            }
+            Some(Msg::Mark(t)) => self.insert(t, None),
             Some(Msg::Expect(t)) => *self.expected.entry(t).or_default() += 1,
             Some(Msg::Expected(t)) => {
                 if let Some(n) = self.expected.get_mut(&t) {
@@ -504,6 +506,15 @@ fn output_failed(e: &io::Error) {
     }
 }
 
+/// Render what [`Held::release`] hands out: an event, or a pause's mark, where the
+/// pause shows what it shows (a pause with no key to wait for, in its place).
+fn render_held(render: &mut dyn Render, item: Option<&Event>) -> io::Result<()> {
+    match item {
+        Some(ev) => render.event(ev),
+        None => render.flush(),
+    }
+}
+
 /// The renderer thread and the sink that feeds it.
 pub struct Narrator {
     sink: Sink,
@@ -562,11 +573,9 @@ impl Narrator {
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 };
                 let released = held
-                    .release(until, held_for.hold(HOLD), &mut |ev| match (open, ev) {
-                        (false, _) => Ok(()),
-                        (true, Some(ev)) => render.event(ev),
-                        // A pause with no key to wait for: what it shows, in its place.
-                        (true, None) => render.flush(),
+                    .release(until, held_for.hold(HOLD), &mut |item| match open {
+                        true => render_held(&mut *render, item),
+                        false => Ok(()),
                     })
                     .and_then(|()| match (open && quiet, held.events.is_empty()) {
                         (true, true) => render.tick(until),
@@ -614,10 +623,7 @@ impl Narrator {
                 // The end: nothing more can come, expected or not.
                 held.expected.clear();
                 if let Err(e) = held
-                    .release(u64::MAX, 0, &mut |ev| match ev {
-                        Some(ev) => render.event(ev),
-                        None => render.flush(),
-                    })
+                    .release(u64::MAX, 0, &mut |item| render_held(&mut *render, item))
                     .and_then(|()| render.finish())
                 {
                     output_failed(&e);

@@ -218,11 +218,11 @@ impl<W: Write + Send> Render for Trace<W> {
                     .collect();
                 let id = args.get("id").map(|v| v.to_string());
                 let from = args.get("from").map(|v| v.to_string());
-                let channel = args.get("channel").map_or(String::new(), |v| v.to_string());
-                self.instant(pid, ts, act, "act", Value::Object(args));
+                let channel = args.get("channel").and_then(Value::as_str).unwrap_or("");
                 // A message from its `send` to its `recv`: the same `id` from the same
                 // sender on the same channel (each sender numbers its own, per channel).
-                let key = format!("{}-msg-{}", self.lesson, channel.trim_matches('"'));
+                let key = format!("{}-msg-{channel}", self.lesson);
+                self.instant(pid, ts, act, "act", Value::Object(args));
                 let flow = match (act.as_str(), id, from) {
                     ("send", Some(id), _) => Some(("s", format!("{key}-{pid}-{id}"))),
                     ("recv", Some(id), Some(from)) => Some(("f", format!("{key}-{from}-{id}"))),

@@ -80,15 +80,10 @@ impl PyRun {
 /// Whether a process of group `pgid` is still running (not a zombie: orphans of the
 /// snippet wait for this machine's init to reap them, over a second here).
 fn alive_in_group(pgid: i32) -> bool {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    dir.filter_map(Result::ok).any(|e| {
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        // After the command's `)`: state, ppid, pgrp.
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        f.len() > 2 && f[0] != "Z" && f[2] == pgid.to_string()
+    procfs::process::all_processes().is_ok_and(|all| {
+        all.flatten()
+            .filter_map(|p| p.stat().ok())
+            .any(|s| s.pgrp == pgid && s.state != 'Z')
     })
 }
 
