@@ -54,7 +54,7 @@ fn joinable_parts(ctx: &mut Ctx<'_>, n_cons: usize, maxsize: usize) -> Result<Ta
         maxsize,
     };
     let boss = handout.spawn(ctx, "jproducer", "producer", 0)?;
-    let workers = handout.spawn_consumers(ctx, "jconsumer", "worker", n_cons)?;
+    let workers = handout.spawn_n(ctx, "jconsumer", "worker", n_cons)?;
     let all: Vec<&ChildProc> = std::iter::once(&boss).chain(workers.iter()).collect();
     let (slots, joinable) = joinable_sems(ctx, &all, maxsize, cond_lock)?;
     say!(

@@ -193,8 +193,8 @@ impl Handout<'_> {
         )
     }
 
-    /// Spawn `n` consumers as `role`, named `<prefix>-<i>`.
-    fn spawn_consumers(
+    /// Spawn `n` children as `role`, named `<prefix>-<i>`.
+    fn spawn_n(
         &self,
         ctx: &mut Ctx<'_>,
         role: &str,
@@ -326,11 +326,8 @@ fn spawn_children(
         ],
     );
     ctx.pause(1500)?;
-    let mut prods = Vec::new();
-    for i in 1..=n_prod {
-        prods.push(handout.spawn(ctx, "producer", &format!("producer-{i}"), i)?);
-    }
-    let conss = handout.spawn_consumers(ctx, "consumer", "consumer", n_cons)?;
+    let prods = handout.spawn_n(ctx, "producer", "producer", n_prod)?;
+    let conss = handout.spawn_n(ctx, "consumer", "consumer", n_cons)?;
     Ok((prods, conss))
 }
 
