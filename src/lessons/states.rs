@@ -461,11 +461,16 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
         0
     };
     // 1. Normal exit: the work is done.
+    // Each child's line is said with its own stamp once its note is read: until then,
+    // nothing stamped after its fork is written (the observer's samples of it were,
+    // 4 ms before the fatal child's line, in a clean-clone CI).
+    let news = ctx.expect_news();
     // SAFETY: the child calls read(2) and Note::send only (async-signal-safe), then
     // returns to _exit.
     let normal = go(unsafe { ctx.fork("normal", child_body) }?)?;
     let hello = Note::recv(&note_r, TIMEOUT)?.context("the normal child did not report")?;
     say_for!(ctx, hello.pid, hello.t_ns, "normal_child", &[]);
+    drop(news);
     let code = ctx.join(normal)?;
     say!(ctx, "normal_joined", &[("pid", &normal), ("code", &code)]);
     ctx.claim("exit_normal", code, "== 0", code == 0);
@@ -494,6 +499,7 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
         );
         1
     };
+    let news = ctx.expect_news();
     // SAFETY: the child calls read(2), open(2), close(2), Note::send (errno is a
     // thread-local read), all async-signal-safe, then returns its status to _exit. `path`
     // outlives the fork: it is dropped after the child is reaped.
@@ -507,6 +513,7 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
         "error_child",
         &[("errno", &format!("{errno:?}"))],
     );
+    drop(news);
     let code = ctx.join(error)?;
     drop(path);
     say!(ctx, "error_joined", &[("pid", &error), ("code", &code)]);
@@ -514,6 +521,7 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.pause(2500)?;
 
     // 3. Fatal error: an illegal memory access, ended by the kernel with SIGSEGV.
+    let news = ctx.expect_news();
     let fatal = go(fork_fatal(ctx, gfd, nfd)?)?;
     let hello = Note::recv(&note_r, TIMEOUT)?.context("the fatal child did not report")?;
     say_for!(
@@ -523,6 +531,7 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
         "fatal_child",
         &[("addr", &format!("{:#x}", hello.b))],
     );
+    drop(news);
     let code = ctx.join(fatal)?;
     say!(ctx, "fatal_joined", &[("pid", &fatal), ("code", &code)]);
     ctx.claim("exit_fatal", code, "== -11 (SIGSEGV)", code == -11);
@@ -536,11 +545,13 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
         }
     };
     // 4. Killed by another process: kill -9.
+    let news = ctx.expect_news();
     // SAFETY: the child calls read(2), Note::send and pause(2) only, all
     // async-signal-safe.
     let victim = go(unsafe { ctx.fork("killed", child_body) }?)?;
     let hello = Note::recv(&note_r, TIMEOUT)?.context("the last child did not report")?;
     say_for!(ctx, hello.pid, hello.t_ns, "killed_child", &[]);
+    drop(news);
     ctx.wait_state(victim, &['S'], TIMEOUT)?;
     step!(ctx, "kill", &[("pid", &victim)])?;
     // The victim, asleep, before the signal that ends it.
