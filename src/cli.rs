@@ -54,6 +54,10 @@ pub struct Globals {
     /// Write the run as Chrome trace events to FILE (open in Perfetto or chrome://tracing)
     #[arg(long, global = true, value_name = "FILE")]
     pub trace: Option<std::path::PathBuf>,
+
+    /// Record the run's --json stream to FILE while it is shown (mp-demo replay FILE shows it again)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
 }
 
 impl Globals {
@@ -127,6 +131,17 @@ pub fn command() -> Command {
                         .action(ArgAction::SetTrue)
                         .conflicts_with("python")
                         .help("Print the event kinds the lesson adds to the --json stream: process, stamp, fields"),
+                ),
+        )
+        .subcommand(
+            Command::new("replay")
+                .about("Show a recorded run (--record FILE, or --json > FILE) as it ran: at its pace, or --speed, with --step")
+                .arg(
+                    Arg::new("file")
+                        .value_name("FILE")
+                        .required(true)
+                        .value_parser(value_parser!(std::path::PathBuf))
+                        .help("The recording: the run's --json stream (- for stdin)"),
                 ),
         )
         .subcommand(

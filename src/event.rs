@@ -115,6 +115,83 @@ impl Event {
     }
 }
 
+/// The kinds of [`Kind`] other than [`Kind::Act`], by their names in the stream.
+const CORE_KINDS: &[&str] = &[
+    "lesson_start",
+    "spawn",
+    "state",
+    "exit",
+    "say",
+    "step",
+    "pause",
+    "observation",
+    "lesson_end",
+];
+
+impl Event {
+    /// The event a line of the stream is ([`Event::to_json`]'s inverse), and its
+    /// lesson: stamped at `t0_ns` plus its `t_ms` (to the microsecond the stream keeps).
+    /// A kind that is not a core kind is a lesson's own ([`Kind::Act`]), its fields in
+    /// the order of the line.
+    pub fn from_json(line: &Value, t0_ns: u64) -> Result<(String, Event), String> {
+        let Value::Object(obj) = line else {
+            return Err("not a JSON object".into());
+        };
+        let t_ms = obj.get("t_ms").and_then(Value::as_f64).ok_or("no `t_ms`")?;
+        let lesson = obj
+            .get("lesson")
+            .and_then(Value::as_str)
+            .ok_or("no `lesson`")?;
+        let kind = obj.get("kind").and_then(Value::as_str).ok_or("no `kind`")?;
+        let pid = obj
+            .get("pid")
+            .and_then(Value::as_i64)
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or("no `pid`")?;
+        let micros = (t_ms * 1000.0).round() as i64;
+        let t_ns = (t0_ns as i64 + micros * 1000).max(0) as u64;
+        let body = if CORE_KINDS.contains(&kind) {
+            // Every field but the common ones, the lesson too (`lesson_start` has it).
+            let fields: Map<String, Value> = obj
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "t_ms" | "kind" | "pid"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let mut tagged = Map::new();
+            tagged.insert(kind.to_string(), Value::Object(fields));
+            serde_json::from_value::<Kind>(Value::Object(tagged))
+                .map_err(|e| format!("a `{kind}` event that does not fit its kind: {e}"))?
+        } else {
+            let fields = obj
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "t_ms" | "lesson" | "kind" | "pid"))
+                .map(|(k, v)| {
+                    let value = match v {
+                        Value::Bool(b) => ObsValue::Bool(*b),
+                        Value::Number(n) if n.is_i64() => ObsValue::Int(n.as_i64().unwrap_or(0)),
+                        Value::Number(n) => ObsValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+                        Value::String(s) => ObsValue::Str(s.clone()),
+                        _ => return Err(format!("`{kind}`'s field `{k}` is not a scalar")),
+                    };
+                    Ok((k.clone(), value))
+                })
+                .collect::<Result<_, String>>()?;
+            Kind::Act {
+                act: kind.to_string(),
+                fields,
+            }
+        };
+        Ok((
+            lesson.to_string(),
+            Event {
+                t_ns,
+                pid,
+                kind: body,
+            },
+        ))
+    }
+}
+
 fn json_number(x: f64) -> Value {
     serde_json::Number::from_f64(x)
         .map(Value::Number)
@@ -126,8 +203,15 @@ fn json_number(x: f64) -> Value {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
-    /// The lesson begins; `pid` is the main process.
-    LessonStart { lesson: String, title: String },
+    /// The lesson begins; `pid` is the main process. `lang` is the language of its
+    /// narration (`en`, `zh`): what a replay of the stream renders it in. `janitor` is
+    /// mp-demo's cleanup helper, a child of the main process that `pstree` shows.
+    LessonStart {
+        lesson: String,
+        title: String,
+        lang: String,
+        janitor: Option<i32>,
+    },
     /// A process was started by `ppid`.
     Spawn { ppid: i32, name: String, how: How },
     /// The kernel's state letter of a process changed (read from `/proc/<pid>/stat`).
@@ -161,6 +245,10 @@ pub enum Kind {
         title: String,
         hint: Option<String>,
     },
+    /// The pause of step `step`, once its action has made what the step's hint names:
+    /// the human view prints the hint here; `waits` when the run waits here for a key
+    /// (`--step`), so that the next event came after a person's wait.
+    Pause { step: u32, waits: bool },
     /// Something the lesson measured, and whether it agrees with the lesson's claim
     /// (`holds` is absent for values that claim nothing).
     Observation {
@@ -360,6 +448,54 @@ mod tests {
         let v = say.to_json("fork", 0);
         assert!(v.get("python").is_none());
         assert_eq!(v["syscall"], "fork()");
+    }
+
+    #[test]
+    fn a_line_of_the_stream_is_read_back_as_its_event() {
+        let t0 = 5_000_000_000;
+        let kinds = [
+            Kind::LessonStart {
+                lesson: "lock".into(),
+                title: "Lock".into(),
+                lang: "zh".into(),
+                janitor: Some(9),
+            },
+            Kind::Say {
+                key: "k".into(),
+                text: "t".into(),
+                python: Some("p.start()".into()),
+                syscall: None,
+            },
+            Kind::Pause {
+                step: 2,
+                waits: false,
+            },
+            Kind::Observation {
+                name: "sold".into(),
+                value: 2.5.into(),
+                expected: None,
+                holds: Some(true),
+            },
+            Kind::Act {
+                act: "read".into(),
+                fields: vec![
+                    ("name".into(), "buyer-1".into()),
+                    ("value".into(), 1i64.into()),
+                ],
+            },
+        ];
+        for kind in kinds {
+            let ev = Event {
+                t_ns: t0 + 1_234_000,
+                pid: 7,
+                kind,
+            };
+            let (lesson, back) = Event::from_json(&ev.to_json("lock", t0), t0).unwrap();
+            assert_eq!(lesson, "lock");
+            assert_eq!(back, ev);
+        }
+        let line = serde_json::json!({"t_ms": 1, "lesson": "x", "kind": "spawn", "pid": 3});
+        assert!(Event::from_json(&line, 0).unwrap_err().contains("spawn"));
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod observe;
 pub mod oom;
 pub mod procs;
 pub mod quiz;
+mod replay;
 mod run;
 pub mod sys;
 pub mod term;
@@ -98,6 +99,7 @@ pub fn main() -> ExitCode {
             print_out(String::from_utf8_lossy(&out).into_owned())
         }
         "tour" => return run::tour(m, &globals),
+        "replay" => return replay::replay(m, &globals),
         name => match lessons::find(name) {
             Some(def) => {
                 let opts = cli::lesson_opts(def, m);

@@ -38,7 +38,7 @@ pub(crate) fn run_lessons(
     tour: bool,
 ) -> ExitCode {
     let lang = g.lang();
-    let trace_file = match preflight(defs, g, lang) {
+    let files = match preflight(defs, g, lang) {
         Ok(f) => f,
         Err(code) => return code,
     };
@@ -50,7 +50,7 @@ pub(crate) fn run_lessons(
             return ExitCode::from(1);
         }
     };
-    let renders = renderers(g, lang, trace_file);
+    let renders = renderers(g, lang, files);
     let outcome = run_all(defs, g, tour, lang, &session, renders);
     session.cleanup();
     if let (Some(path), false) = (&g.trace, g.json) {
@@ -69,12 +69,12 @@ pub(crate) fn run_lessons(
 
 /// Refuse what cannot work before anything starts (options that do not fit together,
 /// `--step` or `--quiz` without a terminal, a trace that cannot be written): the usage
-/// error's exit code, or the trace file, opened.
+/// error's exit code, or the files to write (trace, recording), opened.
 fn preflight(
     defs: &[(&'static LessonDef, Opts)],
     g: &cli::Globals,
     lang: Lang,
-) -> Result<Option<std::fs::File>, ExitCode> {
+) -> Result<Files, ExitCode> {
     for (def, opts) in defs {
         if let Some(Err(msg)) = def.validate.map(|check| check(opts)) {
             return Err(usage_error(&msg));
@@ -89,22 +89,40 @@ fn preflight(
             )));
         }
     }
-    match &g.trace {
-        Some(path) if path.as_os_str() == "-" => Err(usage_error(
-            "--trace -: the trace needs a file (stdout carries the narration): give it a name, e.g. --trace run.json",
-        )),
+    let trace = output_file("--trace", g.trace.as_deref(), "run.json")?;
+    let record = output_file("--record", g.record.as_deref(), "run.jsonl")?;
+    Ok(Files { trace, record })
+}
+
+/// The files a run writes beside stdout, opened before anything starts.
+struct Files {
+    trace: Option<std::fs::File>,
+    record: Option<std::fs::File>,
+}
+
+/// The file of `--trace FILE` or `--record FILE`, created (emptied), or the usage error
+/// that says why it cannot be.
+fn output_file(
+    flag: &str,
+    path: Option<&std::path::Path>,
+    example: &str,
+) -> Result<Option<std::fs::File>, ExitCode> {
+    match path {
+        Some(path) if path.as_os_str() == "-" => Err(usage_error(&format!(
+            "{flag} -: it needs a file (stdout carries the narration): give it a name, e.g. {flag} {example}"
+        ))),
         // Only a regular file (new or old): a FIFO with no reader would block open()
-        // for ever, and a device (/dev/full) is no place for a trace.
+        // for ever, and a device (/dev/full) is no place for it.
         Some(path) if std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_file()) => {
             Err(usage_error(&format!(
-                "--trace {}: not a regular file (a FIFO, device or directory cannot hold a trace)",
+                "{flag} {}: not a regular file (a FIFO, device or directory cannot hold it)",
                 path.display()
             )))
         }
         Some(path) => match std::fs::File::create(path) {
             Ok(f) => Ok(Some(f)),
             Err(e) => Err(usage_error(&format!(
-                "--trace {}: cannot write there: {e}",
+                "{flag} {}: cannot write there: {e}",
                 path.display()
             ))),
         },
@@ -113,12 +131,9 @@ fn preflight(
 }
 
 /// The renderers: JSON Lines, or the human narration (with the live panel on a terminal
-/// that can show it); and the trace, if one was asked for.
-fn renderers(
-    g: &cli::Globals,
-    lang: Lang,
-    trace_file: Option<std::fs::File>,
-) -> Vec<Box<dyn narrate::Render>> {
+/// that can show it; seeing each event as the stream has it, so that a replay of the
+/// recording shows the same); and the trace and the recording, if asked for.
+fn renderers(g: &cli::Globals, lang: Lang, files: Files) -> Vec<Box<dyn narrate::Render>> {
     let stdout_tty = std::io::stdout().is_terminal();
     let mut renders: Vec<Box<dyn narrate::Render>> = Vec::new();
     if g.json {
@@ -128,12 +143,18 @@ fn renderers(
             .verbose(g.verbose);
         let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
         renders.push(if stdout_tty && !dumb && !g.no_progress {
-            Box::new(human.with_live_panel())
+            Box::new(narrate::AsStreamed::new(human.with_live_panel()))
         } else {
-            Box::new(human)
+            Box::new(narrate::AsStreamed::new(human))
         });
     }
-    if let (Some(f), Some(path)) = (trace_file, &g.trace) {
+    if let (Some(f), Some(path)) = (files.record, &g.record) {
+        renders.push(Box::new(narrate::Named {
+            what: format!("the recording to {}", path.display()),
+            render: narrate::json::Json::new(f),
+        }));
+    }
+    if let (Some(f), Some(path)) = (files.trace, &g.trace) {
         renders.push(Box::new(narrate::Named {
             what: format!("the trace to {}", path.display()),
             render: narrate::trace::Trace::new(std::io::BufWriter::new(f)),
@@ -248,7 +269,7 @@ fn tour_card(
                       // A terminal that cannot be read (no raw mode) is no reason to stop: no wait.
         term::pause(&crate::ui!(lang, "tour_prompt", &[])).unwrap_or(true)
     } else {
-        sink.pause()
+        sink.wait_key()
     };
     if !go {
         term::quit();
@@ -364,6 +385,8 @@ fn run_one(
         Kind::LessonStart {
             lesson: def.name.into(),
             title,
+            lang: lang.code().into(),
+            janitor: procs::janitor_pid(),
         },
     );
     let t0 = start.t_ns;

@@ -209,7 +209,7 @@ impl<'a> Ctx<'a> {
     /// a key, with every process really sitting where the hint shows it (nothing more if
     /// the step was shown already). Then a pacing pause of `ms`, as [`Ctx::pause`].
     pub fn show(&self, ms: u64) -> Result<()> {
-        if self.unshown.replace(false) && !self.sink.pause() {
+        if self.unshown.replace(false) && !self.sink.pause(self.main_pid, self.step_n) {
             crate::term::quit(); // `q`: the person's choice, a quiet stop (Ctrl-C stays SIGINT)
         }
         self.check()?;

@@ -93,6 +93,8 @@ pub struct Human<W: Write + Send> {
     hint: Option<String>,
     /// Whether this lesson has said who the janitor is (the first hint that shows it).
     janitor_named: bool,
+    /// The janitor's PID, as the lesson's start says.
+    janitor: Option<i32>,
 }
 
 impl<W: Write + Send> Human<W> {
@@ -122,6 +124,7 @@ impl<W: Write + Send> Human<W> {
             states_told: Default::default(),
             hint: None,
             janitor_named: false,
+            janitor: None,
         }
     }
 
@@ -473,7 +476,15 @@ impl<W: Write + Send> Human<W> {
     /// One event, written to `buf`: each kind has its own way of being told.
     fn render(&mut self, ev: &Event) -> io::Result<()> {
         match &ev.kind {
-            Kind::LessonStart { lesson, title } => self.lesson_start(ev, lesson, title),
+            Kind::LessonStart {
+                lesson,
+                title,
+                janitor,
+                ..
+            } => {
+                self.janitor = *janitor;
+                self.lesson_start(ev, lesson, title)
+            }
             Kind::State {
                 from,
                 to,
@@ -494,6 +505,11 @@ impl<W: Write + Send> Human<W> {
                 self.say_refs(key, python, syscall)
             }
             Kind::Step { n, title, hint, .. } => self.step_rule(*n, title, hint.as_deref()),
+            // The step's pause: what was held is told, then the step's hint.
+            Kind::Pause { .. } => {
+                self.release(u64::MAX)?;
+                self.hint_now()
+            }
             Kind::Observation {
                 name,
                 value,
@@ -805,11 +821,7 @@ impl<W: Write + Send> Human<W> {
         }
         // Its output shows mp-demo's own cleanup helper too: say once what it is.
         let lists_children = hint.contains("pstree") || hint.contains("--ppid");
-        if let (false, true, Some(janitor)) = (
-            self.janitor_named,
-            lists_children,
-            crate::procs::janitor_pid(),
-        ) {
+        if let (false, true, Some(janitor)) = (self.janitor_named, lists_children, self.janitor) {
             self.janitor_named = true;
             let note = crate::ui!(self.lang, "janitor_note", &[("janitor", &janitor)]);
             for part in self.wrap(&note, 3) {
@@ -899,6 +911,8 @@ mod tests {
                 kind: Kind::LessonStart {
                     lesson: "fork".into(),
                     title: "t".into(),
+                    lang: "en".into(),
+                    janitor: None,
                 },
             },
             Event {
@@ -957,6 +971,8 @@ mod tests {
         let start = Kind::LessonStart {
             lesson: "pipe".into(),
             title: "t".into(),
+            lang: "en".into(),
+            janitor: None,
         };
         // The sentence, then (after the reader's wait) two sends it announced, then a
         // close it did not.

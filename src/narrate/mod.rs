@@ -33,11 +33,6 @@ pub enum Msg {
     Pause(mpsc::Sender<bool>),
     /// Write out everything so far, then answer.
     Flush(mpsc::Sender<bool>),
-    /// A pause with no key to wait for (no `--step`), at this stamp: what it shows (the
-    /// human view's hint) is written in stamp order, like an event, once everything
-    /// stamped before it is. Nothing waits for it: a pause that wrote everything out at
-    /// once let a child's event stamped before it, still on its way, come after it.
-    Mark(u64),
     /// An event stamped at this moment will come once a slow call returns (a spawn is
     /// stamped before its fork + exec): hold everything stamped from then on until it
     /// has come ([`Sink::expect`]).
@@ -123,8 +118,7 @@ struct ReaderState {
     /// next is the same line on the screen (eight buyers reading at once are told as one
     /// line), read once.
     last_say: Option<(i32, String)>,
-    /// With `--step`: a pause waits for a key ([`Msg::Pause`]); else it is a mark in the
-    /// stream ([`Msg::Mark`]).
+    /// With `--step`: a pause waits for a key ([`Msg::Pause`]) after its `pause` event.
     prompting: bool,
 }
 
@@ -255,14 +249,23 @@ impl Sink {
         }
     }
 
-    /// Wait until everything emitted so far is written (and, in step mode, for a key).
-    /// False if the student asked to stop.
-    pub fn pause(&self) -> bool {
-        if !self.1.state().prompting {
-            let _ = self.0.send(Msg::Mark(crate::event::now_ns()));
-            return true;
-        }
-        self.ask(Msg::Pause)
+    /// The pause of step `step` (a [`Kind::Pause`] event about `pid`): it is written in stamp order,
+    /// like any event, once everything stamped before it is (what it shows, the human
+    /// view's hint, comes after what happened before it); in step mode the lesson then
+    /// waits until everything so far is written and a key is pressed. False if the
+    /// student asked to stop. Without `--step` nothing waits for it: a pause that wrote
+    /// everything out at once let a child's event stamped before it, still on its way,
+    /// come after it.
+    pub fn pause(&self, pid: i32, step: u32) -> bool {
+        let waits = self.1.state().prompting;
+        self.emit(Event::now(pid, Kind::Pause { step, waits }));
+        self.wait_key()
+    }
+
+    /// In step mode, wait until everything emitted so far is written and a key is
+    /// pressed (false if the student asked to stop); else nothing.
+    pub fn wait_key(&self) -> bool {
+        !self.1.state().prompting || self.ask(Msg::Pause)
     }
 
     /// Wait until everything emitted so far is written.
@@ -331,6 +334,52 @@ impl Render for Tee {
     }
 }
 
+/// A renderer that sees each event as the `--json` stream has it (stamped to the
+/// microsecond, a float to three places): so that what it renders is a function of the
+/// stream, and a replay of the recording renders the same (the human view). What is in
+/// no stream (a tour's title card, before its lesson) passes as it is.
+pub struct AsStreamed<R> {
+    pub render: R,
+    lesson: Option<(String, u64)>,
+}
+
+impl<R> AsStreamed<R> {
+    pub fn new(render: R) -> Self {
+        AsStreamed {
+            render,
+            lesson: None,
+        }
+    }
+}
+
+impl<R: Render> Render for AsStreamed<R> {
+    fn event(&mut self, ev: &Event) -> io::Result<()> {
+        if let Kind::LessonStart { lesson, .. } = &ev.kind {
+            self.lesson = Some((lesson.clone(), ev.t_ns));
+        }
+        let card = matches!(&ev.kind, Kind::Act { act, .. } if act == "tour_card");
+        let streamed = match &self.lesson {
+            Some((lesson, t0)) if !card => Event::from_json(&ev.to_json(lesson, *t0), *t0)
+                .ok()
+                .map(|(_, e)| e),
+            _ => None,
+        };
+        self.render.event(streamed.as_ref().unwrap_or(ev))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.render.flush()
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        self.render.finish()
+    }
+    fn tick(&mut self, now_ns: u64) -> io::Result<()> {
+        self.render.tick(now_ns)
+    }
+    fn suspended(&mut self, f: &mut dyn FnMut() -> io::Result<bool>) -> io::Result<bool> {
+        self.render.suspended(f)
+    }
+}
+
 /// A renderer whose write errors name its output ("writing the trace to t.json failed:
 /// …"), so the one error line says which output failed.
 pub struct Named<R> {
@@ -383,7 +432,7 @@ const PAUSE_HOLD: std::time::Duration = std::time::Duration::from_millis(12);
 
 /// The most either hold grows to when children's events come late (see [`Late`]): seen in
 /// CI, under the suite's load, a pool worker's `task_start` came 44 ms after its stamp.
-const MAX_HOLD: std::time::Duration = std::time::Duration::from_millis(100);
+pub(crate) const MAX_HOLD: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The longest an expected event ([`Sink::expect`]) holds the narration back: a call
 /// that takes longer is broken, and its bound will end the run.
@@ -393,28 +442,22 @@ const MAX_EXPECT: Duration = Duration::from_secs(5);
 /// the stamps of events still expected (with how many at each).
 #[derive(Default)]
 struct Held {
-    /// `None`: a pause's mark ([`Msg::Mark`]).
-    events: std::collections::BTreeMap<(u64, u64), Option<Event>>,
+    events: std::collections::BTreeMap<(u64, u64), Event>,
     seq: u64,
     expected: std::collections::BTreeMap<u64, usize>,
 }
 
 impl Held {
+    /// An event, after any already held at its stamp.
     fn push(&mut self, ev: Event) {
-        self.insert(ev.t_ns, Some(ev));
-    }
-
-    /// An event, or a pause's mark (`None`), at stamp `t`, after any already there.
-    fn insert(&mut self, t: u64, item: Option<Event>) {
         self.seq += 1;
-        self.events.insert((t, self.seq), item);
+        self.events.insert((ev.t_ns, self.seq), ev);
     }
 
     /// Take in a message that is not a pause or a flush; false for those.
     fn take(&mut self, msg: &mut Option<Msg>) -> bool {
         match msg.take() {
             Some(Msg::Event(ev)) => self.push(ev),
-            Some(Msg::Mark(t)) => self.insert(t, None),
             Some(Msg::Expect(t)) => *self.expected.entry(t).or_default() += 1,
             Some(Msg::Expected(t)) => {
                 if let Some(n) = self.expected.get_mut(&t) {
@@ -444,12 +487,12 @@ impl Held {
     }
 
     /// Hand `render`, in stamp order, every event stamped at least `hold` ns before `now`
-    /// (all of them with `now == u64::MAX`), and `None` for each pause's mark among them.
+    /// (all of them with `now == u64::MAX`).
     fn release(
         &mut self,
         now: u64,
         hold: u64,
-        render: &mut dyn FnMut(Option<&Event>) -> io::Result<()>,
+        render: &mut dyn FnMut(&Event) -> io::Result<()>,
     ) -> io::Result<()> {
         let bound = self.bound(crate::event::now_ns());
         while let Some(entry) = self.events.first_entry() {
@@ -459,7 +502,7 @@ impl Held {
             if entry.key().0 >= bound {
                 break;
             }
-            render(entry.remove().as_ref())?;
+            render(&entry.remove())?;
         }
         Ok(())
     }
@@ -506,15 +549,6 @@ fn output_failed(e: &io::Error) {
     }
 }
 
-/// Render what [`Held::release`] hands out: an event, or a pause's mark, where the
-/// pause shows what it shows (a pause with no key to wait for, in its place).
-fn render_held(render: &mut dyn Render, item: Option<&Event>) -> io::Result<()> {
-    match item {
-        Some(ev) => render.event(ev),
-        None => render.flush(),
-    }
-}
-
 /// The renderer thread and the sink that feeds it.
 pub struct Narrator {
     sink: Sink,
@@ -549,9 +583,7 @@ impl Narrator {
                 };
                 let quiet = matches!(next, Err(mpsc::RecvTimeoutError::Timeout));
                 let (msg, until) = match next {
-                    Ok(
-                        msg @ (Msg::Event(_) | Msg::Expect(_) | Msg::Expected(_) | Msg::Mark(_)),
-                    ) => {
+                    Ok(msg @ (Msg::Event(_) | Msg::Expect(_) | Msg::Expected(_))) => {
                         held.take(&mut Some(msg));
                         (None, crate::event::now_ns())
                     }
@@ -573,8 +605,8 @@ impl Narrator {
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 };
                 let released = held
-                    .release(until, held_for.hold(HOLD), &mut |item| match open {
-                        true => render_held(&mut *render, item),
+                    .release(until, held_for.hold(HOLD), &mut |ev| match open {
+                        true => render.event(ev),
                         false => Ok(()),
                     })
                     .and_then(|()| match (open && quiet, held.events.is_empty()) {
@@ -582,10 +614,7 @@ impl Narrator {
                         _ => Ok(()),
                     });
                 let result = match msg {
-                    None
-                    | Some(Msg::Event(_) | Msg::Expect(_) | Msg::Expected(_) | Msg::Mark(_)) => {
-                        Ok(())
-                    }
+                    None | Some(Msg::Event(_) | Msg::Expect(_) | Msg::Expected(_)) => Ok(()),
                     Some(Msg::Pause(ack)) => {
                         let go = if !open {
                             Ok(true)
@@ -623,7 +652,7 @@ impl Narrator {
                 // The end: nothing more can come, expected or not.
                 held.expected.clear();
                 if let Err(e) = held
-                    .release(u64::MAX, 0, &mut |item| render_held(&mut *render, item))
+                    .release(u64::MAX, 0, &mut |ev| render.event(ev))
                     .and_then(|()| render.finish())
                 {
                     output_failed(&e);
@@ -719,13 +748,13 @@ mod tests {
         held.push(ev(1_000 + hold + 500, 3));
         let mut out = Vec::new();
         held.release(2_000 + hold, hold, &mut |e| {
-            out.extend(e.map(|e| e.pid));
+            out.push(e.pid);
             Ok(())
         })
         .unwrap();
         assert_eq!(out, vec![1, 2]);
         held.release(u64::MAX, hold, &mut |e| {
-            out.extend(e.map(|e| e.pid));
+            out.push(e.pid);
             Ok(())
         })
         .unwrap();
@@ -744,7 +773,7 @@ mod tests {
         take(&mut held, Msg::Event(ev(now - 1, 1)));
         take(&mut held, Msg::Event(ev(now + 1, 3)));
         held.release(u64::MAX, 0, &mut |e| {
-            out.extend(e.map(|e| e.pid));
+            out.push(e.pid);
             Ok(())
         })
         .unwrap();
@@ -752,7 +781,7 @@ mod tests {
         take(&mut held, Msg::Event(ev(now, 2)));
         take(&mut held, Msg::Expected(now));
         held.release(u64::MAX, 0, &mut |e| {
-            out.extend(e.map(|e| e.pid));
+            out.push(e.pid);
             Ok(())
         })
         .unwrap();
@@ -764,7 +793,7 @@ mod tests {
         );
         take(&mut held, Msg::Event(ev(now, 4)));
         held.release(u64::MAX, 0, &mut |e| {
-            out.extend(e.map(|e| e.pid));
+            out.push(e.pid);
             Ok(())
         })
         .unwrap();

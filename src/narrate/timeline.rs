@@ -497,6 +497,8 @@ mod tests {
                 Kind::LessonStart {
                     lesson: "fork".into(),
                     title: "t".into(),
+                    lang: "en".into(),
+                    janitor: None,
                 },
             ),
             ev(
@@ -574,6 +576,8 @@ mod tests {
                 Kind::LessonStart {
                     lesson: "lock".into(),
                     title: "t".into(),
+                    lang: "en".into(),
+                    janitor: None,
                 },
             ),
             ev(
@@ -648,6 +652,8 @@ mod tests {
         let start = Kind::LessonStart {
             lesson: lesson.into(),
             title: "t".into(),
+            lang: "en".into(),
+            janitor: None,
         };
         let mut events = vec![ev(0, 1, start)];
         for &(pid, name, born, reaped) in kids {

@@ -125,7 +125,7 @@ impl<W: Write + Send> Render for Trace<W> {
         let ts = self.us(ev.t_ns);
         let pid = ev.pid;
         match &ev.kind {
-            Kind::LessonStart { lesson, title } => {
+            Kind::LessonStart { lesson, title, .. } => {
                 self.lesson = lesson.clone();
                 self.main = pid;
                 self.named.remove(&pid);
@@ -176,6 +176,15 @@ impl<W: Write + Send> Render for Trace<W> {
                     "ph": "i", "s": "g", "name": format!("step {n}: {title}"), "cat": "step",
                     "pid": pid, "tid": pid, "ts": ts,
                 }));
+            }
+            Kind::Pause { step, .. } => {
+                self.instant(
+                    pid,
+                    ts,
+                    &format!("pause {step}"),
+                    "step",
+                    json!({ "step": step }),
+                );
             }
             Kind::Observation {
                 name, value, holds, ..

@@ -81,6 +81,7 @@ core_kinds! {
     Exit = "exit",
     Say = "say",
     Step = "step",
+    Pause = "pause",
     Observation = "observation",
     LessonEnd = "lesson_end",
     Quiz = "quiz",
@@ -91,6 +92,10 @@ core_kinds! {
 #[serde(deny_unknown_fields)]
 pub struct LessonStart {
     pub title: String,
+    /// The language of the narration: `en` or `zh`.
+    pub lang: String,
+    /// mp-demo's cleanup helper, a child of the main process.
+    pub janitor: Option<i64>,
 }
 
 /// How a process was started.
@@ -151,6 +156,16 @@ pub struct Step {
     pub hint: Option<String>,
 }
 
+/// `pause`: the pause of step `step`, once its action has run (where its hint is
+/// printed, and `--step` waits).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pause {
+    pub step: u32,
+    /// Whether the run waited here for a key (`--step`).
+    pub waits: bool,
+}
+
 /// `observation`: something the lesson measured; `holds` only for a claim.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -172,8 +187,8 @@ pub struct LessonEnd {
     pub signal: Option<String>,
 }
 
-/// `quiz` (with `--quiz`, after `lesson_end`): a question, the answer picked, and the
-/// run's judgement. Not in `docs/events.md`: this is what `src/run.rs` emits.
+/// `quiz` (with `--quiz`, before `lesson_end`): a question, the answer picked, and the
+/// run's judgement.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quiz {

@@ -15,6 +15,7 @@ pub use event::{
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -311,13 +312,31 @@ pub fn lesson_json_shared(lesson: &str) -> &'static Run {
 }
 
 /// The human view of `lesson` in `lang` at `columns`, colours forced, at `--speed 0`,
-/// shared (see [`shared_env`]); `extra` options go before the lesson.
+/// shared (see [`shared_env`]); `extra` options go before the lesson. The run records
+/// its stream too ([`human_recording`]).
 pub fn human_shared(lesson: &str, lang: &str, columns: usize, extra: &[&str]) -> &'static Run {
     let cols = columns.to_string();
+    let record = human_recording(lesson, lang, columns, extra);
+    let record = record
+        .to_str()
+        .expect("the target directory's path is UTF-8");
     let mut args = vec!["--speed", "0", "--color", "always", "--lang", lang];
+    args.extend_from_slice(&["--record", record]);
     args.extend_from_slice(extra);
     args.push(lesson);
     shared_env(&args, &[("COLUMNS", &cols)], |_| {})
+}
+
+/// Where [`human_shared`]'s run of the same arguments records its `--json` stream
+/// (`--record`): in cargo's scratch directory for the tests, one file for each run.
+pub fn human_recording(lesson: &str, lang: &str, columns: usize, extra: &[&str]) -> PathBuf {
+    let extra: String = extra
+        .concat()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("human-{lesson}-{lang}-{columns}-{extra}.jsonl"))
 }
 
 /// `text` without its colour sequences (each `ESC[…m` up to its letter).
@@ -491,6 +510,24 @@ fn check_contract_with(r: &Run, ordered: bool) {
             "an event stamped before its process's spawn: {e}\n{}",
             r.show()
         );
+    }
+    // A step's pause comes after its step, before the next one, once at most.
+    let mut step: Option<(&str, u32, bool)> = None;
+    for e in r.events() {
+        match &e.body {
+            Body::LessonStart(_) => step = None,
+            Body::Step(s) => step = Some((e.lesson.as_str(), s.n, false)),
+            Body::Pause(p) => match &mut step {
+                Some((lesson, n, paused)) if *lesson == e.lesson && *n == p.step && !*paused => {
+                    *paused = true
+                }
+                _ => panic!(
+                    "a pause not of the step before it, or twice: {e}\n{}",
+                    r.show()
+                ),
+            },
+            _ => {}
+        }
     }
 }
 

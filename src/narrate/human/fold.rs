@@ -302,9 +302,13 @@ impl<W: io::Write + Send> Human<W> {
         }
     }
 
-    /// Nothing came for a while: what is held and can no longer be joined goes out.
+    /// Nothing came for a while: what is held and can no longer be joined goes out;
+    /// only once no event that could still join it can be on its way (the narrator holds
+    /// events up to `MAX_HOLD`), so that when nothing comes changes when a line is
+    /// written, never what it says (a replay, which has no such quiet, writes the same).
     pub(super) fn quiet_at(&mut self, now: u64) -> io::Result<()> {
-        if self.says_old(now) {
+        let max_hold = crate::narrate::MAX_HOLD.as_nanos() as u64;
+        if self.says_old(now.saturating_sub(max_hold)) {
             self.release_says()?;
         }
         Ok(())
