@@ -18,6 +18,18 @@ use std::time::{Duration, Instant};
 /// How often a replay waiting for the next event lets the view release what it holds.
 const SLICE: Duration = Duration::from_millis(50);
 
+/// The signal that asked the replay to stop (0: none yet).
+static STOP: std::sync::LazyLock<std::sync::Arc<std::sync::atomic::AtomicUsize>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The signal that stopped the replay: one it caught, or Ctrl-C read as a key at a pause.
+fn stopped_by() -> Option<i32> {
+    match STOP.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => procs::stop_reason().filter(|&r| r == nix::libc::SIGINT),
+        sig => Some(sig as i32),
+    }
+}
+
 /// The events of a recording, in its order, each with its lesson; or the one line that
 /// says why it is not one (the file, the line, what is wrong).
 fn read(path: &std::path::Path) -> Result<Vec<Event>, String> {
@@ -112,11 +124,37 @@ pub(crate) fn replay(m: &clap::ArgMatches, g: &cli::Globals) -> ExitCode {
         .map(|(w, _)| usize::from(w))
         .filter(|&w| w > 0);
     let mut human = Human::new(std::io::stdout(), lang, width).verbose(g.verbose);
+    // The live panel, as a run shows it on a terminal: it is drawn from the events too.
+    let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
+    if width.is_some() && !dumb && !g.no_progress {
+        human = human.with_live_panel();
+    }
     let prompt = crate::ui!(lang, "step_prompt", &[]);
+    // Ctrl-C, SIGTERM, a hang-up: the replay stops between two events (the panel cleared),
+    // as a run does, with its exit code.
+    for sig in [nix::libc::SIGINT, nix::libc::SIGTERM, nix::libc::SIGHUP] {
+        let _ = signal_hook::flag::register_usize(sig, STOP.clone(), sig as usize);
+    }
     match show(&mut human, &events, g, &prompt) {
         Ok(true) => {}
-        // `q` at a pause: the person's choice.
-        Ok(false) => return ExitCode::SUCCESS,
+        // Ctrl-C at a pause (read as a key there), or a signal: an interrupt, as in a run.
+        Ok(false) if stopped_by().is_some() => {
+            let sig = stopped_by().unwrap_or(nix::libc::SIGINT);
+            let name = nix::sys::signal::Signal::try_from(sig).map_or("SIGINT", |s| s.as_str());
+            procs::last_word(format_args!(
+                "mp-demo: {}",
+                crate::ui!(lang, "replay_interrupted", &[("signal", &name)])
+            ));
+            return ExitCode::from((128 + sig) as u8);
+        }
+        // `q` at a pause: the person's choice, one quiet line.
+        Ok(false) => {
+            procs::last_word(format_args!(
+                "mp-demo: {}",
+                crate::ui!(lang, "replay_quit", &[])
+            ));
+            return ExitCode::SUCCESS;
+        }
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return ExitCode::SUCCESS,
         Err(e) => {
             procs::diag(format_args!(
@@ -155,6 +193,10 @@ fn show(
     // pace: a new lesson (its stamps start again), or a person's wait at a key.
     let mut last: Option<u64> = None;
     for ev in events {
+        if stopped_by().is_some() {
+            human.finish()?;
+            return Ok(false);
+        }
         if let (Some(prev), false, true) = (
             last,
             matches!(ev.kind, Kind::LessonStart { .. }),
@@ -170,7 +212,7 @@ fn show(
         match ev.kind {
             Kind::Pause { .. } if g.step => {
                 human.flush()?;
-                let go = term::pause(prompt)?;
+                let go = human.suspended(&mut || term::pause(prompt))?;
                 if !go || procs::stop_reason().is_some() {
                     human.finish()?;
                     return Ok(false);
@@ -197,7 +239,7 @@ fn wait(
     let began = Instant::now();
     loop {
         let gone = began.elapsed();
-        if gone >= real {
+        if gone >= real || stopped_by().is_some() {
             return Ok(());
         }
         std::thread::sleep((real - gone).min(SLICE));

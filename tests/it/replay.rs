@@ -112,3 +112,34 @@ fn what_is_no_recording_gets_one_line() {
     assert!(r.stdout.contains("isolation"), "{}", r.show());
     assert!(r.stderr.is_empty(), "{}", r.show());
 }
+
+/// `replay --step` on a terminal waits at every pause the run had, goes on at a key, and
+/// ends as the run did; `q` stops it quietly.
+#[test]
+fn a_replay_steps_at_the_runs_pauses() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("isolation.jsonl");
+    let rec = common::lesson_json_shared("isolation");
+    std::fs::write(&file, &rec.stdout).unwrap();
+    let pauses = rec.stdout.lines().filter(|l| l.contains("\"kind\":\"pause\"")).count();
+    assert!(pauses >= 2, "{}", rec.show());
+    let f = file.to_str().unwrap();
+    let tag = "mp-demo-replay-pty";
+    let mut p = crate::interactive::session(&["--speed", "0", "replay", "--step", f], tag);
+    for _ in 0..pauses {
+        p.exp_string("Space or Enter").unwrap();
+        p.send("\r").unwrap();
+        p.flush().unwrap();
+    }
+    p.exp_string("Every claim held").unwrap();
+    p.exp_eof().unwrap();
+    let status = format!("{:?}", p.process().wait().unwrap());
+    assert!(status.ends_with(", 0)"), "{status}");
+    let mut p = crate::interactive::session(&["--speed", "0", "replay", "--step", f], tag);
+    p.exp_string("Space or Enter").unwrap();
+    p.send("q").unwrap();
+    p.flush().unwrap();
+    p.exp_eof().unwrap();
+    let status = format!("{:?}", p.process().wait().unwrap());
+    assert!(status.ends_with(", 0)"), "{status}");
+}
