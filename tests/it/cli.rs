@@ -102,9 +102,53 @@ fn json_stdout_has_nothing_but_json() {
 
 #[test]
 fn completions_are_generated() {
+    for shell in ["bash", "zsh", "fish"] {
+        let r = common::run(&["completions", shell]);
+        r.assert_code(0);
+        assert!(r.stdout.contains("isolation"), "{}", r.show());
+        assert!(!r.stdout.contains("__child"), "{shell}: offers the hidden role");
+    }
+}
+
+/// What bash itself completes with the script sourced, at the top level and below it
+/// (subcommands, a lesson's options, `explain`'s lesson names, a hyphenated lesson).
+#[test]
+fn bash_completes_subcommands_options_and_lesson_names() {
     let r = common::run(&["completions", "bash"]);
     r.assert_code(0);
-    assert!(r.stdout.contains("isolation"), "{}", r.show());
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("mp-demo.bash");
+    std::fs::write(&script, &r.stdout).unwrap();
+    // COMP_* as bash sets them for the line typed so far, then the function `complete`
+    // names for mp-demo.
+    let complete = r#"
+source "$1"; line="$2"
+fn=$(complete -p mp-demo | sed -E 's/.* -F ([^ ]+) .*/\1/')
+read -ra COMP_WORDS <<< "$line"; [[ "$line" == *" " ]] && COMP_WORDS+=("")
+COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMP_LINE="$line"; COMP_POINT=${#line}
+"$fn" mp-demo "${COMP_WORDS[-1]}" "${COMP_WORDS[-2]}"
+printf '%s\n' "${COMPREPLY[@]}"
+"#;
+    let offers = |line: &str| -> Vec<String> {
+        let out = std::process::Command::new("bash")
+            .args(["-c", complete, "bash", script.to_str().unwrap(), line])
+            .output()
+            .expect("bash runs");
+        assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
+    };
+    for (line, wanted) in [
+        ("mp-demo lo", "lock"),
+        ("mp-demo re", "replay"),
+        ("mp-demo lock --b", "--buyers"),
+        ("mp-demo explain ", "pool"),
+        ("mp-demo sync-vs-async --", "--json"),
+        ("mp-demo tour --", "--from"),
+    ] {
+        let got = offers(line);
+        assert!(got.iter().any(|w| w == wanted), "{line:?} offers {got:?}, not {wanted}");
+        assert!(!got.iter().any(|w| w.contains("__child")), "{line:?} offers {got:?}");
+    }
 }
 
 #[test]
