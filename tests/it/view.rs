@@ -164,7 +164,6 @@ const MAX_LINES: usize = 150;
 const LINES_PENDING: &[(&str, usize)] = &[
     // orphans is at 148-152 (its timeline's rows of quick children vary).
     ("orphans", 155),
-    ("sync-vs-async", 175),
 ];
 
 /// Every lesson, in both languages, at 80 columns: at most [`MAX_LINES`] lines (or its
