@@ -111,12 +111,8 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
             seen += 1;
         }
     }
-    let list = pid_list(&kids);
-    say!(
-        ctx,
-        "zombies_seen",
-        &[("pids", &list), ("seen", &seen), ("n", &n)],
-    );
+    // Their PIDs are in the start line just before.
+    say!(ctx, "zombies_seen", &[("seen", &seen), ("n", &n)]);
     ctx.pause(3000)?;
 
     // The reaping belongs to the same step, whose hint shows one reaped, the rest Z.
@@ -188,17 +184,12 @@ fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
     nix::unistd::write(&family.go, b"g").context("write() to the child's pipe")?;
     // Its end (exitcode, reaped by main) is the exit line: no sentence of its own.
     ctx.join(child)?;
-    let adopted = reparented(ctx, &family)?;
+    let adopted = reparented(ctx, &family, true)?;
     let after = ppid_of(gc).context("reading the grandchild's /proc/<pid>/stat")?;
     say!(
         ctx,
         "ppid_after",
-        &[
-            ("pid", &gc),
-            ("ppid", &after),
-            ("main", &me),
-            ("child", &child),
-        ],
+        &[("pid", &gc), ("ppid", &after), ("main", &me)],
     );
     ctx.claim(
         "orphan_ppid_after",
@@ -263,14 +254,11 @@ fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
     )?;
     say!(ctx, "terminate_worker", &[("pid", &worker)]);
     kill(worker, Signal::SIGTERM).context("kill(SIGTERM) of the worker")?;
+    // Its end (exitcode -15, reaped by main) is the exit line: no sentence of its own.
     let code = ctx.join(worker)?;
-    say!(
-        ctx,
-        "worker_terminated",
-        &[("pid", &worker), ("code", &code)]
-    );
     ctx.claim("terminated_exitcode", code, "== -15 (SIGTERM)", code == -15);
-    let adopted = reparented(ctx, &family)?;
+    // Its adoption is told by the next sentence (the grandchild's one part before).
+    let adopted = reparented(ctx, &family, false)?;
     let state = ctx.wait_state(helper, &['S', 'R'], TIMEOUT)?;
     let ppid = ppid_of(helper).unwrap_or(-1);
     let alive = matches!(state, Some(s) if s != 'Z') && ppid == me && adopted == me;
@@ -382,9 +370,10 @@ fn start_family(
     })
 }
 
-/// Wait for the grandchild's word that the kernel gave it a new parent; emit `reparent`.
-/// The new parent, as `getppid()` told the grandchild.
-fn reparented(ctx: &mut Ctx<'_>, family: &Family) -> Result<i32> {
+/// Wait for the grandchild's word that the kernel gave it a new parent; emit `reparent`,
+/// and, with `tell`, the grandchild's sentence. The new parent, as `getppid()` told the
+/// grandchild.
+fn reparented(ctx: &mut Ctx<'_>, family: &Family, tell: bool) -> Result<i32> {
     let gc = family.grandchild;
     let n = Note::recv(&family.notes, TIMEOUT)?
         .with_context(|| format!("no word from PID {gc} after its parent ended"))?;
@@ -400,13 +389,15 @@ fn reparented(ctx: &mut Ctx<'_>, family: &Family) -> Result<i32> {
             ("to", n.ppid.into()),
         ],
     );
-    say_for!(
-        ctx,
-        gc.as_raw(),
-        n.t_ns,
-        "gc_reparented",
-        &[("ppid", &n.ppid)]
-    );
+    if tell {
+        say_for!(
+            ctx,
+            gc.as_raw(),
+            n.t_ns,
+            "gc_reparented",
+            &[("ppid", &n.ppid)]
+        );
+    }
     Ok(n.ppid)
 }
 
@@ -516,11 +507,4 @@ fn ppid_of(pid: Pid) -> Option<i32> {
 
 fn letter(s: Option<char>) -> char {
     s.unwrap_or('?')
-}
-
-fn pid_list(pids: &[Pid]) -> String {
-    pids.iter()
-        .map(|p| p.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -99,7 +99,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     blocking(ctx)?;
     nonblocking(ctx)?;
     cpu_bound(ctx)?;
-    ctx.pause(1500)?;
+    ctx.pause(2000)?;
     say!(ctx, "moral", &[]);
     Ok(())
 }
@@ -421,9 +421,13 @@ fn cpu_bound(ctx: &mut Ctx<'_>) -> Result<()> {
     }
     ctx.observe("cpus_usable", cpus.len());
 
-    step!(ctx, "concurrency", &[("main", &me)])?;
-    say!(ctx, "hogs_intro", &[("cpu_ms", &HOG_CPU_MS)]);
-    ctx.pause(2000)?;
+    // The step's title says how much each computes.
+    step!(
+        ctx,
+        "concurrency",
+        &[("main", &me), ("cpu_ms", &HOG_CPU_MS)]
+    )?;
+    ctx.pause(1000)?;
     let one = hogs(ctx, "one_cpu", &[cpus[0], cpus[0]])?;
     let interleaved = one.turns >= 3;
     if interleaved {
@@ -446,9 +450,8 @@ fn cpu_bound(ctx: &mut Ctx<'_>) -> Result<()> {
 
     step!(ctx, "parallelism", &[("main", &me)])?;
     let spread = [cpus[0], cpus[1 % cpus.len()]];
-    if cpus.len() > 1 {
-        say!(ctx, "spread", &[("a", &spread[0]), ("b", &spread[1])]);
-    } else {
+    // A CPU each: the step's title says it, and the kernel's answer (pinned_each) next.
+    if cpus.len() == 1 {
         say!(ctx, "spread_one", &[]);
     }
     ctx.pause(1500)?;
@@ -478,8 +481,6 @@ fn cpu_bound(ctx: &mut Ctx<'_>) -> Result<()> {
     } else {
         say!(ctx, "parallel_one_cpu", &[("ms", &fmt_ms(all.elapsed_ms))]);
     }
-    ctx.pause(2000)?;
-    say!(ctx, "concurrency_moral", &[]);
     Ok(())
 }
 

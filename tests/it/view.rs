@@ -160,12 +160,8 @@ const MAX_LINES: usize = 150;
 /// `--speed 0`, in either language, and a little room: the lines of alike children
 /// group differently from run to run), so that each may only get shorter. What is left
 /// is mostly not narration: start, state and reap lines, hints, the timeline, the
-/// verdict.
-const LINES_PENDING: &[(&str, usize)] = &[
-    // orphans is at 148-152 (its timeline's rows of quick children vary).
-    ("orphans", 155),
-    ("sync-vs-async", 175),
-];
+/// verdict. None now.
+const LINES_PENDING: &[(&str, usize)] = &[];
 
 /// Every lesson, in both languages, at 80 columns: at most [`MAX_LINES`] lines (or its
 /// pending bound).

@@ -189,6 +189,11 @@ impl<W: io::Write + Send> Human<W> {
     /// releases).
     pub(super) fn folded(&mut self, ev: &Event) -> io::Result<()> {
         if self.summed_up(ev) {
+            // Not told, yet known: a sentence it says later is under its own name (not
+            // `?`), and it leaves the live panel when it is gone.
+            if matches!(ev.kind, Kind::Spawn { .. } | Kind::Exit { .. }) {
+                self.arrived(ev);
+            }
             return Ok(());
         }
         match &ev.kind {
