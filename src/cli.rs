@@ -92,6 +92,31 @@ fn parse_count(s: &str, min: u32, max: u32) -> Result<u32, String> {
     Ok(n)
 }
 
+/// How clap colours its own help and errors, which it writes before `--color` is parsed:
+/// as `--color` says (the last one given), else clap's own choice (a terminal, unless
+/// `NO_COLOR`).
+pub fn help_color(args: impl IntoIterator<Item = std::ffi::OsString>) -> clap::ColorChoice {
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut choice = None;
+    for (i, a) in args.iter().enumerate() {
+        let value = match a.strip_prefix("--color") {
+            Some("") => args.get(i + 1).map(String::as_str),
+            Some(v) => v.strip_prefix('='),
+            None => None,
+        };
+        choice = match value {
+            Some("never") => Some(clap::ColorChoice::Never),
+            Some("always") => Some(clap::ColorChoice::Always),
+            Some("auto") => Some(clap::ColorChoice::Auto),
+            _ => choice,
+        };
+    }
+    choice.unwrap_or(clap::ColorChoice::Auto)
+}
+
 /// The whole command line.
 pub fn command() -> Command {
     let lesson_names: Vec<&'static str> = LESSONS.iter().map(|l| l.name).collect();
@@ -144,6 +169,7 @@ pub fn command() -> Command {
                         .help("The recording: the run's --json stream (- for stdin)"),
                 ),
         )
+        .subcommand(Command::new("man").about("Print the man page (roff): mp-demo man > mp-demo.1"))
         .subcommand(
             Command::new("completions")
                 .about("Print shell completions")
@@ -299,6 +325,20 @@ mod tests {
         assert_eq!(from[0], "lock");
         assert_eq!(from.last(), super::LESSONS.last().map(|l| &l.name));
         assert!(m(&["mp-demo", "tour", "fork", "fork"]).is_err());
+    }
+
+    #[test]
+    fn help_is_coloured_as_color_says() {
+        let choice = |args: &[&str]| super::help_color(args.iter().map(|a| a.into()));
+        assert_eq!(
+            choice(&["mp-demo", "--color", "never", "--help"]),
+            clap::ColorChoice::Never
+        );
+        assert_eq!(
+            choice(&["mp-demo", "lock", "--color=always", "-h"]),
+            clap::ColorChoice::Always
+        );
+        assert_eq!(choice(&["mp-demo", "--help"]), clap::ColorChoice::Auto);
     }
 
     #[test]

@@ -55,7 +55,10 @@ pub fn main() -> ExitCode {
         (Some(cmd), Some(dir)) if cmd == "__janitor" => return procs::janitor_main(&dir),
         _ => {}
     }
-    let matches = match cli::command().try_get_matches() {
+    let matches = match cli::command()
+        .color(cli::help_color(std::env::args_os()))
+        .try_get_matches()
+    {
         Ok(m) => m,
         Err(e) => return clap_exit(&e),
     };
@@ -105,6 +108,14 @@ pub fn main() -> ExitCode {
                 script = script.replace("mp__subcmd__demo", "mp__demo");
             }
             print_out(script)
+        }
+        "man" => {
+            // Into a buffer, then written like any output (a full device, a closed pipe).
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cli::command())
+                .render(&mut out)
+                .context("rendering the man page")
+                .and_then(|()| print_out(String::from_utf8_lossy(&out).into_owned()))
         }
         "tour" => return run::tour(m, &globals),
         "replay" => return replay::replay(m, &globals),

@@ -165,3 +165,25 @@ fn a_size_out_of_range_says_its_range_in_words_on_one_line() {
         assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.show());
     }
 }
+
+/// `--color` applies to clap's help too (it is written before `--color` is parsed).
+#[test]
+fn help_is_coloured_only_when_asked() {
+    let coloured = common::run(&["--color", "always", "--help"]);
+    coloured.assert_code(0);
+    assert!(coloured.stdout.contains("\x1b["), "{}", coloured.show());
+    let plain = common::run(&["lock", "--color", "never", "--help"]);
+    plain.assert_code(0);
+    assert!(!plain.stdout.contains("\x1b["), "{}", plain.show());
+}
+
+/// `mp-demo man` prints a man page (roff) naming every subcommand.
+#[test]
+fn man_prints_a_man_page() {
+    let r = common::run(&["man"]);
+    r.assert_code(0);
+    assert!(r.stdout.contains(".TH mp-demo 1"), "{}", r.show());
+    for sub in ["replay", "tour", "explain", "lock"] {
+        assert!(r.stdout.contains(sub), "no {sub} in the man page");
+    }
+}
