@@ -216,6 +216,12 @@ fn with_lock(ctx: &mut Ctx<'_>, office: &Office) -> Result<()> {
             other => bail!("{} answered {other:?}", waiting[i].name),
         };
         let holder = waiting.remove(i);
+        // A holder that found none left said so and let go on its own, at once: the
+        // rest that find none go through in a row, told as one line.
+        if read == 0 {
+            bought(holder)?;
+            continue;
+        }
         // The first holder is told with the waiters behind it; the others say their own
         // turn (the panel shows who waits).
         if first {
@@ -416,25 +422,28 @@ fn buyer(c: &mut ChildCtx) -> Result<i32> {
     file.read_to_string(&mut text)?;
     let count = parse_count(&text, &path)?;
     tell_read(c, count, phase)?;
-    // A buyer that finds none left says so in one line, once it lets go (`sold_out_locked`).
-    if count > 0 {
-        say!(c, "got_lock", &[("count", &count)])?;
+    // A buyer that finds none left says so in one line with its acquire and read, lets
+    // go at once and tells the parent after (it has no window to wait in).
+    if count == 0 {
+        say!(c, "sold_out_locked", &[("count", &count)])?;
+        c.act_at(now_ns(), "release", &[("what", "flock".into())])?;
+        lock.unlock()
+            .with_context(|| format!("flock(LOCK_UN) on {}", path.display()))?;
+        c.tell(&Reply::Holds { count })?;
+        c.tell(&outcome(false))?;
+        return Ok(0);
     }
+    say!(c, "got_lock", &[("count", &count)])?;
     c.tell(&Reply::Holds { count })?;
     c.expect_go()?; // the parent's window is over: finish and let the next one in
-    let bought = count > 0;
-    if bought {
-        file.set_len(0)?;
-        file.seek(SeekFrom::Start(0))?;
-        writeln!(file, "{}", count - 1)?;
-        tell_buy(c, count, phase)?;
-    } else {
-        say!(c, "sold_out_locked", &[("count", &count)])?;
-    }
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    writeln!(file, "{}", count - 1)?;
+    tell_buy(c, count, phase)?;
     c.act_at(now_ns(), "release", &[("what", "flock".into())])?;
     // The reply travels behind the events above: once the parent has it, they are on the
     // screen, before the acquire of the next holder.
-    c.tell(&outcome(bought))?;
+    c.tell(&outcome(true))?;
     c.expect_go()?;
     lock.unlock()
         .with_context(|| format!("flock(LOCK_UN) on {}", path.display()))?;
