@@ -14,6 +14,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use std::fmt;
 
+/// The version of the `--json` stream's shape, carried by every `lesson_start` as
+/// `schema`. `docs/events.md` ("The schema version") says what changes bump it.
+pub const SCHEMA: u32 = 1;
+
 /// Nanoseconds on `CLOCK_MONOTONIC`: the same clock in every process of the machine.
 pub fn now_ns() -> u64 {
     let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
@@ -104,8 +108,15 @@ impl Event {
                 _ => unreachable!("an externally tagged enum is a string or an object"),
             },
         };
+        // The version of this JSON shape, which is the contract (the postcard form that
+        // crosses ipc-channel is the program's own): so it is added here, where the shape
+        // is made, and not carried by every `lesson_start` across processes.
+        let start = kind == "lesson_start";
         obj.insert("kind".into(), Value::from(kind));
         obj.insert("pid".into(), Value::from(self.pid));
+        if start {
+            obj.insert("schema".into(), Value::from(SCHEMA));
+        }
         for (k, v) in fields {
             if !v.is_null() {
                 obj.insert(k, v);
@@ -332,6 +343,21 @@ mod tests {
         assert_eq!(v["pid"], 42);
         assert_eq!(v["ppid"], 41);
         assert_eq!(v["how"], "fork");
+    }
+
+    #[test]
+    fn lesson_start_carries_the_schema_version() {
+        let ev = Event {
+            t_ns: 7,
+            pid: 1,
+            kind: Kind::LessonStart {
+                lesson: "fork".into(),
+                title: "Fork".into(),
+            },
+        };
+        let v = ev.to_json("fork", 7);
+        assert_eq!(v["schema"], SCHEMA);
+        assert_eq!(v["kind"], "lesson_start");
     }
 
     #[test]

@@ -91,6 +91,8 @@ core_kinds! {
 #[serde(deny_unknown_fields)]
 pub struct LessonStart {
     pub title: String,
+    /// The version of the stream's shape (`docs/events.md`, "The schema version").
+    pub schema: u32,
 }
 
 /// How a process was started.
