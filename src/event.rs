@@ -89,6 +89,27 @@ impl Event {
         obj.insert("t_ms".into(), json_number((t_ms * 1000.0).round() / 1000.0));
         obj.insert("lesson".into(), Value::from(lesson));
         let (kind, fields) = match &self.kind {
+            Kind::Observation {
+                name,
+                value,
+                expected,
+                claim,
+                holds,
+            } => {
+                let mut fields = Map::new();
+                fields.insert("name".into(), Value::from(name.as_str()));
+                fields.insert("value".into(), value.to_json());
+                if let Some(e) = expected {
+                    fields.insert("expected".into(), Value::from(e.as_str()));
+                }
+                if let Some(c) = claim {
+                    fields.insert("claim".into(), c.to_json());
+                }
+                if let Some(h) = holds {
+                    fields.insert("holds".into(), Value::from(*h));
+                }
+                ("observation".to_string(), fields)
+            }
             Kind::Act { act, fields } => (
                 act.clone(),
                 fields
@@ -178,6 +199,9 @@ pub enum Kind {
         name: String,
         value: ObsValue,
         expected: Option<String>,
+        /// The claim as data (`expected` is its prose): `holds` is
+        /// `claim.test(value)`, which anyone can recompute from the line alone.
+        claim: Option<Criterion>,
         holds: Option<bool>,
     },
     /// The lesson is over: `ok` is true when every claim held. A run that failed or was
@@ -194,6 +218,118 @@ pub enum Kind {
         act: String,
         fields: Vec<(String, ObsValue)>,
     },
+}
+
+/// How a claim compares an observation's value with its target.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Op {
+    #[serde(rename = "==")]
+    Eq,
+    #[serde(rename = "!=")]
+    Ne,
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    Ge,
+    /// Within `[low, high]`, both included; the target is the pair.
+    #[serde(rename = "between")]
+    Between,
+    /// A string that begins with the target.
+    #[serde(rename = "starts_with")]
+    StartsWith,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Eq => "==",
+            Op::Ne => "!=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Between => "between",
+            Op::StartsWith => "starts_with",
+        }
+    }
+}
+
+/// What a claim says of its observation, as data: `value <op> target` and, for the few
+/// claims that rest on more than the one value, every other condition the lesson
+/// measured (`and`: name → whether it held). In JSON:
+/// `{"op": ">", "value": 1}`, `{"op": "between", "value": [2, 4]}`,
+/// `{"op": "==", "value": -15, "and": {"daemon_gone": true}}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Criterion {
+    pub op: Op,
+    /// The target: one scalar, or `[low, high]` for `between`.
+    pub value: Vec<ObsValue>,
+    /// Other conditions of the claim, each measured in the run; absent when none.
+    pub and: Option<Vec<(String, bool)>>,
+}
+
+impl Criterion {
+    /// Whether `value` satisfies the claim, compared as the JSON values a grader reads
+    /// (a float as written, to a thousandth): numbers by value (an integer equals the
+    /// same float), booleans and strings by equality only; a value of another type than
+    /// the target never satisfies `==`, and always `!=`.
+    pub fn test(&self, value: &ObsValue) -> bool {
+        let v = value.to_json();
+        let t: Vec<Value> = self.value.iter().map(ObsValue::to_json).collect();
+        let num = |x: &Value| x.as_f64();
+        let same = |a: &Value, b: &Value| match (num(a), num(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        };
+        let compares = match (self.op, t.as_slice()) {
+            (Op::Eq, [t]) => same(&v, t),
+            (Op::Ne, [t]) => !same(&v, t),
+            (Op::Between, [lo, hi]) => match (num(&v), num(lo), num(hi)) {
+                (Some(x), Some(lo), Some(hi)) => lo <= x && x <= hi,
+                _ => false,
+            },
+            (Op::StartsWith, [t]) => match (v.as_str(), t.as_str()) {
+                (Some(s), Some(p)) => s.starts_with(p),
+                _ => false,
+            },
+            (op, [t]) => match (num(&v), num(t)) {
+                (Some(x), Some(y)) => match op {
+                    Op::Lt => x < y,
+                    Op::Le => x <= y,
+                    Op::Gt => x > y,
+                    Op::Ge => x >= y,
+                    _ => false,
+                },
+                _ => false,
+            },
+            _ => false,
+        };
+        compares && self.and.iter().flatten().all(|(_, held)| *held)
+    }
+
+    /// The JSON object of the contract: `op`, `value` (a scalar, or the pair of
+    /// `between`), `and` (an object) when there are other conditions.
+    pub fn to_json(&self) -> Value {
+        let mut obj = Map::new();
+        obj.insert("op".into(), Value::from(self.op.as_str()));
+        let value = match self.value.as_slice() {
+            [one] => one.to_json(),
+            many => Value::Array(many.iter().map(ObsValue::to_json).collect()),
+        };
+        obj.insert("value".into(), value);
+        if let Some(and) = &self.and {
+            let conds = and
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(*v)))
+                .collect();
+            obj.insert("and".into(), Value::Object(conds));
+        }
+        Value::Object(obj)
+    }
 }
 
 /// A value in an observation or a lesson's own event: plain JSON scalars.

@@ -499,6 +499,7 @@ impl<W: Write + Send> Human<W> {
                 value,
                 expected,
                 holds,
+                ..
             } => {
                 self.observations.push(Obs {
                     name: name.clone(),

@@ -160,7 +160,22 @@ pub struct Observation {
     pub name: String,
     pub value: Val,
     pub expected: Option<String>,
+    /// The claim as data; `holds` is its test of `value`.
+    pub claim: Option<Claim>,
     pub holds: Option<bool>,
+}
+
+/// An observation's claim, as `docs/events.md` documents it: `value <op> target`, and
+/// the other conditions it rests on.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claim {
+    /// `==`, `!=`, `<`, `<=`, `>`, `>=`, `between`, `starts_with`.
+    pub op: String,
+    /// The target: a scalar, or `[low, high]` for `between`.
+    pub value: Value,
+    /// Other conditions, each measured in the run: name → whether it held.
+    pub and: Option<std::collections::BTreeMap<String, bool>>,
 }
 
 /// `lesson_end`: `ok` when every claim held; a run that failed or was stopped ends too,

@@ -8,8 +8,8 @@ mod event;
 
 #[allow(unused_imports)] // each test binary uses its own part
 pub use event::{
-    Act, Body, Ev, Event, Exit, How, Kind, LessonEnd, LessonStart, Observation, Quiz, Say, Spawn,
-    State, Step, Val,
+    Act, Body, Claim, Ev, Event, Exit, How, Kind, LessonEnd, LessonStart, Observation, Quiz, Say,
+    Spawn, State, Step, Val,
 };
 
 use serde::Deserialize;

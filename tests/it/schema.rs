@@ -22,3 +22,103 @@ fn every_lesson_start_carries_the_documented_schema_version() {
         assert_eq!(start.schema, version, "{lesson}: {start}");
     }
 }
+
+/// `holds` recomputed from an observation's `value` and its `claim` alone, as
+/// `docs/events.md` defines the ops: numbers compare by value (an integer equals the same
+/// float), booleans and strings by equality; a value of another type than the target is
+/// never `==` and always `!=`; `between` includes both ends; `starts_with` is for strings;
+/// and every condition in `and` must have held too. `None`: an op the docs do not define.
+fn recompute(value: &serde_json::Value, claim: &common::Claim) -> Option<bool> {
+    use serde_json::Value;
+    let num = Value::as_f64;
+    let same = |a: &Value, b: &Value| match (num(a), num(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    };
+    let t = &claim.value;
+    let compares = match claim.op.as_str() {
+        "==" => same(value, t),
+        "!=" => !same(value, t),
+        "between" => {
+            let pair = t.as_array().filter(|p| p.len() == 2)?;
+            match (num(value), num(&pair[0]), num(&pair[1])) {
+                (Some(x), Some(lo), Some(hi)) => lo <= x && x <= hi,
+                _ => false,
+            }
+        }
+        "starts_with" => match (value.as_str(), t.as_str()) {
+            (Some(s), Some(p)) => s.starts_with(p),
+            _ => false,
+        },
+        op @ ("<" | "<=" | ">" | ">=") => match (num(value), num(t)) {
+            (Some(x), Some(y)) => match op {
+                "<" => x < y,
+                "<=" => x <= y,
+                ">" => x > y,
+                _ => x >= y,
+            },
+            _ => false,
+        },
+        _ => return None,
+    };
+    Some(compares && claim.and.iter().flatten().all(|(_, held)| *held))
+}
+
+fn json_of(v: &common::Val) -> serde_json::Value {
+    match v {
+        common::Val::Bool(b) => (*b).into(),
+        common::Val::Int(i) => (*i).into(),
+        common::Val::Float(x) => (*x).into(),
+        common::Val::Str(s) => s.as_str().into(),
+    }
+}
+
+#[test]
+fn every_claim_of_every_lesson_is_data_that_recomputes_its_holds() {
+    let mut problems = Vec::new();
+    let mut claims = 0;
+    for (lesson, _) in common::lessons() {
+        let run = common::lesson_json_shared(&lesson);
+        for o in run.observations() {
+            match (&o.claim, o.holds, &o.expected) {
+                (None, None, None) => {}
+                (Some(claim), Some(holds), Some(_)) => {
+                    claims += 1;
+                    match recompute(&json_of(&o.value), claim) {
+                        Some(h) if h == holds => {}
+                        Some(h) => problems.push(format!("holds is {holds}, recomputed {h}: {o}")),
+                        None => problems.push(format!("an op docs/events.md does not define: {o}")),
+                    }
+                }
+                _ => problems.push(format!(
+                    "`claim`, `holds` and `expected` come together or not at all: {o}"
+                )),
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(claims > 50, "only {claims} claims in every lesson's run");
+}
+
+/// The recomputation itself, on lines made by hand: a claim that fails, the ops and the
+/// conditions.
+#[test]
+fn a_claim_recomputes_as_documented() {
+    let claim = |json: &str| serde_json::from_str::<common::Claim>(json).unwrap();
+    let v = |json: &str| serde_json::from_str::<serde_json::Value>(json).unwrap();
+    for (value, c, want) in [
+        ("8", r#"{"op":">","value":1}"#, true),
+        ("1", r#"{"op":">","value":1}"#, false),
+        ("1.0", r#"{"op":"==","value":1}"#, true),
+        ("\"S\"", r#"{"op":"==","value":"S"}"#, true),
+        ("\"1\"", r#"{"op":"==","value":1}"#, false),
+        ("\"1\"", r#"{"op":"!=","value":1}"#, true),
+        ("3", r#"{"op":"between","value":[2,4]}"#, true),
+        ("5", r#"{"op":"between","value":[2,4]}"#, false),
+        ("\"ValueError: x\"", r#"{"op":"starts_with","value":"ValueError"}"#, true),
+        ("-15", r#"{"op":"==","value":-15,"and":{"daemon_gone":false}}"#, false),
+        ("-15", r#"{"op":"==","value":-15,"and":{"daemon_gone":true}}"#, true),
+    ] {
+        assert_eq!(recompute(&v(value), &claim(c)), Some(want), "{value} {c}");
+    }
+}
