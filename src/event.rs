@@ -213,11 +213,24 @@ pub enum Kind {
         error: Option<String>,
         signal: Option<String>,
     },
+    /// `mp-demo tour --json`: the tour begins, with the lessons it will run, in order.
+    /// Its `lesson` in JSON is `tour`, its `t_ms` 0 (the tour's own clock).
+    TourStart { lessons: Vec<String> },
+    /// The tour is over (however it ended): `ok` when every lesson chosen ran and ended
+    /// `ok`; `results`, each lesson that ran, with its `lesson_end`'s `ok`.
+    TourEnd { ok: bool, results: Vec<TourResult> },
     /// A lesson's own kind, named by `act`, with its fields.
     Act {
         act: String,
         fields: Vec<(String, ObsValue)>,
     },
+}
+
+/// One lesson of a tour, as it ended.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TourResult {
+    pub lesson: String,
+    pub ok: bool,
 }
 
 /// How a claim compares an observation's value with its target.

@@ -84,6 +84,31 @@ core_kinds! {
     Observation = "observation",
     LessonEnd = "lesson_end",
     Quiz = "quiz",
+    TourStart = "tour_start",
+    TourEnd = "tour_end",
+}
+
+/// `tour_start` (`tour --json`): the lessons the tour will run, in order.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TourStart {
+    pub lessons: Vec<String>,
+}
+
+/// `tour_end`: `ok` when every lesson chosen ran and ended ok; each one that ran.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TourEnd {
+    pub ok: bool,
+    pub results: Vec<TourResult>,
+}
+
+/// One lesson of a tour, as it ended.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TourResult {
+    pub lesson: String,
+    pub ok: bool,
 }
 
 /// `lesson_start`: the lesson begins; `pid` is the main process.

@@ -9,7 +9,7 @@ mod event;
 #[allow(unused_imports)] // each test binary uses its own part
 pub use event::{
     Act, Body, Claim, Ev, Event, Exit, How, Kind, LessonEnd, LessonStart, Observation, Quiz, Say,
-    Spawn, State, Step, Val,
+    Spawn, State, Step, TourEnd, TourStart, Val,
 };
 
 use serde::Deserialize;

@@ -122,3 +122,81 @@ fn a_claim_recomputes_as_documented() {
         assert_eq!(recompute(&v(value), &claim(c)), Some(want), "{value} {c}");
     }
 }
+
+/// `tour --json` is framed: `tour_start` (its lessons, in order) first, `tour_end` (`ok`
+/// and each lesson's result, as its `lesson_end` said) last, both on the tour's clock
+/// (`lesson` is `tour`), and the lessons' own streams between them.
+#[test]
+fn a_tour_in_json_is_framed_by_tour_start_and_tour_end() {
+    let chosen = ["fork", "isolation", "lock"];
+    let mut args = vec!["--speed", "0", "--json", "tour"];
+    args.extend(chosen);
+    let r = common::run(&args);
+    r.assert_code(0);
+    common::check_contract(&r);
+    let events = r.events();
+    let (first, last) = (&events[0], &events[events.len() - 1]);
+    let start = first.get::<common::TourStart>().unwrap_or_else(|| {
+        panic!("the first line is tour_start\n{}", r.show());
+    });
+    let end = last.get::<common::TourEnd>().unwrap_or_else(|| {
+        panic!("the last line is tour_end\n{}", r.show());
+    });
+    assert_eq!(start.lessons, chosen, "{start}");
+    for frame in [first, last] {
+        assert_eq!(frame.lesson, "tour", "{frame}");
+        assert_eq!(frame.pid, r.main_pid(), "{frame}");
+    }
+    assert_eq!(start.t_ms, 0.0, "{start}");
+    assert_eq!(r.all::<common::TourStart>().len(), 1, "{}", r.show());
+    assert_eq!(r.all::<common::TourEnd>().len(), 1, "{}", r.show());
+    // Each lesson's result is what its own lesson_end said, in the tour's order.
+    let ends: Vec<(String, bool)> = r
+        .ends()
+        .iter()
+        .map(|e| (e.lesson.to_string(), e.ok))
+        .collect();
+    let results: Vec<(String, bool)> = end
+        .results
+        .iter()
+        .map(|x| (x.lesson.clone(), x.ok))
+        .collect();
+    assert_eq!(results, ends, "{end}");
+    assert_eq!(end.ok, ends.iter().all(|(_, ok)| *ok), "{end}");
+    assert!(end.ok, "{end}");
+    // The tour's clock runs over the lessons' (each of which starts at 0 on its own).
+    let lessons_ms: f64 = r.ends().iter().map(|e| e.elapsed_ms).sum();
+    assert!(end.t_ms >= lessons_ms, "{end}: the lessons took {lessons_ms} ms");
+}
+
+/// A tour stopped half-way ends with `tour_end`, `ok` false, after the stopped lesson's
+/// `lesson_end`; only the lessons that ran are in its results.
+#[test]
+fn a_tour_stopped_by_a_signal_still_ends_with_tour_end() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use std::time::Duration;
+    let mut live = common::Live::start(&["--speed", "0.2", "--json", "tour", "fork", "lock"]);
+    live.wait_for(Duration::from_secs(10), |e| {
+        e.is::<common::LessonStart>() && e.lesson == "fork"
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    kill(Pid::from_raw(live.pid()), Signal::SIGINT).unwrap();
+    let mut rest = Vec::new();
+    while let Some(e) = live.next(Duration::from_secs(10)) {
+        rest.push(e);
+    }
+    live.wait_exit(Duration::from_secs(10));
+    live.assert_clean(Duration::from_secs(2));
+    let last = rest.last().expect("events after the signal");
+    let end = last
+        .get::<common::TourEnd>()
+        .unwrap_or_else(|| panic!("the last line is tour_end: {last}"));
+    assert!(!end.ok, "{end}");
+    assert_eq!(end.results.len(), 1, "{end}");
+    assert_eq!(
+        (end.results[0].lesson.as_str(), end.results[0].ok),
+        ("fork", false),
+        "{end}"
+    );
+}
