@@ -10,8 +10,10 @@
 //! and nothing is skipped when serialising. The JSON shape of DESIGN.md's contract is made
 //! from it by [`Event::to_json`].
 
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 
 /// The version of the `--json` stream's shape, carried by every `lesson_start` as
@@ -28,7 +30,7 @@ pub fn now_ns() -> u64 {
 /// How a process was started: a bare `fork()` (a copy of the parent) or a spawn
 /// (fork + exec of a fresh program, as Python's `spawn` start method and Windows'
 /// `CreateProcess` do).
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum How {
     Fork,
@@ -154,8 +156,9 @@ fn json_number(x: f64) -> Value {
 }
 
 /// What happened. The core kinds of DESIGN.md, plus [`Kind::Act`] for the kinds a lesson
-/// adds (`acquire`, `release`, `send`, `recv`, `put`, `get`, `task_start`, …).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+/// adds (`acquire`, `release`, `send`, `recv`, `put`, `get`, `task_start`, …). Its doc
+/// comments are the descriptions of `docs/events.schema.json` (see `crate::schema`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// The lesson begins; `pid` is the main process.
@@ -199,8 +202,8 @@ pub enum Kind {
         name: String,
         value: ObsValue,
         expected: Option<String>,
-        /// The claim as data (`expected` is its prose): `holds` is
-        /// `claim.test(value)`, which anyone can recompute from the line alone.
+        /// The claim as data (`expected` is its prose): `holds` is `value <op> target`
+        /// and every `and` true, which anyone can recompute from the line alone.
         claim: Option<Criterion>,
         holds: Option<bool>,
     },
@@ -227,14 +230,15 @@ pub enum Kind {
 }
 
 /// One lesson of a tour, as it ended.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TourResult {
     pub lesson: String,
     pub ok: bool,
 }
 
 /// How a claim compares an observation's value with its target.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub enum Op {
     #[serde(rename = "==")]
     Eq,
@@ -283,6 +287,39 @@ pub struct Criterion {
     pub value: Vec<ObsValue>,
     /// Other conditions of the claim, each measured in the run; absent when none.
     pub and: Option<Vec<(String, bool)>>,
+}
+
+/// The JSON of [`Criterion::to_json`] (not serde's: the target is a scalar or a pair).
+impl JsonSchema for Criterion {
+    fn schema_name() -> Cow<'static, str> {
+        "Claim".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let op = generator.subschema_for::<Op>();
+        let scalar = generator.subschema_for::<ObsValue>();
+        json_schema!({
+            "description": "The claim as data: `holds` is `value <op> target`, and every `and` true (docs/events.md, \"Claims\").",
+            "type": "object",
+            "properties": {
+                "op": op,
+                "value": {
+                    "description": "The target: a scalar; for `between`, the pair [low, high].",
+                    "oneOf": [
+                        scalar,
+                        {"type": "array", "items": scalar, "minItems": 2, "maxItems": 2},
+                    ],
+                },
+                "and": {
+                    "description": "The other conditions the claim rests on, measured in the run: name → whether it held.",
+                    "type": "object",
+                    "additionalProperties": {"type": "boolean"},
+                },
+            },
+            "required": ["op", "value"],
+            "additionalProperties": false,
+        })
+    }
 }
 
 impl Criterion {
@@ -355,6 +392,20 @@ pub enum ObsValue {
     Int(i64),
     Float(f64),
     Str(String),
+}
+
+/// In JSON, the bare scalar.
+impl JsonSchema for ObsValue {
+    fn schema_name() -> Cow<'static, str> {
+        "Scalar".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A JSON scalar: a boolean, a number or a string (never null).",
+            "type": ["boolean", "number", "string"],
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]

@@ -24,6 +24,7 @@ pub mod oom;
 pub mod procs;
 pub mod quiz;
 mod run;
+pub mod schema;
 pub mod sys;
 pub mod term;
 pub mod voice;
@@ -98,6 +99,7 @@ pub fn main() -> ExitCode {
             print_out(String::from_utf8_lossy(&out).into_owned())
         }
         "tour" => return run::tour(m, &globals),
+        "schema" => print_out(schema::events_text()),
         name => match lessons::find(name) {
             Some(def) => {
                 let opts = cli::lesson_opts(def, m);

@@ -200,3 +200,86 @@ fn a_tour_stopped_by_a_signal_still_ends_with_tour_end() {
         "{end}"
     );
 }
+
+/// `docs/events.schema.json`, as committed.
+fn committed_schema() -> serde_json::Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/events.schema.json");
+    let text = std::fs::read_to_string(path).expect("docs/events.schema.json");
+    serde_json::from_str(&text).expect("docs/events.schema.json is JSON")
+}
+
+/// The committed schema's validator (JSON Schema draft 2020-12).
+fn validator() -> jsonschema::Validator {
+    jsonschema::draft202012::new(&committed_schema()).expect("the schema is a valid JSON Schema")
+}
+
+/// Every line of `r` that the schema refuses, with why.
+fn refused(v: &jsonschema::Validator, r: &common::Run) -> Vec<String> {
+    r.stdout
+        .lines()
+        .filter_map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).ok()?;
+            let why: Vec<String> = v.iter_errors(&event).map(|e| e.to_string()).collect();
+            (!why.is_empty()).then(|| format!("{line}\n  {}", why.join("\n  ")))
+        })
+        .collect()
+}
+
+#[test]
+fn the_committed_schema_is_the_one_the_event_types_make() {
+    let r = common::run(&["schema"]);
+    r.assert_code(0);
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/events.schema.json");
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        r.stdout == committed,
+        "docs/events.schema.json is not what the event types make: regenerate it with\n  \
+         cargo run --release -- schema > docs/events.schema.json\nand commit it"
+    );
+}
+
+#[test]
+fn every_lesson_stream_and_a_tour_validate_against_the_schema() {
+    let v = validator();
+    let mut problems = Vec::new();
+    for (lesson, _) in common::lessons() {
+        problems.extend(refused(&v, common::lesson_json_shared(&lesson)));
+    }
+    let tour = common::run(&["--speed", "0", "--json", "tour", "isolation", "fork"]);
+    tour.assert_code(0);
+    problems.extend(refused(&v, &tour));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The schema is not a blank cheque: lines a strict reader would refuse, it refuses.
+#[test]
+fn the_schema_refuses_what_the_contract_does_not_allow() {
+    let v = validator();
+    let ok = r#"{"t_ms":1.5,"lesson":"fork","kind":"spawn","pid":12,"ppid":11,"name":"child","how":"fork"}"#;
+    let claim = r#"{"t_ms":2,"lesson":"lock","kind":"observation","pid":1,"name":"sold_without_lock","value":8,"expected":"> tickets (1)","claim":{"op":">","value":1},"holds":true}"#;
+    let act = r#"{"t_ms":3,"lesson":"lock","kind":"acquire","pid":5,"name":"buyer-1","what":"flock"}"#;
+    for good in [ok, claim, act] {
+        let line: serde_json::Value = serde_json::from_str(good).unwrap();
+        assert!(v.is_valid(&line), "{good}");
+    }
+    for bad in [
+        // a misspelled field of a core kind
+        r#"{"t_ms":1.5,"lesson":"fork","kind":"spawn","pid":12,"ppid":11,"name":"child","hwo":"fork"}"#,
+        // a start method that is none
+        r#"{"t_ms":1.5,"lesson":"fork","kind":"spawn","pid":12,"ppid":11,"name":"child","how":"clone"}"#,
+        // null for a field without a value
+        r#"{"t_ms":0,"lesson":"fork","kind":"state","pid":12,"name":"child","from":"","to":"S","waiting_in":null}"#,
+        // lesson_start without its version
+        r#"{"t_ms":0,"lesson":"fork","kind":"lesson_start","pid":11,"title":"Fork"}"#,
+        // an op that is none
+        r#"{"t_ms":2,"lesson":"lock","kind":"observation","pid":1,"name":"x","value":8,"expected":"~ 1","claim":{"op":"~","value":1},"holds":true}"#,
+        // a lesson's kind without `name`, or with a field that is not a scalar
+        r#"{"t_ms":3,"lesson":"lock","kind":"acquire","pid":5,"what":"flock"}"#,
+        r#"{"t_ms":3,"lesson":"lock","kind":"acquire","pid":5,"name":"buyer-1","what":["flock"]}"#,
+        // no stamp
+        r#"{"lesson":"fork","kind":"exit","pid":12,"name":"child","exitcode":0,"reaped_by":11}"#,
+    ] {
+        let line: serde_json::Value = serde_json::from_str(bad).unwrap();
+        assert!(!v.is_valid(&line), "accepted: {bad}");
+    }
+}
