@@ -193,6 +193,23 @@ fn every_observation_a_lesson_reports_is_documented_with_its_type_and_claim() {
 }
 
 #[test]
+fn explain_events_prints_every_documented_observation() {
+    for lesson in common::listed() {
+        let r = common::run(&["explain", &lesson.lesson, "--events"]);
+        r.assert_code(0);
+        for o in &lesson.observations {
+            assert!(
+                r.stdout.lines().any(|l| l == o.name),
+                "{}: `{}` missing\n{}",
+                lesson.lesson,
+                o.name,
+                r.show()
+            );
+        }
+    }
+}
+
+#[test]
 fn list_json_gives_each_option_its_help() {
     for (lesson, options) in common::lessons() {
         for o in options {
