@@ -214,8 +214,8 @@ pub struct LessonEnd {
     pub signal: Option<String>,
 }
 
-/// `quiz` (with `--quiz`, after `lesson_end`): a question, the answer picked, and the
-/// run's judgement. Not in `docs/events.md`: this is what `src/run.rs` emits.
+/// `quiz` (with `--quiz`, before `lesson_end`): a question, the answer picked, and the
+/// run's judgement (`docs/events.md`, "Kinds the program adds").
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quiz {

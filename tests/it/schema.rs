@@ -73,13 +73,31 @@ fn json_of(v: &common::Val) -> serde_json::Value {
     }
 }
 
+/// A run whose claims include a `between` (fewer tasks than workers: pool's
+/// `distinct_worker_pids`), shared by the tests that read it.
+fn pool_with_fewer_tasks_than_workers() -> &'static common::Run {
+    common::shared_env(
+        &["--speed", "0", "--json", "pool", "--workers", "4", "--tasks", "2"],
+        &[],
+        common::check_contract,
+    )
+}
+
 #[test]
 fn every_claim_of_every_lesson_is_data_that_recomputes_its_holds() {
     let mut problems = Vec::new();
     let mut claims = 0;
-    for (lesson, _) in common::lessons() {
-        let run = common::lesson_json_shared(&lesson);
+    let mut runs: Vec<&common::Run> = common::lessons()
+        .iter()
+        .map(|(lesson, _)| common::lesson_json_shared(lesson))
+        .collect();
+    runs.push(pool_with_fewer_tasks_than_workers());
+    let mut ops = std::collections::BTreeSet::new();
+    for run in runs {
         for o in run.observations() {
+            if let Some(c) = &o.claim {
+                ops.insert(c.op.clone());
+            }
             match (&o.claim, o.holds, &o.expected) {
                 (None, None, None) => {}
                 (Some(claim), Some(holds), Some(_)) => {
@@ -98,6 +116,9 @@ fn every_claim_of_every_lesson_is_data_that_recomputes_its_holds() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(claims > 50, "only {claims} claims in every lesson's run");
+    for op in ["==", "!=", "<", ">", ">=", "between", "starts_with"] {
+        assert!(ops.contains(op), "no claim with op {op} among {ops:?}");
+    }
 }
 
 /// The recomputation itself, on lines made by hand: a claim that fails, the ops and the
@@ -248,6 +269,7 @@ fn every_lesson_stream_and_a_tour_validate_against_the_schema() {
     let tour = common::run(&["--speed", "0", "--json", "tour", "isolation", "fork"]);
     tour.assert_code(0);
     problems.extend(refused(&v, &tour));
+    problems.extend(refused(&v, pool_with_fewer_tasks_than_workers()));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
