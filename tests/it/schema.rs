@@ -73,25 +73,14 @@ fn json_of(v: &common::Val) -> serde_json::Value {
     }
 }
 
-/// A run whose claims include a `between` (fewer tasks than workers: pool's
-/// `distinct_worker_pids`), shared by the tests that read it.
-fn pool_with_fewer_tasks_than_workers() -> &'static common::Run {
-    common::shared_env(
-        &["--speed", "0", "--json", "pool", "--workers", "4", "--tasks", "2"],
-        &[],
-        common::check_contract,
-    )
-}
-
 #[test]
 fn every_claim_of_every_lesson_is_data_that_recomputes_its_holds() {
     let mut problems = Vec::new();
     let mut claims = 0;
-    let mut runs: Vec<&common::Run> = common::lessons()
+    let runs: Vec<&common::Run> = common::lessons()
         .iter()
         .map(|(lesson, _)| common::lesson_json_shared(lesson))
         .collect();
-    runs.push(pool_with_fewer_tasks_than_workers());
     let mut ops = std::collections::BTreeSet::new();
     for run in runs {
         for o in run.observations() {
@@ -116,7 +105,10 @@ fn every_claim_of_every_lesson_is_data_that_recomputes_its_holds() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(claims > 50, "only {claims} claims in every lesson's run");
-    for op in ["==", "!=", "<", ">", ">=", "between", "starts_with"] {
+    // (`between` is claimed only with fewer tasks than workers, in pool: it is checked
+    // on lines made by hand, below, rather than by one more CPU-bound run beside the
+    // shared ones, whose timing claims, cost's and pool's, it would disturb.)
+    for op in ["==", "!=", "<", ">", ">=", "starts_with"] {
         assert!(ops.contains(op), "no claim with op {op} among {ops:?}");
     }
 }
@@ -269,7 +261,6 @@ fn every_lesson_stream_and_a_tour_validate_against_the_schema() {
     let tour = common::run(&["--speed", "0", "--json", "tour", "isolation", "fork"]);
     tour.assert_code(0);
     problems.extend(refused(&v, &tour));
-    problems.extend(refused(&v, pool_with_fewer_tasks_than_workers()));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
@@ -280,7 +271,9 @@ fn the_schema_refuses_what_the_contract_does_not_allow() {
     let ok = r#"{"t_ms":1.5,"lesson":"fork","kind":"spawn","pid":12,"ppid":11,"name":"child","how":"fork"}"#;
     let claim = r#"{"t_ms":2,"lesson":"lock","kind":"observation","pid":1,"name":"sold_without_lock","value":8,"expected":"> tickets (1)","claim":{"op":">","value":1},"holds":true}"#;
     let act = r#"{"t_ms":3,"lesson":"lock","kind":"acquire","pid":5,"name":"buyer-1","what":"flock"}"#;
-    for good in [ok, claim, act] {
+    let between = r#"{"t_ms":96.451,"lesson":"pool","kind":"observation","pid":27781,"name":"distinct_worker_pids","value":4,"expected":"between 2 and 4 (the busy workers and pool_size)","claim":{"op":"between","value":[2,4]},"holds":true}"#;
+    let and = r#"{"t_ms":216.535,"lesson":"daemon","kind":"observation","pid":17391,"name":"unix_daemon_exitcode","value":-15,"expected":"== -15 (SIGTERM), and daemon_gone","claim":{"op":"==","value":-15,"and":{"daemon_gone":true}},"holds":true}"#;
+    for good in [ok, claim, act, between, and] {
         let line: serde_json::Value = serde_json::from_str(good).unwrap();
         assert!(v.is_valid(&line), "{good}");
     }
