@@ -136,6 +136,10 @@ pub fn command() -> Command {
     cmd = cmd
         .subcommand(Command::new("list").about("List the lessons, one line each"))
         .subcommand(tour_command())
+        // The JSON Schema of the --json stream, for graders and for
+        // docs/events.schema.json (docs/events.md says how): JSON, not words, so hidden
+        // from the help rather than offered there in one language.
+        .subcommand(Command::new("schema").hide(true))
         .subcommand(
             Command::new("explain")
                 .about("The concept, the Python it mirrors and the system calls underneath")

@@ -10,9 +10,15 @@
 //! and nothing is skipped when serialising. The JSON shape of DESIGN.md's contract is made
 //! from it by [`Event::to_json`].
 
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
+
+/// The version of the `--json` stream's shape, carried by every `lesson_start` as
+/// `schema`. `docs/events.md` ("The schema version") says what changes bump it.
+pub const SCHEMA: u32 = 1;
 
 /// Nanoseconds on `CLOCK_MONOTONIC`: the same clock in every process of the machine.
 pub fn now_ns() -> u64 {
@@ -24,7 +30,7 @@ pub fn now_ns() -> u64 {
 /// How a process was started: a bare `fork()` (a copy of the parent) or a spawn
 /// (fork + exec of a fresh program, as Python's `spawn` start method and Windows'
 /// `CreateProcess` do).
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum How {
     Fork,
@@ -85,6 +91,27 @@ impl Event {
         obj.insert("t_ms".into(), json_number((t_ms * 1000.0).round() / 1000.0));
         obj.insert("lesson".into(), Value::from(lesson));
         let (kind, fields) = match &self.kind {
+            Kind::Observation {
+                name,
+                value,
+                expected,
+                claim,
+                holds,
+            } => {
+                let mut fields = Map::new();
+                fields.insert("name".into(), Value::from(name.as_str()));
+                fields.insert("value".into(), value.to_json());
+                if let Some(e) = expected {
+                    fields.insert("expected".into(), Value::from(e.as_str()));
+                }
+                if let Some(c) = claim {
+                    fields.insert("claim".into(), c.to_json());
+                }
+                if let Some(h) = holds {
+                    fields.insert("holds".into(), Value::from(*h));
+                }
+                ("observation".to_string(), fields)
+            }
             Kind::Act { act, fields } => (
                 act.clone(),
                 fields
@@ -104,8 +131,15 @@ impl Event {
                 _ => unreachable!("an externally tagged enum is a string or an object"),
             },
         };
+        // The version of this JSON shape, which is the contract (the postcard form that
+        // crosses ipc-channel is the program's own): so it is added here, where the shape
+        // is made, and not carried by every `lesson_start` across processes.
+        let start = kind == "lesson_start";
         obj.insert("kind".into(), Value::from(kind));
         obj.insert("pid".into(), Value::from(self.pid));
+        if start {
+            obj.insert("schema".into(), Value::from(SCHEMA));
+        }
         for (k, v) in fields {
             if !v.is_null() {
                 obj.insert(k, v);
@@ -126,6 +160,8 @@ const CORE_KINDS: &[&str] = &[
     "pause",
     "observation",
     "lesson_end",
+    "tour_start",
+    "tour_end",
 ];
 
 impl Event {
@@ -157,10 +193,20 @@ impl Event {
                 .filter(|(k, _)| !matches!(k.as_str(), "t_ms" | "kind" | "pid"))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
+            // A claim is written in its own shape ([`Criterion::to_json`]), not serde's.
+            let mut fields = fields;
+            let claim = match fields.remove("claim") {
+                Some(c) => Some(Criterion::from_json(&c)?),
+                None => None,
+            };
             let mut tagged = Map::new();
             tagged.insert(kind.to_string(), Value::Object(fields));
-            serde_json::from_value::<Kind>(Value::Object(tagged))
-                .map_err(|e| format!("a `{kind}` event that does not fit its kind: {e}"))?
+            let mut body = serde_json::from_value::<Kind>(Value::Object(tagged))
+                .map_err(|e| format!("a `{kind}` event that does not fit its kind: {e}"))?;
+            if let Kind::Observation { claim: c, .. } = &mut body {
+                *c = claim;
+            }
+            body
         } else {
             let fields = obj
                 .iter()
@@ -199,8 +245,9 @@ fn json_number(x: f64) -> Value {
 }
 
 /// What happened. The core kinds of DESIGN.md, plus [`Kind::Act`] for the kinds a lesson
-/// adds (`acquire`, `release`, `send`, `recv`, `put`, `get`, `task_start`, …).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+/// adds (`acquire`, `release`, `send`, `recv`, `put`, `get`, `task_start`, …). Its doc
+/// comments are the descriptions of `docs/events.schema.json` (see `crate::schema`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// The lesson begins; `pid` is the main process. `lang` is the language of its
@@ -255,6 +302,9 @@ pub enum Kind {
         name: String,
         value: ObsValue,
         expected: Option<String>,
+        /// The claim as data (`expected` is its prose): `holds` is `value <op> target`
+        /// and every `and` true, which anyone can recompute from the line alone.
+        claim: Option<Criterion>,
         holds: Option<bool>,
     },
     /// The lesson is over: `ok` is true when every claim held. A run that failed or was
@@ -266,11 +316,199 @@ pub enum Kind {
         error: Option<String>,
         signal: Option<String>,
     },
+    /// `mp-demo tour --json`: the tour begins, with the lessons it will run, in order.
+    /// Its `lesson` in JSON is `tour`, its `t_ms` 0 (the tour's own clock).
+    TourStart { lessons: Vec<String> },
+    /// The tour is over (however it ended): `ok` when every lesson chosen ran and ended
+    /// `ok`; `results`, each lesson that ran, with its `lesson_end`'s `ok`.
+    TourEnd { ok: bool, results: Vec<TourResult> },
     /// A lesson's own kind, named by `act`, with its fields.
     Act {
         act: String,
         fields: Vec<(String, ObsValue)>,
     },
+}
+
+/// One lesson of a tour, as it ended.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TourResult {
+    pub lesson: String,
+    pub ok: bool,
+}
+
+/// How a claim compares an observation's value with its target.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+pub enum Op {
+    #[serde(rename = "==")]
+    Eq,
+    #[serde(rename = "!=")]
+    Ne,
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    Ge,
+    /// Within `[low, high]`, both included; the target is the pair.
+    #[serde(rename = "between")]
+    Between,
+    /// A string that begins with the target.
+    #[serde(rename = "starts_with")]
+    StartsWith,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Eq => "==",
+            Op::Ne => "!=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Between => "between",
+            Op::StartsWith => "starts_with",
+        }
+    }
+}
+
+/// What a claim says of its observation, as data: `value <op> target` and, for the few
+/// claims that rest on more than the one value, every other condition the lesson
+/// measured (`and`: name → whether it held). In JSON:
+/// `{"op": ">", "value": 1}`, `{"op": "between", "value": [2, 4]}`,
+/// `{"op": "==", "value": -15, "and": {"daemon_gone": true}}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Criterion {
+    pub op: Op,
+    /// The target: one scalar, or `[low, high]` for `between`.
+    pub value: Vec<ObsValue>,
+    /// Other conditions of the claim, each measured in the run; absent when none.
+    pub and: Option<Vec<(String, bool)>>,
+}
+
+/// The JSON of [`Criterion::to_json`] (not serde's: the target is a scalar or a pair).
+impl JsonSchema for Criterion {
+    fn schema_name() -> Cow<'static, str> {
+        "Claim".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let op = generator.subschema_for::<Op>();
+        let scalar = generator.subschema_for::<ObsValue>();
+        json_schema!({
+            "description": "The claim as data: `holds` is `value <op> target`, and every `and` true (docs/events.md, \"Claims\").",
+            "type": "object",
+            "properties": {
+                "op": op,
+                "value": {
+                    "description": "The target: a scalar; for `between`, the pair [low, high].",
+                    "oneOf": [
+                        scalar,
+                        {"type": "array", "items": scalar, "minItems": 2, "maxItems": 2},
+                    ],
+                },
+                "and": {
+                    "description": "The other conditions the claim rests on, measured in the run: name → whether it held.",
+                    "type": "object",
+                    "additionalProperties": {"type": "boolean"},
+                },
+            },
+            "required": ["op", "value"],
+            "additionalProperties": false,
+        })
+    }
+}
+
+impl Criterion {
+    /// Whether `value` satisfies the claim, compared as the JSON values a grader reads
+    /// (a float as written, to a thousandth): numbers by value (an integer equals the
+    /// same float), booleans and strings by equality only; a value of another type than
+    /// the target never satisfies `==`, and always `!=`.
+    pub fn test(&self, value: &ObsValue) -> bool {
+        let v = value.to_json();
+        let t: Vec<Value> = self.value.iter().map(ObsValue::to_json).collect();
+        let num = |x: &Value| x.as_f64();
+        let same = |a: &Value, b: &Value| match (num(a), num(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        };
+        let compares = match (self.op, t.as_slice()) {
+            (Op::Eq, [t]) => same(&v, t),
+            (Op::Ne, [t]) => !same(&v, t),
+            (Op::Between, [lo, hi]) => match (num(&v), num(lo), num(hi)) {
+                (Some(x), Some(lo), Some(hi)) => lo <= x && x <= hi,
+                _ => false,
+            },
+            (Op::StartsWith, [t]) => match (v.as_str(), t.as_str()) {
+                (Some(s), Some(p)) => s.starts_with(p),
+                _ => false,
+            },
+            (op, [t]) => match (num(&v), num(t)) {
+                (Some(x), Some(y)) => match op {
+                    Op::Lt => x < y,
+                    Op::Le => x <= y,
+                    Op::Gt => x > y,
+                    Op::Ge => x >= y,
+                    _ => false,
+                },
+                _ => false,
+            },
+            _ => false,
+        };
+        compares && self.and.iter().flatten().all(|(_, held)| *held)
+    }
+
+    /// The JSON object of the contract: `op`, `value` (a scalar, or the pair of
+    /// `between`), `and` (an object) when there are other conditions.
+    pub fn to_json(&self) -> Value {
+        let mut obj = Map::new();
+        obj.insert("op".into(), Value::from(self.op.as_str()));
+        let value = match self.value.as_slice() {
+            [one] => one.to_json(),
+            many => Value::Array(many.iter().map(ObsValue::to_json).collect()),
+        };
+        obj.insert("value".into(), value);
+        if let Some(and) = &self.and {
+            let conds = and
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(*v)))
+                .collect();
+            obj.insert("and".into(), Value::Object(conds));
+        }
+        Value::Object(obj)
+    }
+
+    /// [`Criterion::to_json`]'s inverse (a replay reads a claim back from its line).
+    pub fn from_json(v: &Value) -> Result<Criterion, String> {
+        let op: Op = serde_json::from_value(v.get("op").cloned().unwrap_or(Value::Null))
+            .map_err(|e| format!("a claim's `op`: {e}"))?;
+        let scalar = |x: &Value| {
+            serde_json::from_value::<ObsValue>(x.clone())
+                .map_err(|e| format!("a claim's `value`: {e}"))
+        };
+        let value = match v.get("value") {
+            Some(Value::Array(pair)) => pair.iter().map(scalar).collect::<Result<_, _>>()?,
+            Some(one) => vec![scalar(one)?],
+            None => return Err("a claim with no `value`".into()),
+        };
+        let and = match v.get("and") {
+            Some(Value::Object(conds)) => Some(
+                conds
+                    .iter()
+                    .map(|(k, held)| match held {
+                        Value::Bool(b) => Ok((k.clone(), *b)),
+                        _ => Err(format!("a claim's `and.{k}` is not true or false")),
+                    })
+                    .collect::<Result<_, String>>()?,
+            ),
+            Some(_) => return Err("a claim's `and` is not an object".into()),
+            None => None,
+        };
+        Ok(Criterion { op, value, and })
+    }
 }
 
 /// A value in an observation or a lesson's own event: plain JSON scalars.
@@ -283,6 +521,20 @@ pub enum ObsValue {
     Int(i64),
     Float(f64),
     Str(String),
+}
+
+/// In JSON, the bare scalar.
+impl JsonSchema for ObsValue {
+    fn schema_name() -> Cow<'static, str> {
+        "Scalar".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A JSON scalar: a boolean, a number or a string (never null).",
+            "type": ["boolean", "number", "string"],
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -423,6 +675,23 @@ mod tests {
     }
 
     #[test]
+    fn lesson_start_carries_the_schema_version() {
+        let ev = Event {
+            t_ns: 7,
+            pid: 1,
+            kind: Kind::LessonStart {
+                lesson: "fork".into(),
+                title: "Fork".into(),
+                lang: "en".into(),
+                janitor: None,
+            },
+        };
+        let v = ev.to_json("fork", 7);
+        assert_eq!(v["schema"], SCHEMA);
+        assert_eq!(v["kind"], "lesson_start");
+    }
+
+    #[test]
     fn acts_flatten_their_fields_and_nulls_are_dropped() {
         let ev = Event {
             t_ns: 0,
@@ -473,7 +742,12 @@ mod tests {
             Kind::Observation {
                 name: "sold".into(),
                 value: 2.5.into(),
-                expected: None,
+                expected: Some("between 2 and 4".into()),
+                claim: Some(Criterion {
+                    op: Op::Between,
+                    value: vec![2i64.into(), 4i64.into()],
+                    and: Some(vec![("gone".into(), true)]),
+                }),
                 holds: Some(true),
             },
             Kind::Act {

@@ -64,19 +64,25 @@ pub(crate) fn list_json(lang: Lang) -> Result<String> {
         let options: Vec<serde_json::Value> = def
             .options
             .iter()
-            .map(|o| serde_json::json!({ "name": o.name, "default": o.default, "min": o.min, "max": o.max }))
+            .map(|o| serde_json::json!({ "name": o.name, "default": o.default, "min": o.min, "max": o.max, "help": o.help }))
             .collect();
-        let events: Vec<serde_json::Value> = def
-            .words()?
+        let words = def.words()?;
+        let events: Vec<serde_json::Value> = words
             .events
             .iter()
             .map(|(kind, doc)| event_json(kind, doc))
+            .collect();
+        let observations: Vec<serde_json::Value> = words
+            .observations
+            .iter()
+            .map(|(name, doc)| observation_json(name, doc))
             .collect();
         let line = serde_json::json!({
             "lesson": def.name,
             "summary": summary,
             "options": options,
             "events": events,
+            "observations": observations,
         });
         out.push_str(&line.to_string());
         out.push('\n');
@@ -95,6 +101,22 @@ fn event_json(kind: &str, doc: &EventDoc) -> serde_json::Value {
         "optional": doc.optional,
         "optional_fields": doc.optional_fields,
     })
+}
+
+/// One `[observations.<name>]` of a words file as an entry of `--json list`'s
+/// `observations`: `claim` is absent for a fact.
+fn observation_json(name: &str, doc: &crate::words::ObsDoc) -> serde_json::Value {
+    let mut entry = serde_json::json!({
+        "name": name,
+        "type": doc.value_type,
+        "about": doc.about,
+        "optional": doc.optional,
+    });
+    if let Some(claim) = &doc.claim {
+        entry["claim"] = claim.as_str().into();
+        entry["claim_optional"] = doc.claim_optional.into();
+    }
+    entry
 }
 
 /// The room for text: the terminal's width (20 to 100 columns), or 80 off a terminal.
@@ -213,6 +235,28 @@ pub(crate) fn events(def: &LessonDef) -> Result<String> {
             );
             head = " ".repeat(11);
         }
+    }
+    if !words.observations.is_empty() {
+        out.push_str(&format!("\n{}\n\n", "The observations it reports".bold()));
+        push_wrapped(
+            &mut out,
+            "",
+            "Each is an `observation` event with `name` and `value`; a claim also has \
+             `expected`, `claim` and `holds` (docs/events.md, \"Claims\").",
+            width,
+        );
+    }
+    for (name, doc) in &words.observations {
+        out.push_str(&format!("\n{}\n", name.bold()));
+        push_wrapped(&mut out, "  ", &doc.about, width);
+        let only = |yes: bool| if yes { " (only on some runs)" } else { "" };
+        let kind = format!("{}{}", doc.value_type, only(doc.optional));
+        push_wrapped(&mut out, "  type     ", &kind, width);
+        let claim = match &doc.claim {
+            Some(c) => format!("{c}{}", only(doc.claim_optional)),
+            None => "none: a fact".to_string(),
+        };
+        push_wrapped(&mut out, "  claim    ", &claim, width);
     }
     Ok(out)
 }

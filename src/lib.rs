@@ -25,6 +25,7 @@ pub mod procs;
 pub mod quiz;
 mod replay;
 mod run;
+pub mod schema;
 pub mod sys;
 pub mod term;
 pub mod voice;
@@ -119,6 +120,7 @@ pub fn main() -> ExitCode {
         }
         "tour" => return run::tour(m, &globals),
         "replay" => return replay::replay(m, &globals),
+        "schema" => print_out(schema::events_text()),
         name => match lessons::find(name) {
             Some(def) => {
                 let opts = cli::lesson_opts(def, m);

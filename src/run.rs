@@ -199,6 +199,16 @@ fn run_all(
     let mut observer = observe::Observer::start(narrator.sink(), lang)?;
     let mut tally = Tally::default();
     let mut result = Ok(());
+    // `--json` frames a tour (the human view has its title cards and summary instead).
+    let framed = tour && g.json;
+    let me = nix::unistd::getpid().as_raw();
+    let mut results = Vec::new();
+    if framed {
+        let lessons = defs.iter().map(|(d, _)| d.name.to_string()).collect();
+        narrator
+            .sink()
+            .emit(Event::now(me, Kind::TourStart { lessons }));
+    }
     for (i, (def, opts)) in defs.iter().enumerate() {
         if tour && !tour_card(&narrator.sink(), g, lang, (i, defs.len()), def) {
             result = Err(ctx::Stopped.into());
@@ -209,6 +219,12 @@ fn run_all(
         // Before anything else: a child left running (a lesson that failed half-way)
         // would keep its reader thread, and with it the narrator, alive.
         procs::kill_and_reap_all();
+        let ok = matches!(outcome, Ok((held, claims)) if held == claims)
+            && procs::stop_reason().is_none();
+        results.push(event::TourResult {
+            lesson: def.name.into(),
+            ok,
+        });
         match outcome {
             Ok((held, claims)) => {
                 tally.ran += 1;
@@ -221,6 +237,12 @@ fn run_all(
                 break;
             }
         }
+    }
+    if framed {
+        let ok = results.len() == defs.len() && results.iter().all(|r| r.ok);
+        narrator
+            .sink()
+            .emit(Event::now(me, Kind::TourEnd { ok, results }));
     }
     observer.stop();
     drop(observer);

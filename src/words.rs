@@ -146,6 +146,10 @@ pub struct Words {
     /// with its meaning for this lesson: the contract `docs/events.md` points to.
     #[serde(default)]
     pub events: BTreeMap<String, EventDoc>,
+    /// The observations this lesson reports (`[observations.<name>]`), each with its
+    /// type, meaning and claim: the contract of its `observation` events.
+    #[serde(default)]
+    pub observations: BTreeMap<String, ObsDoc>,
     /// Each claim of the lesson in words (`[verdict.<observation>]`), and each fact a
     /// quiz asks about: what the verdict and the quiz say of it.
     #[serde(default)]
@@ -206,6 +210,27 @@ pub struct EventDoc {
     /// Fields that only some runs carry (their meaning says when).
     #[serde(default)]
     pub optional_fields: Vec<String>,
+}
+
+/// One observation a lesson reports, as its words file documents it (in English, like
+/// [`EventDoc`]: the contract for graders).
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObsDoc {
+    /// The JSON type of its `value`: `boolean`, `integer`, `number` or `string`.
+    #[serde(rename = "type")]
+    pub value_type: String,
+    /// What it is: what was measured, where, and in what unit.
+    pub about: String,
+    /// The claim about it (the `op` and what the target is, e.g. `> tickets`), when it
+    /// is a claim; none for a fact.
+    pub claim: Option<String>,
+    /// Claimed only on some runs (`claim` says when), reported as a fact on the others.
+    #[serde(default)]
+    pub claim_optional: bool,
+    /// Reported only on some runs (`about` says when).
+    #[serde(default)]
+    pub optional: bool,
 }
 
 impl Words {

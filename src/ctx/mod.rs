@@ -23,7 +23,7 @@ mod verdict;
 
 pub use children::{reply_any, ChildProc};
 pub use python::{NoPython, PyOut};
-pub use verdict::Claim;
+pub use verdict::{Claim, Expect};
 
 /// The run must stop (a signal, `q` at a step, or a closed output). `main` maps it to
 /// the exit code of the reason.

@@ -13,7 +13,7 @@
 
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
-use crate::ctx::{ChildProc, Ctx};
+use crate::ctx::{ChildProc, Ctx, Expect};
 use crate::event::{now_ns, ObsValue};
 use crate::sys::proc::{self, Call};
 use crate::sys::shared::{Shared, SharedPage};
@@ -208,8 +208,7 @@ fn show_blocked(
     ctx.claim(
         "blocked_state_before_set",
         blocked_state.as_str(),
-        "== \"S\"",
-        blocked_state == "S",
+        Expect::eq("S"),
     );
     ctx.show(3500)
 }
@@ -250,8 +249,7 @@ fn set(ctx: &mut Ctx<'_>, scene: &Scene, waiters: &[ChildProc]) -> Result<()> {
     ctx.claim(
         "woken_after_set",
         woken_after_set,
-        &format!("== waiters ({n})"),
-        woken_after_set == n,
+        Expect::eq(n).of("waiters"),
     );
     ctx.observe("futex_wake_count", kernel_woke);
     ctx.show(3000)
@@ -304,12 +302,11 @@ fn timed_wait(ctx: &mut Ctx<'_>, first: &ChildProc) -> Result<()> {
             ("ms", &format!("{elapsed_ms:.1}")),
         ],
     );
-    ctx.claim("wait_timeout_result", done.result, "== false", !done.result);
+    ctx.claim("wait_timeout_result", done.result, Expect::eq(false));
     ctx.claim(
         "wait_timeout_elapsed_ms",
         (elapsed_ms * 10.0).round() / 10.0,
-        &format!(">= timeout ({timeout_ms} ms)"),
-        elapsed_ms >= timeout_ms as f64,
+        Expect::ge(timeout_ms as i64).of("timeout"),
     );
     ctx.pause(2500)
 }

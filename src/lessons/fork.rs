@@ -7,7 +7,7 @@
 
 use super::{LessonDef, Opts};
 use crate::child::ChildCtx;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Expect};
 use crate::event::How;
 use crate::procs::{self, Note};
 use crate::{say, say_for, step};
@@ -117,12 +117,7 @@ fn fork_child(ctx: &mut Ctx<'_>) -> Result<Child> {
     }
     ctx.observe("parent_pid", me);
     ctx.observe("child_pid", hello.pid);
-    ctx.claim(
-        "child_ppid",
-        hello.ppid,
-        &format!("== parent_pid ({me})"),
-        hello.ppid == me,
-    );
+    ctx.claim("child_ppid", hello.ppid, Expect::eq(me).of("parent_pid"));
     ctx.show(2000)?;
     Ok(Child {
         pid: child,
@@ -172,9 +167,9 @@ fn join(ctx: &mut Ctx<'_>, child: Pid, zombie: bool) -> Result<()> {
     let gone = crate::sys::proc::state(child.as_raw()).is_none();
     ctx.settle()?;
     say!(ctx, "exitcode", &[("code", &code), ("pid", &child)]);
-    ctx.claim("child_exitcode", code, "== 0", code == 0);
-    ctx.claim("zombie_observed", zombie, "== true", zombie);
-    ctx.claim("gone_after_join", gone, "== true", gone);
+    ctx.claim("child_exitcode", code, Expect::eq(0));
+    ctx.claim("zombie_observed", zombie, Expect::eq(true));
+    ctx.claim("gone_after_join", gone, Expect::eq(true));
     ctx.show(2000)?;
     Ok(())
 }
@@ -203,7 +198,7 @@ fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
     kill(sleeper, Signal::SIGTERM).context("kill(SIGTERM)")?;
     let code = ctx.join(sleeper)?;
     say!(ctx, "terminated", &[("code", &code)]);
-    ctx.claim("terminated_exitcode", code, "== -15 (SIGTERM)", code == -15);
+    ctx.claim("terminated_exitcode", code, Expect::eq(-15).note("SIGTERM"));
     ctx.pause(2000)?;
     Ok(())
 }
@@ -220,12 +215,7 @@ fn spawn(ctx: &mut Ctx<'_>) -> Result<()> {
     let code = ctx.join(spawned.pid)?;
     ctx.settle()?;
     say!(ctx, "spawn_done", &[("pid", &spawned.pid), ("code", &code)]);
-    ctx.claim(
-        "spawned_ppid",
-        their_ppid,
-        &format!("== parent_pid ({me})"),
-        their_ppid == me,
-    );
+    ctx.claim("spawned_ppid", their_ppid, Expect::eq(me).of("parent_pid"));
     ctx.pause(1500)?;
     say!(
         ctx,

@@ -3,7 +3,7 @@
 //! a `MAP_SHARED` page (Python's `Value`) where the child's write is seen.
 
 use super::{LessonDef, Opts};
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Expect};
 use crate::procs::{self, Note};
 use crate::sys::shared::Shared;
 use crate::{say, say_for, step};
@@ -80,9 +80,9 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     say!(ctx, "cow", &[]);
     ctx.settle()?;
     say!(ctx, "other_methods", &[]);
-    ctx.claim("child_value", note.a, "== 0", note.a == 0);
-    ctx.claim("parent_value_after", after, "== 100", after == 100);
-    ctx.claim("same_virtual_address", same, "== true", same);
+    ctx.claim("child_value", note.a, Expect::eq(0));
+    ctx.claim("parent_value_after", after, Expect::eq(100));
+    ctx.claim("same_virtual_address", same, Expect::eq(true));
     ctx.pause(2500)?;
 
     step!(ctx, "shared", &[])?;
@@ -119,12 +119,7 @@ fn run(ctx: &mut Ctx<'_>, _opts: &Opts) -> Result<()> {
     let shared_after = value.load(Ordering::SeqCst);
     drop(page);
     say!(ctx, "shared_after", &[("v", &shared_after)]);
-    ctx.claim(
-        "shared_value_after",
-        shared_after,
-        "== 0",
-        shared_after == 0,
-    );
+    ctx.claim("shared_value_after", shared_after, Expect::eq(0));
     ctx.pause(1500)?;
     say!(ctx, "moral", &[]);
     // The last step's pause, once its story is told.

@@ -14,7 +14,7 @@
 
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
-use crate::ctx::{reply_any, ChildProc, Ctx};
+use crate::ctx::{reply_any, ChildProc, Ctx, Expect};
 use crate::event::now_ns;
 use crate::sys::flock::FileLock;
 use crate::{say, step};
@@ -181,8 +181,7 @@ fn writes_without_lock(ctx: &mut Ctx<'_>, office: &Office, kids: &[ChildProc]) -
     ctx.claim(
         "sold_without_lock",
         sold_without,
-        &format!("> tickets ({tickets})"),
-        sold_without > tickets,
+        Expect::gt(tickets).of("tickets"),
     );
     Ok(())
 }
@@ -260,8 +259,7 @@ fn with_lock(ctx: &mut Ctx<'_>, office: &Office) -> Result<()> {
     ctx.claim(
         "sold_with_lock",
         sold_with,
-        &format!("== tickets ({tickets})"),
-        sold_with == tickets,
+        Expect::eq(tickets).of("tickets"),
     );
     Ok(())
 }
@@ -342,8 +340,7 @@ fn show_waiters(
     ctx.claim(
         "waiters_seen_asleep",
         asleep,
-        &format!("== buyers - 1 ({})", waiting.len()),
-        asleep == waiting.len(),
+        Expect::eq(waiting.len()).of("buyers - 1"),
     );
     ctx.pause(3500)
 }

@@ -20,7 +20,7 @@
 //! `getppid()` after: nothing outlives the run, even a SIGKILL of the main process.
 
 use super::{LessonDef, OptSpec, Opts};
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Expect};
 use crate::event::How;
 use crate::procs::{self, Note};
 use crate::{say, say_for, step};
@@ -144,13 +144,8 @@ fn zombies(ctx: &mut Ctx<'_>, n: usize) -> Result<()> {
         }
         ctx.pause(900)?;
     }
-    ctx.claim(
-        "zombies_seen",
-        seen,
-        &format!("== children ({n})"),
-        seen == n,
-    );
-    ctx.claim("reaped", reaped, &format!("== children ({n})"), reaped == n);
+    ctx.claim("zombies_seen", seen, Expect::eq(n).of("children"));
+    ctx.claim("reaped", reaped, Expect::eq(n).of("children"));
     Ok(())
 }
 
@@ -174,8 +169,9 @@ fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.claim(
         "orphan_ppid_before",
         before,
-        &format!("== the child's PID ({child})"),
-        before == child.as_raw() && family.hello.ppid == child.as_raw(),
+        Expect::eq(child.as_raw())
+            .of("the child's PID")
+            .and("its_note_says_so", family.hello.ppid == child.as_raw()),
     );
     ctx.pause(2500)?;
 
@@ -194,8 +190,9 @@ fn orphan(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.claim(
         "orphan_ppid_after",
         after,
-        &format!("== main_pid ({me})"),
-        after == me && adopted == me,
+        Expect::eq(me)
+            .of("main_pid")
+            .and("adopted_by_main", adopted == me),
     );
     ctx.pause(3000)?;
 
@@ -256,7 +253,7 @@ fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
     kill(worker, Signal::SIGTERM).context("kill(SIGTERM) of the worker")?;
     // Its end (exitcode -15, reaped by main) is the exit line: no sentence of its own.
     let code = ctx.join(worker)?;
-    ctx.claim("terminated_exitcode", code, "== -15 (SIGTERM)", code == -15);
+    ctx.claim("terminated_exitcode", code, Expect::eq(-15).note("SIGTERM"));
     // Its adoption is told by the next sentence (the grandchild's one part before).
     let adopted = reparented(ctx, &family, false)?;
     let state = ctx.wait_state(helper, &['S', 'R'], TIMEOUT)?;
@@ -276,7 +273,7 @@ fn terminate(ctx: &mut Ctx<'_>) -> Result<()> {
             ("worker", &worker),
         ],
     );
-    ctx.claim("grandchild_alive_after_terminate", alive, "== true", alive);
+    ctx.claim("grandchild_alive_after_terminate", alive, Expect::eq(true));
     ctx.show(3500)?;
 
     // The orphan's end belongs to the same step: the lesson ends it itself.

@@ -13,7 +13,7 @@
 
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
-use crate::ctx::{reply_any, ChildProc, Ctx};
+use crate::ctx::{reply_any, ChildProc, Ctx, Expect};
 use crate::event::{now_ns, ObsValue};
 use crate::sys::sem::NamedSem;
 use crate::{say, step};
@@ -248,8 +248,7 @@ fn rush(ctx: &mut Ctx<'_>, kids: &[ChildProc], sem: &NamedSem, permits: u32) -> 
     ctx.claim(
         "waiters_seen_asleep",
         asleep,
-        &format!("== waited ({waited})"),
-        asleep == waited,
+        Expect::eq(waited).of("waited"),
     );
     ctx.pause(3500)?;
     Ok(Rooms {
@@ -360,17 +359,18 @@ fn verdict(
         ],
     );
     let expected = if expect == k {
-        format!("== permits ({k})")
+        Expect::eq(k).of("permits")
     } else {
-        format!("== workers ({expect}): fewer workers than permits")
+        Expect::eq(expect)
+            .of("workers")
+            .note("fewer workers than permits")
     };
-    ctx.claim("max_concurrent", max, &expected, max == expect);
+    ctx.claim("max_concurrent", max, expected);
     let want_waited = workers.saturating_sub(permits as usize);
     ctx.claim(
         "waited",
         waited,
-        &format!("== workers - permits ({want_waited})"),
-        waited == want_waited,
+        Expect::eq(want_waited).of("workers - permits"),
     );
     Ok(())
 }

@@ -13,7 +13,7 @@
 
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
-use crate::ctx::{ChildProc, Ctx};
+use crate::ctx::{ChildProc, Ctx, Expect};
 use crate::event::{now_ns, ObsValue};
 #[cfg(not(target_os = "linux"))]
 use crate::sys::flock::FileLock;
@@ -500,32 +500,19 @@ fn compare(ctx: &mut Ctx<'_>, plan: &Plan, race: &Race, locked: &Locked) -> Resu
         ],
     );
     ctx.observe("expected", expected);
-    ctx.claim(
-        "final_without_lock",
-        without,
-        &format!("< {expected}"),
-        i64::from(without) < expected,
-    );
-    ctx.claim(
-        "final_with_lock",
-        with,
-        &format!("== {expected}"),
-        i64::from(with) == expected,
-    );
+    ctx.claim("final_without_lock", without, Expect::lt(expected));
+    ctx.claim("final_with_lock", with, Expect::eq(expected));
     ctx.claim(
         "increments_done_without_lock",
         race.done,
-        &format!("== {expected}"),
-        race.done == expected,
+        Expect::eq(expected),
     );
     let blocked = &locked.blocked;
-    let blocked_ok = blocked.len() == workers as usize - 1 && blocked.iter().all(|&l| l == 'S');
     let letters: String = blocked.iter().collect();
     ctx.claim(
         "waiters_blocked_state",
         letters,
-        &format!("== {}", "S".repeat(workers as usize - 1)),
-        blocked_ok,
+        Expect::eq("S".repeat(workers as usize - 1)),
     );
     ctx.observe("lock_waits", locked.waits);
     Ok(())

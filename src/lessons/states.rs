@@ -18,7 +18,7 @@
 //! multi-threaded.
 
 use super::{LessonDef, Opts};
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Expect};
 use crate::event::{now_ns, ObsValue};
 use crate::procs::{self, Note};
 use crate::sys::proc::{self, Call, Sched};
@@ -239,12 +239,7 @@ fn blocked(ctx: &mut Ctx<'_>, three: &Three) -> Result<()> {
     } else {
         say!(ctx, "blocked_not_seen", &[("pid", &reader)]);
     }
-    ctx.claim(
-        "blocked_state",
-        blocked_state.to_string(),
-        "== \"S\"",
-        blocked_state == 'S',
-    );
+    ctx.claim("blocked_state", blocked_state.to_string(), Expect::eq("S"));
     ctx.observe("blocked_wchan", wchan);
     ctx.show(2000)?;
     say!(ctx, "blocked_own_doing", &[]);
@@ -333,8 +328,7 @@ fn running_and_ready(ctx: &mut Ctx<'_>, three: &Three) -> Result<()> {
     ctx.claim(
         "running_and_ready",
         holds,
-        "== true (both R, both schedstat clocks advanced)",
-        holds,
+        Expect::eq(true).note("both R, both schedstat clocks advanced"),
     );
     ctx.observe("ready_ms", ms(ready_ns));
     ctx.show(2500)?;
@@ -380,12 +374,7 @@ fn wake(ctx: &mut Ctx<'_>, three: &Three) -> Result<()> {
     );
     // Done, a zombie until it is reaped: the hint shows it so.
     ctx.show(0)?;
-    ctx.claim(
-        "woken_state",
-        woken_state.to_string(),
-        "== \"R\"",
-        woken_state == 'R',
-    );
+    ctx.claim("woken_state", woken_state.to_string(), Expect::eq("R"));
     ctx.observe("woken_ready_ms", ms(woken_wait));
     ctx.join(reader)?;
     ctx.pause(2000)?;
@@ -473,7 +462,7 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     drop(news);
     let code = ctx.join(normal)?;
     say!(ctx, "normal_joined", &[("pid", &normal), ("code", &code)]);
-    ctx.claim("exit_normal", code, "== 0", code == 0);
+    ctx.claim("exit_normal", code, Expect::eq(0));
     ctx.pause(2500)?;
 
     // 2. Error exit: the program sees it cannot go on and says so with its exit code.
@@ -517,7 +506,7 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     let code = ctx.join(error)?;
     drop(path);
     say!(ctx, "error_joined", &[("pid", &error), ("code", &code)]);
-    ctx.claim("exit_error", code, "== 1", code == 1);
+    ctx.claim("exit_error", code, Expect::eq(1));
     ctx.pause(2500)?;
 
     // 3. Fatal error: an illegal memory access, ended by the kernel with SIGSEGV.
@@ -534,7 +523,7 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     drop(news);
     let code = ctx.join(fatal)?;
     say!(ctx, "fatal_joined", &[("pid", &fatal), ("code", &code)]);
-    ctx.claim("exit_fatal", code, "== -11 (SIGSEGV)", code == -11);
+    ctx.claim("exit_fatal", code, Expect::eq(-11).note("SIGSEGV"));
     ctx.pause(2500)?;
 
     let child_body = move || {
@@ -560,7 +549,7 @@ fn endings(ctx: &mut Ctx<'_>) -> Result<()> {
     kill(victim, Signal::SIGKILL).context("kill(SIGKILL)")?;
     let code = ctx.join(victim)?;
     say!(ctx, "killed_joined", &[("pid", &victim), ("code", &code)]);
-    ctx.claim("exit_killed", code, "== -9 (SIGKILL)", code == -9);
+    ctx.claim("exit_killed", code, Expect::eq(-9).note("SIGKILL"));
     drop((note_w, go_r));
     ctx.pause(2000)?;
     say!(ctx, "voluntary", &[]);

@@ -13,7 +13,7 @@
 //! fcntl, clock_gettime, arithmetic, write): the main process is multi-threaded.
 
 use super::{LessonDef, Opts};
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Expect};
 use crate::event::{now_ns, ObsValue};
 use crate::procs::{self, Note};
 use crate::{say, say_for, step};
@@ -211,8 +211,7 @@ fn asynchronous(ctx: &mut Ctx<'_>, jobs: &[u64], sync_ms: f64) -> Result<()> {
     ctx.claim(
         "async_faster_than_sync",
         async_ms < sync_ms,
-        "== true (async_elapsed_ms < sync_elapsed_ms)",
-        async_ms < sync_ms,
+        Expect::eq(true).note("async_elapsed_ms < sync_elapsed_ms"),
     );
     ctx.pause(1500)?;
     say!(ctx, "sync_moral", &[]);
@@ -286,8 +285,7 @@ fn blocking(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.claim(
         "blocking_read_state",
         state.map_or("?".to_string(), |s| s.to_string()),
-        "== \"S\"",
-        state == Some('S'),
+        Expect::eq("S"),
     );
     step!(ctx, "blocked", &[("pid", &reader)])?;
     ctx.show(2500)?;
@@ -363,7 +361,7 @@ fn nonblocking(ctx: &mut Ctx<'_>) -> Result<()> {
     }
     ctx.join(reader)?;
     drop((data_r, data_w));
-    ctx.claim("eagain_seen", eagain, "== true", eagain);
+    ctx.claim("eagain_seen", eagain, Expect::eq(true));
     ctx.pause(2500)?;
     say!(ctx, "sync_not_blocking", &[]);
     ctx.pause(2500)?;
@@ -442,8 +440,7 @@ fn cpu_bound(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.claim(
         "one_cpu_interleaved",
         interleaved,
-        "== true (at least 3 turns)",
-        interleaved,
+        Expect::eq(true).note("at least 3 turns"),
     );
     ctx.observe("one_cpu_elapsed_ms", (one.elapsed_ms * 10.0).round() / 10.0);
     ctx.pause(3000)?;

@@ -515,6 +515,7 @@ impl<W: Write + Send> Human<W> {
                 value,
                 expected,
                 holds,
+                ..
             } => {
                 self.observations.push(Obs {
                     name: name.clone(),
@@ -543,6 +544,8 @@ impl<W: Write + Send> Human<W> {
                 self.live_clear();
                 Ok(())
             }
+            // The `--json` frame of a tour: the human view has its cards and summary.
+            Kind::TourStart { .. } | Kind::TourEnd { .. } => Ok(()),
             Kind::Act { act, fields } if act == "gauge" => {
                 self.gauge(fields);
                 Ok(())

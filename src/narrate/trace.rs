@@ -204,6 +204,8 @@ impl<W: Write + Send> Render for Trace<W> {
                 }
                 self.instant(pid, ts, "lesson_end", "lesson", json!({ "ok": ok }));
             }
+            // The tour's frame (under `--json`): its lessons are in the trace already.
+            Kind::TourStart { .. } | Kind::TourEnd { .. } => {}
             Kind::Act { act, fields } if act == "gauge" => {
                 // A counter track: the quantity over time.
                 let get = |k: &str| {

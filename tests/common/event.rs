@@ -85,6 +85,31 @@ core_kinds! {
     Observation = "observation",
     LessonEnd = "lesson_end",
     Quiz = "quiz",
+    TourStart = "tour_start",
+    TourEnd = "tour_end",
+}
+
+/// `tour_start` (`tour --json`): the lessons the tour will run, in order.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TourStart {
+    pub lessons: Vec<String>,
+}
+
+/// `tour_end`: `ok` when every lesson chosen ran and ended ok; each one that ran.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TourEnd {
+    pub ok: bool,
+    pub results: Vec<TourResult>,
+}
+
+/// One lesson of a tour, as it ended.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TourResult {
+    pub lesson: String,
+    pub ok: bool,
 }
 
 /// `lesson_start`: the lesson begins; `pid` is the main process.
@@ -96,6 +121,8 @@ pub struct LessonStart {
     pub lang: String,
     /// mp-demo's cleanup helper, a child of the main process.
     pub janitor: Option<i64>,
+    /// The version of the stream's shape (`docs/events.md`, "The schema version").
+    pub schema: u32,
 }
 
 /// How a process was started.
@@ -173,7 +200,22 @@ pub struct Observation {
     pub name: String,
     pub value: Val,
     pub expected: Option<String>,
+    /// The claim as data; `holds` is its test of `value`.
+    pub claim: Option<Claim>,
     pub holds: Option<bool>,
+}
+
+/// An observation's claim, as `docs/events.md` documents it: `value <op> target`, and
+/// the other conditions it rests on.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claim {
+    /// `==`, `!=`, `<`, `<=`, `>`, `>=`, `between`, `starts_with`.
+    pub op: String,
+    /// The target: a scalar, or `[low, high]` for `between`.
+    pub value: Value,
+    /// Other conditions, each measured in the run: name → whether it held.
+    pub and: Option<std::collections::BTreeMap<String, bool>>,
 }
 
 /// `lesson_end`: `ok` when every claim held; a run that failed or was stopped ends too,
@@ -189,6 +231,7 @@ pub struct LessonEnd {
 
 /// `quiz` (with `--quiz`, before `lesson_end`): a question, the answer picked, and the
 /// run's judgement.
+/// run's judgement (`docs/events.md`, "Kinds the program adds").
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quiz {

@@ -8,8 +8,8 @@ mod event;
 
 #[allow(unused_imports)] // each test binary uses its own part
 pub use event::{
-    Act, Body, Ev, Event, Exit, How, Kind, LessonEnd, LessonStart, Observation, Quiz, Say, Spawn,
-    State, Step, Val,
+    Act, Body, Claim, Ev, Event, Exit, How, Kind, LessonEnd, LessonStart, Observation, Quiz, Say,
+    Spawn, State, Step, TourEnd, TourStart, Val,
 };
 
 use serde::Deserialize;
@@ -790,6 +790,25 @@ pub struct Listed {
     pub options: Vec<OptSpec>,
     /// The kinds the lesson adds, as its words file documents them.
     pub events: Vec<DocKind>,
+    /// The observations it reports, as its words file documents them.
+    pub observations: Vec<DocObs>,
+}
+
+/// An observation a lesson documents (`[observations.<name>]` in its words file).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocObs {
+    pub name: String,
+    /// The JSON type of its value: `boolean`, `integer`, `number`, `string`.
+    #[serde(rename = "type")]
+    pub value_type: String,
+    pub about: String,
+    /// The claim (absent for a fact).
+    pub claim: Option<String>,
+    /// Claimed on some runs only (present with `claim`).
+    pub claim_optional: Option<bool>,
+    /// Reported on some runs only.
+    pub optional: bool,
 }
 
 /// A kind a lesson documents (`[events.<kind>]` in its words file).
@@ -817,6 +836,8 @@ pub struct OptSpec {
     pub default: i64,
     pub min: i64,
     pub max: i64,
+    /// Its help, as `--help` says it.
+    pub help: String,
 }
 
 /// Every lesson as `mp-demo --json list` describes it.

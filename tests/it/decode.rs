@@ -112,7 +112,7 @@ fn a_run_whose_stdout_has_a_line_that_is_no_event_fails_with_the_line() {
 #[test]
 fn a_run_reads_its_events_through_typed_accessors() {
     let exit = r#"{"t_ms":4,"lesson":"fork","kind":"exit","pid":12,"name":"child","exitcode":-15,"reaped_by":11}"#;
-    let start = r#"{"t_ms":0,"lesson":"fork","kind":"lesson_start","pid":11,"title":"Fork"}"#;
+    let start = r#"{"t_ms":0,"lesson":"fork","kind":"lesson_start","pid":11,"schema":1,"title":"Fork","lang":"en"}"#;
     let stdout = format!("{start}\n{SPAWN}\n{exit}\n");
     let r = Run::new(&["--json", "fork"], 0, stdout, String::new());
     assert_eq!(r.main_pid(), 11);

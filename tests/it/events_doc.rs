@@ -120,3 +120,100 @@ fn explain_events_prints_every_documented_kind() {
         }
     }
 }
+
+/// The JSON type of an observation's value, as the words files name it.
+fn type_of(v: &common::Val) -> &'static str {
+    match v {
+        common::Val::Bool(_) => "boolean",
+        common::Val::Int(_) => "integer",
+        common::Val::Float(_) => "number",
+        common::Val::Str(_) => "string",
+    }
+}
+
+/// Every observation a lesson reports is documented in its words file (as `mp-demo --json
+/// list` gives them) with its type, its meaning and, for a claim, the claim; every
+/// documented one is reported (unless marked optional), and claimed when documented as a
+/// claim (unless `claim_optional`).
+#[test]
+fn every_observation_a_lesson_reports_is_documented_with_its_type_and_claim() {
+    let mut problems = BTreeSet::new();
+    for lesson in common::listed() {
+        let name = &lesson.lesson;
+        let docs: BTreeMap<&str, &common::DocObs> = lesson
+            .observations
+            .iter()
+            .map(|d| (d.name.as_str(), d))
+            .collect();
+        for d in &lesson.observations {
+            if d.about.trim().is_empty() {
+                problems.insert(format!("{name} {}: no `about`", d.name));
+            }
+            if !["boolean", "integer", "number", "string"].contains(&d.value_type.as_str()) {
+                problems.insert(format!("{name} {}: no such type {}", d.name, d.value_type));
+            }
+        }
+        let run = common::lesson_json_shared(name);
+        let mut seen = BTreeSet::new();
+        for o in run.observations() {
+            seen.insert(o.name.clone());
+            let Some(doc) = docs.get(o.name.as_str()) else {
+                problems.insert(format!("{name}: observation `{}` is not documented", o.name));
+                continue;
+            };
+            let t = type_of(&o.value);
+            // An integer is a number too (a number that happens to be whole).
+            if t != doc.value_type && !(t == "integer" && doc.value_type == "number") {
+                problems.insert(format!(
+                    "{name} {}: documented as {}, reported as {t}: {o}",
+                    o.name, doc.value_type
+                ));
+            }
+            match (&o.claim, &doc.claim) {
+                (Some(_), None) => {
+                    problems.insert(format!("{name} {}: a claim documented as a fact", o.name));
+                }
+                (None, Some(_)) if doc.claim_optional != Some(true) => {
+                    problems.insert(format!(
+                        "{name} {}: documented as a claim, reported as a fact",
+                        o.name
+                    ));
+                }
+                _ => {}
+            }
+        }
+        for d in &lesson.observations {
+            if !d.optional && !seen.contains(&d.name) {
+                problems.insert(format!("{name}: documented observation `{}` never reported", d.name));
+            }
+        }
+    }
+    let problems: Vec<String> = problems.into_iter().collect();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn explain_events_prints_every_documented_observation() {
+    for lesson in common::listed() {
+        let r = common::run(&["explain", &lesson.lesson, "--events"]);
+        r.assert_code(0);
+        for o in &lesson.observations {
+            assert!(
+                r.stdout.lines().any(|l| l == o.name),
+                "{}: `{}` missing\n{}",
+                lesson.lesson,
+                o.name,
+                r.show()
+            );
+        }
+    }
+}
+
+#[test]
+fn list_json_gives_each_option_its_help() {
+    for (lesson, options) in common::lessons() {
+        for o in options {
+            assert!(!o.help.trim().is_empty(), "{lesson} --{}: no help", o.name);
+        }
+    }
+}

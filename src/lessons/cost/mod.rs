@@ -16,7 +16,7 @@
 
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Expect};
 use crate::event::{now_ns, ObsValue};
 use crate::{python_or_say, say, step};
 use anyhow::{bail, Result};
@@ -367,22 +367,19 @@ fn verdict(ctx: &mut Ctx<'_>, rounds: usize, t: &Times, grown: &[Grown]) -> Resu
     ctx.claim(
         "spawn_costs_more_than_fork",
         holds,
-        &format!("== true (spawn_us {spawn:.1} > fork_us {fork:.1})"),
-        holds,
+        Expect::eq(true).note(format!("spawn_us {spawn:.1} > fork_us {fork:.1}")),
     );
     let holds = fork > thread;
     ctx.claim(
         "process_costs_more_than_thread",
         holds,
-        &format!("== true (fork_us {fork:.1} > thread_us {thread:.1})"),
-        holds,
+        Expect::eq(true).note(format!("fork_us {fork:.1} > thread_us {thread:.1}")),
     );
     let holds = pool < spawn;
     ctx.claim(
         "pool_task_cheaper_than_spawn",
         holds,
-        &format!("== true (pool_task_us {pool:.1} < spawn_us {spawn:.1})"),
-        holds,
+        Expect::eq(true).note(format!("pool_task_us {pool:.1} < spawn_us {spawn:.1}")),
     );
     // The largest parent against the smallest: tens of times the page tables to copy.
     if let (Some(small), Some(large)) = (grown.first(), grown.last()) {
@@ -390,11 +387,10 @@ fn verdict(ctx: &mut Ctx<'_>, rounds: usize, t: &Times, grown: &[Grown]) -> Resu
         ctx.claim(
             "fork_dearer_with_memory",
             holds,
-            &format!(
-                "== true (fork_{}mib_us {:.1} > fork_{}mib_us {:.1})",
+            Expect::eq(true).note(format!(
+                "fork_{}mib_us {:.1} > fork_{}mib_us {:.1}",
                 large.mib, large.median_us, small.mib, small.median_us
-            ),
-            holds,
+            )),
         );
     }
     ctx.pause(1500)?;

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::child::{ChildCtx, Down};
-use crate::ctx::ChildProc;
+use crate::ctx::{ChildProc, Expect};
 use crate::event::{now_ns, Event, How, Kind, ObsValue};
 use crate::procs::{self, Note};
 use crate::{say, say_for, step};
@@ -188,10 +188,9 @@ fn daemonic_refuses(ctx: &mut Ctx<'_>, daemonic: &ChildProc) -> Result<()> {
     ctx.claim(
         "daemon_child_error",
         error.as_str(),
-        &format!("== \"{DAEMON_CHILD_ERROR}\""),
-        error == DAEMON_CHILD_ERROR,
+        Expect::eq(DAEMON_CHILD_ERROR),
     );
-    ctx.claim("daemon_children", kids, "== 0", kids == 0);
+    ctx.claim("daemon_children", kids, Expect::eq(0));
     ctx.pause(3000)
 }
 
@@ -235,8 +234,8 @@ fn exit_handler(ctx: &mut Ctx<'_>, pair: Pair) -> Result<()> {
     let wcode = ctx.join(worker.pid)?;
     let waited = started.elapsed().as_millis();
     say!(ctx, "worker_exited", &[("code", &wcode), ("ms", &waited)]);
-    ctx.claim("daemon_exitcode", dcode, "== -15 (SIGTERM)", dcode == -15);
-    ctx.claim("non_daemon_exitcode", wcode, "== 0", wcode == 0);
+    ctx.claim("daemon_exitcode", dcode, Expect::eq(-15).note("SIGTERM"));
+    ctx.claim("non_daemon_exitcode", wcode, Expect::eq(0));
     Ok(())
 }
 

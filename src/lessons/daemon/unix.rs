@@ -3,6 +3,7 @@
 //! Both are bare forks: async-signal-safe calls only.
 
 use super::*;
+use crate::ctx::Expect;
 use crate::event::{How, ObsValue};
 use crate::procs::{self, Note};
 use crate::sys::proc::Ids;
@@ -237,16 +238,10 @@ fn inspect(ctx: &mut Ctx<'_>, mine: &Ids, first: Pid, daemon: Pid) -> Result<()>
     ctx.claim(
         "daemon_sid_differs",
         differs,
-        &format!("== true ({} ≠ {})", theirs.sid, mine.sid),
-        differs,
+        Expect::eq(true).note(format!("{} ≠ {}", theirs.sid, mine.sid)),
     );
-    ctx.claim("daemon_tty_nr", theirs.tty_nr, "== 0", theirs.tty_nr == 0);
-    ctx.claim(
-        "daemon_ppid",
-        theirs.ppid,
-        &format!("== main_pid ({me})"),
-        theirs.ppid == me,
-    );
+    ctx.claim("daemon_tty_nr", theirs.tty_nr, Expect::eq(0));
+    ctx.claim("daemon_ppid", theirs.ppid, Expect::eq(me).of("main_pid"));
     ctx.pause(4000)
 }
 
@@ -262,8 +257,7 @@ fn stop(ctx: &mut Ctx<'_>, daemon: Pid) -> Result<()> {
     ctx.claim(
         "unix_daemon_exitcode",
         code,
-        "== -15 (SIGTERM)",
-        code == -15 && gone,
+        Expect::eq(-15).note("SIGTERM").and("daemon_gone", gone),
     );
     Ok(())
 }

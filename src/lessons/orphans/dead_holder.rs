@@ -3,7 +3,7 @@
 //! next `acquire(timeout=…)` (`sem_timedwait`) returns False.
 
 use super::{expect_note, letter, Said, TIMEOUT, WORDS};
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Expect};
 use crate::procs::{self, Note};
 use crate::sys::proc::Call;
 use crate::sys::sem::{NamedSem, RawSem};
@@ -55,7 +55,7 @@ pub(super) fn dead_holder(ctx: &mut Ctx<'_>) -> Result<()> {
     let got = next_acquire(ctx, &lock, holder, note_w)?;
     let value = lock.sem.value();
     drop(lock.sem);
-    ctx.claim("lock_acquired_after_holder_died", got, "== false", !got);
+    ctx.claim("lock_acquired_after_holder_died", got, Expect::eq(false));
     ctx.observe("lock_value_after", value);
     say!(ctx, "never_released", &[]);
     ctx.pause(2500)?;

@@ -12,7 +12,7 @@
 
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::ChildCtx;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Expect};
 use crate::event::now_ns;
 use crate::procs::{self, Note};
 use crate::sys::proc::{self, Call};
@@ -94,21 +94,16 @@ const PATTERN: &str = "404";
 
 fn run(ctx: &mut Ctx<'_>, opts: &Opts) -> Result<()> {
     let roundtrip = duplex(ctx)?;
-    ctx.claim("duplex_roundtrip", roundtrip, "== true", roundtrip);
+    ctx.claim("duplex_roundtrip", roundtrip, Expect::eq(true));
     ctx.pause(2000)?;
 
     let (simplex_ok, letter) = simplex(ctx, opts.get("messages"))?;
-    ctx.claim("simplex_ok", simplex_ok, "== true", simplex_ok);
-    ctx.claim(
-        "reader_blocked_state",
-        letter.to_string(),
-        "== S",
-        letter == 'S',
-    );
+    ctx.claim("simplex_ok", simplex_ok, Expect::eq(true));
+    ctx.claim("reader_blocked_state", letter.to_string(), Expect::eq("S"));
     ctx.pause(2000)?;
 
     let eof = raw_pipe(ctx)?;
-    ctx.claim("eof_after_close", eof, "== true", eof);
+    ctx.claim("eof_after_close", eof, Expect::eq(true));
     ctx.pause(2000)?;
 
     shell_pipeline(ctx)?;

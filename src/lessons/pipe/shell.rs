@@ -2,7 +2,7 @@
 //! the lines read back from `grep` with every wait bounded.
 
 use super::*;
-use crate::ctx::{Ctx, Stopped};
+use crate::ctx::{Ctx, Expect, Stopped};
 use crate::event::{now_ns, How};
 use crate::procs::{self};
 use crate::sys::proc::Call;
@@ -296,11 +296,13 @@ fn end_pipeline(ctx: &mut Ctx<'_>, mut p: Pipeline) -> Result<()> {
     ctx.claim(
         "pipeline_lines",
         p.matched,
-        &format!("== {}", p.expected),
-        p.in_order && p.matched == p.expected,
+        Expect::eq(p.expected).and("in_order", p.in_order),
     );
-    let ended = eof && grep_code == 0;
-    ctx.claim("grep_exit_at_eof", grep_code, "== 0", ended);
+    ctx.claim(
+        "grep_exit_at_eof",
+        grep_code,
+        Expect::eq(0).and("eof_seen", eof),
+    );
     Ok(())
 }
 

@@ -16,7 +16,7 @@
 //! is a `ValueError`, not the default.)
 
 use super::{LessonDef, OptSpec, Opts};
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Expect};
 use crate::event::now_ns;
 use crate::procs;
 use crate::voice::Voice;
@@ -378,12 +378,11 @@ fn apply(ctx: &mut Ctx<'_>, pool: &mut Pool, p: &Plan) -> Result<Vec<Done>> {
         ],
     );
     let waited = t_ret >= d.t_done;
-    ctx.claim("apply_returned_after_task_done", waited, "== true", waited);
+    ctx.claim("apply_returned_after_task_done", waited, Expect::eq(true));
     ctx.claim(
         "apply_caller_state",
         caller_state.to_string(),
-        "== \"S\"",
-        caller_state == 'S',
+        Expect::eq("S"),
     );
     ctx.show(2000)?;
     Ok(apply_res)
@@ -440,12 +439,7 @@ fn apply_async(ctx: &mut Ctx<'_>, pool: &mut Pool, p: &Plan) -> Result<Vec<Done>
             ("task_ms", &fmt_ms(d.task_ms())),
         ],
     );
-    ctx.claim(
-        "callback_pid",
-        callback_pid,
-        &format!("== main ({me})"),
-        callback_pid == me,
-    );
+    ctx.claim("callback_pid", callback_pid, Expect::eq(me).of("main"));
     ctx.show(2000)?;
     Ok(async_res)
 }
@@ -546,12 +540,7 @@ fn map_async(ctx: &mut Ctx<'_>, pool: &mut Pool, p: &Plan) -> Result<Vec<Done>> 
         .recv_timeout(Duration::from_secs(5))
         .context("the map_async callback did not run")?;
     say!(ctx, "map_async_wait", &[("count", &all.len())]);
-    ctx.claim(
-        "map_callback_pid",
-        map_cb_pid,
-        &format!("== main ({me})"),
-        map_cb_pid == me,
-    );
+    ctx.claim("map_callback_pid", map_cb_pid, Expect::eq(me).of("main"));
     ctx.pause(2000)?;
     Ok(all)
 }
@@ -572,8 +561,7 @@ fn close_join(ctx: &mut Ctx<'_>, pool: &mut Pool, p: &Plan) -> Result<()> {
     ctx.claim(
         "join_before_close_error",
         early_error.as_str(),
-        "== \"ValueError: Pool is still running\"",
-        early_error == "ValueError: Pool is still running",
+        Expect::eq("ValueError: Pool is still running"),
     );
     ctx.show(2500)?;
     say!(ctx, "close", &[]);
@@ -592,20 +580,18 @@ fn workers_seen(ctx: &mut Ctx<'_>, pool: &Pool, p: &Plan, ran: &[&Done]) {
     let distinct = all_pids.len();
     let pool_set: BTreeSet<i32> = pool.pids.iter().map(|p| p.as_raw()).collect();
     let only_pool = all_pids.is_subset(&pool_set);
-    ctx.claim("only_pool_workers", only_pool, "== true", only_pool);
+    ctx.claim("only_pool_workers", only_pool, Expect::eq(true));
     if busy == size {
         ctx.claim(
             "distinct_worker_pids",
             distinct,
-            &format!("== pool_size ({size})"),
-            distinct == size,
+            Expect::eq(size).of("pool_size"),
         );
     } else {
         ctx.claim(
             "distinct_worker_pids",
             distinct,
-            &format!("between {busy} and pool_size ({size})"),
-            (busy..=size).contains(&distinct),
+            Expect::between(busy, size).note("the busy workers and pool_size"),
         );
     }
 }

@@ -2,7 +2,7 @@
 //! rounds, and whether the machine let the claim be made (free CPUs, cores not shared).
 
 use super::*;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Expect};
 use crate::procs;
 use crate::{say, step};
 use anyhow::Result;
@@ -171,7 +171,7 @@ fn verdict(ctx: &mut Ctx<'_>, p: &Plan, lanes: usize, best: &Best, m: &Measured)
         cpus_used,
         cost,
     } = *m;
-    ctx.claim("same_results", best.same, "== true", best.same);
+    ctx.claim("same_results", best.same, Expect::eq(true));
     let speedup_r = (speedup * 100.0).round() / 100.0;
     if lanes < 2 {
         say!(ctx, "speedup_none", &[("cpus", &usable), ("size", &size)]);
@@ -196,7 +196,7 @@ fn verdict(ctx: &mut Ctx<'_>, p: &Plan, lanes: usize, best: &Best, m: &Measured)
         );
         ctx.observe("speedup", speedup_r);
     } else {
-        let held = speedup > SPEEDUP_CLAIM;
+        let held = speedup_r > SPEEDUP_CLAIM;
         say!(
             ctx,
             if (held) {
@@ -209,8 +209,7 @@ fn verdict(ctx: &mut Ctx<'_>, p: &Plan, lanes: usize, best: &Best, m: &Measured)
         ctx.claim(
             "speedup",
             speedup_r,
-            &format!("> {SPEEDUP_CLAIM} ({usable} CPUs, {size} workers)"),
-            held,
+            Expect::gt(SPEEDUP_CLAIM).note(format!("{usable} CPUs, {size} workers")),
         );
     }
 }

@@ -7,6 +7,7 @@
 //! the lesson says so: these cannot be shown here.
 
 use super::*;
+use crate::ctx::Expect;
 use crate::python_or_say;
 
 /// How long CPython may take before it is given up on (it needs well under a second).
@@ -121,7 +122,7 @@ pub(super) fn mistakes(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.pause(1500)?;
     let last = last_line(&output.stderr);
     say!(ctx, "py_args", &[("last", &last), ("code", &args)]);
-    ctx.claim("args_str_exitcode", args, "== 1", args == 1);
+    ctx.claim("args_str_exitcode", args, Expect::eq(1));
     ctx.show(2500)
 }
 

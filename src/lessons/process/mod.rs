@@ -17,7 +17,7 @@
 //! waitpid, close, prctl, getppid, clock_gettime): the parent is multi-threaded.
 
 use super::{LessonDef, Opts};
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Expect};
 use crate::event::{Event, Kind};
 use crate::note_kinds;
 use crate::procs::{self, Note};
@@ -181,12 +181,7 @@ fn run_is_a_call(ctx: &mut Ctx<'_>) -> Result<()> {
     ctx.pause(1500)?;
     let ran_in = where_am_i()?;
     say!(ctx, "run_here", &[("pid", &ran_in)]);
-    ctx.claim(
-        "run_pid",
-        ran_in,
-        &format!("== the main process ({me})"),
-        ran_in == me,
-    );
+    ctx.claim("run_pid", ran_in, Expect::eq(me).of("the main process"));
     ctx.pause(1500)?;
     say!(ctx, "run_join", &[]);
     ctx.show(2000)
@@ -239,8 +234,9 @@ fn start(ctx: &mut Ctx<'_>, key: [u8; 32]) -> Result<Child> {
     ctx.claim(
         "start_pid",
         hello.pid,
-        &format!("!= run_pid ({me})"),
-        hello.pid != me && hello.ppid == me,
+        Expect::ne(me)
+            .of("run_pid")
+            .and("its_ppid_is_run_pid", hello.ppid == me),
     );
     ctx.show(2000)?;
     Ok(child)
@@ -372,14 +368,14 @@ fn name(ctx: &mut Ctx<'_>, child: &mut Child) -> Result<i32> {
     ctx.claim(
         "comm_is_name",
         named,
-        "== false (the program's name)",
-        read && !named,
+        Expect::eq(false)
+            .note("the program's name")
+            .and("comm_read", read),
     );
     ctx.claim(
         "grandchild_ppid",
         grand_ppid.unwrap_or(0),
-        &format!("== {CHILD_NAME}'s PID ({c})"),
-        grand_ppid == Some(c),
+        Expect::eq(c).of(&format!("{CHILD_NAME}'s PID")),
     );
     ctx.show(2500)?;
     Ok(g)
@@ -423,7 +419,11 @@ fn authkey_inherited(
         same &= theirs == *key;
     }
     ctx.observe("authkey_len", key.len());
-    ctx.claim("authkey_inherited", same, "== true (all 32 bytes)", same);
+    ctx.claim(
+        "authkey_inherited",
+        same,
+        Expect::eq(true).note("all 32 bytes"),
+    );
     ctx.pause(1500)?;
     say!(
         ctx,
@@ -493,15 +493,9 @@ fn join_timeout(ctx: &mut Ctx<'_>, child: &mut Child, grand: i32) -> Result<()> 
     ctx.claim(
         "alive_after_join_timeout",
         alive && !ended,
-        "== true",
-        alive && !ended && state.is_some(),
+        Expect::eq(true).and("state_sampled", state.is_some()),
     );
-    ctx.claim(
-        "exitcode_while_running",
-        shown.as_str(),
-        "== None",
-        exitcode.is_none(),
-    );
+    ctx.claim("exitcode_while_running", shown.as_str(), Expect::eq("None"));
     ctx.show(2500)
 }
 
@@ -521,7 +515,7 @@ fn join(ctx: &mut Ctx<'_>, child: Child) -> Result<()> {
         let code = ctx.join(child.pid)?;
         ctx.settle()?;
         say!(ctx, "joined", &[("code", &code)]);
-        ctx.claim("child_exitcode", code, "== 0", code == 0);
+        ctx.claim("child_exitcode", code, Expect::eq(0));
     }
     ctx.show(2000)
 }

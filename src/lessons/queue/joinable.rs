@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::child::Down;
-use crate::ctx::{ChildProc, Ctx};
+use crate::ctx::{ChildProc, Ctx, Expect};
 use crate::procs::{self};
 use crate::sys::flock::FileLock;
 use crate::sys::proc::Call;
@@ -178,7 +178,7 @@ fn join_after_all_done(ctx: &mut Ctx<'_>, t: &Tasks) -> Result<()> {
             ),
         ],
     );
-    ctx.claim("join_after_all_done", after, "== true", after);
+    ctx.claim("join_after_all_done", after, Expect::eq(true));
     ctx.pause(2000)
 }
 
@@ -194,8 +194,7 @@ fn one_too_many(ctx: &mut Ctx<'_>, q: &Queue) -> Result<()> {
     ctx.claim(
         "task_done_extra_error",
         extra.as_str(),
-        "== ValueError",
-        extra.starts_with("ValueError"),
+        Expect::starts_with("ValueError"),
     );
     ctx.pause(2000)
 }

@@ -24,7 +24,7 @@
 
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::Down;
-use crate::ctx::{reply_any, ChildProc, Ctx};
+use crate::ctx::{reply_any, ChildProc, Ctx, Expect};
 use crate::event::ObsValue;
 use crate::procs;
 use crate::sys::flock::FileLock;
@@ -381,8 +381,7 @@ fn at_start(ctx: &mut Ctx<'_>, q: &Queue, maxsize: usize) -> Result<()> {
     ctx.claim(
         "get_nowait_empty_error",
         empty_error.as_str(),
-        "== Empty",
-        empty_error == "Empty",
+        Expect::eq("Empty"),
     );
     ctx.pause(2000)?;
     Ok(())
@@ -424,12 +423,7 @@ fn full(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
             ("empty", &py_bool(q.empty()?)),
         ],
     );
-    ctx.claim(
-        "producer_blocked_when_full",
-        p1_blocked,
-        "== true",
-        p1_blocked,
-    );
+    ctx.claim("producer_blocked_when_full", p1_blocked, Expect::eq(true));
     ctx.pause(2000)?;
     let full_error = if q.put_nowait(Some("x"))? {
         "no error: the item went in".to_string()
@@ -440,8 +434,7 @@ fn full(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
     ctx.claim(
         "put_nowait_full_error",
         full_error.as_str(),
-        "== Full",
-        full_error == "Full",
+        Expect::eq("Full"),
     );
     ctx.pause(2000)?;
     for p in &prods[1..] {
@@ -501,17 +494,17 @@ fn drain(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
     ctx.claim(
         "produced",
         produced,
-        &format!("== producers × (maxsize + 1) = {n_items}"),
-        produced == n_items,
+        Expect::eq(n_items).of("producers × (maxsize + 1)"),
     );
     ctx.claim(
         "consumed",
         consumed,
-        "== produced",
-        consumed == produced && each_once,
+        Expect::eq(produced)
+            .of("produced")
+            .and("each_item_once", each_once),
     );
     say!(ctx, if (fifo) { "fifo_kept" } else { "fifo_broken" }, &[]);
-    ctx.claim("fifo_per_producer", fifo, "== true", fifo);
+    ctx.claim("fifo_per_producer", fifo, Expect::eq(true));
     ctx.pause(2000)?;
     Ok(())
 }
@@ -554,7 +547,7 @@ fn empty(ctx: &mut Ctx<'_>, s: &Staged) -> Result<()> {
         &[("empty", &py_bool(empty)), ("size", &q.qsize()?)],
     );
     let claim = all_blocked && empty;
-    ctx.claim("consumers_blocked_when_empty", claim, "== true", claim);
+    ctx.claim("consumers_blocked_when_empty", claim, Expect::eq(true));
     ctx.show(2000)?;
     Ok(())
 }

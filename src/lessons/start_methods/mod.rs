@@ -19,7 +19,7 @@
 
 use super::{LessonDef, OptSpec, Opts};
 use crate::child::{ChildCtx, Down};
-use crate::ctx::{ChildProc, Ctx};
+use crate::ctx::{ChildProc, Ctx, Expect};
 use crate::event::{now_ns, ObsValue};
 use crate::procs::{self, Note};
 use crate::{python_or_say, say, say_for, step};
@@ -333,12 +333,7 @@ fn tell_seen(ctx: &mut Ctx<'_>, method: &str, seen: &Seen) {
 
 /// What the child saw, said in its voice; its parent, from the kernel; the method's
 /// claims.
-fn observe_child(
-    ctx: &mut Ctx<'_>,
-    method: &str,
-    seen: &Seen,
-    parent: Option<(i32, String)>,
-) -> Shown {
+fn observe_child(ctx: &mut Ctx<'_>, method: &str, seen: &Seen, parent: Option<Expect>) -> Shown {
     tell_seen(ctx, method, seen);
     let ppid = crate::sys::proc::ids(seen.pid).map(|i| i.ppid);
     let changed = seen.setting == CHANGED;
@@ -346,23 +341,16 @@ fn observe_child(
     ctx.claim(
         &format!("sees_parent_change_{method}"),
         changed,
-        &format!("== {want_change}"),
-        changed == want_change,
+        Expect::eq(want_change),
     );
     ctx.claim(
         &format!("lock_held_in_{method}"),
         seen.lock_held,
-        &format!("== {want_held}"),
-        seen.lock_held == want_held,
+        Expect::eq(want_held),
     );
     // Its parent, as the kernel says, against the one it must have.
-    if let Some((want, expected)) = parent {
-        ctx.claim(
-            &format!("{method}_child_ppid"),
-            ppid.unwrap_or(0),
-            &expected,
-            ppid == Some(want),
-        );
+    if let Some(expect) = parent {
+        ctx.claim(&format!("{method}_child_ppid"), ppid.unwrap_or(0), expect);
     }
     Shown { seen: *seen, ppid }
 }
@@ -381,7 +369,7 @@ fn by_fork(ctx: &mut Ctx<'_>) -> Result<(Shown, Waiting)> {
         unsafe { ctx.fork("forked", body) }
     };
     let (seen, gate) = fork_looker(fork, true)?;
-    let parent = (main, format!("== the main process ({main})"));
+    let parent = Expect::eq(main).of("the main process");
     let shown = observe_child(ctx, "fork", &seen, Some(parent));
     drop(news);
     let ppid = shown.ppid.unwrap_or(0);
@@ -470,10 +458,9 @@ fn served_and_after(
     let seen = seen_of(server)?;
     ctx.watch(seen.pid, "served");
     // The server is not the main process (a spawn of it), so == server is != main.
-    let parent = (
-        spid,
-        format!("== the server ({spid}), != the main process ({main})"),
-    );
+    let parent = Expect::eq(spid)
+        .of("the server")
+        .note(format!("!= the main process ({main})"));
     let served = observe_child(ctx, "forkserver", &seen, Some(parent));
     drop(news);
     let ppid = served.ppid.unwrap_or(0);
@@ -482,7 +469,6 @@ fn served_and_after(
         Pid::from_raw(seen.pid),
         Some(nix::sys::wait::WaitPidFlag::WNOHANG),
     );
-    let echild = answer == Err(nix::errno::Errno::ECHILD);
     let errno = match answer {
         Err(nix::errno::Errno::ECHILD) => "ECHILD",
         Err(e) => e.desc(),
@@ -499,7 +485,7 @@ fn served_and_after(
             ("errno", &errno)
         ],
     );
-    ctx.claim("main_waitpid_served", errno, "== ECHILD", echild);
+    ctx.claim("main_waitpid_served", errno, Expect::eq("ECHILD"));
     ctx.pause(2000)?;
     side_by_side(ctx, server, fork, spawn, served)?;
     drop(holder);
@@ -564,12 +550,7 @@ fn side_by_side(
             ("server", &server.pid),
         ],
     );
-    ctx.claim(
-        "served_exitcode_from_server",
-        served_code,
-        "== 0",
-        served_code == 0,
-    );
+    ctx.claim("served_exitcode_from_server", served_code, Expect::eq(0));
     ctx.show(2500)
 }
 
@@ -642,8 +623,7 @@ fn cost(ctx: &mut Ctx<'_>, rounds: usize, server: &ChildProc) -> Result<()> {
     ctx.claim(
         "forkserver_start_us",
         served,
-        &format!("< spawn_start_us ({spawn})"),
-        served < spawn,
+        Expect::lt(spawn).of("spawn_start_us"),
     );
     ctx.pause(2500)?;
     let main = ctx.main_pid;

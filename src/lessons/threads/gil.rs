@@ -6,7 +6,7 @@
 //! the GIL lets them be.
 
 use super::WORDS;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Expect};
 use crate::python_or_say;
 use crate::say;
 use anyhow::{Context, Result};
@@ -111,8 +111,7 @@ pub(super) fn gil(ctx: &mut Ctx<'_>, cpus: usize) -> Result<()> {
         ctx.claim(
             "gil_threads_cpus",
             (t.threads_cpus * 100.0).round() / 100.0,
-            &format!("< {GIL_BOUND} (the GIL: one thread at a time)"),
-            t.threads_cpus < GIL_BOUND,
+            Expect::lt(GIL_BOUND).note("the GIL: one thread at a time"),
         );
         ctx.pause(2000)?;
         say!(

@@ -14,7 +14,7 @@
 
 use super::{LessonDef, Opts};
 use crate::child::Down;
-use crate::ctx::{ChildProc, Ctx, Stopped};
+use crate::ctx::{ChildProc, Ctx, Expect, Stopped};
 use crate::event::{now_ns, ObsValue};
 use crate::procs;
 use crate::sys::proc::{self, TaskStat};
@@ -177,12 +177,13 @@ fn one_pid(ctx: &mut Ctx<'_>, child: &ChildProc) -> Result<()> {
     let (mut kernel, mut told) = (seen.clone(), tids.clone());
     kernel.sort_unstable();
     told.sort_unstable();
-    let holds = seen.len() == 3 && kernel == told && seen.contains(&pid);
     ctx.claim(
         "tids",
         seen.len(),
-        "== 3 (the main thread, TID = PID, and 2 threads)",
-        holds,
+        Expect::eq(3)
+            .note("the main thread, TID = PID, and 2 threads")
+            .and("same_as_threads_told", kernel == told)
+            .and("main_tid_is_pid", seen.contains(&pid)),
     );
     ctx.pause(2500)?;
     say!(ctx, "unit", &[]);
@@ -249,9 +250,9 @@ fn shared_n(ctx: &mut Ctx<'_>, child: &ChildProc) -> Result<()> {
         &[("n", &after), ("addr", &hex(main_addr))]
     );
     ctx.keep_up();
-    ctx.claim("thread_write_seen", after == 0, "== true", after == 0);
+    ctx.claim("thread_write_seen", after == 0, Expect::eq(true));
     let same = thread_addr == main_addr;
-    ctx.claim("same_address", same, "== true", same);
+    ctx.claim("same_address", same, Expect::eq(true));
     ctx.pause(2000)?;
     say!(ctx, "one_space", &[]);
     ctx.pause(2500)
@@ -296,7 +297,7 @@ fn parallel(ctx: &mut Ctx<'_>, child: &ChildProc, cpus: usize) -> Result<()> {
                 ("cb", &b.cpu),
             ],
         );
-        ctx.claim("both_running_on_two_cpus", both, "== true", both);
+        ctx.claim("both_running_on_two_cpus", both, Expect::eq(true));
     } else {
         say_for!(ctx, pid, t_ns, "one_cpu", &[]);
         ctx.observe("both_running_on_two_cpus", false);
@@ -401,18 +402,8 @@ fn daemon(ctx: &mut Ctx<'_>, child: &ChildProc) -> Result<()> {
         }
     }
     say!(ctx, "exited", &[("code", &code), ("daemon", &daemon)]);
-    ctx.claim(
-        "joined_thread_finished",
-        worker_done,
-        "== true",
-        worker_done,
-    );
-    ctx.claim(
-        "daemon_thread_finished",
-        daemon_done,
-        "== false",
-        !daemon_done,
-    );
+    ctx.claim("joined_thread_finished", worker_done, Expect::eq(true));
+    ctx.claim("daemon_thread_finished", daemon_done, Expect::eq(false));
     ctx.pause(2500)?;
     say!(ctx, "python_daemon", &[]);
     ctx.pause(2500)

@@ -22,7 +22,7 @@
 //! it) or exits.
 
 use super::{LessonDef, Opts};
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Expect};
 use crate::event::{now_ns, How, ObsValue};
 use crate::procs::{self, Note};
 use crate::sys::proc::Ids;
@@ -239,21 +239,17 @@ fn ctrl_c(ctx: &mut Ctx<'_>, story: &Groups, members: &Members) -> Result<()> {
     ctx.claim(
         "group_members",
         members.len(),
-        "== 3 (child-1, child-2, gchild-1)",
-        members.len() == 3,
+        Expect::eq(3).note("child-1, child-2, gchild-1"),
     );
     ctx.claim(
         "ended_by_group_signal",
         ended,
-        &format!("== group_members ({}), each exitcode -2", members.len()),
-        ended == members.len() && codes.len() == members.len(),
+        Expect::eq(members.len())
+            .of("group_members")
+            .note("each exitcode -2")
+            .and("each_member_joined", codes.len() == members.len()),
     );
-    ctx.claim(
-        "main_not_signalled",
-        main_not_signalled,
-        "== true",
-        main_not_signalled,
-    );
+    ctx.claim("main_not_signalled", main_not_signalled, Expect::eq(true));
     ctx.pause(2500)?;
     Ok(())
 }
@@ -286,7 +282,7 @@ fn survived(ctx: &mut Ctx<'_>, story: &Groups, survivor_pgid: i32) -> Result<()>
         ],
     );
     let survived = alive && survivor_pgid == survivor.as_raw();
-    ctx.claim("other_group_survived", survived, "== true", survived);
+    ctx.claim("other_group_survived", survived, Expect::eq(true));
     Ok(())
 }
 

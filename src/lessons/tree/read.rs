@@ -2,6 +2,7 @@
 //! up, the main process's ancestors to PID 1; down, every descendant.
 
 use super::*;
+use crate::ctx::Expect;
 use crate::sys::proc::Ids;
 
 /// Read the tree back from `/proc` and draw it; the claims about its shape.
@@ -183,13 +184,11 @@ fn shape(ctx: &mut Ctx<'_>, tree: &Tree, below: &[(i32, usize)], janitor: Option
     ctx.claim(
         "tree_processes",
         tree_processes,
-        "== 4 (2 children, 2 grandchildren)",
-        tree_processes == 4,
+        Expect::eq(4).note("2 children, 2 grandchildren"),
     );
     ctx.claim(
         "grandchild_ppid_is_child",
         ppids_ok,
-        &format!("== true (ppid {gc_ppids})"),
-        ppids_ok,
+        Expect::eq(true).note(format!("ppid {gc_ppids}")),
     );
 }
