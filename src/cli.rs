@@ -51,7 +51,7 @@ pub struct Globals {
     #[arg(long, global = true)]
     pub quiz: bool,
 
-    /// Write the run as Chrome trace events to FILE (open in Perfetto or chrome://tracing)
+    /// Write the run as Chrome trace events to FILE (open in Perfetto or chrome://tracing); - for stdout, instead of the narration
     #[arg(long, global = true, value_name = "FILE")]
     pub trace: Option<std::path::PathBuf>,
 

@@ -53,7 +53,7 @@ pub(crate) fn run_lessons(
     let renders = renderers(g, lang, files);
     let outcome = run_all(defs, g, tour, lang, &session, renders);
     session.cleanup();
-    if let (Some(path), false) = (&g.trace, g.json) {
+    if let (Some(path), false) = (g.trace.as_ref().filter(|p| p.as_os_str() != "-"), g.json) {
         if !matches!(
             procs::stop_reason(),
             Some(procs::STOP_BROKEN_PIPE | procs::STOP_FAILED)
@@ -89,7 +89,16 @@ fn preflight(
             )));
         }
     }
-    let trace = output_file("--trace", g.trace.as_deref(), "run.json")?;
+    // `--trace -`: the trace is the run's stdout (no narration), which --json wants too.
+    let trace = match g.trace.as_deref() {
+        Some(p) if p.as_os_str() == "-" && g.json => {
+            return Err(usage_error(
+                "--trace - writes the trace to stdout, where --json writes its stream: use one of them, or give the trace a file (--trace run.json)",
+            ))
+        }
+        Some(p) if p.as_os_str() == "-" => None,
+        path => output_file("--trace", path, "run.json")?,
+    };
     let record = output_file("--record", g.record.as_deref(), "run.jsonl")?;
     Ok(Files { trace, record })
 }
@@ -136,7 +145,13 @@ fn output_file(
 fn renderers(g: &cli::Globals, lang: Lang, files: Files) -> Vec<Box<dyn narrate::Render>> {
     let stdout_tty = std::io::stdout().is_terminal();
     let mut renders: Vec<Box<dyn narrate::Render>> = Vec::new();
-    if g.json {
+    if g.trace.as_ref().is_some_and(|p| p.as_os_str() == "-") {
+        // `--trace -`: stdout carries the trace, and only it.
+        renders.push(Box::new(narrate::Named {
+            what: "the trace to stdout".into(),
+            render: narrate::trace::Trace::new(std::io::BufWriter::new(std::io::stdout())),
+        }));
+    } else if g.json {
         renders.push(Box::new(narrate::json::Json::new(std::io::stdout())));
     } else {
         let human = narrate::human::Human::new(std::io::stdout(), lang, terminal_width())

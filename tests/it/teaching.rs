@@ -243,18 +243,28 @@ fn a_trace_is_written_even_when_the_narration_is_cut_short_by_head() {
     assert!(!trace_events(&text, true).is_empty(), "{text}");
 }
 
+/// `--trace -` writes the trace to stdout, and only it (no file named `-`); beside
+/// `--json`, which wants stdout too, it is a usage error.
 #[test]
-fn trace_dash_is_refused_and_makes_no_file_named_dash() {
+fn trace_dash_writes_the_trace_to_stdout_and_refuses_json_beside_it() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mp-demo"))
-        .args(["--speed", "0", "--trace", "-", "fork"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mp-demo"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--speed", "0", "--trace", "-", "fork"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!trace_events(&text, true).is_empty(), "{text}");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.path().join("-").exists());
+    let out = run(&["--speed", "0", "--json", "--trace", "-", "fork"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
-    assert!(!dir.path().join("-").exists());
 }
 
 #[test]
