@@ -171,10 +171,16 @@ impl<W: Write + Send> Human<W> {
 
     fn time(&self, t_ns: u64) -> String {
         let ms = (t_ns as i128 - self.t0_ns as i128) as f64 / 1e6;
-        let s = if ms.abs() < 1000.0 {
-            format!("{ms:.1}ms")
-        } else {
-            format!("{:.3}s", ms / 1000.0)
+        // Never wider than the column: fewer decimals as the seconds grow (a lesson
+        // paused at --step for minutes pushed every line's text a column right, and
+        // its wrapping, made for the column, cut words in two).
+        let secs = ms / 1000.0;
+        let s = match ms.abs() {
+            m if m < 1000.0 => format!("{ms:.1}ms"),
+            m if m < 100_000.0 => format!("{secs:.3}s"),
+            m if m < 1_000_000.0 => format!("{secs:.2}s"),
+            m if m < 10_000_000.0 => format!("{secs:.1}s"),
+            _ => format!("{secs:.0}s"),
         };
         format!("{s:>w$}", w = TIME_W - 1)
     }
@@ -942,6 +948,22 @@ mod tests {
         assert!(out.contains("└ child 11"), "{out}");
         assert!(out.contains("hello from the child"), "{out}");
         assert!(out.contains("p.start()"), "{out}");
+    }
+
+    #[test]
+    fn the_time_column_keeps_its_width_however_long_the_lesson() {
+        let h = Human::new(Vec::new(), Lang::En, Some(80));
+        for (ms, shown) in [
+            (121.3, "121.3ms"),
+            (12_345.0, "12.345s"),
+            (302_549.0, "302.55s"),
+            (3_025_490.0, "3025.5s"),
+            (30_254_900.0, " 30255s"),
+        ] {
+            let t = h.time((ms * 1e6) as u64);
+            assert_eq!(t, shown);
+            assert_eq!(t.len(), TIME_W - 1);
+        }
     }
 
     #[test]
