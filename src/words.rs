@@ -207,7 +207,8 @@ pub struct EventDoc {
     /// Emitted only on some runs (`about` says when).
     #[serde(default)]
     pub optional: bool,
-    /// Fields that only some runs carry (their meaning says when).
+    /// Fields that not every event of the kind carries (their meaning says when); every
+    /// other field is on every one.
     #[serde(default)]
     pub optional_fields: Vec<String>,
 }

@@ -81,6 +81,15 @@ fn every_kind_and_field_a_lesson_emits_is_documented_and_seen() {
                     for f in carried.difference(&fields(doc)) {
                         problems.insert(format!("{lesson} {kind}: field `{f}` is not documented"));
                     }
+                    // A grader may count on every field not listed as optional.
+                    let optional = optional_fields(doc);
+                    for f in fields(doc).difference(&carried) {
+                        if !optional.contains(f) {
+                            problems.insert(format!(
+                                "{lesson} {kind}: an event without `{f}`, which is not in optional_fields"
+                            ));
+                        }
+                    }
                 }
             }
             seen.entry(kind.to_string()).or_default().extend(carried);
