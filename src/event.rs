@@ -256,6 +256,7 @@ pub enum Kind {
     LessonStart {
         lesson: String,
         title: String,
+        #[schemars(extend("enum" = ["en", "zh"]))]
         lang: String,
         janitor: Option<i32>,
     },
@@ -314,6 +315,7 @@ pub enum Kind {
         ok: bool,
         elapsed_ms: f64,
         error: Option<String>,
+        #[schemars(extend("enum" = ["SIGINT", "SIGTERM", "SIGHUP", "q"]))]
         signal: Option<String>,
     },
     /// `mp-demo tour --json`: the tour begins, with the lessons it will run, in order.
