@@ -440,18 +440,6 @@ pub fn assert_nothing_left(tag: &str, pid: Option<u32>, run: &Run) {
 /// line decodes as an event (strictly: see `event.rs`), every `lesson_start` has its
 /// `lesson_end`, and every process started has a parent known to the lesson.
 pub fn check_contract(r: &Run) {
-    check_contract_with(r, true);
-}
-
-/// [`check_contract`] without the stamp order of lines: for paced runs, where a lesson
-/// reads a grandchild's note after a reading pause and emits what it says with the
-/// note's earlier stamp (tree's `reparent`, daemon's `spawn` of the daemon), later than
-/// the narrator's hold. At `--speed 0` every lesson keeps the order.
-pub fn check_contract_unordered(r: &Run) {
-    check_contract_with(r, false);
-}
-
-fn check_contract_with(r: &Run, ordered: bool) {
     assert!(!r.events().is_empty(), "no JSON events\n{}", r.show());
     let starts = r.starts();
     assert_eq!(
@@ -480,7 +468,7 @@ fn check_contract_with(r: &Run, ordered: bool) {
     let mut exited_at: std::collections::HashMap<i64, f64> = Default::default();
     let mut last: Option<(&str, f64)> = None;
     for e in r.events() {
-        if let (true, Some((lesson, t))) = (ordered, last) {
+        if let Some((lesson, t)) = last {
             assert!(
                 lesson != e.lesson || e.t_ms >= t,
                 "out of stamp order (after {t} ms): {e}\n{}",

@@ -138,7 +138,7 @@ fn a_reader_keeps_up_with_every_lesson() {
                 let mut args = vec!["--json", "--speed", &speed];
                 args.extend(which.iter().map(String::as_str));
                 let r = common::run(&args);
-                common::check_contract_unordered(&r);
+                common::check_contract(&r);
                 let reading = reader(&r);
                 results.lock().unwrap().push((which.join(" "), reading, r));
             });

@@ -213,6 +213,10 @@ fn ctrl_c(ctx: &mut Ctx<'_>, story: &Groups, members: &Members) -> Result<()> {
         ],
     );
     let sent = Instant::now();
+    // The survivor's adoption, which its note tells only after the reaping (and, at a
+    // reading pace, after lines said meanwhile), is expected from the signal on: what
+    // is stamped after it waits for it, in stamp order.
+    let adoption = ctx.expect_news();
     killpg(group, Signal::SIGINT).context("killpg(SIGINT) of the children's group")?;
     // The children first: once a child is reaped, its children have been handed to us
     // (the subreaper), so we may wait for them too.
@@ -225,6 +229,7 @@ fn ctrl_c(ctx: &mut Ctx<'_>, story: &Groups, members: &Members) -> Result<()> {
     let took_ms = sent.elapsed().as_secs_f64() * 1000.0;
     // The survivor was handed to us while we reaped its parent: it says so first.
     survived(ctx, story, survivor_pgid)?;
+    drop(adoption);
     let ended = codes.iter().filter(|&&c| c == -2).count();
     say!(
         ctx,
