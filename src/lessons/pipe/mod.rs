@@ -147,6 +147,9 @@ fn duplex(ctx: &mut Ctx<'_>) -> Result<bool> {
     // Its answer can come before its line about it: wait for the line, so that mine is
     // paced after it (on a busy machine, else, both were on the screen at once).
     child.expect(TIMEOUT, |r: &Reply| matches!(r, Reply::Answered))?;
+    // The reader's pace first, then the receive and the line that tells it, together
+    // (a wait for the reader between them would leave the receive on a line of its own).
+    ctx.keep_up();
     ctx.act_at(
         me,
         now_ns(),
@@ -154,11 +157,14 @@ fn duplex(ctx: &mut Ctx<'_>) -> Result<bool> {
         &msg_fields("duplex", ("from", answer.pid), &answer),
     );
     let expected_sum: i64 = request.args.iter().sum();
-    say!(
+    say_for!(
         ctx,
+        me,
+        now_ns(),
         "duplex_answer",
         &[("obj", &answer), ("sum", &expected_sum)]
     );
+    ctx.keep_up();
     ctx.pause(1500)?;
     let ok = answer.id == request.id && answer.args == [expected_sum] && answer.pid == cpid;
 
@@ -250,6 +256,9 @@ fn simplex(ctx: &mut Ctx<'_>, messages: u32) -> Result<(bool, char)> {
     // Before the first send: the reader asleep in recv().
     ctx.show(2500)?;
 
+    // Said first, and then done at once: the sends are what the line told, and the
+    // reader's receives and its end of file come together, with its line about them.
+    say!(ctx, "simplex_close", &[("n", &messages)]);
     let mut sent = Vec::new();
     for i in 1..=messages {
         let m = Msg {
@@ -266,9 +275,7 @@ fn simplex(ctx: &mut Ctx<'_>, messages: u32) -> Result<(bool, char)> {
         );
         w.send(&m)?;
         sent.push(m.id);
-        ctx.pause(700)?;
     }
-    say!(ctx, "simplex_close", &[("n", &messages)]);
     drop(w);
     let got = match reader.decode(&reader.reply(TIMEOUT)?)? {
         Reply::Received { ids } => ids,
