@@ -169,6 +169,26 @@ fn a_reader_keeps_up_with_every_lesson() {
             // Not a failure: a lag varies from run to run; the list is read by people.
             eprintln!("{name} kept the promise this time: take it off PENDING if it lasts");
         }
+        // The same run as a person sees it at 80 columns (its replay: the human view is
+        // a function of the stream): paced, each act still folds into the sentence that
+        // tells it, so the lesson keeps to its line count (the view's test counts runs at
+        // --speed 0, where everything is at once).
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("run.jsonl");
+        std::fs::write(&file, &r.stdout).unwrap();
+        let shown = common::run_env(
+            &["--color", "never", "--speed", "0", "replay", file.to_str().unwrap()],
+            &[("COLUMNS", "80")],
+        );
+        let lines = shown.stdout.lines().count();
+        if lines > PACED_MAX_LINES {
+            failed.push(format!(
+                "{name}: {lines} lines at 80 columns at a reading pace, more than {PACED_MAX_LINES}"
+            ));
+        }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
 }
+
+/// Issue 14's line count, for a lesson shown at a reading pace (see `view.rs`).
+const PACED_MAX_LINES: usize = 150;
