@@ -235,11 +235,7 @@ mod tests {
             .collect();
         // Every core kind, and no other (a variant missing from CORE_KINDS would be read
         // back from a recording as a lesson's own kind), then quiz.
-        let core: Vec<&str> = kinds
-            .iter()
-            .copied()
-            .filter(|k| *k != "quiz")
-            .collect();
+        let core: Vec<&str> = kinds.iter().copied().filter(|k| *k != "quiz").collect();
         assert_eq!(core, crate::event::CORE_KINDS);
         assert!(kinds.contains(&"quiz"), "{kinds:?}");
         let text = s.to_string();

@@ -357,6 +357,8 @@ impl<R: Render> Render for AsStreamed<R> {
         if let Kind::LessonStart { lesson, .. } = &ev.kind {
             self.lesson = Some((lesson.clone(), ev.t_ns));
         }
+        // An event the stream could not carry back (there is none: tests/it/replay.rs
+        // replays every lesson from its recording and compares) is rendered as it is.
         let card = matches!(&ev.kind, Kind::Act { act, .. } if act == "tour_card");
         let streamed = match &self.lesson {
             Some((lesson, t0)) if !card => Event::from_json(&ev.to_json(lesson, *t0), *t0)
