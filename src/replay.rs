@@ -11,7 +11,7 @@ use crate::event::{Event, Kind};
 use crate::narrate::{human::Human, Render};
 use crate::words::Lang;
 use crate::{cli, procs, term};
-use std::io::{BufRead, IsTerminal};
+use std::io::BufRead;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -85,10 +85,7 @@ fn recorded_lang(events: &[Event], g: &cli::Globals) -> Lang {
 /// with every claim held, 1 when one did not or the recording stops before its end), 2
 /// for a usage error, 1 for a file that is no recording.
 pub(crate) fn replay(m: &clap::ArgMatches, g: &cli::Globals) -> ExitCode {
-    let usage = |msg: &str| {
-        procs::diag(format_args!("mp-demo: error: {msg}"));
-        ExitCode::from(2)
-    };
+    let usage = crate::run::usage_error;
     for (flag, on) in [
         ("--json", g.json),
         ("--quiz", g.quiz),
@@ -117,12 +114,7 @@ pub(crate) fn replay(m: &clap::ArgMatches, g: &cli::Globals) -> ExitCode {
             &[("option", &"--step")]
         ));
     }
-    let width = std::io::stdout()
-        .is_terminal()
-        .then(crossterm::terminal::size)
-        .and_then(Result::ok)
-        .map(|(w, _)| usize::from(w))
-        .filter(|&w| w > 0);
+    let width = crate::run::terminal_width();
     let mut human = Human::new(std::io::stdout(), lang, width).verbose(g.verbose);
     // The live panel, as a run shows it on a terminal: it is drawn from the events too.
     let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
@@ -140,7 +132,7 @@ pub(crate) fn replay(m: &clap::ArgMatches, g: &cli::Globals) -> ExitCode {
         // Ctrl-C at a pause (read as a key there), or a signal: an interrupt, as in a run.
         Ok(false) if stopped_by().is_some() => {
             let sig = stopped_by().unwrap_or(nix::libc::SIGINT);
-            let name = nix::sys::signal::Signal::try_from(sig).map_or("SIGINT", |s| s.as_str());
+            let name = crate::run::signal_name(sig);
             procs::last_word(format_args!(
                 "mp-demo: {}",
                 crate::ui!(lang, "replay_interrupted", &[("signal", &name)])

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 /// A usage error found before anything runs: one line, exit 2.
-fn usage_error(msg: &str) -> ExitCode {
+pub(crate) fn usage_error(msg: &str) -> ExitCode {
     procs::diag(format_args!("mp-demo: error: {msg}"));
     ExitCode::from(2)
 }
@@ -189,7 +189,7 @@ struct Tally {
 }
 
 /// The width of the terminal stdout is, if it is one (lines are wrapped to it).
-fn terminal_width() -> Option<usize> {
+pub(crate) fn terminal_width() -> Option<usize> {
     std::io::stdout()
         .is_terminal()
         .then(crossterm::terminal::size)
@@ -471,7 +471,7 @@ fn run_one(
 }
 
 /// `SIGINT` for 2: the name of a stop signal, as stderr and `lesson_end` say it.
-fn signal_name(sig: i32) -> String {
+pub(crate) fn signal_name(sig: i32) -> String {
     nix::sys::signal::Signal::try_from(sig)
         .map(|s| s.as_str().to_string())
         .unwrap_or_else(|_| format!("signal {sig}"))
